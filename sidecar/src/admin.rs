@@ -1,0 +1,69 @@
+//! The admin port: `/healthz` (the process is alive), `/readyz` (a snapshot is loaded and
+//! the sidecar is not draining), `/config` (the active version and policy as JSON).
+//! Bound to loopback by default; it never proxies.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::live::Live;
+
+/// Serves the admin endpoints until the task is dropped.
+pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let live = live.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let live = live.clone();
+                async move { Ok::<_, Infallible>(route(&live, &req)) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn route(live: &Live, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if live.ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/config" => config(live),
+        _ => text(StatusCode::NOT_FOUND, "try /healthz, /readyz or /config\n"),
+    }
+}
+
+fn config(live: &Live) -> Response<Full<Bytes>> {
+    let body = match live.snapshot() {
+        Some(s) => serde_json::json!({
+            "service": &*s.service,
+            "version": s.version,
+            "content_hash": s.content_hash,
+            "origin": live.origin(),
+            "swaps": live.swaps(),
+            "ready": live.ready(),
+            "policy": s.source_yaml,
+        }),
+        None => serde_json::json!({ "version": 0, "ready": false, "swaps": live.swaps() }),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())));
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,176 @@
+//! The domain snapshot the request path reads: validated, compiled, and free of prost's
+//! `Option` soup. Built from the proto snapshot once per push (`convert.rs`), then swapped
+//! in whole; the request path loads it once and never sees a half-applied policy.
+
+mod convert;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+pub use convert::{CompileContext, InvalidSnapshot};
+
+use crate::normalize::prefix_matches;
+use crate::upstream::Client;
+
+/// Whether rules deny or only report what they would deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    DryRun,
+}
+
+/// One service's compiled policy at one version.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub service: Arc<str>,
+    pub version: u64,
+    pub content_hash: String,
+    pub mode: Mode,
+    /// In file order: the first match wins.
+    pub routes: Vec<Route>,
+    /// `app` first, then the policy's upstreams by name.
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub default_timeout: Duration,
+    pub default_max_body: u64,
+    pub source_yaml: String,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub host: HostMatch,
+    pub path: PathMatch,
+    /// Empty = any method.
+    pub methods: Vec<Method>,
+    /// Each must be present with exactly this value.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Replaces the matched path or prefix.
+    pub rewrite_path: Option<String>,
+    pub rewrite_host: Option<HeaderValue>,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+    pub timeout: Duration,
+    pub upstream: Arc<Upstream>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`: matches `a.example.com`, not `example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Any,
+    Exact(String),
+    /// On segment boundaries.
+    Prefix(String),
+}
+
+#[derive(Debug, Default)]
+pub struct HeaderOps {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+/// A named set of endpoints, picked round-robin.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub endpoints: Vec<Authority>,
+    pub connect_timeout: Duration,
+    /// Pooled keep-alive connections; shared across snapshots with the same timeout.
+    pub client: Client,
+    next: AtomicUsize,
+}
+
+impl Upstream {
+    pub fn new(name: &str, endpoints: Vec<Authority>, connect_timeout: Duration, client: Client) -> Self {
+        Upstream { name: name.into(), endpoints, connect_timeout, client, next: AtomicUsize::new(0) }
+    }
+
+    /// The next endpoint in round-robin order.
+    pub fn pick(&self) -> &Authority {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.endpoints[i % self.endpoints.len()]
+    }
+}
+
+/// Why a route did not match a request (for `explain`), checked in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    Host,
+    Path,
+    Method,
+    Header,
+}
+
+impl Mismatch {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Mismatch::Host => "host differs",
+            Mismatch::Path => "path differs",
+            Mismatch::Method => "method not listed",
+            Mismatch::Header => "a required header is missing or differs",
+        }
+    }
+}
+
+impl Route {
+    /// None when the route matches; otherwise the first reason it does not.
+    pub fn mismatch(&self, method: &Method, host: &str, path: &str, headers: &HeaderMap) -> Option<Mismatch> {
+        let host_ok = match &self.host {
+            HostMatch::Any => true,
+            HostMatch::Exact(h) => h == host,
+            HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        };
+        if !host_ok {
+            return Some(Mismatch::Host);
+        }
+        let path_ok = match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => prefix_matches(path, p),
+        };
+        if !path_ok {
+            return Some(Mismatch::Path);
+        }
+        if !self.methods.is_empty() && !self.methods.contains(method) {
+            return Some(Mismatch::Method);
+        }
+        if !self.headers.iter().all(|(k, v)| headers.get(k) == Some(v)) {
+            return Some(Mismatch::Header);
+        }
+        None
+    }
+
+    /// The path the upstream receives: the rewrite replaces the matched part.
+    /// None when the route does not rewrite (the normalized path is sent as is).
+    pub fn rewritten_path(&self, path: &str) -> Option<String> {
+        let new = self.rewrite_path.as_deref()?;
+        let rest = match &self.path {
+            PathMatch::Prefix(p) if p != "/" => &path[p.len()..],
+            PathMatch::Prefix(_) | PathMatch::Any => path,
+            PathMatch::Exact(_) => "",
+        };
+        let mut out = String::with_capacity(new.len() + rest.len());
+        out.push_str(new.trim_end_matches('/'));
+        if !rest.is_empty() && !rest.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(rest);
+        if out.is_empty() {
+            out.push('/');
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! The control-plane client: one long-lived `Subscribe` stream. Says hello with the
+//! version it serves, installs every snapshot pushed to it and answers ACK or NACK, sends
+//! heartbeats, and reconnects with jittered exponential backoff when the stream breaks.
+//! While it is disconnected the sidecar keeps serving what it has.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Endpoint;
+use warden_proto::v1::sidecar_message::Kind;
+use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
+use warden_proto::v1::{Ack, Heartbeat, Hello, Nack, SidecarMessage};
+
+use crate::live::{Live, Origin};
+use crate::policy::SCHEMA;
+
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Who this sidecar is to the control plane.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub url: String,
+    pub service: String,
+    pub instance: String,
+    pub token: Option<String>,
+}
+
+/// Runs forever: connect, follow the stream, back off, reconnect.
+pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
+    let mut failures: u32 = 0;
+    loop {
+        match session(&cfg, &live, &mut failures).await {
+            Ok(()) => tracing::warn!(url = %cfg.url, "control plane closed the stream; reconnecting"),
+            Err(e) => tracing::warn!(url = %cfg.url, error = %e, "control plane unreachable; serving the current snapshot"),
+        }
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+/// Full jitter: a random wait up to base·2ⁿ, capped, so a fleet does not reconnect in step.
+fn backoff(failures: u32) -> Duration {
+    let cap = BACKOFF_BASE.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
+    let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(ms / 2..=ms))
+}
+
+async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow::Result<()> {
+    let channel = Endpoint::from_shared(cfg.url.clone())?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await?;
+    let token = cfg.token.as_ref().map(|t| MetadataValue::try_from(format!("Bearer {t}"))).transpose()?;
+    let mut client = SidecarServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(t) = &token {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    });
+
+    let (tx, rx) = mpsc::channel(16);
+    let hello = Hello {
+        service: cfg.service.clone(),
+        instance: cfg.instance.clone(),
+        version: live.version(),
+        sidecar_version: env!("CARGO_PKG_VERSION").into(),
+        schema: SCHEMA,
+    };
+    tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await?;
+    let mut pushes = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();
+    tracing::info!(url = %cfg.url, service = %cfg.service, instance = %cfg.instance, "connected to the control plane");
+    *failures = 0;
+
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            push = pushes.message() => {
+                let Some(push) = push? else { return Ok(()) };
+                let Some(snapshot) = push.snapshot else { continue };
+                let kind = match live.install(&snapshot, Origin::ControlPlane).await {
+                    Ok(_) => Kind::Ack(Ack { version: snapshot.version }),
+                    Err(e) => {
+                        tracing::error!(version = snapshot.version, error = %e, "snapshot refused (NACK); the previous one keeps serving");
+                        Kind::Nack(Nack { version: snapshot.version, error: e.to_string() })
+                    }
+                };
+                tx.send(SidecarMessage { kind: Some(kind) }).await?;
+            }
+            _ = heartbeat.tick() => {
+                tx.send(SidecarMessage { kind: Some(Kind::Heartbeat(Heartbeat {})) }).await?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for n in 0..40 {
+            let d = backoff(n);
+            assert!(d <= BACKOFF_MAX, "{n}: {d:?}");
+        }
+        assert!(backoff(1) <= BACKOFF_BASE * 2);
+        assert!(backoff(30) >= BACKOFF_MAX / 2);
+    }
+}

@@ -1,0 +1,161 @@
+//! Every response Warden itself generates, in one place: the status, the JSON body with a
+//! reason a customer can read, and the headers that tell a proxy answer from an app answer
+//! (`x-warden-denied-by`, `x-request-id`, RFC 9209 `proxy-status`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::normalize::PathError;
+use crate::upstream::UpstreamFailure;
+
+/// The layer name every Warden-generated response carries.
+pub const LAYER: &str = "warden-sidecar";
+
+/// Why Warden answered instead of the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No policy has been loaded yet.
+    NotReady,
+    /// The request path could not be normalized.
+    BadPath(PathError),
+    /// No route matches.
+    NoRoute,
+    /// The upstream could not be reached or failed.
+    Upstream { upstream: String, failure: UpstreamFailure },
+    /// The upstream did not answer within the route's timeout.
+    UpstreamTimeout { upstream: String, after: Duration },
+}
+
+/// Who is at fault: picks the metric label and whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client sent something we refuse.
+    Downstream,
+    /// The upstream failed.
+    Upstream,
+    /// Warden is not ready.
+    Proxy,
+}
+
+/// Request facts a refusal's body names.
+pub struct DenyContext<'a> {
+    pub service: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub request_id: &'a HeaderValue,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::BadPath(_) => StatusCode::BAD_REQUEST,
+            Refusal::NoRoute => StatusCode::NOT_FOUND,
+            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } | Refusal::UpstreamTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Refusal::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self {
+            Refusal::NotReady => Fault::Proxy,
+            Refusal::BadPath(_) | Refusal::NoRoute => Fault::Downstream,
+            Refusal::Upstream { .. } | Refusal::UpstreamTimeout { .. } => Fault::Upstream,
+        }
+    }
+
+    /// Stable machine-readable reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotReady => "not_ready",
+            Refusal::BadPath(_) => "bad_path",
+            Refusal::NoRoute => "no_route",
+            Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "upstream_unreachable",
+            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "upstream_connect_timeout",
+            Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "upstream_error",
+            Refusal::UpstreamTimeout { .. } => "upstream_timeout",
+        }
+    }
+
+    /// The rule that answered, for `x-warden-denied-by`.
+    pub fn rule(&self) -> String {
+        match self {
+            Refusal::NotReady => "no-policy".into(),
+            Refusal::BadPath(_) => "path-normalization".into(),
+            Refusal::NoRoute => "no-route".into(),
+            Refusal::Upstream { upstream, .. } | Refusal::UpstreamTimeout { upstream, .. } => format!("upstream:{upstream}"),
+        }
+    }
+
+    /// The RFC 9209 error type.
+    fn proxy_error(&self) -> &'static str {
+        match self {
+            Refusal::NotReady => "destination_unavailable",
+            Refusal::BadPath(_) => "http_request_error",
+            Refusal::NoRoute => "destination_not_found",
+            Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "connection_refused",
+            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "connection_timeout",
+            Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "http_protocol_error",
+            Refusal::UpstreamTimeout { .. } => "http_response_timeout",
+        }
+    }
+
+    /// What a customer reads.
+    pub fn message(&self, service: Option<&str>) -> String {
+        let service = service.unwrap_or("this service");
+        match self {
+            Refusal::NotReady => "The proxy has not loaded its policy yet. Retry in a few seconds.".into(),
+            Refusal::BadPath(e) => format!("The request was refused: {e}."),
+            Refusal::NoRoute => format!("No route of '{service}' matches this request."),
+            Refusal::Upstream { upstream, failure: UpstreamFailure::Refused } => {
+                format!("'{service}' could not be reached (upstream '{upstream}' refused the connection).")
+            }
+            Refusal::Upstream { upstream, failure: UpstreamFailure::ConnectTimeout } => {
+                format!("'{service}' could not be reached in time (connecting to upstream '{upstream}' timed out).")
+            }
+            Refusal::Upstream { upstream, failure: UpstreamFailure::Protocol } => {
+                format!("'{service}' failed to answer (upstream '{upstream}' broke the connection).")
+            }
+            Refusal::UpstreamTimeout { upstream, after } => {
+                format!("'{service}' did not answer within {} (upstream '{upstream}').", crate::policy::format_duration(*after))
+            }
+        }
+    }
+
+    /// The full response.
+    pub fn response(&self, ctx: &DenyContext<'_>) -> Response<Full<Bytes>> {
+        let rule = self.rule();
+        let body = serde_json::json!({
+            "error": {
+                "code": self.code(),
+                "message": self.message(ctx.service),
+                "rule": rule,
+                "route": ctx.route,
+                "service": ctx.service,
+                "layer": LAYER,
+                "request_id": ctx.request_id.to_str().unwrap_or_default(),
+            }
+        });
+        let mut body = serde_json::to_vec(&body).unwrap_or_default();
+        body.push(b'\n');
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert("x-request-id", ctx.request_id.clone());
+        if let Ok(v) = HeaderValue::from_str(&rule) {
+            h.insert("x-warden-denied-by", v);
+        }
+        let status = format!("{LAYER}; error={}; details=\"{}\"", self.proxy_error(), rule.replace('"', ""));
+        if let Ok(v) = HeaderValue::from_str(&status) {
+            h.insert("proxy-status", v);
+        }
+        resp
+    }
+}

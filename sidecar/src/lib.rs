@@ -1,0 +1,47 @@
+//! Warden's data plane: the sidecar that sits beside one service, and the policy model
+//! that the control plane and `wardenctl` share with it.
+//!
+//! # The life of a request
+//!
+//! ```text
+//! listener.rs   accept TCP, speak HTTP/1.1 or h2c (hyper-util auto)
+//!   proxy.rs    handle(req):
+//!                 snapshot = live.snapshot()          one atomic load, no lock
+//!                 path     = normalize_path(uri)      normalize.rs
+//!                 decision = decide(&snapshot, head)  decide.rs (pure; also `wardenctl explain`)
+//!                 Deny(r)    -> r.response()          deny.rs (the one place for refusals)
+//!                 Forward(r) -> upstream client       upstream.rs (pooled keep-alive)
+//! ```
+//!
+//! # The life of a policy
+//!
+//! ```text
+//! YAML -> policy::parse_file -> policy::build -> proto Snapshot   (control plane or --policy-file)
+//!      -> control.rs receives it -> live.install():
+//!           config::Snapshot::compile (typed InvalidSnapshot -> NACK)
+//!           upstream::check_resolvable
+//!           ArcSwap::store, then state::save (last known good) -> ACK
+//! ```
+//!
+//! # Layout
+//!
+//! - `policy/`: the YAML model, validation with line/column errors, the snapshot builder.
+//! - `config/`: the compiled domain snapshot the request path reads.
+//! - `normalize`, `decide`, `deny`: pure request logic.
+//! - `proxy`, `listener`, `upstream`: the request path's I/O.
+//! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
+//! - `admin`: health, readiness and the config dump.
+
+pub mod admin;
+pub mod config;
+pub mod control;
+pub mod decide;
+pub mod deny;
+pub mod listener;
+pub mod live;
+pub mod normalize;
+pub mod policy;
+pub mod policy_file;
+pub mod proxy;
+pub mod state;
+pub mod upstream;

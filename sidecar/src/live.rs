@@ -1,0 +1,133 @@
+//! The sidecar's live state: the active snapshot behind one `ArcSwap`, the connection
+//! pools that outlive snapshots, and `install`, the one way a new policy goes live
+//! (compile → check → swap → persist), whoever delivered it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwapOption;
+use http::uri::Authority;
+use warden_proto::v1 as pb;
+
+use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
+use crate::state;
+use crate::upstream::{ClientPool, check_resolvable};
+
+/// Where the active snapshot came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    ControlPlane,
+    /// The last known good snapshot in `--state-dir`.
+    Disk,
+    PolicyFile,
+}
+
+/// Shared by the listener, the admin server and whatever delivers policy.
+#[derive(Debug)]
+pub struct Live {
+    snapshot: ArcSwapOption<Snapshot>,
+    origin: Mutex<Option<Origin>>,
+    swaps: AtomicU64,
+    draining: AtomicBool,
+    clients: ClientPool,
+    app: Authority,
+    service: Option<String>,
+    state_dir: Option<PathBuf>,
+}
+
+impl Live {
+    /// `service`: refuse snapshots for any other service. `state_dir`: where to persist.
+    pub fn new(app: Authority, service: Option<String>, state_dir: Option<PathBuf>) -> Self {
+        Live {
+            snapshot: ArcSwapOption::empty(),
+            origin: Mutex::new(None),
+            swaps: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            clients: ClientPool::default(),
+            app,
+            service,
+            state_dir,
+        }
+    }
+
+    /// The active snapshot: one atomic load. Call once per request.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.load_full()
+    }
+
+    pub fn origin(&self) -> Option<Origin> {
+        *self.origin.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many snapshots have gone live since start.
+    pub fn swaps(&self) -> u64 {
+        self.swaps.load(Ordering::Relaxed)
+    }
+
+    /// Ready for traffic: a snapshot is loaded and the sidecar is not draining.
+    pub fn ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.snapshot.load().is_some()
+    }
+
+    /// From now on `/readyz` says no, so load balancers stop sending new requests.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The version being served, 0 for none.
+    pub fn version(&self) -> u64 {
+        self.snapshot.load().as_ref().map_or(0, |s| s.version)
+    }
+
+    /// Compiles and checks a snapshot, then makes it the active one and persists it as the
+    /// last known good. On error nothing changes: the old snapshot keeps serving.
+    pub async fn install(&self, proto: &pb::Snapshot, origin: Origin) -> Result<Arc<Snapshot>, InvalidSnapshot> {
+        if let Some(cur) = self.snapshot()
+            && cur.version == proto.version
+            && cur.content_hash == proto.content_hash
+        {
+            self.set_origin(origin);
+            return Ok(cur);
+        }
+        let ctx = CompileContext { app: self.app.clone(), clients: &self.clients, service: self.service.as_deref() };
+        let compiled = Snapshot::compile(proto, &ctx)?;
+        check_resolvable(&compiled).await?;
+        let compiled = Arc::new(compiled);
+        self.snapshot.store(Some(compiled.clone()));
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+        self.set_origin(origin);
+        tracing::info!(service = %compiled.service, version = compiled.version, ?origin, "snapshot active");
+        if origin != Origin::Disk
+            && let Some(dir) = &self.state_dir
+            && let Err(e) = state::save(dir, proto).await
+        {
+            tracing::warn!(error = %e, dir = %dir.display(), "could not persist the last known good snapshot");
+        }
+        Ok(compiled)
+    }
+
+    /// Loads the last known good snapshot from `--state-dir`, if there is one.
+    pub async fn load_from_disk(&self) -> Option<u64> {
+        let dir = self.state_dir.as_ref()?;
+        match state::load(dir).await {
+            Ok(Some(proto)) => match self.install(&proto, Origin::Disk).await {
+                Ok(s) => Some(s.version),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the snapshot on disk cannot be served");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "could not read the snapshot on disk");
+                None
+            }
+        }
+    }
+
+    fn set_origin(&self, origin: Origin) {
+        *self.origin.lock().unwrap_or_else(PoisonError::into_inner) = Some(origin);
+    }
+}

@@ -1,0 +1,141 @@
+//! `warden-sidecar`: parses flags, starts the listener, the admin port and whichever
+//! policy source was chosen (control plane or local file), and drains on SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use http::uri::Authority;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use warden_sidecar::control::{self, ControlConfig};
+use warden_sidecar::live::Live;
+use warden_sidecar::{admin, listener, policy, policy_file};
+
+/// Warden's per-service sidecar proxy.
+#[derive(Debug, Parser)]
+#[command(name = "warden-sidecar", version)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["control_plane", "policy_file"]))]
+struct Args {
+    /// Which service's policy this sidecar receives.
+    #[arg(long, env = "WARDEN_SERVICE")]
+    service: Option<String>,
+    /// Control plane URL, e.g. http://127.0.0.1:7070.
+    #[arg(long, env = "WARDEN_CONTROL_PLANE")]
+    control_plane: Option<String>,
+    /// Run standalone from this YAML file, reloaded when it changes.
+    #[arg(long, env = "WARDEN_POLICY_FILE")]
+    policy_file: Option<PathBuf>,
+    /// Inbound traffic.
+    #[arg(long, env = "WARDEN_LISTEN", default_value = "0.0.0.0:15001")]
+    listen: SocketAddr,
+    /// The local app: the upstream named `app`.
+    #[arg(long, env = "WARDEN_UPSTREAM", default_value = "127.0.0.1:8080")]
+    upstream: String,
+    /// Health, readiness and config dump.
+    #[arg(long, env = "WARDEN_ADMIN", default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Where the last known good snapshot is kept.
+    #[arg(long, env = "WARDEN_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Bearer token for the control plane.
+    #[arg(long, env = "WARDEN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// This sidecar's name in `wardenctl status` (default: host name and listen port).
+    #[arg(long, env = "WARDEN_INSTANCE")]
+    instance: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "WARDEN_THREADS")]
+    threads: Option<usize>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "WARDEN_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    policy::parse_duration(s)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    rt.enable_all().build()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.control_plane.is_some() && args.service.is_none() {
+        anyhow::bail!("--service is required with --control-plane");
+    }
+    let app: Authority = args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
+    let live = Arc::new(Live::new(app, args.service.clone(), args.state_dir.clone()));
+
+    let proxy_listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin).await.with_context(|| format!("binding --admin {}", args.admin))?;
+    let proxy_addr = proxy_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    if let Some(v) = live.load_from_disk().await {
+        tracing::info!(version = v, "serving the last known good snapshot from disk until the control plane answers");
+    }
+
+    if let Some(url) = args.control_plane.clone() {
+        let token = match &args.token_file {
+            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading --token-file {}", f.display()))?.trim().to_owned()),
+            None => None,
+        };
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "sidecar".into());
+        let cfg = ControlConfig {
+            url,
+            service: args.service.clone().unwrap_or_default(),
+            instance: args.instance.clone().unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
+            token,
+        };
+        tokio::spawn(control::run(cfg, live.clone()));
+    } else if let Some(path) = args.policy_file.clone() {
+        tokio::spawn(policy_file::watch(path, args.service.clone(), live.clone()));
+    }
+
+    tokio::spawn(admin::serve(admin_listener, live.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, args.drain_timeout));
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: readiness off, draining");
+    live.start_draining();
+    let _ = stop_tx.send(true);
+    server.await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

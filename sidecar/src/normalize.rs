@@ -1,0 +1,169 @@
+//! Request path normalization and segment-boundary prefix matching.
+//!
+//! Routes match on the normalized path and the app receives that same path, so the proxy
+//! and the app can never disagree about which route a request took. The rules:
+//! percent-encoded unreserved characters are decoded (`%7E` → `~`, `%2e` → `.`), other
+//! escapes are kept with upper-case hex (`%2f` → `%2F`, never a separator), repeated
+//! slashes merge, and `.` / `..` segments are resolved without climbing above `/`
+//! (RFC 3986 §6.2.2). A malformed escape or a path that is not `/…` is refused.
+
+use std::borrow::Cow;
+
+/// Why a request path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request path must start with '/'")]
+    NotOriginForm,
+    #[error("the request path has a malformed percent-escape")]
+    BadEscape,
+    #[error("the request path is not valid UTF-8 once decoded")]
+    NotUtf8,
+}
+
+/// Normalizes a request path (without its query). Borrows when already normal.
+pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotOriginForm);
+    }
+    if is_normal(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let decoded = decode_unreserved(raw.as_bytes())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    Ok(Cow::Owned(resolve_segments(&decoded)))
+}
+
+/// True when `path` equals `prefix` or continues it at a segment boundary:
+/// `/api` matches `/api` and `/api/x`, never `/apix`. `/` matches everything.
+pub fn prefix_matches(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+fn is_normal(p: &str) -> bool {
+    !p.contains('%') && !p.contains("//") && !p.split('/').any(|s| s == "." || s == "..")
+}
+
+fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'%' {
+            out.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        let hi = raw.get(i + 1).and_then(|c| hex(*c)).ok_or(PathError::BadEscape)?;
+        let lo = raw.get(i + 2).and_then(|c| hex(*c)).ok_or(PathError::BadEscape)?;
+        let byte = hi << 4 | lo;
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte);
+        } else {
+            out.push(b'%');
+            out.push(HEX_UPPER[usize::from(hi)]);
+            out.push(HEX_UPPER[usize::from(lo)]);
+        }
+        i += 3;
+    }
+    Ok(out)
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn resolve_segments(p: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut trailing = false;
+    for seg in p.split('/').skip(1) {
+        trailing = matches!(seg, "" | "." | "..");
+        match seg {
+            "" | "." => {}
+            ".." => {
+                kept.pop();
+            }
+            s => kept.push(s),
+        }
+    }
+    let mut out = String::with_capacity(p.len());
+    for seg in &kept {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_table() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("//a///b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/a/b/..", "/a/"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("/%2e%2e/admin", "/admin"),
+            ("/api/%2E%2E/admin", "/admin"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%2Fb/../c", "/c"),
+            ("/%7Euser", "/~user"),
+            ("/caf%C3%A9", "/caf%C3%A9"),
+            ("/a;b=1", "/a;b=1"),
+            ("/.", "/"),
+            ("/a/.", "/a/"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn refused_paths() {
+        assert_eq!(normalize_path("a/b"), Err(PathError::NotOriginForm));
+        assert_eq!(normalize_path("*"), Err(PathError::NotOriginForm));
+        assert_eq!(normalize_path("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(normalize_path("/a%4"), Err(PathError::BadEscape));
+    }
+
+    #[test]
+    fn already_normal_paths_are_borrowed() {
+        assert!(matches!(normalize_path("/api/v1/orders"), Ok(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn prefix_on_segment_boundaries() {
+        let cases = [
+            ("/api", "/api", true),
+            ("/api/x", "/api", true),
+            ("/api/", "/api", true),
+            ("/apix", "/api", false),
+            ("/ap", "/api", false),
+            ("/anything", "/", true),
+            ("/api/v1/x", "/api/v1", true),
+        ];
+        for (path, prefix, want) in cases {
+            assert_eq!(prefix_matches(path, prefix), want, "{path} vs {prefix}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The snapshot builder: a validated `Policy` → the proto `Snapshot` pushed to sidecars.
+//!
+//! Pure and deterministic: the same document and version always give the same bytes
+//! (maps are sorted, units are resolved to milliseconds and bytes), so the control plane
+//! builds once per service and version and every subscriber gets the same snapshot.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use warden_proto::v1 as pb;
+
+use super::model::{HeaderOpsSpec, Mode, Policy, RouteSpec};
+
+/// The snapshot format this build writes and understands.
+pub const SCHEMA: u32 = 1;
+/// Used when the policy sets no `defaults.timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Used when the policy sets no `defaults.max_body`.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+/// Used when an upstream sets no `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Lowercase hex SHA-256 of a document's text: its identity in the store.
+pub fn content_hash(source: &str) -> String {
+    hex::encode(Sha256::digest(source.as_bytes()))
+}
+
+/// Builds the snapshot for one policy document at one version.
+pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
+    pb::Snapshot {
+        schema: SCHEMA,
+        service: policy.service.clone(),
+        version,
+        content_hash: content_hash(source),
+        mode: match policy.mode {
+            Mode::Enforce => pb::Mode::Enforce,
+            Mode::DryRun => pb::Mode::DryRun,
+        } as i32,
+        upstreams: policy
+            .upstreams
+            .iter()
+            .map(|(name, up)| pb::Upstream {
+                name: name.clone(),
+                endpoints: up.endpoints.clone(),
+                connect_timeout_ms: millis(up.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0)),
+            })
+            .collect(),
+        defaults: Some(pb::Defaults {
+            timeout_ms: millis(policy.defaults.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0)),
+            max_body_bytes: policy.defaults.max_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
+        }),
+        routes: policy.routes.iter().map(route).collect(),
+        source_yaml: source.to_owned(),
+    }
+}
+
+fn route(r: &RouteSpec) -> pb::Route {
+    let m = &r.matches;
+    pb::Route {
+        name: r.name.clone(),
+        r#match: Some(pb::RouteMatch {
+            host: m.host.clone().unwrap_or_default(),
+            path: match (&m.path, &m.path_prefix) {
+                (Some(p), _) => Some(pb::route_match::Path::Exact(p.clone())),
+                (None, Some(p)) => Some(pb::route_match::Path::Prefix(p.clone())),
+                (None, None) => None,
+            },
+            methods: m.methods.clone(),
+            headers: m.headers.iter().map(|(k, v)| header(k, v)).collect(),
+        }),
+        rewrite: r.rewrite.as_ref().map(|rw| pb::Rewrite {
+            path_prefix: rw.path_prefix.clone().unwrap_or_default(),
+            host: rw.host.clone().unwrap_or_default(),
+        }),
+        request_headers: r.request_headers.as_ref().map(header_ops),
+        response_headers: r.response_headers.as_ref().map(header_ops),
+        timeout_ms: r.timeout.map_or(0, |d| millis(d.0)),
+        upstream: r.upstream.clone().unwrap_or_default(),
+    }
+}
+
+fn header_ops(ops: &HeaderOpsSpec) -> pb::HeaderOps {
+    pb::HeaderOps {
+        set: ops.set.iter().map(|(k, v)| header(k, v)).collect(),
+        remove: ops.remove.iter().map(|h| h.to_ascii_lowercase()).collect(),
+    }
+}
+
+fn header(name: &str, value: &str) -> pb::Header {
+    pb::Header { name: name.to_ascii_lowercase(), value: value.to_owned() }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

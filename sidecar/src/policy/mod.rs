@@ -1,0 +1,22 @@
+//! The policy model: the YAML format operators write, its validation, and the builder
+//! that turns it into the snapshot sidecars enforce.
+//!
+//! This module is the one authority on what a policy means. The control plane calls it
+//! to validate and build, `wardenctl validate`/`explain` call it offline, and the
+//! sidecar's `--policy-file` mode uses it too, so there is one parser and one builder.
+
+mod build;
+mod locate;
+mod model;
+mod parse;
+mod units;
+mod validate;
+
+pub use build::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, SCHEMA, build, content_hash};
+pub use model::{DefaultsSpec, Dur, HeaderOpsSpec, MatchSpec, Mode, Policy, RewriteSpec, RouteSpec, Size, UpstreamSpec};
+pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
+pub use units::{format_duration, parse_duration, parse_size};
+pub use validate::APP_UPSTREAM;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! Parsing of the human units the policy format uses: durations (`250ms`, `5s`, `1m`) and
+//! sizes (`512KiB`, `1MiB`). Kept strict so a typo is an error, never a surprise value.
+
+use std::time::Duration;
+
+/// Parses `250ms`, `5s`, `1m`, `2h`: a whole number followed by one unit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = split_number(s)?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("'{s}' is not a duration: use a unit of ms, s, m or h, like 250ms or 5s")),
+    }
+    .ok_or_else(|| format!("'{s}' is too long a duration"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parses `512KiB`, `1MiB`, `2GiB`, `10KB`, `100B` or a bare number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (n, unit) = split_number(s)?;
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(format!("'{s}' is not a size: use B, KiB, MiB or GiB, like 512KiB or 1MiB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large a size"))
+}
+
+/// Formats a duration the way the policy format writes it.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_owned(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+fn split_number(s: &str) -> Result<(u64, &str), String> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(format!("'{s}' must start with a whole number"));
+    }
+    let (n, unit) = s.split_at(digits);
+    let n = n.parse::<u64>().map_err(|_| format!("'{s}' is too large"))?;
+    Ok((n, unit.trim_start()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("250ms", Ok(250)),
+            ("5s", Ok(5_000)),
+            ("1m", Ok(60_000)),
+            ("2h", Ok(7_200_000)),
+            ("0s", Ok(0)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_duration(input).map(|d| d.as_millis() as u64), want, "{input}");
+        }
+        for bad in ["", "s", "5", "5 sec", "1.5s", "-1s", "5d"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("10KB"), Ok(10_000));
+        assert_eq!(parse_size("100"), Ok(100));
+        for bad in ["", "MiB", "1 TiB", "1.5MiB", "99999999999999999999GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn duration_round_trip() {
+        for s in ["250ms", "5s", "1m", "2h", "1500ms"] {
+            let d = parse_duration(s).unwrap();
+            assert_eq!(format_duration(d), s);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Cross-field checks a policy must pass before it is stored or served: names, paths,
+//! hosts, header names, and references between routes and upstreams. Also the
+//! shadowed-route warning. Findings carry a path (`routes[2].upstream`); `parse.rs` turns
+//! it into a line and column.
+
+use std::collections::HashSet;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use super::locate::Seg;
+use super::model::{HeaderOpsSpec, MatchSpec, Policy, RouteSpec};
+use crate::normalize::{normalize_path, prefix_matches};
+
+/// One finding: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub path: Vec<Seg>,
+    pub message: String,
+}
+
+/// The upstream every sidecar has: its `--upstream`.
+pub const APP_UPSTREAM: &str = "app";
+
+/// Headers a route may not set or remove: hop-by-hop ones, and the ones Warden owns.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+struct Checker {
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl Checker {
+    fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
+        self.errors.push(Finding { path, message: message.into() });
+    }
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_owned())
+}
+
+fn at(base: &[Seg], rest: &[&str]) -> Vec<Seg> {
+    base.iter().cloned().chain(rest.iter().map(|k| key(k))).collect()
+}
+
+/// Checks a deserialized policy. Returns (errors, warnings).
+pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
+    let mut c = Checker { errors: Vec::new(), warnings: Vec::new() };
+
+    if !is_name(&policy.service) {
+        c.error(vec![key("service")], "service must be 1-63 characters of a-z, 0-9 and '-'");
+    }
+
+    for (name, up) in &policy.upstreams {
+        let base = vec![key("upstreams"), key(name)];
+        if name == APP_UPSTREAM {
+            c.error(base.clone(), "'app' is reserved: it is always the sidecar's --upstream");
+        } else if !is_name(name) {
+            c.error(base.clone(), "upstream names are 1-63 characters of a-z, 0-9 and '-'");
+        }
+        if up.endpoints.is_empty() {
+            c.error(at(&base, &["endpoints"]), "an upstream needs at least one endpoint");
+        }
+        for (i, ep) in up.endpoints.iter().enumerate() {
+            if let Err(msg) = check_endpoint(ep) {
+                c.error([at(&base, &["endpoints"]), vec![Seg::Index(i)]].concat(), msg);
+            }
+        }
+        if up.connect_timeout.is_some_and(|d| d.0.is_zero()) {
+            c.error(at(&base, &["connect_timeout"]), "connect_timeout must be more than 0");
+        }
+    }
+
+    if policy.defaults.timeout.is_some_and(|d| d.0.is_zero()) {
+        c.error(vec![key("defaults"), key("timeout")], "timeout must be more than 0");
+    }
+
+    if policy.routes.is_empty() {
+        c.warnings.push(Finding {
+            path: vec![key("service")],
+            message: "the policy has no routes: every request gets 404".into(),
+        });
+    }
+
+    let mut names = HashSet::new();
+    for (i, route) in policy.routes.iter().enumerate() {
+        let base = vec![key("routes"), Seg::Index(i)];
+        if !is_route_name(&route.name) {
+            c.error(at(&base, &["name"]), "route names are 1-63 characters of letters, digits, '-' and '_'");
+        } else if !names.insert(route.name.as_str()) {
+            c.error(at(&base, &["name"]), format!("route name '{}' is used twice", route.name));
+        }
+        check_route(&mut c, policy, &base, route);
+    }
+
+    for (j, later) in policy.routes.iter().enumerate() {
+        if let Some(earlier) = policy.routes[..j].iter().find(|e| covers(&e.matches, &later.matches)) {
+            c.warnings.push(Finding {
+                path: vec![key("routes"), Seg::Index(j)],
+                message: format!(
+                    "route '{}' is shadowed by the earlier route '{}' and can never match",
+                    later.name, earlier.name
+                ),
+            });
+        }
+    }
+
+    (c.errors, c.warnings)
+}
+
+fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec) {
+    let m = &route.matches;
+    let mb = at(base, &["match"]);
+    if let Some(host) = &m.host
+        && let Err(msg) = check_host_pattern(host)
+    {
+        c.error(at(&mb, &["host"]), msg);
+    }
+    match (&m.path, &m.path_prefix) {
+        (Some(_), Some(_)) => c.error(mb.clone(), "use either path or path_prefix, not both"),
+        (Some(p), None) => check_match_path(c, at(&mb, &["path"]), p),
+        (None, Some(p)) => check_match_path(c, at(&mb, &["path_prefix"]), p),
+        (None, None) => {}
+    }
+    for (i, method) in m.methods.iter().enumerate() {
+        if Method::from_bytes(method.as_bytes()).is_err() || method.to_ascii_uppercase() != *method {
+            c.error(
+                [at(&mb, &["methods"]), vec![Seg::Index(i)]].concat(),
+                format!("'{method}' is not an HTTP method: write it in capitals, like GET or POST"),
+            );
+        }
+    }
+    for (name, value) in &m.headers {
+        let path = at(&mb, &["headers", name]);
+        if let Err(msg) = check_header(name, value) {
+            c.error(path, msg);
+        }
+    }
+
+    if let Some(rw) = &route.rewrite {
+        if let Some(p) = &rw.path_prefix {
+            check_match_path(c, at(base, &["rewrite", "path_prefix"]), p);
+        }
+        if let Some(h) = &rw.host
+            && (h.is_empty() || h.parse::<http::uri::Authority>().is_err())
+        {
+            c.error(at(base, &["rewrite", "host"]), format!("'{h}' is not a valid host"));
+        }
+    }
+    for (field, ops) in [("request_headers", &route.request_headers), ("response_headers", &route.response_headers)] {
+        if let Some(ops) = ops {
+            check_header_ops(c, &at(base, &[field]), ops);
+        }
+    }
+    if route.timeout.is_some_and(|d| d.0.is_zero()) {
+        c.error(at(base, &["timeout"]), "timeout must be more than 0");
+    }
+    if let Some(up) = &route.upstream
+        && up != APP_UPSTREAM
+        && !policy.upstreams.contains_key(up)
+    {
+        let mut defined: Vec<&str> = policy.upstreams.keys().map(String::as_str).collect();
+        defined.insert(0, APP_UPSTREAM);
+        c.error(
+            at(base, &["upstream"]),
+            format!("upstream '{up}' is not defined (defined: {})", defined.join(", ")),
+        );
+    }
+}
+
+fn check_match_path(c: &mut Checker, path: Vec<Seg>, p: &str) {
+    match normalize_path(p) {
+        Err(e) => c.error(path, format!("'{p}': {e}")),
+        Ok(n) if n != p => c.error(path, format!("'{p}' is not a normalized path: write '{n}'")),
+        Ok(_) if p.len() > 1 && p.ends_with('/') => c.error(
+            path,
+            format!("'{p}' ends with '/': prefixes match on segment boundaries, write '{}'", p.trim_end_matches('/')),
+        ),
+        Ok(_) => {}
+    }
+}
+
+fn check_header_ops(c: &mut Checker, base: &[Seg], ops: &HeaderOpsSpec) {
+    for (name, value) in &ops.set {
+        let path = at(base, &["set", name]);
+        if let Err(msg) = check_header(name, value).and_then(|()| check_writable(name)) {
+            c.error(path, msg);
+        }
+    }
+    for (i, name) in ops.remove.iter().enumerate() {
+        let path = [at(base, &["remove"]), vec![Seg::Index(i)]].concat();
+        if let Err(msg) = check_header(name, "").and_then(|()| check_writable(name)) {
+            c.error(path, msg);
+        }
+    }
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("'{name}' is not a valid header name"));
+    }
+    if HeaderValue::from_str(value).is_err() {
+        return Err(format!("the value of '{name}' has characters a header cannot carry"));
+    }
+    Ok(())
+}
+
+fn check_writable(name: &str) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(format!("'{name}' is managed by the proxy and cannot be set or removed here (use rewrite.host for Host)"));
+    }
+    if lower.starts_with("x-warden-") {
+        return Err(format!("'{name}': x-warden-* headers are reserved for Warden"));
+    }
+    Ok(())
+}
+
+fn check_endpoint(ep: &str) -> Result<(), String> {
+    let auth: http::uri::Authority = ep.parse().map_err(|_| format!("'{ep}' is not host:port"))?;
+    if auth.port_u16().is_none() || auth.host().is_empty() || ep.contains('@') {
+        return Err(format!("'{ep}' must be host:port, like 127.0.0.1:9090"));
+    }
+    Ok(())
+}
+
+fn check_host_pattern(host: &str) -> Result<(), String> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{host}' is not a host name: use lower-case names like api.example.com, or *.example.com for any subdomain, without a port"
+        ))
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    (1..=63).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_route_name(s: &str) -> bool {
+    (1..=63).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// True when every request `inner` matches is also matched by `outer`.
+fn covers(outer: &MatchSpec, inner: &MatchSpec) -> bool {
+    let host = match (&outer.host, &inner.host) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(o), Some(i)) => o == i || o.strip_prefix("*.").is_some_and(|suffix| i.ends_with(&format!(".{suffix}"))),
+    };
+    let path = match (&outer.path, &outer.path_prefix) {
+        (None, None) => true,
+        (Some(o), _) => inner.path.as_ref() == Some(o),
+        (None, Some(o)) => match (&inner.path, &inner.path_prefix) {
+            (Some(i), _) | (None, Some(i)) => prefix_matches(i, o),
+            (None, None) => o == "/",
+        },
+    };
+    let methods = outer.methods.is_empty() || (!inner.methods.is_empty() && inner.methods.iter().all(|m| outer.methods.contains(m)));
+    let headers = outer.headers.iter().all(|(k, v)| inner.headers.get(k) == Some(v));
+    host && path && methods && headers
+}
