@@ -1,0 +1,18 @@
+//! Warden's control plane and its CLI.
+//!
+//! # Layout
+//!
+//! - `store`: the embedded SQLite store: every policy version, every sidecar's last word.
+//! - `hub`: each service's current compiled snapshot, shared by all its subscribers.
+//! - `registry`: which sidecars are connected and what they ACKed or NACKed.
+//! - `server/`: the thin gRPC layer (sidecar streams, admin API).
+//! - `cli/`: `wardenctl`, one file per command.
+//!
+//! Policy meaning (parsing, validation, building, `decide`) lives in the sidecar crate's
+//! library; this crate stores, distributes and collects.
+
+pub mod cli;
+pub mod hub;
+pub mod registry;
+pub mod server;
+pub mod store;

@@ -36,7 +36,7 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
     loop {
         match session(&cfg, &live, &mut failures).await {
             Ok(()) => tracing::warn!(url = %cfg.url, "control plane closed the stream; reconnecting"),
-            Err(e) => tracing::warn!(url = %cfg.url, error = %e, "control plane unreachable; serving the current snapshot"),
+            Err(e) => tracing::warn!(url = %cfg.url, error = format!("{e:#}"), "control plane unreachable; serving the current snapshot"),
         }
         failures = failures.saturating_add(1);
         tokio::time::sleep(backoff(failures)).await;

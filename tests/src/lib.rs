@@ -1,0 +1,41 @@
+//! The end-to-end harness: starts the real `warden-control-plane`, `warden-sidecar` and
+//! `wardenctl` binaries on 127.0.0.1 with port 0, reads the addresses they log, and gives
+//! tests a client, an echo app and `eventually` (wait on a condition with a deadline,
+//! never a fixed sleep).
+//!
+//! The binaries come from the same target directory as the test; `cargo nextest run
+//! --workspace` (or `cargo test --workspace`) builds them first.
+
+pub mod app;
+pub mod client;
+pub mod process;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use app::App;
+pub use client::{Client, Resp};
+pub use process::{ControlPlane, Ctl, Proc, Sidecar, wardenctl};
+
+/// Polls `check` every 20 ms until it returns true; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes a policy file into `dir` and returns its path as a string.
+pub fn write_policy(dir: &std::path::Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write policy");
+    path.to_string_lossy().into_owned()
+}

@@ -1,1 +1,19 @@
-fn main() {}
+//! `wardenctl`: the one CLI. Parses arguments, runs the command, maps failures to the
+//! SPEC's exit codes (clap itself exits 2 on usage errors).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use warden_control_plane::cli::Cli;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message());
+            ExitCode::from(f.exit_code())
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `wardenctl apply -f FILE [--dry-run] [-m MESSAGE]`: validate locally, send, print the
+//! diff of each service and the version it became.
+
+use warden_proto::v1::ApplyRequest;
+use warden_sidecar::policy::parse_file;
+
+use super::{Cli, Failure, Format, Outcome, author, output, read_file};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy file (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    file: String,
+    /// Validate and show the diff; store nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Why: kept with the version.
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Recorded as the version's author (default: $USER@host).
+    #[arg(long, env = "WARDEN_AUTHOR")]
+    author: Option<String>,
+}
+
+pub async fn run(cli: &Cli, a: &Args) -> Outcome {
+    let source = read_file(&a.file)?;
+    // Refuse early, offline, with the same parser the server uses.
+    parse_file(&a.file, &source).map_err(|e| Failure::Refused(e.to_string()))?;
+    let resp = cli
+        .admin()
+        .await?
+        .apply(ApplyRequest {
+            file_name: a.file.clone(),
+            source,
+            author: author(a.author.as_deref()),
+            message: a.message.clone().unwrap_or_default(),
+            dry_run: a.dry_run,
+        })
+        .await?
+        .into_inner();
+
+    if cli.output == Format::Json {
+        let results: Vec<_> = resp
+            .results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "service": r.service, "version": r.version, "changed": r.changed,
+                    "previous_version": r.previous_version, "dry_run": a.dry_run, "warnings": r.warnings,
+                    "diff": output::diff(&r.previous_yaml, &r.source_yaml, "current", "new"),
+                })
+            })
+            .collect();
+        output::json(&serde_json::json!({ "results": results }));
+        return Ok(());
+    }
+    for r in &resp.results {
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+        if !r.changed {
+            println!("{}: unchanged (v{})", r.service, r.version);
+            continue;
+        }
+        let old = if r.previous_version == 0 { "(none)".to_owned() } else { format!("{}@v{}", r.service, r.previous_version) };
+        print!("{}", output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file));
+        if a.dry_run {
+            println!("{}: would become v{} (dry run: nothing stored)", r.service, r.version);
+        } else {
+            println!("{}: applied as v{}", r.service, r.version);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `wardenctl get [SERVICE] [--version N]`: a service's policy source, or every service.
+
+use warden_proto::v1::{GetPolicyRequest, ListServicesRequest};
+
+use super::{Cli, Format, Outcome, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The service; omit to list every service.
+    service: Option<String>,
+    /// A past version instead of the current one.
+    #[arg(long)]
+    version: Option<u64>,
+}
+
+pub async fn run(cli: &Cli, a: &Args) -> Outcome {
+    let mut admin = cli.admin().await?;
+    let Some(service) = &a.service else {
+        let list = admin.list_services(ListServicesRequest {}).await?.into_inner().current;
+        if cli.output == Format::Json {
+            let rows: Vec<_> = list
+                .iter()
+                .map(|v| serde_json::json!({"service": v.service, "version": v.version, "author": v.author, "created": output::time(v.created_unix_ms), "message": v.message}))
+                .collect();
+            output::json(&serde_json::json!({ "services": rows }));
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|v| vec![v.service.clone(), format!("v{}", v.version), v.author.clone(), output::time(v.created_unix_ms), v.message.clone()])
+            .collect();
+        output::table(&["SERVICE", "VERSION", "AUTHOR", "APPLIED", "MESSAGE"], &rows);
+        return Ok(());
+    };
+    let v = admin
+        .get_policy(GetPolicyRequest { service: service.clone(), version: a.version.unwrap_or(0) })
+        .await?
+        .into_inner();
+    match cli.output {
+        Format::Json => output::json(&serde_json::json!({
+            "service": v.service, "version": v.version, "author": v.author,
+            "created": output::time(v.created_unix_ms), "message": v.message,
+            "content_hash": v.content_hash, "policy": v.source_yaml,
+        })),
+        Format::Table | Format::Yaml => {
+            print!("{}", v.source_yaml);
+            if !v.source_yaml.ends_with('\n') {
+                println!();
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `wardenctl rollback SERVICE [--to VERSION]`: makes an earlier version's content current
+//! again, as a new version, so history only ever grows.
+
+use warden_proto::v1::RollbackRequest;
+
+use super::{Cli, Format, Outcome, author, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    service: String,
+    /// The version to restore (default: the one before the current).
+    #[arg(long)]
+    to: Option<u64>,
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    #[arg(long, env = "WARDEN_AUTHOR")]
+    author: Option<String>,
+}
+
+pub async fn run(cli: &Cli, a: &Args) -> Outcome {
+    let resp = cli
+        .admin()
+        .await?
+        .rollback(RollbackRequest {
+            service: a.service.clone(),
+            to_version: a.to.unwrap_or(0),
+            author: author(a.author.as_deref()),
+            message: a.message.clone().unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    for r in &resp.results {
+        if cli.output == Format::Json {
+            output::json(&serde_json::json!({"service": r.service, "version": r.version, "changed": r.changed, "previous_version": r.previous_version}));
+            continue;
+        }
+        print!("{}", output::diff(&r.previous_yaml, &r.source_yaml, &format!("{}@v{}", r.service, r.previous_version), "rollback"));
+        if r.changed {
+            println!("{}: rolled back; now v{}", r.service, r.version);
+        } else {
+            println!("{}: already has that content (v{})", r.service, r.version);
+        }
+    }
+    Ok(())
+}

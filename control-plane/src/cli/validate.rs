@@ -1,0 +1,37 @@
+//! `wardenctl validate -f FILE`: every check the control plane makes, offline.
+
+use warden_sidecar::policy::parse_file;
+
+use super::{Cli, Failure, Format, Outcome, output, read_file};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy file (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    file: String,
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Outcome {
+    let source = read_file(&a.file)?;
+    let docs = parse_file(&a.file, &source).map_err(|e| Failure::Refused(e.to_string()))?;
+    if cli.output == Format::Json {
+        let docs: Vec<_> = docs
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "service": d.policy.service, "routes": d.policy.routes.len(),
+                    "warnings": d.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        output::json(&serde_json::json!({ "valid": true, "documents": docs }));
+        return Ok(());
+    }
+    for d in &docs {
+        for w in &d.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}: valid ({} routes)", d.policy.service, d.policy.routes.len());
+    }
+    Ok(())
+}

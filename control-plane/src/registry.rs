@@ -1,0 +1,116 @@
+//! Who is connected and what they said: per sidecar instance, the version it ACKed, the
+//! last NACK and its error, and when it was last seen. Kept in memory for `wardenctl
+//! status`, and written to the store on every ACK/NACK so it survives a restart.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::store::{SidecarRecord, Store, now_unix_ms};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    record: SidecarRecord,
+    /// Which stream owns the entry; a reconnect replaces it, so a late disconnect of
+    /// the old stream does not mark the new one gone.
+    stream: Option<u64>,
+}
+
+/// What a sidecar told us.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Ack(u64),
+    Nack(u64, String),
+    Seen,
+}
+
+/// A sidecar's status row.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub record: SidecarRecord,
+    pub connected: bool,
+}
+
+pub struct Registry {
+    store: Store,
+    entries: Mutex<HashMap<(String, String), Entry>>,
+    next_stream: AtomicU64,
+}
+
+impl Registry {
+    /// Starts from what the store remembers; nobody is connected yet.
+    pub async fn load(store: Store) -> Result<Registry, crate::store::StoreError> {
+        let entries = store
+            .sidecars()
+            .await?
+            .into_iter()
+            .map(|r| ((r.service.clone(), r.instance.clone()), Entry { record: r, stream: None }))
+            .collect();
+        Ok(Registry { store, entries: Mutex::new(entries), next_stream: AtomicU64::new(1) })
+    }
+
+    /// A sidecar said hello; returns its stream id.
+    pub fn connected(&self, service: &str, instance: &str, peer: &str) -> u64 {
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = entries.entry((service.to_owned(), instance.to_owned())).or_insert_with(|| Entry {
+            record: SidecarRecord { service: service.to_owned(), instance: instance.to_owned(), ..Default::default() },
+            stream: None,
+        });
+        e.stream = Some(stream);
+        e.record.peer = peer.to_owned();
+        e.record.last_seen_unix_ms = now_unix_ms();
+        stream
+    }
+
+    /// Records an event from the sidecar on stream `stream`.
+    pub fn event(&self, service: &str, instance: &str, event: Event) {
+        let now = now_unix_ms();
+        let record = {
+            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(e) = entries.get_mut(&(service.to_owned(), instance.to_owned())) else { return };
+            e.record.last_seen_unix_ms = now;
+            match event {
+                Event::Seen => return,
+                Event::Ack(v) => {
+                    e.record.acked_version = v;
+                    e.record.acked_unix_ms = now;
+                }
+                Event::Nack(v, err) => {
+                    e.record.nacked_version = v;
+                    e.record.nack_error = err;
+                    e.record.nacked_unix_ms = now;
+                }
+            }
+            e.record.clone()
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.save_sidecar(record).await {
+                tracing::warn!(error = %e, "could not record a sidecar's ACK/NACK");
+            }
+        });
+    }
+
+    /// The stream ended.
+    pub fn disconnected(&self, service: &str, instance: &str, stream: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = entries.get_mut(&(service.to_owned(), instance.to_owned()))
+            && e.stream == Some(stream)
+        {
+            e.stream = None;
+        }
+    }
+
+    /// Every known sidecar, optionally of one service, sorted.
+    pub fn list(&self, service: Option<&str>) -> Vec<Status> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Status> = entries
+            .values()
+            .filter(|e| service.is_none_or(|s| e.record.service == s))
+            .map(|e| Status { record: e.record.clone(), connected: e.stream.is_some() })
+            .collect();
+        out.sort_by(|a, b| (&a.record.service, &a.record.instance).cmp(&(&b.record.service, &b.record.instance)));
+        out
+    }
+}

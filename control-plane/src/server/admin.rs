@@ -1,0 +1,173 @@
+//! `AdminService`: what `wardenctl` calls. Apply and rollback validate with the sidecar's
+//! own policy model, store atomically, then publish the new snapshots to the hub.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use warden_proto::v1 as pb;
+use warden_proto::v1::admin_service_server::AdminService;
+use warden_sidecar::policy::{ParsedPolicy, build, content_hash, parse_file, parse_service};
+
+use super::ControlPlane;
+use crate::store::{NewVersion, PolicyVersion, Stored, StoreError};
+
+/// The admin API over the shared control plane.
+pub struct AdminApi(pub Arc<ControlPlane>);
+
+fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "store failure");
+    Status::internal(e.to_string())
+}
+
+fn to_proto(v: PolicyVersion) -> pb::PolicyVersion {
+    pb::PolicyVersion {
+        service: v.service,
+        version: v.version,
+        author: v.author,
+        created_unix_ms: v.created_unix_ms,
+        message: v.message,
+        content_hash: v.content_hash,
+        source_yaml: v.source_yaml,
+    }
+}
+
+impl AdminApi {
+    /// Stores the parsed documents and, unless `dry_run`, pushes every changed one.
+    async fn store_and_publish(
+        &self,
+        parsed: Vec<ParsedPolicy>,
+        author: &str,
+        message: &str,
+        dry_run: bool,
+    ) -> Result<pb::ApplyResponse, Status> {
+        let author = if author.is_empty() { "unknown" } else { author };
+        let docs = parsed
+            .iter()
+            .map(|p| NewVersion {
+                service: p.policy.service.clone(),
+                author: author.to_owned(),
+                message: message.to_owned(),
+                content_hash: content_hash(&p.source),
+                source_yaml: p.source.clone(),
+            })
+            .collect();
+        let stored: Vec<Stored> = self.0.store.apply(docs, dry_run).await.map_err(internal)?;
+        let mut results = Vec::with_capacity(stored.len());
+        for (p, s) in parsed.iter().zip(stored) {
+            if s.changed && !dry_run {
+                let snapshot = build(&p.policy, &p.source, s.version.version);
+                self.0.hub.publish(snapshot);
+                tracing::info!(service = %s.version.service, version = s.version.version, %author, "applied");
+            }
+            results.push(pb::ApplyResult {
+                service: s.version.service,
+                version: s.version.version,
+                changed: s.changed,
+                previous_version: s.previous.as_ref().map_or(0, |v| v.version),
+                previous_yaml: s.previous.map(|v| v.source_yaml).unwrap_or_default(),
+                source_yaml: p.source.clone(),
+                warnings: p.warnings.iter().map(ToString::to_string).collect(),
+            });
+        }
+        Ok(pb::ApplyResponse { results })
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn apply(&self, req: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
+        let r = req.into_inner();
+        let file = if r.file_name.is_empty() { "policy.yaml" } else { r.file_name.as_str() };
+        let parsed = parse_file(file, &r.source).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.store_and_publish(parsed, &r.author, &r.message, r.dry_run).await.map(Response::new)
+    }
+
+    async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::PolicyVersion>, Status> {
+        let r = req.into_inner();
+        let found = if r.version == 0 {
+            self.0.store.current(&r.service).await
+        } else {
+            self.0.store.get(&r.service, r.version).await
+        };
+        match found.map_err(internal)? {
+            Some(v) => Ok(Response::new(to_proto(v))),
+            None if r.version == 0 => Err(Status::not_found(format!("service '{}' has no policy", r.service))),
+            None => Err(Status::not_found(format!("service '{}' has no version {}", r.service, r.version))),
+        }
+    }
+
+    async fn list_services(&self, _: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let current = self.0.store.list_current().await.map_err(internal)?;
+        Ok(Response::new(pb::ListServicesResponse { current: current.into_iter().map(to_proto).collect() }))
+    }
+
+    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryResponse>, Status> {
+        let service = req.into_inner().service;
+        let versions = self.0.store.history(&service).await.map_err(internal)?;
+        if versions.is_empty() {
+            return Err(Status::not_found(format!("service '{service}' has no policy")));
+        }
+        Ok(Response::new(pb::HistoryResponse { versions: versions.into_iter().map(to_proto).collect() }))
+    }
+
+    async fn rollback(&self, req: Request<pb::RollbackRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
+        let r = req.into_inner();
+        let current = self
+            .0
+            .store
+            .current(&r.service)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("service '{}' has no policy", r.service)))?;
+        let to = if r.to_version == 0 { current.version.saturating_sub(1) } else { r.to_version };
+        if to == 0 {
+            return Err(Status::failed_precondition(format!(
+                "service '{}' has only version {}: there is nothing to roll back to",
+                r.service, current.version
+            )));
+        }
+        if to == current.version {
+            return Err(Status::failed_precondition(format!("version {to} is already current")));
+        }
+        let target = self
+            .0
+            .store
+            .get(&r.service, to)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("service '{}' has no version {to}", r.service)))?;
+        let parsed = parse_service(&format!("{}@v{to}", r.service), &target.source_yaml, Some(&r.service))
+            .map_err(|e| Status::failed_precondition(format!("version {to} no longer validates:\n{e}")))?;
+        let message = if r.message.is_empty() { format!("rollback to v{to}") } else { r.message };
+        self.store_and_publish(vec![parsed], &r.author, &message, false).await.map(Response::new)
+    }
+
+    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let service = req.into_inner().service;
+        let filter = (!service.is_empty()).then_some(service.as_str());
+        let sidecars = self
+            .0
+            .registry
+            .list(filter)
+            .into_iter()
+            .map(|s| {
+                let current_version = self.0.hub.current_version(&s.record.service);
+                let r = s.record;
+                pb::SidecarStatus {
+                    service: r.service,
+                    instance: r.instance,
+                    connected: s.connected,
+                    peer: r.peer,
+                    acked_version: r.acked_version,
+                    acked_unix_ms: r.acked_unix_ms,
+                    nacked_version: r.nacked_version,
+                    nack_error: r.nack_error,
+                    nacked_unix_ms: r.nacked_unix_ms,
+                    last_seen_unix_ms: r.last_seen_unix_ms,
+                    current_version,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::StatusResponse { sidecars }))
+    }
+}

@@ -1,0 +1,50 @@
+//! The thin gRPC server: the sidecar streams (`sidecar.rs`) and the admin API
+//! (`admin.rs`) over one port. Both only translate between the wire and the store, the hub
+//! and the registry; no policy logic lives here.
+
+mod admin;
+mod sidecar;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use warden_proto::v1::admin_service_server::AdminServiceServer;
+use warden_proto::v1::sidecar_service_server::SidecarServiceServer;
+
+use crate::hub::{Hub, snapshot_of};
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Everything the handlers share.
+pub struct ControlPlane {
+    pub store: Store,
+    pub hub: Hub,
+    pub registry: Registry,
+}
+
+impl ControlPlane {
+    /// Opens the registry and publishes every service's current version.
+    pub async fn start(store: Store) -> anyhow::Result<Arc<ControlPlane>> {
+        let registry = Registry::load(store.clone()).await?;
+        let hub = Hub::default();
+        for v in store.list_current().await? {
+            match snapshot_of(&v) {
+                Ok(s) => hub.publish(s),
+                Err(e) => tracing::error!(service = %v.service, version = v.version, "stored policy no longer validates; not serving it:\n{e}"),
+            }
+        }
+        Ok(Arc::new(ControlPlane { store, hub, registry }))
+    }
+}
+
+/// Serves both services on `listener` until the future is dropped.
+pub async fn serve(listener: TcpListener, cp: Arc<ControlPlane>) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_service(SidecarServiceServer::new(sidecar::SidecarApi(cp.clone())))
+        .add_service(AdminServiceServer::new(admin::AdminApi(cp)))
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .await
+}

@@ -1,0 +1,84 @@
+//! `SidecarService`: one stream per sidecar. Waits for Hello, sends the service's current
+//! snapshot and every later one, and records ACKs, NACKs and heartbeats in the registry.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use warden_proto::v1::sidecar_message::Kind;
+use warden_proto::v1::sidecar_service_server::SidecarService;
+use warden_proto::v1::{ReportAck, ReportBatch, SidecarMessage, SnapshotPush};
+
+use super::ControlPlane;
+
+/// The sidecar-facing API over the shared control plane.
+pub struct SidecarApi(pub Arc<ControlPlane>);
+use crate::registry::Event;
+
+type PushStream = Pin<Box<dyn Stream<Item = Result<SnapshotPush, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SidecarService for SidecarApi {
+    type SubscribeStream = PushStream;
+
+    async fn subscribe(&self, req: Request<Streaming<SidecarMessage>>) -> Result<Response<PushStream>, Status> {
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut inbound = req.into_inner();
+        let hello = match inbound.message().await? {
+            Some(SidecarMessage { kind: Some(Kind::Hello(h)) }) => h,
+            _ => return Err(Status::invalid_argument("the first message must be Hello")),
+        };
+        if hello.service.is_empty() || hello.instance.is_empty() {
+            return Err(Status::invalid_argument("Hello needs a service and an instance"));
+        }
+        let stream_id = self.0.registry.connected(&hello.service, &hello.instance, &peer);
+        tracing::info!(service = %hello.service, instance = %hello.instance, %peer, version = hello.version, "sidecar connected");
+
+        let mut snapshots = self.0.hub.subscribe(&hello.service);
+        snapshots.mark_changed();
+        let (tx, rx) = mpsc::channel(4);
+        let cp = self.0.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = snapshots.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let current = snapshots.borrow_and_update().clone();
+                        if let Some(s) = current
+                            && tx.send(Ok(SnapshotPush { snapshot: Some((*s).clone()) })).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    msg = inbound.message() => {
+                        let event = match msg {
+                            Ok(Some(SidecarMessage { kind: Some(Kind::Ack(a)) })) => Event::Ack(a.version),
+                            Ok(Some(SidecarMessage { kind: Some(Kind::Nack(n)) })) => {
+                                tracing::warn!(service = %hello.service, instance = %hello.instance, version = n.version, error = %n.error, "sidecar NACKed a snapshot");
+                                Event::Nack(n.version, n.error)
+                            }
+                            Ok(Some(_)) => Event::Seen,
+                            Ok(None) | Err(_) => break,
+                        };
+                        cp.registry.event(&hello.service, &hello.instance, event);
+                    }
+                }
+            }
+            cp.registry.disconnected(&hello.service, &hello.instance, stream_id);
+            tracing::info!(service = %hello.service, instance = %hello.instance, "sidecar disconnected");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn report(&self, req: Request<Streaming<ReportBatch>>) -> Result<Response<ReportAck>, Status> {
+        // Deny and latency reports arrive with the observability work; drain for now.
+        let mut inbound = req.into_inner();
+        while inbound.message().await?.is_some() {}
+        Ok(Response::new(ReportAck {}))
+    }
+}

@@ -1,0 +1,124 @@
+//! A small upstream app for tests and the quick start: answers every request with JSON
+//! describing what it received (method, path, headers, body size), so a test can assert
+//! what crossed the proxy. `/slow/<ms>` waits before answering; `/stream/<n>` sends n
+//! chunks of 1 KiB.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// What the app saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body_len: usize,
+}
+
+/// A running app.
+pub struct App {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl App {
+    /// Starts on 127.0.0.1, port 0, answering as `name`.
+    pub async fn start(name: &str) -> App {
+        Self::start_on("127.0.0.1:0".parse().expect("literal"), name).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, name: &str) -> App {
+        let listener = TcpListener::bind(addr).await.expect("bind app");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(serve(listener, name.to_owned(), seen.clone()));
+        App { addr, seen, task }
+    }
+
+    /// The requests seen so far.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// The last request seen.
+    pub fn last(&self) -> Seen {
+        self.requests().pop().expect("the app saw no request")
+    }
+}
+
+/// Serves forever.
+pub async fn serve(listener: TcpListener, name: String, seen: Arc<Mutex<Vec<Seen>>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let name = name.clone();
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, name.clone(), seen.clone()));
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+async fn handle(req: Request<Incoming>, name: String, seen: Arc<Mutex<Vec<Seen>>>) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let path_and_query = parts.uri.path_and_query().map(ToString::to_string).unwrap_or_default();
+    seen.lock().expect("lock").push(Seen {
+        method: parts.method.to_string(),
+        path_and_query: path_and_query.clone(),
+        headers: parts.headers.clone(),
+        body_len: body.len(),
+    });
+    let path = parts.uri.path();
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(n) = path.strip_prefix("/stream/").and_then(|s| s.parse::<usize>().ok()) {
+        let chunks = (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024]))));
+        let stream = futures_stream(chunks);
+        return Ok(Response::builder().header("x-app", name).body(BodyExt::boxed(StreamBody::new(stream))).expect("response"));
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
+        .collect();
+    let echo = serde_json::json!({
+        "app": name, "method": parts.method.as_str(), "path": path_and_query,
+        "headers": headers, "body_len": body.len(),
+    });
+    let resp = Response::builder()
+        .header("content-type", "application/json")
+        .header("x-app", name)
+        .body(Full::new(Bytes::from(echo.to_string())).boxed())
+        .expect("response");
+    Ok(resp)
+}
+
+/// A stream of frames, yielding between chunks so the body really streams.
+fn futures_stream<I>(iter: I) -> impl tokio_stream::Stream<Item = Result<Frame<Bytes>, Infallible>>
+where
+    I: Iterator<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static,
+{
+    tokio_stream::StreamExt::throttle(tokio_stream::iter(iter), Duration::from_millis(1))
+}

@@ -1,0 +1,200 @@
+//! Real processes: spawn a binary, collect what it logs, wait for a log line, signal it,
+//! and kill it when the test ends (by PID, never by name).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where cargo put this workspace's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo nextest run --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A running binary whose output is collected line by line.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(bin(name))
+            .args(args)
+            .env("WARDEN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|p| Box::new(p) as _)]
+            .into_iter()
+            .flatten()
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    lines.lock().expect("lock").push(line);
+                }
+            });
+        }
+        Proc { name: name.to_owned(), child, lines }
+    }
+
+    /// Everything logged so far.
+    pub fn output(&self) -> String {
+        self.lines.lock().expect("lock").join("\n")
+    }
+
+    /// Waits for a line containing `needle`; panics with the output after `timeout`.
+    pub async fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.lines.lock().expect("lock").iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log '{needle}' within {timeout:?}; output:\n{}",
+                self.name,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: the graceful path.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+    }
+
+    /// Waits for the process to exit; None if it is still running after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `key=` in a log line.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    Some(line[start..].split_whitespace().next()?.trim_matches('"').to_owned())
+}
+
+/// A running `warden-control-plane`.
+pub struct ControlPlane {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts on `listen` (use "127.0.0.1:0" for any port) with its store in `data_dir`.
+    pub async fn start(data_dir: &Path, listen: &str) -> ControlPlane {
+        let proc = Proc::spawn("warden-control-plane", &["--listen", listen, "--data-dir", &data_dir.to_string_lossy()]);
+        let line = proc.wait_for("warden-control-plane listening", Duration::from_secs(20)).await;
+        let addr = field(&line, "grpc").and_then(|a| a.parse().ok()).expect("grpc address in log");
+        ControlPlane { proc, addr, data_dir: data_dir.to_owned() }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs `wardenctl` against this control plane.
+    pub async fn ctl(&self, args: &[&str]) -> Ctl {
+        wardenctl(&self.url(), args).await
+    }
+}
+
+/// A running `warden-sidecar`.
+pub struct Sidecar {
+    pub proc: Proc,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Sidecar {
+    /// Starts with `--listen 127.0.0.1:0 --admin 127.0.0.1:0` plus `args`.
+    pub async fn start(args: &[&str]) -> Sidecar {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let proc = Proc::spawn("warden-sidecar", &all);
+        let line = proc.wait_for("warden-sidecar listening", Duration::from_secs(20)).await;
+        let proxy = field(&line, "proxy").and_then(|a| a.parse().ok()).expect("proxy address in log");
+        let admin = field(&line, "admin").and_then(|a| a.parse().ok()).expect("admin address in log");
+        Sidecar { proc, proxy, admin }
+    }
+
+    /// `http://<proxy><path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    /// `http://<admin><path>`
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+}
+
+/// What a `wardenctl` run printed and returned.
+#[derive(Debug)]
+pub struct Ctl {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `wardenctl --server <server> <args>`.
+pub async fn wardenctl(server: &str, args: &[&str]) -> Ctl {
+    let out = tokio::process::Command::new(bin("wardenctl"))
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        .env("WARDEN_AUTHOR", "e2e")
+        .output()
+        .await
+        .expect("run wardenctl");
+    Ctl {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
