@@ -19,14 +19,18 @@ use crate::live::Live;
 /// Serves the admin endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let live = live.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let live = live.clone();
                 async move { Ok::<_, Infallible>(route(&live, &req)) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -57,8 +61,13 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
         }),
         None => serde_json::json!({ "version": 0, "ready": false, "swaps": live.swaps() }),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())));
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    let mut resp = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec_pretty(&body).unwrap_or_default(),
+    )));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

@@ -35,8 +35,12 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
     let mut failures: u32 = 0;
     loop {
         match session(&cfg, &live, &mut failures).await {
-            Ok(()) => tracing::warn!(url = %cfg.url, "control plane closed the stream; reconnecting"),
-            Err(e) => tracing::warn!(url = %cfg.url, error = format!("{e:#}"), "control plane unreachable; serving the current snapshot"),
+            Ok(()) => {
+                tracing::warn!(url = %cfg.url, "control plane closed the stream; serving the current snapshot and reconnecting")
+            }
+            Err(e) => {
+                tracing::warn!(url = %cfg.url, error = format!("{e:#}"), "control plane unreachable; serving the current snapshot")
+            }
         }
         failures = failures.saturating_add(1);
         tokio::time::sleep(backoff(failures)).await;
@@ -45,7 +49,9 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
 
 /// Full jitter: a random wait up to base·2ⁿ, capped, so a fleet does not reconnect in step.
 fn backoff(failures: u32) -> Duration {
-    let cap = BACKOFF_BASE.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
+    let cap = BACKOFF_BASE
+        .saturating_mul(1 << failures.min(16))
+        .min(BACKOFF_MAX);
     let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(fastrand::u64(ms / 2..=ms))
 }
@@ -59,13 +65,18 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         .keep_alive_while_idle(true)
         .connect()
         .await?;
-    let token = cfg.token.as_ref().map(|t| MetadataValue::try_from(format!("Bearer {t}"))).transpose()?;
-    let mut client = SidecarServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(t) = &token {
-            req.metadata_mut().insert("authorization", t.clone());
-        }
-        Ok(req)
-    });
+    let token = cfg
+        .token
+        .as_ref()
+        .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
+        .transpose()?;
+    let mut client =
+        SidecarServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            if let Some(t) = &token {
+                req.metadata_mut().insert("authorization", t.clone());
+            }
+            Ok(req)
+        });
 
     let (tx, rx) = mpsc::channel(16);
     let hello = Hello {
@@ -75,8 +86,14 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         sidecar_version: env!("CARGO_PKG_VERSION").into(),
         schema: SCHEMA,
     };
-    tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await?;
-    let mut pushes = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();
+    tx.send(SidecarMessage {
+        kind: Some(Kind::Hello(hello)),
+    })
+    .await?;
+    let mut pushes = client
+        .subscribe(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     tracing::info!(url = %cfg.url, service = %cfg.service, instance = %cfg.instance, "connected to the control plane");
     *failures = 0;
 

@@ -18,7 +18,12 @@ use crate::proxy::{self, ConnInfo};
 
 /// Serves until `shutdown` flips to true, then stops accepting and waits up to
 /// `drain_timeout` for in-flight requests to finish.
-pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, drain_timeout: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    live: Arc<Live>,
+    mut shutdown: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder.http2().timer(TokioTimer::new());

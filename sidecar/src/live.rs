@@ -83,7 +83,11 @@ impl Live {
 
     /// Compiles and checks a snapshot, then makes it the active one and persists it as the
     /// last known good. On error nothing changes: the old snapshot keeps serving.
-    pub async fn install(&self, proto: &pb::Snapshot, origin: Origin) -> Result<Arc<Snapshot>, InvalidSnapshot> {
+    pub async fn install(
+        &self,
+        proto: &pb::Snapshot,
+        origin: Origin,
+    ) -> Result<Arc<Snapshot>, InvalidSnapshot> {
         if let Some(cur) = self.snapshot()
             && cur.version == proto.version
             && cur.content_hash == proto.content_hash
@@ -91,7 +95,11 @@ impl Live {
             self.set_origin(origin);
             return Ok(cur);
         }
-        let ctx = CompileContext { app: self.app.clone(), clients: &self.clients, service: self.service.as_deref() };
+        let ctx = CompileContext {
+            app: self.app.clone(),
+            clients: &self.clients,
+            service: self.service.as_deref(),
+        };
         let compiled = Snapshot::compile(proto, &ctx)?;
         check_resolvable(&compiled).await?;
         let compiled = Arc::new(compiled);

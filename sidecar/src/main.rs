@@ -63,7 +63,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -79,28 +80,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.control_plane.is_some() && args.service.is_none() {
         anyhow::bail!("--service is required with --control-plane");
     }
-    let app: Authority = args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
+    let app: Authority = args
+        .upstream
+        .parse()
+        .with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
     let live = Arc::new(Live::new(app, args.service.clone(), args.state_dir.clone()));
 
-    let proxy_listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
-    let admin_listener = TcpListener::bind(args.admin).await.with_context(|| format!("binding --admin {}", args.admin))?;
+    let proxy_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("binding --admin {}", args.admin))?;
     let proxy_addr = proxy_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
     if let Some(v) = live.load_from_disk().await {
-        tracing::info!(version = v, "serving the last known good snapshot from disk until the control plane answers");
+        tracing::info!(
+            version = v,
+            "serving the last known good snapshot from disk until the control plane answers"
+        );
     }
 
     if let Some(url) = args.control_plane.clone() {
         let token = match &args.token_file {
-            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading --token-file {}", f.display()))?.trim().to_owned()),
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading --token-file {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
             None => None,
         };
-        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "sidecar".into());
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "sidecar".into());
         let cfg = ControlConfig {
             url,
             service: args.service.clone().unwrap_or_default(),
-            instance: args.instance.clone().unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
+            instance: args
+                .instance
+                .clone()
+                .unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
             token,
         };
         tokio::spawn(control::run(cfg, live.clone()));
@@ -110,12 +131,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, args.drain_timeout));
+    let server = tokio::spawn(listener::serve(
+        proxy_listener,
+        live.clone(),
+        stop_rx,
+        args.drain_timeout,
+    ));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");
 
     shutdown_signal().await;
-    tracing::info!("shutting down: readiness off, draining");
     live.start_draining();
+    tracing::info!("shutting down: readiness off");
     let _ = stop_tx.send(true);
     server.await?;
     Ok(())
@@ -125,13 +151,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -26,13 +26,21 @@ pub async fn watch(path: PathBuf, service: Option<String>, live: Arc<Live>) {
                 last = Some(bytes);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read the policy file"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read the policy file")
+            }
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-async fn load(path: &std::path::Path, bytes: &[u8], service: Option<&str>, version: u64, live: &Live) {
+async fn load(
+    path: &std::path::Path,
+    bytes: &[u8],
+    service: Option<&str>,
+    version: u64,
+    live: &Live,
+) {
     let name = path.display().to_string();
     let text = String::from_utf8_lossy(bytes);
     let parsed = match parse_service(&name, &text, service) {

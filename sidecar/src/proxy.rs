@@ -61,7 +61,12 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: ConnInfo) -> Resp
         Err(e) => return refuse(&Refusal::BadPath(e), Some(&snapshot), None, &request_id),
     };
     let host = request_host(&parts.uri, &parts.headers);
-    let head = RequestHead { method: &parts.method, host: &host, path: &path, headers: &parts.headers };
+    let head = RequestHead {
+        method: &parts.method,
+        host: &host,
+        path: &path,
+        headers: &parts.headers,
+    };
     let (route, new_path) = match decide(&snapshot, &head) {
         Decision::Forward { route, path } => (route, path),
         Decision::Deny(r) => return refuse(&r, Some(&snapshot), None, &request_id),
@@ -86,13 +91,24 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: ConnInfo) -> Resp
         uri = uri.path_and_query(pq);
     }
     let Ok(uri) = uri.build() else {
-        return refuse(&Refusal::NoRoute, Some(&snapshot), Some(&route.name), &request_id);
+        return refuse(
+            &Refusal::NoRoute,
+            Some(&snapshot),
+            Some(&route.name),
+            &request_id,
+        );
     };
 
     let original_authority = parts.uri.authority().map(|a| a.as_str().to_owned());
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    prepare_request_headers(&mut parts.headers, route, conn, &request_id, original_authority);
+    prepare_request_headers(
+        &mut parts.headers,
+        route,
+        conn,
+        &request_id,
+        original_authority,
+    );
 
     let req = Request::from_parts(parts, body);
     let sent = tokio::time::timeout(route.timeout, upstream.client.request(req)).await;
@@ -101,11 +117,17 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: ConnInfo) -> Resp
         Ok(Err(e)) => {
             let failure = classify(&e);
             tracing::debug!(error = %e, upstream = %upstream.name, "upstream request failed");
-            let r = Refusal::Upstream { upstream: upstream.name.to_string(), failure };
+            let r = Refusal::Upstream {
+                upstream: upstream.name.to_string(),
+                failure,
+            };
             return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
         }
         Err(_) => {
-            let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after: route.timeout };
+            let r = Refusal::UpstreamTimeout {
+                upstream: upstream.name.to_string(),
+                after: route.timeout,
+            };
             return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
         }
     };
@@ -117,8 +139,17 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: ConnInfo) -> Resp
     resp.map(Either::Left)
 }
 
-fn refuse(r: &Refusal, snapshot: Option<&Arc<Snapshot>>, route: Option<&str>, request_id: &HeaderValue) -> Response<ProxyBody> {
-    let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route, request_id };
+fn refuse(
+    r: &Refusal,
+    snapshot: Option<&Arc<Snapshot>>,
+    route: Option<&str>,
+    request_id: &HeaderValue,
+) -> Response<ProxyBody> {
+    let ctx = DenyContext {
+        service: snapshot.map(|s| &*s.service),
+        route,
+        request_id,
+    };
     r.response(&ctx).map(Either::Right)
 }
 
@@ -131,7 +162,11 @@ fn prepare_request_headers(
 ) {
     strip_hop_by_hop(headers);
     // Identity headers are Warden's to set; a client must never be able to forge them.
-    let forged: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("x-warden-")).cloned().collect();
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-warden-"))
+        .cloned()
+        .collect();
     for name in forged {
         headers.remove(name);
     }
@@ -150,7 +185,10 @@ fn prepare_request_headers(
     if let Ok(v) = HeaderValue::try_from(conn.peer.ip().to_string()) {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    );
     headers.insert(X_REQUEST_ID, request_id.clone());
     if let Some(h) = &route.rewrite_host {
         headers.insert(header::HOST, h.clone());
@@ -160,7 +198,11 @@ fn prepare_request_headers(
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
-    if let Some(conn) = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).map(str::to_owned) {
+    if let Some(conn) = headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    {
         for name in conn.split(',') {
             if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
                 headers.remove(name);
@@ -192,5 +234,6 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
     let mut buf = [0u8; ulid::ULID_LEN];
     let id = ulid::Ulid::new();
-    HeaderValue::from_str(id.array_to_str(&mut buf)).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    HeaderValue::from_str(id.array_to_str(&mut buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }

@@ -6,9 +6,13 @@
 //! The binaries come from the same target directory as the test; `cargo nextest run
 //! --workspace` (or `cargo test --workspace`) builds them first.
 
+// A test harness: failing loudly at the spot is what it is for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod app;
 pub mod client;
 pub mod process;
+pub mod stack;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -16,6 +20,7 @@ use std::time::{Duration, Instant};
 pub use app::App;
 pub use client::{Client, Resp};
 pub use process::{ControlPlane, Ctl, Proc, Sidecar, wardenctl};
+pub use stack::Stack;
 
 /// Polls `check` every 20 ms until it returns true; panics with `what` after `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
@@ -28,7 +33,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -62,10 +62,20 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             println!("{}: unchanged (v{})", r.service, r.version);
             continue;
         }
-        let old = if r.previous_version == 0 { "(none)".to_owned() } else { format!("{}@v{}", r.service, r.previous_version) };
-        print!("{}", output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file));
+        let old = if r.previous_version == 0 {
+            "(none)".to_owned()
+        } else {
+            format!("{}@v{}", r.service, r.previous_version)
+        };
+        print!(
+            "{}",
+            output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file)
+        );
         if a.dry_run {
-            println!("{}: would become v{} (dry run: nothing stored)", r.service, r.version);
+            println!(
+                "{}: would become v{} (dry run: nothing stored)",
+                r.service, r.version
+            );
         } else {
             println!("{}: applied as v{}", r.service, r.version);
         }

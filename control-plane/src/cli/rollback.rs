@@ -31,10 +31,20 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         .into_inner();
     for r in &resp.results {
         if cli.output == Format::Json {
-            output::json(&serde_json::json!({"service": r.service, "version": r.version, "changed": r.changed, "previous_version": r.previous_version}));
+            output::json(
+                &serde_json::json!({"service": r.service, "version": r.version, "changed": r.changed, "previous_version": r.previous_version}),
+            );
             continue;
         }
-        print!("{}", output::diff(&r.previous_yaml, &r.source_yaml, &format!("{}@v{}", r.service, r.previous_version), "rollback"));
+        print!(
+            "{}",
+            output::diff(
+                &r.previous_yaml,
+                &r.source_yaml,
+                &format!("{}@v{}", r.service, r.previous_version),
+                "rollback"
+            )
+        );
         if r.changed {
             println!("{}: rolled back; now v{}", r.service, r.version);
         } else {

@@ -31,15 +31,24 @@ impl ControlPlane {
         for v in store.list_current().await? {
             match snapshot_of(&v) {
                 Ok(s) => hub.publish(s),
-                Err(e) => tracing::error!(service = %v.service, version = v.version, "stored policy no longer validates; not serving it:\n{e}"),
+                Err(e) => {
+                    tracing::error!(service = %v.service, version = v.version, "stored policy no longer validates; not serving it:\n{e}")
+                }
             }
         }
-        Ok(Arc::new(ControlPlane { store, hub, registry }))
+        Ok(Arc::new(ControlPlane {
+            store,
+            hub,
+            registry,
+        }))
     }
 }
 
 /// Serves both services on `listener` until the future is dropped.
-pub async fn serve(listener: TcpListener, cp: Arc<ControlPlane>) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    listener: TcpListener,
+    cp: Arc<ControlPlane>,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))

@@ -17,7 +17,9 @@ use crate::upstream::ClientPool;
 /// Why a snapshot cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSnapshot {
-    #[error("snapshot schema {got} is newer than this sidecar understands ({max}): upgrade the sidecar")]
+    #[error(
+        "snapshot schema {got} is newer than this sidecar understands ({max}): upgrade the sidecar"
+    )]
     SchemaTooNew { got: u32, max: u32 },
     #[error("snapshot is for service '{got}' but this sidecar serves '{want}'")]
     WrongService { got: String, want: String },
@@ -43,21 +45,33 @@ pub struct CompileContext<'a> {
 
 impl Snapshot {
     /// Validates and compiles a pushed snapshot.
-    pub fn compile(s: &pb::Snapshot, ctx: &CompileContext<'_>) -> Result<Snapshot, InvalidSnapshot> {
+    pub fn compile(
+        s: &pb::Snapshot,
+        ctx: &CompileContext<'_>,
+    ) -> Result<Snapshot, InvalidSnapshot> {
         if s.schema > SCHEMA {
-            return Err(InvalidSnapshot::SchemaTooNew { got: s.schema, max: SCHEMA });
+            return Err(InvalidSnapshot::SchemaTooNew {
+                got: s.schema,
+                max: SCHEMA,
+            });
         }
         if let Some(want) = ctx.service
             && want != s.service
         {
-            return Err(InvalidSnapshot::WrongService { got: s.service.clone(), want: want.to_owned() });
+            return Err(InvalidSnapshot::WrongService {
+                got: s.service.clone(),
+                want: want.to_owned(),
+            });
         }
         let mode = match pb::Mode::try_from(s.mode) {
             Ok(pb::Mode::Enforce | pb::Mode::Unspecified) => Mode::Enforce,
             Ok(pb::Mode::DryRun) => Mode::DryRun,
             Err(_) => return Err(InvalidSnapshot::Mode(s.mode)),
         };
-        let defaults = s.defaults.as_ref().ok_or(InvalidSnapshot::Missing("defaults"))?;
+        let defaults = s
+            .defaults
+            .as_ref()
+            .ok_or(InvalidSnapshot::Missing("defaults"))?;
 
         let mut upstreams = vec![Arc::new(Upstream::new(
             APP_UPSTREAM,
@@ -73,8 +87,12 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r| {
-                route(r, &upstreams, Duration::from_millis(defaults.timeout_ms))
-                    .map_err(|reason| InvalidSnapshot::Route { route: r.name.clone(), reason })
+                route(r, &upstreams, Duration::from_millis(defaults.timeout_ms)).map_err(|reason| {
+                    InvalidSnapshot::Route {
+                        route: r.name.clone(),
+                        reason,
+                    }
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
 
@@ -93,7 +111,10 @@ impl Snapshot {
 }
 
 fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, InvalidSnapshot> {
-    let err = |reason: String| InvalidSnapshot::Upstream { upstream: u.name.clone(), reason };
+    let err = |reason: String| InvalidSnapshot::Upstream {
+        upstream: u.name.clone(),
+        reason,
+    };
     if u.name == APP_UPSTREAM {
         return Err(err("'app' is reserved for the sidecar's --upstream".into()));
     }
@@ -112,10 +133,19 @@ fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, Inva
     if timeout.is_zero() {
         return Err(err("connect timeout is 0".into()));
     }
-    Ok(Upstream::new(&u.name, endpoints, timeout, ctx.clients.client(timeout)))
+    Ok(Upstream::new(
+        &u.name,
+        endpoints,
+        timeout,
+        ctx.clients.client(timeout),
+    ))
 }
 
-fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) -> Result<Route, String> {
+fn route(
+    r: &pb::Route,
+    upstreams: &[Arc<Upstream>],
+    default_timeout: Duration,
+) -> Result<Route, String> {
     let m = r.r#match.clone().unwrap_or_default();
     let host = match m.host.as_str() {
         "" => HostMatch::Any,
@@ -135,17 +165,30 @@ fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) 
         .iter()
         .map(|x| Method::from_bytes(x.as_bytes()).map_err(|_| format!("bad method '{x}'")))
         .collect::<Result<Vec<_>, _>>()?;
-    let headers = m.headers.iter().map(header).collect::<Result<Vec<_>, _>>()?;
+    let headers = m
+        .headers
+        .iter()
+        .map(header)
+        .collect::<Result<Vec<_>, _>>()?;
     let (rewrite_path, rewrite_host) = match &r.rewrite {
         None => (None, None),
         Some(rw) => (
-            (!rw.path_prefix.is_empty()).then(|| absolute(rw.path_prefix.clone())).transpose()?,
+            (!rw.path_prefix.is_empty())
+                .then(|| absolute(rw.path_prefix.clone()))
+                .transpose()?,
             (!rw.host.is_empty())
-                .then(|| HeaderValue::from_str(&rw.host).map_err(|_| format!("bad rewrite host '{}'", rw.host)))
+                .then(|| {
+                    HeaderValue::from_str(&rw.host)
+                        .map_err(|_| format!("bad rewrite host '{}'", rw.host))
+                })
                 .transpose()?,
         ),
     };
-    let wanted = if r.upstream.is_empty() { APP_UPSTREAM } else { r.upstream.as_str() };
+    let wanted = if r.upstream.is_empty() {
+        APP_UPSTREAM
+    } else {
+        r.upstream.as_str()
+    };
     let upstream = upstreams
         .iter()
         .find(|u| &*u.name == wanted)
@@ -161,29 +204,43 @@ fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) 
         rewrite_host,
         request_headers: header_ops(r.request_headers.as_ref())?,
         response_headers: header_ops(r.response_headers.as_ref())?,
-        timeout: if r.timeout_ms == 0 { default_timeout } else { Duration::from_millis(r.timeout_ms) },
+        timeout: if r.timeout_ms == 0 {
+            default_timeout
+        } else {
+            Duration::from_millis(r.timeout_ms)
+        },
         upstream,
     })
 }
 
 fn absolute(p: String) -> Result<String, String> {
-    if p.starts_with('/') { Ok(p) } else { Err(format!("path '{p}' must start with '/'")) }
+    if p.starts_with('/') {
+        Ok(p)
+    } else {
+        Err(format!("path '{p}' must start with '/'"))
+    }
 }
 
 fn header(h: &pb::Header) -> Result<(HeaderName, HeaderValue), String> {
-    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("bad header name '{}'", h.name))?;
-    let value = HeaderValue::from_str(&h.value).map_err(|_| format!("bad value for header '{}'", h.name))?;
+    let name = HeaderName::from_bytes(h.name.as_bytes())
+        .map_err(|_| format!("bad header name '{}'", h.name))?;
+    let value = HeaderValue::from_str(&h.value)
+        .map_err(|_| format!("bad value for header '{}'", h.name))?;
     Ok((name, value))
 }
 
 fn header_ops(ops: Option<&pb::HeaderOps>) -> Result<HeaderOps, String> {
-    let Some(ops) = ops else { return Ok(HeaderOps::default()) };
+    let Some(ops) = ops else {
+        return Ok(HeaderOps::default());
+    };
     Ok(HeaderOps {
         set: ops.set.iter().map(header).collect::<Result<_, _>>()?,
         remove: ops
             .remove
             .iter()
-            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("bad header name '{n}'")))
+            .map(|n| {
+                HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("bad header name '{n}'"))
+            })
             .collect::<Result<_, _>>()?,
     })
 }

@@ -91,8 +91,19 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(name: &str, endpoints: Vec<Authority>, connect_timeout: Duration, client: Client) -> Self {
-        Upstream { name: name.into(), endpoints, connect_timeout, client, next: AtomicUsize::new(0) }
+    pub fn new(
+        name: &str,
+        endpoints: Vec<Authority>,
+        connect_timeout: Duration,
+        client: Client,
+    ) -> Self {
+        Upstream {
+            name: name.into(),
+            endpoints,
+            connect_timeout,
+            client,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// The next endpoint in round-robin order.
@@ -124,7 +135,13 @@ impl Mismatch {
 
 impl Route {
     /// None when the route matches; otherwise the first reason it does not.
-    pub fn mismatch(&self, method: &Method, host: &str, path: &str, headers: &HeaderMap) -> Option<Mismatch> {
+    pub fn mismatch(
+        &self,
+        method: &Method,
+        host: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<Mismatch> {
         let host_ok = match &self.host {
             HostMatch::Any => true,
             HostMatch::Exact(h) => h == host,

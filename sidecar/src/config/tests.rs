@@ -1,0 +1,201 @@
+//! Compiling snapshots and matching requests against compiled routes.
+
+use http::{HeaderMap, HeaderValue, Method};
+use warden_proto::v1 as pb;
+
+use super::*;
+use crate::decide::{Decision, RequestHead, decide};
+use crate::policy::{build, parse_service};
+use crate::upstream::ClientPool;
+
+fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
+    let p = parse_service("p.yaml", yaml, None).unwrap();
+    compile_proto(&build(&p.policy, &p.source, 1))
+}
+
+fn compile_proto(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
+    let pool = ClientPool::default();
+    let ctx = CompileContext {
+        app: Authority::from_static("127.0.0.1:8080"),
+        clients: &pool,
+        service: Some("orders"),
+    };
+    Snapshot::compile(s, &ctx)
+}
+
+const POLICY: &str = "service: orders
+upstreams:
+  admin: { endpoints: [\"127.0.0.1:9090\", \"127.0.0.1:9091\"] }
+routes:
+  - name: partner
+    match: { host: api.example.com, path_prefix: /api/v1 }
+    rewrite: { path_prefix: /v2 }
+  - name: wild
+    match: { host: \"*.example.com\" }
+  - name: exact
+    match: { path: /login, methods: [POST] }
+    rewrite: { path_prefix: /auth/login }
+  - name: admin
+    match: { path_prefix: /admin, headers: { x-admin: \"yes\" } }
+    upstream: admin
+  - name: root
+    match: { path_prefix: / }
+    rewrite: { path_prefix: /app }
+";
+
+fn route_for(
+    s: &Snapshot,
+    method: Method,
+    host: &str,
+    path: &str,
+    headers: &[(&'static str, &'static str)],
+) -> (String, String) {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, HeaderValue::from_static(v));
+    }
+    let head = RequestHead {
+        method: &method,
+        host,
+        path,
+        headers: &h,
+    };
+    match decide(s, &head) {
+        Decision::Forward { route, path: new } => (
+            route.name.to_string(),
+            new.unwrap_or_else(|| path.to_owned()),
+        ),
+        Decision::Deny(r) => (format!("deny:{}", r.code()), String::new()),
+    }
+}
+
+#[test]
+fn first_match_wins_and_rewrites_replace_the_matched_part() {
+    let s = compile(POLICY).unwrap();
+    // (method, host, path, headers, route, path the upstream gets)
+    type Case = (
+        Method,
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+    );
+    let cases: &[Case] = &[
+        (
+            Method::GET,
+            "api.example.com",
+            "/api/v1/orders",
+            &[],
+            "partner",
+            "/v2/orders",
+        ),
+        (
+            Method::GET,
+            "api.example.com",
+            "/api/v1",
+            &[],
+            "partner",
+            "/v2",
+        ),
+        (
+            Method::GET,
+            "api.example.com",
+            "/api/v10",
+            &[],
+            "wild",
+            "/api/v10",
+        ),
+        (Method::GET, "eu.example.com", "/x", &[], "wild", "/x"),
+        (Method::GET, "example.com", "/x", &[], "root", "/app/x"),
+        (Method::POST, "", "/login", &[], "exact", "/auth/login"),
+        (Method::GET, "", "/login", &[], "root", "/app/login"),
+        (
+            Method::GET,
+            "",
+            "/admin/users",
+            &[("x-admin", "yes")],
+            "admin",
+            "/admin/users",
+        ),
+        (
+            Method::GET,
+            "",
+            "/admin/users",
+            &[("x-admin", "no")],
+            "root",
+            "/app/admin/users",
+        ),
+        (Method::GET, "", "/", &[], "root", "/app/"),
+    ];
+    for (method, host, path, headers, route, upstream_path) in cases {
+        let got = route_for(&s, method.clone(), host, path, headers);
+        assert_eq!(
+            got,
+            (route.to_string(), upstream_path.to_string()),
+            "{method} {host}{path} {headers:?}"
+        );
+    }
+}
+
+#[test]
+fn no_route_is_a_refusal_and_upstreams_rotate() {
+    let s = compile("service: orders\nroutes:\n  - name: a\n    match: { path: /a }\n").unwrap();
+    assert_eq!(route_for(&s, Method::GET, "", "/b", &[]).0, "deny:no_route");
+
+    let s = compile(POLICY).unwrap();
+    let admin = s.upstreams.iter().find(|u| &*u.name == "admin").unwrap();
+    let picks: Vec<String> = (0..4).map(|_| admin.pick().to_string()).collect();
+    assert_eq!(
+        picks,
+        [
+            "127.0.0.1:9090",
+            "127.0.0.1:9091",
+            "127.0.0.1:9090",
+            "127.0.0.1:9091"
+        ]
+    );
+    assert_eq!(&*s.upstreams[0].name, "app");
+    assert_eq!(s.upstreams[0].endpoints[0].as_str(), "127.0.0.1:8080");
+}
+
+#[test]
+fn snapshots_a_sidecar_cannot_serve_are_refused_with_a_reason() {
+    let p = parse_service("p.yaml", POLICY, None).unwrap();
+    let good = build(&p.policy, &p.source, 1);
+
+    let mut s = good.clone();
+    s.schema = 99;
+    assert_eq!(
+        compile_proto(&s).unwrap_err(),
+        InvalidSnapshot::SchemaTooNew { got: 99, max: 1 }
+    );
+
+    let mut s = good.clone();
+    s.service = "billing".into();
+    assert!(matches!(
+        compile_proto(&s),
+        Err(InvalidSnapshot::WrongService { .. })
+    ));
+
+    let mut s = good.clone();
+    s.routes[0].upstream = "ghost".into();
+    assert_eq!(
+        compile_proto(&s).unwrap_err().to_string(),
+        "route 'partner': upstream 'ghost' is not defined"
+    );
+
+    let mut s = good.clone();
+    s.upstreams[0].endpoints = vec!["no-port".into()];
+    assert_eq!(
+        compile_proto(&s).unwrap_err().to_string(),
+        "upstream 'admin': endpoint 'no-port' is not host:port"
+    );
+
+    let mut s = good;
+    s.defaults = None;
+    assert_eq!(
+        compile_proto(&s).unwrap_err(),
+        InvalidSnapshot::Missing("defaults")
+    );
+}

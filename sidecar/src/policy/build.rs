@@ -42,7 +42,9 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
             .map(|(name, up)| pb::Upstream {
                 name: name.clone(),
                 endpoints: up.endpoints.clone(),
-                connect_timeout_ms: millis(up.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0)),
+                connect_timeout_ms: millis(
+                    up.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+                ),
             })
             .collect(),
         defaults: Some(pb::Defaults {
@@ -66,7 +68,7 @@ fn route(r: &RouteSpec) -> pb::Route {
                 (None, None) => None,
             },
             methods: m.methods.clone(),
-            headers: m.headers.iter().map(|(k, v)| header(k, v)).collect(),
+            headers: headers(&m.headers),
         }),
         rewrite: r.rewrite.as_ref().map(|rw| pb::Rewrite {
             path_prefix: rw.path_prefix.clone().unwrap_or_default(),
@@ -81,13 +83,23 @@ fn route(r: &RouteSpec) -> pb::Route {
 
 fn header_ops(ops: &HeaderOpsSpec) -> pb::HeaderOps {
     pb::HeaderOps {
-        set: ops.set.iter().map(|(k, v)| header(k, v)).collect(),
+        set: headers(&ops.set),
         remove: ops.remove.iter().map(|h| h.to_ascii_lowercase()).collect(),
     }
 }
 
-fn header(name: &str, value: &str) -> pb::Header {
-    pb::Header { name: name.to_ascii_lowercase(), value: value.to_owned() }
+/// Header names are case-insensitive: lower-case them, then sort, so `X-B` and `x-a`
+/// always come out as `x-a`, `x-b` (validation refuses names that differ only in case).
+fn headers(map: &std::collections::BTreeMap<String, String>) -> Vec<pb::Header> {
+    let mut out: Vec<pb::Header> = map
+        .iter()
+        .map(|(k, v)| pb::Header {
+            name: k.to_ascii_lowercase(),
+            value: v.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 fn millis(d: Duration) -> u64 {

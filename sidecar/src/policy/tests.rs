@@ -1,0 +1,212 @@
+//! Table tests for the policy model: what each kind of mistake says and where, what a
+//! valid file yields, and that the builder is deterministic.
+
+use super::*;
+
+fn errors(yaml: &str) -> Vec<String> {
+    match parse_file("p.yaml", yaml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn mistakes_are_reported_with_line_column_and_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "service: orders\nroutez: []\n",
+            "p.yaml:2:1: unknown field `routez`",
+        ),
+        (
+            "service: orders\nmode: strict\n",
+            "p.yaml:2:7: mode: unknown variant `strict`",
+        ),
+        ("routes: []\n", "missing field `service`"),
+        (
+            "service: Orders\n",
+            "p.yaml:1:10: service: service must be 1-63 characters",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    match: { path: /a, path_prefix: /a }\n",
+            "p.yaml:4:12: routes[0].match: use either path or path_prefix, not both",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    match: { path_prefix: /a//b }\n",
+            "p.yaml:4:27: routes[0].match.path_prefix: '/a//b' is not a normalized path: write '/a/b'",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    match: { path: api }\n",
+            "routes[0].match.path: 'api': the request path must start with '/'",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    match: { host: API.example.com }\n",
+            "p.yaml:4:20: routes[0].match.host: 'API.example.com' is not a host name",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    match: { methods: [get] }\n",
+            "p.yaml:4:24: routes[0].match.methods[0]: 'get' is not an HTTP method",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n  - name: a\n",
+            "p.yaml:4:11: routes[1].name: route name 'a' is used twice",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    upstream: billing\n",
+            "p.yaml:4:15: routes[0].upstream: upstream 'billing' is not defined (defined: app)",
+        ),
+        (
+            "service: o\nupstreams:\n  app: { endpoints: [\"127.0.0.1:1\"] }\n",
+            "p.yaml:3:8: upstreams.app: 'app' is reserved",
+        ),
+        (
+            "service: o\nupstreams:\n  b: { endpoints: [\"nohost\"] }\n",
+            "p.yaml:3:20: upstreams.b.endpoints[0]: 'nohost' must be host:port",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    request_headers: { set: { host: x } }\n",
+            "routes[0].request_headers.set.host: 'host' is managed by the proxy",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    request_headers: { set: { x-warden-client: x } }\n",
+            "x-warden-* headers are reserved for Warden",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    timeout: 5 sec\n",
+            "p.yaml:4:14: routes[0].timeout: '5 sec' is not a duration",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    match: { headers: { X-A: \"1\", x-a: \"2\" } }\n",
+            "routes[0].match.headers.X-A: 'X-A' is listed twice: header names are case-insensitive",
+        ),
+        (
+            "service: o\ndefaults: { max_body: 1TB }\n",
+            "p.yaml:2:23: defaults.max_body: '1TB' is not a size",
+        ),
+        ("service: o\nroutes: [\n", "p.yaml:3:1"),
+        (
+            "service: a\n---\nservice: a\n",
+            "service 'a' appears in more than one document",
+        ),
+        ("# nothing here\n", "the file holds no policy document"),
+    ];
+    for (yaml, want) in cases {
+        let got = errors(yaml);
+        assert!(
+            got.iter().any(|e| e.contains(want)),
+            "for:\n{yaml}\nwanted {want:?}\ngot {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn documents_keep_their_own_text_and_file_line_numbers() {
+    let file =
+        "# two services\nservice: a\n---\nservice: b\nroutes:\n  - name: x\n    upstream: nope\n";
+    let err = parse_file("f.yaml", file).unwrap_err();
+    assert_eq!(err.0[0].line, 7, "{err}");
+    let ok = parse_file("f.yaml", &file.replace("    upstream: nope\n", "")).unwrap();
+    assert_eq!(ok.len(), 2);
+    assert_eq!(ok[1].source, "service: b\nroutes:\n  - name: x\n");
+    assert_eq!(
+        parse_service(
+            "f.yaml",
+            &file.replace("    upstream: nope\n", ""),
+            Some("b")
+        )
+        .unwrap()
+        .policy
+        .service,
+        "b"
+    );
+}
+
+#[test]
+fn shadowed_routes_are_warnings() {
+    let cases = [
+        ("{ path_prefix: /api }", "{ path_prefix: /api/v1 }", true),
+        ("{ path_prefix: /api }", "{ path_prefix: /apix }", false),
+        ("{}", "{ path: /x }", true),
+        (
+            "{ host: \"*.example.com\" }",
+            "{ host: a.example.com, path: /x }",
+            true,
+        ),
+        ("{ host: a.example.com }", "{ host: b.example.com }", false),
+        ("{ methods: [GET, POST] }", "{ methods: [GET] }", true),
+        ("{ methods: [GET] }", "{ methods: [GET, POST] }", false),
+        ("{ methods: [GET] }", "{}", false),
+        (
+            "{ headers: { x-a: \"1\" } }",
+            "{ headers: { x-a: \"1\", x-b: \"2\" } }",
+            true,
+        ),
+        ("{ headers: { x-a: \"1\" } }", "{}", false),
+    ];
+    for (first, second, shadowed) in cases {
+        let yaml = format!(
+            "service: o\nroutes:\n  - name: first\n    match: {first}\n  - name: second\n    match: {second}\n"
+        );
+        let docs = parse_file("p.yaml", &yaml).unwrap();
+        let warned = docs[0].warnings.iter().any(|w| {
+            w.message
+                .contains("'second' is shadowed by the earlier route 'first'")
+        });
+        assert_eq!(warned, shadowed, "{first} then {second}");
+    }
+}
+
+#[test]
+fn the_builder_is_deterministic_and_resolves_units() {
+    let yaml = "service: orders
+upstreams:
+  zeta: { endpoints: [\"10.0.0.2:80\", \"10.0.0.3:80\"] }
+  alpha: { endpoints: [\"10.0.0.1:80\"], connect_timeout: 250ms }
+defaults: { timeout: 2s, max_body: 512KiB }
+routes:
+  - name: r
+    match: { host: \"*.example.com\", path_prefix: /api, methods: [GET], headers: { X-B: \"2\", x-a: \"1\" } }
+    rewrite: { path_prefix: /v2 }
+    request_headers: { set: { X-Z: z, x-y: y }, remove: [Cookie] }
+    timeout: 1m
+    upstream: zeta
+";
+    let parsed = parse_service("p.yaml", yaml, None).unwrap();
+    let a = build(&parsed.policy, &parsed.source, 7);
+    let b = build(
+        &parse_service("p.yaml", yaml, None).unwrap().policy,
+        yaml,
+        7,
+    );
+    assert_eq!(a, b);
+    assert_eq!(
+        prost::Message::encode_to_vec(&a),
+        prost::Message::encode_to_vec(&b)
+    );
+    assert_eq!(
+        a.upstreams
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alpha", "zeta"]
+    );
+    assert_eq!(a.upstreams[0].connect_timeout_ms, 250);
+    assert_eq!(
+        a.upstreams[1].connect_timeout_ms,
+        DEFAULT_CONNECT_TIMEOUT.as_millis() as u64
+    );
+    let d = a.defaults.unwrap();
+    assert_eq!((d.timeout_ms, d.max_body_bytes), (2_000, 512 * 1024));
+    let r = &a.routes[0];
+    assert_eq!(r.timeout_ms, 60_000);
+    let m = r.r#match.as_ref().unwrap();
+    assert_eq!(
+        m.headers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>(),
+        ["x-a", "x-b"]
+    );
+    assert_eq!(r.request_headers.as_ref().unwrap().remove, ["cookie"]);
+    assert_eq!(a.content_hash, content_hash(yaml));
+    assert_eq!(a.schema, SCHEMA);
+}

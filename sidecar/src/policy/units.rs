@@ -11,7 +11,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n.checked_mul(1_000),
         "m" | "min" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("'{s}' is not a duration: use a unit of ms, s, m or h, like 250ms or 5s")),
+        _ => {
+            return Err(format!(
+                "'{s}' is not a duration: use a unit of ms, s, m or h, like 250ms or 5s"
+            ));
+        }
     }
     .ok_or_else(|| format!("'{s}' is too long a duration"))?;
     Ok(Duration::from_millis(ms))
@@ -28,9 +32,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        _ => return Err(format!("'{s}' is not a size: use B, KiB, MiB or GiB, like 512KiB or 1MiB")),
+        _ => {
+            return Err(format!(
+                "'{s}' is not a size: use B, KiB, MiB or GiB, like 512KiB or 1MiB"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large a size"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large a size"))
 }
 
 /// Formats a duration the way the policy format writes it.
@@ -38,9 +47,9 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".to_owned(),
-        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
         _ => format!("{ms}ms"),
     }
 }
@@ -52,7 +61,9 @@ fn split_number(s: &str) -> Result<(u64, &str), String> {
         return Err(format!("'{s}' must start with a whole number"));
     }
     let (n, unit) = s.split_at(digits);
-    let n = n.parse::<u64>().map_err(|_| format!("'{s}' is too large"))?;
+    let n = n
+        .parse::<u64>()
+        .map_err(|_| format!("'{s}' is too large"))?;
     Ok((n, unit.trim_start()))
 }
 
@@ -70,7 +81,11 @@ mod tests {
             ("0s", Ok(0)),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_duration(input).map(|d| d.as_millis() as u64), want, "{input}");
+            assert_eq!(
+                parse_duration(input).map(|d| d.as_millis() as u64),
+                want,
+                "{input}"
+            );
         }
         for bad in ["", "s", "5", "5 sec", "1.5s", "-1s", "5d"] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");

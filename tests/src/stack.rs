@@ -1,0 +1,98 @@
+//! A whole running setup for a test: a control plane on its own store, the echo app, and
+//! one sidecar for service `orders` in front of the app, with a policy applied.
+
+use std::time::Duration;
+
+use crate::{App, Client, ControlPlane, Sidecar, eventually, write_policy};
+
+/// A minimal policy for `orders`: `/orders` and `/slow` go to the app.
+pub const BASIC: &str = "service: orders
+routes:
+  - name: orders
+    match: { path_prefix: /orders }
+  - name: slow
+    match: { path_prefix: /slow }
+    timeout: 300ms
+  - name: stream
+    match: { path_prefix: /stream }
+";
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub cp: ControlPlane,
+    pub app: App,
+    pub sidecar: Sidecar,
+    pub client: Client,
+}
+
+impl Stack {
+    /// Starts everything and applies `policy`, returning once the sidecar serves it.
+    pub async fn start(policy: &str) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
+        let app = App::start("orders-app").await;
+        let sidecar = Sidecar::start(&[
+            "--service",
+            "orders",
+            "--control-plane",
+            &cp.url(),
+            "--upstream",
+            &app.addr.to_string(),
+            "--state-dir",
+            &dir.path().join("state").to_string_lossy(),
+            "--instance",
+            "orders-1",
+        ])
+        .await;
+        let stack = Stack {
+            dir,
+            cp,
+            app,
+            sidecar,
+            client: Client::default(),
+        };
+        let v = stack.apply(policy).await;
+        stack.wait_for_version(v).await;
+        stack
+    }
+
+    /// Applies a policy through `wardenctl apply`; returns the version it became.
+    pub async fn apply(&self, policy: &str) -> u64 {
+        let file = write_policy(self.dir.path(), "policy.yaml", policy);
+        let out = self
+            .cp
+            .ctl(&["apply", "-f", &file, "-m", "test", "-o", "json"])
+            .await;
+        assert_eq!(out.code, 0, "apply failed: {out:?}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("apply json");
+        v["results"][0]["version"].as_u64().expect("version")
+    }
+
+    /// Waits until the sidecar's /config reports `version`.
+    pub async fn wait_for_version(&self, version: u64) {
+        let url = self.sidecar.admin_url("/config");
+        let client = self.client.clone();
+        eventually(
+            &format!("sidecar serves v{version}"),
+            Duration::from_secs(5),
+            || {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    client
+                        .get(&url)
+                        .await
+                        .is_ok_and(|r| r.json()["version"] == version)
+                }
+            },
+        )
+        .await;
+    }
+
+    /// GET through the sidecar.
+    pub async fn get(&self, path: &str) -> crate::Resp {
+        self.client
+            .get(&self.sidecar.url(path))
+            .await
+            .expect("request through the sidecar")
+    }
+}
