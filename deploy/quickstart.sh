@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Quick start: a control plane on its embedded store, a demo app and a sidecar, with
+# deploy/examples/orders.yaml applied; then a few requests that pass and one that is
+# refused. Everything runs on 127.0.0.1 and stops on Ctrl-C.
+#
+#   deploy/quickstart.sh           run and keep it up for you to try things
+#   deploy/quickstart.sh --check   run the requests, check their status codes, stop
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+CHECK=${1:-}
+WORK=$(mktemp -d /tmp/warden-quickstart.XXXXXX)
+CP=127.0.0.1:7070 APP=127.0.0.1:8080 PROXY=127.0.0.1:15001 ADMIN=127.0.0.1:15000
+
+cargo build --quiet --workspace --bins
+BIN=$ROOT/target/debug
+PIDS=()
+stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop EXIT
+
+wait_for() {  # url: until it answers at all
+  for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "timed out waiting for $1" >&2; return 1
+}
+
+echo "==> control plane on $CP (store in $WORK/data)"
+"$BIN/warden-control-plane" --listen "$CP" --data-dir "$WORK/data" 2>"$WORK/control-plane.log" & PIDS+=($!)
+echo "==> demo app on $APP"
+"$BIN/warden-demo-app" --listen "$APP" --name orders 2>"$WORK/app.log" & PIDS+=($!)
+echo "==> sidecar for service 'orders' on $PROXY (admin $ADMIN)"
+"$BIN/warden-sidecar" --service orders --control-plane "http://$CP" --listen "$PROXY" --admin "$ADMIN" \
+  --upstream "$APP" --state-dir "$WORK/state" 2>"$WORK/sidecar.log" & PIDS+=($!)
+wait_for "http://$ADMIN/healthz"
+
+export WARDEN_SERVER="http://$CP"
+echo; echo "==> wardenctl apply -f deploy/examples/orders.yaml"
+for _ in $(seq 50); do "$BIN/wardenctl" get >/dev/null 2>&1 && break; sleep 0.1; done
+"$BIN/wardenctl" apply -f deploy/examples/orders.yaml -m "quick start" | tail -1
+for _ in $(seq 50); do [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$ADMIN/readyz") == 200 ]] && break; sleep 0.1; done
+
+FAILED=0
+try() {  # want_status description curl-args...
+  local want=$1 what=$2; shift 2
+  echo; echo "==> $what"; echo "    curl $*"
+  local out code
+  out=$(curl -s -w '\n%{http_code}' "$@")
+  code=${out##*$'\n'}
+  echo "${out%$'\n'*}" | head -c 600; echo
+  echo "    -> HTTP $code (expected $want)"
+  [[ $code == "$want" ]] || FAILED=1
+}
+try 200 "A request that passes: the app answers" "http://$PROXY/orders/42"
+try 200 "Routed by host, path rewritten /api/v1 -> /v2, cookie removed" -H "host: api.example.com" -H "cookie: s=1" "http://$PROXY/api/v1//orders/./7"
+try 404 "A request Warden refuses: no route matches" "http://$PROXY/nope"
+try 502 "Warden says which layer failed: the admin upstream is not running" "http://$PROXY/admin"
+
+echo; echo "==> wardenctl status"; "$BIN/wardenctl" status
+echo; echo "==> wardenctl explain GET http://api.example.com/api/v1/orders"; "$BIN/wardenctl" explain --service orders GET http://api.example.com/api/v1/orders
+
+if [[ $CHECK == --check ]]; then
+  ((FAILED == 0)) && echo "quick start: all requests behaved" || { echo "quick start: a request misbehaved (logs in $WORK)"; exit 1; }
+  exit 0
+fi
+echo; echo "Running. Try: curl -i http://$PROXY/orders/1   |  WARDEN_SERVER=http://$CP target/debug/wardenctl history orders"
+echo "Logs in $WORK. Ctrl-C stops everything."
+wait
