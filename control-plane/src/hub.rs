@@ -25,38 +25,25 @@ impl Hub {
         let service = snapshot.service.clone();
         let snapshot = Arc::new(snapshot);
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services
-            .entry(service)
-            .or_insert_with(|| watch::channel(None).0)
-            .send_replace(Some(snapshot));
+        services.entry(service).or_insert_with(|| watch::channel(None).0).send_replace(Some(snapshot));
     }
 
     /// A receiver that sees the service's current snapshot and every later one.
     pub fn subscribe(&self, service: &str) -> watch::Receiver<Option<Arc<pb::Snapshot>>> {
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services
-            .entry(service.to_owned())
-            .or_insert_with(|| watch::channel(None).0)
-            .subscribe()
+        services.entry(service.to_owned()).or_insert_with(|| watch::channel(None).0).subscribe()
     }
 
     /// The version subscribers of `service` are being sent, 0 for none.
     pub fn current_version(&self, service: &str) -> u64 {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services
-            .get(service)
-            .and_then(|s| s.borrow().as_ref().map(|s| s.version))
-            .unwrap_or(0)
+        services.get(service).and_then(|s| s.borrow().as_ref().map(|s| s.version)).unwrap_or(0)
     }
 }
 
 /// Builds the snapshot for a stored version, re-validating its source with this build's
 /// policy model.
 pub fn snapshot_of(v: &PolicyVersion) -> Result<pb::Snapshot, PolicyErrors> {
-    let parsed = parse_service(
-        &format!("{}@v{}", v.service, v.version),
-        &v.source_yaml,
-        Some(&v.service),
-    )?;
+    let parsed = parse_service(&format!("{}@v{}", v.service, v.version), &v.source_yaml, Some(&v.service))?;
     Ok(build(&parsed.policy, &v.source_yaml, v.version))
 }

@@ -44,37 +44,19 @@ impl Registry {
             .sidecars()
             .await?
             .into_iter()
-            .map(|r| {
-                (
-                    (r.service.clone(), r.instance.clone()),
-                    Entry {
-                        record: r,
-                        stream: None,
-                    },
-                )
-            })
+            .map(|r| ((r.service.clone(), r.instance.clone()), Entry { record: r, stream: None }))
             .collect();
-        Ok(Registry {
-            store,
-            entries: Mutex::new(entries),
-            next_stream: AtomicU64::new(1),
-        })
+        Ok(Registry { store, entries: Mutex::new(entries), next_stream: AtomicU64::new(1) })
     }
 
     /// A sidecar said hello; returns its stream id.
     pub fn connected(&self, service: &str, instance: &str, peer: &str) -> u64 {
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let e = entries
-            .entry((service.to_owned(), instance.to_owned()))
-            .or_insert_with(|| Entry {
-                record: SidecarRecord {
-                    service: service.to_owned(),
-                    instance: instance.to_owned(),
-                    ..Default::default()
-                },
-                stream: None,
-            });
+        let e = entries.entry((service.to_owned(), instance.to_owned())).or_insert_with(|| Entry {
+            record: SidecarRecord { service: service.to_owned(), instance: instance.to_owned(), ..Default::default() },
+            stream: None,
+        });
         e.stream = Some(stream);
         e.record.peer = peer.to_owned();
         e.record.last_seen_unix_ms = now_unix_ms();
@@ -128,14 +110,9 @@ impl Registry {
         let mut out: Vec<Status> = entries
             .values()
             .filter(|e| service.is_none_or(|s| e.record.service == s))
-            .map(|e| Status {
-                record: e.record.clone(),
-                connected: e.stream.is_some(),
-            })
+            .map(|e| Status { record: e.record.clone(), connected: e.stream.is_some() })
             .collect();
-        out.sort_by(|a, b| {
-            (&a.record.service, &a.record.instance).cmp(&(&b.record.service, &b.record.instance))
-        });
+        out.sort_by(|a, b| (&a.record.service, &a.record.instance).cmp(&(&b.record.service, &b.record.instance)));
         out
     }
 }

@@ -104,9 +104,7 @@ pub struct Store {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Store {
@@ -120,9 +118,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Runs `f` on a blocking thread with the connection.
@@ -143,11 +139,7 @@ impl Store {
     /// Stores each document as its service's next version, in one transaction. A document
     /// whose content equals its service's current version is left alone (`changed: false`).
     /// With `dry_run`, computes the same answer and writes nothing.
-    pub async fn apply(
-        &self,
-        docs: Vec<NewVersion>,
-        dry_run: bool,
-    ) -> Result<Vec<Stored>, StoreError> {
+    pub async fn apply(&self, docs: Vec<NewVersion>, dry_run: bool) -> Result<Vec<Stored>, StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let now = now_unix_ms();
@@ -197,15 +189,13 @@ impl Store {
     }
 
     /// One version of a service, with its source.
-    pub async fn get(
-        &self,
-        service: &str,
-        version: u64,
-    ) -> Result<Option<PolicyVersion>, StoreError> {
+    pub async fn get(&self, service: &str, version: u64) -> Result<Option<PolicyVersion>, StoreError> {
         let service = service.to_owned();
         self.with(move |c| {
             c.query_row(
-                &format!("SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions WHERE service = ?1 AND version = ?2"),
+                &format!(
+                    "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions WHERE service = ?1 AND version = ?2"
+                ),
                 params![service, version],
                 |r| version_row(r, true),
             )
@@ -292,11 +282,7 @@ impl Store {
     }
 }
 
-fn current_in(
-    c: &Connection,
-    service: &str,
-    with_source: bool,
-) -> Result<Option<PolicyVersion>, rusqlite::Error> {
+fn current_in(c: &Connection, service: &str, with_source: bool) -> Result<Option<PolicyVersion>, rusqlite::Error> {
     c.query_row(
         &format!(
             "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions WHERE service = ?1 ORDER BY version DESC LIMIT 1"
@@ -315,11 +301,7 @@ fn version_row(r: &Row<'_>, with_source: bool) -> Result<PolicyVersion, rusqlite
         created_unix_ms: r.get(3)?,
         message: r.get(4)?,
         content_hash: r.get(5)?,
-        source_yaml: if with_source {
-            r.get(6)?
-        } else {
-            String::new()
-        },
+        source_yaml: if with_source { r.get(6)? } else { String::new() },
     })
 }
 
@@ -341,37 +323,15 @@ mod tests {
     async fn versions_are_numbered_per_service_and_unchanged_content_is_not_stored() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let r = store
-            .apply(vec![doc("a", "x: 1"), doc("b", "y: 1")], false)
-            .await
-            .unwrap();
-        assert_eq!(
-            r.iter()
-                .map(|s| (s.version.version, s.changed))
-                .collect::<Vec<_>>(),
-            [(1, true), (1, true)]
-        );
-        let r = store
-            .apply(vec![doc("a", "x: 1"), doc("b", "y: 2")], false)
-            .await
-            .unwrap();
-        assert_eq!(
-            r.iter()
-                .map(|s| (s.version.version, s.changed))
-                .collect::<Vec<_>>(),
-            [(1, false), (2, true)]
-        );
+        let r = store.apply(vec![doc("a", "x: 1"), doc("b", "y: 1")], false).await.unwrap();
+        assert_eq!(r.iter().map(|s| (s.version.version, s.changed)).collect::<Vec<_>>(), [(1, true), (1, true)]);
+        let r = store.apply(vec![doc("a", "x: 1"), doc("b", "y: 2")], false).await.unwrap();
+        assert_eq!(r.iter().map(|s| (s.version.version, s.changed)).collect::<Vec<_>>(), [(1, false), (2, true)]);
         assert_eq!(r[1].previous.as_ref().unwrap().source_yaml, "y: 1");
         let h = store.history("b").await.unwrap();
         assert_eq!(h.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
-        assert_eq!(
-            store.get("b", 1).await.unwrap().unwrap().source_yaml,
-            "y: 1"
-        );
-        assert_eq!(
-            store.current("b").await.unwrap().unwrap().source_yaml,
-            "y: 2"
-        );
+        assert_eq!(store.get("b", 1).await.unwrap().unwrap().source_yaml, "y: 1");
+        assert_eq!(store.current("b").await.unwrap().unwrap().source_yaml, "y: 2");
         assert_eq!(store.list_current().await.unwrap().len(), 2);
     }
 

@@ -28,9 +28,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
                 let live = live.clone();
                 async move { Ok::<_, Infallible>(route(&live, &req)) }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
@@ -61,13 +59,8 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
         }),
         None => serde_json::json!({ "version": 0, "ready": false, "swaps": live.swaps() }),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec_pretty(&body).unwrap_or_default(),
-    )));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())));
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
     resp
 }
 

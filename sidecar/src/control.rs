@@ -49,9 +49,7 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
 
 /// Full jitter: a random wait up to base·2ⁿ, capped, so a fleet does not reconnect in step.
 fn backoff(failures: u32) -> Duration {
-    let cap = BACKOFF_BASE
-        .saturating_mul(1 << failures.min(16))
-        .min(BACKOFF_MAX);
+    let cap = BACKOFF_BASE.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
     let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(fastrand::u64(ms / 2..=ms))
 }
@@ -65,18 +63,13 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         .keep_alive_while_idle(true)
         .connect()
         .await?;
-    let token = cfg
-        .token
-        .as_ref()
-        .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
-        .transpose()?;
-    let mut client =
-        SidecarServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-            if let Some(t) = &token {
-                req.metadata_mut().insert("authorization", t.clone());
-            }
-            Ok(req)
-        });
+    let token = cfg.token.as_ref().map(|t| MetadataValue::try_from(format!("Bearer {t}"))).transpose()?;
+    let mut client = SidecarServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+        if let Some(t) = &token {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    });
 
     let (tx, rx) = mpsc::channel(16);
     let hello = Hello {
@@ -86,14 +79,8 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         sidecar_version: env!("CARGO_PKG_VERSION").into(),
         schema: SCHEMA,
     };
-    tx.send(SidecarMessage {
-        kind: Some(Kind::Hello(hello)),
-    })
-    .await?;
-    let mut pushes = client
-        .subscribe(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await?;
+    let mut pushes = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();
     tracing::info!(url = %cfg.url, service = %cfg.service, instance = %cfg.instance, "connected to the control plane");
     *failures = 0;
 

@@ -33,15 +33,10 @@ pub enum Decision<'s> {
 
 /// Runs the request through the snapshot's steps in order: route → rewrite.
 pub fn decide<'s>(snapshot: &'s Snapshot, head: &RequestHead<'_>) -> Decision<'s> {
-    let matched = snapshot.routes.iter().find(|r| {
-        r.mismatch(head.method, head.host, head.path, head.headers)
-            .is_none()
-    });
+    let matched =
+        snapshot.routes.iter().find(|r| r.mismatch(head.method, head.host, head.path, head.headers).is_none());
     match matched {
-        Some(route) => Decision::Forward {
-            route,
-            path: route.rewritten_path(head.path),
-        },
+        Some(route) => Decision::Forward { route, path: route.rewritten_path(head.path) },
         None => Decision::Deny(Refusal::NoRoute),
     }
 }
@@ -51,18 +46,9 @@ pub fn decide<'s>(snapshot: &'s Snapshot, head: &RequestHead<'_>) -> Decision<'s
 pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Cow<'a, str> {
     let raw = uri
         .host()
-        .or_else(|| {
-            headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(strip_port)
-        })
+        .or_else(|| headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(strip_port))
         .unwrap_or("");
-    if raw.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(raw.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(raw)
-    }
+    if raw.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(raw.to_ascii_lowercase()) } else { Cow::Borrowed(raw) }
 }
 
 fn strip_port(host: &str) -> &str {
@@ -83,10 +69,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("API.Example.com:8443"));
         assert_eq!(request_host(&Uri::from_static("/x"), &h), "api.example.com");
-        assert_eq!(
-            request_host(&Uri::from_static("http://Other.io/x"), &h),
-            "other.io"
-        );
+        assert_eq!(request_host(&Uri::from_static("http://Other.io/x"), &h), "other.io");
         h.insert("host", HeaderValue::from_static("[::1]:80"));
         assert_eq!(request_host(&Uri::from_static("/x"), &h), "[::1]");
         assert_eq!(request_host(&Uri::from_static("/x"), &HeaderMap::new()), "");

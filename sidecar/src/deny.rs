@@ -25,10 +25,7 @@ pub enum Refusal {
     /// No route matches.
     NoRoute,
     /// The upstream could not be reached or failed.
-    Upstream {
-        upstream: String,
-        failure: UpstreamFailure,
-    },
+    Upstream { upstream: String, failure: UpstreamFailure },
     /// The upstream did not answer within the route's timeout.
     UpstreamTimeout { upstream: String, after: Duration },
 }
@@ -57,11 +54,9 @@ impl Refusal {
             Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BadPath(_) => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
-            Refusal::Upstream {
-                failure: UpstreamFailure::ConnectTimeout,
-                ..
+            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } | Refusal::UpstreamTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
             }
-            | Refusal::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
@@ -80,18 +75,9 @@ impl Refusal {
             Refusal::NotReady => "not_ready",
             Refusal::BadPath(_) => "bad_path",
             Refusal::NoRoute => "no_route",
-            Refusal::Upstream {
-                failure: UpstreamFailure::Refused,
-                ..
-            } => "upstream_unreachable",
-            Refusal::Upstream {
-                failure: UpstreamFailure::ConnectTimeout,
-                ..
-            } => "upstream_connect_timeout",
-            Refusal::Upstream {
-                failure: UpstreamFailure::Protocol,
-                ..
-            } => "upstream_error",
+            Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "upstream_unreachable",
+            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "upstream_connect_timeout",
+            Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "upstream_error",
             Refusal::UpstreamTimeout { .. } => "upstream_timeout",
         }
     }
@@ -114,18 +100,9 @@ impl Refusal {
             Refusal::NotReady => "destination_unavailable",
             Refusal::BadPath(_) => "http_request_error",
             Refusal::NoRoute => "destination_not_found",
-            Refusal::Upstream {
-                failure: UpstreamFailure::Refused,
-                ..
-            } => "connection_refused",
-            Refusal::Upstream {
-                failure: UpstreamFailure::ConnectTimeout,
-                ..
-            } => "connection_timeout",
-            Refusal::Upstream {
-                failure: UpstreamFailure::Protocol,
-                ..
-            } => "http_protocol_error",
+            Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "connection_refused",
+            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "connection_timeout",
+            Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "http_protocol_error",
             Refusal::UpstreamTimeout { .. } => "http_response_timeout",
         }
     }
@@ -134,34 +111,17 @@ impl Refusal {
     pub fn message(&self, service: Option<&str>) -> String {
         let service = service.unwrap_or("this service");
         match self {
-            Refusal::NotReady => {
-                "The proxy has not loaded its policy yet. Retry in a few seconds.".into()
-            }
+            Refusal::NotReady => "The proxy has not loaded its policy yet. Retry in a few seconds.".into(),
             Refusal::BadPath(e) => format!("The request was refused: {e}."),
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
-            Refusal::Upstream {
-                upstream,
-                failure: UpstreamFailure::Refused,
-            } => {
-                format!(
-                    "'{service}' could not be reached (upstream '{upstream}' refused the connection)."
-                )
+            Refusal::Upstream { upstream, failure: UpstreamFailure::Refused } => {
+                format!("'{service}' could not be reached (upstream '{upstream}' refused the connection).")
             }
-            Refusal::Upstream {
-                upstream,
-                failure: UpstreamFailure::ConnectTimeout,
-            } => {
-                format!(
-                    "'{service}' could not be reached in time (connecting to upstream '{upstream}' timed out)."
-                )
+            Refusal::Upstream { upstream, failure: UpstreamFailure::ConnectTimeout } => {
+                format!("'{service}' could not be reached in time (connecting to upstream '{upstream}' timed out).")
             }
-            Refusal::Upstream {
-                upstream,
-                failure: UpstreamFailure::Protocol,
-            } => {
-                format!(
-                    "'{service}' failed to answer (upstream '{upstream}' broke the connection)."
-                )
+            Refusal::Upstream { upstream, failure: UpstreamFailure::Protocol } => {
+                format!("'{service}' failed to answer (upstream '{upstream}' broke the connection).")
             }
             Refusal::UpstreamTimeout { upstream, after } => {
                 format!(
@@ -197,11 +157,7 @@ impl Refusal {
         if let Ok(v) = HeaderValue::from_str(&rule) {
             h.insert("x-warden-denied-by", v);
         }
-        let status = format!(
-            "{LAYER}; error={}; details=\"{}\"",
-            self.proxy_error(),
-            rule.replace('"', "")
-        );
+        let status = format!("{LAYER}; error={}; details=\"{}\"", self.proxy_error(), rule.replace('"', ""));
         if let Ok(v) = HeaderValue::from_str(&status) {
             h.insert("proxy-status", v);
         }

@@ -30,7 +30,7 @@
 //! - `normalize`, `decide`, `deny`: pure request logic.
 //! - `proxy`, `listener`, `upstream`: the request path's I/O.
 //! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
-//! - `admin`: health, readiness and the config dump.
+//! - `admin`: health, readiness and the config dump; `telemetry`: logging set-up.
 
 pub mod admin;
 pub mod config;
@@ -44,4 +44,5 @@ pub mod policy;
 pub mod policy_file;
 pub mod proxy;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;

@@ -12,7 +12,7 @@ use warden_proto::v1 as pb;
 
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
 use crate::state;
-use crate::upstream::{ClientPool, check_resolvable};
+use crate::upstream::{Pools, check_resolvable};
 
 /// Where the active snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,7 +31,7 @@ pub struct Live {
     origin: Mutex<Option<Origin>>,
     swaps: AtomicU64,
     draining: AtomicBool,
-    clients: ClientPool,
+    pools: Pools,
     app: Authority,
     service: Option<String>,
     state_dir: Option<PathBuf>,
@@ -45,7 +45,7 @@ impl Live {
             origin: Mutex::new(None),
             swaps: AtomicU64::new(0),
             draining: AtomicBool::new(false),
-            clients: ClientPool::default(),
+            pools: Pools::default(),
             app,
             service,
             state_dir,
@@ -83,11 +83,7 @@ impl Live {
 
     /// Compiles and checks a snapshot, then makes it the active one and persists it as the
     /// last known good. On error nothing changes: the old snapshot keeps serving.
-    pub async fn install(
-        &self,
-        proto: &pb::Snapshot,
-        origin: Origin,
-    ) -> Result<Arc<Snapshot>, InvalidSnapshot> {
+    pub async fn install(&self, proto: &pb::Snapshot, origin: Origin) -> Result<Arc<Snapshot>, InvalidSnapshot> {
         if let Some(cur) = self.snapshot()
             && cur.version == proto.version
             && cur.content_hash == proto.content_hash
@@ -95,11 +91,7 @@ impl Live {
             self.set_origin(origin);
             return Ok(cur);
         }
-        let ctx = CompileContext {
-            app: self.app.clone(),
-            clients: &self.clients,
-            service: self.service.as_deref(),
-        };
+        let ctx = CompileContext { app: self.app.clone(), pools: &self.pools, service: self.service.as_deref() };
         let compiled = Snapshot::compile(proto, &ctx)?;
         check_resolvable(&compiled).await?;
         let compiled = Arc::new(compiled);

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use warden_sidecar::control::{self, ControlConfig};
 use warden_sidecar::live::Live;
-use warden_sidecar::{admin, listener, policy, policy_file};
+use warden_sidecar::{admin, listener, policy, policy_file, telemetry};
 
 /// Warden's per-service sidecar proxy.
 #[derive(Debug, Parser)]
@@ -61,18 +61,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
+    telemetry::init_logging();
+    // One thread: a current-thread runtime skips the work-stealing scheduler's cross-thread
+    // bookkeeping, which is pure overhead when there is nobody to steal from.
+    let mut rt = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all().build()?.block_on(run(args))
 }
 
@@ -80,26 +80,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.control_plane.is_some() && args.service.is_none() {
         anyhow::bail!("--service is required with --control-plane");
     }
-    let app: Authority = args
-        .upstream
-        .parse()
-        .with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
+    let app: Authority =
+        args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
     let live = Arc::new(Live::new(app, args.service.clone(), args.state_dir.clone()));
 
-    let proxy_listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding --listen {}", args.listen))?;
-    let admin_listener = TcpListener::bind(args.admin)
-        .await
-        .with_context(|| format!("binding --admin {}", args.admin))?;
+    let proxy_listener =
+        TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
+    let admin_listener =
+        TcpListener::bind(args.admin).await.with_context(|| format!("binding --admin {}", args.admin))?;
     let proxy_addr = proxy_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
     if let Some(v) = live.load_from_disk().await {
-        tracing::info!(
-            version = v,
-            "serving the last known good snapshot from disk until the control plane answers"
-        );
+        tracing::info!(version = v, "serving the last known good snapshot from disk until the control plane answers");
     }
 
     if let Some(url) = args.control_plane.clone() {
@@ -112,16 +105,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ),
             None => None,
         };
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "sidecar".into());
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "sidecar".into());
         let cfg = ControlConfig {
             url,
             service: args.service.clone().unwrap_or_default(),
-            instance: args
-                .instance
-                .clone()
-                .unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
+            instance: args.instance.clone().unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
             token,
         };
         tokio::spawn(control::run(cfg, live.clone()));
@@ -131,12 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(listener::serve(
-        proxy_listener,
-        live.clone(),
-        stop_rx,
-        args.drain_timeout,
-    ));
+    let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, args.drain_timeout));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");
 
     shutdown_signal().await;
@@ -151,14 +134,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -58,14 +58,8 @@ fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
             i += 1;
             continue;
         }
-        let hi = raw
-            .get(i + 1)
-            .and_then(|c| hex(*c))
-            .ok_or(PathError::BadEscape)?;
-        let lo = raw
-            .get(i + 2)
-            .and_then(|c| hex(*c))
-            .ok_or(PathError::BadEscape)?;
+        let hi = raw.get(i + 1).and_then(|c| hex(*c)).ok_or(PathError::BadEscape)?;
+        let lo = raw.get(i + 2).and_then(|c| hex(*c)).ok_or(PathError::BadEscape)?;
         let byte = hi << 4 | lo;
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
             out.push(byte);
@@ -154,10 +148,7 @@ mod tests {
 
     #[test]
     fn already_normal_paths_are_borrowed() {
-        assert!(matches!(
-            normalize_path("/api/v1/orders"),
-            Ok(Cow::Borrowed(_))
-        ));
+        assert!(matches!(normalize_path("/api/v1/orders"), Ok(Cow::Borrowed(_))));
     }
 
     #[test]

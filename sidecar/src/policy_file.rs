@@ -34,13 +34,7 @@ pub async fn watch(path: PathBuf, service: Option<String>, live: Arc<Live>) {
     }
 }
 
-async fn load(
-    path: &std::path::Path,
-    bytes: &[u8],
-    service: Option<&str>,
-    version: u64,
-    live: &Live,
-) {
+async fn load(path: &std::path::Path, bytes: &[u8], service: Option<&str>, version: u64, live: &Live) {
     let name = path.display().to_string();
     let text = String::from_utf8_lossy(bytes);
     let parsed = match parse_service(&name, &text, service) {

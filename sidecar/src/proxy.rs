@@ -4,12 +4,13 @@
 //! route's upstream with hop-by-hop headers stripped, `x-forwarded-*` and `x-request-id`
 //! set, and the route's header edits applied. Bodies stream both ways, never buffered.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -19,16 +20,28 @@ use crate::decide::{Decision, RequestHead, decide, request_host};
 use crate::deny::{DenyContext, Refusal};
 use crate::live::Live;
 use crate::normalize::normalize_path;
-use crate::upstream::classify;
+use crate::upstream::{self, Affinity, UpstreamBody};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
-/// Facts about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
+/// The downstream connection a request arrived on; one per accepted connection.
+#[derive(Debug)]
+pub struct Downstream {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The upstream connection this downstream connection used last.
+    pub affinity: Arc<Affinity>,
+    /// `x-forwarded-for` for every request on this connection, built once.
+    forwarded_for: HeaderValue,
+}
+
+impl Downstream {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let forwarded_for =
+            HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Downstream { peer, tls, affinity: Arc::default(), forwarded_for }
+    }
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -49,7 +62,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Handles one request.
-pub async fn handle(live: &Live, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> Response<ProxyBody> {
     let request_id = request_id(req.headers());
     let Some(snapshot) = live.snapshot() else {
         return refuse(&Refusal::NotReady, None, None, &request_id);
@@ -61,20 +74,16 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: ConnInfo) -> Resp
         Err(e) => return refuse(&Refusal::BadPath(e), Some(&snapshot), None, &request_id),
     };
     let host = request_host(&parts.uri, &parts.headers);
-    let head = RequestHead {
-        method: &parts.method,
-        host: &host,
-        path: &path,
-        headers: &parts.headers,
-    };
+    let head = RequestHead { method: &parts.method, host: &host, path: &path, headers: &parts.headers };
     let (route, new_path) = match decide(&snapshot, &head) {
         Decision::Forward { route, path } => (route, path),
         Decision::Deny(r) => return refuse(&r, Some(&snapshot), None, &request_id),
     };
 
-    // The upstream request line: the rewritten or normalized path, the original query.
+    // The upstream request line, origin-form: the rewritten or normalized path and the
+    // original query. Unchanged paths reuse the request's own bytes.
     let path_and_query = match (new_path, &path) {
-        (None, std::borrow::Cow::Borrowed(_)) => parts.uri.path_and_query().cloned(),
+        (None, Cow::Borrowed(_)) => parts.uri.path_and_query().cloned(),
         (new, _) => {
             let p = new.as_deref().unwrap_or(&path);
             let pq = match parts.uri.query() {
@@ -84,56 +93,30 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: ConnInfo) -> Resp
             PathAndQuery::try_from(pq).ok()
         }
     };
-    let upstream = &route.upstream;
-    let endpoint = upstream.pick().clone();
-    let mut uri = Uri::builder().scheme(Scheme::HTTP).authority(endpoint);
-    if let Some(pq) = path_and_query {
-        uri = uri.path_and_query(pq);
-    }
-    let Ok(uri) = uri.build() else {
-        return refuse(
-            &Refusal::NoRoute,
-            Some(&snapshot),
-            Some(&route.name),
-            &request_id,
-        );
-    };
-
-    let original_authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    parts.uri = uri;
+    let authority = parts.uri.authority().cloned();
+    parts.uri = path_and_query.map_or_else(|| Uri::from_static("/"), Uri::from);
     parts.version = Version::HTTP_11;
-    prepare_request_headers(
-        &mut parts.headers,
-        route,
-        conn,
-        &request_id,
-        original_authority,
-    );
+
+    let upstream = &route.upstream;
+    let endpoint = upstream.pick();
+    prepare_request_headers(&mut parts.headers, route, conn, &request_id, authority.as_ref(), endpoint.authority());
 
     let req = Request::from_parts(parts, body);
-    let sent = tokio::time::timeout(route.timeout, upstream.client.request(req)).await;
+    let sent = tokio::time::timeout(route.timeout, upstream::send(endpoint, &conn.affinity, req)).await;
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
-            let failure = classify(&e);
-            tracing::debug!(error = %e, upstream = %upstream.name, "upstream request failed");
-            let r = Refusal::Upstream {
-                upstream: upstream.name.to_string(),
-                failure,
-            };
+        Ok(Err(failure)) => {
+            let r = Refusal::Upstream { upstream: upstream.name.to_string(), failure };
             return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
         }
         Err(_) => {
-            let r = Refusal::UpstreamTimeout {
-                upstream: upstream.name.to_string(),
-                after: route.timeout,
-            };
+            let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after: route.timeout };
             return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
         }
     };
 
     let headers = resp.headers_mut();
-    strip_hop_by_hop(headers);
+    strip_headers(headers, false);
     apply_ops(headers, &route.response_headers);
     headers.insert(X_REQUEST_ID, request_id);
     resp.map(Either::Left)
@@ -145,50 +128,36 @@ fn refuse(
     route: Option<&str>,
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
-    let ctx = DenyContext {
-        service: snapshot.map(|s| &*s.service),
-        route,
-        request_id,
-    };
+    let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route, request_id };
     r.response(&ctx).map(Either::Right)
 }
 
 fn prepare_request_headers(
     headers: &mut HeaderMap,
     route: &Route,
-    conn: ConnInfo,
+    conn: &Downstream,
     request_id: &HeaderValue,
-    authority: Option<String>,
+    authority: Option<&http::uri::Authority>,
+    endpoint: &http::uri::Authority,
 ) {
-    strip_hop_by_hop(headers);
     // Identity headers are Warden's to set; a client must never be able to forge them.
-    let forged: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-warden-"))
-        .cloned()
-        .collect();
-    for name in forged {
-        headers.remove(name);
-    }
+    strip_headers(headers, true);
 
-    // HTTP/2 and absolute-form requests carry the host in the URI, not in a header.
-    if !headers.contains_key(header::HOST)
-        && let Some(v) = authority.and_then(|a| HeaderValue::try_from(a).ok())
-    {
-        headers.insert(header::HOST, v);
+    // HTTP/2 and absolute-form requests carry the host in the URI, not in a header; an
+    // HTTP/1.0 request may carry none, and then the upstream is named.
+    if !headers.contains_key(header::HOST) {
+        let host = authority.unwrap_or(endpoint);
+        if let Ok(v) = HeaderValue::from_str(host.as_str()) {
+            headers.insert(header::HOST, v);
+        }
     }
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);
     }
     // Until trusted proxies are configured, the socket peer is the client: whatever the
     // client wrote in x-forwarded-for is replaced, never believed.
-    if let Ok(v) = HeaderValue::try_from(conn.peer.ip().to_string()) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-    );
+    headers.insert(X_FORWARDED_FOR, conn.forwarded_for.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
     headers.insert(X_REQUEST_ID, request_id.clone());
     if let Some(h) = &route.rewrite_host {
         headers.insert(header::HOST, h.clone());
@@ -196,20 +165,23 @@ fn prepare_request_headers(
     apply_ops(headers, &route.request_headers);
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in `Connection` are hop-by-hop too.
-    if let Some(conn) = headers
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    {
-        for name in conn.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                headers.remove(name);
-            }
+/// Removes hop-by-hop headers, the headers `Connection` names, and with `warden_owned`
+/// every `x-warden-*`. One pass over the names decides; most messages have none of them.
+fn strip_headers(headers: &mut HeaderMap, warden_owned: bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if HOP_BY_HOP.contains(name) || (warden_owned && name.as_str().starts_with("x-warden-")) {
+            doomed.push(name.clone());
         }
     }
-    for name in &HOP_BY_HOP {
+    if doomed.is_empty() {
+        return;
+    }
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(listed) = value.to_str() else { continue };
+        doomed.extend(listed.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()));
+    }
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -234,6 +206,43 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
     let mut buf = [0u8; ulid::ULID_LEN];
     let id = ulid::Ulid::new();
-    HeaderValue::from_str(id.array_to_str(&mut buf))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    HeaderValue::from_str(id.array_to_str(&mut buf)).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_forged_identity_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-warden-client", "forged"),
+            ("x-warden-plan", "forged"),
+            ("accept", "*/*"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        let mut response = h.clone();
+        strip_headers(&mut h, true);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["accept"]);
+        strip_headers(&mut response, false);
+        let mut left: Vec<&str> = response.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-warden-client", "x-warden-plan"]);
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_well_formed() {
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+        assert_eq!(request_id(&HeaderMap::new()).len(), ulid::ULID_LEN);
+    }
 }

@@ -36,9 +36,7 @@ pub async fn save(dir: &Path, snapshot: &pb::Snapshot) -> io::Result<()> {
 /// Reads the persisted snapshot; Ok(None) when there is none.
 pub async fn load(dir: &Path) -> io::Result<Option<pb::Snapshot>> {
     match tokio::fs::read(path(dir)).await {
-        Ok(bytes) => pb::Snapshot::decode(bytes.as_slice())
-            .map(Some)
-            .map_err(io::Error::other),
+        Ok(bytes) => pb::Snapshot::decode(bytes.as_slice()).map(Some).map_err(io::Error::other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }

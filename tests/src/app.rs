@@ -74,9 +74,7 @@ pub async fn serve(listener: TcpListener, name: String, seen: Arc<Mutex<Vec<Seen
         let seen = seen.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, name.clone(), seen.clone()));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
@@ -89,16 +87,8 @@ async fn handle(
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let path_and_query = parts.uri.path_and_query().map(ToString::to_string).unwrap_or_default();
     seen.lock().expect("lock").push(Seen {
         method: parts.method.to_string(),
         path_and_query: path_and_query.clone(),
@@ -106,18 +96,11 @@ async fn handle(
         body_len: body.len(),
     });
     let path = parts.uri.path();
-    if let Some(ms) = path
-        .strip_prefix("/slow/")
-        .and_then(|s| s.parse::<u64>().ok())
-    {
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(n) = path
-        .strip_prefix("/stream/")
-        .and_then(|s| s.parse::<usize>().ok())
-    {
-        let chunks =
-            (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024]))));
+    if let Some(n) = path.strip_prefix("/stream/").and_then(|s| s.parse::<usize>().ok()) {
+        let chunks = (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024]))));
         let stream = futures_stream(chunks);
         return Ok(Response::builder()
             .header("x-app", name)
@@ -127,12 +110,7 @@ async fn handle(
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            )
-        })
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
         .collect();
     let echo = serde_json::json!({
         "app": name, "method": parts.method.as_str(), "path": path_and_query,

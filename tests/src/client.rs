@@ -38,49 +38,29 @@ pub struct Client {
 
 impl Default for Client {
     fn default() -> Self {
-        Client {
-            inner: HyperClient::builder(TokioExecutor::new()).build_http(),
-        }
+        Client { inner: HyperClient::builder(TokioExecutor::new()).build_http() }
     }
 }
 
 impl Client {
     /// An HTTP/2-only (h2c prior knowledge) client.
     pub fn h2() -> Client {
-        Client {
-            inner: HyperClient::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build_http(),
-        }
+        Client { inner: HyperClient::builder(TokioExecutor::new()).http2_only(true).build_http() }
     }
 
     pub async fn get(&self, url: &str) -> Result<Resp, String> {
         self.send(Method::GET, url, &[], Bytes::new()).await
     }
 
-    pub async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<Resp, String> {
+    pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Resp, String> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let resp = self
-            .inner
-            .request(req)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Resp {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(Resp { status: parts.status, headers: parts.headers, body })
     }
 }

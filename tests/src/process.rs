@@ -40,10 +40,7 @@ impl Proc {
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
             child.stderr.take().map(|p| Box::new(p) as _),
         ]
         .into_iter()
@@ -56,11 +53,7 @@ impl Proc {
                 }
             });
         }
-        Proc {
-            name: name.to_owned(),
-            child,
-            lines,
-        }
+        Proc { name: name.to_owned(), child, lines }
     }
 
     /// Everything logged so far.
@@ -72,13 +65,7 @@ impl Proc {
     pub async fn wait_for(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|l| l.contains(needle))
-            {
+            if let Some(l) = self.lines.lock().expect("lock").iter().find(|l| l.contains(needle)) {
                 return l.clone();
             }
             assert!(
@@ -103,9 +90,7 @@ impl Proc {
 
     /// SIGTERM: the graceful path.
     pub fn terminate(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
     }
 
     /// Waits for the process to exit; None if it is still running after `timeout`.
@@ -133,13 +118,7 @@ impl Drop for Proc {
 /// The value of `key=` in a log line.
 pub fn field(line: &str, key: &str) -> Option<String> {
     let start = line.find(&format!("{key}="))? + key.len() + 1;
-    Some(
-        line[start..]
-            .split_whitespace()
-            .next()?
-            .trim_matches('"')
-            .to_owned(),
-    )
+    Some(line[start..].split_whitespace().next()?.trim_matches('"').to_owned())
 }
 
 /// A running `warden-control-plane`.
@@ -152,26 +131,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts on `listen` (use "127.0.0.1:0" for any port) with its store in `data_dir`.
     pub async fn start(data_dir: &Path, listen: &str) -> ControlPlane {
-        let proc = Proc::spawn(
-            "warden-control-plane",
-            &[
-                "--listen",
-                listen,
-                "--data-dir",
-                &data_dir.to_string_lossy(),
-            ],
-        );
-        let line = proc
-            .wait_for("warden-control-plane listening", Duration::from_secs(20))
-            .await;
-        let addr = field(&line, "grpc")
-            .and_then(|a| a.parse().ok())
-            .expect("grpc address in log");
-        ControlPlane {
-            proc,
-            addr,
-            data_dir: data_dir.to_owned(),
-        }
+        let proc =
+            Proc::spawn("warden-control-plane", &["--listen", listen, "--data-dir", &data_dir.to_string_lossy()]);
+        let line = proc.wait_for("warden-control-plane listening", Duration::from_secs(20)).await;
+        let addr = field(&line, "grpc").and_then(|a| a.parse().ok()).expect("grpc address in log");
+        ControlPlane { proc, addr, data_dir: data_dir.to_owned() }
     }
 
     pub fn url(&self) -> String {
@@ -197,15 +161,9 @@ impl Sidecar {
         let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let proc = Proc::spawn("warden-sidecar", &all);
-        let line = proc
-            .wait_for("warden-sidecar listening", Duration::from_secs(20))
-            .await;
-        let proxy = field(&line, "proxy")
-            .and_then(|a| a.parse().ok())
-            .expect("proxy address in log");
-        let admin = field(&line, "admin")
-            .and_then(|a| a.parse().ok())
-            .expect("admin address in log");
+        let line = proc.wait_for("warden-sidecar listening", Duration::from_secs(20)).await;
+        let proxy = field(&line, "proxy").and_then(|a| a.parse().ok()).expect("proxy address in log");
+        let admin = field(&line, "admin").and_then(|a| a.parse().ok()).expect("admin address in log");
         Sidecar { proc, proxy, admin }
     }
 

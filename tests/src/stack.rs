@@ -28,6 +28,14 @@ pub struct Stack {
 impl Stack {
     /// Starts everything and applies `policy`, returning once the sidecar serves it.
     pub async fn start(policy: &str) -> Stack {
+        let stack = Stack::start_without_policy().await;
+        let v = stack.apply(policy).await;
+        stack.wait_for_version(v).await;
+        stack
+    }
+
+    /// Starts everything; nothing is applied yet.
+    pub async fn start_without_policy() -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
         let app = App::start("orders-app").await;
@@ -44,25 +52,13 @@ impl Stack {
             "orders-1",
         ])
         .await;
-        let stack = Stack {
-            dir,
-            cp,
-            app,
-            sidecar,
-            client: Client::default(),
-        };
-        let v = stack.apply(policy).await;
-        stack.wait_for_version(v).await;
-        stack
+        Stack { dir, cp, app, sidecar, client: Client::default() }
     }
 
     /// Applies a policy through `wardenctl apply`; returns the version it became.
     pub async fn apply(&self, policy: &str) -> u64 {
         let file = write_policy(self.dir.path(), "policy.yaml", policy);
-        let out = self
-            .cp
-            .ctl(&["apply", "-f", &file, "-m", "test", "-o", "json"])
-            .await;
+        let out = self.cp.ctl(&["apply", "-f", &file, "-m", "test", "-o", "json"]).await;
         assert_eq!(out.code, 0, "apply failed: {out:?}");
         let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("apply json");
         v["results"][0]["version"].as_u64().expect("version")
@@ -72,27 +68,15 @@ impl Stack {
     pub async fn wait_for_version(&self, version: u64) {
         let url = self.sidecar.admin_url("/config");
         let client = self.client.clone();
-        eventually(
-            &format!("sidecar serves v{version}"),
-            Duration::from_secs(5),
-            || {
-                let (client, url) = (client.clone(), url.clone());
-                async move {
-                    client
-                        .get(&url)
-                        .await
-                        .is_ok_and(|r| r.json()["version"] == version)
-                }
-            },
-        )
+        eventually(&format!("sidecar serves v{version}"), Duration::from_secs(5), || {
+            let (client, url) = (client.clone(), url.clone());
+            async move { client.get(&url).await.is_ok_and(|r| r.json()["version"] == version) }
+        })
         .await;
     }
 
     /// GET through the sidecar.
     pub async fn get(&self, path: &str) -> crate::Resp {
-        self.client
-            .get(&self.sidecar.url(path))
-            .await
-            .expect("request through the sidecar")
+        self.client.get(&self.sidecar.url(path)).await.expect("request through the sidecar")
     }
 }

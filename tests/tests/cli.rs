@@ -24,17 +24,9 @@ async fn validate_names_file_line_column_and_field() {
     let file = write_policy(dir.path(), "bad.yaml", BAD);
     let out = wardenctl("http://127.0.0.1:1", &["validate", "-f", &file]).await;
     assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(&format!("{file}:4:33: routes[0].match: unknown field `paht`")), "{}", out.stderr);
     assert!(
-        out.stderr.contains(&format!(
-            "{file}:4:33: routes[0].match: unknown field `paht`"
-        )),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&format!(
-            "{file}:12:15: routes[1].upstream: upstream 'nope' is not defined"
-        )),
+        out.stderr.contains(&format!("{file}:12:15: routes[1].upstream: upstream 'nope' is not defined")),
         "{}",
         out.stderr
     );
@@ -42,26 +34,16 @@ async fn validate_names_file_line_column_and_field() {
     let file = write_policy(
         dir.path(),
         "shadow.yaml",
-        &BAD.split("---\n")
-            .nth(1)
-            .unwrap()
-            .replace("    upstream: nope\n", ""),
+        &BAD.split("---\n").nth(1).unwrap().replace("    upstream: nope\n", ""),
     );
     let out = wardenctl("http://127.0.0.1:1", &["validate", "-f", &file]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
-        out.stderr.contains("warning:")
-            && out
-                .stderr
-                .contains("route 'api' is shadowed by the earlier route 'all'"),
+        out.stderr.contains("warning:") && out.stderr.contains("route 'api' is shadowed by the earlier route 'all'"),
         "{}",
         out.stderr
     );
-    assert!(
-        out.stderr.contains(&format!("{file}:5:5: routes[1]")),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(&format!("{file}:5:5: routes[1]")), "{}", out.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,35 +51,19 @@ async fn exit_codes_follow_the_spec() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_policy(dir.path(), "p.yaml", BASIC);
     // Nothing listens on port 1: cannot reach the control plane.
-    assert_eq!(
-        wardenctl("http://127.0.0.1:1", &["apply", "-f", &file])
-            .await
-            .code,
-        3
-    );
+    assert_eq!(wardenctl("http://127.0.0.1:1", &["apply", "-f", &file]).await.code, 3);
     assert_eq!(wardenctl("http://127.0.0.1:1", &["status"]).await.code, 3);
     // Usage errors.
     assert_eq!(wardenctl("http://127.0.0.1:1", &["apply"]).await.code, 2);
-    assert_eq!(
-        wardenctl("http://127.0.0.1:1", &["frobnicate"]).await.code,
-        2
-    );
+    assert_eq!(wardenctl("http://127.0.0.1:1", &["frobnicate"]).await.code, 2);
 
     let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
     let out = cp.ctl(&["get", "nosuch"]).await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stderr.contains("service 'nosuch' has no policy"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("service 'nosuch' has no policy"), "{}", out.stderr);
     let bad = write_policy(dir.path(), "bad.yaml", BAD);
     assert_eq!(cp.ctl(&["apply", "-f", &bad]).await.code, 1);
-    assert_eq!(
-        cp.ctl(&["get"]).await.stdout.lines().count(),
-        1,
-        "nothing was stored"
-    );
+    assert_eq!(cp.ctl(&["get"]).await.stdout.lines().count(), 1, "nothing was stored");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,57 +73,32 @@ async fn apply_prints_the_diff_and_dry_run_stores_nothing() {
     let v1 = write_policy(dir.path(), "v1.yaml", BASIC);
     let out = cp.ctl(&["apply", "-f", &v1, "-m", "first"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        out.stdout.contains("+service: orders") && out.stdout.contains("orders: applied as v1"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("+service: orders") && out.stdout.contains("orders: applied as v1"), "{}", out.stdout);
 
     let changed = BASIC.replace("timeout: 300ms", "timeout: 2s");
     let v2 = write_policy(dir.path(), "v2.yaml", &changed);
     let out = cp.ctl(&["apply", "-f", &v2, "--dry-run"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        out.stdout.contains("-    timeout: 300ms") && out.stdout.contains("+    timeout: 2s"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("-    timeout: 300ms") && out.stdout.contains("+    timeout: 2s"), "{}", out.stdout);
     assert!(out.stdout.contains("would become v2"), "{}", out.stdout);
-    assert_eq!(
-        cp.ctl(&["get", "orders"]).await.stdout,
-        BASIC,
-        "dry run stored nothing"
-    );
+    assert_eq!(cp.ctl(&["get", "orders"]).await.stdout, BASIC, "dry run stored nothing");
 
     let out = cp.ctl(&["diff", "-f", &v2]).await;
     assert!(out.stdout.contains("+    timeout: 2s"), "{}", out.stdout);
     let out = cp.ctl(&["apply", "-f", &v1]).await;
-    assert!(
-        out.stdout.contains("orders: unchanged (v1)"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("orders: unchanged (v1)"), "{}", out.stdout);
 
     let out = cp.ctl(&["apply", "-f", &v2, "-m", "slower slow"]).await;
     assert!(out.stdout.contains("applied as v2"), "{}", out.stdout);
     let out = cp.ctl(&["history", "orders"]).await;
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(
-        lines[1].starts_with("v2 (current)")
-            && lines[1].contains("slower slow")
-            && lines[1].contains("e2e"),
+        lines[1].starts_with("v2 (current)") && lines[1].contains("slower slow") && lines[1].contains("e2e"),
         "{}",
         out.stdout
     );
-    assert!(
-        lines[2].starts_with("v1") && lines[2].contains("first"),
-        "{}",
-        out.stdout
-    );
-    assert_eq!(
-        cp.ctl(&["get", "orders", "--version", "1"]).await.stdout,
-        BASIC
-    );
+    assert!(lines[2].starts_with("v1") && lines[2].contains("first"), "{}", out.stdout);
+    assert_eq!(cp.ctl(&["get", "orders", "--version", "1"]).await.stdout, BASIC);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,17 +150,7 @@ routes:
     }
 
     let s = Stack::start(BASIC).await;
-    let out =
-        s.cp.ctl(&[
-            "explain",
-            "--service",
-            "orders",
-            "DELETE",
-            "/nowhere",
-            "-H",
-            "host: x.io",
-        ])
-        .await;
+    let out = s.cp.ctl(&["explain", "--service", "orders", "DELETE", "/nowhere", "-H", "host: x.io"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("control plane, v1"), "{}", out.stdout);
     assert!(out.stdout.contains("DENY 404 no_route"), "{}", out.stdout);

@@ -46,11 +46,7 @@ async fn fifty_applies_while_a_client_keeps_sending_lose_no_request() {
     }
     s.wait_for_version(last).await;
     let r = s.get("/orders/1").await;
-    assert_eq!(
-        r.header("x-policy"),
-        Some("50"),
-        "the last apply is in effect"
-    );
+    assert_eq!(r.header("x-policy"), Some("50"), "the last apply is in effect");
     stop.store(true, Ordering::Relaxed);
     for t in senders {
         t.await.unwrap();
@@ -94,30 +90,20 @@ upstreams:
     assert!(err.contains("billing.invalid"), "the NACK says why: {err}");
 
     let table = s.cp.ctl(&["status"]).await;
-    assert!(
-        table.stdout.contains("v2: upstream 'billing'"),
-        "{}",
-        table.stdout
-    );
+    assert!(table.stdout.contains("v2: upstream 'billing'"), "{}", table.stdout);
     assert!(table.stdout.contains("behind"), "{}", table.stdout);
 
     // Still v1: /orders routes, /billing is not a route.
     assert_eq!(s.get("/orders").await.status, StatusCode::OK);
     assert_eq!(s.get("/billing").await.status, StatusCode::NOT_FOUND);
-    let config = s
-        .client
-        .get(&s.sidecar.admin_url("/config"))
-        .await
-        .unwrap()
-        .json();
+    let config = s.client.get(&s.sidecar.admin_url("/config")).await.unwrap().json();
     assert_eq!(config["version"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_restores_the_previous_behaviour() {
     let s = Stack::start(BASIC).await;
-    let without_orders =
-        "service: orders\nroutes:\n  - name: other\n    match: { path_prefix: /other }\n";
+    let without_orders = "service: orders\nroutes:\n  - name: other\n    match: { path_prefix: /other }\n";
     let v2 = s.apply(without_orders).await;
     s.wait_for_version(v2).await;
     assert_eq!(s.get("/orders").await.status, StatusCode::NOT_FOUND);
@@ -132,10 +118,7 @@ async fn rollback_restores_the_previous_behaviour() {
     let h: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
     assert_eq!(h["versions"][0]["version"], 3);
     assert_eq!(h["versions"][0]["message"], "rollback to v1");
-    assert_eq!(
-        h["versions"][0]["content_hash"],
-        h["versions"][2]["content_hash"]
-    );
+    assert_eq!(h["versions"][0]["content_hash"], h["versions"][2]["content_hash"]);
 
     // --to a version that does not exist is refused with exit code 1.
     let out = s.cp.ctl(&["rollback", "orders", "--to", "99"]).await;
@@ -157,12 +140,7 @@ async fn an_apply_survives_kill_9_of_the_control_plane() {
 
     let h = s.cp.ctl(&["history", "orders", "-o", "json"]).await;
     let h: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
-    let versions: Vec<u64> = h["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_u64().unwrap())
-        .collect();
+    let versions: Vec<u64> = h["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
     assert_eq!(versions, [3, 2, 1]);
     let got = s.cp.ctl(&["get", "orders"]).await;
     assert_eq!(got.stdout, tagged(3));
@@ -170,14 +148,10 @@ async fn an_apply_survives_kill_9_of_the_control_plane() {
     // The sidecar reconnects to the restarted control plane and ends on v3.
     s.wait_for_version(v3).await;
     assert_eq!(s.get("/orders").await.header("x-policy"), Some("3"));
-    eventually(
-        "status shows the sidecar connected again",
-        Duration::from_secs(10),
-        || async {
-            let out = s.cp.ctl(&["status", "-o", "json"]).await;
-            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-            v["sidecars"][0]["connected"] == true && v["sidecars"][0]["acked_version"] == 3
-        },
-    )
+    eventually("status shows the sidecar connected again", Duration::from_secs(10), || async {
+        let out = s.cp.ctl(&["status", "-o", "json"]).await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["sidecars"][0]["connected"] == true && v["sidecars"][0]["acked_version"] == 3
+    })
     .await;
 }

@@ -11,26 +11,12 @@ use warden_e2e::{Sidecar, Stack, eventually};
 async fn the_sidecar_keeps_serving_when_the_control_plane_dies() {
     let mut s = Stack::start(BASIC).await;
     s.cp.proc.kill9();
-    s.sidecar
-        .proc
-        .wait_for("serving the current snapshot", Duration::from_secs(10))
-        .await;
+    s.sidecar.proc.wait_for("serving the current snapshot", Duration::from_secs(10)).await;
     for i in 0..50 {
         let r = s.get(&format!("/orders/{i}")).await;
-        assert_eq!(
-            r.status,
-            StatusCode::OK,
-            "request {i} after the control plane died"
-        );
+        assert_eq!(r.status, StatusCode::OK, "request {i} after the control plane died");
     }
-    assert_eq!(
-        s.client
-            .get(&s.sidecar.admin_url("/readyz"))
-            .await
-            .unwrap()
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(s.client.get(&s.sidecar.admin_url("/readyz")).await.unwrap().status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,29 +37,13 @@ async fn a_sidecar_restarted_while_the_control_plane_is_down_serves_the_last_kno
         &state.to_string_lossy(),
     ])
     .await;
-    let r = s
-        .client
-        .get(&sidecar.url("/orders/after-restart"))
-        .await
-        .unwrap();
+    let r = s.client.get(&sidecar.url("/orders/after-restart")).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(s.app.last().path_and_query, "/orders/after-restart");
-    let config = s
-        .client
-        .get(&sidecar.admin_url("/config"))
-        .await
-        .unwrap()
-        .json();
+    let config = s.client.get(&sidecar.admin_url("/config")).await.unwrap().json();
     assert_eq!(config["origin"], "disk");
     assert_eq!(config["version"], 1);
-    assert_eq!(
-        s.client
-            .get(&sidecar.admin_url("/readyz"))
-            .await
-            .unwrap()
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(s.client.get(&sidecar.admin_url("/readyz")).await.unwrap().status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,35 +53,15 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let client = s.client.clone();
     let url = s.sidecar.url("/slow/1500");
     let in_flight = tokio::spawn(async move { client.get(&url).await });
-    eventually(
-        "the app has the request",
-        Duration::from_secs(5),
-        || async { !s.app.requests().is_empty() },
-    )
-    .await;
+    eventually("the app has the request", Duration::from_secs(5), || async { !s.app.requests().is_empty() }).await;
 
     s.sidecar.proc.terminate();
-    s.sidecar
-        .proc
-        .wait_for("draining in-flight requests", Duration::from_secs(5))
-        .await;
+    s.sidecar.proc.wait_for("draining in-flight requests", Duration::from_secs(5)).await;
     let ready = s.client.get(&s.sidecar.admin_url("/readyz")).await.unwrap();
-    assert_eq!(
-        ready.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unready while draining"
-    );
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "unready while draining");
 
-    let r = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request completes");
+    let r = in_flight.await.unwrap().expect("the in-flight request completes");
     assert_eq!(r.status, StatusCode::OK);
-    let exit = s
-        .sidecar
-        .proc
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("the sidecar exits after draining");
+    let exit = s.sidecar.proc.wait_exit(Duration::from_secs(10)).await.expect("the sidecar exits after draining");
     assert!(exit.success(), "{exit:?}");
 }

@@ -6,60 +6,26 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use warden_e2e::stack::BASIC;
-use warden_e2e::{App, Client, ControlPlane, Sidecar, Stack, eventually, write_policy};
+use warden_e2e::{Client, Stack, eventually};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_applied_policy_routes_within_one_second() {
-    let dir = tempfile::tempdir().unwrap();
-    let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
-    let app = App::start("orders-app").await;
-    let sidecar = Sidecar::start(&[
-        "--service",
-        "orders",
-        "--control-plane",
-        &cp.url(),
-        "--upstream",
-        &app.addr.to_string(),
-    ])
-    .await;
-    let client = Client::default();
+    let s = Stack::start_without_policy().await;
 
     // Before any policy: 503 from Warden, and not ready.
-    let r = client.get(&sidecar.url("/orders")).await.unwrap();
+    let r = s.get("/orders").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["error"]["code"], "not_ready");
-    assert_eq!(
-        client
-            .get(&sidecar.admin_url("/readyz"))
-            .await
-            .unwrap()
-            .status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(s.client.get(&s.sidecar.admin_url("/readyz")).await.unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
 
-    let file = write_policy(dir.path(), "p.yaml", BASIC);
-    let out = cp.ctl(&["apply", "-f", &file]).await;
-    assert_eq!(out.code, 0, "{out:?}");
+    s.apply(BASIC).await;
     let applied = Instant::now();
-    eventually("the policy routes", Duration::from_secs(1), || {
-        let (client, url) = (client.clone(), sidecar.url("/orders"));
-        async move {
-            client
-                .get(&url)
-                .await
-                .is_ok_and(|r| r.status == StatusCode::OK)
-        }
+    eventually("the policy routes", Duration::from_secs(1), || async {
+        s.get("/orders").await.status == StatusCode::OK
     })
     .await;
     eprintln!("apply -> routed in {:?}", applied.elapsed());
-    assert_eq!(
-        client
-            .get(&sidecar.admin_url("/readyz"))
-            .await
-            .unwrap()
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(s.client.get(&s.sidecar.admin_url("/readyz")).await.unwrap().status, StatusCode::OK);
 }
 
 const REWRITES: &str = "service: orders
@@ -115,50 +81,20 @@ async fn the_app_receives_the_normalized_rewritten_request_with_forwarding_heade
     assert_eq!(h("host").as_deref(), Some("partner.internal"));
     assert_eq!(h("x-api-version").as_deref(), Some("1"));
     assert_eq!(h("cookie"), None);
-    assert_eq!(
-        h("x-warden-client"),
-        None,
-        "client-sent x-warden-* must never reach the app"
-    );
-    assert_eq!(
-        h("x-forwarded-for").as_deref(),
-        Some("127.0.0.1"),
-        "a client's x-forwarded-for is not believed"
-    );
+    assert_eq!(h("x-warden-client"), None, "client-sent x-warden-* must never reach the app");
+    assert_eq!(h("x-forwarded-for").as_deref(), Some("127.0.0.1"), "a client's x-forwarded-for is not believed");
     assert_eq!(h("x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(h("x-forwarded-host").as_deref(), Some("API.example.com"));
     assert_eq!(h("x-request-id").as_deref(), Some("client-chosen-id-1"));
-    assert_eq!(
-        h("x-hop"),
-        None,
-        "headers named in Connection are hop-by-hop"
-    );
+    assert_eq!(h("x-hop"), None, "headers named in Connection are hop-by-hop");
 
     // Wildcard host, header match, method match, exact path; segment-boundary prefixes.
     // (method, path, headers, status, what the app sees)
-    type Case = (
-        Method,
-        &'static str,
-        &'static [(&'static str, &'static str)],
-        u16,
-        &'static str,
-    );
+    type Case = (Method, &'static str, &'static [(&'static str, &'static str)], u16, &'static str);
     let cases: [Case; 7] = [
-        (
-            Method::GET,
-            "/api/x",
-            &[("host", "eu.example.com")],
-            200,
-            "/api/x",
-        ),
+        (Method::GET, "/api/x", &[("host", "eu.example.com")], 200, "/api/x"),
         (Method::GET, "/api/x", &[("host", "example.com")], 404, ""),
-        (
-            Method::GET,
-            "/orders/7",
-            &[("x-canary", "true")],
-            200,
-            "/canary/orders/7",
-        ),
+        (Method::GET, "/orders/7", &[("x-canary", "true")], 200, "/canary/orders/7"),
         (Method::POST, "/orders", &[], 200, "/write"),
         (Method::GET, "/orders", &[], 200, "/orders"),
         (Method::GET, "/ordersx", &[], 404, ""),
@@ -166,25 +102,12 @@ async fn the_app_receives_the_normalized_rewritten_request_with_forwarding_heade
     ];
     for (method, path, headers, status, app_path) in cases {
         let before = s.app.requests().len();
-        let r = s
-            .client
-            .send(method.clone(), &s.sidecar.url(path), headers, Bytes::new())
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status.as_u16(),
-            status,
-            "{method} {path} {headers:?}: {}",
-            r.text()
-        );
+        let r = s.client.send(method.clone(), &s.sidecar.url(path), headers, Bytes::new()).await.unwrap();
+        assert_eq!(r.status.as_u16(), status, "{method} {path} {headers:?}: {}", r.text());
         if status == 200 {
             assert_eq!(s.app.last().path_and_query, app_path, "{method} {path}");
         } else {
-            assert_eq!(
-                s.app.requests().len(),
-                before,
-                "a refused request must not reach the app"
-            );
+            assert_eq!(s.app.requests().len(), before, "a refused request must not reach the app");
         }
     }
 }
@@ -209,30 +132,18 @@ upstreams:
     assert_eq!(e["service"], "orders");
     assert_eq!(e["request_id"].as_str(), r.header("x-request-id"));
     assert_eq!(r.header("x-warden-denied-by"), Some("no-route"));
-    assert!(
-        r.header("proxy-status")
-            .unwrap()
-            .starts_with("warden-sidecar; error=destination_not_found")
-    );
+    assert!(r.header("proxy-status").unwrap().starts_with("warden-sidecar; error=destination_not_found"));
 
     let r = s.get("/slow/2000").await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(r.json()["error"]["code"], "upstream_timeout");
     assert_eq!(r.json()["error"]["route"], "slow");
-    assert!(
-        r.header("proxy-status")
-            .unwrap()
-            .contains("error=http_response_timeout")
-    );
+    assert!(r.header("proxy-status").unwrap().contains("error=http_response_timeout"));
 
     let r = s.get("/gone").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.json()["error"]["code"], "upstream_unreachable");
-    assert!(
-        r.header("proxy-status")
-            .unwrap()
-            .contains("error=connection_refused")
-    );
+    assert!(r.header("proxy-status").unwrap().contains("error=connection_refused"));
     assert_eq!(r.header("x-warden-denied-by"), Some("upstream:nowhere"));
 
     let r = s.get("/orders/%zz").await;
@@ -248,10 +159,7 @@ async fn http2_and_large_bodies_stream_both_ways() {
     let r = h2.get(&s.sidecar.url("/orders/h2")).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(s.app.last().path_and_query, "/orders/h2");
-    assert_eq!(
-        s.app.last().headers.get("host").unwrap(),
-        &s.sidecar.proxy.to_string()
-    );
+    assert_eq!(s.app.last().headers.get("host").unwrap(), &s.sidecar.proxy.to_string());
 
     let r = s.get("/stream/512").await;
     assert_eq!(r.status, StatusCode::OK);
@@ -259,15 +167,7 @@ async fn http2_and_large_bodies_stream_both_ways() {
 
     let body = Bytes::from(vec![7u8; 3 << 20]);
     for client in [&s.client, &h2] {
-        let r = client
-            .send(
-                Method::POST,
-                &s.sidecar.url("/orders/upload"),
-                &[],
-                body.clone(),
-            )
-            .await
-            .unwrap();
+        let r = client.send(Method::POST, &s.sidecar.url("/orders/upload"), &[], body.clone()).await.unwrap();
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.json()["body_len"], 3 << 20);
     }

@@ -9,6 +9,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use warden_control_plane::server::{self, ControlPlane};
 use warden_control_plane::store::Store;
+use warden_sidecar::telemetry;
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
 #[derive(Debug, Parser)]
@@ -25,20 +26,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let store = Store::open(&args.data_dir)
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    telemetry::init_logging();
+    let store =
+        Store::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let cp = ControlPlane::start(store).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
     tokio::select! {
         r = server::serve(listener, cp) => r?,

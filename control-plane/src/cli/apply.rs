@@ -67,15 +67,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         } else {
             format!("{}@v{}", r.service, r.previous_version)
         };
-        print!(
-            "{}",
-            output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file)
-        );
+        print!("{}", output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file));
         if a.dry_run {
-            println!(
-                "{}: would become v{} (dry run: nothing stored)",
-                r.service, r.version
-            );
+            println!("{}: would become v{} (dry run: nothing stored)", r.service, r.version);
         } else {
             println!("{}: applied as v{}", r.service, r.version);
         }

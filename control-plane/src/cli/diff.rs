@@ -18,34 +18,20 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let mut admin = cli.admin().await?;
     let mut diffs = Vec::new();
     for d in &docs {
-        let current = match admin
-            .get_policy(GetPolicyRequest {
-                service: d.policy.service.clone(),
-                version: 0,
-            })
-            .await
-        {
+        let current = match admin.get_policy(GetPolicyRequest { service: d.policy.service.clone(), version: 0 }).await {
             Ok(v) => Some(v.into_inner()),
             Err(s) if s.code() == tonic::Code::NotFound => None,
             Err(s) => return Err(s.into()),
         };
         let (old, old_name) = match &current {
-            Some(v) => (
-                v.source_yaml.as_str(),
-                format!("{}@v{}", v.service, v.version),
-            ),
+            Some(v) => (v.source_yaml.as_str(), format!("{}@v{}", v.service, v.version)),
             None => ("", "(none)".to_owned()),
         };
-        diffs.push((
-            d.policy.service.clone(),
-            output::diff(old, &d.source, &old_name, &a.file),
-        ));
+        diffs.push((d.policy.service.clone(), output::diff(old, &d.source, &old_name, &a.file)));
     }
     if cli.output == Format::Json {
-        let rows: Vec<_> = diffs
-            .iter()
-            .map(|(s, d)| serde_json::json!({"service": s, "changed": !d.is_empty(), "diff": d}))
-            .collect();
+        let rows: Vec<_> =
+            diffs.iter().map(|(s, d)| serde_json::json!({"service": s, "changed": !d.is_empty(), "diff": d})).collect();
         output::json(&serde_json::json!({ "services": rows }));
         return Ok(());
     }

@@ -11,7 +11,7 @@ use warden_sidecar::decide::{Decision, RequestHead, decide, request_host};
 use warden_sidecar::deny::Refusal;
 use warden_sidecar::normalize::normalize_path;
 use warden_sidecar::policy::{build, format_duration, parse_service};
-use warden_sidecar::upstream::ClientPool;
+use warden_sidecar::upstream::Pools;
 
 use super::{Cli, Failure, Format, Outcome, output, read_file};
 
@@ -41,54 +41,35 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             let text = read_file(f)?;
             (
                 format!("file {f}"),
-                parse_service(f, &text, service.as_deref())
-                    .map_err(|e| Failure::Refused(e.to_string()))?,
+                parse_service(f, &text, service.as_deref()).map_err(|e| Failure::Refused(e.to_string()))?,
             )
         }
         (None, Some(s)) => {
-            let v = cli
-                .admin()
-                .await?
-                .get_policy(GetPolicyRequest {
-                    service: s.clone(),
-                    version: 0,
-                })
-                .await?
-                .into_inner();
+            let v =
+                cli.admin().await?.get_policy(GetPolicyRequest { service: s.clone(), version: 0 }).await?.into_inner();
             let parsed = parse_service(&format!("{s}@v{}", v.version), &v.source_yaml, Some(s))
                 .map_err(|e| Failure::Refused(e.to_string()))?;
             (format!("control plane, v{}", v.version), parsed)
         }
         (None, None) => {
-            return Err(Failure::Refused(
-                "say which policy: -f FILE or --service NAME".into(),
-            ));
+            return Err(Failure::Refused("say which policy: -f FILE or --service NAME".into()));
         }
     };
-    let pool = ClientPool::default();
-    let ctx = CompileContext {
-        app: http::uri::Authority::from_static("127.0.0.1:8080"),
-        clients: &pool,
-        service: None,
-    };
+    let pool = Pools::default();
+    let ctx = CompileContext { app: http::uri::Authority::from_static("127.0.0.1:8080"), pools: &pool, service: None };
     let snapshot = Snapshot::compile(&build(&parsed.policy, &parsed.source, 0), &ctx)
         .map_err(|e| Failure::Refused(e.to_string()))?;
 
     let method = Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| Failure::Refused(format!("'{}' is not an HTTP method", a.method)))?;
-    let uri: Uri = a
-        .url
-        .parse()
-        .map_err(|e| Failure::Refused(format!("'{}' is not a URL: {e}", a.url)))?;
+    let uri: Uri = a.url.parse().map_err(|e| Failure::Refused(format!("'{}' is not a URL: {e}", a.url)))?;
     let mut headers = HeaderMap::new();
     for h in &a.headers {
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| Failure::Refused(format!("-H '{h}': expected 'name: value'")))?;
+        let (k, v) = h.split_once(':').ok_or_else(|| Failure::Refused(format!("-H '{h}': expected 'name: value'")))?;
         let name = HeaderName::from_bytes(k.trim().as_bytes())
             .map_err(|_| Failure::Refused(format!("-H '{h}': bad header name")))?;
-        let value = HeaderValue::from_str(v.trim())
-            .map_err(|_| Failure::Refused(format!("-H '{h}': bad header value")))?;
+        let value =
+            HeaderValue::from_str(v.trim()).map_err(|_| Failure::Refused(format!("-H '{h}': bad header value")))?;
         headers.append(name, value);
     }
 
@@ -100,23 +81,12 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         steps.push(("client ip".into(), ip.to_string()));
     }
     let host = request_host(&uri, &headers);
-    steps.push((
-        "host".into(),
-        if host.is_empty() {
-            "(none)".into()
-        } else {
-            host.to_string()
-        },
-    ));
+    steps.push(("host".into(), if host.is_empty() { "(none)".into() } else { host.to_string() }));
 
     let outcome = match normalize_path(uri.path()) {
         Err(e) => Some(Refusal::BadPath(e)),
         Ok(path) => {
-            let note = if path != uri.path() {
-                format!("  (normalized from {})", uri.path())
-            } else {
-                String::new()
-            };
+            let note = if path != uri.path() { format!("  (normalized from {})", uri.path()) } else { String::new() };
             steps.push(("path".into(), format!("{path}{note}")));
             for (i, route) in snapshot.routes.iter().enumerate() {
                 let verdict = match route.mismatch(&method, &host, &path, &headers) {
@@ -124,34 +94,19 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     Some(m) => format!("no: {}", m.describe()),
                 };
                 let matched = verdict == "MATCH";
-                steps.push((
-                    format!("route {}", i + 1),
-                    format!("{}  {verdict}", route.name),
-                ));
+                steps.push((format!("route {}", i + 1), format!("{}  {verdict}", route.name)));
                 if matched {
                     break;
                 }
             }
-            let head = RequestHead {
-                method: &method,
-                host: &host,
-                path: &path,
-                headers: &headers,
-            };
+            let head = RequestHead { method: &method, host: &host, path: &path, headers: &headers };
             let decision = decide(&snapshot, &head);
-            if let Decision::Forward {
-                route,
-                path: new_path,
-            } = &decision
-            {
+            if let Decision::Forward { route, path: new_path } = &decision {
                 if let Some(p) = new_path {
                     steps.push(("rewrite".into(), format!("path {path} -> {p}")));
                 }
                 if let Some(h) = &route.rewrite_host {
-                    steps.push((
-                        "rewrite".into(),
-                        format!("host -> {}", h.to_str().unwrap_or("?")),
-                    ));
+                    steps.push(("rewrite".into(), format!("host -> {}", h.to_str().unwrap_or("?"))));
                 }
                 describe_ops(&mut steps, "request headers", &route.request_headers);
                 describe_ops(&mut steps, "response headers", &route.response_headers);
@@ -159,27 +114,16 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 let target = if &*up.name == "app" {
                     "the sidecar's --upstream".to_owned()
                 } else {
-                    up.endpoints
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    up.endpoints.iter().map(|e| e.authority().to_string()).collect::<Vec<_>>().join(", ")
                 };
                 steps.push((
                     "upstream".into(),
-                    format!(
-                        "{} ({target}), timeout {}",
-                        up.name,
-                        format_duration(route.timeout)
-                    ),
+                    format!("{} ({target}), timeout {}", up.name, format_duration(route.timeout)),
                 ));
             }
             match decision {
                 Decision::Forward { route, .. } => {
-                    steps.push((
-                        "decision".into(),
-                        format!("FORWARD via route '{}'", route.name),
-                    ));
+                    steps.push(("decision".into(), format!("FORWARD via route '{}'", route.name)));
                     None
                 }
                 Decision::Deny(r) => Some(r),
@@ -200,10 +144,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     }
 
     if cli.output == Format::Json {
-        let rows: Vec<_> = steps
-            .iter()
-            .map(|(k, v)| serde_json::json!({"step": k, "detail": v}))
-            .collect();
+        let rows: Vec<_> = steps.iter().map(|(k, v)| serde_json::json!({"step": k, "detail": v})).collect();
         output::json(&serde_json::json!({
             "service": &*snapshot.service,
             "decision": if outcome.is_some() { "deny" } else { "forward" },
@@ -217,16 +158,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     Ok(())
 }
 
-fn describe_ops(
-    steps: &mut Vec<(String, String)>,
-    label: &str,
-    ops: &warden_sidecar::config::HeaderOps,
-) {
-    let mut parts: Vec<String> = ops
-        .set
-        .iter()
-        .map(|(k, v)| format!("set {k}: {}", v.to_str().unwrap_or("?")))
-        .collect();
+fn describe_ops(steps: &mut Vec<(String, String)>, label: &str, ops: &warden_sidecar::config::HeaderOps) {
+    let mut parts: Vec<String> =
+        ops.set.iter().map(|(k, v)| format!("set {k}: {}", v.to_str().unwrap_or("?"))).collect();
     parts.extend(ops.remove.iter().map(|k| format!("remove {k}")));
     if !parts.is_empty() {
         steps.push((label.into(), parts.join("; ")));

@@ -16,11 +16,7 @@ pub struct Args {
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let mut admin = cli.admin().await?;
     let Some(service) = &a.service else {
-        let list = admin
-            .list_services(ListServicesRequest {})
-            .await?
-            .into_inner()
-            .current;
+        let list = admin.list_services(ListServicesRequest {}).await?.into_inner().current;
         if cli.output == Format::Json {
             let rows: Vec<_> = list
                 .iter()
@@ -41,17 +37,11 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 ]
             })
             .collect();
-        output::table(
-            &["SERVICE", "VERSION", "AUTHOR", "APPLIED", "MESSAGE"],
-            &rows,
-        );
+        output::table(&["SERVICE", "VERSION", "AUTHOR", "APPLIED", "MESSAGE"], &rows);
         return Ok(());
     };
     let v = admin
-        .get_policy(GetPolicyRequest {
-            service: service.clone(),
-            version: a.version.unwrap_or(0),
-        })
+        .get_policy(GetPolicyRequest { service: service.clone(), version: a.version.unwrap_or(0) })
         .await?
         .into_inner();
     match cli.output {

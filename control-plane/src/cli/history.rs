@@ -10,15 +10,8 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
-    let versions = cli
-        .admin()
-        .await?
-        .history(HistoryRequest {
-            service: a.service.clone(),
-        })
-        .await?
-        .into_inner()
-        .versions;
+    let versions =
+        cli.admin().await?.history(HistoryRequest { service: a.service.clone() }).await?.into_inner().versions;
     if cli.output == Format::Json {
         let rows: Vec<_> = versions
             .iter()

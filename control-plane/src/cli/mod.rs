@@ -18,19 +18,10 @@ use warden_proto::v1::admin_service_client::AdminServiceClient;
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(
-    name = "wardenctl",
-    version,
-    about = "Apply, inspect and explain Warden policy."
-)]
+#[command(name = "wardenctl", version, about = "Apply, inspect and explain Warden policy.")]
 pub struct Cli {
     /// Control plane URL.
-    #[arg(
-        long,
-        global = true,
-        env = "WARDEN_SERVER",
-        default_value = "http://127.0.0.1:7070"
-    )]
+    #[arg(long, global = true, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:7070")]
     pub server: String,
     /// Admin bearer token.
     #[arg(long, global = true, env = "WARDEN_TOKEN", hide_env_values = true)]
@@ -128,16 +119,16 @@ impl Cli {
             .map_err(|e| Failure::Refused(format!("--server {}: {e}", self.server)))?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30));
-        let channel = endpoint.connect().await.map_err(|e| {
-            Failure::Unreachable(format!(
-                "cannot reach the control plane at {}: {e}",
-                self.server
-            ))
-        })?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Failure::Unreachable(format!("cannot reach the control plane at {}: {e}", self.server)))?;
         let token = match &self.token {
-            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
-                Failure::Refused("--token has characters a header cannot carry".into())
-            })?),
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| Failure::Refused("--token has characters a header cannot carry".into()))?,
+            ),
             None => None,
         };
         Ok(AdminServiceClient::with_interceptor(channel, Auth(token)))
@@ -175,12 +166,6 @@ fn author(explicit: Option<&str>) -> String {
         return a.to_owned();
     }
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
-    }
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    if host.is_empty() { user } else { format!("{user}@{host}") }
 }

@@ -63,9 +63,5 @@ fn warden_now_ms() -> i64 {
 
 /// A unified diff of two policy texts; empty when they are equal.
 pub fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
-    TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(old_name, new_name)
-        .to_string()
+    TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(old_name, new_name).to_string()
 }

@@ -15,9 +15,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let sidecars = cli
         .admin()
         .await?
-        .status(StatusRequest {
-            service: a.service.clone().unwrap_or_default(),
-        })
+        .status(StatusRequest { service: a.service.clone().unwrap_or_default() })
         .await?
         .into_inner()
         .sidecars;
@@ -45,39 +43,19 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         .iter()
         .map(|s| {
             let state = if s.connected { "connected" } else { "gone" };
-            let sync = if s.acked_version == s.current_version {
-                "in sync"
-            } else {
-                "behind"
-            };
-            let nack = if s.nacked_version == 0 {
-                "-".to_owned()
-            } else {
-                format!("v{}: {}", s.nacked_version, s.nack_error)
-            };
+            let sync = if s.acked_version == s.current_version { "in sync" } else { "behind" };
+            let nack =
+                if s.nacked_version == 0 { "-".to_owned() } else { format!("v{}: {}", s.nacked_version, s.nack_error) };
             vec![
                 s.service.clone(),
                 s.instance.clone(),
                 state.to_owned(),
-                format!(
-                    "v{} ({sync}, current v{})",
-                    s.acked_version, s.current_version
-                ),
+                format!("v{} ({sync}, current v{})", s.acked_version, s.current_version),
                 output::ago(s.last_seen_unix_ms),
                 nack,
             ]
         })
         .collect();
-    output::table(
-        &[
-            "SERVICE",
-            "INSTANCE",
-            "STATE",
-            "ACKED",
-            "LAST SEEN",
-            "LAST NACK",
-        ],
-        &rows,
-    );
+    output::table(&["SERVICE", "INSTANCE", "STATE", "ACKED", "LAST SEEN", "LAST NACK"], &rows);
     Ok(())
 }

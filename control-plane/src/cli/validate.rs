@@ -31,11 +31,7 @@ pub fn run(cli: &Cli, a: &Args) -> Outcome {
         for w in &d.warnings {
             eprintln!("warning: {w}");
         }
-        println!(
-            "{}: valid ({} routes)",
-            d.policy.service,
-            d.policy.routes.len()
-        );
+        println!("{}: valid ({} routes)", d.policy.service, d.policy.routes.len());
     }
     Ok(())
 }

@@ -75,27 +75,14 @@ impl AdminApi {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    async fn apply(
-        &self,
-        req: Request<pb::ApplyRequest>,
-    ) -> Result<Response<pb::ApplyResponse>, Status> {
+    async fn apply(&self, req: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
         let r = req.into_inner();
-        let file = if r.file_name.is_empty() {
-            "policy.yaml"
-        } else {
-            r.file_name.as_str()
-        };
-        let parsed =
-            parse_file(file, &r.source).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.store_and_publish(parsed, &r.author, &r.message, r.dry_run)
-            .await
-            .map(Response::new)
+        let file = if r.file_name.is_empty() { "policy.yaml" } else { r.file_name.as_str() };
+        let parsed = parse_file(file, &r.source).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.store_and_publish(parsed, &r.author, &r.message, r.dry_run).await.map(Response::new)
     }
 
-    async fn get_policy(
-        &self,
-        req: Request<pb::GetPolicyRequest>,
-    ) -> Result<Response<pb::PolicyVersion>, Status> {
+    async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::PolicyVersion>, Status> {
         let r = req.into_inner();
         let found = if r.version == 0 {
             self.0.store.current(&r.service).await
@@ -104,14 +91,8 @@ impl AdminService for AdminApi {
         };
         match found.map_err(internal)? {
             Some(v) => Ok(Response::new(to_proto(v))),
-            None if r.version == 0 => Err(Status::not_found(format!(
-                "service '{}' has no policy",
-                r.service
-            ))),
-            None => Err(Status::not_found(format!(
-                "service '{}' has no version {}",
-                r.service, r.version
-            ))),
+            None if r.version == 0 => Err(Status::not_found(format!("service '{}' has no policy", r.service))),
+            None => Err(Status::not_found(format!("service '{}' has no version {}", r.service, r.version))),
         }
     }
 
@@ -120,31 +101,19 @@ impl AdminService for AdminApi {
         _: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         let current = self.0.store.list_current().await.map_err(internal)?;
-        Ok(Response::new(pb::ListServicesResponse {
-            current: current.into_iter().map(to_proto).collect(),
-        }))
+        Ok(Response::new(pb::ListServicesResponse { current: current.into_iter().map(to_proto).collect() }))
     }
 
-    async fn history(
-        &self,
-        req: Request<pb::HistoryRequest>,
-    ) -> Result<Response<pb::HistoryResponse>, Status> {
+    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryResponse>, Status> {
         let service = req.into_inner().service;
         let versions = self.0.store.history(&service).await.map_err(internal)?;
         if versions.is_empty() {
-            return Err(Status::not_found(format!(
-                "service '{service}' has no policy"
-            )));
+            return Err(Status::not_found(format!("service '{service}' has no policy")));
         }
-        Ok(Response::new(pb::HistoryResponse {
-            versions: versions.into_iter().map(to_proto).collect(),
-        }))
+        Ok(Response::new(pb::HistoryResponse { versions: versions.into_iter().map(to_proto).collect() }))
     }
 
-    async fn rollback(
-        &self,
-        req: Request<pb::RollbackRequest>,
-    ) -> Result<Response<pb::ApplyResponse>, Status> {
+    async fn rollback(&self, req: Request<pb::RollbackRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
         let r = req.into_inner();
         let current = self
             .0
@@ -153,11 +122,7 @@ impl AdminService for AdminApi {
             .await
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("service '{}' has no policy", r.service)))?;
-        let to = if r.to_version == 0 {
-            current.version.saturating_sub(1)
-        } else {
-            r.to_version
-        };
+        let to = if r.to_version == 0 { current.version.saturating_sub(1) } else { r.to_version };
         if to == 0 {
             return Err(Status::failed_precondition(format!(
                 "service '{}' has only version {}: there is nothing to roll back to",
@@ -165,9 +130,7 @@ impl AdminService for AdminApi {
             )));
         }
         if to == current.version {
-            return Err(Status::failed_precondition(format!(
-                "version {to} is already current"
-            )));
+            return Err(Status::failed_precondition(format!("version {to} is already current")));
         }
         let target = self
             .0
@@ -175,31 +138,14 @@ impl AdminService for AdminApi {
             .get(&r.service, to)
             .await
             .map_err(internal)?
-            .ok_or_else(|| {
-                Status::not_found(format!("service '{}' has no version {to}", r.service))
-            })?;
-        let parsed = parse_service(
-            &format!("{}@v{to}", r.service),
-            &target.source_yaml,
-            Some(&r.service),
-        )
-        .map_err(|e| {
-            Status::failed_precondition(format!("version {to} no longer validates:\n{e}"))
-        })?;
-        let message = if r.message.is_empty() {
-            format!("rollback to v{to}")
-        } else {
-            r.message
-        };
-        self.store_and_publish(vec![parsed], &r.author, &message, false)
-            .await
-            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("service '{}' has no version {to}", r.service)))?;
+        let parsed = parse_service(&format!("{}@v{to}", r.service), &target.source_yaml, Some(&r.service))
+            .map_err(|e| Status::failed_precondition(format!("version {to} no longer validates:\n{e}")))?;
+        let message = if r.message.is_empty() { format!("rollback to v{to}") } else { r.message };
+        self.store_and_publish(vec![parsed], &r.author, &message, false).await.map(Response::new)
     }
 
-    async fn status(
-        &self,
-        req: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let service = req.into_inner().service;
         let filter = (!service.is_empty()).then_some(service.as_str());
         let sidecars = self

@@ -36,19 +36,12 @@ impl ControlPlane {
                 }
             }
         }
-        Ok(Arc::new(ControlPlane {
-            store,
-            hub,
-            registry,
-        }))
+        Ok(Arc::new(ControlPlane { store, hub, registry }))
     }
 }
 
 /// Serves both services on `listener` until the future is dropped.
-pub async fn serve(
-    listener: TcpListener,
-    cp: Arc<ControlPlane>,
-) -> Result<(), tonic::transport::Error> {
+pub async fn serve(listener: TcpListener, cp: Arc<ControlPlane>) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))

@@ -24,27 +24,17 @@ type PushStream = Pin<Box<dyn Stream<Item = Result<SnapshotPush, Status>> + Send
 impl SidecarService for SidecarApi {
     type SubscribeStream = PushStream;
 
-    async fn subscribe(
-        &self,
-        req: Request<Streaming<SidecarMessage>>,
-    ) -> Result<Response<PushStream>, Status> {
+    async fn subscribe(&self, req: Request<Streaming<SidecarMessage>>) -> Result<Response<PushStream>, Status> {
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
-            Some(SidecarMessage {
-                kind: Some(Kind::Hello(h)),
-            }) => h,
+            Some(SidecarMessage { kind: Some(Kind::Hello(h)) }) => h,
             _ => return Err(Status::invalid_argument("the first message must be Hello")),
         };
         if hello.service.is_empty() || hello.instance.is_empty() {
-            return Err(Status::invalid_argument(
-                "Hello needs a service and an instance",
-            ));
+            return Err(Status::invalid_argument("Hello needs a service and an instance"));
         }
-        let stream_id = self
-            .0
-            .registry
-            .connected(&hello.service, &hello.instance, &peer);
+        let stream_id = self.0.registry.connected(&hello.service, &hello.instance, &peer);
         tracing::info!(service = %hello.service, instance = %hello.instance, %peer, version = hello.version, "sidecar connected");
 
         let mut snapshots = self.0.hub.subscribe(&hello.service);
@@ -79,17 +69,13 @@ impl SidecarService for SidecarApi {
                     }
                 }
             }
-            cp.registry
-                .disconnected(&hello.service, &hello.instance, stream_id);
+            cp.registry.disconnected(&hello.service, &hello.instance, stream_id);
             tracing::info!(service = %hello.service, instance = %hello.instance, "sidecar disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn report(
-        &self,
-        req: Request<Streaming<ReportBatch>>,
-    ) -> Result<Response<ReportAck>, Status> {
+    async fn report(&self, req: Request<Streaming<ReportBatch>>) -> Result<Response<ReportAck>, Status> {
         // Deny and latency reports arrive with the observability work; drain for now.
         let mut inbound = req.into_inner();
         while inbound.message().await?.is_some() {}

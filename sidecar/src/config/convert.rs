@@ -12,14 +12,12 @@ use warden_proto::v1 as pb;
 
 use super::{HeaderOps, HostMatch, Mode, PathMatch, Route, Snapshot, Upstream};
 use crate::policy::{APP_UPSTREAM, DEFAULT_CONNECT_TIMEOUT, SCHEMA};
-use crate::upstream::ClientPool;
+use crate::upstream::Pools;
 
 /// Why a snapshot cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSnapshot {
-    #[error(
-        "snapshot schema {got} is newer than this sidecar understands ({max}): upgrade the sidecar"
-    )]
+    #[error("snapshot schema {got} is newer than this sidecar understands ({max}): upgrade the sidecar")]
     SchemaTooNew { got: u32, max: u32 },
     #[error("snapshot is for service '{got}' but this sidecar serves '{want}'")]
     WrongService { got: String, want: String },
@@ -38,47 +36,31 @@ pub struct CompileContext<'a> {
     /// The sidecar's `--upstream`: the endpoint of `app`.
     pub app: Authority,
     /// Where connection pools come from, so they outlive snapshots.
-    pub clients: &'a ClientPool,
+    pub pools: &'a Pools,
     /// The service this sidecar serves, if it must match.
     pub service: Option<&'a str>,
 }
 
 impl Snapshot {
     /// Validates and compiles a pushed snapshot.
-    pub fn compile(
-        s: &pb::Snapshot,
-        ctx: &CompileContext<'_>,
-    ) -> Result<Snapshot, InvalidSnapshot> {
+    pub fn compile(s: &pb::Snapshot, ctx: &CompileContext<'_>) -> Result<Snapshot, InvalidSnapshot> {
         if s.schema > SCHEMA {
-            return Err(InvalidSnapshot::SchemaTooNew {
-                got: s.schema,
-                max: SCHEMA,
-            });
+            return Err(InvalidSnapshot::SchemaTooNew { got: s.schema, max: SCHEMA });
         }
         if let Some(want) = ctx.service
             && want != s.service
         {
-            return Err(InvalidSnapshot::WrongService {
-                got: s.service.clone(),
-                want: want.to_owned(),
-            });
+            return Err(InvalidSnapshot::WrongService { got: s.service.clone(), want: want.to_owned() });
         }
         let mode = match pb::Mode::try_from(s.mode) {
             Ok(pb::Mode::Enforce | pb::Mode::Unspecified) => Mode::Enforce,
             Ok(pb::Mode::DryRun) => Mode::DryRun,
             Err(_) => return Err(InvalidSnapshot::Mode(s.mode)),
         };
-        let defaults = s
-            .defaults
-            .as_ref()
-            .ok_or(InvalidSnapshot::Missing("defaults"))?;
+        let defaults = s.defaults.as_ref().ok_or(InvalidSnapshot::Missing("defaults"))?;
 
-        let mut upstreams = vec![Arc::new(Upstream::new(
-            APP_UPSTREAM,
-            vec![ctx.app.clone()],
-            DEFAULT_CONNECT_TIMEOUT,
-            ctx.clients.client(DEFAULT_CONNECT_TIMEOUT),
-        ))];
+        let app = ctx.pools.endpoint(&ctx.app, DEFAULT_CONNECT_TIMEOUT);
+        let mut upstreams = vec![Arc::new(Upstream::new(APP_UPSTREAM, vec![app]))];
         for u in &s.upstreams {
             upstreams.push(Arc::new(upstream(u, ctx)?));
         }
@@ -87,12 +69,8 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r| {
-                route(r, &upstreams, Duration::from_millis(defaults.timeout_ms)).map_err(|reason| {
-                    InvalidSnapshot::Route {
-                        route: r.name.clone(),
-                        reason,
-                    }
-                })
+                route(r, &upstreams, Duration::from_millis(defaults.timeout_ms))
+                    .map_err(|reason| InvalidSnapshot::Route { route: r.name.clone(), reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
 
@@ -111,41 +89,29 @@ impl Snapshot {
 }
 
 fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, InvalidSnapshot> {
-    let err = |reason: String| InvalidSnapshot::Upstream {
-        upstream: u.name.clone(),
-        reason,
-    };
+    let err = |reason: String| InvalidSnapshot::Upstream { upstream: u.name.clone(), reason };
     if u.name == APP_UPSTREAM {
         return Err(err("'app' is reserved for the sidecar's --upstream".into()));
     }
     if u.endpoints.is_empty() {
         return Err(err("no endpoints".into()));
     }
-    let endpoints = u
-        .endpoints
-        .iter()
-        .map(|e| match e.parse::<Authority>() {
-            Ok(a) if a.port_u16().is_some() => Ok(a),
-            _ => Err(err(format!("endpoint '{e}' is not host:port"))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let timeout = Duration::from_millis(u.connect_timeout_ms);
     if timeout.is_zero() {
         return Err(err("connect timeout is 0".into()));
     }
-    Ok(Upstream::new(
-        &u.name,
-        endpoints,
-        timeout,
-        ctx.clients.client(timeout),
-    ))
+    let endpoints = u
+        .endpoints
+        .iter()
+        .map(|e| match e.parse::<Authority>() {
+            Ok(a) if a.port_u16().is_some() => Ok(ctx.pools.endpoint(&a, timeout)),
+            _ => Err(err(format!("endpoint '{e}' is not host:port"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Upstream::new(&u.name, endpoints))
 }
 
-fn route(
-    r: &pb::Route,
-    upstreams: &[Arc<Upstream>],
-    default_timeout: Duration,
-) -> Result<Route, String> {
+fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) -> Result<Route, String> {
     let m = r.r#match.clone().unwrap_or_default();
     let host = match m.host.as_str() {
         "" => HostMatch::Any,
@@ -165,30 +131,17 @@ fn route(
         .iter()
         .map(|x| Method::from_bytes(x.as_bytes()).map_err(|_| format!("bad method '{x}'")))
         .collect::<Result<Vec<_>, _>>()?;
-    let headers = m
-        .headers
-        .iter()
-        .map(header)
-        .collect::<Result<Vec<_>, _>>()?;
+    let headers = m.headers.iter().map(header).collect::<Result<Vec<_>, _>>()?;
     let (rewrite_path, rewrite_host) = match &r.rewrite {
         None => (None, None),
         Some(rw) => (
-            (!rw.path_prefix.is_empty())
-                .then(|| absolute(rw.path_prefix.clone()))
-                .transpose()?,
+            (!rw.path_prefix.is_empty()).then(|| absolute(rw.path_prefix.clone())).transpose()?,
             (!rw.host.is_empty())
-                .then(|| {
-                    HeaderValue::from_str(&rw.host)
-                        .map_err(|_| format!("bad rewrite host '{}'", rw.host))
-                })
+                .then(|| HeaderValue::from_str(&rw.host).map_err(|_| format!("bad rewrite host '{}'", rw.host)))
                 .transpose()?,
         ),
     };
-    let wanted = if r.upstream.is_empty() {
-        APP_UPSTREAM
-    } else {
-        r.upstream.as_str()
-    };
+    let wanted = if r.upstream.is_empty() { APP_UPSTREAM } else { r.upstream.as_str() };
     let upstream = upstreams
         .iter()
         .find(|u| &*u.name == wanted)
@@ -204,28 +157,18 @@ fn route(
         rewrite_host,
         request_headers: header_ops(r.request_headers.as_ref())?,
         response_headers: header_ops(r.response_headers.as_ref())?,
-        timeout: if r.timeout_ms == 0 {
-            default_timeout
-        } else {
-            Duration::from_millis(r.timeout_ms)
-        },
+        timeout: if r.timeout_ms == 0 { default_timeout } else { Duration::from_millis(r.timeout_ms) },
         upstream,
     })
 }
 
 fn absolute(p: String) -> Result<String, String> {
-    if p.starts_with('/') {
-        Ok(p)
-    } else {
-        Err(format!("path '{p}' must start with '/'"))
-    }
+    if p.starts_with('/') { Ok(p) } else { Err(format!("path '{p}' must start with '/'")) }
 }
 
 fn header(h: &pb::Header) -> Result<(HeaderName, HeaderValue), String> {
-    let name = HeaderName::from_bytes(h.name.as_bytes())
-        .map_err(|_| format!("bad header name '{}'", h.name))?;
-    let value = HeaderValue::from_str(&h.value)
-        .map_err(|_| format!("bad value for header '{}'", h.name))?;
+    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("bad header name '{}'", h.name))?;
+    let value = HeaderValue::from_str(&h.value).map_err(|_| format!("bad value for header '{}'", h.name))?;
     Ok((name, value))
 }
 
@@ -238,9 +181,7 @@ fn header_ops(ops: Option<&pb::HeaderOps>) -> Result<HeaderOps, String> {
         remove: ops
             .remove
             .iter()
-            .map(|n| {
-                HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("bad header name '{n}'"))
-            })
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("bad header name '{n}'")))
             .collect::<Result<_, _>>()?,
     })
 }

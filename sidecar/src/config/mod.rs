@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 pub use convert::{CompileContext, InvalidSnapshot};
 
 use crate::normalize::prefix_matches;
-use crate::upstream::Client;
+use crate::upstream::EndpointPool;
 
 /// Whether rules deny or only report what they would deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,35 +78,22 @@ pub struct HeaderOps {
     pub remove: Vec<HeaderName>,
 }
 
-/// A named set of endpoints, picked round-robin.
+/// A named set of endpoints, picked round-robin. Each endpoint is a connection pool
+/// shared with every other snapshot that names the same endpoint.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: Arc<str>,
-    pub endpoints: Vec<Authority>,
-    pub connect_timeout: Duration,
-    /// Pooled keep-alive connections; shared across snapshots with the same timeout.
-    pub client: Client,
+    pub endpoints: Vec<Arc<EndpointPool>>,
     next: AtomicUsize,
 }
 
 impl Upstream {
-    pub fn new(
-        name: &str,
-        endpoints: Vec<Authority>,
-        connect_timeout: Duration,
-        client: Client,
-    ) -> Self {
-        Upstream {
-            name: name.into(),
-            endpoints,
-            connect_timeout,
-            client,
-            next: AtomicUsize::new(0),
-        }
+    pub fn new(name: &str, endpoints: Vec<Arc<EndpointPool>>) -> Self {
+        Upstream { name: name.into(), endpoints, next: AtomicUsize::new(0) }
     }
 
     /// The next endpoint in round-robin order.
-    pub fn pick(&self) -> &Authority {
+    pub fn pick(&self) -> &Arc<EndpointPool> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
         &self.endpoints[i % self.endpoints.len()]
     }
@@ -135,13 +121,7 @@ impl Mismatch {
 
 impl Route {
     /// None when the route matches; otherwise the first reason it does not.
-    pub fn mismatch(
-        &self,
-        method: &Method,
-        host: &str,
-        path: &str,
-        headers: &HeaderMap,
-    ) -> Option<Mismatch> {
+    pub fn mismatch(&self, method: &Method, host: &str, path: &str, headers: &HeaderMap) -> Option<Mismatch> {
         let host_ok = match &self.host {
             HostMatch::Any => true,
             HostMatch::Exact(h) => h == host,

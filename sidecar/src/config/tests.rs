@@ -1,12 +1,13 @@
 //! Compiling snapshots and matching requests against compiled routes.
 
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
 use super::*;
 use crate::decide::{Decision, RequestHead, decide};
 use crate::policy::{build, parse_service};
-use crate::upstream::ClientPool;
+use crate::upstream::Pools;
 
 fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
     let p = parse_service("p.yaml", yaml, None).unwrap();
@@ -14,12 +15,8 @@ fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
 }
 
 fn compile_proto(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
-    let pool = ClientPool::default();
-    let ctx = CompileContext {
-        app: Authority::from_static("127.0.0.1:8080"),
-        clients: &pool,
-        service: Some("orders"),
-    };
+    let pool = Pools::default();
+    let ctx = CompileContext { app: Authority::from_static("127.0.0.1:8080"), pools: &pool, service: Some("orders") };
     Snapshot::compile(s, &ctx)
 }
 
@@ -54,17 +51,9 @@ fn route_for(
     for (k, v) in headers {
         h.insert(*k, HeaderValue::from_static(v));
     }
-    let head = RequestHead {
-        method: &method,
-        host,
-        path,
-        headers: &h,
-    };
+    let head = RequestHead { method: &method, host, path, headers: &h };
     match decide(s, &head) {
-        Decision::Forward { route, path: new } => (
-            route.name.to_string(),
-            new.unwrap_or_else(|| path.to_owned()),
-        ),
+        Decision::Forward { route, path: new } => (route.name.to_string(), new.unwrap_or_else(|| path.to_owned())),
         Decision::Deny(r) => (format!("deny:{}", r.code()), String::new()),
     }
 }
@@ -73,68 +62,23 @@ fn route_for(
 fn first_match_wins_and_rewrites_replace_the_matched_part() {
     let s = compile(POLICY).unwrap();
     // (method, host, path, headers, route, path the upstream gets)
-    type Case = (
-        Method,
-        &'static str,
-        &'static str,
-        &'static [(&'static str, &'static str)],
-        &'static str,
-        &'static str,
-    );
+    type Case =
+        (Method, &'static str, &'static str, &'static [(&'static str, &'static str)], &'static str, &'static str);
     let cases: &[Case] = &[
-        (
-            Method::GET,
-            "api.example.com",
-            "/api/v1/orders",
-            &[],
-            "partner",
-            "/v2/orders",
-        ),
-        (
-            Method::GET,
-            "api.example.com",
-            "/api/v1",
-            &[],
-            "partner",
-            "/v2",
-        ),
-        (
-            Method::GET,
-            "api.example.com",
-            "/api/v10",
-            &[],
-            "wild",
-            "/api/v10",
-        ),
+        (Method::GET, "api.example.com", "/api/v1/orders", &[], "partner", "/v2/orders"),
+        (Method::GET, "api.example.com", "/api/v1", &[], "partner", "/v2"),
+        (Method::GET, "api.example.com", "/api/v10", &[], "wild", "/api/v10"),
         (Method::GET, "eu.example.com", "/x", &[], "wild", "/x"),
         (Method::GET, "example.com", "/x", &[], "root", "/app/x"),
         (Method::POST, "", "/login", &[], "exact", "/auth/login"),
         (Method::GET, "", "/login", &[], "root", "/app/login"),
-        (
-            Method::GET,
-            "",
-            "/admin/users",
-            &[("x-admin", "yes")],
-            "admin",
-            "/admin/users",
-        ),
-        (
-            Method::GET,
-            "",
-            "/admin/users",
-            &[("x-admin", "no")],
-            "root",
-            "/app/admin/users",
-        ),
+        (Method::GET, "", "/admin/users", &[("x-admin", "yes")], "admin", "/admin/users"),
+        (Method::GET, "", "/admin/users", &[("x-admin", "no")], "root", "/app/admin/users"),
         (Method::GET, "", "/", &[], "root", "/app/"),
     ];
     for (method, host, path, headers, route, upstream_path) in cases {
         let got = route_for(&s, method.clone(), host, path, headers);
-        assert_eq!(
-            got,
-            (route.to_string(), upstream_path.to_string()),
-            "{method} {host}{path} {headers:?}"
-        );
+        assert_eq!(got, (route.to_string(), upstream_path.to_string()), "{method} {host}{path} {headers:?}");
     }
 }
 
@@ -145,18 +89,28 @@ fn no_route_is_a_refusal_and_upstreams_rotate() {
 
     let s = compile(POLICY).unwrap();
     let admin = s.upstreams.iter().find(|u| &*u.name == "admin").unwrap();
-    let picks: Vec<String> = (0..4).map(|_| admin.pick().to_string()).collect();
-    assert_eq!(
-        picks,
-        [
-            "127.0.0.1:9090",
-            "127.0.0.1:9091",
-            "127.0.0.1:9090",
-            "127.0.0.1:9091"
-        ]
-    );
+    let picks: Vec<String> = (0..4).map(|_| admin.pick().authority().to_string()).collect();
+    assert_eq!(picks, ["127.0.0.1:9090", "127.0.0.1:9091", "127.0.0.1:9090", "127.0.0.1:9091"]);
     assert_eq!(&*s.upstreams[0].name, "app");
-    assert_eq!(s.upstreams[0].endpoints[0].as_str(), "127.0.0.1:8080");
+    assert_eq!(s.upstreams[0].endpoints[0].authority().as_str(), "127.0.0.1:8080");
+}
+
+#[test]
+fn a_recompiled_snapshot_shares_connection_pools_until_none_uses_them() {
+    let p = parse_service("p.yaml", POLICY, None).unwrap();
+    let proto = build(&p.policy, &p.source, 1);
+    let pools = Pools::default();
+    let ctx = CompileContext { app: Authority::from_static("127.0.0.1:8080"), pools: &pools, service: None };
+    let first = Snapshot::compile(&proto, &ctx).unwrap();
+    let second = Snapshot::compile(&proto, &ctx).unwrap();
+    for (a, b) in first.upstreams.iter().zip(&second.upstreams) {
+        for (x, y) in a.endpoints.iter().zip(&b.endpoints) {
+            assert!(Arc::ptr_eq(x, y), "{} is shared", x.authority());
+        }
+    }
+    let admin = Arc::downgrade(&first.upstreams[1].endpoints[0]);
+    drop((first, second));
+    assert!(admin.upgrade().is_none(), "a pool no snapshot uses is dropped with its connections");
 }
 
 #[test]
@@ -166,36 +120,21 @@ fn snapshots_a_sidecar_cannot_serve_are_refused_with_a_reason() {
 
     let mut s = good.clone();
     s.schema = 99;
-    assert_eq!(
-        compile_proto(&s).unwrap_err(),
-        InvalidSnapshot::SchemaTooNew { got: 99, max: 1 }
-    );
+    assert_eq!(compile_proto(&s).unwrap_err(), InvalidSnapshot::SchemaTooNew { got: 99, max: 1 });
 
     let mut s = good.clone();
     s.service = "billing".into();
-    assert!(matches!(
-        compile_proto(&s),
-        Err(InvalidSnapshot::WrongService { .. })
-    ));
+    assert!(matches!(compile_proto(&s), Err(InvalidSnapshot::WrongService { .. })));
 
     let mut s = good.clone();
     s.routes[0].upstream = "ghost".into();
-    assert_eq!(
-        compile_proto(&s).unwrap_err().to_string(),
-        "route 'partner': upstream 'ghost' is not defined"
-    );
+    assert_eq!(compile_proto(&s).unwrap_err().to_string(), "route 'partner': upstream 'ghost' is not defined");
 
     let mut s = good.clone();
     s.upstreams[0].endpoints = vec!["no-port".into()];
-    assert_eq!(
-        compile_proto(&s).unwrap_err().to_string(),
-        "upstream 'admin': endpoint 'no-port' is not host:port"
-    );
+    assert_eq!(compile_proto(&s).unwrap_err().to_string(), "upstream 'admin': endpoint 'no-port' is not host:port");
 
     let mut s = good;
     s.defaults = None;
-    assert_eq!(
-        compile_proto(&s).unwrap_err(),
-        InvalidSnapshot::Missing("defaults")
-    );
+    assert_eq!(compile_proto(&s).unwrap_err(), InvalidSnapshot::Missing("defaults"));
 }

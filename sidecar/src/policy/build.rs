@@ -42,9 +42,7 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
             .map(|(name, up)| pb::Upstream {
                 name: name.clone(),
                 endpoints: up.endpoints.clone(),
-                connect_timeout_ms: millis(
-                    up.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
-                ),
+                connect_timeout_ms: millis(up.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0)),
             })
             .collect(),
         defaults: Some(pb::Defaults {
@@ -82,22 +80,14 @@ fn route(r: &RouteSpec) -> pb::Route {
 }
 
 fn header_ops(ops: &HeaderOpsSpec) -> pb::HeaderOps {
-    pb::HeaderOps {
-        set: headers(&ops.set),
-        remove: ops.remove.iter().map(|h| h.to_ascii_lowercase()).collect(),
-    }
+    pb::HeaderOps { set: headers(&ops.set), remove: ops.remove.iter().map(|h| h.to_ascii_lowercase()).collect() }
 }
 
 /// Header names are case-insensitive: lower-case them, then sort, so `X-B` and `x-a`
 /// always come out as `x-a`, `x-b` (validation refuses names that differ only in case).
 fn headers(map: &std::collections::BTreeMap<String, String>) -> Vec<pb::Header> {
-    let mut out: Vec<pb::Header> = map
-        .iter()
-        .map(|(k, v)| pb::Header {
-            name: k.to_ascii_lowercase(),
-            value: v.clone(),
-        })
-        .collect();
+    let mut out: Vec<pb::Header> =
+        map.iter().map(|(k, v)| pb::Header { name: k.to_ascii_lowercase(), value: v.clone() }).collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

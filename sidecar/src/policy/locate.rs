@@ -40,10 +40,7 @@ pub fn locate(doc: &str, path: &[Seg]) -> Option<(usize, usize)> {
     // Walk to the deepest existing prefix: a missing key reports its parent.
     for depth in (0..=path.len()).rev() {
         let de = yaml_serde::Deserializer::from_str(doc);
-        if let Err(e) = (Walk {
-            path: &path[..depth],
-        })
-        .deserialize(de)
+        if let Err(e) = (Walk { path: &path[..depth] }).deserialize(de)
             && e.to_string().contains(FOUND)
         {
             return e.location().map(|l| (l.line(), l.column()));
@@ -148,7 +145,8 @@ impl<'de> Visitor<'de> for Found {
 mod tests {
     use super::*;
 
-    const DOC: &str = "service: orders\nroutes:\n  - name: a\n    match: { path_prefix: /a }\n  - name: b\n    upstream: admin\n";
+    const DOC: &str =
+        "service: orders\nroutes:\n  - name: a\n    match: { path_prefix: /a }\n  - name: b\n    upstream: admin\n";
 
     fn key(k: &str) -> Seg {
         Seg::Key(k.to_owned())
@@ -157,37 +155,17 @@ mod tests {
     #[test]
     fn finds_nested_nodes() {
         assert_eq!(locate(DOC, &[key("service")]), Some((1, 10)));
-        assert_eq!(
-            locate(DOC, &[key("routes"), Seg::Index(1), key("upstream")]),
-            Some((6, 15))
-        );
-        assert_eq!(
-            locate(
-                DOC,
-                &[
-                    key("routes"),
-                    Seg::Index(0),
-                    key("match"),
-                    key("path_prefix")
-                ]
-            ),
-            Some((4, 27))
-        );
+        assert_eq!(locate(DOC, &[key("routes"), Seg::Index(1), key("upstream")]), Some((6, 15)));
+        assert_eq!(locate(DOC, &[key("routes"), Seg::Index(0), key("match"), key("path_prefix")]), Some((4, 27)));
     }
 
     #[test]
     fn missing_node_points_at_parent() {
-        assert_eq!(
-            locate(DOC, &[key("routes"), Seg::Index(1), key("rewrite")]),
-            Some((5, 5))
-        );
+        assert_eq!(locate(DOC, &[key("routes"), Seg::Index(1), key("rewrite")]), Some((5, 5)));
     }
 
     #[test]
     fn path_display() {
-        assert_eq!(
-            display_path(&[key("routes"), Seg::Index(2), key("upstream")]),
-            "routes[2].upstream"
-        );
+        assert_eq!(display_path(&[key("routes"), Seg::Index(2), key("upstream")]), "routes[2].upstream");
     }
 }

@@ -69,19 +69,13 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<ParsedPolicy>, PolicyErr
         }
     }
     for (i, p) in out.iter().enumerate() {
-        if out[..i]
-            .iter()
-            .any(|q| q.policy.service == p.policy.service)
-        {
+        if out[..i].iter().any(|q| q.policy.service == p.policy.service) {
             errors.push(Diagnostic {
                 file: file.to_owned(),
                 line: 1,
                 column: 1,
                 field: "service".into(),
-                message: format!(
-                    "service '{}' appears in more than one document",
-                    p.policy.service
-                ),
+                message: format!("service '{}' appears in more than one document", p.policy.service),
             });
         }
     }
@@ -94,20 +88,12 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<ParsedPolicy>, PolicyErr
             message: "the file holds no policy document".into(),
         });
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(PolicyErrors(errors))
-    }
+    if errors.is_empty() { Ok(out) } else { Err(PolicyErrors(errors)) }
 }
 
 /// Parses a file and returns the document for `service`, or the only document when
 /// `service` is None.
-pub fn parse_service(
-    file: &str,
-    text: &str,
-    service: Option<&str>,
-) -> Result<ParsedPolicy, PolicyErrors> {
+pub fn parse_service(file: &str, text: &str, service: Option<&str>) -> Result<ParsedPolicy, PolicyErrors> {
     let mut docs = parse_file(file, text)?;
     let found = match service {
         Some(s) => docs.iter().position(|d| d.policy.service == s),
@@ -119,14 +105,8 @@ pub fn parse_service(
         None => {
             let names: Vec<&str> = docs.iter().map(|d| d.policy.service.as_str()).collect();
             let message = match service {
-                Some(s) => format!(
-                    "no document for service '{s}' (found: {})",
-                    names.join(", ")
-                ),
-                None => format!(
-                    "the file holds several services ({}): say which one",
-                    names.join(", ")
-                ),
+                Some(s) => format!("no document for service '{s}' (found: {})", names.join(", ")),
+                None => format!("the file holds several services ({}): say which one", names.join(", ")),
             };
             Err(PolicyErrors(vec![Diagnostic {
                 file: file.to_owned(),
@@ -143,11 +123,7 @@ fn parse_document(file: &str, text: &str, first_line: usize) -> Result<ParsedPol
     let policy: Policy = yaml_serde::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         let message = e.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
         PolicyErrors(vec![Diagnostic {
             file: file.to_owned(),
             line: line + first_line - 1,
@@ -170,11 +146,7 @@ fn parse_document(file: &str, text: &str, first_line: usize) -> Result<ParsedPol
     if !errors.is_empty() {
         return Err(PolicyErrors(errors.into_iter().map(place).collect()));
     }
-    Ok(ParsedPolicy {
-        policy,
-        source: text.to_owned(),
-        warnings: warnings.into_iter().map(place).collect(),
-    })
+    Ok(ParsedPolicy { policy, source: text.to_owned(), warnings: warnings.into_iter().map(place).collect() })
 }
 
 struct Document<'a> {
@@ -192,23 +164,13 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut offset = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_end() == "---" {
-            docs.push(Document {
-                text: &text[start..offset],
-                first_line,
-            });
+            docs.push(Document { text: &text[start..offset], first_line });
             start = offset + line.len();
             first_line = i + 2;
         }
         offset += line.len();
     }
-    docs.push(Document {
-        text: &text[start..],
-        first_line,
-    });
-    docs.retain(|d| {
-        d.text
-            .lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
+    docs.push(Document { text: &text[start..], first_line });
+    docs.retain(|d| d.text.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')));
     docs
 }

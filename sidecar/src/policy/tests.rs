@@ -13,19 +13,10 @@ fn errors(yaml: &str) -> Vec<String> {
 #[test]
 fn mistakes_are_reported_with_line_column_and_field() {
     let cases: &[(&str, &str)] = &[
-        (
-            "service: orders\nroutez: []\n",
-            "p.yaml:2:1: unknown field `routez`",
-        ),
-        (
-            "service: orders\nmode: strict\n",
-            "p.yaml:2:7: mode: unknown variant `strict`",
-        ),
+        ("service: orders\nroutez: []\n", "p.yaml:2:1: unknown field `routez`"),
+        ("service: orders\nmode: strict\n", "p.yaml:2:7: mode: unknown variant `strict`"),
         ("routes: []\n", "missing field `service`"),
-        (
-            "service: Orders\n",
-            "p.yaml:1:10: service: service must be 1-63 characters",
-        ),
+        ("service: Orders\n", "p.yaml:1:10: service: service must be 1-63 characters"),
         (
             "service: o\nroutes:\n  - name: a\n    match: { path: /a, path_prefix: /a }\n",
             "p.yaml:4:12: routes[0].match: use either path or path_prefix, not both",
@@ -78,44 +69,27 @@ fn mistakes_are_reported_with_line_column_and_field() {
             "service: o\nroutes:\n  - name: a\n    match: { headers: { X-A: \"1\", x-a: \"2\" } }\n",
             "routes[0].match.headers.X-A: 'X-A' is listed twice: header names are case-insensitive",
         ),
-        (
-            "service: o\ndefaults: { max_body: 1TB }\n",
-            "p.yaml:2:23: defaults.max_body: '1TB' is not a size",
-        ),
+        ("service: o\ndefaults: { max_body: 1TB }\n", "p.yaml:2:23: defaults.max_body: '1TB' is not a size"),
         ("service: o\nroutes: [\n", "p.yaml:3:1"),
-        (
-            "service: a\n---\nservice: a\n",
-            "service 'a' appears in more than one document",
-        ),
+        ("service: a\n---\nservice: a\n", "service 'a' appears in more than one document"),
         ("# nothing here\n", "the file holds no policy document"),
     ];
     for (yaml, want) in cases {
         let got = errors(yaml);
-        assert!(
-            got.iter().any(|e| e.contains(want)),
-            "for:\n{yaml}\nwanted {want:?}\ngot {got:#?}"
-        );
+        assert!(got.iter().any(|e| e.contains(want)), "for:\n{yaml}\nwanted {want:?}\ngot {got:#?}");
     }
 }
 
 #[test]
 fn documents_keep_their_own_text_and_file_line_numbers() {
-    let file =
-        "# two services\nservice: a\n---\nservice: b\nroutes:\n  - name: x\n    upstream: nope\n";
+    let file = "# two services\nservice: a\n---\nservice: b\nroutes:\n  - name: x\n    upstream: nope\n";
     let err = parse_file("f.yaml", file).unwrap_err();
     assert_eq!(err.0[0].line, 7, "{err}");
     let ok = parse_file("f.yaml", &file.replace("    upstream: nope\n", "")).unwrap();
     assert_eq!(ok.len(), 2);
     assert_eq!(ok[1].source, "service: b\nroutes:\n  - name: x\n");
     assert_eq!(
-        parse_service(
-            "f.yaml",
-            &file.replace("    upstream: nope\n", ""),
-            Some("b")
-        )
-        .unwrap()
-        .policy
-        .service,
+        parse_service("f.yaml", &file.replace("    upstream: nope\n", ""), Some("b")).unwrap().policy.service,
         "b"
     );
 }
@@ -126,20 +100,12 @@ fn shadowed_routes_are_warnings() {
         ("{ path_prefix: /api }", "{ path_prefix: /api/v1 }", true),
         ("{ path_prefix: /api }", "{ path_prefix: /apix }", false),
         ("{}", "{ path: /x }", true),
-        (
-            "{ host: \"*.example.com\" }",
-            "{ host: a.example.com, path: /x }",
-            true,
-        ),
+        ("{ host: \"*.example.com\" }", "{ host: a.example.com, path: /x }", true),
         ("{ host: a.example.com }", "{ host: b.example.com }", false),
         ("{ methods: [GET, POST] }", "{ methods: [GET] }", true),
         ("{ methods: [GET] }", "{ methods: [GET, POST] }", false),
         ("{ methods: [GET] }", "{}", false),
-        (
-            "{ headers: { x-a: \"1\" } }",
-            "{ headers: { x-a: \"1\", x-b: \"2\" } }",
-            true,
-        ),
+        ("{ headers: { x-a: \"1\" } }", "{ headers: { x-a: \"1\", x-b: \"2\" } }", true),
         ("{ headers: { x-a: \"1\" } }", "{}", false),
     ];
     for (first, second, shadowed) in cases {
@@ -147,10 +113,8 @@ fn shadowed_routes_are_warnings() {
             "service: o\nroutes:\n  - name: first\n    match: {first}\n  - name: second\n    match: {second}\n"
         );
         let docs = parse_file("p.yaml", &yaml).unwrap();
-        let warned = docs[0].warnings.iter().any(|w| {
-            w.message
-                .contains("'second' is shadowed by the earlier route 'first'")
-        });
+        let warned =
+            docs[0].warnings.iter().any(|w| w.message.contains("'second' is shadowed by the earlier route 'first'"));
         assert_eq!(warned, shadowed, "{first} then {second}");
     }
 }
@@ -172,40 +136,18 @@ routes:
 ";
     let parsed = parse_service("p.yaml", yaml, None).unwrap();
     let a = build(&parsed.policy, &parsed.source, 7);
-    let b = build(
-        &parse_service("p.yaml", yaml, None).unwrap().policy,
-        yaml,
-        7,
-    );
+    let b = build(&parse_service("p.yaml", yaml, None).unwrap().policy, yaml, 7);
     assert_eq!(a, b);
-    assert_eq!(
-        prost::Message::encode_to_vec(&a),
-        prost::Message::encode_to_vec(&b)
-    );
-    assert_eq!(
-        a.upstreams
-            .iter()
-            .map(|u| u.name.as_str())
-            .collect::<Vec<_>>(),
-        ["alpha", "zeta"]
-    );
+    assert_eq!(prost::Message::encode_to_vec(&a), prost::Message::encode_to_vec(&b));
+    assert_eq!(a.upstreams.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["alpha", "zeta"]);
     assert_eq!(a.upstreams[0].connect_timeout_ms, 250);
-    assert_eq!(
-        a.upstreams[1].connect_timeout_ms,
-        DEFAULT_CONNECT_TIMEOUT.as_millis() as u64
-    );
+    assert_eq!(a.upstreams[1].connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT.as_millis() as u64);
     let d = a.defaults.unwrap();
     assert_eq!((d.timeout_ms, d.max_body_bytes), (2_000, 512 * 1024));
     let r = &a.routes[0];
     assert_eq!(r.timeout_ms, 60_000);
     let m = r.r#match.as_ref().unwrap();
-    assert_eq!(
-        m.headers
-            .iter()
-            .map(|h| h.name.as_str())
-            .collect::<Vec<_>>(),
-        ["x-a", "x-b"]
-    );
+    assert_eq!(m.headers.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["x-a", "x-b"]);
     assert_eq!(r.request_headers.as_ref().unwrap().remove, ["cookie"]);
     assert_eq!(a.content_hash, content_hash(yaml));
     assert_eq!(a.schema, SCHEMA);

@@ -12,9 +12,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
         _ => {
-            return Err(format!(
-                "'{s}' is not a duration: use a unit of ms, s, m or h, like 250ms or 5s"
-            ));
+            return Err(format!("'{s}' is not a duration: use a unit of ms, s, m or h, like 250ms or 5s"));
         }
     }
     .ok_or_else(|| format!("'{s}' is too long a duration"))?;
@@ -33,13 +31,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         _ => {
-            return Err(format!(
-                "'{s}' is not a size: use B, KiB, MiB or GiB, like 512KiB or 1MiB"
-            ));
+            return Err(format!("'{s}' is not a size: use B, KiB, MiB or GiB, like 512KiB or 1MiB"));
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{s}' is too large a size"))
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large a size"))
 }
 
 /// Formats a duration the way the policy format writes it.
@@ -61,9 +56,7 @@ fn split_number(s: &str) -> Result<(u64, &str), String> {
         return Err(format!("'{s}' must start with a whole number"));
     }
     let (n, unit) = s.split_at(digits);
-    let n = n
-        .parse::<u64>()
-        .map_err(|_| format!("'{s}' is too large"))?;
+    let n = n.parse::<u64>().map_err(|_| format!("'{s}' is too large"))?;
     Ok((n, unit.trim_start()))
 }
 
@@ -73,19 +66,9 @@ mod tests {
 
     #[test]
     fn durations() {
-        let cases = [
-            ("250ms", Ok(250)),
-            ("5s", Ok(5_000)),
-            ("1m", Ok(60_000)),
-            ("2h", Ok(7_200_000)),
-            ("0s", Ok(0)),
-        ];
+        let cases = [("250ms", Ok(250)), ("5s", Ok(5_000)), ("1m", Ok(60_000)), ("2h", Ok(7_200_000)), ("0s", Ok(0))];
         for (input, want) in cases {
-            assert_eq!(
-                parse_duration(input).map(|d| d.as_millis() as u64),
-                want,
-                "{input}"
-            );
+            assert_eq!(parse_duration(input).map(|d| d.as_millis() as u64), want, "{input}");
         }
         for bad in ["", "s", "5", "5 sec", "1.5s", "-1s", "5d"] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");

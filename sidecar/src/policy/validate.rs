@@ -41,10 +41,7 @@ struct Checker {
 
 impl Checker {
     fn error(&mut self, path: Vec<Seg>, message: impl Into<String>) {
-        self.errors.push(Finding {
-            path,
-            message: message.into(),
-        });
+        self.errors.push(Finding { path, message: message.into() });
     }
 }
 
@@ -53,66 +50,39 @@ fn key(k: &str) -> Seg {
 }
 
 fn at(base: &[Seg], rest: &[&str]) -> Vec<Seg> {
-    base.iter()
-        .cloned()
-        .chain(rest.iter().map(|k| key(k)))
-        .collect()
+    base.iter().cloned().chain(rest.iter().map(|k| key(k))).collect()
 }
 
 /// Checks a deserialized policy. Returns (errors, warnings).
 pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
-    let mut c = Checker {
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut c = Checker { errors: Vec::new(), warnings: Vec::new() };
 
     if !is_name(&policy.service) {
-        c.error(
-            vec![key("service")],
-            "service must be 1-63 characters of a-z, 0-9 and '-'",
-        );
+        c.error(vec![key("service")], "service must be 1-63 characters of a-z, 0-9 and '-'");
     }
 
     for (name, up) in &policy.upstreams {
         let base = vec![key("upstreams"), key(name)];
         if name == APP_UPSTREAM {
-            c.error(
-                base.clone(),
-                "'app' is reserved: it is always the sidecar's --upstream",
-            );
+            c.error(base.clone(), "'app' is reserved: it is always the sidecar's --upstream");
         } else if !is_name(name) {
-            c.error(
-                base.clone(),
-                "upstream names are 1-63 characters of a-z, 0-9 and '-'",
-            );
+            c.error(base.clone(), "upstream names are 1-63 characters of a-z, 0-9 and '-'");
         }
         if up.endpoints.is_empty() {
-            c.error(
-                at(&base, &["endpoints"]),
-                "an upstream needs at least one endpoint",
-            );
+            c.error(at(&base, &["endpoints"]), "an upstream needs at least one endpoint");
         }
         for (i, ep) in up.endpoints.iter().enumerate() {
             if let Err(msg) = check_endpoint(ep) {
-                c.error(
-                    [at(&base, &["endpoints"]), vec![Seg::Index(i)]].concat(),
-                    msg,
-                );
+                c.error([at(&base, &["endpoints"]), vec![Seg::Index(i)]].concat(), msg);
             }
         }
         if up.connect_timeout.is_some_and(|d| d.0.is_zero()) {
-            c.error(
-                at(&base, &["connect_timeout"]),
-                "connect_timeout must be more than 0",
-            );
+            c.error(at(&base, &["connect_timeout"]), "connect_timeout must be more than 0");
         }
     }
 
     if policy.defaults.timeout.is_some_and(|d| d.0.is_zero()) {
-        c.error(
-            vec![key("defaults"), key("timeout")],
-            "timeout must be more than 0",
-        );
+        c.error(vec![key("defaults"), key("timeout")], "timeout must be more than 0");
     }
 
     if policy.routes.is_empty() {
@@ -126,24 +96,15 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
     for (i, route) in policy.routes.iter().enumerate() {
         let base = vec![key("routes"), Seg::Index(i)];
         if !is_route_name(&route.name) {
-            c.error(
-                at(&base, &["name"]),
-                "route names are 1-63 characters of letters, digits, '-' and '_'",
-            );
+            c.error(at(&base, &["name"]), "route names are 1-63 characters of letters, digits, '-' and '_'");
         } else if !names.insert(route.name.as_str()) {
-            c.error(
-                at(&base, &["name"]),
-                format!("route name '{}' is used twice", route.name),
-            );
+            c.error(at(&base, &["name"]), format!("route name '{}' is used twice", route.name));
         }
         check_route(&mut c, policy, &base, route);
     }
 
     for (j, later) in policy.routes.iter().enumerate() {
-        if let Some(earlier) = policy.routes[..j]
-            .iter()
-            .find(|e| covers(&e.matches, &later.matches))
-        {
+        if let Some(earlier) = policy.routes[..j].iter().find(|e| covers(&e.matches, &later.matches)) {
             c.warnings.push(Finding {
                 path: vec![key("routes"), Seg::Index(j)],
                 message: format!(
@@ -172,8 +133,7 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
         (None, None) => {}
     }
     for (i, method) in m.methods.iter().enumerate() {
-        if Method::from_bytes(method.as_bytes()).is_err() || method.to_ascii_uppercase() != *method
-        {
+        if Method::from_bytes(method.as_bytes()).is_err() || method.to_ascii_uppercase() != *method {
             c.error(
                 [at(&mb, &["methods"]), vec![Seg::Index(i)]].concat(),
                 format!("'{method}' is not an HTTP method: write it in capitals, like GET or POST"),
@@ -182,9 +142,7 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     }
     for (name, value) in &m.headers {
         let path = at(&mb, &["headers", name]);
-        if let Err(msg) =
-            check_header(name, value).and_then(|()| check_unique(m.headers.keys(), name))
-        {
+        if let Err(msg) = check_header(name, value).and_then(|()| check_unique(m.headers.keys(), name)) {
             c.error(path, msg);
         }
     }
@@ -196,16 +154,10 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
         if let Some(h) = &rw.host
             && (h.is_empty() || h.parse::<http::uri::Authority>().is_err())
         {
-            c.error(
-                at(base, &["rewrite", "host"]),
-                format!("'{h}' is not a valid host"),
-            );
+            c.error(at(base, &["rewrite", "host"]), format!("'{h}' is not a valid host"));
         }
     }
-    for (field, ops) in [
-        ("request_headers", &route.request_headers),
-        ("response_headers", &route.response_headers),
-    ] {
+    for (field, ops) in [("request_headers", &route.request_headers), ("response_headers", &route.response_headers)] {
         if let Some(ops) = ops {
             check_header_ops(c, &at(base, &[field]), ops);
         }
@@ -219,13 +171,7 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     {
         let mut defined: Vec<&str> = policy.upstreams.keys().map(String::as_str).collect();
         defined.insert(0, APP_UPSTREAM);
-        c.error(
-            at(base, &["upstream"]),
-            format!(
-                "upstream '{up}' is not defined (defined: {})",
-                defined.join(", ")
-            ),
-        );
+        c.error(at(base, &["upstream"]), format!("upstream '{up}' is not defined (defined: {})", defined.join(", ")));
     }
 }
 
@@ -235,10 +181,7 @@ fn check_match_path(c: &mut Checker, path: Vec<Seg>, p: &str) {
         Ok(n) if n != p => c.error(path, format!("'{p}' is not a normalized path: write '{n}'")),
         Ok(_) if p.len() > 1 && p.ends_with('/') => c.error(
             path,
-            format!(
-                "'{p}' ends with '/': prefixes match on segment boundaries, write '{}'",
-                p.trim_end_matches('/')
-            ),
+            format!("'{p}' ends with '/': prefixes match on segment boundaries, write '{}'", p.trim_end_matches('/')),
         ),
         Ok(_) => {}
     }
@@ -267,18 +210,14 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("'{name}' is not a valid header name"));
     }
     if HeaderValue::from_str(value).is_err() {
-        return Err(format!(
-            "the value of '{name}' has characters a header cannot carry"
-        ));
+        return Err(format!("the value of '{name}' has characters a header cannot carry"));
     }
     Ok(())
 }
 
 fn check_unique<'a>(mut names: impl Iterator<Item = &'a String>, name: &str) -> Result<(), String> {
     if names.any(|n| n != name && n.eq_ignore_ascii_case(name)) {
-        return Err(format!(
-            "'{name}' is listed twice: header names are case-insensitive"
-        ));
+        return Err(format!("'{name}' is listed twice: header names are case-insensitive"));
     }
     Ok(())
 }
@@ -291,9 +230,7 @@ fn check_writable(name: &str) -> Result<(), String> {
         ));
     }
     if lower.starts_with("x-warden-") {
-        return Err(format!(
-            "'{name}': x-warden-* headers are reserved for Warden"
-        ));
+        return Err(format!("'{name}': x-warden-* headers are reserved for Warden"));
     }
     Ok(())
 }
@@ -313,8 +250,7 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
         && name.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
     if ok {
         Ok(())
@@ -326,15 +262,11 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
 }
 
 fn is_name(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=63).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn is_route_name(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=63).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// True when every request `inner` matches is also matched by `outer`.
@@ -342,11 +274,7 @@ fn covers(outer: &MatchSpec, inner: &MatchSpec) -> bool {
     let host = match (&outer.host, &inner.host) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(o), Some(i)) => {
-            o == i
-                || o.strip_prefix("*.")
-                    .is_some_and(|suffix| i.ends_with(&format!(".{suffix}")))
-        }
+        (Some(o), Some(i)) => o == i || o.strip_prefix("*.").is_some_and(|suffix| i.ends_with(&format!(".{suffix}"))),
     };
     let path = match (&outer.path, &outer.path_prefix) {
         (None, None) => true,
@@ -358,9 +286,6 @@ fn covers(outer: &MatchSpec, inner: &MatchSpec) -> bool {
     };
     let methods = outer.methods.is_empty()
         || (!inner.methods.is_empty() && inner.methods.iter().all(|m| outer.methods.contains(m)));
-    let headers = outer
-        .headers
-        .iter()
-        .all(|(k, v)| inner.headers.get(k) == Some(v));
+    let headers = outer.headers.iter().all(|(k, v)| inner.headers.get(k) == Some(v));
     host && path && methods && headers
 }

@@ -1,0 +1,119 @@
+//! Talking to upstreams: the per-endpoint connection pools (`pool.rs`), the registry that
+//! shares them across snapshots so a policy push never drops warm connections, sending a
+//! request, and sorting failures into the refusals the client sees.
+
+mod pool;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+pub use pool::{Affinity, EndpointPool, UpstreamBody};
+
+use crate::config::{InvalidSnapshot, Snapshot};
+
+/// What went wrong talking to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// Nothing listens there (connection refused, reset, unreachable, unresolvable).
+    Refused,
+    /// The TCP connect did not finish within `connect_timeout`.
+    ConnectTimeout,
+    /// The upstream broke the HTTP exchange.
+    Protocol,
+}
+
+impl UpstreamFailure {
+    fn from_connect(e: &io::Error) -> Self {
+        if e.kind() == io::ErrorKind::TimedOut { UpstreamFailure::ConnectTimeout } else { UpstreamFailure::Refused }
+    }
+}
+
+/// Endpoint pools by (endpoint, connect timeout). Holds them weakly: a pool lives as long
+/// as a snapshot uses it, and is found again by the next snapshot that names it. Only
+/// touched when a snapshot is compiled, never per request.
+#[derive(Debug, Default)]
+pub struct Pools {
+    pools: Mutex<HashMap<(String, Duration), Weak<EndpointPool>>>,
+}
+
+impl Pools {
+    /// The shared pool for this endpoint and connect timeout.
+    pub fn endpoint(&self, authority: &Authority, connect_timeout: Duration) -> Arc<EndpointPool> {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|_, p| p.strong_count() > 0);
+        let key = (authority.as_str().to_owned(), connect_timeout);
+        if let Some(p) = pools.get(&key).and_then(Weak::upgrade) {
+            return p;
+        }
+        let p = Arc::new(EndpointPool::new(authority.clone(), connect_timeout));
+        pools.insert(key, Arc::downgrade(&p));
+        p
+    }
+}
+
+/// Sends a request (origin-form URI, Host set) to `endpoint` on a pooled connection,
+/// preferring the one this downstream connection used last. A reused connection that
+/// turns out closed before the request was written is retried on another; once written,
+/// a failure is the caller's to report.
+pub async fn send(
+    endpoint: &Arc<EndpointPool>,
+    affinity: &Arc<Affinity>,
+    mut req: Request<Incoming>,
+) -> Result<Response<UpstreamBody>, UpstreamFailure> {
+    // Two reused connections may be stale; the third attempt always dials.
+    for attempt in 0..3 {
+        let reused = if attempt < 2 { affinity.take(endpoint).or_else(|| endpoint.take_idle()) } else { None };
+        let fresh = reused.is_none();
+        let mut sender = match reused {
+            Some(s) => s,
+            None => endpoint.connect().await?,
+        };
+        if sender.ready().await.is_err() {
+            if fresh {
+                return Err(UpstreamFailure::Protocol);
+            }
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(resp.map(|body| UpstreamBody::new(body, sender, endpoint.clone(), affinity.clone()))),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh => req = unsent,
+                _ => {
+                    tracing::debug!(error = %e.error(), endpoint = %endpoint.authority(), "upstream request failed");
+                    return Err(UpstreamFailure::Protocol);
+                }
+            },
+        }
+    }
+    Err(UpstreamFailure::Protocol)
+}
+
+/// Refuses a snapshot whose upstream host names do not resolve from this sidecar: only
+/// the sidecar can tell, and serving it would turn every request on those routes into 502.
+pub async fn check_resolvable(snapshot: &Snapshot) -> Result<(), InvalidSnapshot> {
+    for up in snapshot.upstreams.iter().skip(1) {
+        for ep in &up.endpoints {
+            let ep = ep.authority();
+            if ep.host().trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok() {
+                continue;
+            }
+            let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(ep.as_str()))
+                .await
+                .map(|r| r.map(|addrs| addrs.count()));
+            let reason = match lookup {
+                Ok(Ok(n)) if n > 0 => continue,
+                Ok(Ok(_)) => format!("endpoint '{ep}' resolves to no address"),
+                Ok(Err(e)) => format!("endpoint '{ep}' does not resolve: {e}"),
+                Err(_) => format!("endpoint '{ep}' did not resolve within 2s"),
+            };
+            return Err(InvalidSnapshot::Upstream { upstream: up.name.to_string(), reason });
+        }
+    }
+    Ok(())
+}

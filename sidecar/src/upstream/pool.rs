@@ -1,0 +1,194 @@
+//! Keep-alive HTTP/1.1 connections to one upstream endpoint, built on hyper's low-level
+//! client connections.
+//!
+//! Why not hyper-util's pooling client: a sidecar's downstream HTTP/1.1 connection sends
+//! its requests one after another, so the upstream connection it used last is free again
+//! when its next request comes. Each downstream connection keeps that one connection aside
+//! (`Affinity`) and reuses it without touching the shared pool; other requests take an
+//! idle connection from the endpoint's LIFO list or dial a new one. A connection goes back
+//! when its response body has been read to the end (`UpstreamBody`); one abandoned
+//! mid-body is closed, never reused.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::UpstreamFailure;
+
+/// Idle connections kept per endpoint (nginx's `keepalive 256` is the usual peer setting).
+const MAX_IDLE: usize = 256;
+/// An idle connection older than this is closed instead of reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+type Sender = SendRequest<Incoming>;
+
+/// One endpoint's pool.
+#[derive(Debug)]
+pub struct EndpointPool {
+    authority: Authority,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<(Sender, Instant)>>,
+}
+
+impl EndpointPool {
+    pub fn new(authority: Authority, connect_timeout: Duration) -> Self {
+        EndpointPool { authority, connect_timeout, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The most recently used idle connection that is still open and fresh.
+    pub(super) fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((sender, since)) = idle.pop() {
+            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push((sender, Instant::now()));
+        }
+    }
+
+    /// Dials a new connection (resolving the host name now, so DNS changes are followed)
+    /// and starts its I/O task.
+    pub(super) async fn connect(&self) -> Result<Sender, UpstreamFailure> {
+        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.authority.as_str())).await
+        {
+            Err(_) => return Err(UpstreamFailure::ConnectTimeout),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, endpoint = %self.authority, "upstream connect failed");
+                return Err(UpstreamFailure::from_connect(&e));
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        // writev(false): head and small bodies go out in one copy and one iovec, cheaper
+        // than vectored writes for the small messages a sidecar mostly carries.
+        let (sender, conn) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| UpstreamFailure::Protocol)?;
+        let endpoint = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %endpoint, "upstream connection closed with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// The upstream connection a downstream connection used last, kept for its next request.
+/// Dropped with the downstream connection, it goes back to its endpoint's pool.
+#[derive(Debug, Default)]
+pub struct Affinity {
+    slot: Mutex<Option<(Arc<EndpointPool>, Sender)>>,
+}
+
+impl Affinity {
+    /// The kept connection, if it is to `endpoint`.
+    pub(super) fn take(&self, endpoint: &Arc<EndpointPool>) -> Option<Sender> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.take() {
+            Some((p, s)) if Arc::ptr_eq(&p, endpoint) => Some(s),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+
+    /// Keeps `sender` for the next request, or gives it to the pool if one is kept already.
+    fn keep(&self, endpoint: Arc<EndpointPool>, sender: Sender) {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some((endpoint, sender));
+        } else {
+            drop(slot);
+            endpoint.put(sender);
+        }
+    }
+}
+
+impl Drop for Affinity {
+    fn drop(&mut self) {
+        let slot = self.slot.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some((endpoint, sender)) = slot.take() {
+            endpoint.put(sender);
+        }
+    }
+}
+
+/// An upstream response body that returns its connection for reuse once read to the end.
+pub struct UpstreamBody {
+    inner: Incoming,
+    done: bool,
+    lease: Option<(Sender, Arc<EndpointPool>, Arc<Affinity>)>,
+}
+
+impl UpstreamBody {
+    pub(super) fn new(inner: Incoming, sender: Sender, endpoint: Arc<EndpointPool>, affinity: Arc<Affinity>) -> Self {
+        UpstreamBody { inner, done: false, lease: Some((sender, endpoint, affinity)) }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.done = true,
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // The server side may drop a body as soon as it has written Content-Length bytes,
+        // without polling for the end: `is_end_stream` covers that case.
+        if (self.done || self.inner.is_end_stream())
+            && let Some((sender, endpoint, affinity)) = self.lease.take()
+        {
+            affinity.keep(endpoint, sender);
+        }
+    }
+}
