@@ -20,6 +20,8 @@ use crate::live::Live;
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Usually EMFILE: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let live = live.clone();
