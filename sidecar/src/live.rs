@@ -2,7 +2,6 @@
 //! pools that outlive snapshots, and `install`, the one way a new policy goes live
 //! (compile → check → swap → persist), whoever delivered it.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,7 +10,7 @@ use http::uri::Authority;
 use warden_proto::v1 as pb;
 
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
-use crate::state;
+use crate::state::StateFile;
 use crate::upstream::{Pools, check_resolvable};
 
 /// Where the active snapshot came from.
@@ -34,12 +33,13 @@ pub struct Live {
     pools: Pools,
     app: Authority,
     service: Option<String>,
-    state_dir: Option<PathBuf>,
+    state: Option<StateFile>,
 }
 
 impl Live {
-    /// `service`: refuse snapshots for any other service. `state_dir`: where to persist.
-    pub fn new(app: Authority, service: Option<String>, state_dir: Option<PathBuf>) -> Self {
+    /// `service`: refuse snapshots for any other service. `state`: where the last known
+    /// good snapshot is kept, if anywhere.
+    pub fn new(app: Authority, service: Option<String>, state: Option<StateFile>) -> Self {
         Live {
             snapshot: ArcSwapOption::empty(),
             origin: Mutex::new(None),
@@ -48,7 +48,7 @@ impl Live {
             pools: Pools::default(),
             app,
             service,
-            state_dir,
+            state,
         }
     }
 
@@ -100,18 +100,18 @@ impl Live {
         self.set_origin(origin);
         tracing::info!(service = %compiled.service, version = compiled.version, ?origin, "snapshot active");
         if origin != Origin::Disk
-            && let Some(dir) = &self.state_dir
-            && let Err(e) = state::save(dir, proto).await
+            && let Some(state) = &self.state
+            && let Err(e) = state.save(proto).await
         {
-            tracing::warn!(error = %e, dir = %dir.display(), "could not persist the last known good snapshot");
+            tracing::warn!(error = %e, file = %state.path().display(), "could not persist the last known good snapshot");
         }
         Ok(compiled)
     }
 
     /// Loads the last known good snapshot from `--state-dir`, if there is one.
     pub async fn load_from_disk(&self) -> Option<u64> {
-        let dir = self.state_dir.as_ref()?;
-        match state::load(dir).await {
+        let state = self.state.as_ref()?;
+        match state.load().await {
             Ok(Some(proto)) => match self.install(&proto, Origin::Disk).await {
                 Ok(s) => Some(s.version),
                 Err(e) => {
@@ -121,7 +121,7 @@ impl Live {
             },
             Ok(None) => None,
             Err(e) => {
-                tracing::warn!(error = %e, dir = %dir.display(), "could not read the snapshot on disk");
+                tracing::warn!(error = %e, file = %state.path().display(), "could not read the snapshot on disk");
                 None
             }
         }

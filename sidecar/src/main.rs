@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use warden_sidecar::control::{self, ControlConfig};
 use warden_sidecar::live::Live;
+use warden_sidecar::state::StateFile;
 use warden_sidecar::{admin, listener, policy, policy_file, telemetry};
 
 /// Warden's per-service sidecar proxy.
@@ -38,9 +39,10 @@ struct Args {
     /// Health, readiness and config dump.
     #[arg(long, env = "WARDEN_ADMIN", default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
-    /// Where the last known good snapshot is kept.
-    #[arg(long, env = "WARDEN_STATE_DIR")]
-    state_dir: Option<PathBuf>,
+    /// Where the last known good snapshot is kept (`<service>.snapshot.pb`), so a restart
+    /// while the control plane is down still serves. Needs --service.
+    #[arg(long, env = "WARDEN_STATE_DIR", default_value = "./warden-state")]
+    state_dir: PathBuf,
     /// Bearer token for the control plane.
     #[arg(long, env = "WARDEN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -82,7 +84,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let app: Authority =
         args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
-    let live = Arc::new(Live::new(app, args.service.clone(), args.state_dir.clone()));
+    let state = args.service.clone().map(|s| StateFile::new(args.state_dir.clone(), s));
+    let live = Arc::new(Live::new(app, args.service.clone(), state));
 
     let proxy_listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
