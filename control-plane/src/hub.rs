@@ -20,12 +20,19 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Makes `snapshot` its service's current one and wakes every subscriber.
+    /// Makes `snapshot` its service's current one and wakes every subscriber, unless a
+    /// newer version is already published (two applies racing past the store).
     pub fn publish(&self, snapshot: pb::Snapshot) {
         let service = snapshot.service.clone();
         let snapshot = Arc::new(snapshot);
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services.entry(service).or_insert_with(|| watch::channel(None).0).send_replace(Some(snapshot));
+        services.entry(service).or_insert_with(|| watch::channel(None).0).send_if_modified(|current| {
+            if current.as_ref().is_some_and(|c| c.version >= snapshot.version) {
+                return false;
+            }
+            *current = Some(snapshot);
+            true
+        });
     }
 
     /// A receiver that sees the service's current snapshot and every later one.

@@ -1,10 +1,13 @@
 //! Who is connected and what they said: per sidecar instance, the version it ACKed, the
 //! last NACK and its error, and when it was last seen. Kept in memory for `wardenctl
-//! status`, and written to the store on every ACK/NACK so it survives a restart.
+//! status`, and written to the store on every ACK/NACK so it survives a restart. One
+//! writer task saves records in the order they happened.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::mpsc;
 
 use crate::store::{SidecarRecord, Store, now_unix_ms};
 
@@ -32,9 +35,11 @@ pub struct Status {
 }
 
 pub struct Registry {
-    store: Store,
     entries: Mutex<HashMap<(String, String), Entry>>,
     next_stream: AtomicU64,
+    /// To the writer task. Unbounded because ACK/NACK events come at the rate of applies
+    /// times sidecars, and dropping one would leave `status` wrong after a restart.
+    saves: mpsc::UnboundedSender<SidecarRecord>,
 }
 
 impl Registry {
@@ -46,7 +51,15 @@ impl Registry {
             .into_iter()
             .map(|r| ((r.service.clone(), r.instance.clone()), Entry { record: r, stream: None }))
             .collect();
-        Ok(Registry { store, entries: Mutex::new(entries), next_stream: AtomicU64::new(1) })
+        let (saves, mut pending) = mpsc::unbounded_channel::<SidecarRecord>();
+        tokio::spawn(async move {
+            while let Some(record) = pending.recv().await {
+                if let Err(e) = store.save_sidecar(record).await {
+                    tracing::warn!(error = %e, "could not record a sidecar's ACK/NACK");
+                }
+            }
+        });
+        Ok(Registry { entries: Mutex::new(entries), next_stream: AtomicU64::new(1), saves })
     }
 
     /// A sidecar said hello; returns its stream id.
@@ -63,35 +76,32 @@ impl Registry {
         stream
     }
 
-    /// Records an event from the sidecar on stream `stream`.
-    pub fn event(&self, service: &str, instance: &str, event: Event) {
+    /// Records an event from the sidecar on stream `stream`; ignored if a newer stream of
+    /// the same instance has taken over.
+    pub fn event(&self, service: &str, instance: &str, stream: u64, event: Event) {
         let now = now_unix_ms();
-        let record = {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(e) = entries.get_mut(&(service.to_owned(), instance.to_owned())) else {
-                return;
-            };
-            e.record.last_seen_unix_ms = now;
-            match event {
-                Event::Seen => return,
-                Event::Ack(v) => {
-                    e.record.acked_version = v;
-                    e.record.acked_unix_ms = now;
-                }
-                Event::Nack(v, err) => {
-                    e.record.nacked_version = v;
-                    e.record.nack_error = err;
-                    e.record.nacked_unix_ms = now;
-                }
-            }
-            e.record.clone()
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(e) = entries.get_mut(&(service.to_owned(), instance.to_owned())) else {
+            return;
         };
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.save_sidecar(record).await {
-                tracing::warn!(error = %e, "could not record a sidecar's ACK/NACK");
+        if e.stream != Some(stream) {
+            return;
+        }
+        e.record.last_seen_unix_ms = now;
+        match event {
+            Event::Seen => return,
+            Event::Ack(v) => {
+                e.record.acked_version = v;
+                e.record.acked_unix_ms = now;
             }
-        });
+            Event::Nack(v, err) => {
+                e.record.nacked_version = v;
+                e.record.nack_error = err;
+                e.record.nacked_unix_ms = now;
+            }
+        }
+        // Sent under the lock, so the writer saves events in the order they were applied.
+        let _ = self.saves.send(e.record.clone());
     }
 
     /// The stream ended.

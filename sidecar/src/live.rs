@@ -93,13 +93,21 @@ impl Live {
         }
         let ctx = CompileContext { app: self.app.clone(), pools: &self.pools, service: self.service.as_deref() };
         let compiled = Snapshot::compile(proto, &ctx)?;
-        check_resolvable(&compiled).await?;
+        // The snapshot on disk was checked when it was ACKed; a DNS outage at boot must not
+        // turn the last known good policy into no policy.
+        // Only the control plane's snapshots are persisted: a policy file is its own
+        // durable copy, and its local version numbers must not replace the fleet's.
+        if origin == Origin::ControlPlane {
+            check_resolvable(&compiled).await?;
+        }
         let compiled = Arc::new(compiled);
         self.snapshot.store(Some(compiled.clone()));
         self.swaps.fetch_add(1, Ordering::Relaxed);
         self.set_origin(origin);
         tracing::info!(service = %compiled.service, version = compiled.version, ?origin, "snapshot active");
-        if origin != Origin::Disk
+        // Only the control plane's snapshots are persisted: a policy file is its own
+        // durable copy, and its local version numbers must not replace the fleet's.
+        if origin == Origin::ControlPlane
             && let Some(state) = &self.state
             && let Err(e) = state.save(proto).await
         {

@@ -18,6 +18,8 @@ pub enum PathError {
     BadEscape,
     #[error("the request path is not valid UTF-8 once decoded")]
     NotUtf8,
+    #[error("the rewritten path is not a valid request target")]
+    BadRewrite,
 }
 
 /// Normalizes a request path (without its query). Borrows when already normal.

@@ -19,7 +19,7 @@ use crate::config::{HeaderOps, Route, Snapshot};
 use crate::decide::{Decision, RequestHead, decide, request_host};
 use crate::deny::{DenyContext, Refusal};
 use crate::live::Live;
-use crate::normalize::normalize_path;
+use crate::normalize::{PathError, normalize_path};
 use crate::upstream::{self, Affinity, UpstreamBody};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
@@ -82,19 +82,25 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
 
     // The upstream request line, origin-form: the rewritten or normalized path and the
     // original query. Unchanged paths reuse the request's own bytes.
+    // (An absolute-form URI without a path has no path-and-query: that is "/".)
     let path_and_query = match (new_path, &path) {
-        (None, Cow::Borrowed(_)) => parts.uri.path_and_query().cloned(),
+        (None, Cow::Borrowed(_)) => {
+            parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
+        }
         (new, _) => {
             let p = new.as_deref().unwrap_or(&path);
             let pq = match parts.uri.query() {
                 Some(q) => format!("{p}?{q}"),
                 None => p.to_owned(),
             };
-            PathAndQuery::try_from(pq).ok()
+            match PathAndQuery::try_from(pq) {
+                Ok(pq) => pq,
+                Err(_) => return refuse(&Refusal::BadPath(PathError::BadRewrite), Some(&snapshot), None, &request_id),
+            }
         }
     };
     let authority = parts.uri.authority().cloned();
-    parts.uri = path_and_query.map_or_else(|| Uri::from_static("/"), Uri::from);
+    parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
     let upstream = &route.upstream;
@@ -143,13 +149,21 @@ fn prepare_request_headers(
     // Identity headers are Warden's to set; a client must never be able to forge them.
     strip_headers(headers, true);
 
-    // HTTP/2 and absolute-form requests carry the host in the URI, not in a header; an
-    // HTTP/1.0 request may carry none, and then the upstream is named.
-    if !headers.contains_key(header::HOST) {
-        let host = authority.unwrap_or(endpoint);
-        if let Ok(v) = HeaderValue::from_str(host.as_str()) {
-            headers.insert(header::HOST, v);
+    // HTTP/2 and absolute-form requests carry the host in the URI, and routing used it:
+    // it replaces any Host header (RFC 9112 §3.2.2) so the app sees the host that was
+    // routed on. An HTTP/1.0 request may name no host at all; then the upstream is named.
+    match authority {
+        Some(a) => {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                headers.insert(header::HOST, v);
+            }
         }
+        None if !headers.contains_key(header::HOST) => {
+            if let Ok(v) = HeaderValue::from_str(endpoint.as_str()) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        None => {}
     }
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);

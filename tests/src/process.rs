@@ -142,8 +142,15 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts on `listen` (use "127.0.0.1:0" for any port) with its store in `data_dir`.
     pub async fn start(data_dir: &Path, listen: &str) -> ControlPlane {
-        let proc =
-            Proc::spawn("warden-control-plane", &["--listen", listen, "--data-dir", &data_dir.to_string_lossy()]);
+        Self::start_with(data_dir, listen, &[]).await
+    }
+
+    /// Like `start`, with more flags.
+    pub async fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> ControlPlane {
+        let data_dir_arg = data_dir.to_string_lossy();
+        let mut args = vec!["--listen", listen, "--data-dir", &data_dir_arg];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn("warden-control-plane", &args);
         let line = proc.wait_for("warden-control-plane listening", Duration::from_secs(20)).await;
         let addr = field(&line, "grpc").and_then(|a| a.parse().ok()).expect("grpc address in log");
         ControlPlane { proc, addr, data_dir: data_dir.to_owned() }

@@ -172,3 +172,20 @@ async fn http2_and_large_bodies_stream_both_ways() {
         assert_eq!(r.json()["body_len"], 3 << 20);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_sees_the_host_that_was_routed_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Stack::start(REWRITES).await;
+    // Absolute-form: the URI's host decides the route and replaces a conflicting Host.
+    let mut tcp = tokio::net::TcpStream::connect(s.sidecar.proxy).await.unwrap();
+    tcp.write_all(b"GET http://eu.example.com/api/x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let seen = s.app.last();
+    assert_eq!(seen.path_and_query, "/api/x");
+    assert_eq!(seen.headers.get("host").unwrap(), "eu.example.com");
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
-use warden_control_plane::server::{self, ControlPlane};
+use warden_control_plane::server::{self, BearerToken, ControlPlane};
 use warden_control_plane::store::Store;
 use warden_sidecar::telemetry;
 
@@ -21,6 +21,24 @@ struct Args {
     /// The embedded store.
     #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
     data_dir: PathBuf,
+    /// File holding the bearer token `wardenctl` must present.
+    #[arg(long, env = "WARDEN_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// File holding the bearer token sidecars must present.
+    #[arg(long, env = "WARDEN_SIDECAR_TOKEN_FILE")]
+    sidecar_token_file: Option<PathBuf>,
+}
+
+/// Reads a token file; None when the flag is absent.
+fn token(flag: &str, path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else {
+        tracing::warn!("no {flag}: ACCEPTING EVERY CALLER. Set {flag} before exposing this port beyond localhost.");
+        return Ok(None);
+    };
+    let token = std::fs::read_to_string(path).with_context(|| format!("reading {flag} {}", path.display()))?;
+    let token = token.trim();
+    anyhow::ensure!(!token.is_empty(), "{flag} {} is empty", path.display());
+    Ok(Some(token.to_owned()))
 }
 
 #[tokio::main]
@@ -29,11 +47,13 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let store =
         Store::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let admin_token = BearerToken::new(token("--admin-token-file", args.admin_token_file.as_ref())?);
+    let sidecar_token = BearerToken::new(token("--sidecar-token-file", args.sidecar_token_file.as_ref())?);
     let cp = ControlPlane::start(store).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
     tokio::select! {
-        r = server::serve(listener, cp) => r?,
+        r = server::serve(listener, cp, admin_token, sidecar_token) => r?,
         _ = tokio::signal::ctrl_c() => {}
         () = terminate() => {}
     }

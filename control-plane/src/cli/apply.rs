@@ -39,7 +39,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         .await?
         .into_inner();
 
-    if cli.output == Format::Json {
+    if cli.output != Format::Table {
         let results: Vec<_> = resp
             .results
             .iter()
@@ -51,7 +51,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 })
             })
             .collect();
-        output::json(&serde_json::json!({ "results": results }));
+        output::structured(cli.output, &serde_json::json!({ "results": results }));
         return Ok(());
     }
     for r in &resp.results {

@@ -29,10 +29,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         };
         diffs.push((d.policy.service.clone(), output::diff(old, &d.source, &old_name, &a.file)));
     }
-    if cli.output == Format::Json {
+    if cli.output != Format::Table {
         let rows: Vec<_> =
             diffs.iter().map(|(s, d)| serde_json::json!({"service": s, "changed": !d.is_empty(), "diff": d})).collect();
-        output::json(&serde_json::json!({ "services": rows }));
+        output::structured(cli.output, &serde_json::json!({ "services": rows }));
         return Ok(());
     }
     for (service, d) in diffs {

@@ -52,7 +52,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             (format!("control plane, v{}", v.version), parsed)
         }
         (None, None) => {
-            return Err(Failure::Refused("say which policy: -f FILE or --service NAME".into()));
+            return Err(Failure::Usage("say which policy: -f FILE or --service NAME".into()));
         }
     };
     let pool = Pools::default();
@@ -61,15 +61,15 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         .map_err(|e| Failure::Refused(e.to_string()))?;
 
     let method = Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| Failure::Refused(format!("'{}' is not an HTTP method", a.method)))?;
-    let uri: Uri = a.url.parse().map_err(|e| Failure::Refused(format!("'{}' is not a URL: {e}", a.url)))?;
+        .map_err(|_| Failure::Usage(format!("'{}' is not an HTTP method", a.method)))?;
+    let uri: Uri = a.url.parse().map_err(|e| Failure::Usage(format!("'{}' is not a URL: {e}", a.url)))?;
     let mut headers = HeaderMap::new();
     for h in &a.headers {
-        let (k, v) = h.split_once(':').ok_or_else(|| Failure::Refused(format!("-H '{h}': expected 'name: value'")))?;
+        let (k, v) = h.split_once(':').ok_or_else(|| Failure::Usage(format!("-H '{h}': expected 'name: value'")))?;
         let name = HeaderName::from_bytes(k.trim().as_bytes())
-            .map_err(|_| Failure::Refused(format!("-H '{h}': bad header name")))?;
+            .map_err(|_| Failure::Usage(format!("-H '{h}': bad header name")))?;
         let value =
-            HeaderValue::from_str(v.trim()).map_err(|_| Failure::Refused(format!("-H '{h}': bad header value")))?;
+            HeaderValue::from_str(v.trim()).map_err(|_| Failure::Usage(format!("-H '{h}': bad header value")))?;
         headers.append(name, value);
     }
 
@@ -143,14 +143,17 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         ));
     }
 
-    if cli.output == Format::Json {
+    if cli.output != Format::Table {
         let rows: Vec<_> = steps.iter().map(|(k, v)| serde_json::json!({"step": k, "detail": v})).collect();
-        output::json(&serde_json::json!({
-            "service": &*snapshot.service,
-            "decision": if outcome.is_some() { "deny" } else { "forward" },
-            "status": outcome.as_ref().map(|r| r.status().as_u16()),
-            "steps": rows,
-        }));
+        output::structured(
+            cli.output,
+            &serde_json::json!({
+                "service": &*snapshot.service,
+                "decision": if outcome.is_some() { "deny" } else { "forward" },
+                "status": outcome.as_ref().map(|r| r.status().as_u16()),
+                "steps": rows,
+            }),
+        );
     } else {
         let rows: Vec<Vec<String>> = steps.into_iter().map(|(k, v)| vec![k, v]).collect();
         output::table(&["STEP", "DETAIL"], &rows);

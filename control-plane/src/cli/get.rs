@@ -17,12 +17,12 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let mut admin = cli.admin().await?;
     let Some(service) = &a.service else {
         let list = admin.list_services(ListServicesRequest {}).await?.into_inner().current;
-        if cli.output == Format::Json {
+        if cli.output != Format::Table {
             let rows: Vec<_> = list
                 .iter()
                 .map(|v| serde_json::json!({"service": v.service, "version": v.version, "author": v.author, "created": output::time(v.created_unix_ms), "message": v.message}))
                 .collect();
-            output::json(&serde_json::json!({ "services": rows }));
+            output::structured(cli.output, &serde_json::json!({ "services": rows }));
             return Ok(());
         }
         let rows: Vec<Vec<String>> = list
@@ -45,11 +45,14 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         .await?
         .into_inner();
     match cli.output {
-        Format::Json => output::json(&serde_json::json!({
-            "service": v.service, "version": v.version, "author": v.author,
-            "created": output::time(v.created_unix_ms), "message": v.message,
-            "content_hash": v.content_hash, "policy": v.source_yaml,
-        })),
+        Format::Json => output::structured(
+            cli.output,
+            &serde_json::json!({
+                "service": v.service, "version": v.version, "author": v.author,
+                "created": output::time(v.created_unix_ms), "message": v.message,
+                "content_hash": v.content_hash, "policy": v.source_yaml,
+            }),
+        ),
         Format::Table | Format::Yaml => {
             print!("{}", v.source_yaml);
             if !v.source_yaml.ends_with('\n') {

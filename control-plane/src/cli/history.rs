@@ -12,12 +12,12 @@ pub struct Args {
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let versions =
         cli.admin().await?.history(HistoryRequest { service: a.service.clone() }).await?.into_inner().versions;
-    if cli.output == Format::Json {
+    if cli.output != Format::Table {
         let rows: Vec<_> = versions
             .iter()
             .map(|v| serde_json::json!({"version": v.version, "author": v.author, "created": output::time(v.created_unix_ms), "message": v.message, "content_hash": v.content_hash}))
             .collect();
-        output::json(&serde_json::json!({ "service": a.service, "versions": rows }));
+        output::structured(cli.output, &serde_json::json!({ "service": a.service, "versions": rows }));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = versions

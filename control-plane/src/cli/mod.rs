@@ -65,6 +65,8 @@ pub enum Command {
 pub enum Failure {
     /// Refused: validation, NACK, not found. Exit 1.
     Refused(String),
+    /// The command line itself is wrong in a way clap cannot see. Exit 2.
+    Usage(String),
     /// The control plane cannot be reached. Exit 3.
     Unreachable(String),
 }
@@ -73,13 +75,14 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Refused(_) => 1,
+            Failure::Usage(_) => 2,
             Failure::Unreachable(_) => 3,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Failure::Refused(m) | Failure::Unreachable(m) => m,
+            Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) => m,
         }
     }
 }
@@ -116,7 +119,7 @@ impl Cli {
     /// Connects to the control plane.
     async fn admin(&self) -> Result<Admin, Failure> {
         let endpoint = tonic::transport::Endpoint::from_shared(self.server.clone())
-            .map_err(|e| Failure::Refused(format!("--server {}: {e}", self.server)))?
+            .map_err(|e| Failure::Usage(format!("--server {}: {e}", self.server)))?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30));
         let channel = endpoint
@@ -127,7 +130,7 @@ impl Cli {
             Some(t) => Some(
                 format!("Bearer {t}")
                     .parse()
-                    .map_err(|_| Failure::Refused("--token has characters a header cannot carry".into()))?,
+                    .map_err(|_| Failure::Usage("--token has characters a header cannot carry".into()))?,
             ),
             None => None,
         };

@@ -4,6 +4,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use similar::TextDiff;
 
+use super::Format;
+
 /// Prints rows as an aligned table with a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -29,9 +31,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// Prints a value as pretty JSON.
-pub fn json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// Prints a value as pretty JSON or as YAML (`-o json` / `-o yaml`).
+pub fn structured(format: Format, v: &serde_json::Value) {
+    match format {
+        Format::Yaml => print!("{}", yaml_serde::to_string(v).unwrap_or_default()),
+        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+    }
 }
 
 /// RFC 3339 UTC, to the second; "-" for 0.

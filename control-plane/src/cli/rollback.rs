@@ -30,8 +30,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         .await?
         .into_inner();
     for r in &resp.results {
-        if cli.output == Format::Json {
-            output::json(
+        if cli.output != Format::Table {
+            output::structured(
+                cli.output,
                 &serde_json::json!({"service": r.service, "version": r.version, "changed": r.changed, "previous_version": r.previous_version}),
             );
             continue;

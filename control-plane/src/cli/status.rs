@@ -19,7 +19,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         .await?
         .into_inner()
         .sidecars;
-    if cli.output == Format::Json {
+    if cli.output != Format::Table {
         let rows: Vec<_> = sidecars
             .iter()
             .map(|s| {
@@ -32,7 +32,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 })
             })
             .collect();
-        output::json(&serde_json::json!({ "sidecars": rows }));
+        output::structured(cli.output, &serde_json::json!({ "sidecars": rows }));
         return Ok(());
     }
     if sidecars.is_empty() {

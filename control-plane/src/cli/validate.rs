@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(cli: &Cli, a: &Args) -> Outcome {
     let source = read_file(&a.file)?;
     let docs = parse_file(&a.file, &source).map_err(|e| Failure::Refused(e.to_string()))?;
-    if cli.output == Format::Json {
+    if cli.output != Format::Table {
         let docs: Vec<_> = docs
             .iter()
             .map(|d| {
@@ -24,7 +24,7 @@ pub fn run(cli: &Cli, a: &Args) -> Outcome {
                 })
             })
             .collect();
-        output::json(&serde_json::json!({ "valid": true, "documents": docs }));
+        output::structured(cli.output, &serde_json::json!({ "valid": true, "documents": docs }));
         return Ok(());
     }
     for d in &docs {

@@ -3,7 +3,10 @@
 //! and the registry; no policy logic lives here.
 
 mod admin;
+mod auth;
 mod sidecar;
+
+pub use auth::BearerToken;
 
 use std::sync::Arc;
 
@@ -41,12 +44,18 @@ impl ControlPlane {
 }
 
 /// Serves both services on `listener` until the future is dropped.
-pub async fn serve(listener: TcpListener, cp: Arc<ControlPlane>) -> Result<(), tonic::transport::Error> {
+/// Sidecar streams require `sidecar_token`, the admin API `admin_token`.
+pub async fn serve(
+    listener: TcpListener,
+    cp: Arc<ControlPlane>,
+    admin_token: BearerToken,
+    sidecar_token: BearerToken,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .add_service(SidecarServiceServer::new(sidecar::SidecarApi(cp.clone())))
-        .add_service(AdminServiceServer::new(admin::AdminApi(cp)))
+        .add_service(SidecarServiceServer::with_interceptor(sidecar::SidecarApi(cp.clone()), sidecar_token))
+        .add_service(AdminServiceServer::with_interceptor(admin::AdminApi(cp), admin_token))
         .serve_with_incoming(TcpListenerStream::new(listener))
         .await
 }

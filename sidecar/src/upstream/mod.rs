@@ -13,7 +13,9 @@ use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-pub use pool::{Affinity, EndpointPool, UpstreamBody};
+pub use pool::{Affinity, EndpointPool, RequestBody, UpstreamBody};
+
+use pool::RequestBodySent;
 
 use crate::config::{InvalidSnapshot, Snapshot};
 
@@ -64,8 +66,9 @@ impl Pools {
 pub async fn send(
     endpoint: &Arc<EndpointPool>,
     affinity: &Arc<Affinity>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<UpstreamBody>, UpstreamFailure> {
+    let mut req = req.map(RequestBody::new);
     // Two reused connections may be stale; the third attempt always dials.
     for attempt in 0..3 {
         let reused = if attempt < 2 { affinity.take(endpoint).or_else(|| endpoint.take_idle()) } else { None };
@@ -80,8 +83,13 @@ pub async fn send(
             }
             continue;
         }
+        let request_sent = RequestBodySent::of(req.body());
         match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(resp.map(|body| UpstreamBody::new(body, sender, endpoint.clone(), affinity.clone()))),
+            Ok(resp) => {
+                return Ok(
+                    resp.map(|body| UpstreamBody::new(body, &request_sent, sender, endpoint.clone(), affinity.clone()))
+                );
+            }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if !fresh => req = unsent,
                 _ => {

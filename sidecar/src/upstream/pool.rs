@@ -6,10 +6,12 @@
 //! when its next request comes. Each downstream connection keeps that one connection aside
 //! (`Affinity`) and reuses it without touching the shared pool; other requests take an
 //! idle connection from the endpoint's LIFO list or dial a new one. A connection goes back
-//! when its response body has been read to the end (`UpstreamBody`); one abandoned
-//! mid-body is closed, never reused.
+//! only when its request body was sent whole (`RequestBody`) and its response body read to
+//! the end (`UpstreamBody`); one abandoned mid-body, or answered before the client finished
+//! uploading, is closed, never reused.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-type Sender = SendRequest<Incoming>;
+type Sender = SendRequest<RequestBody>;
 
 /// One endpoint's pool.
 #[derive(Debug)]
@@ -108,15 +110,17 @@ impl EndpointPool {
 /// Dropped with the downstream connection, it goes back to its endpoint's pool.
 #[derive(Debug, Default)]
 pub struct Affinity {
-    slot: Mutex<Option<(Arc<EndpointPool>, Sender)>>,
+    slot: Mutex<Option<(Arc<EndpointPool>, Sender, Instant)>>,
 }
 
 impl Affinity {
-    /// The kept connection, if it is to `endpoint`.
+    /// The kept connection, if it is to `endpoint` and still open and fresh.
     pub(super) fn take(&self, endpoint: &Arc<EndpointPool>) -> Option<Sender> {
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         match slot.take() {
-            Some((p, s)) if Arc::ptr_eq(&p, endpoint) => Some(s),
+            Some((p, s, since)) if Arc::ptr_eq(&p, endpoint) => {
+                (!s.is_closed() && since.elapsed() < IDLE_TIMEOUT).then_some(s)
+            }
             other => {
                 *slot = other;
                 None
@@ -128,7 +132,7 @@ impl Affinity {
     fn keep(&self, endpoint: Arc<EndpointPool>, sender: Sender) {
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            *slot = Some((endpoint, sender));
+            *slot = Some((endpoint, sender, Instant::now()));
         } else {
             drop(slot);
             endpoint.put(sender);
@@ -139,9 +143,43 @@ impl Affinity {
 impl Drop for Affinity {
     fn drop(&mut self) {
         let slot = self.slot.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some((endpoint, sender)) = slot.take() {
+        if let Some((endpoint, sender, _)) = slot.take() {
             endpoint.put(sender);
         }
+    }
+}
+
+/// The request body on its way upstream; records when it has been sent whole.
+pub struct RequestBody {
+    inner: Incoming,
+    sent: Arc<AtomicBool>,
+}
+
+impl RequestBody {
+    pub(super) fn new(inner: Incoming) -> Self {
+        let sent = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        RequestBody { inner, sent }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.sent.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -149,12 +187,28 @@ impl Drop for Affinity {
 pub struct UpstreamBody {
     inner: Incoming,
     done: bool,
+    request_sent: Arc<AtomicBool>,
     lease: Option<(Sender, Arc<EndpointPool>, Arc<Affinity>)>,
 }
 
 impl UpstreamBody {
-    pub(super) fn new(inner: Incoming, sender: Sender, endpoint: Arc<EndpointPool>, affinity: Arc<Affinity>) -> Self {
-        UpstreamBody { inner, done: false, lease: Some((sender, endpoint, affinity)) }
+    pub(super) fn new(
+        inner: Incoming,
+        request: &RequestBodySent,
+        sender: Sender,
+        endpoint: Arc<EndpointPool>,
+        affinity: Arc<Affinity>,
+    ) -> Self {
+        UpstreamBody { inner, done: false, request_sent: request.0.clone(), lease: Some((sender, endpoint, affinity)) }
+    }
+}
+
+/// Whether a `RequestBody` has been sent whole; kept by the response side.
+pub struct RequestBodySent(Arc<AtomicBool>);
+
+impl RequestBodySent {
+    pub(super) fn of(body: &RequestBody) -> Self {
+        RequestBodySent(body.sent.clone())
     }
 }
 
@@ -185,9 +239,8 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // The server side may drop a body as soon as it has written Content-Length bytes,
         // without polling for the end: `is_end_stream` covers that case.
-        if (self.done || self.inner.is_end_stream())
-            && let Some((sender, endpoint, affinity)) = self.lease.take()
-        {
+        let finished = (self.done || self.inner.is_end_stream()) && self.request_sent.load(Ordering::Acquire);
+        if finished && let Some((sender, endpoint, affinity)) = self.lease.take() {
             affinity.keep(endpoint, sender);
         }
     }
