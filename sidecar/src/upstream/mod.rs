@@ -15,8 +15,6 @@ use hyper::body::Incoming;
 
 pub use pool::{Affinity, EndpointPool, RequestBody, UpstreamBody};
 
-use pool::RequestBodySent;
-
 use crate::config::{InvalidSnapshot, Snapshot};
 
 /// What went wrong talking to an upstream.
@@ -83,11 +81,11 @@ pub async fn send(
             }
             continue;
         }
-        let request_sent = RequestBodySent::of(req.body());
+        let request_sent = req.body().sent_flag();
         match sender.try_send_request(req).await {
             Ok(resp) => {
                 return Ok(
-                    resp.map(|body| UpstreamBody::new(body, &request_sent, sender, endpoint.clone(), affinity.clone()))
+                    resp.map(|body| UpstreamBody::new(body, request_sent, sender, endpoint.clone(), affinity.clone()))
                 );
             }
             Err(mut e) => match e.take_message() {

@@ -152,13 +152,20 @@ impl Drop for Affinity {
 /// The request body on its way upstream; records when it has been sent whole.
 pub struct RequestBody {
     inner: Incoming,
-    sent: Arc<AtomicBool>,
+    /// None for a request without a body (most of them): nothing to wait for, nothing
+    /// to allocate.
+    sent: Option<Arc<AtomicBool>>,
 }
 
 impl RequestBody {
     pub(super) fn new(inner: Incoming) -> Self {
-        let sent = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        let sent = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
         RequestBody { inner, sent }
+    }
+
+    /// Set once the body has been sent whole; None when there is no body.
+    pub(super) fn sent_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.sent.clone()
     }
 }
 
@@ -168,8 +175,10 @@ impl Body for RequestBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.sent.store(true, Ordering::Release);
+        if let Some(sent) = &self.sent
+            && (matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream())
+        {
+            sent.store(true, Ordering::Release);
         }
         polled
     }
@@ -187,28 +196,19 @@ impl Body for RequestBody {
 pub struct UpstreamBody {
     inner: Incoming,
     done: bool,
-    request_sent: Arc<AtomicBool>,
+    request_sent: Option<Arc<AtomicBool>>,
     lease: Option<(Sender, Arc<EndpointPool>, Arc<Affinity>)>,
 }
 
 impl UpstreamBody {
     pub(super) fn new(
         inner: Incoming,
-        request: &RequestBodySent,
+        request_sent: Option<Arc<AtomicBool>>,
         sender: Sender,
         endpoint: Arc<EndpointPool>,
         affinity: Arc<Affinity>,
     ) -> Self {
-        UpstreamBody { inner, done: false, request_sent: request.0.clone(), lease: Some((sender, endpoint, affinity)) }
-    }
-}
-
-/// Whether a `RequestBody` has been sent whole; kept by the response side.
-pub struct RequestBodySent(Arc<AtomicBool>);
-
-impl RequestBodySent {
-    pub(super) fn of(body: &RequestBody) -> Self {
-        RequestBodySent(body.sent.clone())
+        UpstreamBody { inner, done: false, request_sent, lease: Some((sender, endpoint, affinity)) }
     }
 }
 
@@ -239,7 +239,8 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // The server side may drop a body as soon as it has written Content-Length bytes,
         // without polling for the end: `is_end_stream` covers that case.
-        let finished = (self.done || self.inner.is_end_stream()) && self.request_sent.load(Ordering::Acquire);
+        let request_sent = self.request_sent.as_ref().is_none_or(|s| s.load(Ordering::Acquire));
+        let finished = (self.done || self.inner.is_end_stream()) && request_sent;
         if finished && let Some((sender, endpoint, affinity)) = self.lease.take() {
             affinity.keep(endpoint, sender);
         }
