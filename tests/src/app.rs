@@ -24,6 +24,8 @@ pub struct Seen {
     pub path_and_query: String,
     pub headers: http::HeaderMap,
     pub body_len: usize,
+    /// The connection it came on (the proxy's side of it).
+    pub peer: std::net::SocketAddr,
 }
 
 /// A running app.
@@ -67,13 +69,13 @@ impl App {
 /// Serves forever.
 pub async fn serve(listener: TcpListener, name: String, seen: Arc<Mutex<Vec<Seen>>>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let name = name.clone();
         let seen = seen.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, name.clone(), seen.clone()));
+            let svc = service_fn(move |req| handle(req, peer, name.clone(), seen.clone()));
             let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
         });
     }
@@ -83,6 +85,7 @@ type Body = BoxBody<Bytes, Infallible>;
 
 async fn handle(
     req: Request<Incoming>,
+    peer: std::net::SocketAddr,
     name: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<Response<Body>, Infallible> {
@@ -94,6 +97,7 @@ async fn handle(
         path_and_query: path_and_query.clone(),
         headers: parts.headers.clone(),
         body_len: body.len(),
+        peer,
     });
     let path = parts.uri.path();
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse::<u64>().ok()) {

@@ -155,3 +155,19 @@ async fn an_apply_survives_kill_9_of_the_control_plane() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_are_kept_alive_across_requests_and_policy_swaps() {
+    let s = Stack::start(&tagged(1)).await;
+    for _ in 0..5 {
+        assert_eq!(s.get("/orders/1").await.status, StatusCode::OK);
+    }
+    let peers: std::collections::HashSet<_> = s.app.requests().iter().map(|r| r.peer).collect();
+    assert_eq!(peers.len(), 1, "one keep-alive upstream connection for one client connection: {peers:?}");
+
+    let v = s.apply(&tagged(2)).await;
+    s.wait_for_version(v).await;
+    let r = s.get("/orders/1").await;
+    assert_eq!(r.header("x-policy"), Some("2"));
+    assert!(peers.contains(&s.app.last().peer), "the warm connection survived the policy swap");
+}
