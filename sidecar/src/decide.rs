@@ -1,12 +1,15 @@
 //! The decision: given the active snapshot and a request's head, forward it (which route,
 //! which path) or refuse it (why). Pure: no I/O, no clock, no allocation unless a rewrite
-//! builds a new path. The sidecar and `wardenctl explain` call this same function.
+//! builds a new path or a rule refuses. The sidecar and `wardenctl explain` call this same
+//! function. Steps, in order: access (whole service) → route → the route's access →
+//! rewrite. In `mode: dry_run` a rule that would refuse is reported and the request goes on.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use http::{HeaderMap, Method, Uri};
 
-use crate::config::{Route, Snapshot};
+use crate::config::{Mode, Route, Snapshot};
 use crate::deny::Refusal;
 
 /// What a decision looks at.
@@ -18,6 +21,8 @@ pub struct RequestHead<'a> {
     /// Normalized (see `normalize`).
     pub path: &'a str,
     pub headers: &'a HeaderMap,
+    /// As `client_ip::derive` found it.
+    pub client_ip: IpAddr,
 }
 
 /// What to do with a request.
@@ -27,18 +32,35 @@ pub enum Decision<'s> {
         route: &'s Route,
         /// The rewritten path, when the route rewrites; else the normalized path is sent.
         path: Option<String>,
+        /// In `dry_run` mode: what a rule would have refused.
+        would_deny: Option<Refusal>,
     },
-    Deny(Refusal),
+    /// Refused, and by which route's rule when a route had matched.
+    Deny(Refusal, Option<&'s Route>),
 }
 
-/// Runs the request through the snapshot's steps in order: route → rewrite.
+/// Runs the request through the snapshot's steps in order.
 pub fn decide<'s>(snapshot: &'s Snapshot, head: &RequestHead<'_>) -> Decision<'s> {
+    let mut would_deny = None;
+    // A refusal by a rule: final when enforcing, noted and passed over in dry run.
+    let mut enforce = |refusal: Option<Refusal>| match (refusal, snapshot.mode) {
+        (Some(r), Mode::Enforce) => Some(r),
+        (Some(r), Mode::DryRun) => {
+            would_deny.get_or_insert(r);
+            None
+        }
+        (None, _) => None,
+    };
+    if let Some(r) = enforce(snapshot.access.as_ref().and_then(|a| a.check(head.client_ip))) {
+        return Decision::Deny(r, None);
+    }
     let matched =
         snapshot.routes.iter().find(|r| r.mismatch(head.method, head.host, head.path, head.headers).is_none());
-    match matched {
-        Some(route) => Decision::Forward { route, path: route.rewritten_path(head.path) },
-        None => Decision::Deny(Refusal::NoRoute),
+    let Some(route) = matched else { return Decision::Deny(Refusal::NoRoute, None) };
+    if let Some(r) = enforce(route.access.as_ref().and_then(|a| a.check(head.client_ip))) {
+        return Decision::Deny(r, Some(route));
     }
+    Decision::Forward { route, path: route.rewritten_path(head.path), would_deny }
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form) or the `Host`

@@ -24,6 +24,8 @@ pub enum Refusal {
     BadPath(PathError),
     /// No route matches.
     NoRoute,
+    /// The client's address is not allowed (`access` lists).
+    AddressDenied { rule: String, ip: std::net::IpAddr },
     /// The upstream could not be reached or failed.
     Upstream { upstream: String, failure: UpstreamFailure },
     /// The upstream did not answer within the route's timeout.
@@ -54,6 +56,7 @@ impl Refusal {
             Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BadPath(_) => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
+            Refusal::AddressDenied { .. } => StatusCode::FORBIDDEN,
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } | Refusal::UpstreamTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -64,7 +67,7 @@ impl Refusal {
     pub fn fault(&self) -> Fault {
         match self {
             Refusal::NotReady => Fault::Proxy,
-            Refusal::BadPath(_) | Refusal::NoRoute => Fault::Downstream,
+            Refusal::BadPath(_) | Refusal::NoRoute | Refusal::AddressDenied { .. } => Fault::Downstream,
             Refusal::Upstream { .. } | Refusal::UpstreamTimeout { .. } => Fault::Upstream,
         }
     }
@@ -75,6 +78,7 @@ impl Refusal {
             Refusal::NotReady => "not_ready",
             Refusal::BadPath(_) => "bad_path",
             Refusal::NoRoute => "no_route",
+            Refusal::AddressDenied { .. } => "address_denied",
             Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "upstream_unreachable",
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "upstream_connect_timeout",
             Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "upstream_error",
@@ -88,6 +92,7 @@ impl Refusal {
             Refusal::NotReady => "no-policy".into(),
             Refusal::BadPath(_) => "path-normalization".into(),
             Refusal::NoRoute => "no-route".into(),
+            Refusal::AddressDenied { rule, .. } => rule.clone(),
             Refusal::Upstream { upstream, .. } | Refusal::UpstreamTimeout { upstream, .. } => {
                 format!("upstream:{upstream}")
             }
@@ -100,6 +105,7 @@ impl Refusal {
             Refusal::NotReady => "destination_unavailable",
             Refusal::BadPath(_) => "http_request_error",
             Refusal::NoRoute => "destination_not_found",
+            Refusal::AddressDenied { .. } => "http_request_denied",
             Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "connection_refused",
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "connection_timeout",
             Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "http_protocol_error",
@@ -114,6 +120,7 @@ impl Refusal {
             Refusal::NotReady => "The proxy has not loaded its policy yet. Retry in a few seconds.".into(),
             Refusal::BadPath(e) => format!("The request was refused: {e}."),
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
+            Refusal::AddressDenied { ip, .. } => format!("Requests from {ip} are not allowed to '{service}'."),
             Refusal::Upstream { upstream, failure: UpstreamFailure::Refused } => {
                 format!("'{service}' could not be reached (upstream '{upstream}' refused the connection).")
             }
@@ -157,7 +164,7 @@ impl Refusal {
         if let Ok(v) = HeaderValue::from_str(&rule) {
             h.insert("x-warden-denied-by", v);
         }
-        let status = format!("{LAYER}; error={}; details=\"{}\"", self.proxy_error(), rule.replace('"', ""));
+        let status = format!("{LAYER}; error={}; details=\"rule {}\"", self.proxy_error(), rule.replace('"', ""));
         if let Ok(v) = HeaderValue::from_str(&status) {
             h.insert("proxy-status", v);
         }

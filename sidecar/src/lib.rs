@@ -8,7 +8,9 @@
 //!   proxy.rs    handle(req):
 //!                 snapshot = live.snapshot()          one atomic load, no lock
 //!                 path     = normalize_path(uri)      normalize.rs
-//!                 decision = decide(&snapshot, head)  decide.rs (pure; also `wardenctl explain`)
+//!                 client   = client_ip::derive(..)    client_ip.rs (trusted proxies, x-forwarded-for)
+//!                 decision = decide(&snapshot, head)  decide.rs: access -> route -> route access -> rewrite
+//!                                                     (pure; also what `wardenctl explain` runs)
 //!                 Deny(r)    -> r.response()          deny.rs (the one place for refusals)
 //!                 Forward(r) -> upstream client       upstream.rs (pooled keep-alive)
 //! ```
@@ -27,16 +29,18 @@
 //!
 //! - `policy/`: the YAML model, validation with line/column errors, the snapshot builder.
 //! - `config/`: the compiled domain snapshot the request path reads.
-//! - `normalize`, `decide`, `deny`: pure request logic.
+//! - `normalize`, `client_ip`, `ipset`, `decide`, `deny`: pure request logic.
 //! - `proxy`, `listener`, `upstream`: the request path's I/O.
 //! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
 //! - `admin`: health, readiness and the config dump; `telemetry`: logging set-up.
 
 pub mod admin;
+pub mod client_ip;
 pub mod config;
 pub mod control;
 pub mod decide;
 pub mod deny;
+pub mod ipset;
 pub mod listener;
 pub mod live;
 pub mod normalize;

@@ -15,6 +15,7 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::client_ip::{self, ClientIp};
 use crate::config::{HeaderOps, Route, Snapshot};
 use crate::decide::{Decision, RequestHead, decide, request_host};
 use crate::deny::{DenyContext, Refusal};
@@ -74,10 +75,24 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
         Err(e) => return refuse(&Refusal::BadPath(e), Some(&snapshot), None, &request_id),
     };
     let host = request_host(&parts.uri, &parts.headers);
-    let head = RequestHead { method: &parts.method, host: &host, path: &path, headers: &parts.headers };
+    let client = client_ip::derive(&snapshot.trusted_proxies, conn.peer.ip(), &parts.headers);
+    let head =
+        RequestHead { method: &parts.method, host: &host, path: &path, headers: &parts.headers, client_ip: client.ip };
     let (route, new_path) = match decide(&snapshot, &head) {
-        Decision::Forward { route, path } => (route, path),
-        Decision::Deny(r) => return refuse(&r, Some(&snapshot), None, &request_id),
+        Decision::Forward { route, path, would_deny } => {
+            if let Some(r) = would_deny {
+                tracing::info!(
+                    request_id = request_id.to_str().unwrap_or_default(),
+                    route = &*route.name,
+                    rule = r.rule(),
+                    code = r.code(),
+                    client_ip = %client.ip,
+                    "dry run: would deny"
+                );
+            }
+            (route, path)
+        }
+        Decision::Deny(r, route) => return refuse(&r, Some(&snapshot), route.map(|r| &*r.name), &request_id),
     };
 
     // The upstream request line, origin-form: the rewritten or normalized path and the
@@ -105,7 +120,8 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
 
     let upstream = &route.upstream;
     let endpoint = upstream.pick();
-    prepare_request_headers(&mut parts.headers, route, conn, &request_id, authority.as_ref(), endpoint.authority());
+    let target = Target { route, authority: authority.as_ref(), endpoint: endpoint.authority() };
+    prepare_request_headers(&mut parts.headers, &target, conn, client, &request_id);
 
     let req = Request::from_parts(parts, body);
     let sent = tokio::time::timeout(route.timeout, upstream::send(endpoint, &conn.affinity, req)).await;
@@ -138,14 +154,23 @@ fn refuse(
     r.response(&ctx).map(Either::Right)
 }
 
+/// Where a request is going, for the header edits.
+struct Target<'a> {
+    route: &'a Route,
+    /// The request URI's authority (HTTP/2, absolute-form), if any.
+    authority: Option<&'a http::uri::Authority>,
+    /// The upstream endpoint picked.
+    endpoint: &'a http::uri::Authority,
+}
+
 fn prepare_request_headers(
     headers: &mut HeaderMap,
-    route: &Route,
+    target: &Target<'_>,
     conn: &Downstream,
+    client: ClientIp,
     request_id: &HeaderValue,
-    authority: Option<&http::uri::Authority>,
-    endpoint: &http::uri::Authority,
 ) {
+    let (route, authority, endpoint) = (target.route, target.authority, target.endpoint);
     // Identity headers are Warden's to set; a client must never be able to forge them.
     strip_headers(headers, true);
     // Room for the headers added below, so the map grows once, not per insert.
@@ -167,18 +192,46 @@ fn prepare_request_headers(
         }
         None => {}
     }
-    if let Some(host) = headers.get(header::HOST).cloned() {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
-    // Until trusted proxies are configured, the socket peer is the client: whatever the
-    // client wrote in x-forwarded-for is replaced, never believed.
-    headers.insert(X_FORWARDED_FOR, conn.forwarded_for.clone());
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    set_forwarded(headers, conn, client);
     headers.insert(X_REQUEST_ID, request_id.clone());
     if let Some(h) = &route.rewrite_host {
         headers.insert(header::HOST, h.clone());
     }
     apply_ops(headers, &route.request_headers);
+}
+
+/// `x-forwarded-for`, `-proto` and `-host` for the app. From a trusted proxy the chain it
+/// sent is kept and its own address appended, and its `-proto`/`-host` are kept; from
+/// anyone else whatever the client wrote is replaced, never believed.
+fn set_forwarded(headers: &mut HeaderMap, conn: &Downstream, client: ClientIp) {
+    let ours_proto = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
+    if client.peer_trusted {
+        let chain: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+        if !chain.is_empty() {
+            let joined = format!("{}, {}", chain.join(", "), conn.peer.ip());
+            if let Ok(v) = HeaderValue::try_from(joined) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
+        } else {
+            headers.insert(X_FORWARDED_FOR, conn.forwarded_for.clone());
+        }
+        let proto_ok = headers.get(X_FORWARDED_PROTO).is_some_and(|v| v == "https" || v == "http");
+        if !proto_ok {
+            headers.insert(X_FORWARDED_PROTO, ours_proto);
+        }
+        if !headers.contains_key(X_FORWARDED_HOST)
+            && let Some(host) = headers.get(header::HOST).cloned()
+        {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        return;
+    }
+    headers.insert(X_FORWARDED_FOR, conn.forwarded_for.clone());
+    headers.insert(X_FORWARDED_PROTO, ours_proto);
+    match headers.get(header::HOST).cloned() {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
 }
 
 /// Removes hop-by-hop headers, the headers `Connection` names, and with `warden_owned`

@@ -79,4 +79,12 @@ impl Stack {
     pub async fn get(&self, path: &str) -> crate::Resp {
         self.client.get(&self.sidecar.url(path)).await.expect("request through the sidecar")
     }
+
+    /// GET through the sidecar with extra request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> crate::Resp {
+        self.client
+            .send(http::Method::GET, &self.sidecar.url(path), headers, bytes::Bytes::new())
+            .await
+            .expect("request through the sidecar")
+    }
 }

@@ -12,6 +12,7 @@ use warden_sidecar::deny::Refusal;
 use warden_sidecar::normalize::normalize_path;
 use warden_sidecar::policy::{build, format_duration, parse_service};
 use warden_sidecar::upstream::Pools;
+use warden_sidecar::{client_ip, ipset};
 
 use super::{Cli, Failure, Format, Outcome, output, read_file};
 
@@ -77,8 +78,17 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         ("policy".into(), format!("{} ({origin})", snapshot.service)),
         ("request".into(), format!("{method} {uri}")),
     ];
-    if let Some(ip) = a.client_ip {
-        steps.push(("client ip".into(), ip.to_string()));
+    let peer = a.client_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let client = client_ip::derive(&snapshot.trusted_proxies, peer, &headers);
+    let how = match (client.peer_trusted, client.ip == ipset::canonical(peer)) {
+        (false, _) => "the connecting address".to_owned(),
+        (true, true) => format!("peer {peer} is a trusted proxy; no untrusted hop in x-forwarded-for"),
+        (true, false) => format!("peer {peer} is a trusted proxy; from x-forwarded-for"),
+    };
+    let assumed = if a.client_ip.is_none() { "; assumed, pass --client-ip" } else { "" };
+    steps.push(("client ip".into(), format!("{} ({how}{assumed})", client.ip)));
+    if let Some(rule) = &snapshot.access {
+        steps.push(("access".into(), access_verdict(rule, client.ip)));
     }
     let host = request_host(&uri, &headers);
     steps.push(("host".into(), if host.is_empty() { "(none)".into() } else { host.to_string() }));
@@ -99,9 +109,23 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     break;
                 }
             }
-            let head = RequestHead { method: &method, host: &host, path: &path, headers: &headers };
+            let head =
+                RequestHead { method: &method, host: &host, path: &path, headers: &headers, client_ip: client.ip };
             let decision = decide(&snapshot, &head);
-            if let Decision::Forward { route, path: new_path } = &decision {
+            let matched = match &decision {
+                Decision::Forward { route, .. } | Decision::Deny(_, Some(route)) => Some(*route),
+                Decision::Deny(_, None) => None,
+            };
+            if let Some(rule) = matched.and_then(|r| r.access.as_ref()) {
+                steps.push(("route access".into(), access_verdict(rule, client.ip)));
+            }
+            if let Decision::Forward { route, path: new_path, would_deny } = &decision {
+                if let Some(r) = would_deny {
+                    steps.push((
+                        "dry run".into(),
+                        format!("would DENY {} {} (rule {})", r.status().as_u16(), r.code(), r.rule()),
+                    ));
+                }
                 if let Some(p) = new_path {
                     steps.push(("rewrite".into(), format!("path {path} -> {p}")));
                 }
@@ -126,7 +150,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     steps.push(("decision".into(), format!("FORWARD via route '{}'", route.name)));
                     None
                 }
-                Decision::Deny(r) => Some(r),
+                Decision::Deny(r, _) => Some(r),
             }
         }
     };
@@ -159,6 +183,13 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         output::table(&["STEP", "DETAIL"], &rows);
     }
     Ok(())
+}
+
+fn access_verdict(rule: &warden_sidecar::config::AccessRule, ip: IpAddr) -> String {
+    match rule.check(ip) {
+        None => format!("{ip} allowed by {}", rule.name),
+        Some(r) => format!("{ip} refused by {}", r.rule()),
+    }
 }
 
 fn describe_ops(steps: &mut Vec<(String, String)>, label: &str, ops: &warden_sidecar::config::HeaderOps) {

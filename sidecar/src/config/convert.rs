@@ -10,7 +10,8 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
-use super::{HeaderOps, HostMatch, Mode, PathMatch, Route, Snapshot, Upstream};
+use super::{AccessRule, HeaderOps, HostMatch, Mode, PathMatch, Route, Snapshot, Upstream};
+use crate::ipset::IpSet;
 use crate::policy::{APP_UPSTREAM, DEFAULT_CONNECT_TIMEOUT, SCHEMA};
 use crate::upstream::Pools;
 
@@ -29,6 +30,8 @@ pub enum InvalidSnapshot {
     Upstream { upstream: String, reason: String },
     #[error("route '{route}': {reason}")]
     Route { route: String, reason: String },
+    #[error("{field}: {reason}")]
+    Networks { field: String, reason: String },
 }
 
 /// What a sidecar adds to a snapshot when compiling it.
@@ -84,6 +87,14 @@ impl Snapshot {
             default_timeout: Duration::from_millis(defaults.timeout_ms),
             default_max_body: defaults.max_body_bytes,
             source_yaml: s.source_yaml.clone(),
+            trusted_proxies: match &s.client_ip {
+                Some(c) => IpSet::parse(&c.trusted_proxies).map_err(|reason| InvalidSnapshot::Networks {
+                    field: "client_ip.trusted_proxies".into(),
+                    reason,
+                })?,
+                None => IpSet::default(),
+            },
+            access: s.access.as_ref().map(|a| access("access", a)).transpose()?,
         })
     }
 }
@@ -147,7 +158,13 @@ fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) 
         .find(|u| &*u.name == wanted)
         .cloned()
         .ok_or_else(|| format!("upstream '{wanted}' is not defined"))?;
+    let access = r
+        .access
+        .as_ref()
+        .map(|a| access(&format!("routes.{}.access", r.name), a).map_err(|e| e.to_string()))
+        .transpose()?;
     Ok(Route {
+        access,
         name: r.name.as_str().into(),
         host,
         path,
@@ -160,6 +177,13 @@ fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) 
         timeout: if r.timeout_ms == 0 { default_timeout } else { Duration::from_millis(r.timeout_ms) },
         upstream,
     })
+}
+
+fn access(name: &str, a: &pb::Access) -> Result<AccessRule, InvalidSnapshot> {
+    let set = |list: &[String], which: &str| {
+        IpSet::parse(list).map_err(|reason| InvalidSnapshot::Networks { field: format!("{name}.{which}"), reason })
+    };
+    Ok(AccessRule { name: name.into(), allow: set(&a.allow, "allow")?, deny: set(&a.deny, "deny")? })
 }
 
 fn absolute(p: String) -> Result<String, String> {

@@ -4,6 +4,7 @@
 
 mod convert;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,6 +13,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 pub use convert::{CompileContext, InvalidSnapshot};
 
+use crate::deny::Refusal;
+use crate::ipset::IpSet;
 use crate::normalize::prefix_matches;
 use crate::upstream::EndpointPool;
 
@@ -36,6 +39,33 @@ pub struct Snapshot {
     pub default_timeout: Duration,
     pub default_max_body: u64,
     pub source_yaml: String,
+    /// Peers whose `x-forwarded-for` is believed.
+    pub trusted_proxies: IpSet,
+    /// Checked for every request, before routing.
+    pub access: Option<AccessRule>,
+}
+
+/// Who may send requests: deny wins; a non-empty allow list admits only its networks.
+#[derive(Debug)]
+pub struct AccessRule {
+    /// `access`, or `routes.<name>.access`: what a refusal names as its rule.
+    pub name: Arc<str>,
+    pub allow: IpSet,
+    pub deny: IpSet,
+}
+
+impl AccessRule {
+    /// None when `ip` may pass; otherwise the refusal.
+    pub fn check(&self, ip: IpAddr) -> Option<Refusal> {
+        let list = if self.deny.contains(ip) {
+            "deny"
+        } else if !self.allow.is_empty() && !self.allow.contains(ip) {
+            "allow"
+        } else {
+            return None;
+        };
+        Some(Refusal::AddressDenied { rule: format!("{}.{list}", self.name), ip })
+    }
 }
 
 #[derive(Debug)]
@@ -54,6 +84,8 @@ pub struct Route {
     pub response_headers: HeaderOps,
     pub timeout: Duration,
     pub upstream: Arc<Upstream>,
+    /// Checked after the route matched.
+    pub access: Option<AccessRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

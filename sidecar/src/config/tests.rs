@@ -6,7 +6,7 @@ use warden_proto::v1 as pb;
 
 use super::*;
 use crate::decide::{Decision, RequestHead, decide};
-use crate::policy::{build, parse_service};
+use crate::policy::{SCHEMA, build, parse_service};
 use crate::upstream::Pools;
 
 fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
@@ -51,10 +51,10 @@ fn route_for(
     for (k, v) in headers {
         h.insert(*k, HeaderValue::from_static(v));
     }
-    let head = RequestHead { method: &method, host, path, headers: &h };
+    let head = RequestHead { method: &method, host, path, headers: &h, client_ip: [127, 0, 0, 1].into() };
     match decide(s, &head) {
-        Decision::Forward { route, path: new } => (route.name.to_string(), new.unwrap_or_else(|| path.to_owned())),
-        Decision::Deny(r) => (format!("deny:{}", r.code()), String::new()),
+        Decision::Forward { route, path: new, .. } => (route.name.to_string(), new.unwrap_or_else(|| path.to_owned())),
+        Decision::Deny(r, _) => (format!("deny:{}", r.code()), String::new()),
     }
 }
 
@@ -120,7 +120,7 @@ fn snapshots_a_sidecar_cannot_serve_are_refused_with_a_reason() {
 
     let mut s = good.clone();
     s.schema = 99;
-    assert_eq!(compile_proto(&s).unwrap_err(), InvalidSnapshot::SchemaTooNew { got: 99, max: 1 });
+    assert_eq!(compile_proto(&s).unwrap_err(), InvalidSnapshot::SchemaTooNew { got: 99, max: SCHEMA });
 
     let mut s = good.clone();
     s.service = "billing".into();
@@ -137,4 +137,56 @@ fn snapshots_a_sidecar_cannot_serve_are_refused_with_a_reason() {
     let mut s = good;
     s.defaults = None;
     assert_eq!(compile_proto(&s).unwrap_err(), InvalidSnapshot::Missing("defaults"));
+}
+
+const ACCESS: &str = "service: orders
+client_ip: { trusted_proxies: [10.0.0.0/8] }
+access: { deny: [203.0.113.0/24, \"2001:db8:bad::/48\"] }
+routes:
+  - name: admin
+    match: { path_prefix: /admin }
+    access: { allow: [10.0.0.0/8, 192.168.0.0/16], deny: [10.6.6.0/24] }
+  - name: app
+    match: { path_prefix: / }
+";
+
+fn decide_for(s: &Snapshot, ip: &str, path: &str) -> String {
+    let h = HeaderMap::new();
+    let head = RequestHead { method: &Method::GET, host: "", path, headers: &h, client_ip: ip.parse().unwrap() };
+    match decide(s, &head) {
+        Decision::Forward { route, would_deny: None, .. } => format!("forward:{}", route.name),
+        Decision::Forward { route, would_deny: Some(r), .. } => {
+            format!("forward:{} would-deny:{}", route.name, r.rule())
+        }
+        Decision::Deny(r, route) => format!("{} {} {:?}", r.status().as_u16(), r.rule(), route.map(|r| &*r.name)),
+    }
+}
+
+#[test]
+fn access_rules_run_before_and_after_routing() {
+    let s = compile(ACCESS).unwrap();
+    let cases = [
+        ("198.51.100.1", "/x", "forward:app"),
+        ("203.0.113.9", "/x", "403 access.deny None"),
+        ("203.0.113.9", "/admin", "403 access.deny None"),
+        ("::ffff:203.0.113.9", "/x", "403 access.deny None"),
+        ("2001:db8:bad::1", "/x", "403 access.deny None"),
+        ("10.1.2.3", "/admin", "forward:admin"),
+        ("192.168.4.4", "/admin/users", "forward:admin"),
+        ("198.51.100.1", "/admin", "403 routes.admin.access.allow Some(\"admin\")"),
+        ("10.6.6.6", "/admin", "403 routes.admin.access.deny Some(\"admin\")"),
+    ];
+    for (ip, path, want) in cases {
+        assert_eq!(decide_for(&s, ip, path), want, "{ip} {path}");
+    }
+}
+
+#[test]
+fn dry_run_reports_what_it_would_deny_and_forwards() {
+    let s = compile(&ACCESS.replace("service: orders\n", "service: orders\nmode: dry_run\n")).unwrap();
+    assert_eq!(decide_for(&s, "203.0.113.9", "/admin"), "forward:admin would-deny:access.deny");
+    assert_eq!(decide_for(&s, "10.1.2.3", "/admin"), "forward:admin");
+    // Routing itself is not a rule: no route is still 404.
+    let s = compile("service: orders\nmode: dry_run\nroutes:\n  - name: a\n    match: { path: /a }\n").unwrap();
+    assert_eq!(decide_for(&s, "10.1.2.3", "/b"), "404 no-route None");
 }

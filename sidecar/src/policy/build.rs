@@ -9,10 +9,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
-use super::model::{HeaderOpsSpec, Mode, Policy, RouteSpec};
+use super::model::{AccessSpec, HeaderOpsSpec, Mode, Policy, RouteSpec};
 
-/// The snapshot format this build writes and understands.
-pub const SCHEMA: u32 = 1;
+/// The newest snapshot format this build writes and understands.
+pub const SCHEMA: u32 = 2;
 /// Used when the policy sets no `defaults.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Used when the policy sets no `defaults.max_body`.
@@ -27,8 +27,12 @@ pub fn content_hash(source: &str) -> String {
 
 /// Builds the snapshot for one policy document at one version.
 pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
+    // The oldest format that serves this policy correctly: a sidecar too old for the
+    // access rules must refuse the snapshot, not serve it without them.
+    let uses_access =
+        policy.client_ip.is_some() || policy.access.is_some() || policy.routes.iter().any(|r| r.access.is_some());
     pb::Snapshot {
-        schema: SCHEMA,
+        schema: if uses_access { 2 } else { 1 },
         service: policy.service.clone(),
         version,
         content_hash: content_hash(source),
@@ -51,7 +55,13 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
         }),
         routes: policy.routes.iter().map(route).collect(),
         source_yaml: source.to_owned(),
+        client_ip: policy.client_ip.as_ref().map(|c| pb::ClientIp { trusted_proxies: c.trusted_proxies.clone() }),
+        access: policy.access.as_ref().map(access),
     }
+}
+
+fn access(a: &AccessSpec) -> pb::Access {
+    pb::Access { allow: a.allow.clone(), deny: a.deny.clone() }
 }
 
 fn route(r: &RouteSpec) -> pb::Route {
@@ -76,6 +86,7 @@ fn route(r: &RouteSpec) -> pb::Route {
         response_headers: r.response_headers.as_ref().map(header_ops),
         timeout_ms: r.timeout.map_or(0, |d| millis(d.0)),
         upstream: r.upstream.clone().unwrap_or_default(),
+        access: r.access.as_ref().map(access),
     }
 }
 

@@ -23,10 +23,33 @@ pub struct Policy {
     /// Named upstreams besides `app`, which is always the sidecar's `--upstream`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstreams: BTreeMap<String, UpstreamSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<ClientIpSpec>,
+    /// Checked for every request, before routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSpec>,
     #[serde(default)]
     pub defaults: DefaultsSpec,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpSpec {
+    /// CIDRs whose `x-forwarded-for` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// Deny wins; a non-empty allow list admits only its networks.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -72,6 +95,9 @@ pub struct RouteSpec {
     pub timeout: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// Checked after the route matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

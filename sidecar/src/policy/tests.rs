@@ -69,6 +69,19 @@ fn mistakes_are_reported_with_line_column_and_field() {
             "service: o\nroutes:\n  - name: a\n    match: { headers: { X-A: \"1\", x-a: \"2\" } }\n",
             "routes[0].match.headers.X-A: 'X-A' is listed twice: header names are case-insensitive",
         ),
+        (
+            "service: o\naccess: { deny: [10.0.0.1/8] }\n",
+            "p.yaml:2:18: access.deny[0]: '10.0.0.1/8' has host bits set: write 10.0.0.0/8",
+        ),
+        (
+            "service: o\nclient_ip: { trusted_proxies: [lb.internal] }\n",
+            "client_ip.trusted_proxies[0]: 'lb.internal' is not an IP address or CIDR",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    access: { allow: [300.0.0.0/8] }\n",
+            "routes[0].access.allow[0]: '300.0.0.0/8' is not an IP address or CIDR",
+        ),
+        ("service: o\naccess: { alow: [] }\n", "unknown field `alow`"),
         ("service: o\ndefaults: { max_body: 1TB }\n", "p.yaml:2:23: defaults.max_body: '1TB' is not a size"),
         ("service: o\nroutes: [\n", "p.yaml:3:1"),
         ("service: a\n---\nservice: a\n", "service 'a' appears in more than one document"),
@@ -150,5 +163,8 @@ routes:
     assert_eq!(m.headers.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["x-a", "x-b"]);
     assert_eq!(r.request_headers.as_ref().unwrap().remove, ["cookie"]);
     assert_eq!(a.content_hash, content_hash(yaml));
-    assert_eq!(a.schema, SCHEMA);
+    assert_eq!(a.schema, 1, "a routing-only policy is readable by every sidecar");
+    let with_access = format!("{yaml}access: {{ deny: [203.0.113.0/24] }}\n");
+    let p = parse_service("p.yaml", &with_access, None).unwrap();
+    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "access rules need a sidecar that enforces them");
 }

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::locate::Seg;
-use super::model::{HeaderOpsSpec, MatchSpec, Policy, RouteSpec};
+use super::model::{AccessSpec, HeaderOpsSpec, MatchSpec, Policy, RouteSpec};
+use crate::ipset::parse_net;
 use crate::normalize::{normalize_path, prefix_matches};
 
 /// One finding: where, and what is wrong.
@@ -79,6 +80,13 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         if up.connect_timeout.is_some_and(|d| d.0.is_zero()) {
             c.error(at(&base, &["connect_timeout"]), "connect_timeout must be more than 0");
         }
+    }
+
+    if let Some(cip) = &policy.client_ip {
+        check_nets(&mut c, &[key("client_ip"), key("trusted_proxies")], &cip.trusted_proxies);
+    }
+    if let Some(access) = &policy.access {
+        check_access(&mut c, &[key("access")], access);
     }
 
     if policy.defaults.timeout.is_some_and(|d| d.0.is_zero()) {
@@ -162,6 +170,9 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
             check_header_ops(c, &at(base, &[field]), ops);
         }
     }
+    if let Some(access) = &route.access {
+        check_access(c, &at(base, &["access"]), access);
+    }
     if route.timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(at(base, &["timeout"]), "timeout must be more than 0");
     }
@@ -172,6 +183,23 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
         let mut defined: Vec<&str> = policy.upstreams.keys().map(String::as_str).collect();
         defined.insert(0, APP_UPSTREAM);
         c.error(at(base, &["upstream"]), format!("upstream '{up}' is not defined (defined: {})", defined.join(", ")));
+    }
+}
+
+fn check_access(c: &mut Checker, base: &[Seg], access: &AccessSpec) {
+    check_nets(c, &at(base, &["allow"]), &access.allow);
+    check_nets(c, &at(base, &["deny"]), &access.deny);
+    if access.allow.is_empty() && access.deny.is_empty() {
+        c.warnings
+            .push(Finding { path: base.to_vec(), message: "access lists no networks: it admits everyone".into() });
+    }
+}
+
+fn check_nets(c: &mut Checker, base: &[Seg], nets: &[String]) {
+    for (i, net) in nets.iter().enumerate() {
+        if let Err(msg) = parse_net(net) {
+            c.error([base.to_vec(), vec![Seg::Index(i)]].concat(), msg);
+        }
     }
 }
 
