@@ -10,6 +10,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::normalize::PathError;
+use crate::policy::format_size;
 use crate::upstream::UpstreamFailure;
 
 /// The layer name every Warden-generated response carries.
@@ -26,6 +27,12 @@ pub enum Refusal {
     NoRoute,
     /// The client's address is not allowed (`access` lists).
     AddressDenied { rule: String, ip: std::net::IpAddr },
+    /// The request body is larger than the route's `max_body`.
+    BodyTooLarge { limit: u64 },
+    /// The request target is longer than `--max-uri-bytes`.
+    UriTooLong { limit: usize },
+    /// The request's header block is larger than `--max-header-bytes`.
+    HeadersTooLarge { limit: usize },
     /// The upstream could not be reached or failed.
     Upstream { upstream: String, failure: UpstreamFailure },
     /// The upstream did not answer within the route's timeout.
@@ -57,6 +64,9 @@ impl Refusal {
             Refusal::BadPath(_) => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::AddressDenied { .. } => StatusCode::FORBIDDEN,
+            Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Refusal::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } | Refusal::UpstreamTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -67,7 +77,12 @@ impl Refusal {
     pub fn fault(&self) -> Fault {
         match self {
             Refusal::NotReady => Fault::Proxy,
-            Refusal::BadPath(_) | Refusal::NoRoute | Refusal::AddressDenied { .. } => Fault::Downstream,
+            Refusal::BadPath(_)
+            | Refusal::NoRoute
+            | Refusal::AddressDenied { .. }
+            | Refusal::BodyTooLarge { .. }
+            | Refusal::UriTooLong { .. }
+            | Refusal::HeadersTooLarge { .. } => Fault::Downstream,
             Refusal::Upstream { .. } | Refusal::UpstreamTimeout { .. } => Fault::Upstream,
         }
     }
@@ -79,6 +94,9 @@ impl Refusal {
             Refusal::BadPath(_) => "bad_path",
             Refusal::NoRoute => "no_route",
             Refusal::AddressDenied { .. } => "address_denied",
+            Refusal::BodyTooLarge { .. } => "body_too_large",
+            Refusal::UriTooLong { .. } => "uri_too_long",
+            Refusal::HeadersTooLarge { .. } => "headers_too_large",
             Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "upstream_unreachable",
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "upstream_connect_timeout",
             Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "upstream_error",
@@ -93,6 +111,9 @@ impl Refusal {
             Refusal::BadPath(_) => "path-normalization".into(),
             Refusal::NoRoute => "no-route".into(),
             Refusal::AddressDenied { rule, .. } => rule.clone(),
+            Refusal::BodyTooLarge { .. } => "max_body".into(),
+            Refusal::UriTooLong { .. } => "max_uri_bytes".into(),
+            Refusal::HeadersTooLarge { .. } => "max_header_bytes".into(),
             Refusal::Upstream { upstream, .. } | Refusal::UpstreamTimeout { upstream, .. } => {
                 format!("upstream:{upstream}")
             }
@@ -105,7 +126,10 @@ impl Refusal {
             Refusal::NotReady => "destination_unavailable",
             Refusal::BadPath(_) => "http_request_error",
             Refusal::NoRoute => "destination_not_found",
-            Refusal::AddressDenied { .. } => "http_request_denied",
+            Refusal::AddressDenied { .. }
+            | Refusal::BodyTooLarge { .. }
+            | Refusal::UriTooLong { .. }
+            | Refusal::HeadersTooLarge { .. } => "http_request_denied",
             Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "connection_refused",
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "connection_timeout",
             Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "http_protocol_error",
@@ -121,6 +145,15 @@ impl Refusal {
             Refusal::BadPath(e) => format!("The request was refused: {e}."),
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
             Refusal::AddressDenied { ip, .. } => format!("Requests from {ip} are not allowed to '{service}'."),
+            Refusal::BodyTooLarge { limit } => {
+                format!("The request body is larger than '{service}' accepts here ({}).", format_size(*limit))
+            }
+            Refusal::UriTooLong { limit } => {
+                format!("The request URI is longer than {} bytes.", limit)
+            }
+            Refusal::HeadersTooLarge { limit } => {
+                format!("The request headers are larger than {} in total.", format_size(*limit as u64))
+            }
             Refusal::Upstream { upstream, failure: UpstreamFailure::Refused } => {
                 format!("'{service}' could not be reached (upstream '{upstream}' refused the connection).")
             }

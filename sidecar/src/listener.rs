@@ -11,28 +11,59 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::live::Live;
 use crate::proxy::{self, Downstream};
 
+/// How the listener treats connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerConfig {
+    /// After SIGTERM, how long in-flight requests may take.
+    pub drain_timeout: Duration,
+    /// How long a client may take to send a request's headers (slowloris); also the
+    /// HTTP/2 keep-alive ping interval.
+    pub header_read_timeout: Duration,
+    /// Open downstream connections at most.
+    pub max_connections: usize,
+}
+
 /// Serves until `shutdown` flips to true, then stops accepting and waits up to
 /// `drain_timeout` for in-flight requests to finish.
-pub async fn serve(
-    listener: TcpListener,
-    live: Arc<Live>,
-    mut shutdown: watch::Receiver<bool>,
-    drain_timeout: Duration,
-) {
+pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, cfg: ListenerConfig) {
+    let limits = *live.limits();
+    // hyper's own buffer cap sits above Warden's limits, so an oversized head normally gets
+    // Warden's 414/431 with a reason; only a far larger one is cut off by hyper itself.
+    let buf_cap = (limits.max_uri_bytes + limits.max_header_bytes + (16 << 10)).max(8 << 10);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // writev(false): hyper copies head and body into one buffer, one iovec per write.
     // For the small messages a sidecar mostly carries this costs less than vectored writes
     // (measured: about 8 % more requests/s per core, see the README's benchmarks).
-    builder.http1().timer(TokioTimer::new()).keep_alive(true).writev(false);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .writev(false)
+        .header_read_timeout(cfg.header_read_timeout)
+        .max_buf_size(buf_cap);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(cfg.header_read_timeout);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
 
     loop {
+        // At the connection cap, stop accepting: new connections wait in the kernel's
+        // backlog instead of being accepted and dropped.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -54,6 +85,7 @@ pub async fn serve(
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
@@ -63,9 +95,9 @@ pub async fn serve(
         }
     }
     drop(listener);
-    tracing::info!(timeout = ?drain_timeout, "draining in-flight requests");
+    tracing::info!(timeout = ?cfg.drain_timeout, "draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("drained"),
-        () = tokio::time::sleep(drain_timeout) => tracing::warn!("drain timeout reached; closing the remaining connections"),
+        () = tokio::time::sleep(cfg.drain_timeout) => tracing::warn!("drain timeout reached; closing the remaining connections"),
     }
 }

@@ -10,6 +10,7 @@ use http::uri::Authority;
 use warden_proto::v1 as pb;
 
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
+use crate::proxy::EdgeLimits;
 use crate::state::StateFile;
 use crate::upstream::{Pools, check_resolvable};
 
@@ -34,6 +35,7 @@ pub struct Live {
     app: Authority,
     service: Option<String>,
     state: Option<StateFile>,
+    limits: EdgeLimits,
 }
 
 impl Live {
@@ -49,7 +51,18 @@ impl Live {
             app,
             service,
             state,
+            limits: EdgeLimits::default(),
         }
+    }
+
+    /// Sets the limits on request heads (URI and header sizes).
+    pub fn with_limits(mut self, limits: EdgeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &EdgeLimits {
+        &self.limits
     }
 
     /// The active snapshot: one atomic load. Call once per request.

@@ -12,7 +12,9 @@ use http::uri::Authority;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use warden_sidecar::control::{self, ControlConfig};
+use warden_sidecar::listener::ListenerConfig;
 use warden_sidecar::live::Live;
+use warden_sidecar::proxy::EdgeLimits;
 use warden_sidecar::state::StateFile;
 use warden_sidecar::{admin, listener, policy, policy_file, telemetry};
 
@@ -55,6 +57,22 @@ struct Args {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "WARDEN_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// How long a client may take to send a request's headers (slowloris guard).
+    #[arg(long, env = "WARDEN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// Open downstream connections at most; more wait in the accept backlog.
+    #[arg(long, env = "WARDEN_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Longest request target (path and query); longer is 414.
+    #[arg(long, env = "WARDEN_MAX_URI_BYTES", default_value = "8KiB", value_parser = parse_size)]
+    max_uri_bytes: usize,
+    /// Largest header block (names and values); larger is 431.
+    #[arg(long, env = "WARDEN_MAX_HEADER_BYTES", default_value = "64KiB", value_parser = parse_size)]
+    max_header_bytes: usize,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    policy::parse_size(s).and_then(|n| usize::try_from(n).map_err(|_| format!("'{s}' is too large")))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -85,7 +103,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app: Authority =
         args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
     let state = args.service.clone().map(|s| StateFile::new(args.state_dir.clone(), s));
-    let live = Arc::new(Live::new(app, args.service.clone(), state));
+    let limits = EdgeLimits { max_uri_bytes: args.max_uri_bytes, max_header_bytes: args.max_header_bytes };
+    let live = Arc::new(Live::new(app, args.service.clone(), state).with_limits(limits));
 
     let proxy_listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
@@ -122,7 +141,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, args.drain_timeout));
+    let cfg = ListenerConfig {
+        drain_timeout: args.drain_timeout,
+        header_read_timeout: args.header_read_timeout,
+        max_connections: args.max_connections.max(1),
+    };
+    let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, cfg));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");
 
     shutdown_signal().await;

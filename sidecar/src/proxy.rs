@@ -21,10 +21,40 @@ use crate::decide::{Decision, RequestHead, decide, request_host};
 use crate::deny::{DenyContext, Refusal};
 use crate::live::Live;
 use crate::normalize::{PathError, normalize_path};
-use crate::upstream::{self, Affinity, UpstreamBody};
+use crate::upstream::{self, Affinity, SendError, UpstreamBody};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+
+/// Limits on a request's head, checked before anything else reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeLimits {
+    /// The request target (path and query); longer is 414.
+    pub max_uri_bytes: usize,
+    /// All header names and values; more is 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits { max_uri_bytes: 8 << 10, max_header_bytes: 64 << 10 }
+    }
+}
+
+impl EdgeLimits {
+    fn check_head(&self, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
+        let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        if uri_len > self.max_uri_bytes {
+            return Some(Refusal::UriTooLong { limit: self.max_uri_bytes });
+        }
+        // As sent on the wire: "name: value\r\n".
+        let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        if header_bytes > self.max_header_bytes {
+            return Some(Refusal::HeadersTooLarge { limit: self.max_header_bytes });
+        }
+        None
+    }
+}
 
 /// The downstream connection a request arrived on; one per accepted connection.
 #[derive(Debug)]
@@ -70,6 +100,9 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     };
     let (mut parts, body) = req.into_parts();
 
+    if let Some(r) = live.limits().check_head(&parts.uri, &parts.headers) {
+        return refuse(&r, Some(&snapshot), None, &request_id);
+    }
     let path = match normalize_path(parts.uri.path()) {
         Ok(p) => p,
         Err(e) => return refuse(&Refusal::BadPath(e), Some(&snapshot), None, &request_id),
@@ -94,6 +127,16 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
         }
         Decision::Deny(r, route) => return refuse(&r, Some(&snapshot), route.map(|r| &*r.name), &request_id),
     };
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body) {
+        return refuse(
+            &Refusal::BodyTooLarge { limit: route.max_body },
+            Some(&snapshot),
+            Some(&route.name),
+            &request_id,
+        );
+    }
 
     // The upstream request line, origin-form: the rewritten or normalized path and the
     // original query. Unchanged paths reuse the request's own bytes.
@@ -124,11 +167,14 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     prepare_request_headers(&mut parts.headers, &target, conn, client, &request_id);
 
     let req = Request::from_parts(parts, body);
-    let sent = tokio::time::timeout(route.timeout, upstream::send(endpoint, &conn.affinity, req)).await;
+    let sent = tokio::time::timeout(route.timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body)).await;
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
-        Ok(Err(failure)) => {
-            let r = Refusal::Upstream { upstream: upstream.name.to_string(), failure };
+        Ok(Err(e)) => {
+            let r = match e {
+                SendError::BodyTooLarge => Refusal::BodyTooLarge { limit: route.max_body },
+                SendError::Upstream(failure) => Refusal::Upstream { upstream: upstream.name.to_string(), failure },
+            };
             return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
         }
         Err(_) => {

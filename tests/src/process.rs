@@ -190,6 +190,18 @@ impl Sidecar {
         format!("http://{}{path}", self.proxy)
     }
 
+    /// Writes `request` as raw bytes on a new connection and reads until the sidecar
+    /// closes it (or 5 s pass). A write error is ignored: the sidecar may answer and close
+    /// before it read everything, as it should for a refused request.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(self.proxy).await.expect("connect to the sidecar");
+        let _ = tcp.write_all(request).await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
     /// `http://<admin><path>`
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)

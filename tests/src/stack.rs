@@ -7,6 +7,7 @@ use crate::{App, Client, ControlPlane, Sidecar, eventually, write_policy};
 
 /// A minimal policy for `orders`: `/orders` and `/slow` go to the app.
 pub const BASIC: &str = "service: orders
+defaults: { max_body: 16MiB }
 routes:
   - name: orders
     match: { path_prefix: /orders }
@@ -34,24 +35,39 @@ impl Stack {
         stack
     }
 
+    /// Like `start`, with more sidecar flags.
+    pub async fn start_with(policy: &str, sidecar_args: &[&str]) -> Stack {
+        let stack = Stack::launch(sidecar_args).await;
+        let v = stack.apply(policy).await;
+        stack.wait_for_version(v).await;
+        stack
+    }
+
     /// Starts everything; nothing is applied yet.
     pub async fn start_without_policy() -> Stack {
+        Stack::launch(&[]).await
+    }
+
+    async fn launch(sidecar_args: &[&str]) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
         let app = App::start("orders-app").await;
-        let sidecar = Sidecar::start(&[
+        let (url, upstream, state) = (cp.url(), app.addr.to_string(), dir.path().join("state"));
+        let state = state.to_string_lossy();
+        let mut args = vec![
             "--service",
             "orders",
             "--control-plane",
-            &cp.url(),
+            &url,
             "--upstream",
-            &app.addr.to_string(),
+            &upstream,
             "--state-dir",
-            &dir.path().join("state").to_string_lossy(),
+            &state,
             "--instance",
             "orders-1",
-        ])
-        .await;
+        ];
+        args.extend_from_slice(sidecar_args);
+        let sidecar = Sidecar::start(&args).await;
         Stack { dir, cp, app, sidecar, client: Client::default() }
     }
 

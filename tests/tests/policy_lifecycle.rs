@@ -159,11 +159,13 @@ async fn an_apply_survives_kill_9_of_the_control_plane() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_connections_are_kept_alive_across_requests_and_policy_swaps() {
     let s = Stack::start(&tagged(1)).await;
-    for _ in 0..5 {
+    for _ in 0..20 {
         assert_eq!(s.get("/orders/1").await.status, StatusCode::OK);
     }
+    // Sequential requests reuse upstream connections (the test client itself may open a
+    // second connection when it races its own pool, hence not exactly one).
     let peers: std::collections::HashSet<_> = s.app.requests().iter().map(|r| r.peer).collect();
-    assert_eq!(peers.len(), 1, "one keep-alive upstream connection for one client connection: {peers:?}");
+    assert!(peers.len() <= 2, "20 sequential requests used {} upstream connections", peers.len());
 
     let v = s.apply(&tagged(2)).await;
     s.wait_for_version(v).await;

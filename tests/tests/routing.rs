@@ -175,15 +175,12 @@ async fn http2_and_large_bodies_stream_both_ways() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_app_sees_the_host_that_was_routed_on() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Stack::start(REWRITES).await;
     // Absolute-form: the URI's host decides the route and replaces a conflicting Host.
-    let mut tcp = tokio::net::TcpStream::connect(s.sidecar.proxy).await.unwrap();
-    tcp.write_all(b"GET http://eu.example.com/api/x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = String::new();
-    tcp.read_to_string(&mut raw).await.unwrap();
+    let raw = s
+        .sidecar
+        .raw(b"GET http://eu.example.com/api/x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n")
+        .await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     let seen = s.app.last();
     assert_eq!(seen.path_and_query, "/api/x");

@@ -72,7 +72,7 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r| {
-                route(r, &upstreams, Duration::from_millis(defaults.timeout_ms))
+                route(r, &upstreams, Duration::from_millis(defaults.timeout_ms), defaults.max_body_bytes)
                     .map_err(|reason| InvalidSnapshot::Route { route: r.name.clone(), reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -122,7 +122,12 @@ fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, Inva
     Ok(Upstream::new(&u.name, endpoints))
 }
 
-fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) -> Result<Route, String> {
+fn route(
+    r: &pb::Route,
+    upstreams: &[Arc<Upstream>],
+    default_timeout: Duration,
+    default_max_body: u64,
+) -> Result<Route, String> {
     let m = r.r#match.clone().unwrap_or_default();
     let host = match m.host.as_str() {
         "" => HostMatch::Any,
@@ -165,6 +170,7 @@ fn route(r: &pb::Route, upstreams: &[Arc<Upstream>], default_timeout: Duration) 
         .transpose()?;
     Ok(Route {
         access,
+        max_body: if r.max_body_bytes == 0 { default_max_body } else { r.max_body_bytes },
         name: r.name.as_str().into(),
         host,
         path,

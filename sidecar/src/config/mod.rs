@@ -86,6 +86,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     /// Checked after the route matched.
     pub access: Option<AccessRule>,
+    /// The largest request body, in bytes.
+    pub max_body: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

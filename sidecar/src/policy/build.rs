@@ -87,6 +87,7 @@ fn route(r: &RouteSpec) -> pb::Route {
         timeout_ms: r.timeout.map_or(0, |d| millis(d.0)),
         upstream: r.upstream.clone().unwrap_or_default(),
         access: r.access.as_ref().map(access),
+        max_body_bytes: r.max_body.map_or(0, |s| s.0),
     }
 }
 

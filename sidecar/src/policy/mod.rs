@@ -18,7 +18,7 @@ pub use model::{
     UpstreamSpec,
 };
 pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
-pub use units::{format_duration, parse_duration, parse_size};
+pub use units::{format_duration, format_size, parse_duration, parse_size};
 pub use validate::APP_UPSTREAM;
 
 #[cfg(test)]

@@ -98,6 +98,9 @@ pub struct RouteSpec {
     /// Checked after the route matched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessSpec>,
+    /// The largest request body this route accepts; default `defaults.max_body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<Size>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

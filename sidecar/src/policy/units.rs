@@ -49,6 +49,17 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Formats a byte count the way the policy format writes it: `1MiB`, `512KiB`, `100B`.
+pub fn format_size(bytes: u64) -> String {
+    match bytes {
+        0 => "0B".to_owned(),
+        _ if bytes.is_multiple_of(1 << 30) => format!("{}GiB", bytes >> 30),
+        _ if bytes.is_multiple_of(1 << 20) => format!("{}MiB", bytes >> 20),
+        _ if bytes.is_multiple_of(1 << 10) => format!("{}KiB", bytes >> 10),
+        _ => format!("{bytes}B"),
+    }
+}
+
 fn split_number(s: &str) -> Result<(u64, &str), String> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -83,6 +94,13 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         for bad in ["", "MiB", "1 TiB", "1.5MiB", "99999999999999999999GiB"] {
             assert!(parse_size(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn size_round_trip() {
+        for s in ["512KiB", "1MiB", "2GiB", "100B"] {
+            assert_eq!(format_size(parse_size(s).unwrap()), s);
         }
     }
 

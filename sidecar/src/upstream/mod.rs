@@ -57,16 +57,39 @@ impl Pools {
     }
 }
 
+/// Why a request could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    Upstream(UpstreamFailure),
+    /// The request body passed the route's `max_body` while streaming.
+    BodyTooLarge,
+}
+
+impl From<UpstreamFailure> for SendError {
+    fn from(f: UpstreamFailure) -> Self {
+        SendError::Upstream(f)
+    }
+}
+
 /// Sends a request (origin-form URI, Host set) to `endpoint` on a pooled connection,
-/// preferring the one this downstream connection used last. A reused connection that
-/// turns out closed before the request was written is retried on another; once written,
-/// a failure is the caller's to report.
+/// preferring the one this downstream connection used last, streaming at most
+/// `max_body` bytes of body. A reused connection that turns out closed before the
+/// request was written is retried on another; once written, a failure is the caller's.
 pub async fn send(
     endpoint: &Arc<EndpointPool>,
     affinity: &Arc<Affinity>,
     req: Request<Incoming>,
-) -> Result<Response<UpstreamBody>, UpstreamFailure> {
-    let mut req = req.map(RequestBody::new);
+    max_body: u64,
+) -> Result<Response<UpstreamBody>, SendError> {
+    let mut req = req.map(|b| RequestBody::new(b, max_body));
+    let upload = req.body().upload();
+    let failed = |f: UpstreamFailure| {
+        if upload.as_ref().is_some_and(|u| u.too_large.load(std::sync::atomic::Ordering::Acquire)) {
+            SendError::BodyTooLarge
+        } else {
+            SendError::Upstream(f)
+        }
+    };
     // Two reused connections may be stale; the third attempt always dials.
     for attempt in 0..3 {
         let reused = if attempt < 2 { affinity.take(endpoint).or_else(|| endpoint.take_idle()) } else { None };
@@ -77,27 +100,25 @@ pub async fn send(
         };
         if sender.ready().await.is_err() {
             if fresh {
-                return Err(UpstreamFailure::Protocol);
+                return Err(failed(UpstreamFailure::Protocol));
             }
             continue;
         }
-        let request_sent = req.body().sent_flag();
         match sender.try_send_request(req).await {
             Ok(resp) => {
-                return Ok(
-                    resp.map(|body| UpstreamBody::new(body, request_sent, sender, endpoint.clone(), affinity.clone()))
-                );
+                let upload = upload.clone();
+                return Ok(resp.map(|body| UpstreamBody::new(body, upload, sender, endpoint.clone(), affinity.clone())));
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if !fresh => req = unsent,
                 _ => {
                     tracing::debug!(error = %e.error(), endpoint = %endpoint.authority(), "upstream request failed");
-                    return Err(UpstreamFailure::Protocol);
+                    return Err(failed(UpstreamFailure::Protocol));
                 }
             },
         }
     }
-    Err(UpstreamFailure::Protocol)
+    Err(failed(UpstreamFailure::Protocol))
 }
 
 /// Refuses a snapshot whose upstream host names do not resolve from this sidecar: only

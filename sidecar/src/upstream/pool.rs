@@ -149,38 +149,66 @@ impl Drop for Affinity {
     }
 }
 
-/// The request body on its way upstream; records when it has been sent whole.
-pub struct RequestBody {
-    inner: Incoming,
-    /// None for a request without a body (most of them): nothing to wait for, nothing
-    /// to allocate.
-    sent: Option<Arc<AtomicBool>>,
+/// How a request body's upload went, shared by the request side, the response side and
+/// the caller.
+#[derive(Debug, Default)]
+pub struct Upload {
+    /// Sent whole: the connection may be reused once the response is read.
+    pub(super) sent: AtomicBool,
+    /// Cut off at the route's `max_body`.
+    pub(super) too_large: AtomicBool,
 }
 
+/// The request body on its way upstream: streamed, never buffered, cut off with an error
+/// once it passes `limit` bytes, and recording when it has been sent whole.
+pub struct RequestBody {
+    inner: Incoming,
+    limit: u64,
+    seen: u64,
+    /// None for a request without a body (most of them): nothing to track, nothing to
+    /// allocate.
+    upload: Option<Arc<Upload>>,
+}
+
+/// The error a body cut off at its limit ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body passed its limit of {0} bytes")]
+pub struct BodyTooLarge(u64);
+
 impl RequestBody {
-    pub(super) fn new(inner: Incoming) -> Self {
-        let sent = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
-        RequestBody { inner, sent }
+    pub(super) fn new(inner: Incoming, limit: u64) -> Self {
+        let upload = (!inner.is_end_stream()).then(Arc::default);
+        RequestBody { inner, limit, seen: 0, upload }
     }
 
-    /// Set once the body has been sent whole; None when there is no body.
-    pub(super) fn sent_flag(&self) -> Option<Arc<AtomicBool>> {
-        self.sent.clone()
+    pub(super) fn upload(&self) -> Option<Arc<Upload>> {
+        self.upload.clone()
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Some(sent) = &self.sent
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.seen = self.seen.saturating_add(data.len() as u64);
+            if self.seen > self.limit {
+                if let Some(u) = &self.upload {
+                    u.too_large.store(true, Ordering::Release);
+                }
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge(self.limit)))));
+            }
+        }
+        if let Some(u) = &self.upload
             && (matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream())
         {
-            sent.store(true, Ordering::Release);
+            u.sent.store(true, Ordering::Release);
         }
-        polled
+        polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -196,19 +224,19 @@ impl Body for RequestBody {
 pub struct UpstreamBody {
     inner: Incoming,
     done: bool,
-    request_sent: Option<Arc<AtomicBool>>,
+    upload: Option<Arc<Upload>>,
     lease: Option<(Sender, Arc<EndpointPool>, Arc<Affinity>)>,
 }
 
 impl UpstreamBody {
     pub(super) fn new(
         inner: Incoming,
-        request_sent: Option<Arc<AtomicBool>>,
+        upload: Option<Arc<Upload>>,
         sender: Sender,
         endpoint: Arc<EndpointPool>,
         affinity: Arc<Affinity>,
     ) -> Self {
-        UpstreamBody { inner, done: false, request_sent, lease: Some((sender, endpoint, affinity)) }
+        UpstreamBody { inner, done: false, upload, lease: Some((sender, endpoint, affinity)) }
     }
 }
 
@@ -239,7 +267,7 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // The server side may drop a body as soon as it has written Content-Length bytes,
         // without polling for the end: `is_end_stream` covers that case.
-        let request_sent = self.request_sent.as_ref().is_none_or(|s| s.load(Ordering::Acquire));
+        let request_sent = self.upload.as_ref().is_none_or(|u| u.sent.load(Ordering::Acquire));
         let finished = (self.done || self.inner.is_end_stream()) && request_sent;
         if finished && let Some((sender, endpoint, affinity)) = self.lease.take() {
             affinity.keep(endpoint, sender);

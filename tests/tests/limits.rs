@@ -1,0 +1,97 @@
+//! Size and time limits at the edge: bodies refused at the route's `max_body` (declared or
+//! streamed), long URIs and large header blocks, slow header senders, and the connection
+//! cap. Raw TCP where a polite client library would not misbehave on purpose.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warden_e2e::Stack;
+
+const POLICY: &str = "service: orders
+defaults: { max_body: 4KiB }
+routes:
+  - name: upload
+    match: { path_prefix: /upload }
+    max_body: 1KiB
+  - name: orders
+    match: { path_prefix: /orders }
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_limit_are_refused_declared_or_streamed() {
+    let s = Stack::start(POLICY).await;
+
+    let r = s.client.send(Method::POST, &s.sidecar.url("/upload"), &[], Bytes::from(vec![b'x'; 2048])).await.unwrap();
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["error"]["code"], "body_too_large");
+    assert_eq!(r.json()["error"]["route"], "upload");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("1KiB"), "{}", r.text());
+    assert!(s.app.requests().is_empty(), "a declared length over the limit never reaches the app");
+
+    // Within the route's own limit, and the default applies elsewhere.
+    let r = s.client.send(Method::POST, &s.sidecar.url("/upload"), &[], Bytes::from(vec![b'x'; 1024])).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let r = s.client.send(Method::POST, &s.sidecar.url("/orders"), &[], Bytes::from(vec![b'x'; 3000])).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Chunked, no length declared: cut off while streaming, once past the limit.
+    let mut req = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..8 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend_from_slice(&[b'y'; 0x200]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let raw = s.sidecar.raw(&req).await;
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(raw.contains("\"code\":\"body_too_large\""), "{raw}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn long_uris_and_large_headers_are_refused() {
+    let s = Stack::start(POLICY).await;
+    let long = format!("/orders/{}", "a".repeat(9000));
+    let r = s.get(&long).await;
+    assert_eq!(r.status, StatusCode::URI_TOO_LONG);
+    assert_eq!(r.json()["error"]["code"], "uri_too_long");
+
+    let big = "v".repeat(70_000);
+    let r = s.get_with("/orders", &[("x-big", &big)]).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(r.json()["error"]["code"], "headers_too_large");
+    assert!(s.app.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_sends_headers_too_slowly_is_disconnected() {
+    let s = Stack::start_with(POLICY, &["--header-read-timeout", "300ms"]).await;
+    let mut tcp = TcpStream::connect(s.sidecar.proxy).await.unwrap();
+    tcp.write_all(b"GET /orders HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the sidecar closed the slow connection");
+    assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+    assert!(s.app.requests().is_empty());
+    // A well-behaved client is still served.
+    assert_eq!(s.get("/orders").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_over_the_cap_wait_until_a_slot_frees() {
+    let s = Stack::start_with(POLICY, &["--max-connections", "2"]).await;
+    let held: Vec<TcpStream> =
+        vec![TcpStream::connect(s.sidecar.proxy).await.unwrap(), TcpStream::connect(s.sidecar.proxy).await.unwrap()];
+    // The kernel hands connections to accept() in arrival order: these two take both slots.
+    let mut third = TcpStream::connect(s.sidecar.proxy).await.unwrap();
+    third.write_all(b"GET /orders HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(400), third.read_to_end(&mut buf)).await;
+    assert!(early.is_err(), "the third connection is not served while two are open");
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+}
