@@ -30,7 +30,7 @@
 //! - `policy/`: the YAML model, validation with line/column errors, the snapshot builder.
 //! - `config/`: the compiled domain snapshot the request path reads.
 //! - `normalize`, `client_ip`, `ipset`, `decide`, `deny`: pure request logic.
-//! - `proxy`, `listener`, `upstream`: the request path's I/O.
+//! - `proxy`, `listener`, `upstream`, `tls`: the request path's I/O.
 //! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
 //! - `admin`: health, readiness and the config dump; `telemetry`: logging set-up.
 
@@ -49,4 +49,5 @@ pub mod policy_file;
 pub mod proxy;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

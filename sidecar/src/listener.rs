@@ -1,6 +1,7 @@
-//! The inbound listener: accepts TCP, serves HTTP/1.1 and HTTP/2 (h2c) on the same port
-//! through hyper-util's auto builder, hands each request to `proxy::handle`, and drains
-//! in-flight connections on shutdown.
+//! The inbound listener: accepts TCP (up to a connection cap), terminates TLS when the
+//! active policy has certificates, serves HTTP/1.1 and HTTP/2 (h2c, or h2 by ALPN) on the
+//! same port through hyper-util's auto builder, hands each request to `proxy::handle`, and
+//! drains in-flight connections on shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,12 +10,34 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::live::Live;
 use crate::proxy::{self, Downstream};
+
+/// Serves one accepted (and, with TLS, handshaken) connection until it ends.
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: I,
+    live: Arc<Live>,
+    peer: std::net::SocketAddr,
+    tls: bool,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = Arc::new(Downstream::new(peer, tls));
+    let service = service_fn(move |req| {
+        let (live, conn) = (live.clone(), conn.clone());
+        async move { Ok::<_, Infallible>(proxy::handle(&live, req, &conn).await) }
+    });
+    if let Err(e) = watcher.watch(builder.serve_connection(io, service).into_owned()).await {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
 
 /// How the listener treats connections.
 #[derive(Debug, Clone, Copy)]
@@ -76,18 +99,21 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = Arc::new(Downstream::new(peer, false));
-                let live = live.clone();
-                let service = service_fn(move |req| {
-                    let (live, conn) = (live.clone(), conn.clone());
-                    async move { Ok::<_, Infallible>(proxy::handle(&live, req, &conn).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
+                let (live, builder, watcher) = (live.clone(), builder.clone(), graceful.watcher());
+                let handshake_timeout = cfg.header_read_timeout;
                 tokio::spawn(async move {
                     let _slot = slot;
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    // The policy decides per connection: TLS when the active snapshot has it.
+                    let Some(tls) = live.tls_config() else {
+                        return serve_connection(&builder, watcher, TokioIo::new(stream), live, peer, false).await;
+                    };
+                    let accepted = tokio::time::timeout(handshake_timeout, TlsAcceptor::from(tls).accept(stream)).await;
+                    match accepted {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(&builder, watcher, TokioIo::new(tls_stream), live, peer, true).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
             }

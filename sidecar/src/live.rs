@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
 use http::uri::Authority;
+use rustls::ServerConfig;
 use warden_proto::v1 as pb;
 
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
 use crate::proxy::EdgeLimits;
 use crate::state::StateFile;
+use crate::tls::{self, CertFiles, LoadedTls};
 use crate::upstream::{Pools, check_resolvable};
 
 /// Where the active snapshot came from.
@@ -36,6 +38,10 @@ pub struct Live {
     service: Option<String>,
     state: Option<StateFile>,
     limits: EdgeLimits,
+    /// The TLS configuration of the active snapshot; None: plain HTTP.
+    tls: ArcSwapOption<ServerConfig>,
+    /// Its files and their digest, for `tls::watch`.
+    tls_files: Mutex<Option<(Vec<CertFiles>, Vec<u8>)>>,
 }
 
 impl Live {
@@ -52,6 +58,29 @@ impl Live {
             service,
             state,
             limits: EdgeLimits::default(),
+            tls: ArcSwapOption::empty(),
+            tls_files: Mutex::new(None),
+        }
+    }
+
+    /// The TLS configuration to terminate new connections with; None: plain HTTP.
+    pub fn tls_config(&self) -> Option<Arc<ServerConfig>> {
+        self.tls.load_full()
+    }
+
+    /// The certificate files in use and the digest of their content.
+    pub fn tls_files(&self) -> Option<(Vec<CertFiles>, Vec<u8>)> {
+        self.tls_files.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Swaps in reloaded certificates, if `files` are still the ones in use.
+    pub fn replace_tls(&self, files: &[CertFiles], loaded: &LoadedTls) {
+        let mut current = self.tls_files.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((in_use, digest)) = current.as_mut()
+            && in_use.as_slice() == files
+        {
+            *digest = loaded.digest.clone();
+            self.tls.store(Some(loaded.config.clone()));
         }
     }
 
@@ -108,13 +137,37 @@ impl Live {
         let compiled = Snapshot::compile(proto, &ctx)?;
         // The snapshot on disk was checked when it was ACKed; a DNS outage at boot must not
         // turn the last known good policy into no policy.
-        // Only the control plane's snapshots are persisted: a policy file is its own
-        // durable copy, and its local version numbers must not replace the fleet's.
-        if origin == Origin::ControlPlane {
+        if origin != Origin::Disk {
             check_resolvable(&compiled).await?;
         }
+        let tls = match &proto.tls {
+            Some(t) => {
+                let files: Vec<CertFiles> = t
+                    .certificates
+                    .iter()
+                    .map(|c| CertFiles { cert: c.cert_file.clone().into(), key: c.key_file.clone().into() })
+                    .collect();
+                let to_load = files.clone();
+                let loaded = tokio::task::spawn_blocking(move || tls::load(&to_load))
+                    .await
+                    .map_err(|e| InvalidSnapshot::Tls(e.to_string()))?
+                    .map_err(InvalidSnapshot::Tls)?;
+                Some((files, loaded))
+            }
+            None => None,
+        };
         let compiled = Arc::new(compiled);
         self.snapshot.store(Some(compiled.clone()));
+        match tls {
+            Some((files, loaded)) => {
+                self.tls.store(Some(loaded.config.clone()));
+                *self.tls_files.lock().unwrap_or_else(PoisonError::into_inner) = Some((files, loaded.digest));
+            }
+            None => {
+                self.tls.store(None);
+                *self.tls_files.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            }
+        }
         self.swaps.fetch_add(1, Ordering::Relaxed);
         self.set_origin(origin);
         tracing::info!(service = %compiled.service, version = compiled.version, ?origin, "snapshot active");

@@ -16,7 +16,7 @@ use warden_sidecar::listener::ListenerConfig;
 use warden_sidecar::live::Live;
 use warden_sidecar::proxy::EdgeLimits;
 use warden_sidecar::state::StateFile;
-use warden_sidecar::{admin, listener, policy, policy_file, telemetry};
+use warden_sidecar::{admin, listener, policy, policy_file, telemetry, tls};
 
 /// Warden's per-service sidecar proxy.
 #[derive(Debug, Parser)]
@@ -140,6 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
+    tokio::spawn(tls::watch(live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = ListenerConfig {
         drain_timeout: args.drain_timeout,

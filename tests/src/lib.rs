@@ -13,6 +13,7 @@ pub mod app;
 pub mod client;
 pub mod process;
 pub mod stack;
+pub mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -32,6 +32,8 @@ pub enum InvalidSnapshot {
     Route { route: String, reason: String },
     #[error("{field}: {reason}")]
     Networks { field: String, reason: String },
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// What a sidecar adds to a snapshot when compiling it.

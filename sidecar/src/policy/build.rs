@@ -12,7 +12,7 @@ use warden_proto::v1 as pb;
 use super::model::{AccessSpec, HeaderOpsSpec, Mode, Policy, RouteSpec};
 
 /// The newest snapshot format this build writes and understands.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 /// Used when the policy sets no `defaults.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Used when the policy sets no `defaults.max_body`.
@@ -31,8 +31,13 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
     // access rules must refuse the snapshot, not serve it without them.
     let uses_access =
         policy.client_ip.is_some() || policy.access.is_some() || policy.routes.iter().any(|r| r.access.is_some());
+    let schema = match (policy.tls.is_some(), uses_access) {
+        (true, _) => 3,
+        (false, true) => 2,
+        (false, false) => 1,
+    };
     pb::Snapshot {
-        schema: if uses_access { 2 } else { 1 },
+        schema,
         service: policy.service.clone(),
         version,
         content_hash: content_hash(source),
@@ -57,6 +62,13 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
         source_yaml: source.to_owned(),
         client_ip: policy.client_ip.as_ref().map(|c| pb::ClientIp { trusted_proxies: c.trusted_proxies.clone() }),
         access: policy.access.as_ref().map(access),
+        tls: policy.tls.as_ref().map(|t| pb::Tls {
+            certificates: t
+                .certificates
+                .iter()
+                .map(|c| pb::CertificateFiles { cert_file: c.cert.clone(), key_file: c.key.clone() })
+                .collect(),
+        }),
     }
 }
 

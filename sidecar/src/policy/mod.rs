@@ -14,8 +14,8 @@ mod validate;
 
 pub use build::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, SCHEMA, build, content_hash};
 pub use model::{
-    AccessSpec, ClientIpSpec, DefaultsSpec, Dur, HeaderOpsSpec, MatchSpec, Mode, Policy, RewriteSpec, RouteSpec, Size,
-    UpstreamSpec,
+    AccessSpec, CertSpec, ClientIpSpec, DefaultsSpec, Dur, HeaderOpsSpec, MatchSpec, Mode, Policy, RewriteSpec,
+    RouteSpec, Size, TlsSpec, UpstreamSpec,
 };
 pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
 pub use units::{format_duration, format_size, parse_duration, parse_size};

@@ -23,6 +23,9 @@ pub struct Policy {
     /// Named upstreams besides `app`, which is always the sidecar's `--upstream`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstreams: BTreeMap<String, UpstreamSpec>,
+    /// Absent: plain HTTP on `--listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<ClientIpSpec>,
     /// Checked for every request, before routing.
@@ -32,6 +35,22 @@ pub struct Policy {
     pub defaults: DefaultsSpec,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// SNI picks among them by the names in each certificate.
+    pub certificates: Vec<CertSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSpec {
+    /// PEM chain, leaf first; a path on the sidecar's host.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

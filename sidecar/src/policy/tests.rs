@@ -166,5 +166,8 @@ routes:
     assert_eq!(a.schema, 1, "a routing-only policy is readable by every sidecar");
     let with_access = format!("{yaml}access: {{ deny: [203.0.113.0/24] }}\n");
     let p = parse_service("p.yaml", &with_access, None).unwrap();
-    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "access rules need a sidecar that enforces them");
+    assert_eq!(build(&p.policy, &p.source, 7).schema, 2, "access rules need a sidecar that enforces them");
+    let with_tls = format!("{yaml}tls: {{ certificates: [{{ cert: /c.pem, key: /k.pem }}] }}\n");
+    let p = parse_service("p.yaml", &with_tls, None).unwrap();
+    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "a sidecar without TLS must not serve plain HTTP instead");
 }

@@ -82,6 +82,21 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         }
     }
 
+    if let Some(tls) = &policy.tls {
+        if tls.certificates.is_empty() {
+            c.error(vec![key("tls"), key("certificates")], "tls needs at least one certificate");
+        }
+        for (i, cert) in tls.certificates.iter().enumerate() {
+            for (field, path) in [("cert", &cert.cert), ("key", &cert.key)] {
+                if path.trim().is_empty() {
+                    c.error(
+                        vec![key("tls"), key("certificates"), Seg::Index(i), key(field)],
+                        "a file path is required",
+                    );
+                }
+            }
+        }
+    }
     if let Some(cip) = &policy.client_ip {
         check_nets(&mut c, &[key("client_ip"), key("trusted_proxies")], &cip.trusted_proxies);
     }
