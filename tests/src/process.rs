@@ -5,31 +5,19 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where cargo puts this workspace's binaries, built (or found up to date) once per test
-/// process: cargo builds a package's binaries only for that package's own tests, and
-/// these tests drive the binaries of three packages.
+/// Where cargo put this workspace's binaries. `cargo test --workspace` (or `cargo nextest
+/// run --workspace`) builds them: each binary's package has a test of its own that needs
+/// it, and cargo builds a package's binaries for that package's tests.
 pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current exe");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let dir = exe.parent().and_then(Path::parent).expect("profile dir").to_owned();
-        let target = dir.parent().expect("target dir");
-        let profile = dir.file_name().and_then(|n| n.to_str()).expect("profile name");
-        let profile = if profile == "debug" { "dev" } else { profile };
-        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .args(["build", "--quiet", "--bins", "--profile", profile, "--target-dir"])
-            .arg(target)
-            .args(["-p", "warden-sidecar", "-p", "warden-control-plane", "-p", "warden-e2e"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the binaries for the end-to-end tests failed");
-        dir
-    });
-    dir.join(name)
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe.parent().and_then(Path::parent).expect("profile dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run the tests with --workspace so cargo builds it", path.display());
+    path
 }
 
 /// A running binary whose output is collected line by line.

@@ -78,6 +78,18 @@ async fn a_client_that_sends_headers_too_slowly_is_disconnected() {
     assert!(s.app.requests().is_empty());
     // A well-behaved client is still served.
     assert_eq!(s.get("/orders").await.status, StatusCode::OK);
+
+    // An idle keep-alive connection is closed after the same time: the clock starts
+    // whenever the connection waits for a request's headers.
+    let mut tcp = TcpStream::connect(s.sidecar.proxy).await.unwrap();
+    tcp.write_all(b"GET /orders HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 12];
+    tcp.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await.unwrap().unwrap();
+    assert!(idle.elapsed() < Duration::from_secs(3), "idle connection closed after {:?}", idle.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -169,5 +169,9 @@ routes:
     assert_eq!(build(&p.policy, &p.source, 7).schema, 2, "access rules need a sidecar that enforces them");
     let with_tls = format!("{yaml}tls: {{ certificates: [{{ cert: /c.pem, key: /k.pem }}] }}\n");
     let p = parse_service("p.yaml", &with_tls, None).unwrap();
-    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "a sidecar without TLS must not serve plain HTTP instead");
+    assert_eq!(
+        build(&p.policy, &p.source, 7).schema,
+        SCHEMA,
+        "a sidecar without TLS must not serve plain HTTP instead"
+    );
 }
