@@ -29,6 +29,8 @@ pub enum Refusal {
     AddressDenied { rule: String, ip: std::net::IpAddr },
     /// The request body is larger than the route's `max_body`.
     BodyTooLarge { limit: u64 },
+    /// The request body was malformed or cut off by the client.
+    BadBody,
     /// The request target is longer than `--max-uri-bytes`.
     UriTooLong { limit: usize },
     /// The request's header block is larger than `--max-header-bytes`.
@@ -61,7 +63,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::BadPath(_) => StatusCode::BAD_REQUEST,
+            Refusal::BadPath(_) | Refusal::BadBody => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::AddressDenied { .. } => StatusCode::FORBIDDEN,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,6 +80,7 @@ impl Refusal {
         match self {
             Refusal::NotReady => Fault::Proxy,
             Refusal::BadPath(_)
+            | Refusal::BadBody
             | Refusal::NoRoute
             | Refusal::AddressDenied { .. }
             | Refusal::BodyTooLarge { .. }
@@ -92,6 +95,7 @@ impl Refusal {
         match self {
             Refusal::NotReady => "not_ready",
             Refusal::BadPath(_) => "bad_path",
+            Refusal::BadBody => "bad_body",
             Refusal::NoRoute => "no_route",
             Refusal::AddressDenied { .. } => "address_denied",
             Refusal::BodyTooLarge { .. } => "body_too_large",
@@ -109,6 +113,7 @@ impl Refusal {
         match self {
             Refusal::NotReady => "no-policy".into(),
             Refusal::BadPath(_) => "path-normalization".into(),
+            Refusal::BadBody => "http-framing".into(),
             Refusal::NoRoute => "no-route".into(),
             Refusal::AddressDenied { rule, .. } => rule.clone(),
             Refusal::BodyTooLarge { .. } => "max_body".into(),
@@ -124,7 +129,7 @@ impl Refusal {
     fn proxy_error(&self) -> &'static str {
         match self {
             Refusal::NotReady => "destination_unavailable",
-            Refusal::BadPath(_) => "http_request_error",
+            Refusal::BadPath(_) | Refusal::BadBody => "http_request_error",
             Refusal::NoRoute => "destination_not_found",
             Refusal::AddressDenied { .. }
             | Refusal::BodyTooLarge { .. }
@@ -143,6 +148,7 @@ impl Refusal {
         match self {
             Refusal::NotReady => "The proxy has not loaded its policy yet. Retry in a few seconds.".into(),
             Refusal::BadPath(e) => format!("The request was refused: {e}."),
+            Refusal::BadBody => "The request body was malformed or ended early.".into(),
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
             Refusal::AddressDenied { ip, .. } => format!("Requests from {ip} are not allowed to '{service}'."),
             Refusal::BodyTooLarge { limit } => {

@@ -4,8 +4,12 @@
 //! and the app can never disagree about which route a request took. The rules:
 //! percent-encoded unreserved characters are decoded (`%7E` → `~`, `%2e` → `.`), other
 //! escapes are kept with upper-case hex (`%2f` → `%2F`, never a separator), repeated
-//! slashes merge, and `.` / `..` segments are resolved without climbing above `/`
-//! (RFC 3986 §6.2.2). A malformed escape or a path that is not `/…` is refused.
+//! slashes merge, `;` path parameters are dropped from every segment (`/admin;x=1` is
+//! `/admin`: some servers ignore them, so matching must too), and `.` / `..` segments are
+//! resolved without climbing above `/` (RFC 3986 §6.2.2). Refused: a path that is not
+//! `/…`, a malformed escape, a backslash (a separator to some servers, not to others),
+//! escaped control characters (`%00`, `%0A`, …), and escapes that are not valid UTF-8
+//! (overlong forms such as `%C0%AE` included).
 
 use std::borrow::Cow;
 
@@ -18,6 +22,10 @@ pub enum PathError {
     BadEscape,
     #[error("the request path is not valid UTF-8 once decoded")]
     NotUtf8,
+    #[error("the request path contains a backslash")]
+    Backslash,
+    #[error("the request path contains an escaped control character")]
+    ControlChar,
     #[error("the rewritten path is not a valid request target")]
     BadRewrite,
 }
@@ -30,39 +38,51 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if is_normal(raw) {
         return Ok(Cow::Borrowed(raw));
     }
+    if raw.contains('\\') {
+        return Err(PathError::Backslash);
+    }
     let decoded = decode_unreserved(raw.as_bytes())?;
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
     Ok(Cow::Owned(resolve_segments(&decoded)))
 }
 
 /// True when `path` equals `prefix` or continues it at a segment boundary:
-/// `/api` matches `/api` and `/api/x`, never `/apix`. `/` matches everything.
+/// `/api` matches `/api` and `/api/x`, never `/apix`. `/` matches everything. An escaped
+/// slash counts as a boundary too (`/api%2Fx`): an app that decodes it sees `/api/x`, so
+/// the route for `/api` must be the one that decides.
 pub fn prefix_matches(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
     }
     match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with("%2F"),
         None => false,
     }
 }
 
 fn is_normal(p: &str) -> bool {
-    !p.contains('%') && !p.contains("//") && !p.split('/').any(|s| s == "." || s == "..")
+    !p.contains(['%', ';', '\\']) && !p.contains("//") && !p.split('/').any(|s| s == "." || s == "..")
 }
 
 fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(raw.len());
+    // What an app that decodes every escape would see: it must be text.
+    let mut fully = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         if raw[i] != b'%' {
             out.push(raw[i]);
+            fully.push(raw[i]);
             i += 1;
             continue;
         }
         let hi = raw.get(i + 1).and_then(|c| hex(*c)).ok_or(PathError::BadEscape)?;
         let lo = raw.get(i + 2).and_then(|c| hex(*c)).ok_or(PathError::BadEscape)?;
         let byte = hi << 4 | lo;
+        if byte < 0x20 || byte == 0x7f {
+            return Err(PathError::ControlChar);
+        }
+        fully.push(byte);
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
             out.push(byte);
         } else {
@@ -72,6 +92,7 @@ fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
         }
         i += 3;
     }
+    std::str::from_utf8(&fully).map_err(|_| PathError::NotUtf8)?;
     Ok(out)
 }
 
@@ -90,6 +111,7 @@ fn resolve_segments(p: &str) -> String {
     let mut kept: Vec<&str> = Vec::new();
     let mut trailing = false;
     for seg in p.split('/').skip(1) {
+        let seg = seg.split_once(';').map_or(seg, |(name, _params)| name);
         trailing = matches!(seg, "" | "." | "..");
         match seg {
             "" | "." => {}
@@ -131,7 +153,10 @@ mod tests {
             ("/a%2Fb/../c", "/c"),
             ("/%7Euser", "/~user"),
             ("/caf%C3%A9", "/caf%C3%A9"),
-            ("/a;b=1", "/a;b=1"),
+            ("/admin;x=1", "/admin"),
+            ("/admin;x=1/users;y=2", "/admin/users"),
+            ("/public/..;x/admin", "/admin"),
+            ("/%E2%82%AC", "/%E2%82%AC"),
             ("/.", "/"),
             ("/a/.", "/a/"),
         ];
@@ -146,6 +171,11 @@ mod tests {
         assert_eq!(normalize_path("*"), Err(PathError::NotOriginForm));
         assert_eq!(normalize_path("/a%zz"), Err(PathError::BadEscape));
         assert_eq!(normalize_path("/a%4"), Err(PathError::BadEscape));
+        assert_eq!(normalize_path("/admin\\..\\x"), Err(PathError::Backslash));
+        assert_eq!(normalize_path("/a%00b"), Err(PathError::ControlChar));
+        assert_eq!(normalize_path("/a%0d%0aSet-Cookie:x"), Err(PathError::ControlChar));
+        assert_eq!(normalize_path("/%C0%AE%C0%AE/admin"), Err(PathError::NotUtf8));
+        assert_eq!(normalize_path("/%FF"), Err(PathError::NotUtf8));
     }
 
     #[test]
@@ -163,6 +193,8 @@ mod tests {
             ("/ap", "/api", false),
             ("/anything", "/", true),
             ("/api/v1/x", "/api/v1", true),
+            ("/api%2Fx", "/api", true),
+            ("/api%2", "/api", false),
         ];
         for (path, prefix, want) in cases {
             assert_eq!(prefix_matches(path, prefix), want, "{path} vs {prefix}");

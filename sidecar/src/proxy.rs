@@ -173,6 +173,7 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
         Ok(Err(e)) => {
             let r = match e {
                 SendError::BodyTooLarge => Refusal::BodyTooLarge { limit: route.max_body },
+                SendError::BadRequestBody => Refusal::BadBody,
                 SendError::Upstream(failure) => Refusal::Upstream { upstream: upstream.name.to_string(), failure },
             };
             return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
@@ -219,6 +220,9 @@ fn prepare_request_headers(
     let (route, authority, endpoint) = (target.route, target.authority, target.endpoint);
     // Identity headers are Warden's to set; a client must never be able to forge them.
     strip_headers(headers, true);
+    // The body's framing is re-derived from the body itself (hyper sets the length from
+    // it, or chunks), so no client-sent length can disagree with what is sent.
+    headers.remove(header::CONTENT_LENGTH);
     // Room for the headers added below, so the map grows once, not per insert.
     headers.reserve(5 + route.request_headers.set.len());
 

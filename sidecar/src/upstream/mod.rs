@@ -63,6 +63,8 @@ pub enum SendError {
     Upstream(UpstreamFailure),
     /// The request body passed the route's `max_body` while streaming.
     BodyTooLarge,
+    /// The client's request body broke while streaming (its fault, not the upstream's).
+    BadRequestBody,
 }
 
 impl From<UpstreamFailure> for SendError {
@@ -84,10 +86,11 @@ pub async fn send(
     let mut req = req.map(|b| RequestBody::new(b, max_body));
     let upload = req.body().upload();
     let failed = |f: UpstreamFailure| {
-        if upload.as_ref().is_some_and(|u| u.too_large.load(std::sync::atomic::Ordering::Acquire)) {
-            SendError::BodyTooLarge
-        } else {
-            SendError::Upstream(f)
+        use std::sync::atomic::Ordering::Acquire;
+        match upload.as_deref() {
+            Some(u) if u.too_large.load(Acquire) => SendError::BodyTooLarge,
+            Some(u) if u.broken.load(Acquire) => SendError::BadRequestBody,
+            _ => SendError::Upstream(f),
         }
     };
     // Two reused connections may be stale; the third attempt always dials.

@@ -157,6 +157,8 @@ pub struct Upload {
     pub(super) sent: AtomicBool,
     /// Cut off at the route's `max_body`.
     pub(super) too_large: AtomicBool,
+    /// The client's body broke (bad chunk framing, connection lost mid-body).
+    pub(super) broken: AtomicBool,
 }
 
 /// The request body on its way upstream: streamed, never buffered, cut off with an error
@@ -203,10 +205,12 @@ impl Body for RequestBody {
                 return Poll::Ready(Some(Err(Box::new(BodyTooLarge(self.limit)))));
             }
         }
-        if let Some(u) = &self.upload
-            && (matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream())
-        {
-            u.sent.store(true, Ordering::Release);
+        if let Some(u) = &self.upload {
+            if matches!(polled, Poll::Ready(Some(Err(_)))) {
+                u.broken.store(true, Ordering::Release);
+            } else if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+                u.sent.store(true, Ordering::Release);
+            }
         }
         polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
     }
