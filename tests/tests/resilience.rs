@@ -48,20 +48,28 @@ async fn a_sidecar_restarted_while_the_control_plane_is_down_serves_the_last_kno
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let policy = "service: orders\nroutes:\n  - name: slow\n    match: { path_prefix: /slow }\n    timeout: 10s\n";
+    let policy = "service: orders\nroutes:\n  - name: all\n    timeout: 10s\n";
     let mut s = Stack::start(policy).await;
-    let client = s.client.clone();
-    let url = s.sidecar.url("/slow/1500");
-    let in_flight = tokio::spawn(async move { client.get(&url).await });
-    eventually("the app has the request", Duration::from_secs(5), || async { !s.app.requests().is_empty() }).await;
+    // Several at once: slow answers, and a long streamed body (1,500 chunks, ~2 s).
+    let mut in_flight = Vec::new();
+    for path in ["/slow/1500", "/slow/1200", "/stream/1500", "/slow/800"] {
+        let (client, url) = (warden_e2e::Client::default(), s.sidecar.url(path));
+        in_flight.push(tokio::spawn(async move { client.get(&url).await }));
+    }
+    eventually("the app has all four requests", Duration::from_secs(5), || async { s.app.requests().len() == 4 }).await;
 
     s.sidecar.proc.terminate();
     s.sidecar.proc.wait_for("draining in-flight requests", Duration::from_secs(5)).await;
     let ready = s.client.get(&s.sidecar.admin_url("/readyz")).await.unwrap();
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "unready while draining");
 
-    let r = in_flight.await.unwrap().expect("the in-flight request completes");
-    assert_eq!(r.status, StatusCode::OK);
+    // New connections are no longer accepted.
+    assert!(tokio::net::TcpStream::connect(s.sidecar.proxy).await.is_err(), "the listener is closed");
+    for task in in_flight {
+        let r = task.await.unwrap().expect("every in-flight request completes");
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body.len() == 1500 * 1024 || r.body.len() < 1024, "whole bodies: {}", r.body.len());
+    }
     let exit = s.sidecar.proc.wait_exit(Duration::from_secs(10)).await.expect("the sidecar exits after draining");
     assert!(exit.success(), "{exit:?}");
 }
