@@ -31,6 +31,8 @@ pub enum Refusal {
     BodyTooLarge { limit: u64 },
     /// The request body was malformed or cut off by the client.
     BadBody,
+    /// More than one Host header.
+    DuplicateHost,
     /// The request target is longer than `--max-uri-bytes`.
     UriTooLong { limit: usize },
     /// The request's header block is larger than `--max-header-bytes`.
@@ -63,7 +65,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::BadPath(_) | Refusal::BadBody => StatusCode::BAD_REQUEST,
+            Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::AddressDenied { .. } => StatusCode::FORBIDDEN,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,6 +83,7 @@ impl Refusal {
             Refusal::NotReady => Fault::Proxy,
             Refusal::BadPath(_)
             | Refusal::BadBody
+            | Refusal::DuplicateHost
             | Refusal::NoRoute
             | Refusal::AddressDenied { .. }
             | Refusal::BodyTooLarge { .. }
@@ -96,6 +99,7 @@ impl Refusal {
             Refusal::NotReady => "not_ready",
             Refusal::BadPath(_) => "bad_path",
             Refusal::BadBody => "bad_body",
+            Refusal::DuplicateHost => "duplicate_host",
             Refusal::NoRoute => "no_route",
             Refusal::AddressDenied { .. } => "address_denied",
             Refusal::BodyTooLarge { .. } => "body_too_large",
@@ -113,7 +117,7 @@ impl Refusal {
         match self {
             Refusal::NotReady => "no-policy".into(),
             Refusal::BadPath(_) => "path-normalization".into(),
-            Refusal::BadBody => "http-framing".into(),
+            Refusal::BadBody | Refusal::DuplicateHost => "http-framing".into(),
             Refusal::NoRoute => "no-route".into(),
             Refusal::AddressDenied { rule, .. } => rule.clone(),
             Refusal::BodyTooLarge { .. } => "max_body".into(),
@@ -129,7 +133,7 @@ impl Refusal {
     fn proxy_error(&self) -> &'static str {
         match self {
             Refusal::NotReady => "destination_unavailable",
-            Refusal::BadPath(_) | Refusal::BadBody => "http_request_error",
+            Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost => "http_request_error",
             Refusal::NoRoute => "destination_not_found",
             Refusal::AddressDenied { .. }
             | Refusal::BodyTooLarge { .. }
@@ -149,6 +153,7 @@ impl Refusal {
             Refusal::NotReady => "The proxy has not loaded its policy yet. Retry in a few seconds.".into(),
             Refusal::BadPath(e) => format!("The request was refused: {e}."),
             Refusal::BadBody => "The request body was malformed or ended early.".into(),
+            Refusal::DuplicateHost => "The request has more than one Host header.".into(),
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
             Refusal::AddressDenied { ip, .. } => format!("Requests from {ip} are not allowed to '{service}'."),
             Refusal::BodyTooLarge { limit } => {

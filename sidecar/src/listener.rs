@@ -103,6 +103,13 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
                 let handshake_timeout = cfg.header_read_timeout;
                 tokio::spawn(async move {
                     let _slot = slot;
+                    // A connection that never speaks must not hold a slot: hyper's HTTP/1 vs
+                    // HTTP/2 detection would wait for its first bytes forever.
+                    let mut first = [0u8; 1];
+                    if !matches!(tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                        tracing::debug!(%peer, "closing a connection that sent nothing");
+                        return;
+                    }
                     // The policy decides per connection: TLS when the active snapshot has it.
                     let Some(tls) = live.tls_config() else {
                         return serve_connection(&builder, watcher, TokioIo::new(stream), live, peer, false).await;
@@ -110,6 +117,10 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
                     let accepted = tokio::time::timeout(handshake_timeout, TlsAcceptor::from(tls).accept(stream)).await;
                     match accepted {
                         Ok(Ok(tls_stream)) => {
+                            // ALPN already chose the protocol; skipping detection also means
+                            // an HTTP/1.1 connection's header timer starts at once.
+                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
                             serve_connection(&builder, watcher, TokioIo::new(tls_stream), live, peer, true).await;
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),

@@ -158,14 +158,19 @@ impl Live {
         };
         let compiled = Arc::new(compiled);
         self.snapshot.store(Some(compiled.clone()));
-        match tls {
-            Some((files, loaded)) => {
-                self.tls.store(Some(loaded.config.clone()));
-                *self.tls_files.lock().unwrap_or_else(PoisonError::into_inner) = Some((files, loaded.digest));
-            }
-            None => {
-                self.tls.store(None);
-                *self.tls_files.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        {
+            // Under the lock `replace_tls` takes, so a reload of the previous files cannot
+            // land after this and put their certificates back.
+            let mut files_in_use = self.tls_files.lock().unwrap_or_else(PoisonError::into_inner);
+            match tls {
+                Some((files, loaded)) => {
+                    self.tls.store(Some(loaded.config.clone()));
+                    *files_in_use = Some((files, loaded.digest));
+                }
+                None => {
+                    self.tls.store(None);
+                    *files_in_use = None;
+                }
             }
         }
         self.swaps.fetch_add(1, Ordering::Relaxed);

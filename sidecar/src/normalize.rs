@@ -24,6 +24,8 @@ pub enum PathError {
     NotUtf8,
     #[error("the request path contains a backslash")]
     Backslash,
+    #[error("the request path hides a '.' or '..' segment behind escaped separators")]
+    EscapedDotSegment,
     #[error("the request path contains an escaped control character")]
     ControlChar,
     #[error("the rewritten path is not a valid request target")]
@@ -82,6 +84,9 @@ fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
         if byte < 0x20 || byte == 0x7f {
             return Err(PathError::ControlChar);
         }
+        if byte == b'\\' {
+            return Err(PathError::Backslash);
+        }
         fully.push(byte);
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
             out.push(byte);
@@ -93,7 +98,41 @@ fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
         i += 3;
     }
     std::str::from_utf8(&fully).map_err(|_| PathError::NotUtf8)?;
+    check_escaped_separators(&out)?;
     Ok(out)
+}
+
+/// An app that decodes `%2F` before resolving dot segments would climb out of the route
+/// on `/public/..%2Fadmin`; refuse any segment whose decoded form hides a `.`/`..`
+/// segment, or a second layer of escaping (`%252F`).
+fn check_escaped_separators(path: &[u8]) -> Result<(), PathError> {
+    for seg in path.split(|b| *b == b'/').filter(|s| s.contains(&b'%')) {
+        let decoded = percent_decode(seg);
+        let hides_dots = decoded.split(|b| *b == b'/').any(|part| part == b"." || part == b"..");
+        let double = decoded.windows(3).any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some());
+        if hides_dots || double {
+            return Err(PathError::EscapedDotSegment);
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match (s[i], s.get(i + 1).and_then(|c| hex(*c)), s.get(i + 2).and_then(|c| hex(*c))) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
@@ -176,6 +215,16 @@ mod tests {
         assert_eq!(normalize_path("/a%0d%0aSet-Cookie:x"), Err(PathError::ControlChar));
         assert_eq!(normalize_path("/%C0%AE%C0%AE/admin"), Err(PathError::NotUtf8));
         assert_eq!(normalize_path("/%FF"), Err(PathError::NotUtf8));
+        assert_eq!(normalize_path("/public/..%2Fadmin"), Err(PathError::EscapedDotSegment));
+        assert_eq!(normalize_path("/..%2fadmin"), Err(PathError::EscapedDotSegment));
+        assert_eq!(normalize_path("/x%2F..%2Fadmin"), Err(PathError::EscapedDotSegment));
+        assert_eq!(normalize_path("/a%252Fb"), Err(PathError::EscapedDotSegment));
+        assert_eq!(normalize_path("/public%5C..%5Cadmin"), Err(PathError::Backslash));
+        assert_eq!(
+            normalize_path("/docs/a%2Fb.txt").as_deref(),
+            Ok("/docs/a%2Fb.txt"),
+            "an escaped slash alone is fine"
+        );
     }
 
     #[test]

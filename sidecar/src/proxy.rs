@@ -52,6 +52,10 @@ impl EdgeLimits {
         if header_bytes > self.max_header_bytes {
             return Some(Refusal::HeadersTooLarge { limit: self.max_header_bytes });
         }
+        // Two Host headers: routing would use one and the app maybe the other.
+        if headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return Some(Refusal::DuplicateHost);
+        }
         None
     }
 }
@@ -69,8 +73,8 @@ pub struct Downstream {
 
 impl Downstream {
     pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        let forwarded_for =
-            HeaderValue::try_from(peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let forwarded_for = HeaderValue::try_from(crate::ipset::canonical(peer.ip()).to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Downstream { peer, tls, affinity: Arc::default(), forwarded_for }
     }
 }
@@ -79,6 +83,18 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Forwarding and rewrite headers apps honour (`Forwarded` in Spring, `X-Original-URL` in
+/// some Symfony versions, ...), removed when they come from anyone but a trusted proxy.
+const UNTRUSTED_FORWARDING: [HeaderName; 7] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
 
 /// Connection-scoped headers (RFC 9110 §7.6.1) that must not cross a proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -258,7 +274,7 @@ fn set_forwarded(headers: &mut HeaderMap, conn: &Downstream, client: ClientIp) {
     if client.peer_trusted {
         let chain: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
         if !chain.is_empty() {
-            let joined = format!("{}, {}", chain.join(", "), conn.peer.ip());
+            let joined = format!("{}, {}", chain.join(", "), crate::ipset::canonical(conn.peer.ip()));
             if let Ok(v) = HeaderValue::try_from(joined) {
                 headers.insert(X_FORWARDED_FOR, v);
             }
@@ -275,6 +291,11 @@ fn set_forwarded(headers: &mut HeaderMap, conn: &Downstream, client: ClientIp) {
             headers.insert(X_FORWARDED_HOST, host);
         }
         return;
+    }
+    // Other headers frameworks read the client, scheme or path from: only a trusted proxy
+    // may send them.
+    for name in UNTRUSTED_FORWARDING {
+        headers.remove(name);
     }
     headers.insert(X_FORWARDED_FOR, conn.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, ours_proto);

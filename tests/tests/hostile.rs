@@ -32,6 +32,11 @@ async fn hostile_requests_neither_reach_admin_nor_smuggle_nor_crash() {
         ("path parameter", format!("GET /admin;jsessionid=1 HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[403]),
         ("dot-dot parameter", format!("GET /public/..;/admin HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[403]),
         ("escaped slash", format!("GET /admin%2Fusers HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[403]),
+        ("escaped slash dot-dot", format!("GET /public/..%2Fadmin HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[400]),
+        ("escaped slash dot-dot 2", format!("GET /x%2f..%2fadmin HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[400]),
+        ("double-escaped slash", format!("GET /public/..%252Fadmin HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[400]),
+        ("escaped backslash", format!("GET /public%5C..%5Cadmin HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[400]),
+        ("two Host headers", "GET /public HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n".into(), &[400]),
         ("overlong utf-8 dots", format!("GET /%C0%AE%C0%AE/admin HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[400]),
         ("escaped NUL", format!("GET /admin%00.png HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[400]),
         ("backslash", format!("GET /public\\..\\admin HTTP/1.1\r\n{h}Connection: close\r\n\r\n"), &[400]),
@@ -81,9 +86,14 @@ async fn hostile_requests_neither_reach_admin_nor_smuggle_nor_crash() {
         ("no request target", "GET  HTTP/1.1\r\n\r\n".into(), &[400]),
     ];
     for (what, raw, ok) in &cases {
+        let before = s.app.requests().len();
         let resp = s.sidecar.raw(raw.as_bytes()).await;
         let code = status(&resp);
         assert!(ok.contains(&code), "{what}: got {code}, wanted one of {ok:?}\n{resp}");
+        // One request in, at most one request out: nothing was smuggled behind it.
+        let reached = s.app.requests().len() - before;
+        assert!(reached <= 1, "{what}: the app received {reached} requests");
+        assert_eq!(reached == 1, code == 200, "{what}: the app is reached exactly when the client gets 200");
         let admin_seen: Vec<String> = s
             .app
             .requests()
@@ -98,5 +108,18 @@ async fn hostile_requests_neither_reach_admin_nor_smuggle_nor_crash() {
         }
     }
     assert_eq!(s.get("/public/after").await.status, StatusCode::OK, "the sidecar still serves");
+
+    // Rewrite and forwarding headers an app might honour are not accepted from clients.
+    let r = s
+        .get_with(
+            "/public/page",
+            &[("x-original-url", "/admin"), ("forwarded", "for=10.0.0.1;proto=https"), ("x-real-ip", "10.0.0.1")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = s.app.last();
+    for name in ["x-original-url", "forwarded", "x-real-ip"] {
+        assert!(seen.headers.get(name).is_none(), "{name} reached the app");
+    }
     assert!(s.sidecar.proc.output().lines().all(|l| !l.contains("panicked")), "{}", s.sidecar.proc.output());
 }

@@ -79,6 +79,13 @@ async fn a_client_that_sends_headers_too_slowly_is_disconnected() {
     // A well-behaved client is still served.
     assert_eq!(s.get("/orders").await.status, StatusCode::OK);
 
+    // So is a connection that never sends a byte, so silent sockets cannot hold slots.
+    let mut silent = TcpStream::connect(s.sidecar.proxy).await.unwrap();
+    let opened = Instant::now();
+    let mut nothing = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut nothing)).await.unwrap().unwrap();
+    assert!(opened.elapsed() < Duration::from_secs(3), "silent connection closed after {:?}", opened.elapsed());
+
     // An idle keep-alive connection is closed after the same time: the clock starts
     // whenever the connection waits for a request's headers.
     let mut tcp = TcpStream::connect(s.sidecar.proxy).await.unwrap();

@@ -104,6 +104,9 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         check_access(&mut c, &[key("access")], access);
     }
 
+    if policy.defaults.max_body.is_some_and(|s| s.0 == 0) {
+        c.error(vec![key("defaults"), key("max_body")], "max_body must be more than 0");
+    }
     if policy.defaults.timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(vec![key("defaults"), key("timeout")], "timeout must be more than 0");
     }
@@ -187,6 +190,9 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     }
     if let Some(access) = &route.access {
         check_access(c, &at(base, &["access"]), access);
+    }
+    if route.max_body.is_some_and(|s| s.0 == 0) {
+        c.error(at(base, &["max_body"]), "max_body must be more than 0 (omit it to use defaults.max_body)");
     }
     if route.timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(at(base, &["timeout"]), "timeout must be more than 0");
