@@ -201,7 +201,7 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     };
 
     let headers = resp.headers_mut();
-    strip_headers(headers, false);
+    strip_headers(headers, Strip::Response);
     apply_ops(headers, &route.response_headers);
     headers.insert(X_REQUEST_ID, request_id);
     resp.map(Either::Left)
@@ -235,7 +235,7 @@ fn prepare_request_headers(
 ) {
     let (route, authority, endpoint) = (target.route, target.authority, target.endpoint);
     // Identity headers are Warden's to set; a client must never be able to forge them.
-    strip_headers(headers, true);
+    strip_headers(headers, Strip::Request { peer_trusted: client.peer_trusted });
     // The body's framing is re-derived from the body itself (hyper sets the length from
     // it, or chunks), so no client-sent length can disagree with what is sent.
     headers.remove(header::CONTENT_LENGTH);
@@ -292,11 +292,6 @@ fn set_forwarded(headers: &mut HeaderMap, conn: &Downstream, client: ClientIp) {
         }
         return;
     }
-    // Other headers frameworks read the client, scheme or path from: only a trusted proxy
-    // may send them.
-    for name in UNTRUSTED_FORWARDING {
-        headers.remove(name);
-    }
     headers.insert(X_FORWARDED_FOR, conn.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, ours_proto);
     match headers.get(header::HOST).cloned() {
@@ -305,12 +300,29 @@ fn set_forwarded(headers: &mut HeaderMap, conn: &Downstream, client: ClientIp) {
     };
 }
 
-/// Removes hop-by-hop headers, the headers `Connection` names, and with `warden_owned`
-/// every `x-warden-*`. One pass over the names decides; most messages have none of them.
-fn strip_headers(headers: &mut HeaderMap, warden_owned: bool) {
+/// What `strip_headers` removes besides hop-by-hop headers.
+#[derive(Debug, Clone, Copy)]
+enum Strip {
+    Response,
+    /// Also every `x-warden-*`, and from an untrusted peer the forwarding headers.
+    Request {
+        peer_trusted: bool,
+    },
+}
+
+/// Removes hop-by-hop headers, the headers `Connection` names, and what `which` adds.
+/// One pass over the names decides; most messages have none of them.
+fn strip_headers(headers: &mut HeaderMap, which: Strip) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        if HOP_BY_HOP.contains(name) || (warden_owned && name.as_str().starts_with("x-warden-")) {
+        let drop = HOP_BY_HOP.contains(name)
+            || match which {
+                Strip::Response => false,
+                Strip::Request { peer_trusted } => {
+                    name.as_str().starts_with("x-warden-") || (!peer_trusted && UNTRUSTED_FORWARDING.contains(name))
+                }
+            };
+        if drop {
             doomed.push(name.clone());
         }
     }
@@ -368,9 +380,13 @@ mod tests {
             h.append(k, HeaderValue::from_static(v));
         }
         let mut response = h.clone();
-        strip_headers(&mut h, true);
+        h.append("x-original-url", HeaderValue::from_static("/admin"));
+        let mut trusted = h.clone();
+        strip_headers(&mut h, Strip::Request { peer_trusted: false });
         assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["accept"]);
-        strip_headers(&mut response, false);
+        strip_headers(&mut trusted, Strip::Request { peer_trusted: true });
+        assert!(trusted.contains_key("x-original-url"), "a trusted proxy's forwarding headers are kept");
+        strip_headers(&mut response, Strip::Response);
         let mut left: Vec<&str> = response.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-warden-client", "x-warden-plan"]);
