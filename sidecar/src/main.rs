@@ -69,6 +69,9 @@ struct Args {
     /// Largest header block (names and values); larger is 431.
     #[arg(long, env = "WARDEN_MAX_HEADER_BYTES", default_value = "64KiB", value_parser = parse_size)]
     max_header_bytes: usize,
+    /// The longest an upstream may go quiet in the middle of a response body.
+    #[arg(long, env = "WARDEN_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    stream_idle_timeout: Duration,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -103,7 +106,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app: Authority =
         args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
     let state = args.service.clone().map(|s| StateFile::new(args.state_dir.clone(), s));
-    let limits = EdgeLimits { max_uri_bytes: args.max_uri_bytes, max_header_bytes: args.max_header_bytes };
+    let limits = EdgeLimits {
+        max_uri_bytes: args.max_uri_bytes,
+        max_header_bytes: args.max_header_bytes,
+        stream_idle_timeout: args.stream_idle_timeout,
+    };
     let live = Arc::new(Live::new(app, args.service.clone(), state).with_limits(limits));
 
     let proxy_listener =

@@ -33,11 +33,17 @@ pub struct EdgeLimits {
     pub max_uri_bytes: usize,
     /// All header names and values; more is 431.
     pub max_header_bytes: usize,
+    /// The longest an upstream may go quiet in the middle of a response body.
+    pub stream_idle_timeout: std::time::Duration,
 }
 
 impl Default for EdgeLimits {
     fn default() -> Self {
-        EdgeLimits { max_uri_bytes: 8 << 10, max_header_bytes: 64 << 10 }
+        EdgeLimits {
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 64 << 10,
+            stream_idle_timeout: std::time::Duration::from_secs(300),
+        }
     }
 }
 
@@ -183,7 +189,9 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     prepare_request_headers(&mut parts.headers, &target, conn, client, &request_id);
 
     let req = Request::from_parts(parts, body);
-    let sent = tokio::time::timeout(route.timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body)).await;
+    let idle = live.limits().stream_idle_timeout;
+    let sent =
+        tokio::time::timeout(route.timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {

@@ -1,7 +1,7 @@
 //! A small upstream app for tests and the quick start: answers every request with JSON
 //! describing what it received (method, path, headers, body size), so a test can assert
 //! what crossed the proxy. `/slow/<ms>` waits before answering; `/stream/<n>` sends n
-//! chunks of 1 KiB.
+//! chunks of 1 KiB; `/stall/<ms>` sends 1 KiB, goes quiet for ms, then sends 1 KiB more.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -102,6 +102,16 @@ async fn handle(
     let path = parts.uri.path();
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(ms) = path.strip_prefix("/stall/").and_then(|s| s.parse::<u64>().ok()) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 1024])))).await;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let _ = tx.send(Ok(Frame::data(Bytes::from(vec![b'y'; 1024])))).await;
+        });
+        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        return Ok(Response::builder().header("x-app", name).body(BodyExt::boxed(body)).expect("response"));
     }
     if let Some(n) = path.strip_prefix("/stream/").and_then(|s| s.parse::<usize>().ok()) {
         let chunks = (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024]))));

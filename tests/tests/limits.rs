@@ -100,6 +100,23 @@ async fn a_client_that_sends_headers_too_slowly_is_disconnected() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_response_body_that_stalls_is_cut_off() {
+    let s = Stack::start_with(
+        "service: orders\nroutes:\n  - name: all\n    timeout: 10s\n",
+        &["--stream-idle-timeout", "300ms"],
+    )
+    .await;
+    let started = Instant::now();
+    let cut = s.client.get(&s.sidecar.url("/stall/3000")).await;
+    assert!(cut.is_err(), "a body that went quiet for 3 s is cut off: {cut:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "cut off after {:?}", started.elapsed());
+    // Pauses shorter than the limit are fine.
+    let r = s.get("/stall/100").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), 2048);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn connections_over_the_cap_wait_until_a_slot_frees() {
     let s = Stack::start_with(POLICY, &["--max-connections", "2"]).await;
     let held: Vec<TcpStream> =

@@ -82,6 +82,7 @@ pub async fn send(
     affinity: &Arc<Affinity>,
     req: Request<Incoming>,
     max_body: u64,
+    stream_idle_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let mut req = req.map(|b| RequestBody::new(b, max_body));
     let upload = req.body().upload();
@@ -110,7 +111,8 @@ pub async fn send(
         match sender.try_send_request(req).await {
             Ok(resp) => {
                 let upload = upload.clone();
-                return Ok(resp.map(|body| UpstreamBody::new(body, upload, sender, endpoint.clone(), affinity.clone())));
+                let lease = (sender, endpoint.clone(), affinity.clone());
+                return Ok(resp.map(|body| UpstreamBody::new(body, upload, lease, stream_idle_timeout)));
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if !fresh => req = unsent,

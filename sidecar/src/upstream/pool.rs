@@ -10,6 +10,7 @@
 //! the end (`UpstreamBody`); one abandoned mid-body, or answered before the client finished
 //! uploading, is closed, never reused.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -229,33 +230,53 @@ pub struct UpstreamBody {
     inner: Incoming,
     done: bool,
     upload: Option<Arc<Upload>>,
-    lease: Option<(Sender, Arc<EndpointPool>, Arc<Affinity>)>,
+    lease: Option<Lease>,
+    /// The longest wait for the next piece of the body.
+    idle_timeout: Duration,
+    /// Armed the first time the body has to wait (most small bodies never do).
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// The error a stalled response body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0:?} in the middle of a response body")]
+pub struct StreamIdle(Duration);
+
 impl UpstreamBody {
-    pub(super) fn new(
-        inner: Incoming,
-        upload: Option<Arc<Upload>>,
-        sender: Sender,
-        endpoint: Arc<EndpointPool>,
-        affinity: Arc<Affinity>,
-    ) -> Self {
-        UpstreamBody { inner, done: false, upload, lease: Some((sender, endpoint, affinity)) }
+    pub(super) fn new(inner: Incoming, upload: Option<Arc<Upload>>, lease: Lease, idle_timeout: Duration) -> Self {
+        UpstreamBody { inner, done: false, upload, lease: Some(lease), idle_timeout, idle: None }
     }
 }
 
+/// A connection on loan to one exchange, and where it goes back.
+pub(super) type Lease = (Sender, Arc<EndpointPool>, Arc<Affinity>);
+
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
+            Poll::Pending => {
+                let timeout = self.idle_timeout;
+                let idle = self.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if idle.as_mut().poll(cx).is_ready() {
+                    // The connection is mid-message: it cannot be reused.
+                    self.lease = None;
+                    return Poll::Ready(Some(Err(Box::new(StreamIdle(timeout)))));
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => {
+                let timeout = self.idle_timeout;
+                if let Some(idle) = self.idle.as_mut() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + timeout);
+                }
+            }
             Poll::Ready(None) => self.done = true,
             Poll::Ready(Some(Err(_))) => self.lease = None,
-            _ => {}
         }
-        polled
+        polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
