@@ -91,6 +91,17 @@ impl Stack {
         .await;
     }
 
+    /// Waits until the control plane has the sidecar's ACK for `version`: by then the
+    /// sidecar has also written it to its state dir (it ACKs after persisting).
+    pub async fn wait_for_ack(&self, version: u64) {
+        eventually(&format!("the sidecar ACKs v{version}"), Duration::from_secs(5), || async {
+            let out = self.cp.ctl(&["status", "-o", "json"]).await;
+            serde_json::from_str::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|v| v["sidecars"][0]["acked_version"] == version)
+        })
+        .await;
+    }
+
     /// GET through the sidecar.
     pub async fn get(&self, path: &str) -> crate::Resp {
         self.client.get(&self.sidecar.url(path)).await.expect("request through the sidecar")

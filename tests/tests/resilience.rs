@@ -22,6 +22,7 @@ async fn the_sidecar_keeps_serving_when_the_control_plane_dies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sidecar_restarted_while_the_control_plane_is_down_serves_the_last_known_good_policy() {
     let mut s = Stack::start(BASIC).await;
+    s.wait_for_ack(1).await;
     s.cp.proc.kill9();
     s.sidecar.proc.kill9();
 
