@@ -102,6 +102,19 @@ impl Stack {
         .await;
     }
 
+    /// Waits until the control plane records the sidecar's NACK of `version` with an
+    /// error that contains `reason`.
+    pub async fn wait_for_nack(&self, version: u64, reason: &str) {
+        eventually(&format!("the sidecar NACKs v{version} ({reason})"), Duration::from_secs(10), || async {
+            let out = self.cp.ctl(&["status", "-o", "json"]).await;
+            serde_json::from_str::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
+                let sc = &v["sidecars"][0];
+                sc["nacked_version"] == version && sc["nack_error"].as_str().unwrap_or_default().contains(reason)
+            })
+        })
+        .await;
+    }
+
     /// GET through the sidecar.
     pub async fn get(&self, path: &str) -> crate::Resp {
         self.client.get(&self.sidecar.url(path)).await.expect("request through the sidecar")

@@ -72,15 +72,9 @@ upstreams:
     let v2 = s.apply(&bad).await;
     assert_eq!(v2, 2);
 
-    let status = || async {
-        let out = s.cp.ctl(&["status", "-o", "json"]).await;
-        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
-    };
-    eventually("the sidecar NACKs v2", Duration::from_secs(10), || async {
-        status().await["sidecars"][0]["nacked_version"] == 2
-    })
-    .await;
-    let status = status().await;
+    s.wait_for_nack(v2, "billing.invalid").await;
+    let out = s.cp.ctl(&["status", "-o", "json"]).await;
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let sc = &status["sidecars"][0];
     assert_eq!(sc["instance"], "orders-1");
     assert_eq!(sc["acked_version"], 1);

@@ -65,21 +65,9 @@ async fn tls_is_terminated_with_the_certificate_sni_names() {
     let mismatched = (api_files.0.clone(), tenant_files.1.clone());
     let v = s.apply(&policy(&[mismatched])).await;
     let missing = (certs.path().join("nope.crt").to_string_lossy().into_owned(), api_files.1.clone());
-    eventually("the sidecar NACKs the mismatched key", Duration::from_secs(10), || async {
-        let out = s.cp.ctl(&["status", "-o", "json"]).await;
-        let v2: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        v2["sidecars"][0]["nacked_version"] == v
-            && v2["sidecars"][0]["nack_error"].as_str().unwrap_or_default().contains("does not match certificate")
-    })
-    .await;
+    s.wait_for_nack(v, "does not match certificate").await;
     let v = s.apply(&policy(&[missing])).await;
-    eventually("the sidecar NACKs the missing file", Duration::from_secs(10), || async {
-        let out = s.cp.ctl(&["status", "-o", "json"]).await;
-        let v2: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        v2["sidecars"][0]["nacked_version"] == v
-            && v2["sidecars"][0]["nack_error"].as_str().unwrap_or_default().contains("nope.crt")
-    })
-    .await;
+    s.wait_for_nack(v, "nope.crt").await;
     let (_, presented, _) = connect(&s, "api.example.com", &roots, &[b"http/1.1"]).await;
     assert_eq!(presented, rotated.der.to_vec(), "the last good certificates still serve");
 }
