@@ -43,17 +43,6 @@ pub enum Refusal {
     UpstreamTimeout { upstream: String, after: Duration },
 }
 
-/// Who is at fault: picks the metric label and whether a retry can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The client sent something we refuse.
-    Downstream,
-    /// The upstream failed.
-    Upstream,
-    /// Warden is not ready.
-    Proxy,
-}
-
 /// Request facts a refusal's body names.
 pub struct DenyContext<'a> {
     pub service: Option<&'a str>,
@@ -75,21 +64,6 @@ impl Refusal {
                 StatusCode::GATEWAY_TIMEOUT
             }
             Refusal::Upstream { .. } => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    pub fn fault(&self) -> Fault {
-        match self {
-            Refusal::NotReady => Fault::Proxy,
-            Refusal::BadPath(_)
-            | Refusal::BadBody
-            | Refusal::DuplicateHost
-            | Refusal::NoRoute
-            | Refusal::AddressDenied { .. }
-            | Refusal::BodyTooLarge { .. }
-            | Refusal::UriTooLong { .. }
-            | Refusal::HeadersTooLarge { .. } => Fault::Downstream,
-            Refusal::Upstream { .. } | Refusal::UpstreamTimeout { .. } => Fault::Upstream,
         }
     }
 

@@ -34,7 +34,7 @@ impl IpSet {
         Ok(IpSet::from_nets(&nets))
     }
 
-    pub fn from_nets(nets: &[IpNet]) -> IpSet {
+    fn from_nets(nets: &[IpNet]) -> IpSet {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for net in nets {

@@ -52,10 +52,6 @@ impl EndpointPool {
         &self.authority
     }
 
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
     /// The most recently used idle connection that is still open and fresh.
     pub(super) fn take_idle(&self) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
