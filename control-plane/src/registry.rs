@@ -17,6 +17,9 @@ struct Entry {
     /// Which stream owns the entry; a reconnect replaces it, so a late disconnect of
     /// the old stream does not mark the new one gone.
     stream: Option<u64>,
+    /// The credentials revision ACKed on the current stream; not persisted, since every
+    /// stream starts by receiving the current credentials.
+    credentials: u64,
 }
 
 /// What a sidecar told us.
@@ -24,6 +27,7 @@ struct Entry {
 pub enum Event {
     Ack(u64),
     Nack(u64, String),
+    CredentialsAck(u64),
     Seen,
 }
 
@@ -32,6 +36,7 @@ pub enum Event {
 pub struct Status {
     pub record: SidecarRecord,
     pub connected: bool,
+    pub acked_credentials: u64,
 }
 
 pub struct Registry {
@@ -49,7 +54,7 @@ impl Registry {
             .sidecars()
             .await?
             .into_iter()
-            .map(|r| ((r.service.clone(), r.instance.clone()), Entry { record: r, stream: None }))
+            .map(|r| ((r.service.clone(), r.instance.clone()), Entry { record: r, stream: None, credentials: 0 }))
             .collect();
         let (saves, mut pending) = mpsc::unbounded_channel::<SidecarRecord>();
         tokio::spawn(async move {
@@ -69,8 +74,10 @@ impl Registry {
         let e = entries.entry((service.to_owned(), instance.to_owned())).or_insert_with(|| Entry {
             record: SidecarRecord { service: service.to_owned(), instance: instance.to_owned(), ..Default::default() },
             stream: None,
+            credentials: 0,
         });
         e.stream = Some(stream);
+        e.credentials = 0;
         e.record.peer = peer.to_owned();
         e.record.last_seen_unix_ms = now_unix_ms();
         stream
@@ -90,6 +97,10 @@ impl Registry {
         e.record.last_seen_unix_ms = now;
         match event {
             Event::Seen => return,
+            Event::CredentialsAck(revision) => {
+                e.credentials = revision;
+                return;
+            }
             Event::Ack(v) => {
                 e.record.acked_version = v;
                 e.record.acked_unix_ms = now;
@@ -120,7 +131,11 @@ impl Registry {
         let mut out: Vec<Status> = entries
             .values()
             .filter(|e| service.is_none_or(|s| e.record.service == s))
-            .map(|e| Status { record: e.record.clone(), connected: e.stream.is_some() })
+            .map(|e| Status {
+                record: e.record.clone(),
+                connected: e.stream.is_some(),
+                acked_credentials: e.credentials,
+            })
             .collect();
         out.sort_by(|a, b| (&a.record.service, &a.record.instance).cmp(&(&b.record.service, &b.record.instance)));
         out

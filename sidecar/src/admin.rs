@@ -49,6 +49,9 @@ fn route(live: &Live, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 fn config(live: &Live) -> Response<Full<Bytes>> {
+    // Counts only: keys are hashes and secrets are secret; neither belongs in a dump.
+    let creds = live.credentials();
+    let credentials = serde_json::json!({ "revision": creds.revision, "keys": creds.key_count() });
     let body = match live.snapshot() {
         Some(s) => serde_json::json!({
             "service": &*s.service,
@@ -58,6 +61,7 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
             "swaps": live.swaps(),
             "ready": live.ready(),
             "policy": s.source_yaml,
+            "credentials": credentials,
         }),
         None => serde_json::json!({ "version": 0, "ready": false, "swaps": live.swaps() }),
     };

@@ -12,7 +12,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
-use warden_proto::v1::{Ack, Heartbeat, Hello, Nack, SidecarMessage};
+use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
 
 use crate::live::{Live, Origin};
 use crate::policy::SCHEMA;
@@ -90,6 +90,15 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         tokio::select! {
             push = pushes.message() => {
                 let Some(push) = push? else { return Ok(()) };
+                if let Some(creds) = push.credentials {
+                    match live.install_credentials(&creds, Origin::ControlPlane).await {
+                        Ok(()) => {
+                            let ack = CredentialsAck { revision: creds.revision };
+                            tx.send(SidecarMessage { kind: Some(Kind::CredentialsAck(ack)) }).await?;
+                        }
+                        Err(e) => tracing::error!(revision = creds.revision, error = %e, "credentials refused; the previous ones stay"),
+                    }
+                }
                 let Some(snapshot) = push.snapshot else { continue };
                 let kind = match live.install(&snapshot, Origin::ControlPlane).await {
                     Ok(_) => Kind::Ack(Ack { version: snapshot.version }),

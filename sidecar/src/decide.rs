@@ -1,14 +1,15 @@
-//! The decision: given the active snapshot and a request's head, forward it (which route,
-//! which path) or refuse it (why). Pure: no I/O, no clock, no allocation unless a rewrite
-//! builds a new path or a rule refuses. The sidecar and `wardenctl explain` call this same
-//! function. Steps, in order: access (whole service) → route → the route's access →
-//! rewrite. In `mode: dry_run` a rule that would refuse is reported and the request goes on.
+//! The decision: given the active snapshot, the credentials and a request's head, forward
+//! it (which route, which path, as whom) or refuse it (why). Pure: no I/O, and the clock
+//! is an argument. The sidecar and `wardenctl explain` call this same function. Steps, in
+//! order: access (whole service) → route → the route's access → auth → rewrite. In
+//! `mode: dry_run` a rule that would refuse is reported and the request goes on.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::{HeaderMap, Method, Uri};
 
+use crate::auth::{BodyCheck, Credentials, HeadCheck, Identity};
 use crate::config::{Mode, Route, Snapshot};
 use crate::deny::Refusal;
 
@@ -23,6 +24,8 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     /// As `client_ip::derive` found it.
     pub client_ip: IpAddr,
+    /// Unix milliseconds: when keys expire and signatures go stale.
+    pub now_ms: i64,
 }
 
 /// What to do with a request.
@@ -32,6 +35,10 @@ pub enum Decision<'s> {
         route: &'s Route,
         /// The rewritten path, when the route rewrites; else the normalized path is sent.
         path: Option<String>,
+        /// Who the caller proved to be, when the route has auth.
+        identity: Option<Identity>,
+        /// A webhook signature to check against the body before forwarding.
+        body_check: Option<BodyCheck<'s>>,
         /// In `dry_run` mode: what a rule would have refused.
         would_deny: Option<Refusal>,
     },
@@ -40,7 +47,7 @@ pub enum Decision<'s> {
 }
 
 /// Runs the request through the snapshot's steps in order.
-pub fn decide<'s>(snapshot: &'s Snapshot, head: &RequestHead<'_>) -> Decision<'s> {
+pub fn decide<'s>(snapshot: &'s Snapshot, creds: &'s Credentials, head: &RequestHead<'_>) -> Decision<'s> {
     let mut would_deny = None;
     // A refusal by a rule: final when enforcing, noted and passed over in dry run.
     let mut enforce = |refusal: Option<Refusal>| match (refusal, snapshot.mode) {
@@ -60,7 +67,19 @@ pub fn decide<'s>(snapshot: &'s Snapshot, head: &RequestHead<'_>) -> Decision<'s
     if let Some(r) = enforce(route.access.as_ref().and_then(|a| a.check(head.client_ip))) {
         return Decision::Deny(r, Some(route));
     }
-    Decision::Forward { route, path: route.rewritten_path(head.path), would_deny }
+    let (mut identity, mut body_check) = (None, None);
+    if let Some(provider) = &route.auth {
+        match provider.check_head(creds, head.headers, head.now_ms) {
+            Ok(HeadCheck::Passed(id)) => identity = Some(id),
+            Ok(HeadCheck::NeedsBody(check)) => body_check = Some(check),
+            Err(failure) => {
+                if let Some(r) = enforce(Some(Refusal::unauthenticated(provider, failure))) {
+                    return Decision::Deny(r, Some(route));
+                }
+            }
+        }
+    }
+    Decision::Forward { route, path: route.rewritten_path(head.path), identity, body_check, would_deny }
 }
 
 /// The host a request is for: the URI's authority (HTTP/2, absolute-form) or the `Host`

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
+use crate::auth::{AuthFailure, AuthProvider};
 use crate::normalize::PathError;
 use crate::policy::format_size;
 use crate::upstream::UpstreamFailure;
@@ -31,6 +32,8 @@ pub enum Refusal {
     BodyTooLarge { limit: u64 },
     /// The request body was malformed or cut off by the client.
     BadBody,
+    /// The client did not send the whole body (which had to be read first) in time.
+    BodyTimeout { after: Duration },
     /// More than one Host header.
     DuplicateHost,
     /// The request target is longer than `--max-uri-bytes`.
@@ -41,6 +44,15 @@ pub enum Refusal {
     Upstream { upstream: String, failure: UpstreamFailure },
     /// The upstream did not answer within the route's timeout.
     UpstreamTimeout { upstream: String, after: Duration },
+    /// The route's auth provider refused the caller's credential.
+    Unauthenticated {
+        rule: std::sync::Arc<str>,
+        failure: AuthFailure,
+        /// Where the credential is expected.
+        header: HeaderName,
+        /// The provider's `www-authenticate` challenge, if it has one.
+        challenge: Option<HeaderValue>,
+    },
 }
 
 /// Request facts a refusal's body names.
@@ -51,11 +63,22 @@ pub struct DenyContext<'a> {
 }
 
 impl Refusal {
+    pub fn unauthenticated(provider: &AuthProvider, failure: AuthFailure) -> Refusal {
+        Refusal::Unauthenticated {
+            rule: provider.name.clone(),
+            failure,
+            header: provider.header.clone(),
+            challenge: provider.challenge.clone(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
+            Refusal::Unauthenticated { failure, .. } => failure.status(),
             Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
+            Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Refusal::AddressDenied { .. } => StatusCode::FORBIDDEN,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -70,9 +93,11 @@ impl Refusal {
     /// Stable machine-readable reason.
     pub fn code(&self) -> &'static str {
         match self {
+            Refusal::Unauthenticated { failure, .. } => failure.code(),
             Refusal::NotReady => "not_ready",
             Refusal::BadPath(_) => "bad_path",
             Refusal::BadBody => "bad_body",
+            Refusal::BodyTimeout { .. } => "body_timeout",
             Refusal::DuplicateHost => "duplicate_host",
             Refusal::NoRoute => "no_route",
             Refusal::AddressDenied { .. } => "address_denied",
@@ -92,8 +117,10 @@ impl Refusal {
             Refusal::NotReady => "no-policy".into(),
             Refusal::BadPath(_) => "path-normalization".into(),
             Refusal::BadBody | Refusal::DuplicateHost => "http-framing".into(),
+            Refusal::BodyTimeout { .. } => "timeout".into(),
             Refusal::NoRoute => "no-route".into(),
             Refusal::AddressDenied { rule, .. } => rule.clone(),
+            Refusal::Unauthenticated { rule, .. } => rule.to_string(),
             Refusal::BodyTooLarge { .. } => "max_body".into(),
             Refusal::UriTooLong { .. } => "max_uri_bytes".into(),
             Refusal::HeadersTooLarge { .. } => "max_header_bytes".into(),
@@ -107,9 +134,13 @@ impl Refusal {
     fn proxy_error(&self) -> &'static str {
         match self {
             Refusal::NotReady => "destination_unavailable",
-            Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost => "http_request_error",
+            Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost | Refusal::BodyTimeout { .. } => {
+                "http_request_error"
+            }
             Refusal::NoRoute => "destination_not_found",
+            Refusal::Unauthenticated { failure: AuthFailure::SecretNotSet { .. }, .. } => "destination_unavailable",
             Refusal::AddressDenied { .. }
+            | Refusal::Unauthenticated { .. }
             | Refusal::BodyTooLarge { .. }
             | Refusal::UriTooLong { .. }
             | Refusal::HeadersTooLarge { .. } => "http_request_denied",
@@ -127,9 +158,13 @@ impl Refusal {
             Refusal::NotReady => "The proxy has not loaded its policy yet. Retry in a few seconds.".into(),
             Refusal::BadPath(e) => format!("The request was refused: {e}."),
             Refusal::BadBody => "The request body was malformed or ended early.".into(),
+            Refusal::BodyTimeout { after } => {
+                format!("The request body did not arrive within {}.", crate::policy::format_duration(*after))
+            }
             Refusal::DuplicateHost => "The request has more than one Host header.".into(),
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
             Refusal::AddressDenied { ip, .. } => format!("Requests from {ip} are not allowed to '{service}'."),
+            Refusal::Unauthenticated { failure, header, .. } => failure.message(header.as_str()),
             Refusal::BodyTooLarge { limit } => {
                 format!("The request body is larger than '{service}' accepts here ({}).", format_size(*limit))
             }
@@ -181,6 +216,17 @@ impl Refusal {
         h.insert("x-request-id", ctx.request_id.clone());
         if let Ok(v) = HeaderValue::from_str(&rule) {
             h.insert("x-warden-denied-by", v);
+        }
+        if let Refusal::Unauthenticated { failure, challenge: Some(c), .. } = self
+            && failure.status() == StatusCode::UNAUTHORIZED
+        {
+            // RFC 6750 §3.1: a token that was sent but is no good says so.
+            let value = match failure.invalid_token() {
+                true => HeaderValue::try_from(format!("{}, error=\"invalid_token\"", c.to_str().unwrap_or_default()))
+                    .unwrap_or_else(|_| c.clone()),
+                false => c.clone(),
+            };
+            h.insert(WWW_AUTHENTICATE, value);
         }
         let status = format!("{LAYER}; error={}; details=\"rule {}\"", self.proxy_error(), rule.replace('"', ""));
         if let Ok(v) = HeaderValue::from_str(&status) {

@@ -9,7 +9,7 @@
 //!                 snapshot = live.snapshot()          one atomic load, no lock
 //!                 path     = normalize_path(uri)      normalize.rs
 //!                 client   = client_ip::derive(..)    client_ip.rs (trusted proxies, x-forwarded-for)
-//!                 decision = decide(&snapshot, head)  decide.rs: access -> route -> route access -> rewrite
+//!                 decision = decide(&snapshot, head)  decide.rs: access -> route -> route access -> auth -> rewrite
 //!                                                     (pure; also what `wardenctl explain` runs)
 //!                 Deny(r)    -> r.response()          deny.rs (the one place for refusals)
 //!                 Forward(r) -> upstream client       upstream.rs (pooled keep-alive)
@@ -29,12 +29,14 @@
 //!
 //! - `policy/`: the YAML model, validation with line/column errors, the snapshot builder.
 //! - `config/`: the compiled domain snapshot the request path reads.
+//! - `auth/`: API keys, JWTs, webhook signatures, and the credentials they check against.
 //! - `normalize`, `client_ip`, `ipset`, `decide`, `deny`: pure request logic.
 //! - `proxy`, `listener`, `upstream`, `tls`: the request path's I/O.
 //! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
 //! - `admin`: health, readiness and the config dump; `telemetry`: logging set-up.
 
 pub mod admin;
+pub mod auth;
 pub mod client_ip;
 pub mod config;
 pub mod control;

@@ -5,11 +5,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::uri::Authority;
 use rustls::ServerConfig;
 use warden_proto::v1 as pb;
 
+use crate::auth::{Credentials, InvalidCredentials};
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
 use crate::proxy::EdgeLimits;
 use crate::state::StateFile;
@@ -30,6 +31,8 @@ pub enum Origin {
 #[derive(Debug)]
 pub struct Live {
     snapshot: ArcSwapOption<Snapshot>,
+    /// API keys and secrets; empty until the control plane (or disk) provides them.
+    credentials: ArcSwap<Credentials>,
     origin: Mutex<Option<Origin>>,
     swaps: AtomicU64,
     draining: AtomicBool,
@@ -50,6 +53,7 @@ impl Live {
     pub fn new(app: Authority, service: Option<String>, state: Option<StateFile>) -> Self {
         Live {
             snapshot: ArcSwapOption::empty(),
+            credentials: ArcSwap::from_pointee(Credentials::default()),
             origin: Mutex::new(None),
             swaps: AtomicU64::new(0),
             draining: AtomicBool::new(false),
@@ -99,6 +103,27 @@ impl Live {
         self.snapshot.load_full()
     }
 
+    /// The active credentials: one atomic load. Call once per request.
+    pub fn credentials(&self) -> Arc<Credentials> {
+        self.credentials.load_full()
+    }
+
+    /// Makes pushed credentials the active ones and persists them (control plane only).
+    /// On error the old ones stay.
+    pub async fn install_credentials(&self, proto: &pb::Credentials, origin: Origin) -> Result<(), InvalidCredentials> {
+        let compiled = Credentials::compile(proto, self.service.as_deref())?;
+        let keys = compiled.key_count();
+        self.credentials.store(Arc::new(compiled));
+        tracing::info!(revision = proto.revision, keys, ?origin, "credentials active");
+        if origin == Origin::ControlPlane
+            && let Some(state) = &self.state
+            && let Err(e) = state.save_credentials(proto).await
+        {
+            tracing::warn!(error = %e, file = %state.credentials_path().display(), "could not persist the credentials");
+        }
+        Ok(())
+    }
+
     pub fn origin(&self) -> Option<Origin> {
         *self.origin.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -133,7 +158,12 @@ impl Live {
             self.set_origin(origin);
             return Ok(cur);
         }
-        let ctx = CompileContext { app: self.app.clone(), pools: &self.pools, service: self.service.as_deref() };
+        let ctx = CompileContext {
+            app: self.app.clone(),
+            pools: &self.pools,
+            service: self.service.as_deref(),
+            read_files: true,
+        };
         let compiled = Snapshot::compile(proto, &ctx)?;
         // The snapshot on disk was checked when it was ACKed; a DNS outage at boot must not
         // turn the last known good policy into no policy.
@@ -187,9 +217,21 @@ impl Live {
         Ok(compiled)
     }
 
-    /// Loads the last known good snapshot from `--state-dir`, if there is one.
+    /// Loads the last known good snapshot (and the last credentials) from `--state-dir`,
+    /// if there is one.
     pub async fn load_from_disk(&self) -> Option<u64> {
         let state = self.state.as_ref()?;
+        match state.load_credentials().await {
+            Ok(Some(creds)) => {
+                if let Err(e) = self.install_credentials(&creds, Origin::Disk).await {
+                    tracing::warn!(error = %e, "the credentials on disk cannot be used");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, file = %state.credentials_path().display(), "could not read the credentials on disk")
+            }
+        }
         match state.load().await {
             Ok(Some(proto)) => match self.install(&proto, Origin::Disk).await {
                 Ok(s) => Some(s.version),

@@ -2,7 +2,9 @@
 //!
 //! Everything Warden refuses is answered by `deny.rs`; everything it forwards goes to the
 //! route's upstream with hop-by-hop headers stripped, `x-forwarded-*` and `x-request-id`
-//! set, and the route's header edits applied. Bodies stream both ways, never buffered.
+//! set, the caller's identity (`x-warden-client`, `x-warden-plan`) added, and the route's
+//! header edits applied. Bodies stream both ways; the one exception is a route whose
+//! auth signs the body (webhooks), buffered up to its `max_body` and checked first.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -12,11 +14,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::auth::{BodyCheck, Identity};
 use crate::client_ip::{self, ClientIp};
-use crate::config::{HeaderOps, Route, Snapshot};
+use crate::config::{HeaderOps, Mode, Route, Snapshot};
 use crate::decide::{Decision, RequestHead, decide, request_host};
 use crate::deny::{DenyContext, Refusal};
 use crate::live::Live;
@@ -89,6 +92,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_WARDEN_CLIENT: HeaderName = HeaderName::from_static("x-warden-client");
+const X_WARDEN_PLAN: HeaderName = HeaderName::from_static("x-warden-plan");
 
 /// Forwarding and rewrite headers apps honour (`Forwarded` in Spring, `X-Original-URL` in
 /// some Symfony versions, ...), removed when they come from anyone but a trusted proxy.
@@ -131,21 +136,21 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     };
     let host = request_host(&parts.uri, &parts.headers);
     let client = client_ip::derive(&snapshot.trusted_proxies, conn.peer.ip(), &parts.headers);
-    let head =
-        RequestHead { method: &parts.method, host: &host, path: &path, headers: &parts.headers, client_ip: client.ip };
-    let (route, new_path) = match decide(&snapshot, &head) {
-        Decision::Forward { route, path, would_deny } => {
+    let creds = live.credentials();
+    let head = RequestHead {
+        method: &parts.method,
+        host: &host,
+        path: &path,
+        headers: &parts.headers,
+        client_ip: client.ip,
+        now_ms: now_unix_ms(),
+    };
+    let (route, new_path, mut identity, body_check) = match decide(&snapshot, &creds, &head) {
+        Decision::Forward { route, path, identity, body_check, would_deny } => {
             if let Some(r) = would_deny {
-                tracing::info!(
-                    request_id = request_id.to_str().unwrap_or_default(),
-                    route = &*route.name,
-                    rule = r.rule(),
-                    code = r.code(),
-                    client_ip = %client.ip,
-                    "dry run: would deny"
-                );
+                log_would_deny(&r, route, &request_id, client.ip);
             }
-            (route, path)
+            (route, path, identity, body_check)
         }
         Decision::Deny(r, route) => return refuse(&r, Some(&snapshot), route.map(|r| &*r.name), &request_id),
     };
@@ -179,6 +184,23 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
             }
         }
     };
+    let body = match body_check {
+        None => Either::Left(body),
+        Some(check) => match verify_body(body, check, route).await {
+            Ok((bytes, id)) => {
+                identity = Some(id);
+                Either::Right(Full::new(bytes))
+            }
+            Err((r, bytes)) => {
+                let Some(bytes) = bytes.filter(|_| snapshot.mode == Mode::DryRun) else {
+                    return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
+                };
+                log_would_deny(&r, route, &request_id, client.ip);
+                Either::Right(Full::new(bytes))
+            }
+        },
+    };
+
     let authority = parts.uri.authority().cloned();
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
@@ -187,6 +209,7 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     let endpoint = upstream.pick();
     let target = Target { route, authority: authority.as_ref(), endpoint: endpoint.authority() };
     prepare_request_headers(&mut parts.headers, &target, conn, client, &request_id);
+    set_identity(&mut parts.headers, route, identity);
 
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;
@@ -213,6 +236,65 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     apply_ops(headers, &route.response_headers);
     headers.insert(X_REQUEST_ID, request_id);
     resp.map(Either::Left)
+}
+
+fn log_would_deny(r: &Refusal, route: &Route, request_id: &HeaderValue, client_ip: std::net::IpAddr) {
+    tracing::info!(
+        request_id = request_id.to_str().unwrap_or_default(),
+        route = &*route.name,
+        rule = r.rule(),
+        code = r.code(),
+        %client_ip,
+        "dry run: would deny"
+    );
+}
+
+fn now_unix_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Buffers a signed body (at most the route's `max_body`, within its timeout) and checks
+/// its signature. On a bad signature the refusal comes with the body, which a dry run
+/// still forwards.
+async fn verify_body(
+    body: Incoming,
+    check: BodyCheck<'_>,
+    route: &Route,
+) -> Result<(Bytes, Identity), (Refusal, Option<Bytes>)> {
+    let limited = Limited::new(body, usize::try_from(route.max_body).unwrap_or(usize::MAX));
+    let bytes = match tokio::time::timeout(route.timeout, limited.collect()).await {
+        Err(_) => return Err((Refusal::BodyTimeout { after: route.timeout }, None)),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err((Refusal::BodyTooLarge { limit: route.max_body }, None));
+        }
+        Ok(Err(_)) => return Err((Refusal::BadBody, None)),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    match check.verify(&bytes) {
+        Ok(identity) => Ok((bytes, identity)),
+        Err(failure) => {
+            let provider = route.auth.as_deref().map(|p| Refusal::unauthenticated(p, failure));
+            Err((provider.unwrap_or(Refusal::BadBody), Some(bytes)))
+        }
+    }
+}
+
+/// Tells the app who is calling, and takes the credential away from it unless the route
+/// forwards it. (Any `x-warden-*` the client sent is already gone.)
+fn set_identity(headers: &mut HeaderMap, route: &Route, identity: Option<Identity>) {
+    if let Some(provider) = &route.auth
+        && !route.forward_credentials
+    {
+        headers.remove(&provider.header);
+    }
+    let Some(id) = identity else { return };
+    if let Ok(v) = HeaderValue::from_str(&id.client) {
+        headers.insert(X_WARDEN_CLIENT, v);
+    }
+    if let Some(v) = id.plan.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        headers.insert(X_WARDEN_PLAN, v);
+    }
 }
 
 fn refuse(

@@ -24,6 +24,7 @@ pub struct Seen {
     pub path_and_query: String,
     pub headers: http::HeaderMap,
     pub body_len: usize,
+    pub body: Bytes,
     /// The connection it came on (the proxy's side of it).
     pub peer: std::net::SocketAddr,
 }
@@ -97,6 +98,7 @@ async fn handle(
         path_and_query: path_and_query.clone(),
         headers: parts.headers.clone(),
         body_len: body.len(),
+        body: body.clone(),
         peer,
     });
     let path = parts.uri.path();

@@ -120,6 +120,59 @@ impl Stack {
         self.client.get(&self.sidecar.url(path)).await.expect("request through the sidecar")
     }
 
+    /// Another sidecar of `orders` in front of the same app, as `instance`.
+    pub async fn start_another_sidecar(&self, instance: &str) -> Sidecar {
+        let (url, upstream) = (self.cp.url(), self.app.addr.to_string());
+        let state = self.dir.path().join(format!("state-{instance}"));
+        let state = state.to_string_lossy();
+        let args = [
+            "--service",
+            "orders",
+            "--control-plane",
+            &url,
+            "--upstream",
+            &upstream,
+            "--state-dir",
+            &state,
+            "--instance",
+            instance,
+        ];
+        Sidecar::start(&args).await
+    }
+
+    /// `wardenctl keys create --service orders --client CLIENT EXTRA...`: (key, id).
+    pub async fn create_key(&self, client: &str, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["keys", "create", "--service", "orders", "--client", client, "-o", "json"];
+        args.extend_from_slice(extra);
+        let out = self.cp.ctl(&args).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("keys create json");
+        (v["key"].as_str().expect("key").to_owned(), v["id"].as_str().expect("id").to_owned())
+    }
+
+    /// `wardenctl secrets set NAME --from-file F EXTRA...` with `value` in F.
+    pub async fn set_secret(&self, name: &str, value: &str, extra: &[&str]) {
+        let file = write_policy(self.dir.path(), &format!("{name}.secret"), &format!("{value}\n"));
+        let mut args = vec!["secrets", "set", name, "--from-file", &file];
+        args.extend_from_slice(extra);
+        let out = self.cp.ctl(&args).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(!out.stdout.contains(value), "secrets set printed the value");
+    }
+
+    /// POST through the sidecar.
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> crate::Resp {
+        self.client
+            .send(http::Method::POST, &self.sidecar.url(path), headers, bytes::Bytes::copy_from_slice(body))
+            .await
+            .expect("request through the sidecar")
+    }
+
+    /// The body of a GET on the sidecar's admin port.
+    pub async fn get_admin(&self, path: &str) -> String {
+        self.client.get(&self.sidecar.admin_url(path)).await.expect("admin request").text()
+    }
+
     /// GET through the sidecar with extra request headers.
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> crate::Resp {
         self.client

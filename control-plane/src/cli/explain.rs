@@ -1,11 +1,15 @@
 //! `wardenctl explain [-f FILE | --service S] METHOD URL [-H 'K: V']...`: runs the
 //! sidecar's own `normalize` and `decide` on a described request and prints every step,
-//! so the explanation cannot drift from what the sidecar does.
+//! so the explanation cannot drift from what the sidecar does. With `-H` carrying a
+//! credential, the auth step evaluates it: an API key is looked up on the control plane
+//! by its hash (the key itself is never sent), a JWT is verified against the policy's
+//! JWKS. A webhook signature needs the body, which explain does not have.
 
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use warden_proto::v1::GetPolicyRequest;
+use warden_proto::v1::{self as pb, GetPolicyRequest, LookupKeyRequest};
+use warden_sidecar::auth::{AuthKind, Credentials, hash_key};
 use warden_sidecar::config::{CompileContext, Snapshot};
 use warden_sidecar::decide::{Decision, RequestHead, decide, request_host};
 use warden_sidecar::deny::Refusal;
@@ -37,6 +41,7 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
+    let from_control_plane = a.file.is_none();
     let (origin, parsed) = match (&a.file, &a.service) {
         (Some(f), service) => {
             let text = read_file(f)?;
@@ -57,7 +62,12 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         }
     };
     let pool = Pools::default();
-    let ctx = CompileContext { app: http::uri::Authority::from_static("127.0.0.1:8080"), pools: &pool, service: None };
+    let ctx = CompileContext {
+        app: http::uri::Authority::from_static("127.0.0.1:8080"),
+        pools: &pool,
+        service: None,
+        read_files: false,
+    };
     let snapshot = Snapshot::compile(&build(&parsed.policy, &parsed.source, 0), &ctx)
         .map_err(|e| Failure::Refused(e.to_string()))?;
 
@@ -109,9 +119,21 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     break;
                 }
             }
-            let head =
-                RequestHead { method: &method, host: &host, path: &path, headers: &headers, client_ip: client.ip };
-            let decision = decide(&snapshot, &head);
+            let matched = snapshot.routes.iter().find(|r| r.mismatch(&method, &host, &path, &headers).is_none());
+            let auth = matched.and_then(|r| r.auth.as_deref());
+            let (creds, not_evaluated) = match auth {
+                Some(p) => credentials_for(cli, p, &snapshot.service, &headers, from_control_plane).await?,
+                None => (Credentials::default(), None),
+            };
+            let head = RequestHead {
+                method: &method,
+                host: &host,
+                path: &path,
+                headers: &headers,
+                client_ip: client.ip,
+                now_ms: crate::store::now_unix_ms(),
+            };
+            let decision = decide(&snapshot, &creds, &head);
             let matched = match &decision {
                 Decision::Forward { route, .. } | Decision::Deny(_, Some(route)) => Some(*route),
                 Decision::Deny(_, None) => None,
@@ -119,7 +141,39 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             if let Some(rule) = matched.and_then(|r| r.access.as_ref()) {
                 steps.push(("route access".into(), access_verdict(rule, client.ip)));
             }
-            if let Decision::Forward { route, path: new_path, would_deny } = &decision {
+            let mut unsure = None;
+            if let Some(p) = auth {
+                let kind = match p.kind {
+                    AuthKind::ApiKey => "api_key",
+                    AuthKind::Jwt(_) => "jwt",
+                    AuthKind::Hmac(_) => "hmac",
+                };
+                let verdict = match (&decision, &not_evaluated) {
+                    (Decision::Deny(Refusal::Unauthenticated { failure, .. }, _), Some(why))
+                        if failure.invalid_token() =>
+                    {
+                        unsure = Some(why.clone());
+                        format!("not evaluated: {why}")
+                    }
+                    (Decision::Deny(r @ Refusal::Unauthenticated { .. }, _), _) => {
+                        format!("REFUSED {} {}", r.status().as_u16(), r.code())
+                    }
+                    (Decision::Forward { identity: Some(id), .. }, _) => format!(
+                        "PASSED as client '{}'{}",
+                        id.client,
+                        id.plan.as_ref().map(|p| format!(", plan '{p}'")).unwrap_or_default()
+                    ),
+                    (Decision::Forward { body_check: Some(_), .. }, _) => {
+                        "signature header well-formed; the sidecar checks it against the body (explain has none)".into()
+                    }
+                    (Decision::Forward { would_deny: Some(_), .. }, _) => "REFUSED (dry run, see below)".into(),
+                    _ => "not reached".into(),
+                };
+                steps.push(("auth".into(), format!("{} ({kind}, header {}): {verdict}", p.name, p.header)));
+            } else if matched.is_some() {
+                steps.push(("auth".into(), "none on this route".into()));
+            }
+            if let Decision::Forward { route, path: new_path, would_deny, .. } = &decision {
                 if let Some(r) = would_deny {
                     steps.push((
                         "dry run".into(),
@@ -148,6 +202,14 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             match decision {
                 Decision::Forward { route, .. } => {
                     steps.push(("decision".into(), format!("FORWARD via route '{}'", route.name)));
+                    None
+                }
+                Decision::Deny(_, Some(route)) if let Some(why) = &unsure => {
+                    // Not knowing is not a refusal: say what happens if the credential is good.
+                    steps.push((
+                        "decision".into(),
+                        format!("FORWARD via route '{}' if the credential is valid ({why})", route.name),
+                    ));
                     None
                 }
                 Decision::Deny(r, _) => Some(r),
@@ -183,6 +245,58 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         output::table(&["STEP", "DETAIL"], &rows);
     }
     Ok(())
+}
+
+/// The credentials the auth step can be evaluated against, or why it cannot be.
+async fn credentials_for(
+    cli: &Cli,
+    provider: &warden_sidecar::auth::AuthProvider,
+    service: &str,
+    headers: &HeaderMap,
+    from_control_plane: bool,
+) -> Result<(Credentials, Option<String>), Failure> {
+    match &provider.kind {
+        AuthKind::Jwt(v) => {
+            let why = v.unread_file.as_ref().map(|f| format!("the keys are in jwks_file {f} on the sidecar's host"));
+            Ok((Credentials::default(), why))
+        }
+        AuthKind::Hmac(_) => Ok((Credentials::default(), None)),
+        AuthKind::ApiKey if !from_control_plane => {
+            Ok((Credentials::default(), Some("keys are kept by the control plane: use --service instead of -f".into())))
+        }
+        AuthKind::ApiKey => {
+            let value = headers.get(&provider.header).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let key = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
+            if key.is_empty() {
+                return Ok((Credentials::default(), None));
+            }
+            // Only the hash leaves this machine.
+            let hash = hash_key(key);
+            let found = cli
+                .admin()
+                .await?
+                .lookup_key(LookupKeyRequest { service: service.to_owned(), sha256: hash.0.to_vec() })
+                .await;
+            let keys = match found {
+                Ok(info) => {
+                    let k = info.into_inner();
+                    vec![pb::ApiKey {
+                        id: k.id,
+                        sha256: hash.0.to_vec(),
+                        client: k.client,
+                        plan: k.plan,
+                        expires_unix_ms: k.expires_unix_ms,
+                        revoked_unix_ms: k.revoked_unix_ms,
+                    }]
+                }
+                Err(s) if s.code() == tonic::Code::NotFound => Vec::new(),
+                Err(s) => return Err(s.into()),
+            };
+            let proto = pb::Credentials { service: service.to_owned(), keys, ..Default::default() };
+            let creds = Credentials::compile(&proto, None).map_err(|e| Failure::Refused(e.to_string()))?;
+            Ok((creds, None))
+        }
+    }
 }
 
 fn access_verdict(rule: &warden_sidecar::config::AccessRule, ip: IpAddr) -> String {

@@ -7,8 +7,10 @@ mod diff;
 mod explain;
 mod get;
 mod history;
+mod keys;
 mod output;
 mod rollback;
+mod secrets;
 mod status;
 mod validate;
 
@@ -58,6 +60,10 @@ pub enum Command {
     Status(status::Args),
     /// Show every step the sidecar takes for a described request.
     Explain(explain::Args),
+    /// Create, list and revoke API keys.
+    Keys(keys::Args),
+    /// Set and list webhook secrets.
+    Secrets(secrets::Args),
 }
 
 /// How a command failed, which picks the exit code.
@@ -148,6 +154,8 @@ impl Cli {
             Command::Rollback(a) => rollback::run(&self, a).await,
             Command::Status(a) => status::run(&self, a).await,
             Command::Explain(a) => explain::run(&self, a).await,
+            Command::Keys(a) => keys::run(&self, a).await,
+            Command::Secrets(a) => secrets::run(&self, a).await,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `wardenctl status [--service S]`: every sidecar the control plane knows, with the
-//! version it ACKed, the last NACK and its error, and when it was last seen.
+//! version it ACKed, the credentials revision it checks against, the last NACK and its
+//! error, and when it was last seen.
 
 use warden_proto::v1::StatusRequest;
 
@@ -27,6 +28,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     "service": s.service, "instance": s.instance, "connected": s.connected, "peer": s.peer,
                     "acked_version": s.acked_version, "acked": output::time(s.acked_unix_ms),
                     "current_version": s.current_version, "in_sync": s.acked_version == s.current_version,
+                    "acked_credentials": s.acked_credentials, "current_credentials": s.current_credentials,
                     "nacked_version": s.nacked_version, "nack_error": s.nack_error, "nacked": output::time(s.nacked_unix_ms),
                     "last_seen": output::time(s.last_seen_unix_ms),
                 })
@@ -51,11 +53,16 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 s.instance.clone(),
                 state.to_owned(),
                 format!("v{} ({sync}, current v{})", s.acked_version, s.current_version),
+                format!(
+                    "r{}{}",
+                    s.acked_credentials,
+                    if s.acked_credentials == s.current_credentials { "" } else { " (behind)" }
+                ),
                 output::ago(s.last_seen_unix_ms),
                 nack,
             ]
         })
         .collect();
-    output::table(&["SERVICE", "INSTANCE", "STATE", "ACKED", "LAST SEEN", "LAST NACK"], &rows);
+    output::table(&["SERVICE", "INSTANCE", "STATE", "ACKED", "CREDENTIALS", "LAST SEEN", "LAST NACK"], &rows);
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `AdminService`: what `wardenctl` calls. Apply and rollback validate with the sidecar's
-//! own policy model, store atomically, then publish the new snapshots to the hub.
+//! own policy model, store atomically, then publish the new snapshots to the hub. Key and
+//! secret changes are stored, then the affected services' credentials are republished
+//! (no policy is rebuilt for them).
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use warden_proto::v1::admin_service_server::AdminService;
 use warden_sidecar::policy::{ParsedPolicy, build, content_hash, parse_file, parse_service};
 
 use super::ControlPlane;
+use super::keys;
 use crate::store::{NewVersion, PolicyVersion, StoreError, Stored};
 
 /// The admin API over the shared control plane.
@@ -57,6 +60,8 @@ impl AdminApi {
             if s.changed && !dry_run {
                 let snapshot = build(&p.policy, &p.source, s.version.version);
                 self.0.hub.publish(snapshot);
+                // The policy may name other secrets now.
+                self.0.refresh_credentials(&s.version.service).await.map_err(internal)?;
                 tracing::info!(service = %s.version.service, version = s.version.version, %author, "applied");
             }
             results.push(pb::ApplyResult {
@@ -155,6 +160,7 @@ impl AdminService for AdminApi {
             .into_iter()
             .map(|s| {
                 let current_version = self.0.hub.current_version(&s.record.service);
+                let current_credentials = self.0.hub.current_credentials(&s.record.service);
                 let r = s.record;
                 pb::SidecarStatus {
                     service: r.service,
@@ -168,9 +174,72 @@ impl AdminService for AdminApi {
                     nacked_unix_ms: r.nacked_unix_ms,
                     last_seen_unix_ms: r.last_seen_unix_ms,
                     current_version,
+                    acked_credentials: s.acked_credentials,
+                    current_credentials,
                 }
             })
             .collect();
         Ok(Response::new(pb::StatusResponse { sidecars }))
+    }
+
+    async fn create_key(&self, req: Request<pb::CreateKeyRequest>) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        let r = req.into_inner();
+        keys::check_create(&r)?;
+        let (key, new) = keys::generate(&r)?;
+        let row = self.0.store.create_key(new).await.map_err(internal)?;
+        self.0.refresh_credentials(&row.service).await.map_err(internal)?;
+        tracing::info!(id = %row.id, service = %row.service, client = %row.client, "API key created");
+        Ok(Response::new(pb::CreateKeyResponse { info: Some(keys::info(row)), key }))
+    }
+
+    async fn list_keys(&self, req: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let r = req.into_inner();
+        let opt = |s: String| (!s.is_empty()).then_some(s);
+        let rows = self.0.store.keys(opt(r.service), opt(r.client)).await.map_err(internal)?;
+        Ok(Response::new(pb::ListKeysResponse { keys: rows.into_iter().map(keys::info).collect() }))
+    }
+
+    async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Result<Response<pb::KeyInfo>, Status> {
+        let id = req.into_inner().id;
+        let row = self
+            .0
+            .store
+            .revoke_key(&id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no key with id '{id}'")))?;
+        self.0.refresh_credentials(&row.service).await.map_err(internal)?;
+        tracing::info!(id = %row.id, service = %row.service, client = %row.client, "API key revoked");
+        Ok(Response::new(keys::info(row)))
+    }
+
+    async fn lookup_key(&self, req: Request<pb::LookupKeyRequest>) -> Result<Response<pb::KeyInfo>, Status> {
+        let r = req.into_inner();
+        match self.0.store.lookup_key(&r.service, r.sha256).await.map_err(internal)? {
+            Some(row) => Ok(Response::new(keys::info(row))),
+            None => Err(Status::not_found(format!("no key of service '{}' matches", r.service))),
+        }
+    }
+
+    async fn set_secret(&self, req: Request<pb::SetSecretRequest>) -> Result<Response<pb::SecretInfo>, Status> {
+        let r = req.into_inner();
+        keys::check_secret(&r)?;
+        let retire = i64::try_from(r.retire_previous_after_ms).unwrap_or(i64::MAX);
+        let row = self.0.store.set_secret(&r.name, r.value, retire).await.map_err(internal)?;
+        for service in self.0.hub.services() {
+            if self.0.hub.secret_names(&service).contains(&row.name) {
+                self.0.refresh_credentials(&service).await.map_err(internal)?;
+            }
+        }
+        tracing::info!(name = %row.name, id = %row.id, "secret value added");
+        Ok(Response::new(keys::secret_info(row)))
+    }
+
+    async fn list_secrets(
+        &self,
+        _: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        let rows = self.0.store.secrets().await.map_err(internal)?;
+        Ok(Response::new(pb::ListSecretsResponse { secrets: rows.into_iter().map(keys::secret_info).collect() }))
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod keys;
 mod sidecar;
 
 pub use auth::BearerToken;
@@ -15,9 +16,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use warden_proto::v1::admin_service_server::AdminServiceServer;
 use warden_proto::v1::sidecar_service_server::SidecarServiceServer;
 
+use warden_proto::v1 as pb;
+
 use crate::hub::{Hub, snapshot_of};
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Everything the handlers share.
 pub struct ControlPlane {
@@ -39,7 +42,37 @@ impl ControlPlane {
                 }
             }
         }
-        Ok(Arc::new(ControlPlane { store, hub, registry }))
+        let cp = Arc::new(ControlPlane { store, hub, registry });
+        for service in cp.hub.services() {
+            cp.refresh_credentials(&service).await?;
+        }
+        Ok(cp)
+    }
+
+    /// Reads a service's keys and the secrets its current policy names from the store
+    /// and publishes them to its sidecars. Called after every key, secret or policy change.
+    pub async fn refresh_credentials(&self, service: &str) -> Result<(), StoreError> {
+        let (revision, keys, secrets) = self.store.credentials(service, self.hub.secret_names(service)).await?;
+        self.hub.publish_credentials(pb::Credentials {
+            service: service.to_owned(),
+            revision,
+            keys: keys
+                .into_iter()
+                .map(|k| pb::ApiKey {
+                    id: k.id,
+                    sha256: k.sha256,
+                    client: k.client,
+                    plan: k.plan,
+                    expires_unix_ms: k.expires_unix_ms,
+                    revoked_unix_ms: k.revoked_unix_ms,
+                })
+                .collect(),
+            secrets: secrets
+                .into_iter()
+                .map(|s| pb::Secret { name: s.name, id: s.id, value: s.value, expires_unix_ms: s.expires_unix_ms })
+                .collect(),
+        });
+        Ok(())
     }
 }
 

@@ -39,18 +39,38 @@ impl SidecarService for SidecarApi {
 
         let mut snapshots = self.0.hub.subscribe(&hello.service);
         snapshots.mark_changed();
+        let mut credentials = self.0.hub.subscribe_credentials(&hello.service);
+        if credentials.borrow().is_none() {
+            // A service with keys but no policy yet has nothing published: read it now.
+            self.0.refresh_credentials(&hello.service).await.map_err(|e| Status::internal(e.to_string()))?;
+        }
+        credentials.mark_changed();
         let (tx, rx) = mpsc::channel(4);
         let cp = self.0.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
+                    // Credentials first: the first policy must not meet an empty key table.
+                    biased;
+                    changed = credentials.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let current = credentials.borrow_and_update().clone();
+                        let push = current.map(|c| SnapshotPush { snapshot: None, credentials: Some((*c).clone()) });
+                        if let Some(push) = push
+                            && tx.send(Ok(push)).await.is_err()
+                        {
+                            break;
+                        }
+                    }
                     changed = snapshots.changed() => {
                         if changed.is_err() {
                             break;
                         }
                         let current = snapshots.borrow_and_update().clone();
                         if let Some(s) = current
-                            && tx.send(Ok(SnapshotPush { snapshot: Some((*s).clone()) })).await.is_err()
+                            && tx.send(Ok(SnapshotPush { snapshot: Some((*s).clone()), credentials: None })).await.is_err()
                         {
                             break;
                         }
@@ -58,6 +78,7 @@ impl SidecarService for SidecarApi {
                     msg = inbound.message() => {
                         let event = match msg {
                             Ok(Some(SidecarMessage { kind: Some(Kind::Ack(a)) })) => Event::Ack(a.version),
+                            Ok(Some(SidecarMessage { kind: Some(Kind::CredentialsAck(a)) })) => Event::CredentialsAck(a.revision),
                             Ok(Some(SidecarMessage { kind: Some(Kind::Nack(n)) })) => {
                                 tracing::warn!(service = %hello.service, instance = %hello.instance, version = n.version, error = %n.error, "sidecar NACKed a snapshot");
                                 Event::Nack(n.version, n.error)

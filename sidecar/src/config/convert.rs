@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
 use super::{AccessRule, HeaderOps, HostMatch, Mode, PathMatch, Route, Snapshot, Upstream};
+use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
 use crate::policy::{APP_UPSTREAM, DEFAULT_CONNECT_TIMEOUT, SCHEMA};
 use crate::upstream::Pools;
@@ -34,6 +35,8 @@ pub enum InvalidSnapshot {
     Networks { field: String, reason: String },
     #[error("tls: {0}")]
     Tls(String),
+    #[error("auth '{provider}': {reason}")]
+    Auth { provider: String, reason: String },
 }
 
 /// What a sidecar adds to a snapshot when compiling it.
@@ -44,6 +47,9 @@ pub struct CompileContext<'a> {
     pub pools: &'a Pools,
     /// The service this sidecar serves, if it must match.
     pub service: Option<&'a str>,
+    /// Whether files the policy names on the sidecar's host (`jwks_file`) are read;
+    /// `wardenctl explain` runs elsewhere and does not.
+    pub read_files: bool,
 }
 
 impl Snapshot {
@@ -70,11 +76,20 @@ impl Snapshot {
             upstreams.push(Arc::new(upstream(u, ctx)?));
         }
 
+        let auth = s
+            .auth
+            .iter()
+            .map(|p| {
+                AuthProvider::compile(p, &s.service, ctx.read_files)
+                    .map(Arc::new)
+                    .map_err(|reason| InvalidSnapshot::Auth { provider: p.name.clone(), reason })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let routes = s
             .routes
             .iter()
             .map(|r| {
-                route(r, &upstreams, Duration::from_millis(defaults.timeout_ms), defaults.max_body_bytes)
+                route(r, &upstreams, &auth, Duration::from_millis(defaults.timeout_ms), defaults.max_body_bytes)
                     .map_err(|reason| InvalidSnapshot::Route { route: r.name.clone(), reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -97,6 +112,7 @@ impl Snapshot {
                 None => IpSet::default(),
             },
             access: s.access.as_ref().map(|a| access("access", a)).transpose()?,
+            auth,
         })
     }
 }
@@ -127,6 +143,7 @@ fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, Inva
 fn route(
     r: &pb::Route,
     upstreams: &[Arc<Upstream>],
+    providers: &[Arc<AuthProvider>],
     default_timeout: Duration,
     default_max_body: u64,
 ) -> Result<Route, String> {
@@ -170,7 +187,19 @@ fn route(
         .as_ref()
         .map(|a| access(&format!("routes.{}.access", r.name), a).map_err(|e| e.to_string()))
         .transpose()?;
+    let auth = match r.auth.as_str() {
+        "" => None,
+        name => Some(
+            providers
+                .iter()
+                .find(|p| &*p.name == name)
+                .cloned()
+                .ok_or_else(|| format!("auth '{name}' is not defined"))?,
+        ),
+    };
     Ok(Route {
+        auth,
+        forward_credentials: r.forward_credentials,
         access,
         max_body: if r.max_body_bytes == 0 { default_max_body } else { r.max_body_bytes },
         name: r.name.as_str().into(),

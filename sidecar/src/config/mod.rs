@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 pub use convert::{CompileContext, InvalidSnapshot};
 
+use crate::auth::AuthProvider;
 use crate::deny::Refusal;
 use crate::ipset::IpSet;
 use crate::normalize::prefix_matches;
@@ -43,6 +44,8 @@ pub struct Snapshot {
     pub trusted_proxies: IpSet,
     /// Checked for every request, before routing.
     pub access: Option<AccessRule>,
+    /// By name.
+    pub auth: Vec<Arc<AuthProvider>>,
 }
 
 /// Who may send requests: deny wins; a non-empty allow list admits only its networks.
@@ -88,6 +91,10 @@ pub struct Route {
     pub access: Option<AccessRule>,
     /// The largest request body, in bytes.
     pub max_body: u64,
+    /// Who may call: checked after the route's access.
+    pub auth: Option<Arc<AuthProvider>>,
+    /// Keep the credential header for the app.
+    pub forward_credentials: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

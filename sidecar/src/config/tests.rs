@@ -5,6 +5,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
 use super::*;
+use crate::auth::Credentials;
 use crate::decide::{Decision, RequestHead, decide};
 use crate::policy::{SCHEMA, build, parse_service};
 use crate::upstream::Pools;
@@ -16,7 +17,12 @@ fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
 
 fn compile_proto(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
     let pool = Pools::default();
-    let ctx = CompileContext { app: Authority::from_static("127.0.0.1:8080"), pools: &pool, service: Some("orders") };
+    let ctx = CompileContext {
+        app: Authority::from_static("127.0.0.1:8080"),
+        pools: &pool,
+        service: Some("orders"),
+        read_files: true,
+    };
     Snapshot::compile(s, &ctx)
 }
 
@@ -51,8 +57,8 @@ fn route_for(
     for (k, v) in headers {
         h.insert(*k, HeaderValue::from_static(v));
     }
-    let head = RequestHead { method: &method, host, path, headers: &h, client_ip: [127, 0, 0, 1].into() };
-    match decide(s, &head) {
+    let head = RequestHead { method: &method, host, path, headers: &h, client_ip: [127, 0, 0, 1].into(), now_ms: 0 };
+    match decide(s, &Credentials::default(), &head) {
         Decision::Forward { route, path: new, .. } => (route.name.to_string(), new.unwrap_or_else(|| path.to_owned())),
         Decision::Deny(r, _) => (format!("deny:{}", r.code()), String::new()),
     }
@@ -100,7 +106,12 @@ fn a_recompiled_snapshot_shares_connection_pools_until_none_uses_them() {
     let p = parse_service("p.yaml", POLICY, None).unwrap();
     let proto = build(&p.policy, &p.source, 1);
     let pools = Pools::default();
-    let ctx = CompileContext { app: Authority::from_static("127.0.0.1:8080"), pools: &pools, service: None };
+    let ctx = CompileContext {
+        app: Authority::from_static("127.0.0.1:8080"),
+        pools: &pools,
+        service: None,
+        read_files: true,
+    };
     let first = Snapshot::compile(&proto, &ctx).unwrap();
     let second = Snapshot::compile(&proto, &ctx).unwrap();
     for (a, b) in first.upstreams.iter().zip(&second.upstreams) {
@@ -152,8 +163,9 @@ routes:
 
 fn decide_for(s: &Snapshot, ip: &str, path: &str) -> String {
     let h = HeaderMap::new();
-    let head = RequestHead { method: &Method::GET, host: "", path, headers: &h, client_ip: ip.parse().unwrap() };
-    match decide(s, &head) {
+    let head =
+        RequestHead { method: &Method::GET, host: "", path, headers: &h, client_ip: ip.parse().unwrap(), now_ms: 0 };
+    match decide(s, &Credentials::default(), &head) {
         Decision::Forward { route, would_deny: None, .. } => format!("forward:{}", route.name),
         Decision::Forward { route, would_deny: Some(r), .. } => {
             format!("forward:{} would-deny:{}", route.name, r.rule())

@@ -9,10 +9,16 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
-use super::model::{AccessSpec, HeaderOpsSpec, Mode, Policy, RouteSpec};
+use super::model::{AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, Mode, Policy, RouteSpec};
 
 /// The newest snapshot format this build writes and understands.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
+/// Clock skew allowed on a JWT's `exp` and `nbf` when the policy sets no `leeway`.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+/// How old a Stripe signature's timestamp may be when the policy sets no `tolerance`.
+pub const DEFAULT_STRIPE_TOLERANCE: Duration = Duration::from_secs(300);
+/// Where API keys and JWTs are read when the policy names no header.
+pub const DEFAULT_AUTH_HEADER: &str = "authorization";
 /// Used when the policy sets no `defaults.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Used when the policy sets no `defaults.max_body`.
@@ -31,10 +37,14 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
     // access rules must refuse the snapshot, not serve it without them.
     let uses_access =
         policy.client_ip.is_some() || policy.access.is_some() || policy.routes.iter().any(|r| r.access.is_some());
-    let schema = match (policy.tls.is_some(), uses_access) {
-        (true, _) => 3,
-        (false, true) => 2,
-        (false, false) => 1,
+    let schema = if !policy.auth.is_empty() {
+        4
+    } else if policy.tls.is_some() {
+        3
+    } else if uses_access {
+        2
+    } else {
+        1
     };
     pb::Snapshot {
         schema,
@@ -69,6 +79,45 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
                 .map(|c| pb::CertificateFiles { cert_file: c.cert.clone(), key_file: c.key.clone() })
                 .collect(),
         }),
+        auth: policy.auth.iter().map(|(name, spec)| auth_provider(name, spec)).collect(),
+    }
+}
+
+fn auth_provider(name: &str, a: &AuthSpec) -> pb::AuthProvider {
+    let header = a.header.as_deref().unwrap_or(DEFAULT_AUTH_HEADER).to_ascii_lowercase();
+    let kind = match a.kind {
+        AuthKind::ApiKey => pb::auth_provider::Kind::ApiKey(pb::ApiKeyAuth { header }),
+        AuthKind::Jwt => pb::auth_provider::Kind::Jwt(pb::JwtAuth {
+            issuers: a.issuers.clone(),
+            audiences: a.audiences.clone(),
+            jwks_json: a.jwks.as_ref().map(jwks_json).unwrap_or_default(),
+            jwks_file: a.jwks_file.clone().unwrap_or_default(),
+            client_claim: a.client_claim.clone().unwrap_or_else(|| "sub".into()),
+            plan_claim: a.plan_claim.clone().unwrap_or_else(|| "plan".into()),
+            leeway_ms: millis(a.leeway.map_or(DEFAULT_JWT_LEEWAY, |d| d.0)),
+            header,
+        }),
+        AuthKind::Hmac => pb::auth_provider::Kind::Hmac(pb::HmacAuth {
+            scheme: match a.scheme {
+                Some(HmacScheme::Github) => pb::HmacScheme::Github,
+                Some(HmacScheme::Stripe) => pb::HmacScheme::Stripe,
+                None => pb::HmacScheme::Unspecified,
+            } as i32,
+            secret: a.secret.clone().unwrap_or_default(),
+            tolerance_ms: millis(a.tolerance.map_or(DEFAULT_STRIPE_TOLERANCE, |d| d.0)),
+        }),
+    };
+    pb::AuthProvider { name: name.to_owned(), kind: Some(kind) }
+}
+
+/// An inline JWKS as compact JSON: a YAML mapping is converted, a JSON string re-encoded
+/// (serde_json's maps are sorted, so the output is deterministic).
+pub(super) fn jwks_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(text) => serde_json::from_str::<serde_json::Value>(text)
+            .map(|parsed| parsed.to_string())
+            .unwrap_or_else(|_| text.clone()),
+        other => other.to_string(),
     }
 }
 
@@ -100,6 +149,8 @@ fn route(r: &RouteSpec) -> pb::Route {
         upstream: r.upstream.clone().unwrap_or_default(),
         access: r.access.as_ref().map(access),
         max_body_bytes: r.max_body.map_or(0, |s| s.0),
+        auth: r.auth.clone().unwrap_or_default(),
+        forward_credentials: r.forward_credentials,
     }
 }
 

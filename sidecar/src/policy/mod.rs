@@ -12,14 +12,17 @@ mod parse;
 mod units;
 mod validate;
 
-pub use build::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, SCHEMA, build, content_hash};
+pub use build::{
+    DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_MAX_BODY, DEFAULT_STRIPE_TOLERANCE,
+    DEFAULT_TIMEOUT, SCHEMA, build, content_hash,
+};
 pub use model::{
-    AccessSpec, CertSpec, ClientIpSpec, DefaultsSpec, Dur, HeaderOpsSpec, MatchSpec, Mode, Policy, RewriteSpec,
-    RouteSpec, Size, TlsSpec, UpstreamSpec,
+    AccessSpec, AuthKind, AuthSpec, CertSpec, ClientIpSpec, DefaultsSpec, Dur, HeaderOpsSpec, HmacScheme, MatchSpec,
+    Mode, Policy, RewriteSpec, RouteSpec, Size, TlsSpec, UpstreamSpec,
 };
 pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
 pub use units::{format_duration, format_size, parse_duration, parse_size};
-pub use validate::APP_UPSTREAM;
+pub use validate::{APP_UPSTREAM, is_secret_name};
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,71 @@ pub struct Policy {
     pub defaults: DefaultsSpec,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Named ways to authenticate callers; routes refer to them by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auth: BTreeMap<String, AuthSpec>,
+}
+
+/// Which kind of credential an auth provider checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// Keys made with `wardenctl keys create`.
+    ApiKey,
+    /// Signed tokens checked against a JWKS.
+    Jwt,
+    /// Signed webhook bodies.
+    Hmac,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacScheme {
+    Github,
+    Stripe,
+}
+
+/// One auth provider. One flat struct rather than an enum per `type`, so a field that does
+/// not belong to the type is reported at its own line (`validate.rs`), not as a
+/// confusing "unknown variant".
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    #[serde(rename = "type")]
+    pub kind: AuthKind,
+    /// api_key, jwt: where the credential is; default `authorization` (`Bearer ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// jwt: accepted `iss` values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<String>,
+    /// jwt: accepted `aud` values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// jwt: an inline JWKS (a YAML mapping, or a JSON string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// jwt: a JWKS file on the sidecar's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    /// jwt: the claim naming the client; default `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_claim: Option<String>,
+    /// jwt: the claim naming the plan; default `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_claim: Option<String>,
+    /// jwt: clock skew allowed on `exp` and `nbf`; default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway: Option<Dur>,
+    /// hmac: how the signature is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<HmacScheme>,
+    /// hmac: the name of a secret set with `wardenctl secrets set`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// hmac (stripe): how old a signed timestamp may be; default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -120,6 +185,12 @@ pub struct RouteSpec {
     /// The largest request body this route accepts; default `defaults.max_body`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<Size>,
+    /// The auth provider callers must pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// Keep the credential header for the app; by default it is removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_credentials: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -86,6 +86,37 @@ fn mistakes_are_reported_with_line_column_and_field() {
         ("service: o\nroutes: [\n", "p.yaml:3:1"),
         ("service: a\n---\nservice: a\n", "service 'a' appears in more than one document"),
         ("# nothing here\n", "the file holds no policy document"),
+        (
+            "service: o\nroutes:\n  - name: a\n    auth: keys\n",
+            "p.yaml:4:11: routes[0].auth: auth 'keys' is not defined under auth: (defined: none)",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    forward_credentials: true\n",
+            "routes[0].forward_credentials: forward_credentials needs auth on the route",
+        ),
+        ("service: o\nauth:\n  k: { type: apikey }\n", "p.yaml:3:14: auth.k.type: unknown variant `apikey`"),
+        (
+            "service: o\nauth:\n  k: { type: api_key, secret: s }\n",
+            "p.yaml:3:31: auth.k.secret: 'secret' does not apply to type api_key",
+        ),
+        ("service: o\nauth:\n  k: { type: api_key, header: x-warden-key }\n", "x-warden-* headers are reserved"),
+        ("service: o\nauth:\n  j: { type: jwt }\n", "auth.j: a jwt provider needs jwks (inline) or jwks_file"),
+        (
+            "service: o\nauth:\n  j: { type: jwt, jwks: { keys: [] } }\n",
+            "p.yaml:3:25: auth.j.jwks: the JWKS has no keys",
+        ),
+        (
+            "service: o\nauth:\n  j:\n    type: jwt\n    jwks: { keys: [ { kty: RSA, n: \"!!\", e: AQAB } ] }\n",
+            "auth.j.jwks: key #0:",
+        ),
+        ("service: o\nauth:\n  j: { type: jwt, jwks_file: /j, leeway: 1h }\n", "auth.j.leeway: leeway is at most 5m"),
+        ("service: o\nauth:\n  h: { type: hmac, secret: s }\n", "auth.h: an hmac provider needs scheme"),
+        ("service: o\nauth:\n  h: { type: hmac, scheme: stripe }\n", "an hmac provider needs secret"),
+        (
+            "service: o\nauth:\n  h: { type: hmac, scheme: github, secret: s, tolerance: 5m }\n",
+            "auth.h.tolerance: tolerance applies to scheme stripe",
+        ),
+        ("service: o\nauth:\n  h: { type: hmac, scheme: github, secret: \"a b\" }\n", "auth.h.secret: secret names"),
     ];
     for (yaml, want) in cases {
         let got = errors(yaml);
@@ -169,9 +200,8 @@ routes:
     assert_eq!(build(&p.policy, &p.source, 7).schema, 2, "access rules need a sidecar that enforces them");
     let with_tls = format!("{yaml}tls: {{ certificates: [{{ cert: /c.pem, key: /k.pem }}] }}\n");
     let p = parse_service("p.yaml", &with_tls, None).unwrap();
-    assert_eq!(
-        build(&p.policy, &p.source, 7).schema,
-        SCHEMA,
-        "a sidecar without TLS must not serve plain HTTP instead"
-    );
+    assert_eq!(build(&p.policy, &p.source, 7).schema, 3, "a sidecar without TLS must not serve plain HTTP instead");
+    let with_auth = format!("{yaml}auth: {{ k: {{ type: api_key }} }}\n");
+    let p = parse_service("p.yaml", &with_auth, None).unwrap();
+    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "a sidecar without auth must not let everyone in");
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::locate::Seg;
-use super::model::{AccessSpec, HeaderOpsSpec, MatchSpec, Policy, RouteSpec};
+use super::model::{AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, MatchSpec, Policy, RouteSpec};
 use crate::ipset::parse_net;
 use crate::normalize::{normalize_path, prefix_matches};
 
@@ -104,6 +104,16 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         check_access(&mut c, &[key("access")], access);
     }
 
+    for (name, spec) in &policy.auth {
+        check_auth(&mut c, name, spec);
+        if !policy.routes.iter().any(|r| r.auth.as_deref() == Some(name.as_str())) {
+            c.warnings.push(Finding {
+                path: vec![key("auth"), key(name)],
+                message: format!("auth '{name}' is not used by any route"),
+            });
+        }
+    }
+
     if policy.defaults.max_body.is_some_and(|s| s.0 == 0) {
         c.error(vec![key("defaults"), key("max_body")], "max_body must be more than 0");
     }
@@ -197,6 +207,17 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     if route.timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(at(base, &["timeout"]), "timeout must be more than 0");
     }
+    match &route.auth {
+        Some(name) if !policy.auth.contains_key(name) => {
+            let defined: Vec<&str> = policy.auth.keys().map(String::as_str).collect();
+            let defined = if defined.is_empty() { "none".to_owned() } else { defined.join(", ") };
+            c.error(at(base, &["auth"]), format!("auth '{name}' is not defined under auth: (defined: {defined})"));
+        }
+        None if route.forward_credentials => {
+            c.error(at(base, &["forward_credentials"]), "forward_credentials needs auth on the route");
+        }
+        _ => {}
+    }
     if let Some(up) = &route.upstream
         && up != APP_UPSTREAM
         && !policy.upstreams.contains_key(up)
@@ -205,6 +226,111 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
         defined.insert(0, APP_UPSTREAM);
         c.error(at(base, &["upstream"]), format!("upstream '{up}' is not defined (defined: {})", defined.join(", ")));
     }
+}
+
+/// Most clock skew a JWT check may allow: more turns `exp` into a suggestion.
+const MAX_JWT_LEEWAY: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn check_auth(c: &mut Checker, name: &str, a: &AuthSpec) {
+    let base = vec![key("auth"), key(name)];
+    if !is_route_name(name) {
+        c.error(base.clone(), "auth names are 1-63 characters of letters, digits, '-' and '_'");
+    }
+    let kind = match a.kind {
+        AuthKind::ApiKey => "api_key",
+        AuthKind::Jwt => "jwt",
+        AuthKind::Hmac => "hmac",
+    };
+    // Fields that belong to another type are errors, not silently ignored settings.
+    let jwt_only = [
+        ("issuers", !a.issuers.is_empty()),
+        ("audiences", !a.audiences.is_empty()),
+        ("jwks", a.jwks.is_some()),
+        ("jwks_file", a.jwks_file.is_some()),
+        ("client_claim", a.client_claim.is_some()),
+        ("plan_claim", a.plan_claim.is_some()),
+        ("leeway", a.leeway.is_some()),
+    ];
+    let hmac_only =
+        [("scheme", a.scheme.is_some()), ("secret", a.secret.is_some()), ("tolerance", a.tolerance.is_some())];
+    let foreign: Vec<(&str, bool)> = match a.kind {
+        AuthKind::ApiKey => jwt_only.iter().chain(&hmac_only).copied().collect(),
+        AuthKind::Jwt => hmac_only.to_vec(),
+        AuthKind::Hmac => jwt_only.iter().copied().chain([("header", a.header.is_some())]).collect(),
+    };
+    for (field, set) in foreign {
+        if set {
+            c.error(at(&base, &[field]), format!("'{field}' does not apply to type {kind}"));
+        }
+    }
+    if let Some(h) = &a.header
+        && let Err(msg) = check_header(h, "").and_then(|()| check_writable(h))
+    {
+        c.error(at(&base, &["header"]), msg);
+    }
+    match a.kind {
+        AuthKind::ApiKey => {}
+        AuthKind::Jwt => {
+            match (&a.jwks, &a.jwks_file) {
+                (None, None) => c.error(base.clone(), "a jwt provider needs jwks (inline) or jwks_file"),
+                (Some(_), Some(_)) => c.error(at(&base, &["jwks_file"]), "use either jwks or jwks_file, not both"),
+                (Some(jwks), None) => {
+                    if let Err(msg) = crate::auth::parse_jwks(&super::build::jwks_json(jwks)) {
+                        c.error(at(&base, &["jwks"]), msg);
+                    }
+                }
+                (None, Some(file)) if file.trim().is_empty() => {
+                    c.error(at(&base, &["jwks_file"]), "a file path is required")
+                }
+                (None, Some(_)) => {}
+            }
+            for (field, list) in [("issuers", &a.issuers), ("audiences", &a.audiences)] {
+                if let Some(i) = list.iter().position(|v| v.is_empty()) {
+                    c.error([at(&base, &[field]), vec![Seg::Index(i)]].concat(), "must not be empty");
+                }
+            }
+            for (field, claim) in [("client_claim", &a.client_claim), ("plan_claim", &a.plan_claim)] {
+                if claim.as_ref().is_some_and(|v| v.is_empty()) {
+                    c.error(at(&base, &[field]), "must not be empty");
+                }
+            }
+            if a.leeway.is_some_and(|d| d.0 > MAX_JWT_LEEWAY) {
+                c.error(at(&base, &["leeway"]), "leeway is at most 5m");
+            }
+            if a.issuers.is_empty() {
+                c.warnings.push(Finding {
+                    path: base.clone(),
+                    message: "no issuers: a token from any issuer the JWKS keys signed is accepted".into(),
+                });
+            }
+        }
+        AuthKind::Hmac => {
+            if a.scheme.is_none() {
+                c.error(base.clone(), "an hmac provider needs scheme: github or stripe");
+            }
+            match &a.secret {
+                None => {
+                    c.error(base.clone(), "an hmac provider needs secret: the name given to `wardenctl secrets set`")
+                }
+                Some(s) if !is_secret_name(s) => c.error(
+                    at(&base, &["secret"]),
+                    "secret names are 1-63 characters of letters, digits, '-', '_' and '.'",
+                ),
+                Some(_) => {}
+            }
+            if a.tolerance.is_some() && a.scheme != Some(HmacScheme::Stripe) {
+                c.error(at(&base, &["tolerance"]), "tolerance applies to scheme stripe (GitHub signs no timestamp)");
+            }
+            if a.tolerance.is_some_and(|d| d.0.as_secs() == 0) {
+                c.error(at(&base, &["tolerance"]), "tolerance must be at least 1s");
+            }
+        }
+    }
+}
+
+/// What `wardenctl secrets set NAME` accepts, and so what a policy may name.
+pub fn is_secret_name(s: &str) -> bool {
+    (1..=63).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn check_access(c: &mut Checker, base: &[Seg], access: &AccessSpec) {

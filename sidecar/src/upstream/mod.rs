@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use http::{Request, Response};
-use hyper::body::Incoming;
 
-pub use pool::{Affinity, EndpointPool, RequestBody, UpstreamBody};
+pub use pool::{Affinity, EndpointPool, InboundBody, RequestBody, UpstreamBody};
 
 use crate::config::{InvalidSnapshot, Snapshot};
 
@@ -80,7 +79,7 @@ impl From<UpstreamFailure> for SendError {
 pub async fn send(
     endpoint: &Arc<EndpointPool>,
     affinity: &Arc<Affinity>,
-    req: Request<Incoming>,
+    req: Request<InboundBody>,
     max_body: u64,
     stream_idle_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {

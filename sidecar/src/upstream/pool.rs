@@ -158,10 +158,14 @@ pub struct Upload {
     pub(super) broken: AtomicBool,
 }
 
+/// A request body as it arrives: streamed from the client, or already buffered (a signed
+/// webhook, whose signature had to be checked before forwarding).
+pub type InboundBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
+
 /// The request body on its way upstream: streamed, never buffered, cut off with an error
 /// once it passes `limit` bytes, and recording when it has been sent whole.
 pub struct RequestBody {
-    inner: Incoming,
+    inner: InboundBody,
     limit: u64,
     seen: u64,
     /// None for a request without a body (most of them): nothing to track, nothing to
@@ -175,7 +179,7 @@ pub struct RequestBody {
 pub struct BodyTooLarge(u64);
 
 impl RequestBody {
-    pub(super) fn new(inner: Incoming, limit: u64) -> Self {
+    pub(super) fn new(inner: InboundBody, limit: u64) -> Self {
         let upload = (!inner.is_end_stream()).then(Arc::default);
         RequestBody { inner, limit, seen: 0, upload }
     }
@@ -209,7 +213,7 @@ impl Body for RequestBody {
                 u.sent.store(true, Ordering::Release);
             }
         }
-        polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

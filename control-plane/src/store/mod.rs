@@ -1,7 +1,8 @@
 //! The embedded, durable store: SQLite (bundled, WAL, `synchronous=FULL`) in `--data-dir`.
 //!
 //! It holds every version of every service's policy (author, time, message, source YAML,
-//! content hash) and the last ACK/NACK of every sidecar. An apply of several documents is
+//! content hash), the last ACK/NACK of every sidecar, and credentials (`credentials.rs`:
+//! API key hashes and webhook secrets). An apply of several documents is
 //! one transaction: all new versions commit together or none do, and a committed apply
 //! survives `kill -9`. SQLite runs on a blocking thread, never on the async runtime.
 
@@ -10,6 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
+
+mod credentials;
+
+pub use credentials::{KeyRow, NewKey, SecretRow};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +97,30 @@ CREATE TABLE IF NOT EXISTS sidecars (
     last_seen_unix_ms INTEGER NOT NULL,
     PRIMARY KEY (service, instance)
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    id              TEXT    PRIMARY KEY,
+    service         TEXT    NOT NULL,
+    client          TEXT    NOT NULL,
+    plan            TEXT    NOT NULL,
+    sha256          BLOB    NOT NULL UNIQUE,
+    prefix          TEXT    NOT NULL,
+    created_unix_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER NOT NULL,
+    revoked_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_service ON api_keys (service);
+CREATE TABLE IF NOT EXISTS secrets (
+    id              TEXT    PRIMARY KEY,
+    name            TEXT    NOT NULL,
+    value           BLOB    NOT NULL,
+    created_unix_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS secrets_by_name ON secrets (name);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 ";
 
 const VERSION_COLUMNS: &str = "service, version, author, created_unix_ms, message, content_hash";
@@ -111,7 +140,13 @@ impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let conn = Connection::open(dir.join("warden.db"))?;
+        let path = dir.join("warden.db");
+        let conn = Connection::open(&path)?;
+        // It holds webhook secrets: owner-only, like an SSH key.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before apply answers, so kill -9 loses nothing acknowledged.
         conn.pragma_update(None, "synchronous", "FULL")?;

@@ -1,0 +1,144 @@
+//! Who is calling: the auth providers a policy names (`api_key`, `jwt`, `hmac`), the
+//! credentials they check against (key hashes and secrets, swapped separately from the
+//! policy), and the reasons a credential is refused.
+//!
+//! API keys and JWTs are decided from the request head, inside `decide`. A webhook
+//! signature covers the body, so `decide` only checks its header and hands the proxy a
+//! `BodyCheck` to run once the body is buffered (up to the route's `max_body`).
+
+mod credentials;
+mod failure;
+mod hmac;
+mod jwt;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use warden_proto::v1 as pb;
+
+pub use credentials::{Credentials, InvalidCredentials, KeyHash, KeyRecord, SecretValue, hash_key};
+pub use failure::AuthFailure;
+pub use hmac::{BodyCheck, HmacVerifier};
+pub use jwt::{JwtVerifier, parse_jwks};
+
+/// The prefix every Warden API key starts with, so a leaked one is recognisable.
+pub const KEY_PREFIX: &str = "wdn_";
+
+/// Who the caller is, as the app is told (`x-warden-client`, `x-warden-plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub client: Arc<str>,
+    pub plan: Option<Arc<str>>,
+}
+
+/// One compiled auth provider.
+#[derive(Debug)]
+pub struct AuthProvider {
+    pub name: Arc<str>,
+    pub kind: AuthKind,
+    /// The header carrying the credential (removed before forwarding unless the route
+    /// says `forward_credentials`).
+    pub header: HeaderName,
+    /// `www-authenticate` on a refusal; None where no standard challenge applies.
+    pub challenge: Option<HeaderValue>,
+}
+
+#[derive(Debug)]
+pub enum AuthKind {
+    ApiKey,
+    Jwt(Box<JwtVerifier>),
+    Hmac(HmacVerifier),
+}
+
+/// What checking a request's head found.
+#[derive(Debug)]
+pub enum HeadCheck<'a> {
+    Passed(Identity),
+    /// The signature header is well-formed; the body decides.
+    NeedsBody(BodyCheck<'a>),
+}
+
+impl AuthProvider {
+    /// Compiles a pushed provider. `read_files`: whether `jwks_file` is read (false in
+    /// `wardenctl explain`, which runs where the sidecar's files are not).
+    pub fn compile(p: &pb::AuthProvider, service: &str, read_files: bool) -> Result<AuthProvider, String> {
+        use pb::auth_provider::Kind;
+        let bearer = |header: &str| header == "authorization";
+        let (kind, header, challenge) = match &p.kind {
+            Some(Kind::ApiKey(k)) => {
+                let challenge = if bearer(&k.header) {
+                    format!("Bearer realm=\"{service}\"")
+                } else {
+                    format!("ApiKey realm=\"{service}\", header=\"{}\"", k.header)
+                };
+                (AuthKind::ApiKey, k.header.as_str(), Some(challenge))
+            }
+            Some(Kind::Jwt(j)) => {
+                let verifier = JwtVerifier::compile(j, read_files)?;
+                let challenge = bearer(&j.header).then(|| format!("Bearer realm=\"{service}\""));
+                (AuthKind::Jwt(Box::new(verifier)), j.header.as_str(), challenge)
+            }
+            Some(Kind::Hmac(h)) => {
+                let verifier = HmacVerifier::compile(h)?;
+                let header = verifier.header_name();
+                (AuthKind::Hmac(verifier), header, None)
+            }
+            None => return Err("no type".into()),
+        };
+        Ok(AuthProvider {
+            name: p.name.as_str().into(),
+            kind,
+            header: HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| format!("'{header}' is not a header name"))?,
+            challenge: challenge.and_then(|c| HeaderValue::try_from(c).ok()),
+        })
+    }
+
+    /// Checks the credential in a request's head against `creds` at `now_ms` (Unix ms).
+    pub fn check_head<'a>(
+        &'a self,
+        creds: &'a Credentials,
+        headers: &HeaderMap,
+        now_ms: i64,
+    ) -> Result<HeadCheck<'a>, AuthFailure> {
+        match &self.kind {
+            AuthKind::ApiKey => {
+                let key = self.credential(headers)?;
+                if !key.starts_with(KEY_PREFIX) || key.len() < KEY_PREFIX.len() + 16 {
+                    return Err(AuthFailure::Malformed("this is not a Warden API key (they start with 'wdn_')"));
+                }
+                let record = creds.key(&hash_key(key)).ok_or(AuthFailure::KeyUnknown)?;
+                if record.revoked_unix_ms != 0 {
+                    return Err(AuthFailure::KeyRevoked { id: record.id.clone() });
+                }
+                if record.expires_unix_ms != 0 && record.expires_unix_ms <= now_ms {
+                    return Err(AuthFailure::KeyExpired { id: record.id.clone(), at_unix_ms: record.expires_unix_ms });
+                }
+                Ok(HeadCheck::Passed(record.identity.clone()))
+            }
+            AuthKind::Jwt(v) => v.verify(self.credential(headers)?).map(HeadCheck::Passed),
+            AuthKind::Hmac(v) => v.check_head(headers, creds, &self.name, now_ms).map(HeadCheck::NeedsBody),
+        }
+    }
+
+    /// The credential: the header's value, after `Bearer ` when the header is
+    /// `authorization`. Exactly one such header.
+    fn credential<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, AuthFailure> {
+        let mut values = headers.get_all(&self.header).iter();
+        let value = values.next().ok_or(AuthFailure::Missing)?;
+        if values.next().is_some() {
+            return Err(AuthFailure::Malformed("the credential header is sent more than once"));
+        }
+        let value = value.to_str().map_err(|_| AuthFailure::Malformed("the credential has non-ASCII characters"))?;
+        if self.header != http::header::AUTHORIZATION {
+            return Ok(value.trim());
+        }
+        match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() => Ok(rest.trim()),
+            _ => Err(AuthFailure::Malformed("expected 'Authorization: Bearer <credential>'")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
