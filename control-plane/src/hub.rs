@@ -1,8 +1,10 @@
 //! The current compiled snapshot and credentials of every service, each built once per
 //! change and shared by every subscribed sidecar stream through `watch` channels: a new
-//! version wakes each subscriber, which sends the same `Arc`'d message.
+//! version wakes each subscriber, which sends the same `Arc`'d message. For credentials
+//! the hub also keeps the last few changes, so a sidecar that is a little behind (or
+//! reconnects) gets only what it misses instead of every key again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -12,7 +14,68 @@ use warden_sidecar::policy::{PolicyErrors, build, parse_service};
 use crate::store::PolicyVersion;
 
 type Slot = watch::Sender<Option<Arc<pb::Snapshot>>>;
-type CredentialsSlot = watch::Sender<Option<Arc<pb::Credentials>>>;
+type CredentialsSlot = watch::Sender<Option<Arc<CredentialsState>>>;
+
+/// How many recent credential changes are kept for sidecars that are behind.
+const KEPT_CHANGES: usize = 64;
+
+/// A service's credentials: the whole set and the changes that led to it.
+#[derive(Debug, Default)]
+pub struct CredentialsState {
+    /// Every key and the current secrets (`base_revision` 0).
+    pub full: Arc<pb::Credentials>,
+    /// Consecutive changes, oldest first, the last one ending at `full.revision`.
+    changes: VecDeque<Arc<pb::Credentials>>,
+    /// The secrets the policy named when this was built.
+    pub secret_names: Vec<String>,
+}
+
+impl CredentialsState {
+    /// A whole set, with no history.
+    pub fn new(full: pb::Credentials, secret_names: Vec<String>) -> Self {
+        CredentialsState { full: Arc::new(full), changes: VecDeque::new(), secret_names }
+    }
+
+    /// This state with `change` applied: keys replaced by id, secrets replaced whole.
+    pub fn apply(&self, change: pb::Credentials, secret_names: Vec<String>) -> Self {
+        let mut full = (*self.full).clone();
+        let index: HashMap<&str, usize> = full.keys.iter().enumerate().map(|(i, k)| (k.id.as_str(), i)).collect();
+        let mut added = Vec::new();
+        for k in &change.keys {
+            match index.get(k.id.as_str()) {
+                Some(&i) => added.push((Some(i), k.clone())),
+                None => added.push((None, k.clone())),
+            }
+        }
+        for (slot, k) in added {
+            match slot {
+                Some(i) => full.keys[i] = k,
+                None => full.keys.push(k),
+            }
+        }
+        full.secrets = change.secrets.clone();
+        full.revision = change.revision;
+        let mut changes = self.changes.clone();
+        changes.push_back(Arc::new(change));
+        if changes.len() > KEPT_CHANGES {
+            changes.pop_front();
+        }
+        CredentialsState { full: Arc::new(full), changes, secret_names }
+    }
+
+    /// What a sidecar holding `revision` (None: nothing usable) needs to be current: the
+    /// changes after it when they are all kept, else the whole set; nothing when current.
+    pub fn since(&self, revision: Option<u64>) -> Vec<Arc<pb::Credentials>> {
+        match revision {
+            Some(r) if r == self.full.revision => Vec::new(),
+            Some(r) => match self.changes.iter().position(|c| c.base_revision == r) {
+                Some(i) => self.changes.iter().skip(i).cloned().collect(),
+                None => vec![self.full.clone()],
+            },
+            None => vec![self.full.clone()],
+        }
+    }
+}
 
 /// Snapshots and credentials by service.
 #[derive(Default)]
@@ -43,31 +106,35 @@ impl Hub {
         services.entry(service.to_owned()).or_insert_with(|| watch::channel(None).0).subscribe()
     }
 
-    /// Makes `creds` its service's current credentials, unless a later revision is
+    /// Makes `state` its service's current credentials, unless a later revision is
     /// already published.
-    pub fn publish_credentials(&self, creds: pb::Credentials) {
-        let service = creds.service.clone();
-        let creds = Arc::new(creds);
+    pub fn publish_credentials(&self, service: &str, state: CredentialsState) {
+        let state = Arc::new(state);
         let mut all = self.credentials.lock().unwrap_or_else(PoisonError::into_inner);
-        all.entry(service).or_insert_with(|| watch::channel(None).0).send_if_modified(|current| {
-            if current.as_ref().is_some_and(|c| c.revision > creds.revision) {
+        all.entry(service.to_owned()).or_insert_with(|| watch::channel(None).0).send_if_modified(|current| {
+            if current.as_ref().is_some_and(|c| c.full.revision > state.full.revision) {
                 return false;
             }
-            *current = Some(creds);
+            *current = Some(state);
             true
         });
     }
 
+    /// The service's current credentials, if any are published.
+    pub fn credentials(&self, service: &str) -> Option<Arc<CredentialsState>> {
+        let all = self.credentials.lock().unwrap_or_else(PoisonError::into_inner);
+        all.get(service).and_then(|s| s.borrow().clone())
+    }
+
     /// A receiver that sees the service's current credentials and every later one.
-    pub fn subscribe_credentials(&self, service: &str) -> watch::Receiver<Option<Arc<pb::Credentials>>> {
+    pub fn subscribe_credentials(&self, service: &str) -> watch::Receiver<Option<Arc<CredentialsState>>> {
         let mut all = self.credentials.lock().unwrap_or_else(PoisonError::into_inner);
         all.entry(service.to_owned()).or_insert_with(|| watch::channel(None).0).subscribe()
     }
 
     /// The credentials revision subscribers of `service` are being sent, 0 for none.
     pub fn current_credentials(&self, service: &str) -> u64 {
-        let all = self.credentials.lock().unwrap_or_else(PoisonError::into_inner);
-        all.get(service).and_then(|s| s.borrow().as_ref().map(|c| c.revision)).unwrap_or(0)
+        self.credentials(service).map_or(0, |c| c.full.revision)
     }
 
     /// The secrets the service's current policy names (its hmac providers).
@@ -111,4 +178,38 @@ impl Hub {
 pub fn snapshot_of(v: &PolicyVersion) -> Result<pb::Snapshot, PolicyErrors> {
     let parsed = parse_service(&format!("{}@v{}", v.service, v.version), &v.source_yaml, Some(&v.service))?;
     Ok(build(&parsed.policy, &v.source_yaml, v.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, revoked: i64) -> pb::ApiKey {
+        pb::ApiKey { id: id.into(), revoked_unix_ms: revoked, ..Default::default() }
+    }
+
+    fn change(base: u64, revision: u64, keys: Vec<pb::ApiKey>) -> pb::Credentials {
+        pb::Credentials { service: "s".into(), revision, keys, secrets: vec![], base_revision: base }
+    }
+
+    #[test]
+    fn a_sidecar_gets_only_the_changes_it_misses_or_else_everything() {
+        let full = pb::Credentials { service: "s".into(), revision: 5, keys: vec![key("a", 0)], ..Default::default() };
+        let s0 = CredentialsState::new(full, vec![]);
+        let s1 = s0.apply(change(5, 6, vec![key("b", 0)]), vec![]);
+        let s2 = s1.apply(change(6, 9, vec![key("a", 123)]), vec![]);
+        assert_eq!(s2.full.revision, 9);
+        assert_eq!(
+            s2.full.keys.iter().map(|k| (k.id.as_str(), k.revoked_unix_ms)).collect::<Vec<_>>(),
+            [("a", 123), ("b", 0)]
+        );
+
+        let revs = |v: Vec<Arc<pb::Credentials>>| v.iter().map(|c| (c.base_revision, c.revision)).collect::<Vec<_>>();
+        assert_eq!(revs(s2.since(Some(9))), []);
+        assert_eq!(revs(s2.since(Some(6))), [(6, 9)]);
+        assert_eq!(revs(s2.since(Some(5))), [(5, 6), (6, 9)]);
+        assert_eq!(revs(s2.since(Some(4))), [(0, 9)], "too far behind: the whole set");
+        assert_eq!(revs(s2.since(None)), [(0, 9)]);
+        assert_eq!(revs(s2.since(Some(7))), [(0, 9)], "a revision never published here");
+    }
 }

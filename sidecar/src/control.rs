@@ -78,6 +78,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         version: live.version(),
         sidecar_version: env!("CARGO_PKG_VERSION").into(),
         schema: SCHEMA,
+        credentials_revision: live.credentials().revision,
     };
     tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await?;
     let mut pushes = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();
@@ -96,6 +97,9 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                             let ack = CredentialsAck { revision: creds.revision };
                             tx.send(SidecarMessage { kind: Some(Kind::CredentialsAck(ack)) }).await?;
                         }
+                        // A change that does not fit what this sidecar holds: reconnect, saying
+                        // which revision it has, and get what it misses.
+                        Err(e @ crate::auth::InvalidCredentials::Gap { .. }) => return Err(e.into()),
                         Err(e) => tracing::error!(revision = creds.revision, error = %e, "credentials refused; the previous ones stay"),
                     }
                 }

@@ -108,18 +108,34 @@ impl Live {
         self.credentials.load_full()
     }
 
-    /// Makes pushed credentials the active ones and persists them (control plane only).
-    /// On error the old ones stay.
+    /// Makes pushed credentials (a whole set, or a change on top of the active ones) the
+    /// active ones, and persists the whole set when the control plane sent them. On error
+    /// the old ones stay.
     pub async fn install_credentials(&self, proto: &pb::Credentials, origin: Origin) -> Result<(), InvalidCredentials> {
-        let compiled = Credentials::compile(proto, self.service.as_deref())?;
-        let keys = compiled.key_count();
-        self.credentials.store(Arc::new(compiled));
-        tracing::info!(revision = proto.revision, keys, ?origin, "credentials active");
+        let service = self.service.as_deref();
+        let compiled = match proto.base_revision {
+            0 => Credentials::compile(proto, service)?,
+            _ => self.credentials().apply(proto, service)?,
+        };
+        let compiled = Arc::new(compiled);
+        self.credentials.store(compiled.clone());
+        tracing::info!(
+            revision = proto.revision,
+            changed = proto.keys.len(),
+            keys = compiled.key_count(),
+            ?origin,
+            "credentials active"
+        );
         if origin == Origin::ControlPlane
             && let Some(state) = &self.state
-            && let Err(e) = state.save_credentials(proto).await
         {
-            tracing::warn!(error = %e, file = %state.credentials_path().display(), "could not persist the credentials");
+            let whole = match proto.base_revision {
+                0 => proto.clone(),
+                _ => compiled.to_proto(&proto.service),
+            };
+            if let Err(e) = state.save_credentials(&whole).await {
+                tracing::warn!(error = %e, file = %state.credentials_path().display(), "could not persist the credentials");
+            }
         }
         Ok(())
     }

@@ -346,3 +346,44 @@ async fn explain_evaluates_the_credential_it_is_given() {
     assert!(out.stdout.contains("not evaluated: keys are kept by the control plane"), "{out:?}");
     assert!(out.stdout.contains("FORWARD via route 'partner' if the credential is valid"), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_survive_a_sidecar_restart_while_the_control_plane_is_down() {
+    let mut s = Stack::start(POLICY).await;
+    let (key, _) = s.create_key("acme", &[]).await;
+    // The sidecar ACKs credentials after persisting them.
+    eventually("the sidecar ACKs the credentials", Duration::from_secs(5), || async {
+        let out = s.cp.ctl(&["status", "-o", "json"]).await;
+        serde_json::from_str::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
+            let sc = &v["sidecars"][0];
+            sc["acked_credentials"].as_u64() > Some(0) && sc["acked_credentials"] == sc["current_credentials"]
+        })
+    })
+    .await;
+    s.cp.proc.kill9();
+    s.sidecar.proc.kill9();
+
+    let state = s.dir.path().join("state");
+    let file = state.join("orders.credentials.pb");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).expect("credentials file").permissions());
+    assert_eq!(mode & 0o777, 0o600, "the credentials file holds secrets: owner-only");
+    let (url, upstream, state) = (s.cp.url(), s.app.addr.to_string(), state.to_string_lossy().into_owned());
+    let sidecar = Sidecar::start(&[
+        "--service",
+        "orders",
+        "--control-plane",
+        &url,
+        "--upstream",
+        &upstream,
+        "--state-dir",
+        &state,
+    ])
+    .await;
+    let url = sidecar.url("/partner/1");
+    let r = s.client.send(Method::GET, &url, &[("x-api-key", &key)], Bytes::new()).await;
+    assert_eq!(r.map(|r| r.status), Ok(StatusCode::OK), "the key still works");
+    let unknown = format!("wdn_{}", "1".repeat(64));
+    let r = s.client.send(Method::GET, &url, &[("x-api-key", &unknown)], Bytes::new()).await;
+    assert_eq!(r.map(|r| r.status), Ok(StatusCode::UNAUTHORIZED));
+}

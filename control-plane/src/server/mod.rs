@@ -18,15 +18,17 @@ use warden_proto::v1::sidecar_service_server::SidecarServiceServer;
 
 use warden_proto::v1 as pb;
 
-use crate::hub::{Hub, snapshot_of};
+use crate::hub::{CredentialsState, Hub, snapshot_of};
 use crate::registry::Registry;
-use crate::store::{Store, StoreError};
+use crate::store::{KeyRow, SecretRow, Store, StoreError};
 
 /// Everything the handlers share.
 pub struct ControlPlane {
     pub store: Store,
     pub hub: Hub,
     pub registry: Registry,
+    /// One credentials refresh at a time, so each change builds on the one before.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl ControlPlane {
@@ -42,36 +44,38 @@ impl ControlPlane {
                 }
             }
         }
-        let cp = Arc::new(ControlPlane { store, hub, registry });
+        let cp = Arc::new(ControlPlane { store, hub, registry, refreshing: tokio::sync::Mutex::new(()) });
         for service in cp.hub.services() {
             cp.refresh_credentials(&service).await?;
         }
         Ok(cp)
     }
 
-    /// Reads a service's keys and the secrets its current policy names from the store
-    /// and publishes them to its sidecars. Called after every key, secret or policy change.
+    /// Publishes what changed in a service's credentials (its keys, and the secrets its
+    /// current policy names) since the revision its sidecars were last sent, or the whole
+    /// set the first time. Called after every key, secret or policy change.
     pub async fn refresh_credentials(&self, service: &str) -> Result<(), StoreError> {
-        let (revision, keys, secrets) = self.store.credentials(service, self.hub.secret_names(service)).await?;
-        self.hub.publish_credentials(pb::Credentials {
-            service: service.to_owned(),
-            revision,
-            keys: keys
-                .into_iter()
-                .map(|k| pb::ApiKey {
-                    id: k.id,
-                    sha256: k.sha256,
-                    client: k.client,
-                    plan: k.plan,
-                    expires_unix_ms: k.expires_unix_ms,
-                    revoked_unix_ms: k.revoked_unix_ms,
-                })
-                .collect(),
-            secrets: secrets
-                .into_iter()
-                .map(|s| pb::Secret { name: s.name, id: s.id, value: s.value, expires_unix_ms: s.expires_unix_ms })
-                .collect(),
-        });
+        let _one_at_a_time = self.refreshing.lock().await;
+        let names = self.hub.secret_names(service);
+        let state = match self.hub.credentials(service) {
+            None => {
+                let (revision, keys, secrets) = self.store.credentials(service, 0, names.clone()).await?;
+                CredentialsState::new(credentials(service, revision, 0, keys, secrets), names)
+            }
+            Some(current) => {
+                if current.secret_names != names {
+                    // The secrets sent change with no key or secret row changing.
+                    self.store.bump_credentials_revision().await?;
+                }
+                let base = current.full.revision;
+                let (revision, keys, secrets) = self.store.credentials(service, base, names.clone()).await?;
+                if revision == base {
+                    return Ok(());
+                }
+                current.apply(credentials(service, revision, base, keys, secrets), names)
+            }
+        };
+        self.hub.publish_credentials(service, state);
         Ok(())
     }
 }
@@ -91,4 +95,27 @@ pub async fn serve(
         .add_service(AdminServiceServer::with_interceptor(admin::AdminApi(cp), admin_token))
         .serve_with_incoming(TcpListenerStream::new(listener))
         .await
+}
+
+fn credentials(service: &str, revision: u64, base: u64, keys: Vec<KeyRow>, secrets: Vec<SecretRow>) -> pb::Credentials {
+    pb::Credentials {
+        service: service.to_owned(),
+        revision,
+        base_revision: base,
+        keys: keys
+            .into_iter()
+            .map(|k| pb::ApiKey {
+                id: k.id,
+                sha256: k.sha256,
+                client: k.client,
+                plan: k.plan,
+                expires_unix_ms: k.expires_unix_ms,
+                revoked_unix_ms: k.revoked_unix_ms,
+            })
+            .collect(),
+        secrets: secrets
+            .into_iter()
+            .map(|s| pb::Secret { name: s.name, id: s.id, value: s.value, expires_unix_ms: s.expires_unix_ms })
+            .collect(),
+    }
 }

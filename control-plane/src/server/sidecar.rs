@@ -45,6 +45,8 @@ impl SidecarService for SidecarApi {
             self.0.refresh_credentials(&hello.service).await.map_err(|e| Status::internal(e.to_string()))?;
         }
         credentials.mark_changed();
+        // What the sidecar holds: from its disk at first, then what was sent.
+        let mut held = (hello.credentials_revision != 0).then_some(hello.credentials_revision);
         let (tx, rx) = mpsc::channel(4);
         let cp = self.0.clone();
         tokio::spawn(async move {
@@ -56,13 +58,19 @@ impl SidecarService for SidecarApi {
                         if changed.is_err() {
                             break;
                         }
-                        let current = credentials.borrow_and_update().clone();
-                        let push = current.map(|c| SnapshotPush { snapshot: None, credentials: Some((*c).clone()) });
-                        if let Some(push) = push
-                            && tx.send(Ok(push)).await.is_err()
-                        {
+                        let Some(current) = credentials.borrow_and_update().clone() else { continue };
+                        let mut closed = false;
+                        for c in current.since(held) {
+                            let push = SnapshotPush { snapshot: None, credentials: Some((*c).clone()) };
+                            if tx.send(Ok(push)).await.is_err() {
+                                closed = true;
+                                break;
+                            }
+                        }
+                        if closed {
                             break;
                         }
+                        held = Some(current.full.revision);
                     }
                     changed = snapshots.changed() => {
                         if changed.is_err() {

@@ -1,7 +1,8 @@
 //! Credentials in the store: API keys (only their SHA-256, with client, plan, dates and
 //! revocation) and named webhook secrets (several values per name while one rotates
 //! out). Every change bumps one counter in the same transaction: the credentials revision
-//! sidecars ACK.
+//! sidecars ACK. Each key row remembers the revision of its last change, so what changed
+//! since any revision is one indexed query.
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
@@ -105,8 +106,11 @@ impl Store {
                 expires_unix_ms: k.expires_unix_ms,
                 revoked_unix_ms: 0,
             };
+            let revision = bump(&tx)?;
             tx.execute(
-                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!(
+                    "INSERT INTO api_keys ({KEY_COLUMNS}, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ),
                 params![
                     row.id,
                     row.service,
@@ -116,10 +120,10 @@ impl Store {
                     row.prefix,
                     row.created_unix_ms,
                     row.expires_unix_ms,
-                    0
+                    0,
+                    revision
                 ],
             )?;
-            bump(&tx)?;
             tx.commit()?;
             Ok(row)
         })
@@ -144,12 +148,16 @@ impl Store {
         let id = id.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let changed = tx.execute(
-                "UPDATE api_keys SET revoked_unix_ms = ?2 WHERE id = ?1 AND revoked_unix_ms = 0",
-                params![id, now_unix_ms()],
-            )?;
-            if changed > 0 {
-                bump(&tx)?;
+            let active: bool = tx
+                .query_row("SELECT revoked_unix_ms = 0 FROM api_keys WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false);
+            if active {
+                let revision = bump(&tx)?;
+                tx.execute(
+                    "UPDATE api_keys SET revoked_unix_ms = ?2, revision = ?3 WHERE id = ?1",
+                    params![id, now_unix_ms(), revision],
+                )?;
             }
             let row = tx
                 .query_row(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"), [&id], key_row)
@@ -226,12 +234,25 @@ impl Store {
         .await
     }
 
-    /// What a service's sidecars get: its keys, and the still-verifying values of the
-    /// secrets its policy names, at the current revision. Read in one transaction so the
-    /// revision matches the rows.
+    /// Moves the credentials revision on without a key or secret change: when a policy
+    /// starts naming other secrets, what its sidecars hold changes too.
+    pub async fn bump_credentials_revision(&self) -> Result<u64, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let revision = bump(&tx)?;
+            tx.commit()?;
+            Ok(revision)
+        })
+        .await
+    }
+
+    /// What a service's sidecars get, at the current revision: its keys changed after
+    /// revision `since` (all of them for 0), and the still-verifying values of the secrets
+    /// its policy names. Read in one transaction so the revision matches the rows.
     pub async fn credentials(
         &self,
         service: &str,
+        since: u64,
         secret_names: Vec<String>,
     ) -> Result<(u64, Vec<KeyRow>, Vec<SecretRow>), StoreError> {
         let service = service.to_owned();
@@ -239,8 +260,10 @@ impl Store {
             let tx = conn.transaction()?;
             let revision = revision_in(&tx)?;
             let keys = {
-                let mut stmt = tx.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE service = ?1"))?;
-                stmt.query_map([&service], key_row)?.collect::<Result<Vec<_>, _>>()?
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE service = ?1 AND revision > ?2 ORDER BY revision"
+                ))?;
+                stmt.query_map(params![service, since], key_row)?.collect::<Result<Vec<_>, _>>()?
             };
             let mut secrets = Vec::new();
             {
@@ -295,7 +318,7 @@ mod tests {
         store.create_key(key("k2", "orders", 2)).await.unwrap();
         store.create_key(key("k3", "billing", 3)).await.unwrap();
         assert!(store.create_key(key("k4", "orders", 1)).await.is_err(), "a hash is unique");
-        let (rev, keys, _) = store.credentials("orders", vec![]).await.unwrap();
+        let (rev, keys, _) = store.credentials("orders", 0, vec![]).await.unwrap();
         assert_eq!((rev, keys.len()), (3, 2));
 
         let revoked = store.revoke_key("k1").await.unwrap().unwrap();
@@ -303,7 +326,10 @@ mod tests {
         let again = store.revoke_key("k1").await.unwrap().unwrap();
         assert_eq!(again.revoked_unix_ms, revoked.revoked_unix_ms, "a second revoke changes nothing");
         assert_eq!(store.revoke_key("nope").await.unwrap(), None);
-        assert_eq!(store.credentials("orders", vec![]).await.unwrap().0, 4);
+        let (rev, changed, _) = store.credentials("orders", 3, vec![]).await.unwrap();
+        assert_eq!(rev, 4);
+        assert_eq!(changed.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k1"], "only what changed after r3");
+        assert_eq!(store.credentials("orders", 4, vec![]).await.unwrap().1, []);
         assert_eq!(store.lookup_key("orders", vec![2; 32]).await.unwrap().unwrap().id, "k2");
         assert_eq!(store.lookup_key("billing", vec![2; 32]).await.unwrap(), None);
         assert_eq!(store.keys(Some("orders".into()), None).await.unwrap().len(), 2);
@@ -316,13 +342,13 @@ mod tests {
         store.set_secret("stripe", b"one".to_vec(), 0).await.unwrap();
         store.set_secret("stripe", b"two".to_vec(), 3_600_000).await.unwrap();
         store.set_secret("github", b"gh".to_vec(), 0).await.unwrap();
-        let (_, _, secrets) = store.credentials("orders", vec!["stripe".into()]).await.unwrap();
+        let (_, _, secrets) = store.credentials("orders", 0, vec!["stripe".into()]).await.unwrap();
         let values: Vec<&[u8]> = secrets.iter().map(|s| s.value.as_slice()).collect();
         assert_eq!(values, [b"one".as_slice(), b"two".as_slice()]);
         assert!(secrets[0].expires_unix_ms > now_unix_ms() && secrets[1].expires_unix_ms == 0);
 
         store.set_secret("stripe", b"three".to_vec(), 0).await.unwrap();
-        let (_, _, secrets) = store.credentials("orders", vec!["stripe".into()]).await.unwrap();
+        let (_, _, secrets) = store.credentials("orders", 0, vec!["stripe".into()]).await.unwrap();
         assert_eq!(secrets.iter().map(|s| s.value.as_slice()).collect::<Vec<_>>(), [b"three".as_slice()]);
         let listed = store.secrets().await.unwrap();
         assert_eq!(listed.len(), 2, "github and the one active stripe value");

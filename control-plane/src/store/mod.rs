@@ -106,9 +106,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     prefix          TEXT    NOT NULL,
     created_unix_ms INTEGER NOT NULL,
     expires_unix_ms INTEGER NOT NULL,
-    revoked_unix_ms INTEGER NOT NULL
+    revoked_unix_ms INTEGER NOT NULL,
+    -- The credentials revision of the key's last change, so a sidecar can be sent only
+    -- what changed after the revision it holds.
+    revision        INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS api_keys_by_service ON api_keys (service);
+CREATE INDEX IF NOT EXISTS api_keys_by_service ON api_keys (service, revision);
 CREATE TABLE IF NOT EXISTS secrets (
     id              TEXT    PRIMARY KEY,
     name            TEXT    NOT NULL,

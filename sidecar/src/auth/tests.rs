@@ -33,8 +33,8 @@ fn key(id: &str, key: &str, expires: i64, revoked: i64) -> pb::ApiKey {
 }
 
 fn creds(keys: Vec<pb::ApiKey>, secrets: Vec<pb::Secret>) -> Credentials {
-    Credentials::compile(&pb::Credentials { service: "orders".into(), revision: 1, keys, secrets }, Some("orders"))
-        .unwrap()
+    let whole = pb::Credentials { service: "orders".into(), revision: 1, keys, secrets, base_revision: 0 };
+    Credentials::compile(&whole, Some("orders")).unwrap()
 }
 
 fn outcome(p: &AuthProvider, c: &Credentials, h: &HeaderMap) -> Result<Identity, &'static str> {
@@ -235,4 +235,38 @@ fn stripe_signatures_carry_a_timestamp_that_must_be_recent() {
     let payload = [format!("{now}.").as_bytes(), body].concat();
     let both = format!("t={now},v1={},v1={}", sign("stale-one", &payload), sign("whsec", &payload));
     assert!(body_verdict(&p, &c, &headers(&[("stripe-signature", &both)]), body).is_ok());
+}
+
+#[test]
+fn changes_apply_on_top_of_the_revision_they_were_made_for() {
+    let other = "wdn_2222222222222222222222222222222222222222222222222222222222222222";
+    let c1 = creds(vec![key("k1", GOOD_KEY, 0, 0)], vec![]);
+    let change = |base: u64, revision: u64, keys: Vec<pb::ApiKey>| pb::Credentials {
+        service: "orders".into(),
+        revision,
+        keys,
+        secrets: vec![secret("s", 0)],
+        base_revision: base,
+    };
+    let c2 =
+        c1.apply(&change(1, 2, vec![key("k1", GOOD_KEY, 0, NOW_MS), key("k2", other, 0, 0)]), Some("orders")).unwrap();
+    assert_eq!(c2.revision, 2);
+    assert_eq!(c2.key(&hash_key(GOOD_KEY)).map(|k| k.revoked_unix_ms), Some(NOW_MS), "the change wins");
+    assert!(c2.key(&hash_key(other)).is_some());
+    assert_eq!(c2.key_count(), 2);
+    assert_eq!(c1.key(&hash_key(GOOD_KEY)).map(|k| k.revoked_unix_ms), Some(0), "the old revision is untouched");
+    assert!(c2.secret("hooks", NOW_MS).is_some(), "secrets come whole with every change");
+    assert!(matches!(c1.apply(&change(7, 8, vec![]), None), Err(InvalidCredentials::Gap { base: 7, have: 1 })));
+
+    // Enough changes fold the overlay into the base; nothing is lost on the way.
+    let mut c = c2;
+    for i in 0..1100u64 {
+        let k = format!("wdn_{i:064x}");
+        c = c.apply(&change(c.revision, c.revision + 1, vec![key(&format!("n{i}"), &k, 0, 0)]), None).unwrap();
+    }
+    assert_eq!(c.key_count(), 1102);
+    assert!(c.key(&hash_key(&format!("wdn_{:064x}", 5))).is_some());
+    let round_trip = Credentials::compile(&c.to_proto("orders"), Some("orders")).unwrap();
+    assert_eq!(round_trip.key_count(), 1102);
+    assert_eq!(round_trip.key(&hash_key(GOOD_KEY)).map(|k| k.revoked_unix_ms), Some(NOW_MS));
 }
