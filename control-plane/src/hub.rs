@@ -55,6 +55,7 @@ impl CredentialsState {
         }
         full.secrets = change.secrets.clone();
         full.revision = change.revision;
+        full.epoch = change.epoch;
         let mut changes = self.changes.clone();
         changes.push_back(Arc::new(change));
         if changes.len() > KEPT_CHANGES {
@@ -63,10 +64,12 @@ impl CredentialsState {
         CredentialsState { full: Arc::new(full), changes, secret_names }
     }
 
-    /// What a sidecar holding `revision` (None: nothing usable) needs to be current: the
-    /// changes after it when they are all kept, else the whole set; nothing when current.
-    pub fn since(&self, revision: Option<u64>) -> Vec<Arc<pb::Credentials>> {
-        match revision {
+    /// What a sidecar holding `revision` of `epoch` needs to be current: the changes after
+    /// it when they are all kept, else the whole set; nothing when current. A revision of
+    /// another epoch (or 0) is no base for anything.
+    pub fn since(&self, epoch: u64, revision: u64) -> Vec<Arc<pb::Credentials>> {
+        let usable = (epoch == self.full.epoch && revision != 0).then_some(revision);
+        match usable {
             Some(r) if r == self.full.revision => Vec::new(),
             Some(r) => match self.changes.iter().position(|c| c.base_revision == r) {
                 Some(i) => self.changes.iter().skip(i).cloned().collect(),
@@ -137,23 +140,11 @@ impl Hub {
         self.credentials(service).map_or(0, |c| c.full.revision)
     }
 
-    /// The secrets the service's current policy names (its hmac providers).
+    /// The secrets the service's current policy names.
     pub fn secret_names(&self, service: &str) -> Vec<String> {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(slot) = services.get(service) else { return Vec::new() };
-        let current = slot.borrow();
-        let Some(snapshot) = current.as_ref() else { return Vec::new() };
-        let mut names: Vec<String> = snapshot
-            .auth
-            .iter()
-            .filter_map(|p| match &p.kind {
-                Some(pb::auth_provider::Kind::Hmac(h)) => Some(h.secret.clone()),
-                _ => None,
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+        slot.borrow().as_deref().map(secret_names).unwrap_or_default()
     }
 
     /// Every service with a published snapshot or credentials.
@@ -173,6 +164,21 @@ impl Hub {
     }
 }
 
+/// The secrets a snapshot's hmac providers name, sorted.
+pub fn secret_names(snapshot: &pb::Snapshot) -> Vec<String> {
+    let mut names: Vec<String> = snapshot
+        .auth
+        .iter()
+        .filter_map(|p| match &p.kind {
+            Some(pb::auth_provider::Kind::Hmac(h)) => Some(h.secret.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Builds the snapshot for a stored version, re-validating its source with this build's
 /// policy model.
 pub fn snapshot_of(v: &PolicyVersion) -> Result<pb::Snapshot, PolicyErrors> {
@@ -188,13 +194,21 @@ mod tests {
         pb::ApiKey { id: id.into(), revoked_unix_ms: revoked, ..Default::default() }
     }
 
+    const E: u64 = 77;
+
     fn change(base: u64, revision: u64, keys: Vec<pb::ApiKey>) -> pb::Credentials {
-        pb::Credentials { service: "s".into(), revision, keys, secrets: vec![], base_revision: base }
+        pb::Credentials { service: "s".into(), revision, keys, secrets: vec![], base_revision: base, epoch: E }
     }
 
     #[test]
     fn a_sidecar_gets_only_the_changes_it_misses_or_else_everything() {
-        let full = pb::Credentials { service: "s".into(), revision: 5, keys: vec![key("a", 0)], ..Default::default() };
+        let full = pb::Credentials {
+            service: "s".into(),
+            revision: 5,
+            keys: vec![key("a", 0)],
+            epoch: E,
+            ..Default::default()
+        };
         let s0 = CredentialsState::new(full, vec![]);
         let s1 = s0.apply(change(5, 6, vec![key("b", 0)]), vec![]);
         let s2 = s1.apply(change(6, 9, vec![key("a", 123)]), vec![]);
@@ -205,11 +219,12 @@ mod tests {
         );
 
         let revs = |v: Vec<Arc<pb::Credentials>>| v.iter().map(|c| (c.base_revision, c.revision)).collect::<Vec<_>>();
-        assert_eq!(revs(s2.since(Some(9))), []);
-        assert_eq!(revs(s2.since(Some(6))), [(6, 9)]);
-        assert_eq!(revs(s2.since(Some(5))), [(5, 6), (6, 9)]);
-        assert_eq!(revs(s2.since(Some(4))), [(0, 9)], "too far behind: the whole set");
-        assert_eq!(revs(s2.since(None)), [(0, 9)]);
-        assert_eq!(revs(s2.since(Some(7))), [(0, 9)], "a revision never published here");
+        assert_eq!(revs(s2.since(E, 9)), []);
+        assert_eq!(revs(s2.since(E, 6)), [(6, 9)]);
+        assert_eq!(revs(s2.since(E, 5)), [(5, 6), (6, 9)]);
+        assert_eq!(revs(s2.since(E, 4)), [(0, 9)], "too far behind: the whole set");
+        assert_eq!(revs(s2.since(E, 0)), [(0, 9)]);
+        assert_eq!(revs(s2.since(E, 7)), [(0, 9)], "a revision never published here");
+        assert_eq!(revs(s2.since(E + 1, 9)), [(0, 9)], "revision 9 of another store is not this one");
     }
 }

@@ -24,7 +24,8 @@ fn push(n: usize) -> Vec<u8> {
             revoked_unix_ms: 0,
         })
         .collect();
-    pb::Credentials { service: "orders".into(), revision: 1, keys, secrets: vec![], base_revision: 0 }.encode_to_vec()
+    pb::Credentials { service: "orders".into(), revision: 1, keys, secrets: vec![], base_revision: 0, epoch: 1 }
+        .encode_to_vec()
 }
 
 fn main() {
@@ -56,6 +57,7 @@ fn main() {
                 keys: vec![revoke],
                 secrets: vec![],
                 base_revision: creds.revision,
+                epoch: 1,
             }
             .encode_to_vec();
             let change = pb::Credentials::decode(change.as_slice()).expect("decode");

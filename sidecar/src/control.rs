@@ -79,6 +79,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         sidecar_version: env!("CARGO_PKG_VERSION").into(),
         schema: SCHEMA,
         credentials_revision: live.credentials().revision,
+        credentials_epoch: live.credentials().epoch,
     };
     tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await?;
     let mut pushes = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();

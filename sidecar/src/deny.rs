@@ -34,6 +34,8 @@ pub enum Refusal {
     BadBody,
     /// The client did not send the whole body (which had to be read first) in time.
     BodyTimeout { after: Duration },
+    /// The sidecar is already holding as many buffered bodies as `--max-buffered-bytes` allows.
+    BufferFull,
     /// More than one Host header.
     DuplicateHost,
     /// The request target is longer than `--max-uri-bytes`.
@@ -75,7 +77,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Unauthenticated { failure, .. } => failure.status(),
-            Refusal::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::NotReady | Refusal::BufferFull => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -98,6 +100,7 @@ impl Refusal {
             Refusal::BadPath(_) => "bad_path",
             Refusal::BadBody => "bad_body",
             Refusal::BodyTimeout { .. } => "body_timeout",
+            Refusal::BufferFull => "buffer_full",
             Refusal::DuplicateHost => "duplicate_host",
             Refusal::NoRoute => "no_route",
             Refusal::AddressDenied { .. } => "address_denied",
@@ -118,6 +121,7 @@ impl Refusal {
             Refusal::BadPath(_) => "path-normalization".into(),
             Refusal::BadBody | Refusal::DuplicateHost => "http-framing".into(),
             Refusal::BodyTimeout { .. } => "timeout".into(),
+            Refusal::BufferFull => "max_buffered_bytes".into(),
             Refusal::NoRoute => "no-route".into(),
             Refusal::AddressDenied { rule, .. } => rule.clone(),
             Refusal::Unauthenticated { rule, .. } => rule.to_string(),
@@ -133,7 +137,7 @@ impl Refusal {
     /// The RFC 9209 error type.
     fn proxy_error(&self) -> &'static str {
         match self {
-            Refusal::NotReady => "destination_unavailable",
+            Refusal::NotReady | Refusal::BufferFull => "destination_unavailable",
             Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost | Refusal::BodyTimeout { .. } => {
                 "http_request_error"
             }
@@ -158,6 +162,9 @@ impl Refusal {
             Refusal::NotReady => "The proxy has not loaded its policy yet. Retry in a few seconds.".into(),
             Refusal::BadPath(e) => format!("The request was refused: {e}."),
             Refusal::BadBody => "The request body was malformed or ended early.".into(),
+            Refusal::BufferFull => {
+                "The proxy is holding too many request bodies right now. Retry in a few seconds.".into()
+            }
             Refusal::BodyTimeout { after } => {
                 format!("The request body did not arrive within {}.", crate::policy::format_duration(*after))
             }
@@ -220,11 +227,12 @@ impl Refusal {
         if let Refusal::Unauthenticated { failure, challenge: Some(c), .. } = self
             && failure.status() == StatusCode::UNAUTHORIZED
         {
-            // RFC 6750 §3.1: a token that was sent but is no good says so.
-            let value = match failure.invalid_token() {
-                true => HeaderValue::try_from(format!("{}, error=\"invalid_token\"", c.to_str().unwrap_or_default()))
+            // RFC 6750 §3.1: a Bearer challenge says what was wrong with what was sent.
+            let bearer = c.as_bytes().starts_with(b"Bearer ");
+            let value = match failure.bearer_error().filter(|_| bearer) {
+                Some(error) => HeaderValue::try_from(format!("{}, error=\"{error}\"", c.to_str().unwrap_or_default()))
                     .unwrap_or_else(|_| c.clone()),
-                false => c.clone(),
+                None => c.clone(),
             };
             h.insert(WWW_AUTHENTICATE, value);
         }

@@ -41,6 +41,8 @@ pub struct Live {
     service: Option<String>,
     state: Option<StateFile>,
     limits: EdgeLimits,
+    /// KiB of request body that may be buffered at once (`EdgeLimits::max_buffered_bytes`).
+    buffer_budget: Arc<tokio::sync::Semaphore>,
     /// The TLS configuration of the active snapshot; None: plain HTTP.
     tls: ArcSwapOption<ServerConfig>,
     /// Its files and their digest, for `tls::watch`.
@@ -62,6 +64,7 @@ impl Live {
             service,
             state,
             limits: EdgeLimits::default(),
+            buffer_budget: Arc::new(tokio::sync::Semaphore::new(EdgeLimits::default().max_buffered_bytes >> 10)),
             tls: ArcSwapOption::empty(),
             tls_files: Mutex::new(None),
         }
@@ -91,11 +94,17 @@ impl Live {
     /// Sets the limits on request heads (URI and header sizes).
     pub fn with_limits(mut self, limits: EdgeLimits) -> Self {
         self.limits = limits;
+        self.buffer_budget = Arc::new(tokio::sync::Semaphore::new(limits.max_buffered_bytes.div_ceil(1024)));
         self
     }
 
     pub fn limits(&self) -> &EdgeLimits {
         &self.limits
+    }
+
+    /// What buffered request bodies may use, in KiB permits.
+    pub fn buffer_budget(&self) -> Arc<tokio::sync::Semaphore> {
+        self.buffer_budget.clone()
     }
 
     /// The active snapshot: one atomic load. Call once per request.

@@ -72,6 +72,10 @@ struct Args {
     /// The longest an upstream may go quiet in the middle of a response body.
     #[arg(long, env = "WARDEN_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     stream_idle_timeout: Duration,
+    /// Request bodies held in memory at once, all requests together (signed webhooks are
+    /// buffered to check their signature); past it such requests get 503.
+    #[arg(long, env = "WARDEN_MAX_BUFFERED_BYTES", default_value = "64MiB", value_parser = parse_size)]
+    max_buffered_bytes: usize,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -110,6 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_uri_bytes: args.max_uri_bytes,
         max_header_bytes: args.max_header_bytes,
         stream_idle_timeout: args.stream_idle_timeout,
+        max_buffered_bytes: args.max_buffered_bytes,
     };
     let live = Arc::new(Live::new(app, args.service.clone(), state).with_limits(limits));
 
@@ -148,6 +153,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
     tokio::spawn(tls::watch(live.clone()));
+    tokio::spawn(warden_sidecar::auth::watch_jwks(live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = ListenerConfig {
         drain_timeout: args.drain_timeout,

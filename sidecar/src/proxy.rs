@@ -38,6 +38,8 @@ pub struct EdgeLimits {
     pub max_header_bytes: usize,
     /// The longest an upstream may go quiet in the middle of a response body.
     pub stream_idle_timeout: std::time::Duration,
+    /// Request bodies buffered at once, all requests together (`Live::buffer_budget`).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for EdgeLimits {
@@ -46,6 +48,7 @@ impl Default for EdgeLimits {
             max_uri_bytes: 8 << 10,
             max_header_bytes: 64 << 10,
             stream_idle_timeout: std::time::Duration::from_secs(300),
+            max_buffered_bytes: 64 << 20,
         }
     }
 }
@@ -94,6 +97,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_WARDEN_CLIENT: HeaderName = HeaderName::from_static("x-warden-client");
 const X_WARDEN_PLAN: HeaderName = HeaderName::from_static("x-warden-plan");
+const X_WARDEN_AUTH: HeaderName = HeaderName::from_static("x-warden-auth");
 
 /// Forwarding and rewrite headers apps honour (`Forwarded` in Spring, `X-Original-URL` in
 /// some Symfony versions, ...), removed when they come from anyone but a trusted proxy.
@@ -184,22 +188,29 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
             }
         }
     };
-    let body = match body_check {
-        None => Either::Left(body),
-        Some(check) => match verify_body(body, check, route).await {
-            Ok((bytes, id)) => {
-                identity = Some(id);
-                Either::Right(Full::new(bytes))
-            }
-            Err((r, bytes)) => {
-                let Some(bytes) = bytes.filter(|_| snapshot.mode == Mode::DryRun) else {
-                    return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
-                };
-                log_would_deny(&r, route, &request_id, client.ip);
-                Either::Right(Full::new(bytes))
-            }
-        },
+    // Reading a signed body counts against the route's timeout: the whole exchange gets it.
+    let started = std::time::Instant::now();
+    let (body, _reserved) = match body_check {
+        None => (Either::Left(body), None),
+        Some(check) => {
+            let Some(permit) = reserve_buffer(live, declared, route) else {
+                return refuse(&Refusal::BufferFull, Some(&snapshot), Some(&route.name), &request_id);
+            };
+            let bytes = match verify_body(body, check, route).await {
+                Ok((bytes, id)) => {
+                    identity = Some(id);
+                    bytes
+                }
+                Err((r, Some(bytes))) if snapshot.mode == Mode::DryRun => {
+                    log_would_deny(&r, route, &request_id, client.ip);
+                    bytes
+                }
+                Err((r, _)) => return refuse(&r, Some(&snapshot), Some(&route.name), &request_id),
+            };
+            (Either::Right(Full::new(bytes)), Some(permit))
+        }
     };
+    let timeout = route.timeout.saturating_sub(started.elapsed());
 
     let authority = parts.uri.authority().cloned();
     parts.uri = Uri::from(path_and_query);
@@ -213,8 +224,7 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
 
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;
-    let sent =
-        tokio::time::timeout(route.timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
+    let sent = tokio::time::timeout(timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
@@ -254,6 +264,15 @@ fn now_unix_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Reserves room for a body about to be buffered: its declared length, or the route's
+/// `max_body` when it declares none. None when the sidecar-wide budget is spent.
+fn reserve_buffer(live: &Live, declared: Option<u64>, route: &Route) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let bytes = declared.unwrap_or(route.max_body).min(route.max_body);
+    // Permits are KiB, so the budget counts up to 4 TiB in a u32.
+    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+    live.buffer_budget().try_acquire_many_owned(kib).ok()
+}
+
 /// Buffers a signed body (at most the route's `max_body`, within its timeout) and checks
 /// its signature. On a bad signature the refusal comes with the body, which a dry run
 /// still forwards.
@@ -280,15 +299,18 @@ async fn verify_body(
     }
 }
 
-/// Tells the app who is calling, and takes the credential away from it unless the route
-/// forwards it. (Any `x-warden-*` the client sent is already gone.)
+/// Tells the app who is calling and which auth provider vouched for it (an API key's
+/// client and a JWT's subject may share a name), and takes the credential away from it
+/// unless the route forwards it. (Any `x-warden-*` the client sent is already gone.)
 fn set_identity(headers: &mut HeaderMap, route: &Route, identity: Option<Identity>) {
-    if let Some(provider) = &route.auth
-        && !route.forward_credentials
-    {
+    let Some(provider) = &route.auth else { return };
+    if !route.forward_credentials {
         headers.remove(&provider.header);
     }
     let Some(id) = identity else { return };
+    if let Ok(v) = HeaderValue::from_str(&provider.name) {
+        headers.insert(X_WARDEN_AUTH, v);
+    }
     if let Ok(v) = HeaderValue::from_str(&id.client) {
         headers.insert(X_WARDEN_CLIENT, v);
     }

@@ -67,6 +67,7 @@ async fn api_keys_identify_the_client_rotate_without_a_gap_and_revoke_everywhere
     let h = |k: &str| seen.headers.get(k).map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(h("x-warden-client").as_deref(), Some("acme"));
     assert_eq!(h("x-warden-plan").as_deref(), Some("pro"));
+    assert_eq!(h("x-warden-auth").as_deref(), Some("partner-keys"), "which provider vouched");
     assert_eq!(h("x-api-key"), None, "the credential is removed unless the route forwards it");
     assert_eq!(seen.headers.get_all("x-warden-client").iter().count(), 1);
 
@@ -136,7 +137,7 @@ async fn bearer_keys_expire_and_a_forwarding_route_keeps_the_header() {
 
     let r = s.get_with("/bearer/1", &[("authorization", &format!("Basic {key}"))]).await;
     assert_refused(&r, "credential_malformed", "bearer-keys");
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"orders\", error=\"invalid_token\""));
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"orders\", error=\"invalid_request\""));
     assert_eq!(s.get("/bearer/1").await.header("www-authenticate"), Some("Bearer realm=\"orders\""));
 
     eventually("the key expires", Duration::from_secs(10), || async { bearer("/bearer/1").await.status == 401 }).await;
@@ -207,6 +208,19 @@ auth:
     // An RS256 token whose header says HS256, signed with the RSA *public* key as the
     // HMAC secret: the classic confusion. The key only allows RS256.
     refused(call(sign(&["confused", &keys, "rsa1", &claims("")])).await, "token_bad_algorithm");
+
+    // The identity provider rotates its keys: the file changes in place, the sidecar picks
+    // the new keys up, and tokens signed with the old ones (remembered or not) stop working.
+    let rotated = dir.path().join("rotated");
+    let rotated = rotated.to_string_lossy().into_owned();
+    sign(&["keys", &rotated]);
+    let new_token = sign(&["jwt", &rotated, "ec1", "ES256", &claims("")]);
+    std::fs::copy(format!("{rotated}/jwks.json"), format!("{keys}/jwks.json")).unwrap();
+    eventually("the new JWKS is in use", Duration::from_secs(10), || async {
+        call(new_token.clone()).await.status == StatusCode::OK
+    })
+    .await;
+    refused(call(good.clone()).await, "token_bad_signature");
 }
 
 const HOOKS: &str = "service: orders
@@ -254,7 +268,7 @@ async fn webhook_signatures_are_checked_over_the_exact_body_and_secrets_rotate()
 
     let r = s.post("/hooks/github", &[("x-hub-signature-256", &gh("wrong"))], body).await;
     assert_refused(&r, "signature_invalid", "github");
-    assert!(r.header("www-authenticate").is_none(), "no standard challenge for webhooks");
+    assert_eq!(r.header("www-authenticate"), Some("HMAC-SHA256 realm=\"orders\", header=\"x-hub-signature-256\""));
     let mut tampered = body.to_vec();
     tampered[3] ^= 1;
     assert_refused(
@@ -298,6 +312,15 @@ async fn webhook_signatures_are_checked_over_the_exact_body_and_secrets_rotate()
         "signature_malformed",
         "stripe",
     );
+
+    // explain has no body: it checks the header and says what it cannot know.
+    let out = s
+        .cp
+        .ctl(&["explain", "--service", "orders", "POST", "/hooks/github", "-H", &format!("x-hub-signature-256: {sig}")])
+        .await;
+    assert!(out.stdout.contains("not evaluated: the signature covers the body"), "{out:?}");
+    let out = s.cp.ctl(&["explain", "--service", "orders", "POST", "/hooks/github"]).await;
+    assert!(out.stdout.contains("DENY 401 signature_missing"), "{out:?}");
 
     // Secret values appear nowhere.
     let listed = s.cp.ctl(&["secrets", "list"]).await;
@@ -386,4 +409,37 @@ async fn keys_survive_a_sidecar_restart_while_the_control_plane_is_down() {
     let unknown = format!("wdn_{}", "1".repeat(64));
     let r = s.client.send(Method::GET, &url, &[("x-api-key", &unknown)], Bytes::new()).await;
     assert_eq!(r.map(|r| r.status), Ok(StatusCode::UNAUTHORIZED));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buffered_webhook_bodies_share_one_memory_budget() {
+    use tokio::io::AsyncWriteExt;
+    let s = Stack::start_with(HOOKS, &["--max-buffered-bytes", "64KiB"]).await;
+    s.set_secret("gh-hook", "budget-secret", &[]).await;
+    let zeros = format!("sha256={}", "0".repeat(64));
+    let headers = [("x-hub-signature-256", zeros.as_str())];
+    let body = vec![b'x'; 8 * 1024];
+    let small = || s.post("/hooks/github", &headers, &body);
+    eventually("the secret reaches the sidecar", Duration::from_secs(5), || async {
+        small().await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+
+    // A sender that declares 60 KiB and trickles: its reservation holds most of the budget.
+    let mut slow = tokio::net::TcpStream::connect(s.sidecar.proxy).await.expect("connect");
+    let head = format!(
+        "POST /hooks/github HTTP/1.1\r\nhost: x\r\ncontent-length: 61440\r\nx-hub-signature-256: {zeros}\r\n\r\n"
+    );
+    slow.write_all(head.as_bytes()).await.expect("write");
+    slow.write_all(&[b'x'; 1000]).await.expect("write");
+    eventually("the budget is spent", Duration::from_secs(5), || async {
+        let r = small().await;
+        r.status == StatusCode::SERVICE_UNAVAILABLE && r.json()["error"]["code"] == "buffer_full"
+    })
+    .await;
+    drop(slow);
+    eventually("the budget comes back", Duration::from_secs(5), || async {
+        small().await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
 }

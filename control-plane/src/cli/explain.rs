@@ -150,7 +150,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 };
                 let verdict = match (&decision, &not_evaluated) {
                     (Decision::Deny(Refusal::Unauthenticated { failure, .. }, _), Some(why))
-                        if failure.invalid_token() =>
+                        if failure.needs_credentials() =>
                     {
                         unsure = Some(why.clone());
                         format!("not evaluated: {why}")
@@ -163,9 +163,6 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                         id.client,
                         id.plan.as_ref().map(|p| format!(", plan '{p}'")).unwrap_or_default()
                     ),
-                    (Decision::Forward { body_check: Some(_), .. }, _) => {
-                        "signature header well-formed; the sidecar checks it against the body (explain has none)".into()
-                    }
                     (Decision::Forward { would_deny: Some(_), .. }, _) => "REFUSED (dry run, see below)".into(),
                     _ => "not reached".into(),
                 };
@@ -260,16 +257,16 @@ async fn credentials_for(
             let why = v.unread_file.as_ref().map(|f| format!("the keys are in jwks_file {f} on the sidecar's host"));
             Ok((Credentials::default(), why))
         }
-        AuthKind::Hmac(_) => Ok((Credentials::default(), None)),
+        AuthKind::Hmac(v) => Ok((
+            Credentials::default(),
+            Some(format!("the signature covers the body, which explain does not have (secret '{}')", v.secret)),
+        )),
         AuthKind::ApiKey if !from_control_plane => {
             Ok((Credentials::default(), Some("keys are kept by the control plane: use --service instead of -f".into())))
         }
         AuthKind::ApiKey => {
-            let value = headers.get(&provider.header).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let key = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
-            if key.is_empty() {
-                return Ok((Credentials::default(), None));
-            }
+            // Read exactly as the sidecar reads it; a missing or malformed one needs no lookup.
+            let Ok(key) = provider.credential(headers) else { return Ok((Credentials::default(), None)) };
             // Only the hash leaves this machine.
             let hash = hash_key(key);
             let found = cli

@@ -12,6 +12,7 @@ use warden_sidecar::policy::{ParsedPolicy, build, content_hash, parse_file, pars
 
 use super::ControlPlane;
 use super::keys;
+use crate::hub::secret_names;
 use crate::store::{NewVersion, PolicyVersion, StoreError, Stored};
 
 /// The admin API over the shared control plane.
@@ -55,13 +56,20 @@ impl AdminApi {
             })
             .collect();
         let stored: Vec<Stored> = self.0.store.apply(docs, dry_run).await.map_err(internal)?;
+        let set: Vec<String> = self.0.store.secrets().await.map_err(internal)?.into_iter().map(|s| s.name).collect();
         let mut results = Vec::with_capacity(stored.len());
         for (p, s) in parsed.iter().zip(stored) {
+            let snapshot = build(&p.policy, &p.source, s.version.version);
+            let names = secret_names(&snapshot);
+            let mut warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+            for missing in names.iter().filter(|n| !set.contains(n)) {
+                warnings.push(format!(
+                    "secret '{missing}' is not set: its routes answer 503 until `wardenctl secrets set {missing}`"
+                ));
+            }
             if s.changed && !dry_run {
-                let snapshot = build(&p.policy, &p.source, s.version.version);
-                self.0.hub.publish(snapshot);
-                // The policy may name other secrets now.
-                self.0.refresh_credentials(&s.version.service).await.map_err(internal)?;
+                // Credentials first, so the policy never arrives before the secrets it names.
+                self.0.publish_with_credentials(&s.version.service, Some(snapshot)).await.map_err(internal)?;
                 tracing::info!(service = %s.version.service, version = s.version.version, %author, "applied");
             }
             results.push(pb::ApplyResult {
@@ -71,7 +79,7 @@ impl AdminApi {
                 previous_version: s.previous.as_ref().map_or(0, |v| v.version),
                 previous_yaml: s.previous.map(|v| v.source_yaml).unwrap_or_default(),
                 source_yaml: p.source.clone(),
-                warnings: p.warnings.iter().map(ToString::to_string).collect(),
+                warnings,
             });
         }
         Ok(pb::ApplyResponse { results })

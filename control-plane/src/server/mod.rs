@@ -18,7 +18,7 @@ use warden_proto::v1::sidecar_service_server::SidecarServiceServer;
 
 use warden_proto::v1 as pb;
 
-use crate::hub::{CredentialsState, Hub, snapshot_of};
+use crate::hub::{CredentialsState, Hub, secret_names, snapshot_of};
 use crate::registry::Registry;
 use crate::store::{KeyRow, SecretRow, Store, StoreError};
 
@@ -55,12 +55,34 @@ impl ControlPlane {
     /// current policy names) since the revision its sidecars were last sent, or the whole
     /// set the first time. Called after every key, secret or policy change.
     pub async fn refresh_credentials(&self, service: &str) -> Result<(), StoreError> {
+        self.publish_with_credentials(service, None).await
+    }
+
+    /// Refreshes the credentials for the secrets `snapshot` names, then publishes it: its
+    /// sidecars get the secrets before the policy that needs them. Under the same lock, so
+    /// no other refresh reads the old policy's secret names in between.
+    pub async fn publish_with_credentials(
+        &self,
+        service: &str,
+        snapshot: Option<pb::Snapshot>,
+    ) -> Result<(), StoreError> {
         let _one_at_a_time = self.refreshing.lock().await;
-        let names = self.hub.secret_names(service);
+        let names = match &snapshot {
+            Some(s) => secret_names(s),
+            None => self.hub.secret_names(service),
+        };
+        self.refresh_locked(service, names).await?;
+        if let Some(s) = snapshot {
+            self.hub.publish(s);
+        }
+        Ok(())
+    }
+
+    async fn refresh_locked(&self, service: &str, names: Vec<String>) -> Result<(), StoreError> {
         let state = match self.hub.credentials(service) {
             None => {
                 let (revision, keys, secrets) = self.store.credentials(service, 0, names.clone()).await?;
-                CredentialsState::new(credentials(service, revision, 0, keys, secrets), names)
+                CredentialsState::new(credentials(self.store.epoch(), service, revision, 0, keys, secrets), names)
             }
             Some(current) => {
                 if current.secret_names != names {
@@ -72,7 +94,7 @@ impl ControlPlane {
                 if revision == base {
                     return Ok(());
                 }
-                current.apply(credentials(service, revision, base, keys, secrets), names)
+                current.apply(credentials(self.store.epoch(), service, revision, base, keys, secrets), names)
             }
         };
         self.hub.publish_credentials(service, state);
@@ -97,8 +119,16 @@ pub async fn serve(
         .await
 }
 
-fn credentials(service: &str, revision: u64, base: u64, keys: Vec<KeyRow>, secrets: Vec<SecretRow>) -> pb::Credentials {
+fn credentials(
+    epoch: u64,
+    service: &str,
+    revision: u64,
+    base: u64,
+    keys: Vec<KeyRow>,
+    secrets: Vec<SecretRow>,
+) -> pb::Credentials {
     pb::Credentials {
+        epoch,
         service: service.to_owned(),
         revision,
         base_revision: base,

@@ -46,7 +46,7 @@ impl SidecarService for SidecarApi {
         }
         credentials.mark_changed();
         // What the sidecar holds: from its disk at first, then what was sent.
-        let mut held = (hello.credentials_revision != 0).then_some(hello.credentials_revision);
+        let mut held = (hello.credentials_epoch, hello.credentials_revision);
         let (tx, rx) = mpsc::channel(4);
         let cp = self.0.clone();
         tokio::spawn(async move {
@@ -60,7 +60,7 @@ impl SidecarService for SidecarApi {
                         }
                         let Some(current) = credentials.borrow_and_update().clone() else { continue };
                         let mut closed = false;
-                        for c in current.since(held) {
+                        for c in current.since(held.0, held.1) {
                             let push = SnapshotPush { snapshot: None, credentials: Some((*c).clone()) };
                             if tx.send(Ok(push)).await.is_err() {
                                 closed = true;
@@ -70,7 +70,7 @@ impl SidecarService for SidecarApi {
                         if closed {
                             break;
                         }
-                        held = Some(current.full.revision);
+                        held = (current.full.epoch, current.full.revision);
                     }
                     changed = snapshots.changed() => {
                         if changed.is_err() {

@@ -86,6 +86,15 @@ fn bump(tx: &Transaction<'_>) -> Result<u64, rusqlite::Error> {
     )
 }
 
+/// The store's credentials epoch, made (random, 63 bits) the first time.
+pub(super) fn epoch(c: &Connection) -> Result<u64, StoreError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+    let fresh = u64::from_le_bytes(bytes) >> 1;
+    c.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('epoch', ?1)", [fresh])?;
+    Ok(c.query_row("SELECT value FROM counters WHERE name = 'epoch'", [], |r| r.get(0))?)
+}
+
 fn revision_in(c: &Connection) -> Result<u64, rusqlite::Error> {
     Ok(c.query_row("SELECT value FROM counters WHERE name = 'credentials'", [], |r| r.get(0)).optional()?.unwrap_or(0))
 }

@@ -132,6 +132,8 @@ const VERSION_COLUMNS: &str = "service, version, author, created_unix_ms, messag
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Random, made when the store was created; see `Credentials.epoch`.
+    epoch: u64,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -156,7 +158,13 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        let epoch = credentials::epoch(&conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), epoch })
+    }
+
+    /// The credentials epoch: revisions count within it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Runs `f` on a blocking thread with the connection.

@@ -77,6 +77,8 @@ const MERGE_AT: usize = 1024;
 /// Everything auth checks against, at one revision.
 #[derive(Debug, Default)]
 pub struct Credentials {
+    /// The control plane store's epoch the revision counts in.
+    pub epoch: u64,
     pub revision: u64,
     /// Keys as of the last whole set or fold, shared by the revisions built on it.
     base: Arc<KeyTable>,
@@ -106,13 +108,14 @@ impl Credentials {
         check_service(c, service)?;
         let mut base = HashMap::with_capacity(c.keys.len());
         insert_keys(&mut base, &c.keys)?;
-        Ok(Credentials { revision: c.revision, base: Arc::new(base), overlay: HashMap::new(), secrets: secrets(c) })
+        let base = Arc::new(base);
+        Ok(Credentials { epoch: c.epoch, revision: c.revision, base, overlay: HashMap::new(), secrets: secrets(c) })
     }
 
     /// These credentials with a change applied; the change must build on this revision.
     pub fn apply(&self, c: &pb::Credentials, service: Option<&str>) -> Result<Credentials, InvalidCredentials> {
         check_service(c, service)?;
-        if c.base_revision != self.revision {
+        if c.base_revision != self.revision || c.epoch != self.epoch {
             return Err(InvalidCredentials::Gap { base: c.base_revision, have: self.revision });
         }
         let mut overlay = self.overlay.clone();
@@ -124,7 +127,7 @@ impl Credentials {
         } else {
             self.base.clone()
         };
-        Ok(Credentials { revision: c.revision, base, overlay, secrets: secrets(c) })
+        Ok(Credentials { epoch: c.epoch, revision: c.revision, base, overlay, secrets: secrets(c) })
     }
 
     /// The whole set again, as pushed (for the copy on disk).
@@ -155,7 +158,14 @@ impl Credentials {
                 })
             })
             .collect();
-        pb::Credentials { service: service.to_owned(), revision: self.revision, keys, secrets, base_revision: 0 }
+        pb::Credentials {
+            service: service.to_owned(),
+            revision: self.revision,
+            keys,
+            secrets,
+            base_revision: 0,
+            epoch: self.epoch,
+        }
     }
 
     pub fn key(&self, hash: &KeyHash) -> Option<&KeyRecord> {

@@ -79,17 +79,27 @@ impl AuthFailure {
         }
     }
 
-    /// Whether the refusal is about a bearer token the caller sent (RFC 6750
-    /// `error="invalid_token"`), rather than a missing one.
-    pub fn invalid_token(&self) -> bool {
+    /// The RFC 6750 `error` for a Bearer challenge: none when nothing was sent,
+    /// `invalid_request` when it is not shaped as one, `invalid_token` when it is no good.
+    pub fn bearer_error(&self) -> Option<&'static str> {
+        match self {
+            AuthFailure::Missing | AuthFailure::SignatureMissing { .. } | AuthFailure::SecretNotSet { .. } => None,
+            AuthFailure::Malformed(_) | AuthFailure::SignatureMalformed(_) => Some("invalid_request"),
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// Whether the verdict depends on keys or secrets (rather than on the request alone):
+    /// what `wardenctl explain` can only say when it has them.
+    pub fn needs_credentials(&self) -> bool {
         !matches!(
             self,
             AuthFailure::Missing
+                | AuthFailure::Malformed(_)
+                | AuthFailure::TokenMalformed
                 | AuthFailure::SignatureMissing { .. }
                 | AuthFailure::SignatureMalformed(_)
-                | AuthFailure::SignatureInvalid
                 | AuthFailure::SignatureStale { .. }
-                | AuthFailure::SecretNotSet { .. }
         )
     }
 
@@ -128,8 +138,9 @@ impl AuthFailure {
                 "The signature's timestamp is more than {} from now; a replayed or delayed delivery is refused.",
                 crate::policy::format_duration(*tolerance)
             ),
-            AuthFailure::SecretNotSet { name } => {
-                format!("Signatures cannot be checked yet: the secret '{name}' is not set on the control plane.")
+            // The secret's name is for the operator (`wardenctl explain`, apply warnings).
+            AuthFailure::SecretNotSet { .. } => {
+                "Signatures for this route cannot be checked yet: its webhook secret is not set.".into()
             }
         }
     }

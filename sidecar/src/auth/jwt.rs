@@ -2,13 +2,27 @@
 //! the keys of a JWKS, then `iss`, `aud`, `exp` and `nbf` (with a small leeway). The
 //! claim naming the client (default `sub`) and the plan (default `plan`) become the same
 //! `Identity` an API key gives. Keys are parsed once per snapshot, never per request.
+//!
+//! Verifying a signature costs 3-175 µs (HS256 to ES256, `tests/bench/auth.sh`), and a
+//! client sends the same token for many requests, so verified tokens are remembered by
+//! their SHA-256 until they expire (as Envoy's `jwt_cache_config` does). The cache lives
+//! in the verifier, so a new policy or JWKS starts an empty one.
+//!
+//! A `jwks_file` is re-read every 2 s (`watch`) and new keys are used at once, like TLS
+//! certificates: identity providers rotate keys, and Kubernetes updates mounted files in
+//! place. Content that cannot be used is logged and the previous keys stay.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
 use super::{AuthFailure, Identity};
@@ -21,16 +35,29 @@ struct VerifyKey {
 }
 
 pub struct JwtVerifier {
-    keys: Vec<VerifyKey>,
+    /// Swapped whole when `jwks_file` changes.
+    keys: ArcSwap<Vec<VerifyKey>>,
     client_claim: String,
     plan_claim: String,
+    leeway_s: u64,
+    cache: TokenCache,
     /// Set when the keys are in a file this process did not read (`wardenctl explain`).
     pub unread_file: Option<String>,
+    reload: Option<Reload>,
+}
+
+/// Where the keys came from, to re-read them when the file changes.
+struct Reload {
+    path: String,
+    config: pb::JwtAuth,
+    /// SHA-256 of the content last read.
+    digest: Mutex<Vec<u8>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kids: Vec<_> = self.keys.iter().map(|k| k.kid.as_deref().unwrap_or("-")).collect();
+        let keys = self.keys.load();
+        let kids: Vec<_> = keys.iter().map(|k| k.kid.as_deref().unwrap_or("-")).collect();
         f.debug_struct("JwtVerifier").field("kids", &kids).field("client_claim", &self.client_claim).finish()
     }
 }
@@ -68,60 +95,87 @@ pub fn parse_jwks(json: &str) -> Result<Vec<JwksKey>, String> {
         .collect()
 }
 
+/// Whether a JWKS holds a symmetric (`kty: oct`, HS256) key: a secret, which belongs in a
+/// file on the sidecar's host, never in a policy everyone with `wardenctl get` can read.
+pub fn has_symmetric_key(json: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(json) else { return false };
+    v["keys"].as_array().is_some_and(|keys| keys.iter().any(|k| k["kty"] == "oct"))
+}
+
 impl JwtVerifier {
     pub fn compile(j: &pb::JwtAuth, read_files: bool) -> Result<JwtVerifier, String> {
-        let (json, unread_file) = match (j.jwks_json.is_empty(), j.jwks_file.is_empty()) {
-            (false, _) => (Some(j.jwks_json.clone()), None),
-            (true, false) if read_files => (
-                Some(std::fs::read_to_string(&j.jwks_file).map_err(|e| format!("jwks_file {}: {e}", j.jwks_file))?),
-                None,
-            ),
-            (true, false) => (None, Some(j.jwks_file.clone())),
-            (true, true) => return Err("no jwks or jwks_file".into()),
+        let file = (!j.jwks_file.is_empty()).then(|| j.jwks_file.clone());
+        let (keys, digest) = match (&file, read_files) {
+            (None, _) if j.jwks_json.is_empty() => return Err("no jwks or jwks_file".into()),
+            (None, _) => (verify_keys(j, &j.jwks_json)?, Vec::new()),
+            (Some(path), true) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("jwks_file {path}: {e}"))?;
+                let keys = verify_keys(j, &text).map_err(|e| format!("jwks_file {path}: {e}"))?;
+                (keys, Sha256::digest(text.as_bytes()).to_vec())
+            }
+            (Some(_), false) => (Vec::new(), Vec::new()),
         };
-        let parsed = match &json {
-            Some(json) => parse_jwks(json).map_err(|e| match j.jwks_file.is_empty() {
-                true => e,
-                false => format!("jwks_file {}: {e}", j.jwks_file),
-            })?,
-            None => Vec::new(),
-        };
-        let keys = parsed
-            .into_iter()
-            .map(|JwksKey { kid, key, algorithms }| {
-                let mut v = Validation::new(Algorithm::RS256);
-                v.algorithms = algorithms;
-                v.leeway = j.leeway_ms / 1000;
-                v.validate_nbf = true;
-                let mut required = vec!["exp"];
-                if !j.issuers.is_empty() {
-                    v.set_issuer(&j.issuers);
-                    required.push("iss");
-                }
-                if j.audiences.is_empty() {
-                    v.validate_aud = false;
-                } else {
-                    v.set_audience(&j.audiences);
-                    required.push("aud");
-                }
-                v.set_required_spec_claims(&required);
-                VerifyKey { kid, key, validation: v }
-            })
-            .collect();
-        Ok(JwtVerifier { keys, client_claim: j.client_claim.clone(), plan_claim: j.plan_claim.clone(), unread_file })
+        Ok(JwtVerifier {
+            keys: ArcSwap::from_pointee(keys),
+            client_claim: j.client_claim.clone(),
+            plan_claim: j.plan_claim.clone(),
+            leeway_s: j.leeway_ms / 1000,
+            cache: TokenCache::default(),
+            unread_file: if read_files { None } else { file.clone() },
+            reload: file.filter(|_| read_files).map(|path| Reload {
+                path,
+                config: j.clone(),
+                digest: Mutex::new(digest),
+            }),
+        })
+    }
+
+    /// Re-reads `jwks_file` if its content changed and uses the new keys (and forgets
+    /// the tokens verified with the old ones). Ok(false) when nothing changed or there is
+    /// no file; Err when the new content cannot be used, and the old keys stay.
+    pub fn reload(&self) -> Result<bool, String> {
+        let Some(r) = &self.reload else { return Ok(false) };
+        // A file mid-rotation may be missing for a moment: try again next round.
+        let Ok(text) = std::fs::read_to_string(&r.path) else { return Ok(false) };
+        let digest = Sha256::digest(text.as_bytes()).to_vec();
+        let mut current = r.digest.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current == digest {
+            return Ok(false);
+        }
+        // Refused content is remembered too, so it is reported once, not every round.
+        *current = digest;
+        let keys = verify_keys(&r.config, &text).map_err(|e| format!("jwks_file {}: {e}", r.path))?;
+        self.keys.store(Arc::new(keys));
+        self.cache.clear();
+        Ok(true)
     }
 
     /// Verifies a token and names its client.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthFailure> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(id) = self.cache.get(&digest, now) {
+            return Ok(id);
+        }
+        let (identity, claims) = self.verify_uncached(token)?;
+        // Remembered only within the window the checks just accepted it for.
+        let number = |name: &str| claims.get(name).and_then(Value::as_u64);
+        let until = number("exp").map_or(now, |exp| exp.saturating_add(self.leeway_s));
+        let from = number("nbf").map_or(0, |nbf| nbf.saturating_sub(self.leeway_s));
+        self.cache.put(digest, CachedToken { identity: identity.clone(), from, until });
+        Ok(identity)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<(Identity, serde_json::Map<String, Value>), AuthFailure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::TokenMalformed)?;
-        let mut candidates = self
-            .keys
+        let keys = self.keys.load();
+        let mut candidates = keys
             .iter()
             .filter(|k| header.kid.is_none() || k.kid == header.kid)
             .filter(|k| k.validation.algorithms.contains(&header.alg))
             .peekable();
         if candidates.peek().is_none() {
-            return Err(if header.kid.is_some() && !self.keys.iter().any(|k| k.kid == header.kid) {
+            return Err(if header.kid.is_some() && !keys.iter().any(|k| k.kid == header.kid) {
                 AuthFailure::TokenUnknownKey
             } else {
                 AuthFailure::TokenAlgorithm
@@ -130,7 +184,7 @@ impl JwtVerifier {
         let mut last = AuthFailure::TokenSignature;
         for k in candidates {
             match jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &k.key, &k.validation) {
-                Ok(data) => return self.identity(&data.claims),
+                Ok(data) => return self.identity(&data.claims).map(|id| (id, data.claims)),
                 Err(e) => {
                     last = failure(e.kind());
                     // Another key with no kid may still match; any other verdict is final.
@@ -144,10 +198,14 @@ impl JwtVerifier {
     }
 
     fn identity(&self, claims: &serde_json::Map<String, Value>) -> Result<Identity, AuthFailure> {
-        let text = |v: &Value| match v {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
+        // The names travel in headers to the app: visible ASCII only, of a sane length.
+        let text = |v: &Value| {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            ((1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
         };
         let client = claims
             .get(&self.client_claim)
@@ -156,6 +214,77 @@ impl JwtVerifier {
         let plan = claims.get(&self.plan_claim).and_then(text);
         Ok(Identity { client: client.into(), plan: plan.map(Into::into) })
     }
+}
+
+/// A verified token: who it names, and the Unix seconds it is good for (leeway included).
+#[derive(Clone)]
+struct CachedToken {
+    identity: Identity,
+    from: u64,
+    until: u64,
+}
+
+/// Verified tokens by SHA-256, in shards so request threads rarely meet on a lock. A full
+/// shard is emptied rather than tracked for eviction order: the next requests re-verify.
+#[derive(Default)]
+struct TokenCache {
+    shards: [Mutex<HashMap<[u8; 32], CachedToken>>; 16],
+}
+
+/// Tokens remembered per shard (so 16k in all, a few MB at most).
+const SHARD_CAPACITY: usize = 1024;
+
+impl TokenCache {
+    fn shard(&self, digest: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], CachedToken>> {
+        &self.shards[usize::from(digest[0] & 15)]
+    }
+
+    fn get(&self, digest: &[u8; 32], now: u64) -> Option<Identity> {
+        let shard = self.shard(digest).lock().unwrap_or_else(PoisonError::into_inner);
+        let hit = shard.get(digest)?;
+        (hit.from <= now && now <= hit.until).then(|| hit.identity.clone())
+    }
+
+    fn clear(&self) {
+        for shard in &self.shards {
+            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+    }
+
+    fn put(&self, digest: [u8; 32], token: CachedToken) {
+        let mut shard = self.shard(&digest).lock().unwrap_or_else(PoisonError::into_inner);
+        if shard.len() >= SHARD_CAPACITY {
+            shard.clear();
+        }
+        shard.insert(digest, token);
+    }
+}
+
+/// A JWKS document's keys, each with the checks every token must pass.
+fn verify_keys(j: &pb::JwtAuth, json: &str) -> Result<Vec<VerifyKey>, String> {
+    let keys = parse_jwks(json)?
+        .into_iter()
+        .map(|JwksKey { kid, key, algorithms }| {
+            let mut v = Validation::new(Algorithm::RS256);
+            v.algorithms = algorithms;
+            v.leeway = j.leeway_ms / 1000;
+            v.validate_nbf = true;
+            let mut required = vec!["exp"];
+            if !j.issuers.is_empty() {
+                v.set_issuer(&j.issuers);
+                required.push("iss");
+            }
+            if j.audiences.is_empty() {
+                v.validate_aud = false;
+            } else {
+                v.set_audience(&j.audiences);
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
+            VerifyKey { kid, key, validation: v }
+        })
+        .collect();
+    Ok(keys)
 }
 
 fn failure(kind: &ErrorKind) -> AuthFailure {
@@ -170,5 +299,29 @@ fn failure(kind: &ErrorKind) -> AuthFailure {
         ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthFailure::TokenAudience,
         ErrorKind::MissingRequiredClaim(c) => AuthFailure::TokenMissingClaim(c.clone()),
         _ => AuthFailure::TokenMalformed,
+    }
+}
+
+/// How often `jwks_file`s are checked for new content.
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs forever: re-reads the active snapshot's `jwks_file`s when they change.
+pub async fn watch(live: Arc<crate::live::Live>) {
+    loop {
+        tokio::time::sleep(RELOAD_EVERY).await;
+        let Some(snapshot) = live.snapshot() else { continue };
+        let reloaded = tokio::task::spawn_blocking(move || {
+            for p in &snapshot.auth {
+                let super::AuthKind::Jwt(v) = &p.kind else { continue };
+                match v.reload() {
+                    Ok(true) => tracing::info!(auth = %p.name, "jwks_file changed: new keys in use"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(auth = %p.name, error = %e, "jwks_file changed but cannot be used; the previous keys stay")
+                    }
+                }
+            }
+        });
+        let _ = reloaded.await;
     }
 }

@@ -19,7 +19,7 @@ use warden_proto::v1 as pb;
 pub use credentials::{Credentials, InvalidCredentials, KeyHash, KeyRecord, SecretValue, hash_key};
 pub use failure::AuthFailure;
 pub use hmac::{BodyCheck, HmacVerifier};
-pub use jwt::{JwtVerifier, parse_jwks};
+pub use jwt::{JwtVerifier, has_symmetric_key, parse_jwks, watch as watch_jwks};
 
 /// The prefix every Warden API key starts with, so a leaked one is recognisable.
 pub const KEY_PREFIX: &str = "wdn_";
@@ -39,7 +39,8 @@ pub struct AuthProvider {
     /// The header carrying the credential (removed before forwarding unless the route
     /// says `forward_credentials`).
     pub header: HeaderName,
-    /// `www-authenticate` on a refusal; None where no standard challenge applies.
+    /// `www-authenticate` on a 401: `Bearer` for the Authorization header, else a scheme
+    /// named after the provider's type with the header it reads.
     pub challenge: Option<HeaderValue>,
 }
 
@@ -63,34 +64,30 @@ impl AuthProvider {
     /// `wardenctl explain`, which runs where the sidecar's files are not).
     pub fn compile(p: &pb::AuthProvider, service: &str, read_files: bool) -> Result<AuthProvider, String> {
         use pb::auth_provider::Kind;
-        let bearer = |header: &str| header == "authorization";
-        let (kind, header, challenge) = match &p.kind {
-            Some(Kind::ApiKey(k)) => {
-                let challenge = if bearer(&k.header) {
-                    format!("Bearer realm=\"{service}\"")
-                } else {
-                    format!("ApiKey realm=\"{service}\", header=\"{}\"", k.header)
-                };
-                (AuthKind::ApiKey, k.header.as_str(), Some(challenge))
-            }
+        let (kind, header, scheme) = match &p.kind {
+            Some(Kind::ApiKey(k)) => (AuthKind::ApiKey, k.header.as_str(), "ApiKey"),
             Some(Kind::Jwt(j)) => {
-                let verifier = JwtVerifier::compile(j, read_files)?;
-                let challenge = bearer(&j.header).then(|| format!("Bearer realm=\"{service}\""));
-                (AuthKind::Jwt(Box::new(verifier)), j.header.as_str(), challenge)
+                (AuthKind::Jwt(Box::new(JwtVerifier::compile(j, read_files)?)), j.header.as_str(), "JWT")
             }
             Some(Kind::Hmac(h)) => {
                 let verifier = HmacVerifier::compile(h)?;
                 let header = verifier.header_name();
-                (AuthKind::Hmac(verifier), header, None)
+                (AuthKind::Hmac(verifier), header, "HMAC-SHA256")
             }
             None => return Err("no type".into()),
+        };
+        // RFC 9110 §11.6.1: every 401 carries a challenge. Only Authorization has a
+        // standard one (RFC 6750 Bearer); elsewhere the scheme says what is expected where.
+        let challenge = match header {
+            "authorization" => format!("Bearer realm=\"{service}\""),
+            other => format!("{scheme} realm=\"{service}\", header=\"{other}\""),
         };
         Ok(AuthProvider {
             name: p.name.as_str().into(),
             kind,
             header: HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| format!("'{header}' is not a header name"))?,
-            challenge: challenge.and_then(|c| HeaderValue::try_from(c).ok()),
+            challenge: HeaderValue::try_from(challenge).ok(),
         })
     }
 
@@ -123,7 +120,7 @@ impl AuthProvider {
 
     /// The credential: the header's value, after `Bearer ` when the header is
     /// `authorization`. Exactly one such header.
-    fn credential<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, AuthFailure> {
+    pub fn credential<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, AuthFailure> {
         let mut values = headers.get_all(&self.header).iter();
         let value = values.next().ok_or(AuthFailure::Missing)?;
         if values.next().is_some() {

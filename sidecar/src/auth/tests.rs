@@ -33,7 +33,7 @@ fn key(id: &str, key: &str, expires: i64, revoked: i64) -> pb::ApiKey {
 }
 
 fn creds(keys: Vec<pb::ApiKey>, secrets: Vec<pb::Secret>) -> Credentials {
-    let whole = pb::Credentials { service: "orders".into(), revision: 1, keys, secrets, base_revision: 0 };
+    let whole = pb::Credentials { service: "orders".into(), revision: 1, keys, secrets, base_revision: 0, epoch: 0 };
     Credentials::compile(&whole, Some("orders")).unwrap()
 }
 
@@ -142,6 +142,7 @@ fn jwts_are_verified_and_name_the_client_and_plan() {
     };
     let id = check(good.clone()).unwrap();
     assert_eq!((&*id.client, id.plan.as_deref()), ("acme", Some("pro")));
+    assert_eq!(check(good.clone()), Ok(id), "a remembered token names the same client");
     assert_eq!(outcome(&p, &c, &bearer(&token(good.clone(), "k1", b"another secret"))), Err("token_bad_signature"));
     assert_eq!(outcome(&p, &c, &bearer(&token(good.clone(), "k9", OCT))), Err("token_unknown_key"));
     assert_eq!(check(with("exp", (now - 3600).into())), Err("token_expired"));
@@ -247,6 +248,7 @@ fn changes_apply_on_top_of_the_revision_they_were_made_for() {
         keys,
         secrets: vec![secret("s", 0)],
         base_revision: base,
+        epoch: 0,
     };
     let c2 =
         c1.apply(&change(1, 2, vec![key("k1", GOOD_KEY, 0, NOW_MS), key("k2", other, 0, 0)]), Some("orders")).unwrap();

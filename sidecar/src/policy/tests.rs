@@ -110,6 +110,10 @@ fn mistakes_are_reported_with_line_column_and_field() {
             "auth.j.jwks: key #0:",
         ),
         ("service: o\nauth:\n  j: { type: jwt, jwks_file: /j, leeway: 1h }\n", "auth.j.leeway: leeway is at most 5m"),
+        (
+            "service: o\nauth:\n  j: { type: jwt, jwks: { keys: [ { kty: oct, k: c2VjcmV0 } ] } }\n",
+            "auth.j.jwks: a symmetric key (kty: oct, HS256) is a secret and a policy is not",
+        ),
         ("service: o\nauth:\n  h: { type: hmac, secret: s }\n", "auth.h: an hmac provider needs scheme"),
         ("service: o\nauth:\n  h: { type: hmac, scheme: stripe }\n", "an hmac provider needs secret"),
         (

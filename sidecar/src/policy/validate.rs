@@ -275,8 +275,14 @@ fn check_auth(c: &mut Checker, name: &str, a: &AuthSpec) {
                 (None, None) => c.error(base.clone(), "a jwt provider needs jwks (inline) or jwks_file"),
                 (Some(_), Some(_)) => c.error(at(&base, &["jwks_file"]), "use either jwks or jwks_file, not both"),
                 (Some(jwks), None) => {
-                    if let Err(msg) = crate::auth::parse_jwks(&super::build::jwks_json(jwks)) {
+                    let json = super::build::jwks_json(jwks);
+                    if let Err(msg) = crate::auth::parse_jwks(&json) {
                         c.error(at(&base, &["jwks"]), msg);
+                    } else if crate::auth::has_symmetric_key(&json) {
+                        c.error(
+                            at(&base, &["jwks"]),
+                            "a symmetric key (kty: oct, HS256) is a secret and a policy is not: put this JWKS in a jwks_file on the sidecar's host",
+                        );
                     }
                 }
                 (None, Some(file)) if file.trim().is_empty() => {
@@ -323,6 +329,12 @@ fn check_auth(c: &mut Checker, name: &str, a: &AuthSpec) {
             }
             if a.tolerance.is_some_and(|d| d.0.as_secs() == 0) {
                 c.error(at(&base, &["tolerance"]), "tolerance must be at least 1s");
+            }
+            if a.scheme == Some(HmacScheme::Github) {
+                c.warnings.push(Finding {
+                    path: at(&base, &["scheme"]),
+                    message: "GitHub signs no timestamp, so a captured delivery verifies again if replayed: have the app drop repeated x-github-delivery ids".into(),
+                });
             }
         }
     }
