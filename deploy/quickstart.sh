@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: a control plane on its embedded store, a demo app and a sidecar, with
-# deploy/examples/orders.yaml applied; then a few requests that pass and one that is
-# refused. Everything runs on 127.0.0.1 and stops on Ctrl-C.
+# deploy/examples/orders.yaml applied and an API key made; then requests that pass, some
+# that are refused, and a key revoked. Everything runs on 127.0.0.1 and stops on Ctrl-C.
 #
 #   deploy/quickstart.sh           run and keep it up for you to try things
 #   deploy/quickstart.sh --check   run the requests, check their status codes, stop
@@ -49,13 +49,32 @@ try() {  # want_status description curl-args...
   echo "    -> HTTP $code (expected $want)"
   [[ $code == "$want" ]] || FAILED=1
 }
+echo; echo "==> wardenctl keys create --service orders --client acme --plan pro"
+KEY=$("$BIN/wardenctl" keys create --service orders --client acme --plan pro 2>/dev/null)
+KEY_ID=$("$BIN/wardenctl" keys list --service orders -o json | sed -n 's/.*"id": "\(key_[a-z0-9]*\)".*/\1/p' | head -1)
+echo "    key ${KEY:0:12}… (id $KEY_ID), shown once"
+for _ in $(seq 50); do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' -H "host: api.example.com" -H "x-api-key: $KEY" "http://$PROXY/api/v1/x") == 200 ]] && break
+  sleep 0.1
+done
+
 try 200 "A request that passes: the app answers" "http://$PROXY/orders/42"
-try 200 "Routed by host, path rewritten /api/v1 -> /v2, cookie removed" -H "host: api.example.com" -H "cookie: s=1" "http://$PROXY/api/v1//orders/./7"
+try 401 "The partner API without a key: refused at the edge, with the reason" -H "host: api.example.com" "http://$PROXY/api/v1/orders/7"
+try 200 "With the key: path rewritten /api/v1 -> /v2, cookie and key removed, the app told x-warden-client: acme" \
+  -H "host: api.example.com" -H "x-api-key: $KEY" -H "cookie: s=1" "http://$PROXY/api/v1//orders/./7"
 try 404 "A request Warden refuses: no route matches" "http://$PROXY/nope"
 try 502 "Warden says which layer failed: the admin upstream is not running" "http://$PROXY/admin"
 
+echo; echo "==> wardenctl keys revoke $KEY_ID"; "$BIN/wardenctl" keys revoke "$KEY_ID"
+for _ in $(seq 50); do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' -H "host: api.example.com" -H "x-api-key: $KEY" "http://$PROXY/api/v1/x") == 401 ]] && break
+  sleep 0.02
+done
+try 401 "The revoked key: refused by every sidecar within moments" -H "host: api.example.com" -H "x-api-key: $KEY" "http://$PROXY/api/v1/orders/7"
+
 echo; echo "==> wardenctl status"; "$BIN/wardenctl" status
-echo; echo "==> wardenctl explain GET http://api.example.com/api/v1/orders"; "$BIN/wardenctl" explain --service orders GET http://api.example.com/api/v1/orders
+echo; echo "==> wardenctl explain GET http://api.example.com/api/v1/orders -H 'x-api-key: <the revoked key>'"
+"$BIN/wardenctl" explain --service orders GET http://api.example.com/api/v1/orders -H "x-api-key: $KEY"
 
 if [[ $CHECK == --check ]]; then
   ((FAILED == 0)) && echo "quick start: all requests behaved" || { echo "quick start: a request misbehaved (logs in $WORK)"; exit 1; }

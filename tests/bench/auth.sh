@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The auth benchmark, against a real control plane and sidecars:
 #  1. What auth costs per request: requests/s and sidecar CPU µs/request on a route with no
-#     auth, an API key route, and a JWT route for each algorithm (tokens signed by PyJWT).
-#     The sidecar (one thread) and the upstream nginx share CPU 1; wrk runs on CPU 0.
+#     auth, an API key route, and a JWT route for each algorithm (tokens signed by PyJWT):
+#     once with one token sent again and again (verified once, then remembered), once
+#     cycling through UNCACHED distinct tokens (more than the cache holds: every request
+#     pays the signature check). The sidecar (one thread) and the upstream nginx share
+#     CPU 1; wrk runs on CPU 0.
 #  2. How fast a revocation reaches every sidecar: REVOKES times, `wardenctl keys revoke`
 #     is run and two sidecars are polled (keep-alive, every 1 ms) until both refuse the
 #     key. Measured from just before wardenctl starts, so it includes the CLI's own start.
 #
-#   tests/bench/auth.sh          # ROUNDS=2 DUR=5 KEYS=1000 REVOKES=50 by default (~2 min)
+#   tests/bench/auth.sh          # ROUNDS=2 DUR=5 KEYS=1000 REVOKES=50 by default (~5 min)
 #
 # Writes the tables to tests/bench/results/auth-latest.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LAB=${BENCH_LAB:-$ROOT/../shared/bench}
 ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} CONNS=${CONNS:-50} KEYS=${KEYS:-1000} REVOKES=${REVOKES:-50}
+UNCACHED=${UNCACHED:-20000}
 RUN=$(mktemp -d /tmp/warden-auth-bench.XXXXXX)
 "$LAB/setup.sh" >/dev/null
 (cd "$ROOT" && cargo build --quiet --release -p warden-sidecar -p warden-control-plane)
@@ -73,6 +77,7 @@ EXP=$(($(date +%s) + 3600))
 CLAIMS="{\"sub\": \"bench-user\", \"plan\": \"pro\", \"iss\": \"https://id.example.com\", \"aud\": \"bench\", \"exp\": $EXP}"
 declare -A HDR=([plain]="x-none: 1" [api_key]="x-api-key: $KEY")
 declare -A PATHS=([plain]=/plain [api_key]=/key)
+declare -A TOKEN_FILE=()
 TARGETS="plain api_key"
 for pair in hs1:HS256 ec1:ES256 ed1:EdDSA rsa1:RS256; do
   kid=${pair%%:*} alg=${pair##*:}
@@ -80,10 +85,29 @@ for pair in hs1:HS256 ec1:ES256 ed1:EdDSA rsa1:RS256; do
   PATHS[jwt-$alg]=/jwt
   TARGETS+=" jwt-$alg"
 done
+for pair in hs1:HS256 ec1:ES256 ed1:EdDSA rsa1:RS256; do
+  kid=${pair%%:*} alg=${pair##*:}
+  python3 "$ROOT/tests/tools/sign.py" jwts "$RUN/keys" "$kid" "$alg" "$CLAIMS" "$UNCACHED" "$RUN/tokens-$alg.txt"
+  HDR[jwt-$alg-new]="x-none: 1"
+  PATHS[jwt-$alg-new]=/jwt
+  TOKEN_FILE[jwt-$alg-new]=$RUN/tokens-$alg.txt
+  TARGETS+=" jwt-$alg-new"
+done
+export REPORT_LUA=$LAB/wrk-report.lua
 for t in $TARGETS; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "${HDR[$t]}" "http://127.0.0.1:18084${PATHS[$t]}")
+  hdr=${HDR[$t]}
+  [[ -n ${TOKEN_FILE[$t]:-} ]] && hdr="authorization: Bearer $(head -1 "${TOKEN_FILE[$t]}")"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "$hdr" "http://127.0.0.1:18084${PATHS[$t]}")
   [[ $code == 200 ]] || { echo "$t answers $code"; exit 1; }
 done
+load() {  # target duration [extra wrk args]
+  local t=$1 d=$2; shift 2
+  if [[ -n ${TOKEN_FILE[$t]:-} ]]; then
+    TOKENS=${TOKEN_FILE[$t]} taskset -c 0 wrk -t1 -c"$CONNS" -d"$d" -s "$ROOT/tests/bench/tokens.lua" "$@" "http://127.0.0.1:18084${PATHS[$t]}"
+  else
+    taskset -c 0 wrk -t1 -c"$CONNS" -d"$d" -H "${HDR[$t]}" -s "$LAB/wrk-report.lua" "$@" "http://127.0.0.1:18084${PATHS[$t]}"
+  fi
+}
 
 PID=$(pgrep -f "listen 127.0.0.1:18084")
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
@@ -91,10 +115,9 @@ CLK=$(getconf CLK_TCK)
 declare -A RPS CPU
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in $TARGETS; do
-    url="http://127.0.0.1:18084${PATHS[$t]}"
-    taskset -c 0 wrk -t1 -c"$CONNS" -d2s -H "${HDR[$t]}" "$url" >/dev/null
+    load "$t" 2s >/dev/null
     before=$(ticks "$PID")
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -H "${HDR[$t]}" -s "$LAB/wrk-report.lua" "$url")
+    out=$(load "$t" "${DUR}s")
     after=$(ticks "$PID")
     grep -q 'err_status=0 ' <<<"$out" || { echo "$t: non-2xx answers: $out"; exit 1; }
     n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
@@ -135,12 +158,13 @@ mkdir -p "$ROOT/tests/bench/results"
 {
   echo "# Auth benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median), keep-alive;"
   echo "# sidecar (1 thread) and upstream on CPU 1, wrk on CPU 0; $((KEYS + 1)) API keys loaded"
-  printf '%-12s %10s %16s %18s\n' target req/s cpu_us/req added_us/req
+  echo "# jwt-ALG: one token, verified once then remembered; jwt-ALG-new: $UNCACHED distinct tokens, every one verified"
+  printf '%-16s %10s %16s %18s\n' target req/s cpu_us/req added_us/req
   base=$(med ${CPU[plain]})
   for t in $TARGETS; do
     # shellcheck disable=SC2086
     c=$(med ${CPU[$t]})
-    printf '%-12s %10s %16s %18s\n' "$t" "$(med ${RPS[$t]})" "$c" "$(awk -v a="$c" -v b="$base" 'BEGIN{printf "%+.2f", a-b}')"
+    printf '%-16s %10s %16s %18s\n' "$t" "$(med ${RPS[$t]})" "$c" "$(awk -v a="$c" -v b="$base" 'BEGIN{printf "%+.2f", a-b}')"
   done
   read -r n p50 p99 max <<<"$REVOKE"
   echo

@@ -4,6 +4,8 @@
   sign.py keys DIR                 RSA, P-256, Ed25519 and HS256 keys: DIR/<kid>.pem (private),
                                    DIR/hs1.secret, and the public DIR/jwks.json
   sign.py jwt DIR KID ALG CLAIMS   a JWT signed by PyJWT with key KID (CLAIMS is JSON)
+  sign.py jwts DIR KID ALG CLAIMS N FILE
+                                   N tokens, each with its own jti, one per line into FILE
   sign.py confused DIR KID CLAIMS  an HS256 token whose HMAC key is KID's RSA public key (PEM):
                                    the algorithm-confusion forgery, built by hand
   sign.py github SECRET FILE       x-hub-signature-256 value for the file's bytes
@@ -48,11 +50,26 @@ def keys(d):
         json.dump({"keys": jwks}, f)
 
 
-def token(d, kid, alg, claims):
+def signing_key(d, kid, alg):
     path = os.path.join(d, kid + (".secret" if alg.startswith("HS") else ".pem"))
     with open(path, "rb") as f:
         key = f.read()
-    print(jwt.encode(json.loads(claims), key, algorithm=alg, headers={"kid": kid}))
+    if not alg.startswith("HS"):
+        # Parsed once: PyJWT would parse the PEM again for every token.
+        key = serialization.load_pem_private_key(key, password=None)
+    return key
+
+
+def token(d, kid, alg, claims):
+    print(jwt.encode(json.loads(claims), signing_key(d, kid, alg), algorithm=alg, headers={"kid": kid}))
+
+
+def tokens(d, kid, alg, claims, n, out):
+    key, claims = signing_key(d, kid, alg), json.loads(claims)
+    with open(out, "w") as f:
+        for i in range(n):
+            claims["jti"] = str(i)
+            f.write(jwt.encode(claims, key, algorithm=alg, headers={"kid": kid}) + "\n")
 
 
 def confused(d, kid, claims):
@@ -77,6 +94,8 @@ def main(argv):
         keys(argv[2])
     elif cmd == "jwt":
         token(argv[2], argv[3], argv[4], argv[5])
+    elif cmd == "jwts":
+        tokens(argv[2], argv[3], argv[4], argv[5], int(argv[6]), argv[7])
     elif cmd == "confused":
         confused(argv[2], argv[3], argv[4])
     elif cmd == "github":

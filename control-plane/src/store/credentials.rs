@@ -89,7 +89,8 @@ fn bump(tx: &Transaction<'_>) -> Result<u64, rusqlite::Error> {
 /// The store's credentials epoch, made (random, 63 bits) the first time.
 pub(super) fn epoch(c: &Connection) -> Result<u64, StoreError> {
     let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| StoreError::Io(std::io::Error::other("no randomness from the OS")))?;
     let fresh = u64::from_le_bytes(bytes) >> 1;
     c.execute("INSERT OR IGNORE INTO counters (name, value) VALUES ('epoch', ?1)", [fresh])?;
     Ok(c.query_row("SELECT value FROM counters WHERE name = 'epoch'", [], |r| r.get(0))?)

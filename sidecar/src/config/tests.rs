@@ -202,3 +202,46 @@ fn dry_run_reports_what_it_would_deny_and_forwards() {
     let s = compile("service: orders\nmode: dry_run\nroutes:\n  - name: a\n    match: { path: /a }\n").unwrap();
     assert_eq!(decide_for(&s, "10.1.2.3", "/b"), "404 no-route None");
 }
+
+#[test]
+fn auth_runs_after_routing_and_access_and_dry_run_only_reports_it() {
+    let yaml = "service: orders
+routes:
+  - name: private
+    match: { path_prefix: /private }
+    access: { deny: [10.0.0.0/8] }
+    auth: keys
+  - name: open
+    match: { path_prefix: / }
+auth:
+  keys: { type: api_key, header: x-api-key }
+";
+    let decide_for = |s: &Snapshot, path: &str, ip: &str| {
+        let h = HeaderMap::new();
+        let head = RequestHead {
+            method: &Method::GET,
+            host: "",
+            path,
+            headers: &h,
+            client_ip: ip.parse().unwrap(),
+            now_ms: 0,
+        };
+        match decide(s, &Credentials::default(), &head) {
+            Decision::Forward { route, identity, would_deny, .. } => {
+                format!("forward:{}:{}:{}", route.name, identity.is_some(), would_deny.map_or("-", |r| r.code()))
+            }
+            Decision::Deny(r, _) => format!("deny:{}", r.code()),
+        }
+    };
+    let s = compile(yaml).unwrap();
+    assert_eq!(decide_for(&s, "/private/x", "192.0.2.1"), "deny:credential_missing");
+    assert_eq!(decide_for(&s, "/private/x", "10.1.1.1"), "deny:address_denied", "access is checked before auth");
+    assert_eq!(decide_for(&s, "/other", "192.0.2.1"), "forward:open:false:-", "routes without auth need nothing");
+
+    let s = compile(&format!("mode: dry_run\n{yaml}")).unwrap();
+    assert_eq!(
+        decide_for(&s, "/private/x", "192.0.2.1"),
+        "forward:private:false:credential_missing",
+        "dry run forwards, without an identity, and reports what it would have refused"
+    );
+}
