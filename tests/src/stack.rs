@@ -18,6 +18,32 @@ routes:
     match: { path_prefix: /stream }
 ";
 
+/// A sidecar for `orders` in front of `app`, following the control plane at `cp_url`,
+/// keeping its state in `state`.
+pub async fn orders_sidecar(
+    cp_url: &str,
+    app: std::net::SocketAddr,
+    state: &std::path::Path,
+    instance: &str,
+    extra: &[&str],
+) -> Sidecar {
+    let (upstream, state) = (app.to_string(), state.to_string_lossy());
+    let mut args = vec![
+        "--service",
+        "orders",
+        "--control-plane",
+        cp_url,
+        "--upstream",
+        &upstream,
+        "--state-dir",
+        &state,
+        "--instance",
+        instance,
+    ];
+    args.extend_from_slice(extra);
+    Sidecar::start(&args).await
+}
+
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub cp: ControlPlane,
@@ -52,22 +78,7 @@ impl Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
         let app = App::start("orders-app").await;
-        let (url, upstream, state) = (cp.url(), app.addr.to_string(), dir.path().join("state"));
-        let state = state.to_string_lossy();
-        let mut args = vec![
-            "--service",
-            "orders",
-            "--control-plane",
-            &url,
-            "--upstream",
-            &upstream,
-            "--state-dir",
-            &state,
-            "--instance",
-            "orders-1",
-        ];
-        args.extend_from_slice(sidecar_args);
-        let sidecar = Sidecar::start(&args).await;
+        let sidecar = orders_sidecar(&cp.url(), app.addr, &dir.path().join("state"), "orders-1", sidecar_args).await;
         Stack { dir, cp, app, sidecar, client: Client::default() }
     }
 
@@ -122,22 +133,8 @@ impl Stack {
 
     /// Another sidecar of `orders` in front of the same app, as `instance`.
     pub async fn start_another_sidecar(&self, instance: &str) -> Sidecar {
-        let (url, upstream) = (self.cp.url(), self.app.addr.to_string());
         let state = self.dir.path().join(format!("state-{instance}"));
-        let state = state.to_string_lossy();
-        let args = [
-            "--service",
-            "orders",
-            "--control-plane",
-            &url,
-            "--upstream",
-            &upstream,
-            "--state-dir",
-            &state,
-            "--instance",
-            instance,
-        ];
-        Sidecar::start(&args).await
+        orders_sidecar(&self.cp.url(), self.app.addr, &state, instance, &[]).await
     }
 
     /// `wardenctl keys create --service orders --client CLIENT EXTRA...`: (key, id).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use warden_e2e::stack::orders_sidecar;
 use warden_e2e::{Resp, Sidecar, Stack, eventually, sign, write_policy};
 
 const POLICY: &str = "service: orders
@@ -391,18 +392,7 @@ async fn keys_survive_a_sidecar_restart_while_the_control_plane_is_down() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).expect("credentials file").permissions());
     assert_eq!(mode & 0o777, 0o600, "the credentials file holds secrets: owner-only");
-    let (url, upstream, state) = (s.cp.url(), s.app.addr.to_string(), state.to_string_lossy().into_owned());
-    let sidecar = Sidecar::start(&[
-        "--service",
-        "orders",
-        "--control-plane",
-        &url,
-        "--upstream",
-        &upstream,
-        "--state-dir",
-        &state,
-    ])
-    .await;
+    let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &state, "orders-1", &[]).await;
     let url = sidecar.url("/partner/1");
     let r = s.client.send(Method::GET, &url, &[("x-api-key", &key)], Bytes::new()).await;
     assert_eq!(r.map(|r| r.status), Ok(StatusCode::OK), "the key still works");

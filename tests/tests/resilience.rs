@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use warden_e2e::stack::BASIC;
-use warden_e2e::{Sidecar, Stack, eventually};
+use warden_e2e::stack::{BASIC, orders_sidecar};
+use warden_e2e::{Stack, eventually};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sidecar_keeps_serving_when_the_control_plane_dies() {
@@ -27,17 +27,7 @@ async fn a_sidecar_restarted_while_the_control_plane_is_down_serves_the_last_kno
     s.sidecar.proc.kill9();
 
     let state = s.dir.path().join("state");
-    let sidecar = Sidecar::start(&[
-        "--service",
-        "orders",
-        "--control-plane",
-        &s.cp.url(),
-        "--upstream",
-        &s.app.addr.to_string(),
-        "--state-dir",
-        &state.to_string_lossy(),
-    ])
-    .await;
+    let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &state, "orders-1", &[]).await;
     let r = s.client.get(&sidecar.url("/orders/after-restart")).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(s.app.last().path_and_query, "/orders/after-restart");
