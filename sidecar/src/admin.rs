@@ -1,5 +1,7 @@
 //! The admin port: `/healthz` (the process is alive), `/readyz` (a snapshot is loaded and
-//! the sidecar is not draining), `/config` (the active version and policy as JSON).
+//! the sidecar is not draining), `/config` (the active version and policy as JSON),
+//! `/limits/peek?limit=NAME&key=HEX[&plan=P]` (one key's budget, counting nothing: what
+//! `wardenctl explain --sidecar` reads).
 //! Bound to loopback by default; it never proxies.
 
 use std::convert::Infallible;
@@ -44,8 +46,41 @@ fn route(live: &Live, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/readyz" if live.ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/config" => config(live),
-        _ => text(StatusCode::NOT_FOUND, "try /healthz, /readyz or /config\n"),
+        "/limits/peek" => peek(live, req.uri().query().unwrap_or_default()),
+        _ => text(StatusCode::NOT_FOUND, "try /healthz, /readyz, /config or /limits/peek\n"),
     }
+}
+
+fn peek(live: &Live, query: &str) -> Response<Full<Bytes>> {
+    let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+    let (Some(name), Some(key)) = (param("limit"), param("key").and_then(|k| hex::decode(k).ok())) else {
+        return text(StatusCode::BAD_REQUEST, "want ?limit=NAME&key=HEX[&plan=PLAN]\n");
+    };
+    let Some(snapshot) = live.snapshot() else { return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n") };
+    let Some(limit) = snapshot.limits.iter().find(|l| &*l.name == name) else {
+        return text(StatusCode::NOT_FOUND, "no such limit in the active policy\n");
+    };
+    let Some(rate) = limit.rate_for(param("plan")) else {
+        return json(&serde_json::json!({ "limit": name, "applies": false, "version": snapshot.version }));
+    };
+    let v = limit.peek(&key, rate);
+    json(&serde_json::json!({
+        "limit": name,
+        "applies": true,
+        "version": snapshot.version,
+        "rate": crate::policy::format_rate(rate.count, rate.period),
+        "burst": rate.burst,
+        "allowed": v.allowed,
+        "remaining": v.remaining,
+        "retry_after_ms": v.retry_after.as_millis(),
+        "reset_ms": v.reset.as_millis(),
+    }))
+}
+
+fn json(v: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(v).unwrap_or_default())));
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp
 }
 
 fn config(live: &Live) -> Response<Full<Bytes>> {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -13,6 +13,10 @@ use crate::auth::{AuthFailure, AuthProvider};
 use crate::normalize::PathError;
 use crate::policy::format_size;
 use crate::upstream::UpstreamFailure;
+
+/// The IETF rate limit fields (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// The layer name every Warden-generated response carries.
 pub const LAYER: &str = "warden-sidecar";
@@ -46,6 +50,15 @@ pub enum Refusal {
     Upstream { upstream: String, failure: UpstreamFailure },
     /// The upstream did not answer within the route's timeout.
     UpstreamTimeout { upstream: String, after: Duration },
+    /// A limit's budget for this caller is spent.
+    RateLimited {
+        rule: std::sync::Arc<str>,
+        /// "Client 'acme' reached its limit of 100 requests per minute. Retry in 12 s."
+        message: String,
+        /// Whole seconds, at least 1.
+        retry_after: u64,
+        headers: Box<crate::limits::Tightest>,
+    },
     /// The route's auth provider refused the caller's credential.
     Unauthenticated {
         rule: std::sync::Arc<str>,
@@ -77,6 +90,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Unauthenticated { failure, .. } => failure.status(),
+            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::NotReady | Refusal::BufferFull => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
@@ -96,6 +110,7 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::Unauthenticated { failure, .. } => failure.code(),
+            Refusal::RateLimited { .. } => "rate_limited",
             Refusal::NotReady => "not_ready",
             Refusal::BadPath(_) => "bad_path",
             Refusal::BadBody => "bad_body",
@@ -124,7 +139,7 @@ impl Refusal {
             Refusal::BufferFull => "max_buffered_bytes".into(),
             Refusal::NoRoute => "no-route".into(),
             Refusal::AddressDenied { rule, .. } => rule.clone(),
-            Refusal::Unauthenticated { rule, .. } => rule.to_string(),
+            Refusal::Unauthenticated { rule, .. } | Refusal::RateLimited { rule, .. } => rule.to_string(),
             Refusal::BodyTooLarge { .. } => "max_body".into(),
             Refusal::UriTooLong { .. } => "max_uri_bytes".into(),
             Refusal::HeadersTooLarge { .. } => "max_header_bytes".into(),
@@ -145,6 +160,7 @@ impl Refusal {
             Refusal::Unauthenticated { failure: AuthFailure::SecretNotSet { .. }, .. } => "destination_unavailable",
             Refusal::AddressDenied { .. }
             | Refusal::Unauthenticated { .. }
+            | Refusal::RateLimited { .. }
             | Refusal::BodyTooLarge { .. }
             | Refusal::UriTooLong { .. }
             | Refusal::HeadersTooLarge { .. } => "http_request_denied",
@@ -172,6 +188,7 @@ impl Refusal {
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
             Refusal::AddressDenied { ip, .. } => format!("Requests from {ip} are not allowed to '{service}'."),
             Refusal::Unauthenticated { failure, header, .. } => failure.message(header.as_str()),
+            Refusal::RateLimited { message, .. } => message.clone(),
             Refusal::BodyTooLarge { limit } => {
                 format!("The request body is larger than '{service}' accepts here ({}).", format_size(*limit))
             }
@@ -235,6 +252,11 @@ impl Refusal {
                 None => c.clone(),
             };
             h.insert(WWW_AUTHENTICATE, value);
+        }
+        if let Refusal::RateLimited { retry_after, headers, .. } = self {
+            h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            h.insert(RATELIMIT_POLICY, headers.policy.clone());
+            h.insert(RATELIMIT, headers.limit.clone());
         }
         let status = format!("{LAYER}; error={}; details=\"rule {}\"", self.proxy_error(), rule.replace('"', ""));
         if let Ok(v) = HeaderValue::from_str(&status) {

@@ -30,6 +30,7 @@
 //! - `policy/`: the YAML model, validation with line/column errors, the snapshot builder.
 //! - `config/`: the compiled domain snapshot the request path reads.
 //! - `auth/`: API keys, JWTs, webhook signatures, and the credentials they check against.
+//! - `limits/`: rate limits and quotas (GCRA counters that outlive snapshots).
 //! - `normalize`, `client_ip`, `ipset`, `decide`, `deny`: pure request logic.
 //! - `proxy`, `listener`, `upstream`, `tls`: the request path's I/O.
 //! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
@@ -43,6 +44,7 @@ pub mod control;
 pub mod decide;
 pub mod deny;
 pub mod ipset;
+pub mod limits;
 pub mod listener;
 pub mod live;
 pub mod normalize;

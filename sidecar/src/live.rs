@@ -12,6 +12,7 @@ use warden_proto::v1 as pb;
 
 use crate::auth::{Credentials, InvalidCredentials};
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
+use crate::limits::LimitState;
 use crate::proxy::EdgeLimits;
 use crate::state::StateFile;
 use crate::tls::{self, CertFiles, LoadedTls};
@@ -37,6 +38,8 @@ pub struct Live {
     swaps: AtomicU64,
     draining: AtomicBool,
     pools: Pools,
+    /// Limit counters, shared by every snapshot with the same limit definition.
+    limit_state: LimitState,
     app: Authority,
     service: Option<String>,
     state: Option<StateFile>,
@@ -60,6 +63,7 @@ impl Live {
             swaps: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             pools: Pools::default(),
+            limit_state: LimitState::default(),
             app,
             service,
             state,
@@ -89,6 +93,12 @@ impl Live {
             *digest = loaded.digest.clone();
             self.tls.store(Some(loaded.config.clone()));
         }
+    }
+
+    /// Each rate limit tracks at most this many keys (clients, addresses) at once.
+    pub fn with_limit_keys(mut self, max_keys: usize) -> Self {
+        self.limit_state = LimitState::new(max_keys);
+        self
     }
 
     /// Sets the limits on request heads (URI and header sizes).
@@ -188,6 +198,7 @@ impl Live {
             pools: &self.pools,
             service: self.service.as_deref(),
             read_files: true,
+            limits: &self.limit_state,
         };
         let compiled = Snapshot::compile(proto, &ctx)?;
         // The snapshot on disk was checked when it was ACKed; a DNS outage at boot must not

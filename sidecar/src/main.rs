@@ -76,6 +76,10 @@ struct Args {
     /// buffered to check their signature); past it such requests get 503.
     #[arg(long, env = "WARDEN_MAX_BUFFERED_BYTES", default_value = "64MiB", value_parser = parse_size)]
     max_buffered_bytes: usize,
+    /// Keys (addresses, clients) each rate limit tracks at once; past it, idle keys go
+    /// first, then some active ones (which start over with a full budget).
+    #[arg(long, env = "WARDEN_LIMIT_KEYS", default_value_t = 100_000)]
+    limit_keys: usize,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -116,7 +120,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stream_idle_timeout: args.stream_idle_timeout,
         max_buffered_bytes: args.max_buffered_bytes,
     };
-    let live = Arc::new(Live::new(app, args.service.clone(), state).with_limits(limits));
+    let live =
+        Arc::new(Live::new(app, args.service.clone(), state).with_limits(limits).with_limit_keys(args.limit_keys));
 
     let proxy_listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;

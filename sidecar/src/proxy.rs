@@ -21,7 +21,8 @@ use crate::auth::{BodyCheck, Identity};
 use crate::client_ip::{self, ClientIp};
 use crate::config::{HeaderOps, Mode, Route, Snapshot};
 use crate::decide::{Decision, RequestHead, decide, request_host};
-use crate::deny::{DenyContext, Refusal};
+use crate::deny::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
+use crate::limits::{self, LimitRequest};
 use crate::live::Live;
 use crate::normalize::{PathError, normalize_path};
 use crate::upstream::{self, Affinity, SendError, UpstreamBody};
@@ -158,6 +159,27 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
         }
         Decision::Deny(r, route) => return refuse(&r, Some(&snapshot), route.map(|r| &*r.name), &request_id),
     };
+    // Limits count once the caller is known (a webhook's sender is known from its header).
+    let mut ratelimit = None;
+    if !route.limits.is_empty() {
+        let who = identity.as_ref().or_else(|| body_check.as_ref().map(BodyCheck::identity));
+        let req = LimitRequest {
+            route: &route.name,
+            identity: who,
+            client_ip: client.ip,
+            headers: &parts.headers,
+            now_ns: limits::now_ns(),
+        };
+        match limits::admit(&route.limits, &req) {
+            Ok((tightest, would_deny)) => {
+                for r in &would_deny {
+                    log_would_deny(r, route, &request_id, client.ip);
+                }
+                ratelimit = tightest;
+            }
+            Err(r) => return refuse(&r, Some(&snapshot), Some(&route.name), &request_id),
+        }
+    }
     // A declared length over the limit is refused before a byte of the body is read.
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > route.max_body) {
@@ -244,6 +266,10 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     let headers = resp.headers_mut();
     strip_headers(headers, Strip::Response);
     apply_ops(headers, &route.response_headers);
+    if let Some(t) = ratelimit {
+        headers.insert(RATELIMIT_POLICY, t.policy);
+        headers.insert(RATELIMIT, t.limit);
+    }
     headers.insert(X_REQUEST_ID, request_id);
     resp.map(Either::Left)
 }

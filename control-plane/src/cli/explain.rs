@@ -13,8 +13,9 @@ use warden_sidecar::auth::{AuthKind, Credentials, hash_key};
 use warden_sidecar::config::{CompileContext, Snapshot};
 use warden_sidecar::decide::{Decision, RequestHead, decide, request_host};
 use warden_sidecar::deny::Refusal;
+use warden_sidecar::limits::{Limit, LimitRequest, LimitState};
 use warden_sidecar::normalize::normalize_path;
-use warden_sidecar::policy::{build, format_duration, parse_service};
+use warden_sidecar::policy::{build, format_duration, format_rate, parse_service};
 use warden_sidecar::upstream::Pools;
 use warden_sidecar::{client_ip, ipset};
 
@@ -38,6 +39,10 @@ pub struct Args {
     /// The client address to assume.
     #[arg(long)]
     client_ip: Option<IpAddr>,
+    /// A running sidecar's admin address (`127.0.0.1:15000`): read each limit's remaining
+    /// budget from it for this request's key.
+    #[arg(long)]
+    sidecar: Option<String>,
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
@@ -62,11 +67,13 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         }
     };
     let pool = Pools::default();
+    let limit_state = LimitState::default();
     let ctx = CompileContext {
         app: http::uri::Authority::from_static("127.0.0.1:8080"),
         pools: &pool,
         service: None,
         read_files: false,
+        limits: &limit_state,
     };
     let snapshot = Snapshot::compile(&build(&parsed.policy, &parsed.source, 0), &ctx)
         .map_err(|e| Failure::Refused(e.to_string()))?;
@@ -170,12 +177,22 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             } else if matched.is_some() {
                 steps.push(("auth".into(), "none on this route".into()));
             }
-            if let Decision::Forward { route, path: new_path, would_deny, .. } = &decision {
+            if let Decision::Forward { route, path: new_path, would_deny, identity, .. } = &decision {
                 if let Some(r) = would_deny {
                     steps.push((
                         "dry run".into(),
                         format!("would DENY {} {} (rule {})", r.status().as_u16(), r.code(), r.rule()),
                     ));
+                }
+                let req = LimitRequest {
+                    route: &route.name,
+                    identity: identity.as_ref(),
+                    client_ip: client.ip,
+                    headers: &headers,
+                    now_ns: 0,
+                };
+                for l in &route.limits {
+                    steps.push(("limit".into(), describe_limit(l, &req, a.sidecar.as_deref()).await));
                 }
                 if let Some(p) = new_path {
                     steps.push(("rewrite".into(), format!("path {path} -> {p}")));
@@ -294,6 +311,61 @@ async fn credentials_for(
             Ok((creds, None))
         }
     }
+}
+
+/// A limit, the key this request counts under, and (from a running sidecar) its budget.
+async fn describe_limit(l: &Limit, req: &LimitRequest<'_>, sidecar: Option<&str>) -> String {
+    let plan = req.identity.and_then(|i| i.plan.as_deref());
+    let Some(rate) = l.rate_for(plan) else {
+        return format!("{}: does not apply (plan {} not listed, no default)", l.name, plan.unwrap_or("none"));
+    };
+    let (key, subject) = l.key_of(req);
+    let mut about = format!("{}: {subject}, {} burst {}", l.name, format_rate(rate.count, rate.period), rate.burst);
+    if l.global {
+        about.push_str(", global");
+    }
+    if l.dry_run {
+        about.push_str(", dry run");
+    }
+    let Some(admin) = sidecar else {
+        return format!("{about}; budget not evaluated (--sidecar ADMIN_ADDR reads a running sidecar's)");
+    };
+    let url = format!(
+        "http://{admin}/limits/peek?limit={}&key={}{}",
+        l.name,
+        hex::encode(&key),
+        plan.map(|p| format!("&plan={p}")).unwrap_or_default()
+    );
+    match fetch_json(&url).await {
+        Ok(v) if v["allowed"] == true => format!(
+            "{about}; {} left at {admin}, whole again in {} s",
+            v["remaining"],
+            v["reset_ms"].as_u64().unwrap_or(0).div_ceil(1000)
+        ),
+        Ok(v) if v["allowed"] == false => format!(
+            "{about}; SPENT at {admin}: the next request is refused, retry in {} s",
+            v["retry_after_ms"].as_u64().unwrap_or(0).div_ceil(1000).max(1)
+        ),
+        Ok(v) => format!("{about}; {admin} answered {v}"),
+        Err(e) => format!("{about}; could not read {admin}: {e}"),
+    }
+}
+
+async fn fetch_json(url: &str) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(3), client.get(uri))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body).trim()));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
 fn access_verdict(rule: &warden_sidecar::config::AccessRule, ip: IpAddr) -> String {

@@ -104,6 +104,11 @@ impl HmacVerifier {
 }
 
 impl BodyCheck<'_> {
+    /// Who the sender will be if the signature verifies.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Whether any active secret signed this body.
     pub fn verify(self, body: &[u8]) -> Result<Identity, AuthFailure> {
         for secret in &self.secrets {

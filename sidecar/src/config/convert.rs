@@ -13,6 +13,7 @@ use warden_proto::v1 as pb;
 use super::{AccessRule, HeaderOps, HostMatch, Mode, PathMatch, Route, Snapshot, Upstream};
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
+use crate::limits::{Limit, LimitState};
 use crate::policy::{APP_UPSTREAM, DEFAULT_CONNECT_TIMEOUT, SCHEMA};
 use crate::upstream::Pools;
 
@@ -37,6 +38,8 @@ pub enum InvalidSnapshot {
     Tls(String),
     #[error("auth '{provider}': {reason}")]
     Auth { provider: String, reason: String },
+    #[error("limit '{limit}': {reason}")]
+    Limit { limit: String, reason: String },
 }
 
 /// What a sidecar adds to a snapshot when compiling it.
@@ -50,6 +53,8 @@ pub struct CompileContext<'a> {
     /// Whether files the policy names on the sidecar's host (`jwks_file`) are read;
     /// `wardenctl explain` runs elsewhere and does not.
     pub read_files: bool,
+    /// Where limit counters come from, so they outlive snapshots.
+    pub limits: &'a LimitState,
 }
 
 impl Snapshot {
@@ -85,11 +90,21 @@ impl Snapshot {
                     .map_err(|reason| InvalidSnapshot::Auth { provider: p.name.clone(), reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let limits = s
+            .limits
+            .iter()
+            .map(|l| {
+                Limit::compile(l, ctx.limits)
+                    .map(Arc::new)
+                    .map_err(|reason| InvalidSnapshot::Limit { limit: l.name.clone(), reason })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let named = Named { upstreams: &upstreams, auth: &auth, limits: &limits };
         let routes = s
             .routes
             .iter()
             .map(|r| {
-                route(r, &upstreams, &auth, Duration::from_millis(defaults.timeout_ms), defaults.max_body_bytes)
+                route(r, &named, Duration::from_millis(defaults.timeout_ms), defaults.max_body_bytes)
                     .map_err(|reason| InvalidSnapshot::Route { route: r.name.clone(), reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -113,6 +128,7 @@ impl Snapshot {
             },
             access: s.access.as_ref().map(|a| access("access", a)).transpose()?,
             auth,
+            limits,
         })
     }
 }
@@ -140,13 +156,14 @@ fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, Inva
     Ok(Upstream::new(&u.name, endpoints))
 }
 
-fn route(
-    r: &pb::Route,
-    upstreams: &[Arc<Upstream>],
-    providers: &[Arc<AuthProvider>],
-    default_timeout: Duration,
-    default_max_body: u64,
-) -> Result<Route, String> {
+/// What routes refer to by name.
+struct Named<'a> {
+    upstreams: &'a [Arc<Upstream>],
+    auth: &'a [Arc<AuthProvider>],
+    limits: &'a [Arc<Limit>],
+}
+
+fn route(r: &pb::Route, named: &Named<'_>, default_timeout: Duration, default_max_body: u64) -> Result<Route, String> {
     let m = r.r#match.clone().unwrap_or_default();
     let host = match m.host.as_str() {
         "" => HostMatch::Any,
@@ -177,7 +194,8 @@ fn route(
         ),
     };
     let wanted = if r.upstream.is_empty() { APP_UPSTREAM } else { r.upstream.as_str() };
-    let upstream = upstreams
+    let upstream = named
+        .upstreams
         .iter()
         .find(|u| &*u.name == wanted)
         .cloned()
@@ -190,14 +208,28 @@ fn route(
     let auth = match r.auth.as_str() {
         "" => None,
         name => Some(
-            providers
+            named
+                .auth
                 .iter()
                 .find(|p| &*p.name == name)
                 .cloned()
                 .ok_or_else(|| format!("auth '{name}' is not defined"))?,
         ),
     };
+    let limits = r
+        .limits
+        .iter()
+        .map(|name| {
+            named
+                .limits
+                .iter()
+                .find(|l| &*l.name == name)
+                .cloned()
+                .ok_or_else(|| format!("limit '{name}' is not defined"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Route {
+        limits,
         auth,
         forward_credentials: r.forward_credentials,
         access,

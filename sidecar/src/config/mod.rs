@@ -16,6 +16,7 @@ pub use convert::{CompileContext, InvalidSnapshot};
 use crate::auth::AuthProvider;
 use crate::deny::Refusal;
 use crate::ipset::IpSet;
+use crate::limits::Limit;
 use crate::normalize::prefix_matches;
 use crate::upstream::EndpointPool;
 
@@ -46,6 +47,8 @@ pub struct Snapshot {
     pub access: Option<AccessRule>,
     /// By name.
     pub auth: Vec<Arc<AuthProvider>>,
+    /// By name.
+    pub limits: Vec<Arc<Limit>>,
 }
 
 /// Who may send requests: deny wins; a non-empty allow list admits only its networks.
@@ -95,6 +98,8 @@ pub struct Route {
     pub auth: Option<Arc<AuthProvider>>,
     /// Keep the credential header for the app.
     pub forward_credentials: bool,
+    /// Checked in order after auth.
+    pub limits: Vec<Arc<Limit>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

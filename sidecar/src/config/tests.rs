@@ -7,6 +7,7 @@ use warden_proto::v1 as pb;
 use super::*;
 use crate::auth::Credentials;
 use crate::decide::{Decision, RequestHead, decide};
+use crate::limits::LimitState;
 use crate::policy::{SCHEMA, build, parse_service};
 use crate::upstream::Pools;
 
@@ -22,6 +23,7 @@ fn compile_proto(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
         pools: &pool,
         service: Some("orders"),
         read_files: true,
+        limits: &LimitState::default(),
     };
     Snapshot::compile(s, &ctx)
 }
@@ -111,6 +113,7 @@ fn a_recompiled_snapshot_shares_connection_pools_until_none_uses_them() {
         pools: &pools,
         service: None,
         read_files: true,
+        limits: &LimitState::default(),
     };
     let first = Snapshot::compile(&proto, &ctx).unwrap();
     let second = Snapshot::compile(&proto, &ctx).unwrap();

@@ -9,10 +9,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
-use super::model::{AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, Mode, Policy, RouteSpec};
+use super::model::{
+    AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, Mode, Policy, Rate, RouteSpec, Scope,
+};
 
 /// The newest snapshot format this build writes and understands.
-pub const SCHEMA: u32 = 4;
+pub const SCHEMA: u32 = 5;
 /// Clock skew allowed on a JWT's `exp` and `nbf` when the policy sets no `leeway`.
 pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
 /// How old a Stripe signature's timestamp may be when the policy sets no `tolerance`.
@@ -37,7 +39,9 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
     // access rules must refuse the snapshot, not serve it without them.
     let uses_access =
         policy.client_ip.is_some() || policy.access.is_some() || policy.routes.iter().any(|r| r.access.is_some());
-    let schema = if !policy.auth.is_empty() {
+    let schema = if !policy.limits.is_empty() {
+        5
+    } else if !policy.auth.is_empty() {
         4
     } else if policy.tls.is_some() {
         3
@@ -80,7 +84,34 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
                 .collect(),
         }),
         auth: policy.auth.iter().map(|(name, spec)| auth_provider(name, spec)).collect(),
+        limits: policy.limits.iter().map(|(name, spec)| limit(name, spec, policy.mode == Mode::DryRun)).collect(),
     }
+}
+
+fn limit(name: &str, l: &LimitSpec, policy_dry_run: bool) -> pb::Limit {
+    use pb::limit_key::Kind;
+    let key = match l.key.as_str() {
+        "client_ip" => Kind::ClientIp(true),
+        "client_id" => Kind::ClientId(true),
+        "route" => Kind::Route(true),
+        other => Kind::Header(other.strip_prefix("header:").unwrap_or(other).trim().to_ascii_lowercase()),
+    };
+    let rate = |r: &Rate| pb::Rate { count: r.count, period_ms: millis(r.period) };
+    let mut out = pb::Limit {
+        name: name.to_owned(),
+        key: Some(pb::LimitKey { kind: Some(key) }),
+        rate: l.rate.as_ref().map(rate),
+        burst: l.burst.unwrap_or(0),
+        plans: l.plans.iter().map(|(plan, r)| pb::PlanRate { plan: plan.clone(), rate: Some(rate(r)) }).collect(),
+        default: l.default.as_ref().map(rate),
+        global: l.scope == Scope::Global,
+        dry_run: l.mode.map_or(policy_dry_run, |m| m == Mode::DryRun),
+        fingerprint: String::new(),
+    };
+    // What decides a request's verdict; a mode change alone keeps the counters.
+    let definition = pb::Limit { dry_run: false, ..out.clone() };
+    out.fingerprint = hex::encode(Sha256::digest(prost::Message::encode_to_vec(&definition)));
+    out
 }
 
 fn auth_provider(name: &str, a: &AuthSpec) -> pb::AuthProvider {
@@ -151,6 +182,7 @@ fn route(r: &RouteSpec) -> pb::Route {
         max_body_bytes: r.max_body.map_or(0, |s| s.0),
         auth: r.auth.clone().unwrap_or_default(),
         forward_credentials: r.forward_credentials,
+        limits: r.limits.clone(),
     }
 }
 

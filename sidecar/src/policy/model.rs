@@ -38,6 +38,74 @@ pub struct Policy {
     /// Named ways to authenticate callers; routes refer to them by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub auth: BTreeMap<String, AuthSpec>,
+    /// Named rate limits and quotas; routes refer to them by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, LimitSpec>,
+}
+
+/// Where a limit is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Each sidecar counts on its own.
+    #[default]
+    Local,
+    /// One quota across every sidecar (of every service) whose policy has this limit.
+    Global,
+}
+
+/// One rate limit or quota.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    /// `client_ip`, `client_id`, `route` or `header:NAME`: what is counted separately.
+    pub key: String,
+    /// The rate for everyone (without `plans`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// Requests allowed at once on top of the rate; default the rate's count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u64>,
+    /// The rate per authenticated plan.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, Rate>,
+    /// With `plans`: the rate for clients whose plan is not listed, or who have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Rate>,
+    #[serde(default)]
+    pub scope: Scope,
+    /// `dry_run`: decide and report, deny nothing. Default: the policy's mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+/// A rate written as `100/min`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    pub period: Duration,
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Rate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rate like 100/min, 5/s, 10/hour or 1000/day")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Rate, E> {
+                units::parse_rate(v).map(|(count, period)| Rate { count, period }).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&units::format_rate(self.count, self.period))
+    }
 }
 
 /// Which kind of credential an auth provider checks.
@@ -191,6 +259,9 @@ pub struct RouteSpec {
     /// Keep the credential header for the app; by default it is removed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_credentials: bool,
+    /// Limits checked, in order, after auth.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

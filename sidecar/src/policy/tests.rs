@@ -121,6 +121,23 @@ fn mistakes_are_reported_with_line_column_and_field() {
             "auth.h.tolerance: tolerance applies to scheme stripe",
         ),
         ("service: o\nauth:\n  h: { type: hmac, scheme: github, secret: \"a b\" }\n", "auth.h.secret: secret names"),
+        ("service: o\nlimits:\n  l: { key: client_ip, rate: 5/week }\n", "p.yaml:3:30: limits.l.rate: '5/week' is not a rate"),
+        ("service: o\nlimits:\n  l: { key: ip, rate: 5/s }\n", "limits.l.key: 'ip' is not a limit key"),
+        ("service: o\nlimits:\n  l: { key: client_ip }\n", "limits.l: a limit needs a rate, or plans"),
+        (
+            "service: o\nlimits:\n  l: { key: client_id, rate: 1/s, plans: { free: 1/s } }\n",
+            "limits.l: use either rate or plans",
+        ),
+        ("service: o\nlimits:\n  l: { key: client_ip, rate: 1/s, default: 1/s }\n", "limits.l.default: default is the rate"),
+        ("service: o\nlimits:\n  l: { key: client_ip, rate: 1/s, burst: 0 }\n", "limits.l.burst: burst is 1 to"),
+        (
+            "service: o\nroutes:\n  - name: a\n    limits: [nope]\n",
+            "p.yaml:4:14: routes[0].limits[0]: limit 'nope' is not defined under limits: (defined: none)",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    limits: [l]\nlimits:\n  l: { key: client_id, rate: 1/s }\n",
+            "routes[0].limits[0]: limit 'l' counts per client_id, which only a route with auth knows",
+        ),
     ];
     for (yaml, want) in cases {
         let got = errors(yaml);
@@ -207,5 +224,8 @@ routes:
     assert_eq!(build(&p.policy, &p.source, 7).schema, 3, "a sidecar without TLS must not serve plain HTTP instead");
     let with_auth = format!("{yaml}auth: {{ k: {{ type: api_key }} }}\n");
     let p = parse_service("p.yaml", &with_auth, None).unwrap();
-    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "a sidecar without auth must not let everyone in");
+    assert_eq!(build(&p.policy, &p.source, 7).schema, 4, "a sidecar without auth must not let everyone in");
+    let with_limits = format!("{yaml}limits: {{ l: {{ key: client_ip, rate: 5/min }} }}\n");
+    let p = parse_service("p.yaml", &with_limits, None).unwrap();
+    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "nor one without limits serve unlimited");
 }

@@ -1,5 +1,5 @@
-//! Parsing of the human units the policy format uses: durations (`250ms`, `5s`, `1m`) and
-//! sizes (`512KiB`, `1MiB`). Kept strict so a typo is an error, never a surprise value.
+//! Parsing of the human units the policy format uses: durations (`250ms`, `5s`, `1m`),
+//! sizes (`512KiB`, `1MiB`) and rates (`100/min`). Kept strict so a typo is an error, never a surprise value.
 
 use std::time::Duration;
 
@@ -60,6 +60,47 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// Parses `100/min`, `5/s`, `10/hour`, `1000/day`: a whole number of requests per unit.
+pub fn parse_rate(s: &str) -> Result<(u64, Duration), String> {
+    let bad = || format!("'{s}' is not a rate: write requests per unit, like 100/min, 5/s, 10/hour or 1000/day");
+    let (n, per) = s.trim().split_once('/').ok_or_else(bad)?;
+    let n: u64 = n.trim().parse().map_err(|_| bad())?;
+    let secs = match per.trim() {
+        "s" | "sec" | "second" => 1,
+        "min" | "minute" => 60,
+        "hour" | "h" => 3_600,
+        "day" | "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(format!("'{s}': a rate must allow at least 1 request"));
+    }
+    Ok((n, Duration::from_secs(secs)))
+}
+
+/// Formats a rate the way the policy format writes it.
+pub fn format_rate(count: u64, period: Duration) -> String {
+    let unit = match period.as_secs() {
+        1 => "s",
+        60 => "min",
+        3_600 => "hour",
+        86_400 => "day",
+        _ => return format!("{count}/{}", format_duration(period)),
+    };
+    format!("{count}/{unit}")
+}
+
+/// The period as a customer reads it: "second", "minute", "hour", "day".
+pub fn period_word(period: Duration) -> String {
+    match period.as_secs() {
+        1 => "second".into(),
+        60 => "minute".into(),
+        3_600 => "hour".into(),
+        86_400 => "day".into(),
+        _ => format_duration(period),
+    }
+}
+
 fn split_number(s: &str) -> Result<(u64, &str), String> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -94,6 +135,17 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         for bad in ["", "MiB", "1 TiB", "1.5MiB", "99999999999999999999GiB"] {
             assert!(parse_size(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100/min"), Ok((100, Duration::from_secs(60))));
+        assert_eq!(parse_rate("5/s"), Ok((5, Duration::from_secs(1))));
+        assert_eq!(parse_rate("10/hour"), Ok((10, Duration::from_secs(3600))));
+        assert_eq!(format_rate(1000, Duration::from_secs(86_400)), "1000/day");
+        for bad in ["", "100", "100/week", "0/s", "1.5/s", "/s", "-1/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad} should be refused");
         }
     }
 

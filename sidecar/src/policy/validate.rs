@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::locate::Seg;
-use super::model::{AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, MatchSpec, Policy, RouteSpec};
+use super::model::{
+    AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, MatchSpec, Policy, RouteSpec,
+};
 use crate::ipset::parse_net;
 use crate::normalize::{normalize_path, prefix_matches};
 
@@ -114,6 +116,16 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         }
     }
 
+    for (name, spec) in &policy.limits {
+        check_limit(&mut c, name, spec);
+        if !policy.routes.iter().any(|r| r.limits.contains(name)) {
+            c.warnings.push(Finding {
+                path: vec![key("limits"), key(name)],
+                message: format!("limit '{name}' is not used by any route"),
+            });
+        }
+    }
+
     if policy.defaults.max_body.is_some_and(|s| s.0 == 0) {
         c.error(vec![key("defaults"), key("max_body")], "max_body must be more than 0");
     }
@@ -206,6 +218,24 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     }
     if route.timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(at(base, &["timeout"]), "timeout must be more than 0");
+    }
+    for (i, name) in route.limits.iter().enumerate() {
+        let path = [at(base, &["limits"]), vec![Seg::Index(i)]].concat();
+        match policy.limits.get(name) {
+            None => {
+                let defined: Vec<&str> = policy.limits.keys().map(String::as_str).collect();
+                let defined = if defined.is_empty() { "none".to_owned() } else { defined.join(", ") };
+                c.error(path, format!("limit '{name}' is not defined under limits: (defined: {defined})"));
+            }
+            Some(_) if route.limits[..i].contains(name) => c.error(path, format!("limit '{name}' is listed twice")),
+            Some(l) if l.key == "client_id" && route.auth.is_none() => c.error(
+                path,
+                format!(
+                    "limit '{name}' counts per client_id, which only a route with auth knows: add auth to the route"
+                ),
+            ),
+            Some(_) => {}
+        }
     }
     match &route.auth {
         Some(name) if !policy.auth.contains_key(name) => {
@@ -337,6 +367,52 @@ fn check_auth(c: &mut Checker, name: &str, a: &AuthSpec) {
                 });
             }
         }
+    }
+}
+
+fn check_limit(c: &mut Checker, name: &str, l: &LimitSpec) {
+    let base = vec![key("limits"), key(name)];
+    if !is_route_name(name) {
+        c.error(base.clone(), "limit names are 1-63 characters of letters, digits, '-' and '_'");
+    }
+    match l.key.as_str() {
+        "client_ip" | "client_id" | "route" => {}
+        other => match other.strip_prefix("header:").map(str::trim) {
+            Some(h) if HeaderName::from_bytes(h.as_bytes()).is_ok() => {}
+            Some(h) => c.error(at(&base, &["key"]), format!("'{h}' is not a valid header name")),
+            None => c.error(
+                at(&base, &["key"]),
+                format!("'{other}' is not a limit key: use client_ip, client_id, route or header:NAME"),
+            ),
+        },
+    }
+    match (&l.rate, l.plans.is_empty()) {
+        (Some(_), false) => {
+            c.error(base.clone(), "use either rate or plans, not both (default sets the rate for other plans)")
+        }
+        (None, true) => c.error(base.clone(), "a limit needs a rate, or plans"),
+        _ => {}
+    }
+    if l.default.is_some() && l.plans.is_empty() {
+        c.error(at(&base, &["default"]), "default is the rate for plans not listed: it needs plans");
+    }
+    if !l.plans.is_empty() && l.default.is_none() {
+        c.warnings.push(Finding {
+            path: at(&base, &["plans"]),
+            message: "no default: clients without one of these plans are not limited by this limit".into(),
+        });
+    }
+    for plan in l.plans.keys() {
+        let ok =
+            (1..=128).contains(&plan.len()) && plan.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@:".contains(&b));
+        if !ok {
+            c.error(at(&base, &["plans", plan]), format!("'{plan}' is not a plan name"));
+        }
+    }
+    if let Some(b) = l.burst
+        && !(1..=1_000_000_000).contains(&b)
+    {
+        c.error(at(&base, &["burst"]), "burst is 1 to 1,000,000,000 requests");
     }
 }
 

@@ -1,0 +1,228 @@
+//! Rate limits and quotas: the compiled definitions a route names, and the check that
+//! runs after auth. Counting is GCRA (`gcra.rs`); the counters live outside the snapshot,
+//! found again by each limit's fingerprint, so a policy push resets nobody's budget unless
+//! that limit's definition changed.
+//!
+//! A route's limits are checked in two passes: first without counting, so a request that
+//! one limit refuses does not use up the others; then, if all admit it, counted in each.
+
+mod gcra;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use warden_proto::v1 as pb;
+
+pub use gcra::{Buckets, RateDef, Verdict, now_ns};
+
+use crate::auth::Identity;
+use crate::deny::Refusal;
+use crate::policy::period_word;
+
+/// What a limit counts separately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    ClientIp,
+    ClientId,
+    Route,
+    Header(HeaderName),
+}
+
+/// One compiled limit.
+#[derive(Debug)]
+pub struct Limit {
+    pub name: Arc<str>,
+    pub key: LimitKey,
+    /// Without plans.
+    pub rate: Option<RateDef>,
+    pub plans: Vec<(String, RateDef)>,
+    pub default: Option<RateDef>,
+    pub global: bool,
+    pub dry_run: bool,
+    pub buckets: Arc<Buckets>,
+}
+
+/// Counters by limit fingerprint, held weakly: they live as long as a snapshot uses them
+/// and are found again by the next snapshot with the same definition.
+#[derive(Debug)]
+pub struct LimitState {
+    by_fingerprint: Mutex<HashMap<String, Weak<Buckets>>>,
+    max_keys: usize,
+}
+
+impl LimitState {
+    /// Each limit tracks at most `max_keys` keys at once.
+    pub fn new(max_keys: usize) -> Self {
+        LimitState { by_fingerprint: Mutex::new(HashMap::new()), max_keys }
+    }
+
+    fn buckets(&self, fingerprint: &str) -> Arc<Buckets> {
+        let mut all = self.by_fingerprint.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|_, b| b.strong_count() > 0);
+        if let Some(b) = all.get(fingerprint).and_then(Weak::upgrade) {
+            return b;
+        }
+        let b = Arc::new(Buckets::new(self.max_keys));
+        all.insert(fingerprint.to_owned(), Arc::downgrade(&b));
+        b
+    }
+}
+
+impl Default for LimitState {
+    fn default() -> Self {
+        LimitState::new(100_000)
+    }
+}
+
+impl Limit {
+    pub fn compile(l: &pb::Limit, state: &LimitState) -> Result<Limit, String> {
+        use pb::limit_key::Kind;
+        let key = match l.key.as_ref().and_then(|k| k.kind.as_ref()) {
+            Some(Kind::ClientIp(_)) => LimitKey::ClientIp,
+            Some(Kind::ClientId(_)) => LimitKey::ClientId,
+            Some(Kind::Route(_)) => LimitKey::Route,
+            Some(Kind::Header(h)) => {
+                LimitKey::Header(HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("bad header name '{h}'"))?)
+            }
+            None => return Err("no key".into()),
+        };
+        let rate = |r: &pb::Rate| -> Result<RateDef, String> {
+            if r.count == 0 || r.period_ms == 0 {
+                return Err("a rate of 0".into());
+            }
+            let burst = if l.burst == 0 { r.count } else { l.burst };
+            Ok(RateDef { count: r.count, period: Duration::from_millis(r.period_ms), burst })
+        };
+        let plans = l
+            .plans
+            .iter()
+            .map(|p| Ok((p.plan.clone(), rate(p.rate.as_ref().ok_or("a plan without a rate")?)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let limit = Limit {
+            name: l.name.as_str().into(),
+            key,
+            rate: l.rate.as_ref().map(rate).transpose()?,
+            plans,
+            default: l.default.as_ref().map(rate).transpose()?,
+            global: l.global,
+            dry_run: l.dry_run,
+            buckets: state.buckets(&l.fingerprint),
+        };
+        if limit.rate.is_none() && limit.plans.is_empty() {
+            return Err("no rate and no plans".into());
+        }
+        Ok(limit)
+    }
+
+    /// The rate for a caller of `plan`: the plan's, else `default`; `rate` without plans.
+    /// None: this limit does not apply (a plan not listed and no default).
+    pub fn rate_for(&self, plan: Option<&str>) -> Option<&RateDef> {
+        if let Some(r) = &self.rate {
+            return Some(r);
+        }
+        plan.and_then(|p| self.plans.iter().find(|(name, _)| name == p).map(|(_, r)| r)).or(self.default.as_ref())
+    }
+
+    /// One key's budget now, counting nothing.
+    pub fn peek(&self, key: &[u8], rate: &RateDef) -> Verdict {
+        self.buckets.check(key, rate, now_ns(), false)
+    }
+
+    /// The bytes counted under, and how a customer reads them.
+    pub fn key_of(&self, req: &LimitRequest<'_>) -> (Vec<u8>, String) {
+        match &self.key {
+            LimitKey::ClientIp => {
+                let ip = crate::ipset::canonical(req.client_ip);
+                (ip.to_string().into_bytes(), format!("Address {ip}"))
+            }
+            LimitKey::ClientId => match req.identity {
+                Some(id) => (id.client.as_bytes().to_vec(), format!("Client '{}'", id.client)),
+                None => (Vec::new(), "An unidentified client".into()),
+            },
+            LimitKey::Route => (req.route.as_bytes().to_vec(), format!("Route '{}'", req.route)),
+            LimitKey::Header(h) => {
+                let v = req.headers.get(h).map(HeaderValue::as_bytes).unwrap_or_default();
+                let shown = String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned();
+                (v.to_vec(), format!("'{shown}' ({h})"))
+            }
+        }
+    }
+}
+
+/// What a limit check looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitRequest<'a> {
+    pub route: &'a str,
+    pub identity: Option<&'a Identity>,
+    pub client_ip: IpAddr,
+    pub headers: &'a HeaderMap,
+    pub now_ns: u64,
+}
+
+/// The limit closest to refusing, for the `ratelimit` headers of an admitted response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tightest {
+    pub policy: HeaderValue,
+    pub limit: HeaderValue,
+}
+
+/// Checks `limits` in order. Err: the first limit that refuses and enforces. Ok: the
+/// tightest limit's headers, and every dry-run limit that would have refused.
+pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Tightest>, Vec<Refusal>), Refusal> {
+    let mut would_deny = Vec::new();
+    let mut checks = Vec::with_capacity(limits.len());
+    for l in limits {
+        let Some(rate) = l.rate_for(req.identity.and_then(|i| i.plan.as_deref())) else { continue };
+        let (key, subject) = l.key_of(req);
+        let v = l.buckets.check(&key, rate, req.now_ns, false);
+        if !v.allowed {
+            let refusal = refusal(l, rate, &v, &subject);
+            if !l.dry_run {
+                return Err(refusal);
+            }
+            would_deny.push(refusal);
+            continue;
+        }
+        checks.push((l, rate, key));
+    }
+    let mut tightest: Option<(u64, Tightest)> = None;
+    for (l, rate, key) in checks {
+        let v = l.buckets.check(&key, rate, req.now_ns, true);
+        if tightest.as_ref().is_none_or(|(r, _)| v.remaining < *r) {
+            tightest = Some((v.remaining, headers(l, rate, &v)));
+        }
+    }
+    Ok((tightest.map(|(_, t)| t), would_deny))
+}
+
+/// The IETF `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers):
+/// the quota and window, and what is left and when it is whole again.
+fn headers(l: &Limit, rate: &RateDef, v: &Verdict) -> Tightest {
+    let policy = format!("\"{}\";q={};w={}", l.name, rate.count, rate.period.as_secs().max(1));
+    let limit = format!("\"{}\";r={};t={}", l.name, v.remaining, ceil_secs(v.reset));
+    Tightest {
+        policy: HeaderValue::try_from(policy).unwrap_or_else(|_| HeaderValue::from_static("")),
+        limit: HeaderValue::try_from(limit).unwrap_or_else(|_| HeaderValue::from_static("")),
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_nanos().div_ceil(1_000_000_000).try_into().unwrap_or(u64::MAX)
+}
+
+fn refusal(l: &Limit, rate: &RateDef, v: &Verdict, subject: &str) -> Refusal {
+    let retry = ceil_secs(v.retry_after).max(1);
+    Refusal::RateLimited {
+        rule: l.name.clone(),
+        message: format!(
+            "{subject} reached its limit of {} requests per {}. Retry in {retry} s.",
+            rate.count,
+            period_word(rate.period)
+        ),
+        retry_after: retry,
+        headers: Box::new(headers(l, rate, v)),
+    }
+}

@@ -1,0 +1,175 @@
+//! Rate limits through a real sidecar: per address (behind a trusted proxy), per client
+//! and plan (API keys), per header and per route; the 429 body and headers; dry run;
+//! counters that survive 50 applies; and `explain --sidecar` reading a live budget.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use warden_e2e::{Resp, Stack, eventually};
+
+const POLICY: &str = "service: orders
+client_ip: { trusted_proxies: [127.0.0.1/32] }
+routes:
+  - name: login
+    match: { path_prefix: /login }
+    limits: [login-per-ip]
+  - name: api
+    match: { path_prefix: /api }
+    auth: keys
+    limits: [per-plan]
+  - name: partner
+    match: { path_prefix: /partner }
+    limits: [per-partner, partner-total]
+  - name: public
+    match: { path_prefix: /public }
+    limits: [public]
+auth:
+  keys: { type: api_key, header: x-api-key }
+limits:
+  login-per-ip: { key: client_ip, rate: 5/min }
+  per-plan: { key: client_id, plans: { free: 3/min, pro: 10/min }, default: 1/min }
+  per-partner: { key: \"header:x-partner-id\", rate: 2/hour }
+  partner-total: { key: route, rate: 3/hour }
+  public: { key: client_ip, rate: 1/hour, mode: dry_run }
+";
+
+async fn from(s: &Stack, path: &str, ip: &str) -> Resp {
+    s.get_with(path, &[("x-forwarded-for", ip)]).await
+}
+
+fn statuses(rs: &[Resp]) -> Vec<u16> {
+    rs.iter().map(|r| r.status.as_u16()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_address_gets_its_own_budget_and_a_429_that_says_when_to_retry() {
+    let s = Stack::start(POLICY).await;
+    let mut rs = Vec::new();
+    for _ in 0..6 {
+        rs.push(from(&s, "/login", "198.51.100.7").await);
+    }
+    assert_eq!(statuses(&rs), [200, 200, 200, 200, 200, 429]);
+    assert_eq!(rs[0].header("ratelimit-policy"), Some("\"login-per-ip\";q=5;w=60"));
+    assert_eq!(rs[0].header("ratelimit"), Some("\"login-per-ip\";r=4;t=12"), "an admitted response says what is left");
+    let r = &rs[5];
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "rate_limited");
+    assert_eq!(e["rule"], "login-per-ip");
+    assert_eq!(e["route"], "login");
+    assert_eq!(e["message"], "Address 198.51.100.7 reached its limit of 5 requests per minute. Retry in 12 s.");
+    assert_eq!(r.header("retry-after"), Some("12"));
+    assert_eq!(r.header("ratelimit"), Some("\"login-per-ip\";r=0;t=60"));
+    assert_eq!(r.header("x-warden-denied-by"), Some("login-per-ip"));
+    assert!(r.header("proxy-status").is_some_and(|p| p.contains("error=http_request_denied")));
+    assert_eq!(s.app.requests().len(), 5, "the refused request never reached the app");
+
+    assert_eq!(from(&s, "/login", "198.51.100.8").await.status, StatusCode::OK, "another address has its own");
+    assert_eq!(
+        from(&s, "/login", "::ffff:198.51.100.7").await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "same client as v4-mapped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plans_set_each_clients_quota() {
+    let s = Stack::start(POLICY).await;
+    let (free, _) = s.create_key("acme", &["--plan", "free"]).await;
+    let (pro, _) = s.create_key("globex", &["--plan", "pro"]).await;
+    let (none, _) = s.create_key("initech", &[]).await;
+    eventually("the keys reach the sidecar", Duration::from_secs(5), || async {
+        s.get_with("/api/x", &[("x-api-key", &none)]).await.status == StatusCode::OK
+    })
+    .await;
+    let burst = |key: String, n: usize| {
+        let s = &s;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                out.push(s.get_with("/api/x", &[("x-api-key", &key)]).await);
+            }
+            out
+        }
+    };
+    let rs = burst(free.clone(), 4).await;
+    assert_eq!(statuses(&rs), [200, 200, 200, 429]);
+    assert_eq!(
+        rs[3].json()["error"]["message"],
+        "Client 'acme' reached its limit of 3 requests per minute. Retry in 20 s."
+    );
+    assert_eq!(statuses(&burst(pro, 11).await)[9..], [200, 429], "pro gets 10");
+    assert_eq!(statuses(&burst(none, 1).await), [429], "no plan: the default (1/min, already used)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_request_uses_up_no_other_limit_and_dry_run_denies_nothing() {
+    let s = Stack::start(POLICY).await;
+    let partner = |id: &'static str| {
+        let s = &s;
+        async move { s.get_with("/partner/x", &[("x-partner-id", id)]).await.status.as_u16() }
+    };
+    // per-partner allows 2 per partner; partner-total 3 for the route.
+    assert_eq!([partner("a").await, partner("a").await, partner("a").await], [200, 200, 429]);
+    assert_eq!(partner("b").await, 200, "the third refusal did not use the route's budget");
+    let r = s.get_with("/partner/x", &[("x-partner-id", "c")]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.json()["error"]["rule"], "partner-total");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Route 'partner' reached its limit of 3 requests per hour. Retry in 1200 s."
+    );
+
+    for _ in 0..3 {
+        assert_eq!(from(&s, "/public", "192.0.2.9").await.status, StatusCode::OK, "dry run never refuses");
+    }
+    s.sidecar.proc.wait_for("dry run: would deny", Duration::from_secs(5)).await;
+    let log = s.sidecar.proc.output();
+    assert!(log.contains("rate_limited") && log.contains("public"), "the log names the rule and the reason");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn budgets_survive_fifty_applies_until_the_limit_itself_changes() {
+    let s = Stack::start(POLICY).await;
+    for _ in 0..3 {
+        assert_eq!(from(&s, "/login", "203.0.113.5").await.status, StatusCode::OK);
+    }
+    let mut version = 1;
+    for i in 0..50 {
+        let policy = POLICY.replace(
+            "  - name: api\n",
+            &format!("  - name: api\n    response_headers: {{ set: {{ x-rev: \"{i}\" }} }}\n"),
+        );
+        version = s.apply(&policy).await;
+    }
+    s.wait_for_version(version).await;
+    let rs = [
+        from(&s, "/login", "203.0.113.5").await,
+        from(&s, "/login", "203.0.113.5").await,
+        from(&s, "/login", "203.0.113.5").await,
+    ];
+    assert_eq!(statuses(&rs), [200, 200, 429], "the 3 requests before the applies still count");
+
+    let changed = POLICY.replace("rate: 5/min }", "rate: 6/min }");
+    let v = s.apply(&changed).await;
+    s.wait_for_version(v).await;
+    assert_eq!(from(&s, "/login", "203.0.113.5").await.status, StatusCode::OK, "a new definition starts afresh");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_reads_the_remaining_budget_from_a_running_sidecar() {
+    let s = Stack::start(POLICY).await;
+    for _ in 0..2 {
+        from(&s, "/login", "198.51.100.20").await;
+    }
+    let admin = s.sidecar.admin.to_string();
+    let args = ["explain", "--service", "orders", "GET", "/login", "-H", "x-forwarded-for: 198.51.100.20"];
+    let out = s.cp.ctl(&args).await;
+    assert!(out.stdout.contains("login-per-ip: Address 198.51.100.20, 5/min burst 5; budget not evaluated"), "{out:?}");
+    let out = s.cp.ctl(&[&args[..], &["--sidecar", &admin]].concat()).await;
+    assert!(out.stdout.contains(&format!("3 left at {admin}")), "{out:?}");
+    for _ in 0..3 {
+        from(&s, "/login", "198.51.100.20").await;
+    }
+    let out = s.cp.ctl(&[&args[..], &["--sidecar", &admin]].concat()).await;
+    assert!(out.stdout.contains("SPENT"), "{out:?}");
+}
