@@ -157,6 +157,12 @@ impl Hub {
         out
     }
 
+    /// The service's current snapshot.
+    pub fn snapshot(&self, service: &str) -> Option<Arc<pb::Snapshot>> {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services.get(service).and_then(|s| s.borrow().clone())
+    }
+
     /// The version subscribers of `service` are being sent, 0 for none.
     pub fn current_version(&self, service: &str) -> u64 {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
@@ -177,6 +183,11 @@ pub fn secret_names(snapshot: &pb::Snapshot) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// The global limits a snapshot has.
+pub fn global_limits(snapshot: &pb::Snapshot) -> Vec<String> {
+    snapshot.limits.iter().filter(|l| l.global).map(|l| l.name.clone()).collect()
 }
 
 /// Builds the snapshot for a stored version, re-validating its source with this build's

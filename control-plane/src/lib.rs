@@ -2,9 +2,11 @@
 //!
 //! # Layout
 //!
-//! - `store`: the embedded SQLite store: every policy version, every sidecar's last word.
-//! - `hub`: each service's current compiled snapshot, shared by all its subscribers.
+//! - `store`: the embedded SQLite store: every policy version, every sidecar's last word,
+//!   API key hashes and webhook secrets.
+//! - `hub`: each service's current compiled snapshot and credentials, shared by all its subscribers.
 //! - `registry`: which sidecars are connected and what they ACKed or NACKed.
+//! - `quota`: global quotas divided among sidecars by their reported demand.
 //! - `server/`: the thin gRPC layer (sidecar streams, admin API).
 //! - `cli/`: `wardenctl`, one file per command.
 //!
@@ -13,6 +15,7 @@
 
 pub mod cli;
 pub mod hub;
+pub mod quota;
 pub mod registry;
 pub mod server;
 pub mod store;

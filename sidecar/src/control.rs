@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
@@ -48,13 +50,29 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
 }
 
 /// Full jitter: a random wait up to base·2ⁿ, capped, so a fleet does not reconnect in step.
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let cap = BACKOFF_BASE.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
     let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(fastrand::u64(ms / 2..=ms))
 }
 
-async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow::Result<()> {
+/// Adds the sidecar's bearer token to every call.
+#[derive(Clone)]
+pub(crate) struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub(crate) type Client = SidecarServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Connects to the control plane (both streams use this).
+pub(crate) async fn connect(cfg: &ControlConfig) -> anyhow::Result<Client> {
     let channel = Endpoint::from_shared(cfg.url.clone())?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
@@ -64,12 +82,11 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         .connect()
         .await?;
     let token = cfg.token.as_ref().map(|t| MetadataValue::try_from(format!("Bearer {t}"))).transpose()?;
-    let mut client = SidecarServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(t) = &token {
-            req.metadata_mut().insert("authorization", t.clone());
-        }
-        Ok(req)
-    });
+    Ok(SidecarServiceClient::with_interceptor(channel, Bearer(token)))
+}
+
+async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow::Result<()> {
+    let mut client = connect(cfg).await?;
 
     let (tx, rx) = mpsc::channel(16);
     let hello = Hello {

@@ -34,6 +34,7 @@
 //! - `normalize`, `client_ip`, `ipset`, `decide`, `deny`: pure request logic.
 //! - `proxy`, `listener`, `upstream`, `tls`: the request path's I/O.
 //! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
+//! - `report`: demand on global quotas out, quota shares in.
 //! - `admin`: health, readiness and the config dump; `telemetry`: logging set-up.
 
 pub mod admin;
@@ -51,6 +52,7 @@ pub mod normalize;
 pub mod policy;
 pub mod policy_file;
 pub mod proxy;
+pub mod report;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

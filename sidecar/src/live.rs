@@ -12,7 +12,7 @@ use warden_proto::v1 as pb;
 
 use crate::auth::{Credentials, InvalidCredentials};
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
-use crate::limits::LimitState;
+use crate::limits::{LimitState, Quotas};
 use crate::proxy::EdgeLimits;
 use crate::state::StateFile;
 use crate::tls::{self, CertFiles, LoadedTls};
@@ -40,6 +40,8 @@ pub struct Live {
     pools: Pools,
     /// Limit counters, shared by every snapshot with the same limit definition.
     limit_state: LimitState,
+    /// Shares of global quotas, and the demand to report.
+    quotas: Quotas,
     app: Authority,
     service: Option<String>,
     state: Option<StateFile>,
@@ -64,6 +66,7 @@ impl Live {
             draining: AtomicBool::new(false),
             pools: Pools::default(),
             limit_state: LimitState::default(),
+            quotas: Quotas::default(),
             app,
             service,
             state,
@@ -93,6 +96,11 @@ impl Live {
             *digest = loaded.digest.clone();
             self.tls.store(Some(loaded.config.clone()));
         }
+    }
+
+    /// This sidecar's shares of global quotas.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
     }
 
     /// Each rate limit tracks at most this many keys (clients, addresses) at once.

@@ -151,6 +151,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             instance: args.instance.clone().unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
             token,
         };
+        tokio::spawn(warden_sidecar::report::run(cfg.clone(), live.clone()));
         tokio::spawn(control::run(cfg, live.clone()));
     } else if let Some(path) = args.policy_file.clone() {
         tokio::spawn(policy_file::watch(path, args.service.clone(), live.clone()));

@@ -169,6 +169,7 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
             client_ip: client.ip,
             headers: &parts.headers,
             now_ns: limits::now_ns(),
+            quotas: live.quotas(),
         };
         match limits::admit(&route.limits, &req) {
             Ok((tightest, would_deny)) => {

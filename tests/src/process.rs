@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 /// it, and cargo builds a package's binaries for that package's tests.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>
-    let dir = exe.parent().and_then(Path::parent).expect("profile dir");
+    // A test is target/<profile>/deps/<test>, a tool target/<profile>/<tool>.
+    let here = exe.parent().expect("exe dir");
+    let dir = if here.ends_with("deps") { here.parent().expect("profile dir") } else { here };
     let path = dir.join(name);
     assert!(path.exists(), "{} is missing: run the tests with --workspace so cargo builds it", path.display());
     path

@@ -173,3 +173,64 @@ async fn explain_reads_the_remaining_budget_from_a_running_sidecar() {
     let out = s.cp.ctl(&[&args[..], &["--sidecar", &admin]].concat()).await;
     assert!(out.stdout.contains("SPENT"), "{out:?}");
 }
+
+const GLOBAL: &str = "service: orders
+routes:
+  - name: api
+    match: { path_prefix: /api }
+    auth: keys
+    limits: [shared]
+auth:
+  keys: { type: api_key, header: x-api-key }
+limits:
+  shared: { key: client_id, rate: 600/min, burst: 5, scope: global }
+";
+
+/// Sends to each sidecar at its own steady rate for `secs`; returns what each admitted.
+async fn offer(s: &Stack, sidecars: &[&warden_e2e::Sidecar], per_sec: &[u64], key: &str, secs: u64) -> Vec<u64> {
+    let mut tasks = Vec::new();
+    for (sc, rate) in sidecars.iter().zip(per_sec) {
+        let (client, url, key, rate) = (s.client.clone(), sc.url("/api/x"), key.to_owned(), *rate);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+            let mut ok = 0;
+            while tokio::time::Instant::now() < deadline {
+                tick.tick().await;
+                let r = client.send(http::Method::GET, &url, &[("x-api-key", &key)], bytes::Bytes::new()).await;
+                ok += u64::from(r.is_ok_and(|r| r.status == StatusCode::OK));
+            }
+            ok
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap_or(0));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_quota_holds_across_sidecars_whatever_the_spread() {
+    let s = Stack::start(GLOBAL).await;
+    let (b, c) = (s.start_another_sidecar("orders-2").await, s.start_another_sidecar("orders-3").await);
+    let (key, _) = s.create_key("acme", &[]).await;
+    for sc in [&s.sidecar, &b, &c] {
+        let url = sc.url("/api/warm");
+        eventually("every sidecar has the key", Duration::from_secs(5), || async {
+            s.client
+                .send(http::Method::GET, &url, &[("x-api-key", &key)], bytes::Bytes::new())
+                .await
+                .is_ok_and(|r| r.status != 401)
+        })
+        .await;
+    }
+    // Let the warm-up requests drain out of every bucket (10/s: 1 s is plenty).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // 100 requests/s offered (10x the quota of 10/s), spread 70/20/10, for 5 s.
+    let admitted = offer(&s, &[&s.sidecar, &b, &c], &[70, 20, 10], &key, 5).await;
+    let total: u64 = admitted.iter().sum();
+    eprintln!("admitted per sidecar {admitted:?}, total {total}");
+    // One limiter would admit 5 (burst) + 5 s x 10/s = 55; three independent ones ~150.
+    assert!((40..=70).contains(&total), "admitted {admitted:?} = {total}, want about 55");
+}

@@ -13,7 +13,7 @@ use warden_sidecar::auth::{AuthKind, Credentials, hash_key};
 use warden_sidecar::config::{CompileContext, Snapshot};
 use warden_sidecar::decide::{Decision, RequestHead, decide, request_host};
 use warden_sidecar::deny::Refusal;
-use warden_sidecar::limits::{Limit, LimitRequest, LimitState};
+use warden_sidecar::limits::{Limit, LimitRequest, LimitState, Quotas};
 use warden_sidecar::normalize::normalize_path;
 use warden_sidecar::policy::{build, format_duration, format_rate, parse_service};
 use warden_sidecar::upstream::Pools;
@@ -68,6 +68,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     };
     let pool = Pools::default();
     let limit_state = LimitState::default();
+    let quotas = Quotas::default();
     let ctx = CompileContext {
         app: http::uri::Authority::from_static("127.0.0.1:8080"),
         pools: &pool,
@@ -190,6 +191,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     client_ip: client.ip,
                     headers: &headers,
                     now_ns: 0,
+                    quotas: &quotas,
                 };
                 for l in &route.limits {
                     steps.push(("limit".into(), describe_limit(l, &req, a.sidecar.as_deref()).await));

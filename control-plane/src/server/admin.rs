@@ -44,6 +44,7 @@ impl AdminApi {
         message: &str,
         dry_run: bool,
     ) -> Result<pb::ApplyResponse, Status> {
+        self.check_global_limits(&parsed)?;
         let author = if author.is_empty() { "unknown" } else { author };
         let docs = parsed
             .iter()
@@ -83,6 +84,37 @@ impl AdminApi {
             });
         }
         Ok(pb::ApplyResponse { results })
+    }
+}
+
+impl AdminApi {
+    /// Global limits are shared by name across services, so every service that has one
+    /// must define it the same way (the quota would otherwise mean two things).
+    fn check_global_limits(&self, parsed: &[ParsedPolicy]) -> Result<(), Status> {
+        let incoming: Vec<pb::Snapshot> = parsed.iter().map(|p| build(&p.policy, &p.source, 0)).collect();
+        let mut current: Vec<std::sync::Arc<pb::Snapshot>> = self
+            .0
+            .hub
+            .services()
+            .iter()
+            .filter(|s| !incoming.iter().any(|i| &i.service == *s))
+            .filter_map(|s| self.0.hub.snapshot(s))
+            .collect();
+        current.extend(incoming.iter().cloned().map(std::sync::Arc::new));
+        for new in &incoming {
+            for l in new.limits.iter().filter(|l| l.global) {
+                let other = current.iter().filter(|s| s.service != new.service).find_map(|s| {
+                    s.limits.iter().find(|o| o.global && o.name == l.name && o.fingerprint != l.fingerprint).map(|_| s)
+                });
+                if let Some(other) = other {
+                    return Err(Status::invalid_argument(format!(
+                        "{}: limits.{}: the global limit '{}' of service '{}' is defined differently; a global quota is shared by name across services, so every definition must be the same",
+                        new.service, l.name, l.name, other.service
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

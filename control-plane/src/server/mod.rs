@@ -19,6 +19,7 @@ use warden_proto::v1::sidecar_service_server::SidecarServiceServer;
 use warden_proto::v1 as pb;
 
 use crate::hub::{CredentialsState, Hub, secret_names, snapshot_of};
+use crate::quota::QuotaBoard;
 use crate::registry::Registry;
 use crate::store::{KeyRow, SecretRow, Store, StoreError};
 
@@ -27,6 +28,7 @@ pub struct ControlPlane {
     pub store: Store,
     pub hub: Hub,
     pub registry: Registry,
+    pub quotas: QuotaBoard,
     /// One credentials refresh at a time, so each change builds on the one before.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -44,7 +46,13 @@ impl ControlPlane {
                 }
             }
         }
-        let cp = Arc::new(ControlPlane { store, hub, registry, refreshing: tokio::sync::Mutex::new(()) });
+        let cp = Arc::new(ControlPlane {
+            store,
+            hub,
+            registry,
+            quotas: QuotaBoard::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+        });
         for service in cp.hub.services() {
             cp.refresh_credentials(&service).await?;
         }

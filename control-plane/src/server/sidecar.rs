@@ -10,19 +10,25 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_server::SidecarService;
-use warden_proto::v1::{ReportAck, ReportBatch, SidecarMessage, SnapshotPush};
+use warden_proto::v1::{ReportBatch, ReportReply, SidecarMessage, SnapshotPush};
 
 use super::ControlPlane;
+use crate::hub::global_limits;
 
 /// The sidecar-facing API over the shared control plane.
 pub struct SidecarApi(pub Arc<ControlPlane>);
 use crate::registry::Event;
 
 type PushStream = Pin<Box<dyn Stream<Item = Result<SnapshotPush, Status>> + Send>>;
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<ReportReply, Status>> + Send>>;
+
+/// Report streams are numbered apart from subscriptions.
+static REPORT_STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 #[tonic::async_trait]
 impl SidecarService for SidecarApi {
     type SubscribeStream = PushStream;
+    type ReportStream = ReplyStream;
 
     async fn subscribe(&self, req: Request<Streaming<SidecarMessage>>) -> Result<Response<PushStream>, Status> {
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -104,10 +110,34 @@ impl SidecarService for SidecarApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn report(&self, req: Request<Streaming<ReportBatch>>) -> Result<Response<ReportAck>, Status> {
-        // Deny and latency reports arrive with the observability work; drain for now.
+    async fn report(&self, req: Request<Streaming<ReportBatch>>) -> Result<Response<ReplyStream>, Status> {
         let mut inbound = req.into_inner();
-        while inbound.message().await?.is_some() {}
-        Ok(Response::new(ReportAck {}))
+        let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("no first batch"))?;
+        if first.service.is_empty() {
+            return Err(Status::invalid_argument("the first batch must name the service"));
+        }
+        let stream = REPORT_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let service = first.service.clone();
+        let limits_of =
+            move |cp: &ControlPlane| cp.hub.snapshot(&service).map(|s| global_limits(&s)).unwrap_or_default();
+        self.0.quotas.open(stream, limits_of(&self.0));
+        let (tx, rx) = mpsc::channel(4);
+        let cp = self.0.clone();
+        tokio::spawn(async move {
+            let mut batch = Some(first);
+            while let Some(b) = batch.take() {
+                cp.quotas.set_limits(stream, limits_of(&cp));
+                let reply = cp.quotas.report(stream, &b, std::time::Instant::now());
+                if tx.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+                batch = match inbound.message().await {
+                    Ok(Some(next)) => Some(next),
+                    Ok(None) | Err(_) => None,
+                };
+            }
+            cp.quotas.close(stream);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -7,6 +7,7 @@
 //! one limit refuses does not use up the others; then, if all admit it, counted in each.
 
 mod gcra;
+mod global;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use warden_proto::v1 as pb;
 
 pub use gcra::{Buckets, RateDef, Verdict, now_ns};
+pub use global::Quotas;
 
 use crate::auth::Identity;
 use crate::deny::Refusal;
@@ -160,6 +162,8 @@ pub struct LimitRequest<'a> {
     pub client_ip: IpAddr,
     pub headers: &'a HeaderMap,
     pub now_ns: u64,
+    /// This sidecar's shares of global quotas, and where their demand is recorded.
+    pub quotas: &'a Quotas,
 }
 
 /// The limit closest to refusing, for the `ratelimit` headers of an admitted response.
@@ -172,27 +176,39 @@ pub struct Tightest {
 /// Checks `limits` in order. Err: the first limit that refuses and enforces. Ok: the
 /// tightest limit's headers, and every dry-run limit that would have refused.
 pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Tightest>, Vec<Refusal>), Refusal> {
+    let plan = req.identity.and_then(|i| i.plan.as_deref());
     let mut would_deny = Vec::new();
     let mut checks = Vec::with_capacity(limits.len());
     for l in limits {
-        let Some(rate) = l.rate_for(req.identity.and_then(|i| i.plan.as_deref())) else { continue };
+        let Some(quota) = l.rate_for(plan) else { continue };
         let (key, subject) = l.key_of(req);
-        let v = l.buckets.check(&key, rate, req.now_ns, false);
+        // A global quota is enforced here at this sidecar's share of it.
+        let rate = match l.global {
+            true => Quotas::scaled(quota, req.quotas.fraction(&l.name, &key, std::time::Instant::now())),
+            false => *quota,
+        };
+        let v = l.buckets.check(&key, &rate, req.now_ns, false);
         if !v.allowed {
-            let refusal = refusal(l, rate, &v, &subject);
+            if l.global {
+                req.quotas.record(&l.name, &key, plan, false);
+            }
+            let refusal = refusal(l, quota, &v, &subject);
             if !l.dry_run {
                 return Err(refusal);
             }
             would_deny.push(refusal);
             continue;
         }
-        checks.push((l, rate, key));
+        checks.push((l, quota, rate, key));
     }
     let mut tightest: Option<(u64, Tightest)> = None;
-    for (l, rate, key) in checks {
-        let v = l.buckets.check(&key, rate, req.now_ns, true);
+    for (l, quota, rate, key) in checks {
+        let v = l.buckets.check(&key, &rate, req.now_ns, true);
+        if l.global {
+            req.quotas.record(&l.name, &key, plan, v.allowed);
+        }
         if tightest.as_ref().is_none_or(|(r, _)| v.remaining < *r) {
-            tightest = Some((v.remaining, headers(l, rate, &v)));
+            tightest = Some((v.remaining, headers(l, quota, &v)));
         }
     }
     Ok((tightest.map(|(_, t)| t), would_deny))

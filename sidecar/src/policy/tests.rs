@@ -121,14 +121,20 @@ fn mistakes_are_reported_with_line_column_and_field() {
             "auth.h.tolerance: tolerance applies to scheme stripe",
         ),
         ("service: o\nauth:\n  h: { type: hmac, scheme: github, secret: \"a b\" }\n", "auth.h.secret: secret names"),
-        ("service: o\nlimits:\n  l: { key: client_ip, rate: 5/week }\n", "p.yaml:3:30: limits.l.rate: '5/week' is not a rate"),
+        (
+            "service: o\nlimits:\n  l: { key: client_ip, rate: 5/week }\n",
+            "p.yaml:3:30: limits.l.rate: '5/week' is not a rate",
+        ),
         ("service: o\nlimits:\n  l: { key: ip, rate: 5/s }\n", "limits.l.key: 'ip' is not a limit key"),
         ("service: o\nlimits:\n  l: { key: client_ip }\n", "limits.l: a limit needs a rate, or plans"),
         (
             "service: o\nlimits:\n  l: { key: client_id, rate: 1/s, plans: { free: 1/s } }\n",
             "limits.l: use either rate or plans",
         ),
-        ("service: o\nlimits:\n  l: { key: client_ip, rate: 1/s, default: 1/s }\n", "limits.l.default: default is the rate"),
+        (
+            "service: o\nlimits:\n  l: { key: client_ip, rate: 1/s, default: 1/s }\n",
+            "limits.l.default: default is the rate",
+        ),
         ("service: o\nlimits:\n  l: { key: client_ip, rate: 1/s, burst: 0 }\n", "limits.l.burst: burst is 1 to"),
         (
             "service: o\nroutes:\n  - name: a\n    limits: [nope]\n",

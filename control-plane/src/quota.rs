@@ -1,0 +1,181 @@
+//! Global quotas, divided by demand (after RLQS and Doorman). Every sidecar reports, per
+//! global limit and key, how many requests it saw in the last interval; the control plane
+//! keeps each sidecar's recent demand (a moving average) and answers each report with the
+//! sidecar's share: its demand over everyone's demand for that key. The shares of all
+//! sidecars add up to the whole quota, each sidecar enforces its share locally with GCRA,
+//! and no request ever waits on the network.
+//!
+//! Demand not refreshed for `STALE` counts as zero and is forgotten; a share is valid for
+//! `TTL`, after which a sidecar falls back to 1/N of the quota (N = the sidecars sharing the
+//! limit, sent with every answer).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use warden_proto::v1 as pb;
+
+/// Demand older than this no longer counts.
+const STALE: Duration = Duration::from_secs(2);
+/// How long a share is valid at the sidecar.
+const TTL: Duration = Duration::from_secs(2);
+/// Weight of the newest interval in the moving average.
+const ALPHA: f64 = 0.5;
+/// How often the peer counts are recomputed and stale demand swept.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+struct Demand {
+    /// Requests per second, smoothed.
+    rate: f64,
+    at: Instant,
+}
+
+/// A report stream: which sidecar, and the global limits its service has.
+struct Stream {
+    limits: Vec<String>,
+}
+
+#[derive(Default)]
+struct Board {
+    demand: HashMap<(String, Vec<u8>), HashMap<u64, Demand>>,
+    streams: HashMap<u64, Stream>,
+    peers: HashMap<String, u32>,
+    housekept: Option<Instant>,
+}
+
+/// Every sidecar's demand on every global quota key.
+#[derive(Default)]
+pub struct QuotaBoard {
+    board: Mutex<Board>,
+}
+
+impl QuotaBoard {
+    /// A report stream opened for a service with these global limits.
+    pub fn open(&self, stream: u64, limits: Vec<String>) {
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        b.streams.insert(stream, Stream { limits });
+        b.housekept = None;
+    }
+
+    /// Keeps a stream's list of global limits current (its policy may change).
+    pub fn set_limits(&self, stream: u64, limits: Vec<String>) {
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = b.streams.get_mut(&stream)
+            && s.limits != limits
+        {
+            s.limits = limits;
+            b.housekept = None;
+        }
+    }
+
+    /// The stream ended: its demand no longer counts.
+    pub fn close(&self, stream: u64) {
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        b.streams.remove(&stream);
+        for sidecars in b.demand.values_mut() {
+            sidecars.remove(&stream);
+        }
+        b.demand.retain(|_, s| !s.is_empty());
+        b.housekept = None;
+    }
+
+    /// Records a report and answers it with this sidecar's shares.
+    pub fn report(&self, stream: u64, batch: &pb::ReportBatch, now: Instant) -> pb::ReportReply {
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        if b.housekept.is_none_or(|t| now.duration_since(t) >= HOUSEKEEPING) {
+            b.housekeep(now);
+        }
+        let secs = (batch.interval_ms.max(1) as f64) / 1000.0;
+        let mut shares = Vec::with_capacity(batch.usage.len());
+        for u in &batch.usage {
+            let sidecars = b.demand.entry((u.limit.clone(), u.key.clone())).or_default();
+            let observed = u.requests as f64 / secs;
+            let d = sidecars.entry(stream).or_insert(Demand { rate: observed, at: now });
+            if now.duration_since(d.at) < STALE {
+                d.rate = ALPHA * observed + (1.0 - ALPHA) * d.rate;
+            } else {
+                d.rate = observed;
+            }
+            d.at = now;
+            let own = d.rate;
+            let total: f64 = sidecars.values().filter(|d| now.duration_since(d.at) < STALE).map(|d| d.rate).sum();
+            let fraction = if total > 0.0 { own / total } else { 1.0 };
+            shares.push(pb::QuotaShare {
+                limit: u.limit.clone(),
+                key: u.key.clone(),
+                fraction,
+                ttl_ms: TTL.as_millis() as u64,
+            });
+        }
+        let peers = match b.streams.get(&stream) {
+            Some(s) => s
+                .limits
+                .iter()
+                .map(|l| pb::LimitPeers { limit: l.clone(), sidecars: b.peers.get(l).copied().unwrap_or(1) })
+                .collect(),
+            None => Vec::new(),
+        };
+        pb::ReportReply { shares, peers }
+    }
+
+    /// Keys with fresh demand (for tests and status).
+    pub fn active_keys(&self) -> usize {
+        self.board.lock().unwrap_or_else(PoisonError::into_inner).demand.len()
+    }
+}
+
+impl Board {
+    fn housekeep(&mut self, now: Instant) {
+        for sidecars in self.demand.values_mut() {
+            sidecars.retain(|_, d| now.duration_since(d.at) < STALE);
+        }
+        self.demand.retain(|_, s| !s.is_empty());
+        self.peers.clear();
+        for s in self.streams.values() {
+            for l in &s.limits {
+                *self.peers.entry(l.clone()).or_default() += 1;
+            }
+        }
+        self.housekept = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(requests: u64) -> pb::ReportBatch {
+        pb::ReportBatch {
+            interval_ms: 250,
+            usage: vec![pb::QuotaUsage { limit: "q".into(), key: b"acme".to_vec(), requests, ..Default::default() }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shares_follow_demand_and_add_up_to_the_whole_quota() {
+        let board = QuotaBoard::default();
+        for s in 1..=3 {
+            board.open(s, vec!["q".into()]);
+        }
+        let t0 = Instant::now();
+        let mut fractions = [0.0; 3];
+        // Demand 60 / 30 / 10 per interval, a few rounds to settle the averages.
+        for round in 0..4 {
+            let now = t0 + Duration::from_millis(250 * round);
+            for (i, n) in [60, 30, 10].into_iter().enumerate() {
+                let reply = board.report(i as u64 + 1, &batch(n), now);
+                fractions[i] = reply.shares[0].fraction;
+                assert_eq!(reply.peers, [pb::LimitPeers { limit: "q".into(), sidecars: 3 }]);
+            }
+        }
+        assert!((fractions[0] - 0.6).abs() < 0.01 && (fractions[2] - 0.1).abs() < 0.01, "{fractions:?}");
+        assert!((fractions.iter().sum::<f64>() - 1.0).abs() < 0.01, "{fractions:?}");
+
+        // A sidecar that stops sending counts for nothing once its demand is stale.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(board.report(1, &batch(60), later).shares[0].fraction, 1.0);
+        board.close(1);
+        assert_eq!(board.report(2, &batch(10), later).peers[0].sidecars, 2);
+    }
+}

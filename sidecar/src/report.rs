@@ -1,0 +1,65 @@
+//! The report stream: every 250 ms, this sidecar's demand on global quotas goes to the
+//! control plane, and each answer brings back this sidecar's shares (`limits/global.rs`).
+//! A batch with no demand is sent only every few seconds, to keep the peer counts fresh.
+//! When the stream is down nothing waits on it: requests use the shares they have, then
+//! the fallback share once those expire, and demand recorded meanwhile is dropped at the
+//! next batch rather than piling up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use warden_proto::v1::ReportBatch;
+
+use crate::control::{ControlConfig, backoff, connect};
+use crate::live::Live;
+
+const EVERY: Duration = Duration::from_millis(250);
+const IDLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs forever: connect, report, reconnect with backoff.
+pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
+    let mut failures: u32 = 0;
+    loop {
+        if let Err(e) = session(&cfg, &live, &mut failures).await {
+            tracing::debug!(error = format!("{e:#}"), "report stream down; quotas use their local fallback shares");
+        }
+        // What piled up while disconnected is stale: the next batch starts fresh.
+        live.quotas().take_usage();
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow::Result<()> {
+    let mut client = connect(cfg).await?;
+    let (tx, rx) = mpsc::channel(4);
+    let first = ReportBatch { service: cfg.service.clone(), instance: cfg.instance.clone(), ..Default::default() };
+    tx.send(first).await?;
+    let mut replies = client.report(ReceiverStream::new(rx)).await?.into_inner();
+    *failures = 0;
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut last, mut last_sent) = (Instant::now(), Instant::now());
+    loop {
+        tokio::select! {
+            reply = replies.message() => {
+                let Some(reply) = reply? else { return Ok(()) };
+                live.quotas().apply(&reply, Instant::now());
+            }
+            _ = tick.tick() => {
+                let usage = live.quotas().take_usage();
+                let now = Instant::now();
+                if usage.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
+                    last = now;
+                    continue;
+                }
+                let interval_ms = u64::try_from(now.duration_since(last).as_millis()).unwrap_or(u64::MAX);
+                let batch = ReportBatch { service: cfg.service.clone(), instance: cfg.instance.clone(), interval_ms, usage };
+                tx.send(batch).await?;
+                (last, last_sent) = (now, now);
+            }
+        }
+    }
+}
