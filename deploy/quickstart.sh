@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: a control plane on its embedded store, a demo app and a sidecar, with
 # deploy/examples/orders.yaml applied and an API key made; then requests that pass, some
-# that are refused, and a key revoked. Everything runs on 127.0.0.1 and stops on Ctrl-C.
+# that are refused (no key, rate limited, no route), and a key revoked. Everything runs on 127.0.0.1 and stops on Ctrl-C.
 #
 #   deploy/quickstart.sh           run and keep it up for you to try things
 #   deploy/quickstart.sh --check   run the requests, check their status codes, stop
@@ -62,6 +62,8 @@ try 200 "A request that passes: the app answers" "http://$PROXY/orders/42"
 try 401 "The partner API without a key: refused at the edge, with the reason" -H "host: api.example.com" "http://$PROXY/api/v1/orders/7"
 try 200 "With the key: path rewritten /api/v1 -> /v2, cookie and key removed, the app told x-warden-client: acme" \
   -H "host: api.example.com" -H "x-api-key: $KEY" -H "cookie: s=1" "http://$PROXY/api/v1//orders/./7"
+for _ in 1 2 3; do curl -s -o /dev/null -X POST "http://$PROXY/login"; done
+try 429 "The fourth login attempt in a minute from one address: rate limited, with retry-after" -i -X POST "http://$PROXY/login"
 try 404 "A request Warden refuses: no route matches" "http://$PROXY/nope"
 try 502 "Warden says which layer failed: the admin upstream is not running" "http://$PROXY/admin"
 

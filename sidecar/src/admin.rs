@@ -97,6 +97,10 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
             "ready": live.ready(),
             "policy": s.source_yaml,
             "credentials": credentials,
+            // Keys each limit tracks, and active ones dropped to stay within --limit-keys.
+            "limits": s.limits.iter().map(|l| serde_json::json!({
+                "name": &*l.name, "keys": l.buckets.len(), "evicted": l.buckets.evicted(), "global": l.global,
+            })).collect::<Vec<_>>(),
         }),
         None => serde_json::json!({ "version": 0, "ready": false, "swaps": live.swaps() }),
     };

@@ -83,7 +83,10 @@ limits:
     for sc in &sidecars {
         let url = sc.url("/warm");
         eventually("the sidecar has the key", Duration::from_secs(10), || async {
-            client.send(http::Method::GET, &url, &[("x-api-key", &key)], bytes::Bytes::new()).await.is_ok_and(|r| r.status != 401)
+            client
+                .send(http::Method::GET, &url, &[("x-api-key", &key)], bytes::Bytes::new())
+                .await
+                .is_ok_and(|r| r.status != 401)
         })
         .await;
     }
@@ -121,13 +124,7 @@ limits:
     let allowed = quota + a.burst as f64;
     println!(
         "quota {} over {} s = {:.0} requests (+ burst {} = {:.0} for one ideal limiter); offered {:.0}/s ({}x)",
-        a.rate,
-        a.seconds,
-        quota,
-        a.burst,
-        allowed,
-        offered,
-        a.times
+        a.rate, a.seconds, quota, a.burst, allowed, offered, a.times
     );
     println!("admitted {total} = {:+.1}% of the quota", (total as f64 / quota - 1.0) * 100.0);
 }
