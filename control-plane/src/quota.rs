@@ -35,9 +35,16 @@ struct Stream {
     limits: Vec<String>,
 }
 
+/// Keys per batch looked at (sidecars send at most this many).
+const MAX_BATCH: usize = 10_000;
+
+/// Per sidecar stream, for one key.
+type ByStream = HashMap<u64, Demand>;
+
 #[derive(Default)]
 struct Board {
-    demand: HashMap<(String, Vec<u8>), HashMap<u64, Demand>>,
+    /// By limit, then key (a 16-byte digest), then sidecar stream.
+    demand: HashMap<String, HashMap<Vec<u8>, ByStream>>,
     streams: HashMap<u64, Stream>,
     peers: HashMap<String, u32>,
     housekept: Option<Instant>,
@@ -72,10 +79,13 @@ impl QuotaBoard {
     pub fn close(&self, stream: u64) {
         let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
         b.streams.remove(&stream);
-        for sidecars in b.demand.values_mut() {
-            sidecars.remove(&stream);
+        for keys in b.demand.values_mut() {
+            for sidecars in keys.values_mut() {
+                sidecars.remove(&stream);
+            }
+            keys.retain(|_, s| !s.is_empty());
         }
-        b.demand.retain(|_, s| !s.is_empty());
+        b.demand.retain(|_, k| !k.is_empty());
         b.housekept = None;
     }
 
@@ -86,9 +96,18 @@ impl QuotaBoard {
             b.housekeep(now);
         }
         let secs = (batch.interval_ms.max(1) as f64) / 1000.0;
-        let mut shares = Vec::with_capacity(batch.usage.len());
-        for u in &batch.usage {
-            let sidecars = b.demand.entry((u.limit.clone(), u.key.clone())).or_default();
+        let usage = &batch.usage[..batch.usage.len().min(MAX_BATCH)];
+        let mut shares = Vec::with_capacity(usage.len());
+        for u in usage {
+            // Looked up before inserting: most keys are there already, and need no copy.
+            if !b.demand.contains_key(&u.limit) {
+                b.demand.insert(u.limit.clone(), HashMap::new());
+            }
+            let Some(keys) = b.demand.get_mut(&u.limit) else { continue };
+            if !keys.contains_key(u.key.as_slice()) {
+                keys.insert(u.key.clone(), HashMap::new());
+            }
+            let Some(sidecars) = keys.get_mut(u.key.as_slice()) else { continue };
             let observed = u.requests as f64 / secs;
             let d = sidecars.entry(stream).or_insert(Demand { rate: observed, at: now });
             if now.duration_since(d.at) < STALE {
@@ -118,18 +137,21 @@ impl QuotaBoard {
         pb::ReportReply { shares, peers }
     }
 
-    /// Keys with fresh demand (for tests and status).
+    /// Keys with fresh demand.
     pub fn active_keys(&self) -> usize {
-        self.board.lock().unwrap_or_else(PoisonError::into_inner).demand.len()
+        self.board.lock().unwrap_or_else(PoisonError::into_inner).demand.values().map(HashMap::len).sum()
     }
 }
 
 impl Board {
     fn housekeep(&mut self, now: Instant) {
-        for sidecars in self.demand.values_mut() {
-            sidecars.retain(|_, d| now.duration_since(d.at) < STALE);
+        for keys in self.demand.values_mut() {
+            for sidecars in keys.values_mut() {
+                sidecars.retain(|_, d| now.duration_since(d.at) < STALE);
+            }
+            keys.retain(|_, s| !s.is_empty());
         }
-        self.demand.retain(|_, s| !s.is_empty());
+        self.demand.retain(|_, k| !k.is_empty());
         self.peers.clear();
         for s in self.streams.values() {
             for l in &s.limits {

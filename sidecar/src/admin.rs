@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::limits::Quotas;
 use crate::live::Live;
 
 /// Serves the admin endpoints until the task is dropped.
@@ -60,16 +61,25 @@ fn peek(live: &Live, query: &str) -> Response<Full<Bytes>> {
     let Some(limit) = snapshot.limits.iter().find(|l| &*l.name == name) else {
         return text(StatusCode::NOT_FOUND, "no such limit in the active policy\n");
     };
-    let Some(rate) = limit.rate_for(param("plan")) else {
+    let Some(quota) = limit.rate_for(param("plan")) else {
         return json(&serde_json::json!({ "limit": name, "applies": false, "version": snapshot.version }));
     };
-    let v = limit.peek(&key, rate);
+    // A global quota is enforced here at this sidecar's share.
+    let (share, assigned) = match limit.global {
+        true => live.quotas().share(name, &key, std::time::Instant::now()),
+        false => (1.0, false),
+    };
+    let rate = if limit.global { Quotas::scaled(quota, share) } else { *quota };
+    let v = limit.peek(&key, &rate);
     json(&serde_json::json!({
         "limit": name,
         "applies": true,
         "version": snapshot.version,
-        "rate": crate::policy::format_rate(rate.count, rate.period),
+        "rate": crate::policy::format_rate(quota.count, quota.period),
         "burst": rate.burst,
+        // Global quotas: this sidecar's share, assigned by the control plane or the 1/N fallback.
+        "share": limit.global.then_some(share),
+        "share_from": limit.global.then_some(if assigned { "control_plane" } else { "fallback" }),
         "allowed": v.allowed,
         "remaining": v.remaining,
         "retry_after_ms": v.retry_after.as_millis(),

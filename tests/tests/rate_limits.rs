@@ -230,7 +230,45 @@ async fn a_global_quota_holds_across_sidecars_whatever_the_spread() {
     // 100 requests/s offered (10x the quota of 10/s), spread 70/20/10, for 5 s.
     let admitted = offer(&s, &[&s.sidecar, &b, &c], &[70, 20, 10], &key, 5).await;
     let total: u64 = admitted.iter().sum();
-    eprintln!("admitted per sidecar {admitted:?}, total {total}");
     // One limiter would admit 5 (burst) + 5 s x 10/s = 55; three independent ones ~150.
     assert!((40..=70).contains(&total), "admitted {admitted:?} = {total}, want about 55");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_control_plane_down_each_sidecar_keeps_its_fallback_share() {
+    let mut s = Stack::start(GLOBAL).await;
+    let b = s.start_another_sidecar("orders-2").await;
+    let (key, _) = s.create_key("acme", &[]).await;
+    let call = |sc: &warden_e2e::Sidecar| {
+        let (client, url, key) = (s.client.clone(), sc.url("/api/x"), key.clone());
+        async move {
+            let r = client.send(http::Method::GET, &url, &[("x-api-key", &key)], bytes::Bytes::new()).await;
+            r.map(|r| r.status.as_u16()).unwrap_or(0)
+        }
+    };
+    for sc in [&s.sidecar, &b] {
+        eventually("the key works", Duration::from_secs(5), || async { call(sc).await == 200 }).await;
+    }
+    // Both report, so the control plane tells each that two sidecars share the quota.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !s.sidecar.proc.output().contains("shared by 2 sidecars") && tokio::time::Instant::now() < until {
+        call(&s.sidecar).await;
+        call(&b).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.cp.proc.kill9();
+    // Shares last 2 s; then each sidecar enforces 1/2 of the quota: half the burst of 5
+    // (rounded: 3) and half the rate.
+    eventually("the assigned share expires into the fallback", Duration::from_secs(10), || async {
+        let peek = s.get_admin("/limits/peek?limit=shared&key=61636d65").await;
+        peek.contains("\"share_from\": \"fallback\"")
+            && peek.contains("\"share\": 0.5")
+            && peek.contains("\"burst\": 3")
+    })
+    .await;
+    let mut admitted = 0;
+    for _ in 0..20 {
+        admitted += u32::from(call(&s.sidecar).await == 200);
+    }
+    assert!((1..=5).contains(&admitted), "{admitted} of 20: a share, never nothing and never everything");
 }

@@ -11,8 +11,9 @@
 //! Keys are hashed (SipHash with a per-process random key, so nobody can aim collisions)
 //! into 64 shards, each a small map behind its own lock: a check is one hash, one lock of
 //! one shard, one map probe. When a shard is full, keys whose TAT has passed go first (no
-//! loss); if the shard is still full, an eighth of it is dropped and counted (those keys
-//! start fresh: the limit errs towards admitting, never towards unbounded memory).
+//! loss); if it is still more than 7/8 full, live keys are dropped down to 7/8 and counted
+//! (those keys start fresh: the limit errs towards admitting, never towards unbounded
+//! memory), so a full shard is scanned once per eighth of its size, not per new key.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -126,10 +127,12 @@ impl Buckets {
 
     fn make_room(&self, shard: &mut HashMap<u64, u64>, now: u64) {
         shard.retain(|_, tat| *tat > now);
-        if shard.len() < self.per_shard {
+        // Down to 7/8 full either way, so the next new keys do not scan the shard again.
+        let keep = self.per_shard - self.per_shard / 8 - 1;
+        if shard.len() <= keep {
             return;
         }
-        let drop: Vec<u64> = shard.keys().take(self.per_shard / 8 + 1).copied().collect();
+        let drop: Vec<u64> = shard.keys().take(shard.len() - keep).copied().collect();
         for k in &drop {
             shard.remove(k);
         }

@@ -9,19 +9,45 @@
 //! - otherwise (a key no sidecar reported yet, an expired share, the control plane down)
 //!   1/N of the quota, N = the sidecars sharing the limit as last reported (1 before any
 //!   report): a local share, never unlimited and never zero.
+//!
+//! Keys travel as a 16-byte SHA-256 prefix of the key (the same on every sidecar, and a
+//! fixed size however long a header value is), at most `MAX_BATCH` per report. Shares and
+//! demand sit in 16 shards each, so requests for different keys rarely share a lock.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
 use super::RateDef;
 
 /// The smallest share ever applied: a sidecar is never cut to zero.
 const MIN_FRACTION: f64 = 0.001;
+/// Keys per report at most (a batch stays far below gRPC's 4 MiB message limit).
+pub const MAX_BATCH: usize = 10_000;
+const SHARDS: usize = 16;
+
+/// A global quota key as sidecars and the control plane name it: the first 16 bytes of
+/// SHA-256 over the limit's name and the key.
+type KeyId = [u8; 16];
+
+fn key_id(limit: &str, key: &[u8]) -> KeyId {
+    let mut h = Sha256::new();
+    h.update(limit.as_bytes());
+    h.update([0]);
+    h.update(key);
+    let digest = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
+fn shard_of(id: &KeyId) -> usize {
+    usize::from(id[0]) % SHARDS
+}
 
 struct Share {
     fraction: f64,
@@ -31,19 +57,24 @@ struct Share {
 /// Demand on one key since the last report.
 struct Demand {
     limit: String,
-    key: Vec<u8>,
     plan: String,
     requests: u64,
     admitted: u64,
 }
 
+type Shards<T> = Box<[Mutex<HashMap<KeyId, T>>]>;
+
+fn shards<T>() -> Shards<T> {
+    (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()
+}
+
 /// This sidecar's view of every global quota.
 pub struct Quotas {
-    hasher: RandomState,
-    shares: Mutex<HashMap<u64, Share>>,
+    shares: Shards<Share>,
     peers: Mutex<HashMap<String, u32>>,
-    demand: Mutex<HashMap<u64, Demand>>,
-    /// Keys reported at most per batch; beyond it demand is dropped and counted.
+    demand: Shards<Demand>,
+    /// Keys with demand since the last report; past `max_keys` demand is dropped, counted.
+    pending: AtomicU64,
     max_keys: usize,
     dropped: AtomicU64,
 }
@@ -56,36 +87,41 @@ impl std::fmt::Debug for Quotas {
 
 impl Default for Quotas {
     fn default() -> Self {
-        Quotas::new(100_000)
+        Quotas::new(MAX_BATCH)
     }
 }
 
 impl Quotas {
     pub fn new(max_keys: usize) -> Self {
         Quotas {
-            hasher: RandomState::new(),
-            shares: Mutex::new(HashMap::new()),
+            shares: shards(),
             peers: Mutex::new(HashMap::new()),
-            demand: Mutex::new(HashMap::new()),
+            demand: shards(),
+            pending: AtomicU64::new(0),
             max_keys,
             dropped: AtomicU64::new(0),
         }
     }
 
-    fn id(&self, limit: &str, key: &[u8]) -> u64 {
-        self.hasher.hash_one((limit, key))
-    }
-
     /// The share of the quota this sidecar may use for `key` now.
     pub fn fraction(&self, limit: &str, key: &[u8], now: Instant) -> f64 {
+        self.share(limit, key, now).0
+    }
+
+    /// The share, and whether the control plane assigned it (else it is the fallback).
+    pub fn share(&self, limit: &str, key: &[u8], now: Instant) -> (f64, bool) {
+        let id = key_id(limit, key);
         let assigned = {
-            let shares = self.shares.lock().unwrap_or_else(PoisonError::into_inner);
-            shares.get(&self.id(limit, key)).filter(|s| s.until > now).map(|s| s.fraction)
+            let shares = self.shares[shard_of(&id)].lock().unwrap_or_else(PoisonError::into_inner);
+            shares.get(&id).filter(|s| s.until > now).map(|s| s.fraction)
         };
-        assigned.unwrap_or_else(|| {
-            let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-            1.0 / f64::from(peers.get(limit).copied().unwrap_or(1).max(1))
-        })
+        match assigned {
+            Some(f) => (f, true),
+            None => {
+                let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+                (1.0 / f64::from(peers.get(limit).copied().unwrap_or(1).max(1)), false)
+            }
+        }
     }
 
     /// A quota's rate scaled to a share: the same count over a longer period.
@@ -97,18 +133,17 @@ impl Quotas {
 
     /// Counts one request for the next report.
     pub fn record(&self, limit: &str, key: &[u8], plan: Option<&str>, admitted: bool) {
-        let id = self.id(limit, key);
-        let mut demand = self.demand.lock().unwrap_or_else(PoisonError::into_inner);
-        let len = demand.len();
+        let id = key_id(limit, key);
+        let mut demand = self.demand[shard_of(&id)].lock().unwrap_or_else(PoisonError::into_inner);
         let d = match demand.get_mut(&id) {
             Some(d) => d,
-            None if len >= self.max_keys => {
+            None if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_keys as u64 => {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             None => demand.entry(id).or_insert_with(|| Demand {
                 limit: limit.to_owned(),
-                key: key.to_vec(),
                 plan: plan.unwrap_or_default().to_owned(),
                 requests: 0,
                 admitted: 0,
@@ -120,34 +155,44 @@ impl Quotas {
 
     /// The demand since the last call, for a report.
     pub fn take_usage(&self) -> Vec<pb::QuotaUsage> {
-        let drained = std::mem::take(&mut *self.demand.lock().unwrap_or_else(PoisonError::into_inner));
-        drained
-            .into_values()
-            .map(|d| pb::QuotaUsage {
+        let mut out = Vec::new();
+        for shard in &self.demand {
+            let drained = std::mem::take(&mut *shard.lock().unwrap_or_else(PoisonError::into_inner));
+            out.extend(drained.into_iter().map(|(id, d)| pb::QuotaUsage {
                 limit: d.limit,
-                key: d.key,
+                key: id.to_vec(),
                 plan: d.plan,
                 requests: d.requests,
                 admitted: d.admitted,
-            })
-            .collect()
+            }));
+        }
+        self.pending.fetch_sub(out.len() as u64, Ordering::Relaxed);
+        out
     }
 
-    /// Takes in the control plane's answer.
+    /// Takes in the control plane's answer. Each shard's new entries are built before its
+    /// lock is taken.
     pub fn apply(&self, reply: &pb::ReportReply, now: Instant) {
-        {
-            let mut shares = self.shares.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_shard: Vec<Vec<(KeyId, Share)>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        for s in &reply.shares {
+            // Shares come off the wire: nothing that is not a proper fraction is applied.
+            let (Ok(id), true) = (KeyId::try_from(s.key.as_slice()), s.fraction.is_finite()) else { continue };
+            let share =
+                Share { fraction: s.fraction.clamp(MIN_FRACTION, 1.0), until: now + Duration::from_millis(s.ttl_ms) };
+            by_shard[shard_of(&id)].push((id, share));
+        }
+        for (shard, new) in self.shares.iter().zip(by_shard) {
+            let mut shares = shard.lock().unwrap_or_else(PoisonError::into_inner);
             shares.retain(|_, s| s.until > now);
-            for s in &reply.shares {
-                let until = now + Duration::from_millis(s.ttl_ms);
-                shares
-                    .insert(self.id(&s.limit, &s.key), Share { fraction: s.fraction.clamp(MIN_FRACTION, 1.0), until });
-            }
+            shares.extend(new);
         }
         if !reply.peers.is_empty() {
             let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
             for p in &reply.peers {
-                peers.insert(p.limit.clone(), p.sidecars.max(1));
+                let n = p.sidecars.max(1);
+                if peers.insert(p.limit.clone(), n) != Some(n) {
+                    tracing::info!(limit = %p.limit, sidecars = n, "global quota shared by {n} sidecars");
+                }
             }
         }
     }
@@ -167,8 +212,10 @@ mod tests {
         let q = Quotas::default();
         let now = Instant::now();
         assert_eq!(q.fraction("l", b"k", now), 1.0, "before any report: the whole quota, locally");
+        let share =
+            |fraction| pb::QuotaShare { limit: "l".into(), key: key_id("l", b"k").to_vec(), fraction, ttl_ms: 1000 };
         let reply = pb::ReportReply {
-            shares: vec![pb::QuotaShare { limit: "l".into(), key: b"k".to_vec(), fraction: 0.25, ttl_ms: 1000 }],
+            shares: vec![share(0.25)],
             peers: vec![pb::LimitPeers { limit: "l".into(), sidecars: 4 }],
         };
         q.apply(&reply, now);
@@ -179,6 +226,8 @@ mod tests {
         let s = Quotas::scaled(&r, 0.25);
         assert_eq!((s.count, s.period, s.burst), (100, Duration::from_secs(240), 3), "25/min, burst 2.5 -> 3");
         assert_eq!(Quotas::scaled(&r, 0.0).period, Duration::from_secs(60_000), "never zero: at least 0.1 %");
+        q.apply(&pb::ReportReply { shares: vec![share(f64::NAN)], peers: vec![] }, now);
+        assert_eq!(q.fraction("l", b"k", now), 0.25, "a share that is not a number is ignored");
     }
 
     #[test]
@@ -188,13 +237,13 @@ mod tests {
         q.record("l", b"a", Some("pro"), false);
         q.record("l", b"b", None, true);
         q.record("l", b"c", None, true);
-        let mut usage = q.take_usage();
-        usage.sort_by(|x, y| x.key.cmp(&y.key));
-        assert_eq!(
-            usage.iter().map(|u| (u.key.as_slice(), u.requests, u.admitted)).collect::<Vec<_>>(),
-            [(b"a".as_slice(), 2, 1), (b"b".as_slice(), 1, 1)]
-        );
-        assert_eq!(usage[0].plan, "pro");
+        let usage = q.take_usage();
+        let find = |k: &[u8]| {
+            usage.iter().find(|u| u.key == key_id("l", k)).map(|u| (u.requests, u.admitted, u.plan.as_str()))
+        };
+        assert_eq!(find(b"a"), Some((2, 1, "pro")));
+        assert_eq!(find(b"b"), Some((1, 1, "")));
+        assert_eq!(usage.len(), 2);
         assert_eq!(q.dropped(), 1, "a third key does not fit a batch of two");
         assert!(q.take_usage().is_empty());
     }

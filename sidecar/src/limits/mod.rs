@@ -136,10 +136,15 @@ impl Limit {
     /// The bytes counted under, and how a customer reads them.
     pub fn key_of(&self, req: &LimitRequest<'_>) -> (Vec<u8>, String) {
         match &self.key {
-            LimitKey::ClientIp => {
-                let ip = crate::ipset::canonical(req.client_ip);
-                (ip.to_string().into_bytes(), format!("Address {ip}"))
-            }
+            LimitKey::ClientIp => match crate::ipset::canonical(req.client_ip) {
+                // One IPv6 subscriber holds a whole /64: counting per address would hand
+                // it 2^64 budgets.
+                IpAddr::V6(v6) => {
+                    let net = std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1));
+                    (format!("{net}/64").into_bytes(), format!("Network {net}/64"))
+                }
+                ip => (ip.to_string().into_bytes(), format!("Address {ip}")),
+            },
             LimitKey::ClientId => match req.identity {
                 Some(id) => (id.client.as_bytes().to_vec(), format!("Client '{}'", id.client)),
                 None => (Vec::new(), "An unidentified client".into()),
@@ -206,6 +211,16 @@ pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Ti
         let v = l.buckets.check(&key, &rate, req.now_ns, true);
         if l.global {
             req.quotas.record(&l.name, &key, plan, v.allowed);
+        }
+        // Another request took the last token between the two passes.
+        if !v.allowed {
+            let (_, subject) = l.key_of(req);
+            let refusal = refusal(l, quota, &v, &subject);
+            if !l.dry_run {
+                return Err(refusal);
+            }
+            would_deny.push(refusal);
+            continue;
         }
         if tightest.as_ref().is_none_or(|(r, _)| v.remaining < *r) {
             tightest = Some((v.remaining, headers(l, quota, &v)));
