@@ -1,6 +1,6 @@
 //! The report stream: every 250 ms, this sidecar's demand on global quotas goes to the
 //! control plane, and each answer brings back this sidecar's shares (`limits/global.rs`).
-//! A batch with no demand is sent only every few seconds, to keep the peer counts fresh.
+//! A batch with no demand is sent every second, to keep the peer counts fresh.
 //! When the stream is down nothing waits on it: requests use the shares they have, then
 //! the fallback share once those expire, and demand recorded meanwhile is dropped at the
 //! next batch rather than piling up.
@@ -16,7 +16,7 @@ use crate::control::{ControlConfig, backoff, connect};
 use crate::live::Live;
 
 const EVERY: Duration = Duration::from_millis(250);
-const IDLE_EVERY: Duration = Duration::from_secs(5);
+const IDLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs forever: connect, report, reconnect with backoff.
 pub async fn run(cfg: ControlConfig, live: Arc<Live>) {

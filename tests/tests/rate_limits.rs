@@ -225,6 +225,10 @@ async fn a_global_quota_holds_across_sidecars_whatever_the_spread() {
         })
         .await;
     }
+    // Every sidecar knows the quota is split three ways (its fallback share).
+    for sc in [&s.sidecar, &b, &c] {
+        sc.proc.wait_for("shared by 3 sidecars", Duration::from_secs(10)).await;
+    }
     // Let the warm-up requests drain out of every bucket (10/s: 1 s is plenty).
     tokio::time::sleep(Duration::from_secs(1)).await;
     // 100 requests/s offered (10x the quota of 10/s), spread 70/20/10, for 5 s.
