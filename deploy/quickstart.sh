@@ -29,7 +29,7 @@ echo "==> demo app on $APP"
 "$BIN/warden-demo-app" --listen "$APP" --name orders 2>"$WORK/app.log" & PIDS+=($!)
 echo "==> sidecar for service 'orders' on $PROXY (admin $ADMIN)"
 "$BIN/warden-sidecar" --service orders --control-plane "http://$CP" --listen "$PROXY" --admin "$ADMIN" \
-  --upstream "$APP" --state-dir "$WORK/state" 2>"$WORK/sidecar.log" & PIDS+=($!)
+  --upstream "$APP" --state-dir "$WORK/state" >"$WORK/access.log" 2>"$WORK/sidecar.log" & PIDS+=($!)
 wait_for "http://$ADMIN/healthz"
 
 export WARDEN_SERVER="http://$CP"
@@ -75,6 +75,8 @@ done
 try 401 "The revoked key: refused by every sidecar within moments" -H "host: api.example.com" -H "x-api-key: $KEY" "http://$PROXY/api/v1/orders/7"
 
 echo; echo "==> wardenctl status"; "$BIN/wardenctl" status
+for _ in $(seq 50); do [[ $("$BIN/wardenctl" denials -o json | grep -c request_id) -ge 3 ]] && break; sleep 0.1; done
+echo; echo "==> wardenctl denials --group   (the review queue: what was refused, and why)"; "$BIN/wardenctl" denials --group
 echo; echo "==> wardenctl explain GET http://api.example.com/api/v1/orders -H 'x-api-key: <the revoked key>'"
 "$BIN/wardenctl" explain --service orders GET http://api.example.com/api/v1/orders -H "x-api-key: $KEY"
 
@@ -83,5 +85,5 @@ if [[ $CHECK == --check ]]; then
   exit 0
 fi
 echo; echo "Running. Try: curl -i http://$PROXY/orders/1   |  WARDEN_SERVER=http://$CP target/debug/wardenctl history orders"
-echo "Logs in $WORK. Ctrl-C stops everything."
+echo "Logs in $WORK (the sidecar's access log: $WORK/access.log). Ctrl-C stops everything."
 wait

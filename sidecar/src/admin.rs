@@ -1,5 +1,6 @@
 //! The admin port: `/healthz` (the process is alive), `/readyz` (a snapshot is loaded and
 //! the sidecar is not draining), `/config` (the active version and policy as JSON),
+//! `/metrics` (Prometheus / OpenMetrics text),
 //! `/limits/peek?limit=NAME&key=HEX[&plan=P]` (one key's budget, counting nothing: what
 //! `wardenctl explain --sidecar` reads).
 //! Bound to loopback by default; it never proxies.
@@ -47,8 +48,9 @@ fn route(live: &Live, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/readyz" if live.ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/config" => config(live),
+        "/metrics" => metrics(live),
         "/limits/peek" => peek(live, req.uri().query().unwrap_or_default()),
-        _ => text(StatusCode::NOT_FOUND, "try /healthz, /readyz, /config or /limits/peek\n"),
+        _ => text(StatusCode::NOT_FOUND, "try /healthz, /readyz, /config, /metrics or /limits/peek\n"),
     }
 }
 
@@ -85,6 +87,18 @@ fn peek(live: &Live, query: &str) -> Response<Full<Bytes>> {
         "retry_after_ms": v.retry_after.as_millis(),
         "reset_ms": v.reset.as_millis(),
     }))
+}
+
+fn metrics(live: &Live) -> Response<Full<Bytes>> {
+    let m = &live.telemetry().metrics;
+    m.snapshot_version.set(i64::try_from(live.version()).unwrap_or(i64::MAX));
+    m.snapshot_swaps.set(i64::try_from(live.swaps()).unwrap_or(i64::MAX));
+    let mut resp = Response::new(Full::new(Bytes::from(m.encode())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
 }
 
 fn json(v: &serde_json::Value) -> Response<Full<Bytes>> {

@@ -36,7 +36,9 @@ pub struct ControlConfig {
 pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
     let mut failures: u32 = 0;
     loop {
-        match session(&cfg, &live, &mut failures).await {
+        let ended = session(&cfg, &live, &mut failures).await;
+        live.telemetry().metrics.control_plane_connected.set(0);
+        match ended {
             Ok(()) => {
                 tracing::warn!(url = %cfg.url, "control plane closed the stream; serving the current snapshot and reconnecting")
             }
@@ -101,6 +103,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
     tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await?;
     let mut pushes = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();
     tracing::info!(url = %cfg.url, service = %cfg.service, instance = %cfg.instance, "connected to the control plane");
+    live.telemetry().metrics.control_plane_connected.set(1);
     *failures = 0;
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT);

@@ -103,6 +103,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
                 let handshake_timeout = cfg.header_read_timeout;
                 tokio::spawn(async move {
                     let _slot = slot;
+                    let _open = Open::new(&live.telemetry().metrics.active_connections);
                     // A connection that never speaks must not hold a slot: hyper's HTTP/1 vs
                     // HTTP/2 detection would wait for its first bytes forever.
                     let mut first = [0u8; 1];
@@ -136,5 +137,21 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("drained"),
         () = tokio::time::sleep(cfg.drain_timeout) => tracing::warn!("drain timeout reached; closing the remaining connections"),
+    }
+}
+
+/// Counts a connection in `warden_active_connections` for as long as it is open.
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Open {
+        gauge.inc();
+        Open(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -15,6 +15,7 @@ use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
 use crate::limits::{LimitState, Quotas};
 use crate::proxy::EdgeLimits;
 use crate::state::StateFile;
+use crate::telemetry::Telemetry;
 use crate::tls::{self, CertFiles, LoadedTls};
 use crate::upstream::{Pools, check_resolvable};
 
@@ -42,6 +43,8 @@ pub struct Live {
     limit_state: LimitState,
     /// Shares of global quotas, and the demand to report.
     quotas: Quotas,
+    /// Metrics, the access log, deny records.
+    telemetry: Telemetry,
     app: Authority,
     service: Option<String>,
     state: Option<StateFile>,
@@ -67,6 +70,7 @@ impl Live {
             pools: Pools::default(),
             limit_state: LimitState::default(),
             quotas: Quotas::default(),
+            telemetry: Telemetry::default(),
             app,
             service,
             state,
@@ -96,6 +100,17 @@ impl Live {
             *digest = loaded.digest.clone();
             self.tls.store(Some(loaded.config.clone()));
         }
+    }
+
+    /// Where requests are counted and logged.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Sets up telemetry (the access log on or off).
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// This sidecar's shares of global quotas.

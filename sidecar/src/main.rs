@@ -16,6 +16,7 @@ use warden_sidecar::listener::ListenerConfig;
 use warden_sidecar::live::Live;
 use warden_sidecar::proxy::EdgeLimits;
 use warden_sidecar::state::StateFile;
+use warden_sidecar::telemetry::Telemetry;
 use warden_sidecar::{admin, listener, policy, policy_file, telemetry, tls};
 
 /// Warden's per-service sidecar proxy.
@@ -80,6 +81,9 @@ struct Args {
     /// first, then some active ones (which start over with a full budget).
     #[arg(long, env = "WARDEN_LIMIT_KEYS", default_value_t = 100_000)]
     limit_keys: usize,
+    /// One JSON line per request on stdout (`on`), or none (`off`).
+    #[arg(long, env = "WARDEN_ACCESS_LOG", default_value = "on", value_parser = ["on", "off"])]
+    access_log: String,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -120,8 +124,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stream_idle_timeout: args.stream_idle_timeout,
         max_buffered_bytes: args.max_buffered_bytes,
     };
-    let live =
-        Arc::new(Live::new(app, args.service.clone(), state).with_limits(limits).with_limit_keys(args.limit_keys));
+    let live = Arc::new(
+        Live::new(app, args.service.clone(), state)
+            .with_limits(limits)
+            .with_limit_keys(args.limit_keys)
+            .with_telemetry(Telemetry::new(args.access_log == "on")),
+    );
 
     let proxy_listener =
         TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;

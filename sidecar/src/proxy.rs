@@ -25,6 +25,7 @@ use crate::deny::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
 use crate::limits::{self, LimitRequest};
 use crate::live::Live;
 use crate::normalize::{PathError, normalize_path};
+use crate::telemetry::{DecisionKind, Outcome};
 use crate::upstream::{self, Affinity, SendError, UpstreamBody};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
@@ -124,23 +125,41 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Handles one request.
+/// Handles one request, and records how it ended (metrics, access log, deny record).
 pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> Response<ProxyBody> {
+    let started = std::time::Instant::now();
+    let mut out = Outcome { method: req.method().clone(), client_ip: Some(conn.peer.ip()), ..Outcome::default() };
+    let resp = decide_and_forward(live, req, conn, &mut out).await;
+    let bytes = http_body::Body::size_hint(resp.body()).exact();
+    live.telemetry().record(out, resp.status(), started.elapsed(), bytes);
+    resp
+}
+
+async fn decide_and_forward(
+    live: &Live,
+    req: Request<Incoming>,
+    conn: &Downstream,
+    out: &mut Outcome,
+) -> Response<ProxyBody> {
     let request_id = request_id(req.headers());
+    out.request_id = Some(request_id.clone());
     let Some(snapshot) = live.snapshot() else {
-        return refuse(&Refusal::NotReady, None, None, &request_id);
+        return refuse(out, &Refusal::NotReady, None, None, &request_id);
     };
     let (mut parts, body) = req.into_parts();
 
     if let Some(r) = live.limits().check_head(&parts.uri, &parts.headers) {
-        return refuse(&r, Some(&snapshot), None, &request_id);
+        return refuse(out, &r, Some(&snapshot), None, &request_id);
     }
     let path = match normalize_path(parts.uri.path()) {
         Ok(p) => p,
-        Err(e) => return refuse(&Refusal::BadPath(e), Some(&snapshot), None, &request_id),
+        Err(e) => return refuse(out, &Refusal::BadPath(e), Some(&snapshot), None, &request_id),
     };
     let host = request_host(&parts.uri, &parts.headers);
     let client = client_ip::derive(&snapshot.trusted_proxies, conn.peer.ip(), &parts.headers);
+    out.host = host.to_string();
+    out.path = path.to_string();
+    out.client_ip = Some(client.ip);
     let creds = live.credentials();
     let head = RequestHead {
         method: &parts.method,
@@ -152,12 +171,14 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     };
     let (route, new_path, mut identity, body_check) = match decide(&snapshot, &creds, &head) {
         Decision::Forward { route, path, identity, body_check, would_deny } => {
+            out.route = Some(route.name.clone());
+            out.client = identity.as_ref().map(|i| i.client.clone());
             if let Some(r) = would_deny {
-                log_would_deny(&r, route, &request_id, client.ip);
+                log_would_deny(out, &r, route, &request_id, client.ip);
             }
             (route, path, identity, body_check)
         }
-        Decision::Deny(r, route) => return refuse(&r, Some(&snapshot), route.map(|r| &*r.name), &request_id),
+        Decision::Deny(r, route) => return refuse(out, &r, Some(&snapshot), route.map(|r| &*r.name), &request_id),
     };
     // Limits count once the caller is known (a webhook's sender is known from its header).
     let mut ratelimit = None;
@@ -174,17 +195,18 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
         match limits::admit(&route.limits, &req) {
             Ok((tightest, would_deny)) => {
                 for r in &would_deny {
-                    log_would_deny(r, route, &request_id, client.ip);
+                    log_would_deny(out, r, route, &request_id, client.ip);
                 }
                 ratelimit = tightest;
             }
-            Err(r) => return refuse(&r, Some(&snapshot), Some(&route.name), &request_id),
+            Err(r) => return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id),
         }
     }
     // A declared length over the limit is refused before a byte of the body is read.
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > route.max_body) {
         return refuse(
+            out,
             &Refusal::BodyTooLarge { limit: route.max_body },
             Some(&snapshot),
             Some(&route.name),
@@ -207,7 +229,9 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
             };
             match PathAndQuery::try_from(pq) {
                 Ok(pq) => pq,
-                Err(_) => return refuse(&Refusal::BadPath(PathError::BadRewrite), Some(&snapshot), None, &request_id),
+                Err(_) => {
+                    return refuse(out, &Refusal::BadPath(PathError::BadRewrite), Some(&snapshot), None, &request_id);
+                }
             }
         }
     };
@@ -217,18 +241,19 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
         None => (Either::Left(body), None),
         Some(check) => {
             let Some(permit) = reserve_buffer(live, declared, route) else {
-                return refuse(&Refusal::BufferFull, Some(&snapshot), Some(&route.name), &request_id);
+                return refuse(out, &Refusal::BufferFull, Some(&snapshot), Some(&route.name), &request_id);
             };
             let bytes = match verify_body(body, check, route).await {
                 Ok((bytes, id)) => {
+                    out.client = Some(id.client.clone());
                     identity = Some(id);
                     bytes
                 }
                 Err((r, Some(bytes))) if snapshot.mode == Mode::DryRun => {
-                    log_would_deny(&r, route, &request_id, client.ip);
+                    log_would_deny(out, &r, route, &request_id, client.ip);
                     bytes
                 }
-                Err((r, _)) => return refuse(&r, Some(&snapshot), Some(&route.name), &request_id),
+                Err((r, _)) => return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id),
             };
             (Either::Right(Full::new(bytes)), Some(permit))
         }
@@ -247,7 +272,9 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
 
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;
+    let asked = std::time::Instant::now();
     let sent = tokio::time::timeout(timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
+    out.upstream_time = Some(asked.elapsed());
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
@@ -256,11 +283,11 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
                 SendError::BadRequestBody => Refusal::BadBody,
                 SendError::Upstream(failure) => Refusal::Upstream { upstream: upstream.name.to_string(), failure },
             };
-            return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
+            return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id);
         }
         Err(_) => {
             let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after: route.timeout };
-            return refuse(&r, Some(&snapshot), Some(&route.name), &request_id);
+            return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id);
         }
     };
 
@@ -275,7 +302,20 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
     resp.map(Either::Left)
 }
 
-fn log_would_deny(r: &Refusal, route: &Route, request_id: &HeaderValue, client_ip: std::net::IpAddr) {
+fn log_would_deny(
+    out: &mut Outcome,
+    r: &Refusal,
+    route: &Route,
+    request_id: &HeaderValue,
+    client_ip: std::net::IpAddr,
+) {
+    // The first rule that would have refused is the one reported.
+    if out.decision != DecisionKind::WouldDeny {
+        out.decision = DecisionKind::WouldDeny;
+        out.rule = Some(r.rule());
+        out.code = Some(r.code());
+        out.reportable = true;
+    }
     tracing::info!(
         request_id = request_id.to_str().unwrap_or_default(),
         route = &*route.name,
@@ -347,11 +387,20 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, identity: Option<Identit
 }
 
 fn refuse(
+    out: &mut Outcome,
     r: &Refusal,
     snapshot: Option<&Arc<Snapshot>>,
     route: Option<&str>,
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
+    out.decision = DecisionKind::Deny;
+    if out.route.is_none() {
+        out.route = route.map(Arc::from);
+    }
+    out.rule = Some(r.rule());
+    out.code = Some(r.code());
+    // Upstream failures are errors to alert on, not decisions to review.
+    out.reportable = !matches!(r, Refusal::Upstream { .. } | Refusal::UpstreamTimeout { .. } | Refusal::NotReady);
     let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route, request_id };
     r.response(&ctx).map(Either::Right)
 }

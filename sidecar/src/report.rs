@@ -1,5 +1,6 @@
-//! The report stream: every 250 ms, this sidecar's demand on global quotas goes to the
-//! control plane, and each answer brings back this sidecar's shares (`limits/global.rs`).
+//! The report stream: every 250 ms, this sidecar's demand on global quotas and the
+//! requests it refused go to the control plane, and each answer brings back this
+//! sidecar's quota shares (`limits/global.rs`).
 //! A batch with no demand is sent every second, to keep the peer counts fresh.
 //! When the stream is down nothing waits on it: requests use the shares they have, then
 //! the fallback share once those expire, and demand recorded meanwhile is dropped at the
@@ -17,6 +18,8 @@ use crate::live::Live;
 
 const EVERY: Duration = Duration::from_millis(250);
 const IDLE_EVERY: Duration = Duration::from_secs(1);
+/// Deny records per batch at most (the rest wait for the next one).
+const MAX_DENIALS: usize = 2_000;
 
 /// Runs forever: connect, report, reconnect with backoff.
 pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
@@ -50,13 +53,21 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
             }
             _ = tick.tick() => {
                 let usage = live.quotas().take_usage();
+                let (denials, denials_dropped) = live.telemetry().take_denials(MAX_DENIALS);
                 let now = Instant::now();
-                if usage.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
+                if usage.is_empty() && denials.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
                     last = now;
                     continue;
                 }
                 let interval_ms = u64::try_from(now.duration_since(last).as_millis()).unwrap_or(u64::MAX);
-                let batch = ReportBatch { service: cfg.service.clone(), instance: cfg.instance.clone(), interval_ms, usage };
+                let batch = ReportBatch {
+                    service: cfg.service.clone(),
+                    instance: cfg.instance.clone(),
+                    interval_ms,
+                    usage,
+                    denials,
+                    denials_dropped,
+                };
                 tx.send(batch).await?;
                 (last, last_sent) = (now, now);
             }

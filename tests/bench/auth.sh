@@ -60,7 +60,7 @@ seq "$KEYS" | xargs -P 4 -I{} "$BIN/wardenctl" --server "$CP" keys create --serv
 
 sidecar() {  # cpu listen admin instance
   taskset -c "$1" env WARDEN_LOG=warn "$BIN/warden-sidecar" --service bench --control-plane "$CP" --listen "$2" \
-    --upstream 127.0.0.1:18080 --admin "$3" --state-dir "$RUN/state-$4" --instance "$4" --threads 1 \
+    --upstream 127.0.0.1:18080 --admin "$3" --state-dir "$RUN/state-$4" --instance "$4" --threads 1 --access-log off \
     >"$RUN/sidecar-$4.log" 2>&1 &
   PIDS+=($!)
 }

@@ -45,7 +45,7 @@ limits:
   login-per-ip: { key: client_ip, rate: 5/min }
 POLICY
 taskset -c 1 env WARDEN_LOG=warn "$ROOT/target/release/warden-sidecar" --policy-file "$RUN/policy.yaml" \
-  --listen 127.0.0.1:18084 --upstream 127.0.0.1:18080 --admin 127.0.0.1:18085 --threads 1 \
+  --listen 127.0.0.1:18084 --upstream 127.0.0.1:18080 --admin 127.0.0.1:18085 --threads 1 --access-log off \
   --limit-keys "$LIMIT_KEYS" >"$RUN/sidecar.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18084/plain && break; sleep 0.1; done

@@ -18,7 +18,7 @@ LAB=${BENCH_LAB:-$ROOT/../shared/bench}
 
 export ROUNDS=${ROUNDS:-3} DUR_TPUT=${DUR_TPUT:-5}
 export SIDECAR_NAME=warden SIDECAR_PORT=18084
-export SIDECAR_CMD="env WARDEN_LOG=warn $ROOT/target/release/warden-sidecar --policy-file $ROOT/tests/bench/policy-10-routes.yaml --listen 127.0.0.1:18084 --upstream 127.0.0.1:18080 --admin 127.0.0.1:18085 --threads 1"
+export SIDECAR_CMD="env WARDEN_LOG=warn $ROOT/target/release/warden-sidecar --policy-file $ROOT/tests/bench/policy-10-routes.yaml --listen 127.0.0.1:18084 --upstream 127.0.0.1:18080 --admin 127.0.0.1:18085 --threads 1 --access-log off"
 "$LAB/peers.sh"
 
 mkdir -p "$ROOT/tests/bench/results"

@@ -35,7 +35,7 @@ sed -e '/^routes:/i tls:\n  certificates:\n    - { cert: '"$RUN/tls.crt"', key: 
   "$ROOT/tests/bench/policy-10-routes.yaml" > "$RUN/policy-tls.yaml"
 sidecar() {  # policy listen admin
   taskset -c 1 env WARDEN_LOG=warn "$ROOT/target/release/warden-sidecar" --policy-file "$1" --listen "$2" \
-    --upstream 127.0.0.1:18080 --admin "$3" --threads 1 >"$RUN/sidecar-${2##*:}.log" 2>&1 &
+    --upstream 127.0.0.1:18080 --admin "$3" --threads 1 --access-log off >"$RUN/sidecar-${2##*:}.log" 2>&1 &
   PIDS+=($!)
 }
 sidecar "$ROOT/tests/bench/policy-10-routes.yaml" 127.0.0.1:18084 127.0.0.1:18085

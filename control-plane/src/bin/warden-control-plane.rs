@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 use warden_control_plane::server::{self, BearerToken, ControlPlane};
-use warden_control_plane::store::Store;
+use warden_control_plane::store::{Retention, Store};
 use warden_sidecar::telemetry;
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
@@ -27,6 +27,12 @@ struct Args {
     /// File holding the bearer token sidecars must present.
     #[arg(long, env = "WARDEN_SIDECAR_TOKEN_FILE")]
     sidecar_token_file: Option<PathBuf>,
+    /// How long the deny log keeps a refused request.
+    #[arg(long, env = "WARDEN_DENY_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    deny_retention: std::time::Duration,
+    /// The most refused requests the deny log keeps (the oldest go first).
+    #[arg(long, env = "WARDEN_DENY_MAX_ROWS", default_value_t = 100_000)]
+    deny_max_rows: i64,
 }
 
 /// Reads a token file; None when the flag is absent.
@@ -49,7 +55,11 @@ async fn main() -> anyhow::Result<()> {
         Store::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let admin_token = BearerToken::new(token("--admin-token-file", args.admin_token_file.as_ref())?);
     let sidecar_token = BearerToken::new(token("--sidecar-token-file", args.sidecar_token_file.as_ref())?);
-    let cp = ControlPlane::start(store).await?;
+    let retention = Retention {
+        max_age_ms: i64::try_from(args.deny_retention.as_millis()).unwrap_or(i64::MAX),
+        max_rows: args.deny_max_rows,
+    };
+    let cp = ControlPlane::start_with(store, retention).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
     tokio::select! {

@@ -3,6 +3,7 @@
 //! found), 2 usage, 3 the control plane cannot be reached.
 
 mod apply;
+mod denials;
 mod diff;
 mod explain;
 mod get;
@@ -60,6 +61,8 @@ pub enum Command {
     Status(status::Args),
     /// Show every step the sidecar takes for a described request.
     Explain(explain::Args),
+    /// The review queue: refused requests, newest first, or grouped.
+    Denials(denials::Args),
     /// Create, list and revoke API keys.
     Keys(keys::Args),
     /// Set and list webhook secrets.
@@ -154,6 +157,7 @@ impl Cli {
             Command::Rollback(a) => rollback::run(&self, a).await,
             Command::Status(a) => status::run(&self, a).await,
             Command::Explain(a) => explain::run(&self, a).await,
+            Command::Denials(a) => denials::run(&self, a).await,
             Command::Keys(a) => keys::run(&self, a).await,
             Command::Secrets(a) => secrets::run(&self, a).await,
         }

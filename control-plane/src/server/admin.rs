@@ -13,7 +13,7 @@ use warden_sidecar::policy::{ParsedPolicy, build, content_hash, parse_file, pars
 use super::ControlPlane;
 use super::keys;
 use crate::hub::secret_names;
-use crate::store::{NewVersion, PolicyVersion, StoreError, Stored};
+use crate::store::{DenialFilter, NewVersion, PolicyVersion, StoreError, Stored};
 
 /// The admin API over the shared control plane.
 pub struct AdminApi(pub Arc<ControlPlane>);
@@ -281,5 +281,32 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListSecretsResponse>, Status> {
         let rows = self.0.store.secrets().await.map_err(internal)?;
         Ok(Response::new(pb::ListSecretsResponse { secrets: rows.into_iter().map(keys::secret_info).collect() }))
+    }
+
+    async fn list_denials(
+        &self,
+        req: Request<pb::ListDenialsRequest>,
+    ) -> Result<Response<pb::ListDenialsResponse>, Status> {
+        let r = req.into_inner();
+        let filter = DenialFilter {
+            service: r.service,
+            since_unix_ms: r.since_unix_ms,
+            route: r.route,
+            rule: r.rule,
+            client: r.client,
+            limit: if r.limit == 0 { 50 } else { r.limit.min(10_000) },
+        };
+        let resp = if r.group {
+            pb::ListDenialsResponse {
+                groups: self.0.store.denial_groups(filter).await.map_err(internal)?,
+                ..Default::default()
+            }
+        } else {
+            pb::ListDenialsResponse {
+                denials: self.0.store.denials(filter).await.map_err(internal)?,
+                ..Default::default()
+            }
+        };
+        Ok(Response::new(resp))
     }
 }

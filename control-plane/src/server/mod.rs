@@ -21,7 +21,7 @@ use warden_proto::v1 as pb;
 use crate::hub::{CredentialsState, Hub, secret_names, snapshot_of};
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
-use crate::store::{KeyRow, SecretRow, Store, StoreError};
+use crate::store::{KeyRow, Retention, SecretRow, Store, StoreError};
 
 /// Everything the handlers share.
 pub struct ControlPlane {
@@ -29,6 +29,8 @@ pub struct ControlPlane {
     pub hub: Hub,
     pub registry: Registry,
     pub quotas: QuotaBoard,
+    /// How much of the deny log is kept.
+    pub retention: Retention,
     /// One credentials refresh at a time, so each change builds on the one before.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -36,6 +38,11 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Opens the registry and publishes every service's current version.
     pub async fn start(store: Store) -> anyhow::Result<Arc<ControlPlane>> {
+        ControlPlane::start_with(store, Retention::default()).await
+    }
+
+    /// `start`, keeping the deny log within `retention`.
+    pub async fn start_with(store: Store, retention: Retention) -> anyhow::Result<Arc<ControlPlane>> {
         let registry = Registry::load(store.clone()).await?;
         let hub = Hub::default();
         for v in store.list_current().await? {
@@ -51,6 +58,7 @@ impl ControlPlane {
             hub,
             registry,
             quotas: QuotaBoard::default(),
+            retention,
             refreshing: tokio::sync::Mutex::new(()),
         });
         for service in cp.hub.services() {

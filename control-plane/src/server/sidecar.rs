@@ -125,9 +125,18 @@ impl SidecarService for SidecarApi {
         let cp = self.0.clone();
         tokio::spawn(async move {
             let mut batch = Some(first);
-            while let Some(b) = batch.take() {
+            while let Some(mut b) = batch.take() {
                 cp.quotas.set_limits(stream, limits_of(&cp));
                 let reply = cp.quotas.report(stream, &b, std::time::Instant::now());
+                if b.denials_dropped > 0 {
+                    tracing::warn!(service = %b.service, instance = %b.instance, dropped = b.denials_dropped, "a sidecar dropped deny records (its queue was full)");
+                }
+                if !b.denials.is_empty() {
+                    let denials = std::mem::take(&mut b.denials);
+                    if let Err(e) = cp.store.insert_denials(&b.service, &b.instance, denials, cp.retention).await {
+                        tracing::warn!(error = %e, "could not store deny records");
+                    }
+                }
                 if tx.send(Ok(reply)).await.is_err() {
                     break;
                 }

@@ -1,8 +1,8 @@
 //! The embedded, durable store: SQLite (bundled, WAL, `synchronous=FULL`) in `--data-dir`.
 //!
 //! It holds every version of every service's policy (author, time, message, source YAML,
-//! content hash), the last ACK/NACK of every sidecar, and credentials (`credentials.rs`:
-//! API key hashes and webhook secrets). An apply of several documents is
+//! content hash), the last ACK/NACK of every sidecar, credentials (`credentials.rs`:
+//! API key hashes and webhook secrets) and the deny log (`denials.rs`). An apply of several documents is
 //! one transaction: all new versions commit together or none do, and a committed apply
 //! survives `kill -9`. SQLite runs on a blocking thread, never on the async runtime.
 
@@ -13,8 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 mod credentials;
+mod denials;
 
 pub use credentials::{KeyRow, NewKey, SecretRow};
+pub use denials::{DenialFilter, Retention};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +122,25 @@ CREATE TABLE IF NOT EXISTS secrets (
     expires_unix_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS secrets_by_name ON secrets (name);
+CREATE TABLE IF NOT EXISTS denials (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    service    TEXT    NOT NULL,
+    instance   TEXT    NOT NULL,
+    unix_ms    INTEGER NOT NULL,
+    request_id TEXT    NOT NULL,
+    trace_id   TEXT    NOT NULL,
+    route      TEXT    NOT NULL,
+    rule       TEXT    NOT NULL,
+    code       TEXT    NOT NULL,
+    status     INTEGER NOT NULL,
+    client_id  TEXT    NOT NULL,
+    client_ip  TEXT    NOT NULL,
+    method     TEXT    NOT NULL,
+    host       TEXT    NOT NULL,
+    path       TEXT    NOT NULL,
+    dry_run    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS denials_by_time ON denials (unix_ms);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL

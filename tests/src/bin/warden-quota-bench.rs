@@ -77,7 +77,8 @@ limits:
     let mut sidecars: Vec<Sidecar> = Vec::new();
     for i in 0..a.sidecars {
         let state = dir.path().join(format!("state-{i}"));
-        sidecars.push(orders_sidecar(&cp.url(), app.addr, &state, &format!("bench-{i}"), &[]).await);
+        sidecars
+            .push(orders_sidecar(&cp.url(), app.addr, &state, &format!("bench-{i}"), &["--access-log", "off"]).await);
     }
     let client = Client::default();
     for sc in &sidecars {

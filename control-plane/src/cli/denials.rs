@@ -1,0 +1,125 @@
+//! `wardenctl denials [--service S] [--since 15m] [--route R] [--rule X] [--client C]
+//! [--group] [--limit N]`: the review queue. Who was refused, by which rule and why,
+//! newest first; with `--group`, how often, most first.
+
+use std::time::Duration;
+
+use warden_proto::v1::ListDenialsRequest;
+
+use super::{Cli, Format, Outcome, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    service: Option<String>,
+    /// Only this recent, like 15m or 24h.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    since: Duration,
+    #[arg(long)]
+    route: Option<String>,
+    #[arg(long)]
+    rule: Option<String>,
+    /// A client id (`x-warden-client`).
+    #[arg(long)]
+    client: Option<String>,
+    /// Count by service, route, rule, reason and client.
+    #[arg(long)]
+    group: bool,
+    /// Rows at most.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    limit: u32,
+}
+
+pub async fn run(cli: &Cli, a: &Args) -> Outcome {
+    let since = crate::store::now_unix_ms() - i64::try_from(a.since.as_millis()).unwrap_or(i64::MAX);
+    let req = ListDenialsRequest {
+        service: a.service.clone().unwrap_or_default(),
+        since_unix_ms: since,
+        route: a.route.clone().unwrap_or_default(),
+        rule: a.rule.clone().unwrap_or_default(),
+        client: a.client.clone().unwrap_or_default(),
+        limit: a.limit,
+        group: a.group,
+    };
+    let resp = cli.admin().await?.list_denials(req).await?.into_inner();
+    if a.group {
+        if cli.output != Format::Table {
+            let rows: Vec<_> = resp
+                .groups
+                .iter()
+                .map(|g| {
+                    serde_json::json!({"service": g.service, "route": g.route, "rule": g.rule, "code": g.code,
+                        "client_id": g.client_id, "count": g.count, "dry_run": g.dry_run, "last": output::time(g.last_unix_ms)})
+                })
+                .collect();
+            output::structured(cli.output, &serde_json::json!({ "groups": rows }));
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = resp
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    g.count.to_string(),
+                    output::ago(g.last_unix_ms),
+                    g.service.clone(),
+                    dash(&g.route),
+                    g.rule.clone(),
+                    g.code.clone(),
+                    dash(&g.client_id),
+                    if g.dry_run > 0 { format!("{} dry run", g.dry_run) } else { String::new() },
+                ]
+            })
+            .collect();
+        output::table(&["COUNT", "LAST", "SERVICE", "ROUTE", "RULE", "REASON", "CLIENT", ""], &rows);
+        return Ok(());
+    }
+    if cli.output != Format::Table {
+        let rows: Vec<_> = resp
+            .denials
+            .iter()
+            .map(|d| {
+                let r = d.record.clone().unwrap_or_default();
+                serde_json::json!({"service": d.service, "instance": d.instance, "time": output::time(r.unix_ms),
+                    "request_id": r.request_id, "trace_id": r.trace_id, "route": r.route, "rule": r.rule, "code": r.code,
+                    "status": r.status, "client_id": r.client_id, "client_ip": r.client_ip, "method": r.method,
+                    "host": r.host, "path": r.path, "dry_run": r.dry_run})
+            })
+            .collect();
+        output::structured(cli.output, &serde_json::json!({ "denials": rows }));
+        return Ok(());
+    }
+    if resp.denials.is_empty() {
+        println!("no refused requests match");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = resp
+        .denials
+        .iter()
+        .map(|d| {
+            let r = d.record.clone().unwrap_or_default();
+            let status = if r.dry_run { format!("({}, dry run)", r.status) } else { r.status.to_string() };
+            vec![
+                output::time(r.unix_ms),
+                d.service.clone(),
+                dash(&r.route),
+                r.rule,
+                r.code,
+                status,
+                dash(&r.client_id),
+                r.client_ip,
+                format!("{} {}", r.method, r.path),
+                r.request_id,
+            ]
+        })
+        .collect();
+    output::table(
+        &["TIME", "SERVICE", "ROUTE", "RULE", "REASON", "STATUS", "CLIENT", "IP", "REQUEST", "REQUEST ID"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.to_owned() }
+}

@@ -1,0 +1,149 @@
+//! Prometheus metrics (the `prometheus-client` crate; OpenMetrics text on `/metrics`):
+//! requests by route, status and decision; refusals by rule and reason; request and
+//! upstream latency histograms; active connections; the snapshot in use and swaps; the
+//! control-plane connection; telemetry dropped.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::{DecisionKind, Outcome};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenyLabels {
+    rule: String,
+    code: &'static str,
+    dry_run: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~13 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// The sidecar's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    denials: Family<DenyLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub active_connections: Gauge,
+    pub snapshot_version: Gauge,
+    pub snapshot_swaps: Gauge,
+    pub control_plane_connected: Gauge,
+    dropped: Family<KindLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("warden");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let denials = Family::<DenyLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let upstream_latency =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let active_connections = Gauge::default();
+        let snapshot_version = Gauge::default();
+        let snapshot_swaps = Gauge::default();
+        let control_plane_connected = Gauge::default();
+        let dropped = Family::<KindLabels, Counter>::default();
+        registry.register("requests", "Requests by route, status and decision", requests.clone());
+        registry.register(
+            "denials",
+            "Requests refused (or, in dry run, that would be) by rule and reason",
+            denials.clone(),
+        );
+        registry.register("request_duration_seconds", "Time from request to response head, by route", latency.clone());
+        registry.register(
+            "upstream_duration_seconds",
+            "Time the upstream took to answer, by route",
+            upstream_latency.clone(),
+        );
+        registry.register("active_connections", "Downstream connections open", active_connections.clone());
+        registry.register("snapshot_version", "Policy version in use (0: none)", snapshot_version.clone());
+        registry.register("snapshot_swaps", "Snapshots made active since start", snapshot_swaps.clone());
+        registry.register(
+            "control_plane_connected",
+            "1 while the policy stream is up",
+            control_plane_connected.clone(),
+        );
+        registry.register(
+            "telemetry_dropped",
+            "Access log lines and deny records dropped (queue full)",
+            dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            denials,
+            latency,
+            upstream_latency,
+            active_connections,
+            snapshot_version,
+            snapshot_swaps,
+            control_plane_connected,
+            dropped,
+        }
+    }
+}
+
+impl Metrics {
+    pub(super) fn request(&self, out: &Outcome, status: StatusCode, latency: Duration) {
+        let route = out.route.as_deref().unwrap_or("").to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                status: status.as_u16(),
+                decision: out.decision.as_str(),
+            })
+            .inc();
+        if matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny)
+            && let Some(code) = out.code
+        {
+            let rule = out.rule.clone().unwrap_or_default();
+            self.denials
+                .get_or_create(&DenyLabels { rule, code, dry_run: out.decision == DecisionKind::WouldDeny })
+                .inc();
+        }
+        if let Some(up) = out.upstream_time {
+            self.upstream_latency.get_or_create(&RouteLabels { route: route.clone() }).observe(up.as_secs_f64());
+        }
+        self.latency.get_or_create(&RouteLabels { route }).observe(latency.as_secs_f64());
+    }
+
+    /// The counter of dropped telemetry of one kind.
+    pub fn dropped(&self, kind: &'static str) -> Counter {
+        self.dropped.get_or_create(&KindLabels { kind }).clone()
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

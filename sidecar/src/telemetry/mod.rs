@@ -1,0 +1,155 @@
+//! What the sidecar tells about the requests it handles, and the process-wide logging
+//! set-up. Every request ends in one `Outcome` (filled in by `proxy.rs` as it decides),
+//! which becomes:
+//! - a metric update (`metrics.rs`, Prometheus text on the admin port's `/metrics`);
+//! - an access log line (`access_log.rs`, JSON on stdout, written by its own task);
+//! - for a refusal, a deny record queued for the control plane (`denials`, sent on the
+//!   report stream by `report.rs`).
+//!
+//! Nothing here blocks or slows a request: the log line and the deny record go into
+//! bounded queues, and when a queue is full the record is dropped and counted
+//! (`warden_telemetry_dropped_total`).
+
+mod access_log;
+mod metrics;
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Method, StatusCode};
+use warden_proto::v1 as pb;
+
+pub use access_log::AccessLog;
+pub use metrics::Metrics;
+
+/// Installs the global subscriber for Warden's own logs (stderr; the access log is
+/// stdout). Call once, first thing in `main`: human-readable lines, level from
+/// `WARDEN_LOG` (default `info`), colour only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecisionKind {
+    /// Forwarded to the app.
+    #[default]
+    Forward,
+    /// Refused by Warden.
+    Deny,
+    /// Forwarded, but a rule in dry run would have refused it.
+    WouldDeny,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Forward => "forward",
+            DecisionKind::Deny => "deny",
+            DecisionKind::WouldDeny => "would_deny",
+        }
+    }
+}
+
+/// One request's facts, gathered while it is handled.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub request_id: Option<HeaderValue>,
+    pub method: Method,
+    pub host: String,
+    pub path: String,
+    pub client_ip: Option<IpAddr>,
+    pub client: Option<Arc<str>>,
+    pub route: Option<Arc<str>>,
+    pub decision: DecisionKind,
+    /// The rule and reason code of a refusal (or of what dry run would have refused).
+    pub rule: Option<String>,
+    pub code: Option<&'static str>,
+    /// Whether the refusal is one to review (a rule's decision), not an upstream failure.
+    pub reportable: bool,
+    pub upstream_time: Option<Duration>,
+}
+
+/// Deny records waiting for the next report; the oldest are dropped when full.
+const MAX_QUEUED_DENIALS: usize = 10_000;
+
+/// The sidecar's telemetry sinks.
+pub struct Telemetry {
+    pub metrics: Metrics,
+    access: Option<AccessLog>,
+    denials: Mutex<VecDeque<pb::DenyRecord>>,
+    denials_dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("access_log", &self.access.is_some()).finish()
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new(false)
+    }
+}
+
+impl Telemetry {
+    /// With `access_log`, one JSON line per request goes to stdout.
+    pub fn new(access_log: bool) -> Telemetry {
+        let metrics = Metrics::default();
+        let access = access_log.then(|| AccessLog::start(metrics.dropped("access_log")));
+        Telemetry { metrics, access, denials: Mutex::new(VecDeque::new()), denials_dropped: AtomicU64::new(0) }
+    }
+
+    /// Records a finished request (its response head is ready).
+    pub fn record(&self, out: Outcome, status: StatusCode, latency: Duration, bytes: Option<u64>) {
+        self.metrics.request(&out, status, latency);
+        let now = SystemTime::now();
+        if out.reportable && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny) {
+            self.queue_denial(&out, status, now);
+        }
+        if let Some(log) = &self.access {
+            log.send(access_log::Record { out, status, latency, bytes, at: now });
+        }
+    }
+
+    fn queue_denial(&self, out: &Outcome, status: StatusCode, at: SystemTime) {
+        let record = pb::DenyRecord {
+            unix_ms: at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            request_id: out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+            trace_id: String::new(),
+            route: out.route.as_deref().unwrap_or_default().to_owned(),
+            rule: out.rule.clone().unwrap_or_default(),
+            code: out.code.unwrap_or_default().to_owned(),
+            status: u32::from(status.as_u16()),
+            client_id: out.client.as_deref().unwrap_or_default().to_owned(),
+            client_ip: out.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            method: out.method.to_string(),
+            host: out.host.clone(),
+            path: out.path.clone(),
+            dry_run: out.decision == DecisionKind::WouldDeny,
+        };
+        let mut q = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
+        if q.len() >= MAX_QUEUED_DENIALS {
+            q.pop_front();
+            self.denials_dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.dropped("denials").inc();
+        }
+        q.push_back(record);
+    }
+
+    /// The deny records queued since the last call (at most `max`), and how many were
+    /// dropped meanwhile.
+    pub fn take_denials(&self, max: usize) -> (Vec<pb::DenyRecord>, u64) {
+        let mut q = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = q.len().min(max);
+        (q.drain(..n).collect(), self.denials_dropped.swap(0, Ordering::Relaxed))
+    }
+}
