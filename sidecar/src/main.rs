@@ -124,11 +124,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stream_idle_timeout: args.stream_idle_timeout,
         max_buffered_bytes: args.max_buffered_bytes,
     };
+    let service_name = format!("warden-sidecar-{}", args.service.as_deref().unwrap_or("standalone"));
+    let telemetry = Telemetry::new(args.access_log == "on")
+        .with_traces_from_env(&service_name)
+        .context("setting up OTLP tracing from the OTEL_* environment")?;
+    if telemetry.traces.is_some() {
+        tracing::info!("tracing: spans export over OTLP as configured by OTEL_*");
+    }
     let live = Arc::new(
         Live::new(app, args.service.clone(), state)
             .with_limits(limits)
             .with_limit_keys(args.limit_keys)
-            .with_telemetry(Telemetry::new(args.access_log == "on")),
+            .with_telemetry(telemetry),
     );
 
     let proxy_listener =
@@ -182,6 +189,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("shutting down: readiness off");
     let _ = stop_tx.send(true);
     server.await?;
+    // Flush queued spans; off the runtime thread, which must keep driving the gRPC channel.
+    let flushing = live.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(t) = &flushing.telemetry().traces {
+            t.shutdown();
+        }
+    })
+    .await;
     Ok(())
 }
 

@@ -143,6 +143,7 @@ async fn decide_and_forward(
 ) -> Response<ProxyBody> {
     let request_id = request_id(req.headers());
     out.request_id = Some(request_id.clone());
+    live.telemetry().start_span(req.headers(), out);
     let Some(snapshot) = live.snapshot() else {
         return refuse(out, &Refusal::NotReady, None, None, &request_id);
     };
@@ -269,6 +270,9 @@ async fn decide_and_forward(
     let target = Target { route, authority: authority.as_ref(), endpoint: endpoint.authority() };
     prepare_request_headers(&mut parts.headers, &target, conn, client, &request_id);
     set_identity(&mut parts.headers, route, identity);
+    if let (Some(t), Some(cx)) = (&live.telemetry().traces, &out.trace) {
+        t.inject(cx, &mut parts.headers);
+    }
 
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;

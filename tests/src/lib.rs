@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod client;
+pub mod otlp;
 pub mod process;
 pub mod stack;
 pub mod tls;

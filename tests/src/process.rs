@@ -30,9 +30,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str]) -> Proc {
+        Proc::spawn_env(name, args, &[])
+    }
+
+    /// `spawn` with extra environment variables.
+    pub fn spawn_env(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(bin(name))
             .args(args)
             .env("WARDEN_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
@@ -165,9 +171,14 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts with `--listen 127.0.0.1:0 --admin 127.0.0.1:0` plus `args`.
     pub async fn start(args: &[&str]) -> Sidecar {
+        Sidecar::start_env(args, &[]).await
+    }
+
+    /// `start` with extra environment variables (`OTEL_*`, ...).
+    pub async fn start_env(args: &[&str], envs: &[(&str, &str)]) -> Sidecar {
         let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let proc = Proc::spawn("warden-sidecar", &all);
+        let proc = Proc::spawn_env("warden-sidecar", &all, envs);
         let line = proc.wait_for("warden-sidecar listening", Duration::from_secs(20)).await;
         let proxy = field(&line, "proxy").and_then(|a| a.parse().ok()).expect("proxy address in log");
         let admin = field(&line, "admin").and_then(|a| a.parse().ok()).expect("admin address in log");

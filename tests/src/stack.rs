@@ -27,6 +27,18 @@ pub async fn orders_sidecar(
     instance: &str,
     extra: &[&str],
 ) -> Sidecar {
+    orders_sidecar_env(cp_url, app, state, instance, extra, &[]).await
+}
+
+/// `orders_sidecar` with extra environment variables.
+pub async fn orders_sidecar_env(
+    cp_url: &str,
+    app: std::net::SocketAddr,
+    state: &std::path::Path,
+    instance: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Sidecar {
     let (upstream, state) = (app.to_string(), state.to_string_lossy());
     let mut args = vec![
         "--service",
@@ -41,7 +53,7 @@ pub async fn orders_sidecar(
         instance,
     ];
     args.extend_from_slice(extra);
-    Sidecar::start(&args).await
+    Sidecar::start_env(&args, envs).await
 }
 
 pub struct Stack {
@@ -74,11 +86,24 @@ impl Stack {
         Stack::launch(&[]).await
     }
 
+    /// Like `start`, with environment variables for the sidecar.
+    pub async fn start_env(policy: &str, envs: &[(&str, &str)]) -> Stack {
+        let stack = Stack::launch_env(&[], envs).await;
+        let v = stack.apply(policy).await;
+        stack.wait_for_version(v).await;
+        stack
+    }
+
     async fn launch(sidecar_args: &[&str]) -> Stack {
+        Stack::launch_env(sidecar_args, &[]).await
+    }
+
+    async fn launch_env(sidecar_args: &[&str], envs: &[(&str, &str)]) -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
         let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
         let app = App::start("orders-app").await;
-        let sidecar = orders_sidecar(&cp.url(), app.addr, &dir.path().join("state"), "orders-1", sidecar_args).await;
+        let state = dir.path().join("state");
+        let sidecar = orders_sidecar_env(&cp.url(), app.addr, &state, "orders-1", sidecar_args, envs).await;
         Stack { dir, cp, app, sidecar, client: Client::default() }
     }
 

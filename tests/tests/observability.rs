@@ -107,3 +107,90 @@ async fn the_access_log_can_be_switched_off() {
     .await;
     assert!(!s.sidecar.proc.output().contains("quiet-1"), "no access log line");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_a_real_otlp_receiver_and_continue_the_callers_trace() {
+    let collector = warden_e2e::otlp::Collector::start().await;
+    let endpoint = collector.endpoint();
+    let envs = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let s = Stack::start_env(POLICY, &envs).await;
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace}-{parent}-01");
+    let r = s.get_with("/orders/7", &[("traceparent", &traceparent), ("x-request-id", "traced-1")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // The app sees the same trace, with Warden's span as its parent.
+    let seen = s.app.last();
+    let passed = seen.headers.get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(passed.starts_with(&format!("00-{trace}-")), "{passed}");
+    assert!(!passed.contains(parent), "the app's parent is Warden's span: {passed}");
+    let warden_span = passed.split('-').nth(2).unwrap_or_default().to_owned();
+
+    // A refused request: its span, log line and deny record share the trace id.
+    s.get_with("/login", &[]).await;
+    let denied = s.get_with("/login", &[("x-request-id", "traced-deny")]).await;
+    assert_eq!(denied.status, StatusCode::TOO_MANY_REQUESTS);
+
+    eventually("both spans reach the receiver", Duration::from_secs(10), || async {
+        let spans = collector.spans();
+        let has = |id: &str| {
+            spans.iter().any(|sp| warden_e2e::otlp::attribute(sp, "warden.request_id").as_deref() == Some(id))
+        };
+        has("traced-1") && has("traced-deny")
+    })
+    .await;
+    let spans = collector.spans();
+    let by_id = |id: &str| {
+        spans
+            .iter()
+            .find(|sp| warden_e2e::otlp::attribute(sp, "warden.request_id").as_deref() == Some(id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let ok = by_id("traced-1");
+    assert_eq!(hex(&ok.trace_id), trace);
+    assert_eq!(hex(&ok.parent_span_id), parent, "it continues the caller's span");
+    assert_eq!(hex(&ok.span_id), warden_span);
+    let attr = |sp, k| warden_e2e::otlp::attribute(sp, k);
+    assert_eq!(attr(&ok, "http.route").as_deref(), Some("orders"));
+    assert_eq!(attr(&ok, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attr(&ok, "warden.decision").as_deref(), Some("forward"));
+    assert!(attr(&ok, "warden.upstream_ms").is_some());
+
+    let deny = by_id("traced-deny");
+    assert_eq!(attr(&deny, "warden.code").as_deref(), Some("rate_limited"));
+    assert_eq!(attr(&deny, "warden.rule").as_deref(), Some("login-per-ip"));
+    let trace_id = hex(&deny.trace_id);
+    let line = access_line(&s, "traced-deny").await;
+    assert_eq!(line["trace_id"], trace_id.as_str());
+    eventually("the deny record carries the trace id", Duration::from_secs(5), || async {
+        let out = s.cp.ctl(&["denials", "-o", "json"]).await;
+        out.stdout.contains(&trace_id)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_collector_costs_requests_nothing() {
+    // Nothing listens on this port: every export fails.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.map(|l| l.local_addr());
+    let endpoint = format!("http://{}", dead.ok().and_then(Result::ok).map(|a| a.to_string()).unwrap_or_default());
+    let envs = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "50")];
+    let s = Stack::start_env(POLICY, &envs).await;
+    for i in 0..200 {
+        let r = s.get_with("/orders/1", &[("x-request-id", &format!("no-collector-{i}"))]).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}");
+    }
+    eventually("failed exports are counted", Duration::from_secs(15), || async {
+        s.get_admin("/metrics")
+            .await
+            .lines()
+            .any(|l| l.starts_with(r#"warden_telemetry_dropped_total{kind="spans"}"#) && !l.ends_with(" 0"))
+    })
+    .await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -4,7 +4,8 @@
 //! - a metric update (`metrics.rs`, Prometheus text on the admin port's `/metrics`);
 //! - an access log line (`access_log.rs`, JSON on stdout, written by its own task);
 //! - for a refusal, a deny record queued for the control plane (`denials`, sent on the
-//!   report stream by `report.rs`).
+//!   report stream by `report.rs`);
+//! - with an OTLP endpoint configured, a server span (`traces.rs`).
 //!
 //! Nothing here blocks or slows a request: the log line and the deny record go into
 //! bounded queues, and when a queue is full the record is dropped and counted
@@ -12,6 +13,7 @@
 
 mod access_log;
 mod metrics;
+mod traces;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -24,6 +26,7 @@ use warden_proto::v1 as pb;
 
 pub use access_log::AccessLog;
 pub use metrics::Metrics;
+pub use traces::Traces;
 
 /// Installs the global subscriber for Warden's own logs (stderr; the access log is
 /// stdout). Call once, first thing in `main`: human-readable lines, level from
@@ -75,6 +78,10 @@ pub struct Outcome {
     /// Whether the refusal is one to review (a rule's decision), not an upstream failure.
     pub reportable: bool,
     pub upstream_time: Option<Duration>,
+    /// The request's span, when tracing is on.
+    pub trace: Option<opentelemetry::Context>,
+    /// Its trace id, as hex.
+    pub trace_id: Option<String>,
 }
 
 /// Deny records waiting for the next report; the oldest are dropped when full.
@@ -83,6 +90,7 @@ const MAX_QUEUED_DENIALS: usize = 10_000;
 /// The sidecar's telemetry sinks.
 pub struct Telemetry {
     pub metrics: Metrics,
+    pub traces: Option<Traces>,
     access: Option<AccessLog>,
     denials: Mutex<VecDeque<pb::DenyRecord>>,
     denials_dropped: AtomicU64,
@@ -105,12 +113,36 @@ impl Telemetry {
     pub fn new(access_log: bool) -> Telemetry {
         let metrics = Metrics::default();
         let access = access_log.then(|| AccessLog::start(metrics.dropped("access_log")));
-        Telemetry { metrics, access, denials: Mutex::new(VecDeque::new()), denials_dropped: AtomicU64::new(0) }
+        Telemetry {
+            metrics,
+            traces: None,
+            access,
+            denials: Mutex::new(VecDeque::new()),
+            denials_dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Turns tracing on from the `OTEL_*` environment, if an endpoint is set there.
+    pub fn with_traces_from_env(mut self, service_name: &str) -> anyhow::Result<Self> {
+        self.traces = Traces::from_env(service_name, self.metrics.dropped("spans"))?;
+        Ok(self)
+    }
+
+    /// Starts a request's span (tracing on), noting its trace id in the outcome.
+    pub fn start_span(&self, headers: &http::HeaderMap, out: &mut Outcome) {
+        if let Some(t) = &self.traces {
+            let cx = t.start(headers, "warden.request");
+            out.trace_id = traces::trace_id(&cx);
+            out.trace = Some(cx);
+        }
     }
 
     /// Records a finished request (its response head is ready).
     pub fn record(&self, out: Outcome, status: StatusCode, latency: Duration, bytes: Option<u64>) {
         self.metrics.request(&out, status, latency);
+        if let Some(cx) = &out.trace {
+            traces::finish(cx, span_attributes(&out, status));
+        }
         let now = SystemTime::now();
         if out.reportable && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny) {
             self.queue_denial(&out, status, now);
@@ -124,7 +156,7 @@ impl Telemetry {
         let record = pb::DenyRecord {
             unix_ms: at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             request_id: out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
-            trace_id: String::new(),
+            trace_id: out.trace_id.clone().unwrap_or_default(),
             route: out.route.as_deref().unwrap_or_default().to_owned(),
             rule: out.rule.clone().unwrap_or_default(),
             code: out.code.unwrap_or_default().to_owned(),
@@ -152,4 +184,31 @@ impl Telemetry {
         let n = q.len().min(max);
         (q.drain(..n).collect(), self.denials_dropped.swap(0, Ordering::Relaxed))
     }
+}
+
+/// What a request's span carries (OpenTelemetry semantic conventions, plus Warden's own).
+fn span_attributes(out: &Outcome, status: StatusCode) -> Vec<opentelemetry::KeyValue> {
+    use opentelemetry::KeyValue;
+    let mut a = vec![
+        KeyValue::new("http.request.method", out.method.to_string()),
+        KeyValue::new("url.path", out.path.clone()),
+        KeyValue::new("server.address", out.host.clone()),
+        KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+        KeyValue::new("warden.decision", out.decision.as_str()),
+    ];
+    let mut opt = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            a.push(KeyValue::new(k, v));
+        }
+    };
+    opt("http.route", out.route.as_deref().map(str::to_owned));
+    opt("warden.rule", out.rule.clone());
+    opt("warden.code", out.code.map(str::to_owned));
+    opt("warden.client_id", out.client.as_deref().map(str::to_owned));
+    opt("client.address", out.client_ip.map(|ip| ip.to_string()));
+    opt("warden.request_id", out.request_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned));
+    if let Some(up) = out.upstream_time {
+        a.push(KeyValue::new("warden.upstream_ms", up.as_secs_f64() * 1e3));
+    }
+    a
 }
