@@ -7,6 +7,7 @@
 //! - `hub`: each service's current compiled snapshot and credentials, shared by all its subscribers.
 //! - `registry`: which sidecars are connected and what they ACKed or NACKed.
 //! - `quota`: global quotas divided among sidecars by their reported demand.
+//! - `traffic`: each sidecar's latest per-route traffic and latency, for `wardenctl top`.
 //! - `server/`: the thin gRPC layer (sidecar streams, admin API).
 //! - `cli/`: `wardenctl`, one file per command.
 //!
@@ -19,3 +20,4 @@ pub mod quota;
 pub mod registry;
 pub mod server;
 pub mod store;
+pub mod traffic;

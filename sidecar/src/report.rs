@@ -1,6 +1,7 @@
 //! The report stream: every 250 ms, this sidecar's demand on global quotas and the
-//! requests it refused go to the control plane, and each answer brings back this
-//! sidecar's quota shares (`limits/global.rs`).
+//! requests it refused go to the control plane (and every 2 s each route's traffic and
+//! latency, for `wardenctl top`); each answer brings back this sidecar's quota shares
+//! (`limits/global.rs`).
 //! A batch with no demand is sent every second, to keep the peer counts fresh.
 //! When the stream is down nothing waits on it: requests use the shares they have, then
 //! the fallback share once those expire, and demand recorded meanwhile is dropped at the
@@ -20,6 +21,8 @@ const EVERY: Duration = Duration::from_millis(250);
 const IDLE_EVERY: Duration = Duration::from_secs(1);
 /// Deny records per batch at most (the rest wait for the next one).
 const MAX_DENIALS: usize = 2_000;
+/// How often per-route traffic and latency go out (for `wardenctl top`).
+const ROUTES_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs forever: connect, report, reconnect with backoff.
 pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
@@ -44,7 +47,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
     *failures = 0;
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last, mut last_sent) = (Instant::now(), Instant::now());
+    let (mut last, mut last_sent, mut routes_sent) = (Instant::now(), Instant::now(), Instant::now());
     loop {
         tokio::select! {
             reply = replies.message() => {
@@ -55,7 +58,13 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                 let usage = live.quotas().take_usage();
                 let (denials, denials_dropped) = live.telemetry().take_denials(MAX_DENIALS);
                 let now = Instant::now();
-                if usage.is_empty() && denials.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
+                let routes = if now.duration_since(routes_sent) >= ROUTES_EVERY {
+                    routes_sent = now;
+                    live.telemetry().routes.take()
+                } else {
+                    Vec::new()
+                };
+                if usage.is_empty() && denials.is_empty() && routes.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
                     last = now;
                     continue;
                 }
@@ -67,6 +76,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                     usage,
                     denials,
                     denials_dropped,
+                    routes,
                 };
                 tx.send(batch).await?;
                 (last, last_sent) = (now, now);

@@ -194,3 +194,42 @@ async fn a_dead_collector_costs_requests_nothing() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_shows_each_routes_traffic_per_sidecar_and_merged() {
+    let s = Stack::start(POLICY).await;
+    let b = s.start_another_sidecar("orders-2").await;
+    let ready = b.admin_url("/readyz");
+    eventually("the second sidecar has the policy", Duration::from_secs(5), || async {
+        s.client.get(&ready).await.is_ok_and(|r| r.status == StatusCode::OK)
+    })
+    .await;
+    for i in 0..20 {
+        s.get(&format!("/orders/{i}")).await;
+    }
+    for _ in 0..5 {
+        let _ = s.client.get(&b.url("/orders/x")).await;
+        let _ = s.client.get(&b.url("/login")).await;
+    }
+    let routes = || async {
+        let out = s.cp.ctl(&["top", "--service", "orders", "-o", "json"]).await;
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap_or_default()["routes"].clone()
+    };
+    let row = |v: &serde_json::Value, route: &str, sidecar: &str| {
+        v.as_array().and_then(|a| a.iter().find(|r| r["route"] == route && r["sidecar"] == sidecar).cloned())
+    };
+    eventually("both sidecars report their routes", Duration::from_secs(10), || async {
+        let v = routes().await;
+        row(&v, "orders", "(all)").is_some() && row(&v, "login", "orders-2").is_some()
+    })
+    .await;
+    let v = routes().await;
+    let login = row(&v, "login", "orders-2").unwrap_or_default();
+    // 4 of 5 logins refused (1/min): 80 %, unless a 2 s window boundary split the five.
+    let denied = login["deny_percent"].as_f64().unwrap_or(0.0);
+    assert!((50.0..=100.0).contains(&denied), "{login}");
+    let all = row(&v, "orders", "(all)").unwrap_or_default();
+    assert!(all["rps"].as_f64().unwrap_or(0.0) > 0.0 && all["p99_ms"].as_f64().is_some(), "{all}");
+    let table = s.cp.ctl(&["top"]).await;
+    assert!(table.stdout.contains("SIDECAR") && table.stdout.contains("(all)"), "{table:?}");
+}

@@ -13,6 +13,7 @@ mod output;
 mod rollback;
 mod secrets;
 mod status;
+mod top;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -63,6 +64,8 @@ pub enum Command {
     Explain(explain::Args),
     /// The review queue: refused requests, newest first, or grouped.
     Denials(denials::Args),
+    /// Per route: requests per second, share refused, p50/p99, per sidecar and merged.
+    Top(top::Args),
     /// Create, list and revoke API keys.
     Keys(keys::Args),
     /// Set and list webhook secrets.
@@ -158,6 +161,7 @@ impl Cli {
             Command::Status(a) => status::run(&self, a).await,
             Command::Explain(a) => explain::run(&self, a).await,
             Command::Denials(a) => denials::run(&self, a).await,
+            Command::Top(a) => top::run(&self, a).await,
             Command::Keys(a) => keys::run(&self, a).await,
             Command::Secrets(a) => secrets::run(&self, a).await,
         }

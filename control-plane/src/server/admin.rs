@@ -309,4 +309,8 @@ impl AdminService for AdminApi {
         };
         Ok(Response::new(resp))
     }
+
+    async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
+        Ok(Response::new(pb::TopResponse { rows: self.0.traffic.rows(&req.into_inner().service) }))
+    }
 }

@@ -22,6 +22,7 @@ use crate::hub::{CredentialsState, Hub, secret_names, snapshot_of};
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
 use crate::store::{KeyRow, Retention, SecretRow, Store, StoreError};
+use crate::traffic::Traffic;
 
 /// Everything the handlers share.
 pub struct ControlPlane {
@@ -31,6 +32,8 @@ pub struct ControlPlane {
     pub quotas: QuotaBoard,
     /// How much of the deny log is kept.
     pub retention: Retention,
+    /// Each sidecar's latest per-route traffic.
+    pub traffic: Traffic,
     /// One credentials refresh at a time, so each change builds on the one before.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -59,6 +62,7 @@ impl ControlPlane {
             registry,
             quotas: QuotaBoard::default(),
             retention,
+            traffic: Traffic::default(),
             refreshing: tokio::sync::Mutex::new(()),
         });
         for service in cp.hub.services() {

@@ -131,6 +131,9 @@ impl SidecarService for SidecarApi {
                 if b.denials_dropped > 0 {
                     tracing::warn!(service = %b.service, instance = %b.instance, dropped = b.denials_dropped, "a sidecar dropped deny records (its queue was full)");
                 }
+                if !b.routes.is_empty() {
+                    cp.traffic.report(&b.service, &b.instance, std::mem::take(&mut b.routes));
+                }
                 if !b.denials.is_empty() {
                     let denials = std::mem::take(&mut b.denials);
                     if let Err(e) = cp.store.insert_denials(&b.service, &b.instance, denials, cp.retention).await {

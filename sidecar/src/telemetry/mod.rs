@@ -91,6 +91,8 @@ const MAX_QUEUED_DENIALS: usize = 10_000;
 pub struct Telemetry {
     pub metrics: Metrics,
     pub traces: Option<Traces>,
+    /// Per-route windows for the report stream.
+    pub routes: RouteStats,
     access: Option<AccessLog>,
     denials: Mutex<VecDeque<pb::DenyRecord>>,
     denials_dropped: AtomicU64,
@@ -116,6 +118,7 @@ impl Telemetry {
         Telemetry {
             metrics,
             traces: None,
+            routes: RouteStats::default(),
             access,
             denials: Mutex::new(VecDeque::new()),
             denials_dropped: AtomicU64::new(0),
@@ -140,6 +143,7 @@ impl Telemetry {
     /// Records a finished request (its response head is ready).
     pub fn record(&self, out: Outcome, status: StatusCode, latency: Duration, bytes: Option<u64>) {
         self.metrics.request(&out, status, latency);
+        self.routes.record(out.route.as_ref(), out.decision == DecisionKind::Deny, latency);
         if let Some(cx) = &out.trace {
             traces::finish(cx, span_attributes(&out, status));
         }
@@ -211,4 +215,65 @@ fn span_attributes(out: &Outcome, status: StatusCode) -> Vec<opentelemetry::KeyV
         a.push(KeyValue::new("warden.upstream_ms", up.as_secs_f64() * 1e3));
     }
     a
+}
+
+/// Latency buckets of `RouteStats`: bucket i counts up to 100 µs × 2^i, the last the rest.
+pub const LATENCY_BUCKETS: usize = 18;
+
+/// One route's traffic since the last report.
+#[derive(Default)]
+struct RouteWindow {
+    requests: u64,
+    denials: u64,
+    buckets: [u64; LATENCY_BUCKETS],
+}
+
+/// Per-route traffic and latency between reports (for `wardenctl top`).
+pub struct RouteStats {
+    routes: Mutex<std::collections::HashMap<Arc<str>, RouteWindow>>,
+    /// When the current window began.
+    since: Mutex<std::time::Instant>,
+}
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        RouteStats { routes: Mutex::default(), since: Mutex::new(std::time::Instant::now()) }
+    }
+}
+
+impl RouteStats {
+    fn record(&self, route: Option<&Arc<str>>, denied: bool, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        // The first bucket whose bound (100 µs × 2^i) holds the latency.
+        let bucket = (0..LATENCY_BUCKETS - 1).find(|i| micros <= 100u64 << i).unwrap_or(LATENCY_BUCKETS - 1);
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let w = match route {
+            Some(r) => match routes.get_mut(&**r) {
+                Some(w) => w,
+                None => routes.entry(r.clone()).or_default(),
+            },
+            None => routes.entry(Arc::from("")).or_default(),
+        };
+        w.requests += 1;
+        w.denials += u64::from(denied);
+        w.buckets[bucket] += 1;
+    }
+
+    /// The windows since the last call.
+    pub fn take(&self) -> Vec<pb::RouteStats> {
+        let now = std::time::Instant::now();
+        let began = std::mem::replace(&mut *self.since.lock().unwrap_or_else(PoisonError::into_inner), now);
+        let routes = std::mem::take(&mut *self.routes.lock().unwrap_or_else(PoisonError::into_inner));
+        let interval_ms = u64::try_from((now - began).as_millis()).unwrap_or(u64::MAX);
+        routes
+            .into_iter()
+            .map(|(route, w)| pb::RouteStats {
+                route: route.to_string(),
+                interval_ms,
+                requests: w.requests,
+                denials: w.denials,
+                latency_buckets: w.buckets.to_vec(),
+            })
+            .collect()
+    }
 }
