@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 pub struct Collector {
     pub addr: SocketAddr,
     spans: Arc<Mutex<Vec<Span>>>,
+    counted: std::sync::atomic::AtomicUsize,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,7 +42,12 @@ impl TraceService for Receiver {
 impl Collector {
     /// Listens on 127.0.0.1, port 0.
     pub async fn start() -> Collector {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind collector");
+        Collector::start_on("127.0.0.1:0").await
+    }
+
+    /// Listens on `addr`.
+    pub async fn start_on(addr: &str) -> Collector {
+        let listener = TcpListener::bind(addr).await.expect("bind collector");
         let addr = listener.local_addr().expect("addr");
         let spans = Arc::new(Mutex::new(Vec::new()));
         let service = TraceServiceServer::new(Receiver(spans.clone()));
@@ -51,7 +57,7 @@ impl Collector {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await;
         });
-        Collector { addr, spans, task }
+        Collector { addr, spans, counted: std::sync::atomic::AtomicUsize::new(0), task }
     }
 
     /// `http://<addr>`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -62,6 +68,14 @@ impl Collector {
     /// The spans received so far.
     pub fn spans(&self) -> Vec<Span> {
         self.spans.lock().expect("lock").clone()
+    }
+
+    /// How many spans were received (and forgets them, so a long benchmark stays small).
+    pub fn count(&self) -> usize {
+        let mut spans = self.spans.lock().expect("lock");
+        self.counted.fetch_add(spans.len(), std::sync::atomic::Ordering::Relaxed);
+        spans.clear();
+        self.counted.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
