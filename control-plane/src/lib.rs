@@ -6,6 +6,7 @@
 //!   API key hashes and webhook secrets.
 //! - `hub`: each service's current compiled snapshot and credentials, shared by all its subscribers.
 //! - `registry`: which sidecars are connected and what they ACKed or NACKed.
+//! - `rollout`: traces of apply → build → push → ACKs (OTLP, when configured).
 //! - `quota`: global quotas divided among sidecars by their reported demand.
 //! - `traffic`: each sidecar's latest per-route traffic and latency, for `wardenctl top`.
 //! - `server/`: the thin gRPC layer (sidecar streams, admin API).
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod hub;
 pub mod quota;
 pub mod registry;
+pub mod rollout;
 pub mod server;
 pub mod store;
 pub mod traffic;

@@ -142,10 +142,15 @@ impl ControlPlane {
 
     /// Like `start`, with more flags.
     pub async fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> ControlPlane {
+        Self::start_env(data_dir, listen, extra, &[]).await
+    }
+
+    /// Like `start_with`, with environment variables (`OTEL_*`, ...).
+    pub async fn start_env(data_dir: &Path, listen: &str, extra: &[&str], envs: &[(&str, &str)]) -> ControlPlane {
         let data_dir_arg = data_dir.to_string_lossy();
         let mut args = vec!["--listen", listen, "--data-dir", &data_dir_arg];
         args.extend_from_slice(extra);
-        let proc = Proc::spawn("warden-control-plane", &args);
+        let proc = Proc::spawn_env("warden-control-plane", &args, envs);
         let line = proc.wait_for("warden-control-plane listening", Duration::from_secs(20)).await;
         let addr = field(&line, "grpc").and_then(|a| a.parse().ok()).expect("grpc address in log");
         ControlPlane { proc, addr, data_dir: data_dir.to_owned() }

@@ -233,3 +233,40 @@ async fn top_shows_each_routes_traffic_per_sidecar_and_merged() {
     let table = s.cp.ctl(&["top"]).await;
     assert!(table.stdout.contains("SIDECAR") && table.stdout.contains("(all)"), "{table:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_is_traced_from_the_control_plane_to_every_ack() {
+    let collector = warden_e2e::otlp::Collector::start().await;
+    let endpoint = collector.endpoint();
+    let envs = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cp = warden_e2e::ControlPlane::start_env(&dir.path().join("data"), "127.0.0.1:0", &[], &envs).await;
+    let app = warden_e2e::App::start("app").await;
+    let sidecar =
+        warden_e2e::stack::orders_sidecar(&cp.url(), app.addr, &dir.path().join("state"), "orders-1", &[]).await;
+    let status = || async { cp.ctl(&["status", "-o", "json"]).await.stdout };
+    eventually("the sidecar is connected", Duration::from_secs(5), || async {
+        status().await.contains("\"connected\": true")
+    })
+    .await;
+    let file = warden_e2e::write_policy(dir.path(), "p.yaml", POLICY);
+    assert_eq!(cp.ctl(&["apply", "-f", &file, "-m", "traced apply"]).await.code, 0);
+
+    let names = || collector.spans().into_iter().map(|s| s.name).collect::<Vec<_>>();
+    eventually("the rollout span ends with the sidecar's ACK", Duration::from_secs(10), || async {
+        names().contains(&"rollout".to_owned())
+    })
+    .await;
+    let spans = collector.spans();
+    let find = |name: &str| spans.iter().find(|s| s.name == name).cloned().unwrap_or_default();
+    let (apply, store, push, rollout) = (find("apply"), find("store"), find("build and push"), find("rollout"));
+    assert_eq!(warden_e2e::otlp::attribute(&apply, "warden.message").as_deref(), Some("traced apply"));
+    for child in [&store, &push, &rollout] {
+        assert_eq!(child.trace_id, apply.trace_id, "{} is in the apply's trace", child.name);
+        assert_eq!(child.parent_span_id, apply.span_id, "{} is a child of apply", child.name);
+    }
+    assert_eq!(warden_e2e::otlp::attribute(&rollout, "warden.version").as_deref(), Some("1"));
+    let acks: Vec<_> = rollout.events.iter().filter(|e| e.name == "ack").collect();
+    assert_eq!(acks.len(), 1, "one event per sidecar's ACK: {:?}", rollout.events);
+    drop(sidecar);
+}

@@ -59,7 +59,12 @@ async fn main() -> anyhow::Result<()> {
         max_age_ms: i64::try_from(args.deny_retention.as_millis()).unwrap_or(i64::MAX),
         max_rows: args.deny_max_rows,
     };
-    let cp = ControlPlane::start_with(store, retention).await?;
+    let traces = warden_sidecar::telemetry::Traces::from_env("warden-control-plane", Default::default())
+        .context("setting up OTLP tracing from the OTEL_* environment")?;
+    if traces.is_some() {
+        tracing::info!("tracing: apply -> build -> push -> ACK spans export over OTLP as configured by OTEL_*");
+    }
+    let cp = ControlPlane::start_with(store, retention, traces).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
     tokio::select! {

@@ -14,6 +14,7 @@ use super::ControlPlane;
 use super::keys;
 use crate::hub::secret_names;
 use crate::store::{DenialFilter, NewVersion, PolicyVersion, StoreError, Stored};
+use opentelemetry::KeyValue;
 
 /// The admin API over the shared control plane.
 pub struct AdminApi(pub Arc<ControlPlane>);
@@ -56,7 +57,24 @@ impl AdminApi {
                 source_yaml: p.source.clone(),
             })
             .collect();
-        let stored: Vec<Stored> = self.0.store.apply(docs, dry_run).await.map_err(internal)?;
+        let services: Vec<String> = parsed.iter().map(|p| p.policy.service.clone()).collect();
+        let apply_cx = match dry_run {
+            true => None,
+            false => self.0.rollouts.start_apply(
+                "apply",
+                vec![
+                    KeyValue::new("warden.author", author.to_owned()),
+                    KeyValue::new("warden.message", message.to_owned()),
+                    KeyValue::new("warden.services", services.join(",")),
+                ],
+            ),
+        };
+        let stored: Vec<Stored> = self
+            .0
+            .rollouts
+            .child(apply_cx.as_ref(), "store", self.0.store.apply(docs, dry_run))
+            .await
+            .map_err(internal)?;
         let set: Vec<String> = self.0.store.secrets().await.map_err(internal)?.into_iter().map(|s| s.name).collect();
         let mut results = Vec::with_capacity(stored.len());
         for (p, s) in parsed.iter().zip(stored) {
@@ -70,7 +88,17 @@ impl AdminApi {
             }
             if s.changed && !dry_run {
                 // Credentials first, so the policy never arrives before the secrets it names.
-                self.0.publish_with_credentials(&s.version.service, Some(snapshot)).await.map_err(internal)?;
+                let publish = self.0.publish_with_credentials(&s.version.service, Some(snapshot));
+                self.0.rollouts.child(apply_cx.as_ref(), "build and push", publish).await.map_err(internal)?;
+                let connected = self
+                    .0
+                    .registry
+                    .list(Some(&s.version.service))
+                    .into_iter()
+                    .filter(|st| st.connected)
+                    .map(|st| st.record.instance)
+                    .collect();
+                self.0.rollouts.published(apply_cx.as_ref(), &s.version.service, s.version.version, connected);
                 tracing::info!(service = %s.version.service, version = s.version.version, %author, "applied");
             }
             results.push(pb::ApplyResult {
@@ -82,6 +110,9 @@ impl AdminApi {
                 source_yaml: p.source.clone(),
                 warnings,
             });
+        }
+        if let Some(cx) = apply_cx {
+            opentelemetry::trace::TraceContextExt::span(&cx).end();
         }
         Ok(pb::ApplyResponse { results })
     }

@@ -21,8 +21,10 @@ use warden_proto::v1 as pb;
 use crate::hub::{CredentialsState, Hub, secret_names, snapshot_of};
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
+use crate::rollout::Rollouts;
 use crate::store::{KeyRow, Retention, SecretRow, Store, StoreError};
 use crate::traffic::Traffic;
+use warden_sidecar::telemetry::Traces;
 
 /// Everything the handlers share.
 pub struct ControlPlane {
@@ -34,6 +36,8 @@ pub struct ControlPlane {
     pub retention: Retention,
     /// Each sidecar's latest per-route traffic.
     pub traffic: Traffic,
+    /// Policy rollouts being traced.
+    pub rollouts: Arc<Rollouts>,
     /// One credentials refresh at a time, so each change builds on the one before.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -41,11 +45,15 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Opens the registry and publishes every service's current version.
     pub async fn start(store: Store) -> anyhow::Result<Arc<ControlPlane>> {
-        ControlPlane::start_with(store, Retention::default()).await
+        ControlPlane::start_with(store, Retention::default(), None).await
     }
 
-    /// `start`, keeping the deny log within `retention`.
-    pub async fn start_with(store: Store, retention: Retention) -> anyhow::Result<Arc<ControlPlane>> {
+    /// `start`, keeping the deny log within `retention`, tracing rollouts with `traces`.
+    pub async fn start_with(
+        store: Store,
+        retention: Retention,
+        traces: Option<Traces>,
+    ) -> anyhow::Result<Arc<ControlPlane>> {
         let registry = Registry::load(store.clone()).await?;
         let hub = Hub::default();
         for v in store.list_current().await? {
@@ -63,6 +71,7 @@ impl ControlPlane {
             quotas: QuotaBoard::default(),
             retention,
             traffic: Traffic::default(),
+            rollouts: Rollouts::new(traces),
             refreshing: tokio::sync::Mutex::new(()),
         });
         for service in cp.hub.services() {

@@ -100,6 +100,7 @@ impl SidecarService for SidecarApi {
                             Ok(Some(_)) => Event::Seen,
                             Ok(None) | Err(_) => break,
                         };
+                        cp.rollouts.observe(&hello.service, &hello.instance, &event);
                         cp.registry.event(&hello.service, &hello.instance, stream_id, event);
                     }
                 }

@@ -145,7 +145,9 @@ impl Telemetry {
         self.metrics.request(&out, status, latency);
         self.routes.record(out.route.as_ref(), out.decision == DecisionKind::Deny, latency);
         if let Some(cx) = &out.trace {
-            traces::finish(cx, span_attributes(&out, status));
+            // An unsampled span records nothing: skip building its attributes.
+            let attributes = if traces::recording(cx) { span_attributes(&out, status) } else { Vec::new() };
+            traces::finish(cx, attributes);
         }
         let now = SystemTime::now();
         if out.reportable && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny) {

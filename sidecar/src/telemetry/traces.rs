@@ -91,6 +91,11 @@ impl Traces {
         self.propagator.inject_context(cx, &mut HeaderInjector(headers));
     }
 
+    /// The tracer, for spans other than requests' (the control plane's rollouts).
+    pub fn tracer(&self) -> &SdkTracer {
+        &self.tracer
+    }
+
     /// Sends what is queued and stops (at shutdown).
     pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
@@ -101,6 +106,11 @@ impl Traces {
 pub fn trace_id(cx: &Context) -> Option<String> {
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// Whether the context's span is sampled and recording.
+pub fn recording(cx: &Context) -> bool {
+    cx.span().is_recording()
 }
 
 /// Ends a request's span with what was decided.
