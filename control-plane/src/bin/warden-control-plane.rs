@@ -59,8 +59,9 @@ async fn main() -> anyhow::Result<()> {
         max_age_ms: i64::try_from(args.deny_retention.as_millis()).unwrap_or(i64::MAX),
         max_rows: args.deny_max_rows,
     };
-    let traces = warden_sidecar::telemetry::Traces::from_env("warden-control-plane", Default::default())
-        .context("setting up OTLP tracing from the OTEL_* environment")?;
+    let traces =
+        warden_sidecar::telemetry::Traces::from_env("warden-control-plane", Default::default(), Default::default())
+            .context("setting up OTLP tracing from the OTEL_* environment")?;
     if traces.is_some() {
         tracing::info!("tracing: apply -> build -> push -> ACK spans export over OTLP as configured by OTEL_*");
     }

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub snapshot_swaps: Gauge,
     pub control_plane_connected: Gauge,
     dropped: Family<KindLabels, Counter>,
+    /// Sampled spans ended, and handed to the exporter: the difference, less the batch
+    /// queue (2,048), is what the SDK's full queue dropped.
+    pub spans_ended: Counter,
+    pub spans_exported: Counter,
 }
 
 impl Default for Metrics {
@@ -71,6 +75,14 @@ impl Default for Metrics {
         let snapshot_swaps = Gauge::default();
         let control_plane_connected = Gauge::default();
         let dropped = Family::<KindLabels, Counter>::default();
+        let spans_ended = Counter::default();
+        let spans_exported = Counter::default();
+        registry.register("spans_ended", "Sampled request spans ended", spans_ended.clone());
+        registry.register(
+            "spans_exported",
+            "Spans handed to the OTLP exporter (sent or failed)",
+            spans_exported.clone(),
+        );
         registry.register("requests", "Requests by route, status and decision", requests.clone());
         registry.register(
             "denials",
@@ -107,6 +119,8 @@ impl Default for Metrics {
             snapshot_swaps,
             control_plane_connected,
             dropped,
+            spans_ended,
+            spans_exported,
         }
     }
 }

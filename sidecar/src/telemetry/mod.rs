@@ -127,7 +127,8 @@ impl Telemetry {
 
     /// Turns tracing on from the `OTEL_*` environment, if an endpoint is set there.
     pub fn with_traces_from_env(mut self, service_name: &str) -> anyhow::Result<Self> {
-        self.traces = Traces::from_env(service_name, self.metrics.dropped("spans"))?;
+        self.traces =
+            Traces::from_env(service_name, self.metrics.spans_exported.clone(), self.metrics.dropped("spans"))?;
         Ok(self)
     }
 
@@ -146,7 +147,12 @@ impl Telemetry {
         self.routes.record(out.route.as_ref(), out.decision == DecisionKind::Deny, latency);
         if let Some(cx) = &out.trace {
             // An unsampled span records nothing: skip building its attributes.
-            let attributes = if traces::recording(cx) { span_attributes(&out, status) } else { Vec::new() };
+            let attributes = if traces::recording(cx) {
+                self.metrics.spans_ended.inc();
+                span_attributes(&out, status)
+            } else {
+                Vec::new()
+            };
             traces::finish(cx, attributes);
         }
         let now = SystemTime::now();

@@ -7,8 +7,9 @@
 //! trace starts), and the app receives a `traceparent` naming Warden's span as its parent.
 //! Spans leave through the SDK's batch processor: a bounded queue (2,048 by default) and a
 //! thread of its own, so a slow or dead collector costs the request path nothing; spans
-//! that do not fit are dropped, and exports that fail are counted
-//! (`warden_telemetry_dropped_total{kind="spans"}`).
+//! that do not fit are dropped (`warden_spans_ended_total` minus
+//! `warden_spans_exported_total`, less what is still queued), and spans of failed exports
+//! are counted (`warden_telemetry_dropped_total{kind="spans"}`).
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -23,12 +24,14 @@ use prometheus_client::metrics::counter::Counter;
 #[derive(Debug)]
 struct Counting<E> {
     inner: E,
+    exported: Counter,
     dropped: Counter,
 }
 
 impl<E: SpanExporter> SpanExporter for Counting<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len() as u64;
+        self.exported.inc_by(n);
         let result = self.inner.export(batch).await;
         if result.is_err() {
             self.dropped.inc_by(n);
@@ -61,7 +64,7 @@ impl std::fmt::Debug for Traces {
 impl Traces {
     /// From the `OTEL_*` environment; None when no endpoint is set. Call inside the
     /// Tokio runtime (the gRPC channel lives there).
-    pub fn from_env(default_service_name: &str, dropped: Counter) -> anyhow::Result<Option<Traces>> {
+    pub fn from_env(default_service_name: &str, exported: Counter, dropped: Counter) -> anyhow::Result<Option<Traces>> {
         let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
         if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             return Ok(None);
@@ -72,7 +75,7 @@ impl Traces {
             resource = resource.with_service_name(default_service_name.to_owned());
         }
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(Counting { inner: exporter, dropped })
+            .with_batch_exporter(Counting { inner: exporter, exported, dropped })
             .with_resource(resource.build())
             .build();
         let tracer = provider.tracer("warden-sidecar");
