@@ -159,9 +159,8 @@ async fn spans_reach_a_real_otlp_receiver_and_continue_the_callers_trace() {
     assert!(attr(&ok, "warden.upstream_ms").is_some());
 
     let metrics = s.get_admin("/metrics").await;
-    let value = |name: &str| {
-        metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or_default()
-    };
+    let value =
+        |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or_default();
     assert!(value("warden_spans_ended_total ") >= 3 && value("warden_spans_exported_total ") >= 2, "{metrics}");
     let deny = by_id("traced-deny");
     assert_eq!(attr(&deny, "warden.code").as_deref(), Some("rate_limited"));
