@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
@@ -30,6 +30,8 @@ pub struct ControlConfig {
     pub service: String,
     pub instance: String,
     pub token: Option<String>,
+    /// PEM CA for an `https://` control plane.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// Runs forever: connect, follow the stream, back off, reconnect.
@@ -75,7 +77,11 @@ pub(crate) type Client = SidecarServiceClient<InterceptedService<Channel, Bearer
 
 /// Connects to the control plane (both streams use this).
 pub(crate) async fn connect(cfg: &ControlConfig) -> anyhow::Result<Client> {
-    let channel = Endpoint::from_shared(cfg.url.clone())?
+    let mut endpoint = Endpoint::from_shared(cfg.url.clone())?;
+    if let Some(ca) = &cfg.ca {
+        endpoint = endpoint.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))?;
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))

@@ -49,6 +49,10 @@ struct Args {
     /// Bearer token for the control plane.
     #[arg(long, env = "WARDEN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) the control plane's TLS certificate must chain to; needed
+    /// with an `https://` --control-plane.
+    #[arg(long, env = "WARDEN_CONTROL_PLANE_CA")]
+    control_plane_ca: Option<PathBuf>,
     /// This sidecar's name in `wardenctl status` (default: host name and listen port).
     #[arg(long, env = "WARDEN_INSTANCE")]
     instance: Option<String>,
@@ -165,6 +169,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             service: args.service.clone().unwrap_or_default(),
             instance: args.instance.clone().unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
             token,
+            ca: match &args.control_plane_ca {
+                Some(f) => {
+                    Some(std::fs::read(f).with_context(|| format!("reading --control-plane-ca {}", f.display()))?)
+                }
+                None => None,
+            },
         };
         tokio::spawn(warden_sidecar::report::run(cfg.clone(), live.clone()));
         tokio::spawn(control::run(cfg, live.clone()));

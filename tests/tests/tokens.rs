@@ -59,3 +59,103 @@ async fn the_control_plane_checks_admin_and_sidecar_tokens() {
     .await;
     assert_eq!(client.get(&wrong.url("/orders")).await.unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_token_opens_only_its_own_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(tokens.join("..data")).unwrap();
+    std::fs::write(tokens.join("orders"), "orders-token\n").unwrap();
+    std::fs::write(tokens.join("billing"), "billing-token\n").unwrap();
+    let tokens_arg = tokens.to_string_lossy().into_owned();
+    let cp =
+        ControlPlane::start_with(&dir.path().join("data"), "127.0.0.1:0", &["--sidecar-tokens-dir", &tokens_arg]).await;
+    let both = format!("{BASIC}---\n{}", BASIC.replace("service: orders", "service: billing"));
+    let file = write_policy(dir.path(), "p.yaml", &both);
+    assert_eq!(cp.ctl(&["apply", "-f", &file]).await.code, 0);
+    let (key, _) = {
+        let out = cp.ctl(&["keys", "create", "--service", "orders", "--client", "acme", "-o", "json"]).await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        (v["key"].as_str().unwrap().to_owned(), ())
+    };
+    assert!(key.starts_with("wdn_"));
+
+    let app = App::start("app").await;
+    let start = |service: &str, token: &str| {
+        let token_file = write_policy(dir.path(), &format!("{service}-{token}.token"), token);
+        let state = dir.path().join(format!("state-{service}-{token}")).to_string_lossy().into_owned();
+        let (url, upstream, service) = (cp.url(), app.addr.to_string(), service.to_owned());
+        async move {
+            Sidecar::start(&[
+                "--service",
+                &service,
+                "--control-plane",
+                &url,
+                "--upstream",
+                &upstream,
+                "--token-file",
+                &token_file,
+                "--state-dir",
+                &state,
+            ])
+            .await
+        }
+    };
+    // billing's token names billing: it gets nothing of orders (policy, keys, secrets).
+    let intruder = start("orders", "billing-token").await;
+    intruder.proc.wait_for("this sidecar token is for service 'billing', not 'orders'", Duration::from_secs(10)).await;
+    let client = Client::default();
+    assert_eq!(client.get(&intruder.url("/orders")).await.unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!intruder.proc.output().contains("credentials active"), "no keys reached it");
+
+    let own = start("orders", "orders-token").await;
+    eventually("orders' own token serves orders", Duration::from_secs(5), || async {
+        client.get(&own.url("/orders")).await.is_ok_and(|r| r.status == StatusCode::OK)
+    })
+    .await;
+    let billing = start("billing", "billing-token").await;
+    eventually("billing's token serves billing", Duration::from_secs(5), || async {
+        client.get(&billing.url("/orders")).await.is_ok_and(|r| r.status == StatusCode::OK)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grpc_port_can_require_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = warden_e2e::tls::cert(&["localhost"]);
+    let (cert, key) = warden_e2e::tls::install(dir.path(), "cp", &c);
+    let cp =
+        ControlPlane::start_with(&dir.path().join("data"), "127.0.0.1:0", &["--tls-cert", &cert, "--tls-key", &key])
+            .await;
+    let url = format!("https://localhost:{}", cp.addr.port());
+    let policy = write_policy(dir.path(), "p.yaml", BASIC);
+    let out = wardenctl(&url, &["--ca-file", &cert, "apply", "-f", &policy]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let plain = wardenctl(&cp.url(), &["get"]).await;
+    assert_ne!(plain.code, 0, "plain gRPC to a TLS port fails: {plain:?}");
+    let untrusted = wardenctl(&url, &["get"]).await;
+    assert_ne!(untrusted.code, 0, "without the CA the certificate is not trusted: {untrusted:?}");
+
+    let app = App::start("app").await;
+    let state = dir.path().join("state").to_string_lossy().into_owned();
+    let upstream = app.addr.to_string();
+    let sidecar = Sidecar::start(&[
+        "--service",
+        "orders",
+        "--control-plane",
+        &url,
+        "--control-plane-ca",
+        &cert,
+        "--upstream",
+        &upstream,
+        "--state-dir",
+        &state,
+    ])
+    .await;
+    let client = Client::default();
+    eventually("the sidecar gets its policy over TLS", Duration::from_secs(5), || async {
+        client.get(&sidecar.url("/orders")).await.is_ok_and(|r| r.status == StatusCode::OK)
+    })
+    .await;
+}

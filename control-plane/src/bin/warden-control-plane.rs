@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
-use warden_control_plane::server::{self, BearerToken, ControlPlane};
+use warden_control_plane::server::{self, BearerToken, ControlPlane, SidecarTokens};
 use warden_control_plane::store::{Retention, Store};
 use warden_sidecar::telemetry;
 
@@ -24,9 +24,19 @@ struct Args {
     /// File holding the bearer token `wardenctl` must present.
     #[arg(long, env = "WARDEN_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
-    /// File holding the bearer token sidecars must present.
+    /// File holding the bearer token sidecars must present (any service).
     #[arg(long, env = "WARDEN_SIDECAR_TOKEN_FILE")]
     sidecar_token_file: Option<PathBuf>,
+    /// A directory of per-service sidecar tokens: the file `orders` holds the token that
+    /// admits a sidecar to service `orders` only (a Kubernetes Secret mounted as a volume).
+    #[arg(long, env = "WARDEN_SIDECAR_TOKENS_DIR")]
+    sidecar_tokens_dir: Option<PathBuf>,
+    /// Serve gRPC over TLS with this certificate chain (PEM) ...
+    #[arg(long, env = "WARDEN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// ... and this private key (PEM).
+    #[arg(long, env = "WARDEN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// How long the deny log keeps a refused request.
     #[arg(long, env = "WARDEN_DENY_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     deny_retention: std::time::Duration,
@@ -37,10 +47,7 @@ struct Args {
 
 /// Reads a token file; None when the flag is absent.
 fn token(flag: &str, path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
-    let Some(path) = path else {
-        tracing::warn!("no {flag}: ACCEPTING EVERY CALLER. Set {flag} before exposing this port beyond localhost.");
-        return Ok(None);
-    };
+    let Some(path) = path else { return Ok(None) };
     let token = std::fs::read_to_string(path).with_context(|| format!("reading {flag} {}", path.display()))?;
     let token = token.trim();
     anyhow::ensure!(!token.is_empty(), "{flag} {} is empty", path.display());
@@ -53,8 +60,32 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     let store =
         Store::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let admin_token = BearerToken::new(token("--admin-token-file", args.admin_token_file.as_ref())?);
-    let sidecar_token = BearerToken::new(token("--sidecar-token-file", args.sidecar_token_file.as_ref())?);
+    let admin_token = token("--admin-token-file", args.admin_token_file.as_ref())?;
+    if admin_token.is_none() {
+        tracing::warn!(
+            "no --admin-token-file: ACCEPTING EVERY CALLER. Set --admin-token-file before exposing this port beyond localhost."
+        );
+    }
+    let admin_token = BearerToken::new(admin_token);
+    let per_service = match &args.sidecar_tokens_dir {
+        Some(dir) => tokens_dir(dir)?,
+        None => Vec::new(),
+    };
+    let sidecar_tokens =
+        SidecarTokens::new(token("--sidecar-token-file", args.sidecar_token_file.as_ref())?, per_service);
+    if sidecar_tokens.is_open() {
+        tracing::warn!(
+            "no --sidecar-token-file or --sidecar-tokens-dir: ACCEPTING EVERY SIDECAR. Set one before exposing this port beyond localhost."
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+            let key = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+            Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))
+        }
+        _ => None,
+    };
     let retention = Retention {
         max_age_ms: i64::try_from(args.deny_retention.as_millis()).unwrap_or(i64::MAX),
         max_rows: args.deny_max_rows,
@@ -69,12 +100,32 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
     tokio::select! {
-        r = server::serve(listener, cp, admin_token, sidecar_token) => r?,
+        r = server::serve(listener, cp, admin_token, sidecar_tokens, tls) => r?,
         _ = tokio::signal::ctrl_c() => {}
         () = terminate() => {}
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Per-service sidecar tokens from a directory: file name = service, content = token.
+/// Dot-files are skipped (a mounted Kubernetes Secret keeps its versions in `..data`).
+fn tokens_dir(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading --sidecar-tokens-dir {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(service) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+        if service.starts_with('.') || path.is_dir() {
+            continue;
+        }
+        let token = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let token = token.trim();
+        anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
+        out.push((service, token.to_owned()));
+    }
+    anyhow::ensure!(!out.is_empty(), "--sidecar-tokens-dir {} holds no token files", dir.display());
+    tracing::info!(services = out.len(), "per-service sidecar tokens loaded");
+    Ok(out)
 }
 
 async fn terminate() {

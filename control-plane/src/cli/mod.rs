@@ -30,6 +30,9 @@ pub struct Cli {
     /// Admin bearer token.
     #[arg(long, global = true, env = "WARDEN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) for an `https://` --server.
+    #[arg(long, global = true, env = "WARDEN_CA_FILE")]
+    pub ca_file: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -130,10 +133,16 @@ impl tonic::service::Interceptor for Auth {
 impl Cli {
     /// Connects to the control plane.
     async fn admin(&self) -> Result<Admin, Failure> {
-        let endpoint = tonic::transport::Endpoint::from_shared(self.server.clone())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.server.clone())
             .map_err(|e| Failure::Usage(format!("--server {}: {e}", self.server)))?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(30));
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
+            let tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
+        }
         let channel = endpoint
             .connect()
             .await

@@ -7,7 +7,7 @@ mod auth;
 mod keys;
 mod sidecar;
 
-pub use auth::BearerToken;
+pub use auth::{Admitted, BearerToken, SidecarTokens};
 
 use std::sync::Arc;
 
@@ -131,18 +131,23 @@ impl ControlPlane {
     }
 }
 
-/// Serves both services on `listener` until the future is dropped.
-/// Sidecar streams require `sidecar_token`, the admin API `admin_token`.
+/// Serves both services on `listener` until the future is dropped. Sidecar streams
+/// require a sidecar token, the admin API `admin_token`; with `tls`, only TLS.
 pub async fn serve(
     listener: TcpListener,
     cp: Arc<ControlPlane>,
     admin_token: BearerToken,
-    sidecar_token: BearerToken,
+    sidecar_tokens: SidecarTokens,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .add_service(SidecarServiceServer::with_interceptor(sidecar::SidecarApi(cp.clone()), sidecar_token))
+        .add_service(SidecarServiceServer::with_interceptor(sidecar::SidecarApi(cp.clone()), sidecar_tokens))
         .add_service(AdminServiceServer::with_interceptor(admin::AdminApi(cp), admin_token))
         .serve_with_incoming(TcpListenerStream::new(listener))
         .await

@@ -12,7 +12,7 @@ use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_server::SidecarService;
 use warden_proto::v1::{ReportBatch, ReportReply, SidecarMessage, SnapshotPush};
 
-use super::ControlPlane;
+use super::{Admitted, ControlPlane};
 use crate::hub::global_limits;
 
 /// The sidecar-facing API over the shared control plane.
@@ -32,6 +32,7 @@ impl SidecarService for SidecarApi {
 
     async fn subscribe(&self, req: Request<Streaming<SidecarMessage>>) -> Result<Response<PushStream>, Status> {
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let admitted = req.extensions().get::<Admitted>().cloned().unwrap_or(Admitted::AnyService);
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
             Some(SidecarMessage { kind: Some(Kind::Hello(h)) }) => h,
@@ -40,6 +41,7 @@ impl SidecarService for SidecarApi {
         if hello.service.is_empty() || hello.instance.is_empty() {
             return Err(Status::invalid_argument("Hello needs a service and an instance"));
         }
+        admitted.check(&hello.service)?;
         let stream_id = self.0.registry.connected(&hello.service, &hello.instance, &peer);
         tracing::info!(service = %hello.service, instance = %hello.instance, %peer, version = hello.version, "sidecar connected");
 
@@ -112,13 +114,16 @@ impl SidecarService for SidecarApi {
     }
 
     async fn report(&self, req: Request<Streaming<ReportBatch>>) -> Result<Response<ReplyStream>, Status> {
+        let admitted = req.extensions().get::<Admitted>().cloned().unwrap_or(Admitted::AnyService);
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("no first batch"))?;
         if first.service.is_empty() {
             return Err(Status::invalid_argument("the first batch must name the service"));
         }
+        admitted.check(&first.service)?;
         let stream = REPORT_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let service = first.service.clone();
+        let service_of_stream = first.service.clone();
         let limits_of =
             move |cp: &ControlPlane| cp.hub.snapshot(&service).map(|s| global_limits(&s)).unwrap_or_default();
         self.0.quotas.open(stream, limits_of(&self.0));
@@ -127,6 +132,10 @@ impl SidecarService for SidecarApi {
         tokio::spawn(async move {
             let mut batch = Some(first);
             while let Some(mut b) = batch.take() {
+                // A stream speaks for the service it opened with.
+                if b.service != service_of_stream {
+                    break;
+                }
                 cp.quotas.set_limits(stream, limits_of(&cp));
                 let reply = cp.quotas.report(stream, &b, std::time::Instant::now());
                 if b.denials_dropped > 0 {
