@@ -8,6 +8,7 @@ mod diff;
 mod explain;
 mod get;
 mod history;
+mod inject;
 mod keys;
 mod output;
 mod rollback;
@@ -69,6 +70,8 @@ pub enum Command {
     Denials(denials::Args),
     /// Per route: requests per second, share refused, p50/p99, per sidecar and merged.
     Top(top::Args),
+    /// Add the Warden sidecar to Kubernetes workloads (prints the result).
+    Inject(inject::Args),
     /// Create, list and revoke API keys.
     Keys(keys::Args),
     /// Set and list webhook secrets.
@@ -171,6 +174,7 @@ impl Cli {
             Command::Explain(a) => explain::run(&self, a).await,
             Command::Denials(a) => denials::run(&self, a).await,
             Command::Top(a) => top::run(&self, a).await,
+            Command::Inject(a) => inject::run(&self, a),
             Command::Keys(a) => keys::run(&self, a).await,
             Command::Secrets(a) => secrets::run(&self, a).await,
         }
