@@ -5,6 +5,12 @@
 //! secret, state volume and resources; nothing else is changed (other documents pass
 //! through as they are, though YAML comments and formatting are not kept). Injecting twice
 //! changes nothing.
+//!
+//! Kubernetes reads YAML 1.1, the YAML library here 1.2. Two differences would change a
+//! manifest's meaning on the way through, so they are handled: a plain octal mode
+//! (`defaultMode: 0644`) is read as the number Kubernetes sees (420), and a document
+//! holding a string that YAML 1.1 reads as a boolean (`value: "on"`) is printed as JSON
+//! (valid YAML, every string quoted) rather than as YAML that would drop the quotes.
 
 use yaml_serde::{Mapping, Value};
 
@@ -57,13 +63,56 @@ pub fn inject(text: &str, a: &Args) -> Result<String, String> {
         if doc.is_null() {
             continue;
         }
+        octal_modes(&mut doc);
         inject_doc(&mut doc, a).map_err(|e| format!("document {}: {e}", i + 1))?;
         if !out.is_empty() {
             out.push_str("---\n");
         }
-        out.push_str(&yaml_serde::to_string(&doc).map_err(|e| e.to_string())?);
+        if has_yaml11_bool_string(&doc) {
+            out.push_str(&serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
+            out.push('\n');
+        } else {
+            out.push_str(&yaml_serde::to_string(&doc).map_err(|e| e.to_string())?);
+        }
     }
     Ok(out)
+}
+
+/// Strings YAML 1.1 (and so Kubernetes) reads as booleans when unquoted.
+const YAML11_BOOLS: &[&str] =
+    &["y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"];
+
+fn has_yaml11_bool_string(v: &Value) -> bool {
+    match v {
+        Value::String(s) => YAML11_BOOLS.contains(&s.as_str()),
+        Value::Sequence(items) => items.iter().any(has_yaml11_bool_string),
+        Value::Mapping(m) => m.iter().any(|(k, v)| has_yaml11_bool_string(k) || has_yaml11_bool_string(v)),
+        Value::Tagged(t) => has_yaml11_bool_string(&t.value),
+        _ => false,
+    }
+}
+
+/// `defaultMode: 0644` (and `mode:`) as Kubernetes reads it: octal, so 420.
+fn octal_modes(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, val) in m.iter_mut() {
+                let is_mode = matches!(k.as_str(), Some("defaultMode" | "mode"));
+                if is_mode
+                    && let Value::String(s) = val
+                    && s.len() > 1
+                    && s.starts_with('0')
+                    && let Ok(n) = u64::from_str_radix(s, 8)
+                {
+                    *val = Value::Number(n.into());
+                    continue;
+                }
+                octal_modes(val);
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(octal_modes),
+        _ => {}
+    }
 }
 
 fn inject_doc(doc: &mut Value, a: &Args) -> Result<(), String> {
@@ -288,6 +337,17 @@ spec:
         assert_eq!(pod_spec(&docs[2])["initContainers"][0]["name"], NAME, "a bare Pod too");
 
         assert_eq!(inject(&out, &args()).unwrap(), out, "injecting twice changes nothing");
+    }
+
+    #[test]
+    fn keeps_what_kubernetes_reads_the_same() {
+        let m = "kind: Pod\nmetadata: { name: p }\nspec:\n  containers: [{ name: c, image: x, env: [{ name: A, value: \"on\" }] }]\n  volumes: [{ name: s, secret: { secretName: s, defaultMode: 0644 } }]\n";
+        let out = inject(m, &args()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).expect("printed as JSON");
+        assert_eq!(v["spec"]["containers"][0]["env"][0]["value"], "on", "still a string");
+        assert_eq!(v["spec"]["volumes"][0]["secret"]["defaultMode"], 420, "0644 is octal to Kubernetes");
+        let plain = inject(&m.replace("\"on\"", "\"1\""), &args()).unwrap();
+        assert!(plain.contains("defaultMode: 420") && plain.contains("value: '1'"), "{plain}");
     }
 
     #[test]
