@@ -98,7 +98,10 @@ impl QuotaBoard {
         let secs = (batch.interval_ms.max(1) as f64) / 1000.0;
         let usage = &batch.usage[..batch.usage.len().min(MAX_BATCH)];
         let mut shares = Vec::with_capacity(usage.len());
-        for u in usage {
+        // A sidecar speaks only for the global limits its own service's policy has: its
+        // token must not let it weigh on (or learn) another service's quotas.
+        let own: Vec<String> = b.streams.get(&stream).map(|s| s.limits.clone()).unwrap_or_default();
+        for u in usage.iter().filter(|u| own.contains(&u.limit)) {
             // Looked up before inserting: most keys are there already, and need no copy.
             if !b.demand.contains_key(&u.limit) {
                 b.demand.insert(u.limit.clone(), HashMap::new());
@@ -172,6 +175,17 @@ mod tests {
             usage: vec![pb::QuotaUsage { limit: "q".into(), key: b"acme".to_vec(), requests, ..Default::default() }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_sidecar_cannot_report_for_a_limit_its_service_does_not_have() {
+        let board = QuotaBoard::default();
+        board.open(1, vec!["theirs".into()]);
+        board.open(2, vec!["mine".into()]);
+        let mut foreign = batch(1000);
+        foreign.usage[0].limit = "theirs".into();
+        assert!(board.report(2, &foreign, Instant::now()).shares.is_empty());
+        assert_eq!(board.active_keys(), 0, "nothing recorded");
     }
 
     #[test]

@@ -154,6 +154,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     if let Some(url) = args.control_plane.clone() {
+        anyhow::ensure!(
+            args.control_plane_ca.is_none() || url.starts_with("https://"),
+            "--control-plane-ca is for an https:// --control-plane (got {url})"
+        );
         let token = match &args.token_file {
             Some(f) => Some(
                 std::fs::read_to_string(f)

@@ -63,7 +63,8 @@ pub fn inject(text: &str, a: &Args) -> Result<String, String> {
         if doc.is_null() {
             continue;
         }
-        octal_modes(&mut doc);
+        // `<<: *anchor` merges first, or a written key would hide the merged one.
+        doc.apply_merge().map_err(|e| format!("document {}: {e}", i + 1))?;
         inject_doc(&mut doc, a).map_err(|e| format!("document {}: {e}", i + 1))?;
         if !out.is_empty() {
             out.push_str("---\n");
@@ -92,7 +93,8 @@ fn has_yaml11_bool_string(v: &Value) -> bool {
     }
 }
 
-/// `defaultMode: 0644` (and `mode:`) as Kubernetes reads it: octal, so 420.
+/// `defaultMode: 0644` (and `mode:`) in a pod's volumes as Kubernetes reads it: octal,
+/// so 420. Only there: elsewhere (a ConfigMap's data) "0644" is just text.
 fn octal_modes(v: &mut Value) {
     match v {
         Value::Mapping(m) => {
@@ -141,6 +143,9 @@ fn inject_doc(doc: &mut Value, a: &Args) -> Result<(), String> {
 }
 
 fn inject_pod(spec: &mut Mapping, kind: &str, name: &str, service: &str, a: &Args) -> Result<(), String> {
+    if let Some(volumes) = spec.get_mut("volumes") {
+        octal_modes(volumes);
+    }
     let containers = spec
         .get("containers")
         .and_then(Value::as_sequence)
@@ -184,7 +189,7 @@ fn inject_pod(spec: &mut Mapping, kind: &str, name: &str, service: &str, a: &Arg
     let mut volumes = volumes;
     volumes.push(yaml(&format!("{{ name: {STATE_VOLUME}, emptyDir: {{}} }}"))?);
     volumes.push(yaml(&format!(
-        "{{ name: {TOKEN_VOLUME}, secret: {{ secretName: {}, defaultMode: 256 }} }}",
+        "{{ name: {TOKEN_VOLUME}, secret: {{ secretName: {}, defaultMode: 292 }} }}",
         a.token_secret
     ))?);
     spec.insert("volumes".into(), Value::Sequence(volumes));
@@ -348,6 +353,14 @@ spec:
         assert_eq!(v["spec"]["volumes"][0]["secret"]["defaultMode"], 420, "0644 is octal to Kubernetes");
         let plain = inject(&m.replace("\"on\"", "\"1\""), &args()).unwrap();
         assert!(plain.contains("defaultMode: 420") && plain.contains("value: '1'"), "{plain}");
+    }
+
+    #[test]
+    fn merged_keys_stay_and_other_documents_keep_their_text() {
+        let m = "kind: ConfigMap\nmetadata: { name: c }\ndata: { mode: \"0755\" }\n---\nkind: Pod\nmetadata: { name: p }\nspec:\n  <<: { initContainers: [{ name: migrate, image: m }] }\n  containers: [{ name: c, image: x }]\n";
+        let out = inject(m, &args()).unwrap();
+        assert!(out.contains("mode: '0755'"), "a ConfigMap's data is not a file mode: {out}");
+        assert!(out.contains("name: migrate"), "the merged init container is kept: {out}");
     }
 
     #[test]

@@ -19,6 +19,11 @@ use crate::hub::global_limits;
 pub struct SidecarApi(pub Arc<ControlPlane>);
 use crate::registry::Event;
 
+/// What the token interceptor admitted; refusing when it did not run (fail safe).
+fn admitted<T>(req: &Request<T>) -> Result<Admitted, Status> {
+    req.extensions().get::<Admitted>().cloned().ok_or_else(|| Status::internal("no token check ran"))
+}
+
 type PushStream = Pin<Box<dyn Stream<Item = Result<SnapshotPush, Status>> + Send>>;
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<ReportReply, Status>> + Send>>;
 
@@ -32,7 +37,7 @@ impl SidecarService for SidecarApi {
 
     async fn subscribe(&self, req: Request<Streaming<SidecarMessage>>) -> Result<Response<PushStream>, Status> {
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let admitted = req.extensions().get::<Admitted>().cloned().unwrap_or(Admitted::AnyService);
+        let admitted = admitted(&req)?;
         let mut inbound = req.into_inner();
         let hello = match inbound.message().await? {
             Some(SidecarMessage { kind: Some(Kind::Hello(h)) }) => h,
@@ -114,7 +119,7 @@ impl SidecarService for SidecarApi {
     }
 
     async fn report(&self, req: Request<Streaming<ReportBatch>>) -> Result<Response<ReplyStream>, Status> {
-        let admitted = req.extensions().get::<Admitted>().cloned().unwrap_or(Admitted::AnyService);
+        let admitted = admitted(&req)?;
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("no first batch"))?;
         if first.service.is_empty() {
