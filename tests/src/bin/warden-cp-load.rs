@@ -1,0 +1,190 @@
+//! The control-plane load tool: opens N simulated sidecar streams for one service that ACK
+//! every snapshot like real sidecars (and report on the report stream like them), then
+//! measures apply → all-ACKed latency over a number of applies, the control plane's RSS and
+//! CPU, and a reconnect storm (every stream reconnecting at once after a control-plane
+//! restart). Run by `tests/bench/cp-scale.sh`.
+//!
+//!   warden-cp-load [--sidecars 1000] [--applies 20] [--connections 200]
+
+// A benchmark tool: a step that fails should stop it loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use warden_e2e::{ControlPlane, write_policy};
+use warden_proto::v1::sidecar_message::Kind;
+use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
+use warden_proto::v1::{Ack, CredentialsAck, Hello, SidecarMessage};
+
+struct Args {
+    sidecars: usize,
+    applies: usize,
+    connections: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { sidecars: 1000, applies: 20, connections: 200 };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for pair in argv.chunks(2) {
+        let v = pair.get(1).map(String::as_str).unwrap_or_default();
+        match pair[0].as_str() {
+            "--sidecars" => a.sidecars = v.parse().expect("--sidecars N"),
+            "--applies" => a.applies = v.parse().expect("--applies N"),
+            "--connections" => a.connections = v.parse().expect("--connections N"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// The highest version every stream has ACKed, counted per version.
+struct Fleet {
+    acked: Vec<AtomicU64>,
+    changed: Notify,
+}
+
+impl Fleet {
+    fn all_at(&self, version: u64) -> bool {
+        self.acked.iter().all(|a| a.load(Ordering::Relaxed) >= version)
+    }
+}
+
+async fn sidecar(channel: Channel, i: usize, fleet: Arc<Fleet>) {
+    loop {
+        let mut client = SidecarServiceClient::new(channel.clone());
+        let (tx, rx) = mpsc::channel(8);
+        let hello = Hello {
+            service: "orders".into(),
+            instance: format!("sim-{i}"),
+            version: fleet.acked[i].load(Ordering::Relaxed),
+            schema: 5,
+            ..Default::default()
+        };
+        let _ = tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await;
+        let Ok(resp) = client.subscribe(ReceiverStream::new(rx)).await else {
+            tokio::time::sleep(Duration::from_millis(200 + (i as u64 % 300))).await;
+            continue;
+        };
+        let mut pushes = resp.into_inner();
+        while let Ok(Some(push)) = pushes.message().await {
+            if let Some(c) = push.credentials {
+                let ack = CredentialsAck { revision: c.revision };
+                let _ = tx.send(SidecarMessage { kind: Some(Kind::CredentialsAck(ack)) }).await;
+            }
+            if let Some(s) = push.snapshot {
+                let _ = tx.send(SidecarMessage { kind: Some(Kind::Ack(Ack { version: s.version })) }).await;
+                fleet.acked[i].fetch_max(s.version, Ordering::Relaxed);
+                fleet.changed.notify_waiters();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100 + (i as u64 % 400))).await;
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok()).unwrap_or(0.0)
+        / 1024.0
+}
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // utime and stime are fields 14 and 15; after ") " the state is field 3.
+    (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / 100.0
+}
+
+async fn wait_all(fleet: &Fleet, version: u64, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while !fleet.all_at(version) {
+        if start.elapsed() > limit {
+            return None;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(5), fleet.changed.notified()).await;
+    }
+    Some(start.elapsed())
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut cp = ControlPlane::start(&data, "127.0.0.1:0").await;
+    let addr = cp.addr;
+    let policy = |i: usize| format!("service: orders\nroutes:\n  - name: r{i}\n    match: {{ path_prefix: /r{i} }}\n");
+    let file = write_policy(dir.path(), "p.yaml", &policy(0));
+    assert_eq!(cp.ctl(&["apply", "-f", &file]).await.code, 0);
+
+    let fleet = Arc::new(Fleet { acked: (0..a.sidecars).map(|_| AtomicU64::new(0)).collect(), changed: Notify::new() });
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).unwrap().tcp_nodelay(true);
+    let channels: Vec<Channel> = (0..a.connections.max(1)).map(|_| endpoint.connect_lazy()).collect();
+    let start = Instant::now();
+    for i in 0..a.sidecars {
+        tokio::spawn(sidecar(channels[i % channels.len()].clone(), i, fleet.clone()));
+    }
+    let connected = wait_all(&fleet, 1, Duration::from_secs(120)).await;
+    println!("{} streams over {} connections: all on v1 after {:?}", a.sidecars, channels.len(), connected.map(|_| start.elapsed()));
+    let (rss_idle, cpu0) = (rss_mib(cp.proc.pid()), cpu_secs(cp.proc.pid()));
+
+    let mut lat = Vec::new();
+    for n in 1..=a.applies {
+        let file = write_policy(dir.path(), "p.yaml", &policy(n));
+        let t = Instant::now();
+        let out = cp.ctl(&["apply", "-f", &file]).await;
+        assert_eq!(out.code, 0, "{out:?}");
+        let version = n as u64 + 1;
+        let all = wait_all(&fleet, version, Duration::from_secs(60)).await;
+        lat.push(all.map(|_| t.elapsed()).unwrap_or(Duration::MAX));
+    }
+    let cpu = cpu_secs(cp.proc.pid()) - cpu0;
+    let rss = rss_mib(cp.proc.pid());
+    lat.sort();
+    let pick = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).saturating_sub(1).min(lat.len() - 1)];
+    println!(
+        "apply -> all {} ACKed, over {} applies (wardenctl start included): p50 {:?}, p99 {:?}, max {:?}",
+        a.sidecars,
+        a.applies,
+        pick(0.5),
+        pick(0.99),
+        lat[lat.len() - 1]
+    );
+    println!("control plane: RSS {rss_idle:.1} MiB with the streams idle, {rss:.1} MiB after the applies; CPU {cpu:.2} s for the applies");
+
+    // Reconnect storm: restart the control plane; every stream reconnects at once.
+    let last = a.applies as u64 + 1;
+    cp.proc.kill9();
+    let t = Instant::now();
+    let mut cp2 = ControlPlane::start(&data, &addr.to_string()).await;
+    let file = write_policy(dir.path(), "p.yaml", &policy(a.applies + 1));
+    // Everyone back: each stream resends Hello and gets the current version (already held).
+    let back = {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = cp2.ctl(&["status", "-o", "json"]).await;
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+            let n = v["sidecars"].as_array().map_or(0, |s| s.iter().filter(|s| s["connected"] == true).count());
+            if n >= a.sidecars || Instant::now() > deadline {
+                break (n, t.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(cp2.ctl(&["apply", "-f", &file]).await.code, 0);
+    let after = wait_all(&fleet, last + 1, Duration::from_secs(60)).await;
+    println!(
+        "reconnect storm: {} of {} streams back {:?} after the restart; the next apply reached all in {:?}; RSS {:.1} MiB",
+        back.0,
+        a.sidecars,
+        back.1,
+        after,
+        rss_mib(cp2.proc.pid())
+    );
+    cp2.proc.kill9();
+}
