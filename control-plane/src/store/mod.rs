@@ -296,29 +296,34 @@ impl Store {
         .await
     }
 
-    /// Records what a sidecar last said.
-    pub async fn save_sidecar(&self, s: SidecarRecord) -> Result<(), StoreError> {
+    /// Records what sidecars last said, in one transaction (one fsync for the lot).
+    pub async fn save_sidecars(&self, records: Vec<SidecarRecord>) -> Result<(), StoreError> {
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (service, instance) DO UPDATE SET
-                   peer = excluded.peer, acked_version = excluded.acked_version, acked_unix_ms = excluded.acked_unix_ms,
-                   nacked_version = excluded.nacked_version, nack_error = excluded.nack_error,
-                   nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms",
-                params![
-                    s.service,
-                    s.instance,
-                    s.peer,
-                    s.acked_version,
-                    s.acked_unix_ms,
-                    s.nacked_version,
-                    s.nack_error,
-                    s.nacked_unix_ms,
-                    s.last_seen_unix_ms
-                ],
-            )
-            .map(|_| ())
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (service, instance) DO UPDATE SET
+                       peer = excluded.peer, acked_version = excluded.acked_version, acked_unix_ms = excluded.acked_unix_ms,
+                       nacked_version = excluded.nacked_version, nack_error = excluded.nack_error,
+                       nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms",
+                )?;
+                for s in &records {
+                    stmt.execute(params![
+                        s.service,
+                        s.instance,
+                        s.peer,
+                        s.acked_version,
+                        s.acked_unix_ms,
+                        s.nacked_version,
+                        s.nack_error,
+                        s.nacked_unix_ms,
+                        s.last_seen_unix_ms
+                    ])?;
+                }
+            }
+            tx.commit()
         })
         .await
     }
