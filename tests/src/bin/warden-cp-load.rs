@@ -88,7 +88,11 @@ async fn sidecar(channel: Channel, i: usize, fleet: Arc<Fleet>) {
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok()).unwrap_or(0.0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok())
+        .unwrap_or(0.0)
         / 1024.0
 }
 
@@ -130,7 +134,12 @@ async fn main() {
         tokio::spawn(sidecar(channels[i % channels.len()].clone(), i, fleet.clone()));
     }
     let connected = wait_all(&fleet, 1, Duration::from_secs(120)).await;
-    println!("{} streams over {} connections: all on v1 after {:?}", a.sidecars, channels.len(), connected.map(|_| start.elapsed()));
+    println!(
+        "{} streams over {} connections: all on v1 after {:?}",
+        a.sidecars,
+        channels.len(),
+        connected.map(|_| start.elapsed())
+    );
     let (rss_idle, cpu0) = (rss_mib(cp.proc.pid()), cpu_secs(cp.proc.pid()));
 
     let mut lat = Vec::new();
@@ -155,7 +164,9 @@ async fn main() {
         pick(0.99),
         lat[lat.len() - 1]
     );
-    println!("control plane: RSS {rss_idle:.1} MiB with the streams idle, {rss:.1} MiB after the applies; CPU {cpu:.2} s for the applies");
+    println!(
+        "control plane: RSS {rss_idle:.1} MiB with the streams idle, {rss:.1} MiB after the applies; CPU {cpu:.2} s for the applies"
+    );
 
     // Reconnect storm: restart the control plane; every stream reconnects at once.
     let last = a.applies as u64 + 1;

@@ -68,9 +68,15 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
     let app = App::start("app").await;
-    let sidecar = orders_sidecar(&cp.url(), app.addr, &dir.path().join("state"), "swap-1", &["--access-log", "off"]).await;
+    let sidecar =
+        orders_sidecar(&cp.url(), app.addr, &dir.path().join("state"), "swap-1", &["--access-log", "off"]).await;
     let mut admin = AdminServiceClient::connect(cp.url()).await.unwrap();
-    let apply = |n: u64| ApplyRequest { file_name: "p.yaml".into(), source: policy(n), author: "swap".into(), ..Default::default() };
+    let apply = |n: u64| ApplyRequest {
+        file_name: "p.yaml".into(),
+        source: policy(n),
+        author: "swap".into(),
+        ..Default::default()
+    };
     admin.apply(apply(0)).await.unwrap();
     let url = sidecar.url("/x");
     let client = Client::default();
