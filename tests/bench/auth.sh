@@ -25,13 +25,10 @@ BIN=$ROOT/target/release
 CP=http://127.0.0.1:17070
 ctl() { "$BIN/wardenctl" --server "$CP" "$@"; }
 
-PIDS=()
-stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap stop EXIT
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 
-mkdir -p "$RUN/upstream/tmp"
-taskset -c 1 nginx -p "$RUN/upstream/" -e "$RUN/upstream/error.log" -c "$LAB/conf/upstream-nginx.conf" >/dev/null 2>&1 &
-PIDS+=($!)
+start_upstream
 taskset -c 0 env WARDEN_LOG=warn "$BIN/warden-control-plane" --listen 127.0.0.1:17070 --data-dir "$RUN/data" \
   >"$RUN/cp.log" 2>&1 &
 PIDS+=($!)
@@ -110,22 +107,14 @@ load() {  # target duration [extra wrk args]
 }
 
 PID=$(pgrep -f "listen 127.0.0.1:18084")
-ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
-CLK=$(getconf CLK_TCK)
 declare -A RPS CPU
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in $TARGETS; do
     load "$t" 2s >/dev/null
-    before=$(ticks "$PID")
-    out=$(load "$t" "${DUR}s")
-    after=$(ticks "$PID")
-    grep -q 'err_status=0 ' <<<"$out" || { echo "$t: non-2xx answers: $out"; exit 1; }
-    n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
-    RPS[$t]+=" $(sed -n 's/^RESULT rps=\([0-9.]*\).*/\1/p' <<<"$out")"
-    CPU[$t]+=" $(awk -v t=$((after - before)) -v n="$n" -v c="$CLK" 'BEGIN{printf "%.2f", t/c*1e6/n}')"
+    measure "$t" "$PID" load "$t" "${DUR}s"
+    grep -q 'err_status=0 ' <<<"$OUT" || { echo "$t: non-2xx answers: $OUT"; exit 1; }
   done
 done
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 
 REVOKE=$(python3 - "$BIN/wardenctl" "$CP" "$REVOKES" <<'PY'
 import http.client, json, subprocess, sys, time

@@ -18,12 +18,9 @@ RUN=$(mktemp -d /tmp/warden-limits-bench.XXXXXX)
 (cd "$ROOT" && cargo build --quiet --release -p warden-sidecar)
 export REPORT_LUA=$LAB/wrk-report.lua
 
-PIDS=()
-stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap stop EXIT
-mkdir -p "$RUN/upstream/tmp"
-taskset -c 1 nginx -p "$RUN/upstream/" -e "$RUN/upstream/error.log" -c "$LAB/conf/upstream-nginx.conf" >/dev/null 2>&1 &
-PIDS+=($!)
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
+start_upstream
 cat >"$RUN/policy.yaml" <<'POLICY'
 service: bench
 client_ip: { trusted_proxies: [127.0.0.1/32] }
@@ -50,25 +47,17 @@ taskset -c 1 env WARDEN_LOG=warn "$ROOT/target/release/warden-sidecar" --policy-
 PIDS+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18084/plain && break; sleep 0.1; done
 PID=$(pgrep -f "listen 127.0.0.1:18084")
-ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-CLK=$(getconf CLK_TCK)
 declare -A RPS CPU
 TARGETS="plain one two"
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in $TARGETS; do
     url=http://127.0.0.1:18084/$t
     taskset -c 0 wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
-    before=$(ticks "$PID")
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "$url")
-    after=$(ticks "$PID")
-    grep -q 'err_status=0 ' <<<"$out" || { echo "$t: non-2xx answers: $out"; exit 1; }
-    n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
-    RPS[$t]+=" $(sed -n 's/^RESULT rps=\([0-9.]*\).*/\1/p' <<<"$out")"
-    CPU[$t]+=" $(awk -v t=$((after - before)) -v n="$n" -v c="$CLK" 'BEGIN{printf "%.2f", t/c*1e6/n}')"
+    measure "$t" "$PID" taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "$url"
+    grep -q 'err_status=0 ' <<<"$OUT" || { echo "$t: non-2xx answers: $OUT"; exit 1; }
   done
 done
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 
 rss_before=$(rss_mib "$PID")
 flood=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${FLOOD}s" -s "$ROOT/tests/bench/flood.lua" http://127.0.0.1:18084/flood)

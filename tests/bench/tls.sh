@@ -14,9 +14,8 @@ RUN=$(mktemp -d /tmp/warden-tls-bench.XXXXXX)
 "$LAB/setup.sh" >/dev/null
 (cd "$ROOT" && cargo build --quiet --release -p warden-sidecar)
 
-PIDS=()
-stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap stop EXIT
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench.local \
   -addext subjectAltName=DNS:bench.local -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
@@ -57,23 +56,14 @@ pid_of() {
     nginx-tls) pgrep -P "$(pgrep -f "nginx -p $RUN/nginx-tls/ " | head -1)" ;;
   esac
 }
-ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
-CLK=$(getconf CLK_TCK)
 declare -A RPS CPU
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in $TARGETS; do
     pid=$(pid_of "$t")
     taskset -c 0 wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null
-    before=$(ticks "$pid")
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "${URL[$t]}")
-    after=$(ticks "$pid")
-    rps=$(sed -n 's/^RESULT rps=\([0-9.]*\).*/\1/p' <<<"$out")
-    n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
-    RPS[$t]+=" $rps"
-    CPU[$t]+=" $(awk -v t=$((after - before)) -v n="$n" -v c="$CLK" 'BEGIN{printf "%.2f", t/c*1e6/n}')"
+    measure "$t" "$pid" taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "${URL[$t]}"
   done
 done
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'; }
 mkdir -p "$ROOT/tests/bench/results"
 {
   echo "# TLS benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median), keep-alive; proxy and upstream on CPU 1, wrk on CPU 0"

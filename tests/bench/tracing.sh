@@ -14,12 +14,9 @@ RUN=$(mktemp -d /tmp/warden-tracing-bench.XXXXXX)
 "$LAB/setup.sh" >/dev/null
 (cd "$ROOT" && cargo build --quiet --release -p warden-sidecar -p warden-e2e --bins)
 
-PIDS=()
-stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap stop EXIT
-mkdir -p "$RUN/upstream/tmp"
-taskset -c 1 nginx -p "$RUN/upstream/" -e "$RUN/upstream/error.log" -c "$LAB/conf/upstream-nginx.conf" >/dev/null 2>&1 &
-PIDS+=($!)
+# shellcheck source=tests/bench/lib.sh
+source "$ROOT/tests/bench/lib.sh"
+start_upstream
 taskset -c 0 "$ROOT/target/release/warden-otlp-sink" 127.0.0.1:14317 >"$RUN/sink.log" 2>&1 &
 PIDS+=($!)
 
@@ -30,8 +27,6 @@ declare -A ENVS=(
   [collector-down]="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14399 OTEL_TRACES_SAMPLER=always_on"
 )
 TARGETS="off 100% 1% collector-down"
-ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12+$13}'; }
-CLK=$(getconf CLK_TCK)
 declare -A RPS CPU P99
 port=18100
 for t in $TARGETS; do
@@ -45,17 +40,11 @@ for t in $TARGETS; do
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
   for ((r = 1; r <= ROUNDS; r++)); do
     taskset -c 0 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null
-    before=$(ticks "$pid")
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "http://127.0.0.1:$port/")
-    after=$(ticks "$pid")
-    n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$out")
-    RPS[$t]+=" $(sed -n 's/^RESULT rps=\([0-9.]*\).*/\1/p' <<<"$out")"
-    P99[$t]+=" $(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$out")"
-    CPU[$t]+=" $(awk -v t=$((after - before)) -v n="$n" -v c="$CLK" 'BEGIN{printf "%.2f", t/c*1e6/n}')"
+    measure "$t" "$pid" taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "http://127.0.0.1:$port/"
+    P99[$t]+=" $(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$OUT")"
   done
   kill "$pid"
 done
-med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 mkdir -p "$ROOT/tests/bench/results"
 {
   echo "# Tracing benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median); sidecar (1 thread) + upstream on CPU 1"

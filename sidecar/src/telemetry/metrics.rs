@@ -3,10 +3,11 @@
 //! upstream latency histograms; active connections; the snapshot in use and swaps; the
 //! control-plane connection; telemetry dropped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -15,9 +16,20 @@ use prometheus_client::registry::Registry;
 
 use super::{DecisionKind, Outcome};
 
+/// A route name as a label value: the snapshot's own `Arc<str>`, shared rather than
+/// copied for every request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct RouteName(Option<Arc<str>>);
+
+impl EncodeLabelValue for RouteName {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.0.as_deref().unwrap_or(""), encoder)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: RouteName,
     status: u16,
     decision: &'static str,
 }
@@ -31,7 +43,7 @@ struct DenyLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: RouteName,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,7 +139,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub(super) fn request(&self, out: &Outcome, status: StatusCode, latency: Duration) {
-        let route = out.route.as_deref().unwrap_or("").to_owned();
+        let route = RouteName(out.route.clone());
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),

@@ -21,25 +21,18 @@ use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Hello, SidecarMessage};
 
+/// Control-plane load tool.
+#[derive(clap::Parser)]
 struct Args {
+    /// Simulated sidecar streams.
+    #[arg(long, default_value_t = 1000)]
     sidecars: usize,
+    /// Applies to time.
+    #[arg(long, default_value_t = 20)]
     applies: usize,
+    /// TCP connections the streams share.
+    #[arg(long, default_value_t = 200)]
     connections: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args { sidecars: 1000, applies: 20, connections: 200 };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let v = pair.get(1).map(String::as_str).unwrap_or_default();
-        match pair[0].as_str() {
-            "--sidecars" => a.sidecars = v.parse().expect("--sidecars N"),
-            "--applies" => a.applies = v.parse().expect("--applies N"),
-            "--connections" => a.connections = v.parse().expect("--connections N"),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a
 }
 
 /// The highest version every stream has ACKed, counted per version.
@@ -117,7 +110,7 @@ async fn wait_all(fleet: &Fleet, version: u64, limit: Duration) -> Option<Durati
 
 #[tokio::main]
 async fn main() {
-    let a = args();
+    let a = <Args as clap::Parser>::parse();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut cp = ControlPlane::start(&data, "127.0.0.1:0").await;

@@ -14,46 +14,32 @@ use std::time::Duration;
 use warden_e2e::stack::orders_sidecar;
 use warden_e2e::{App, Client, ControlPlane, Sidecar, eventually, write_policy};
 
+/// Global quota benchmark.
+#[derive(clap::Parser)]
 struct Args {
+    #[arg(long, default_value_t = 10)]
     sidecars: usize,
+    #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// The quota, like 1200/min.
+    #[arg(long, default_value = "1200/min")]
     rate: String,
+    #[arg(long, default_value_t = 10)]
     burst: u64,
+    /// Offered load, as a multiple of the quota.
+    #[arg(long, default_value_t = 10.0)]
     times: f64,
+    /// Weights of the offered load per sidecar (the last repeats).
+    #[arg(long, value_delimiter = ',', default_value = "40,20,10,8,6,5,4,3,2,2")]
     spread: Vec<f64>,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        sidecars: 10,
-        seconds: 60,
-        rate: "1200/min".into(),
-        burst: 10,
-        times: 10.0,
-        spread: vec![40.0, 20.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0, 2.0],
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let v = pair.get(1).map(String::as_str).unwrap_or_default();
-        match pair[0].as_str() {
-            "--sidecars" => a.sidecars = v.parse().expect("--sidecars N"),
-            "--seconds" => a.seconds = v.parse().expect("--seconds N"),
-            "--rate" => a.rate = v.to_owned(),
-            "--burst" => a.burst = v.parse().expect("--burst N"),
-            "--times" => a.times = v.parse().expect("--times X"),
-            "--spread" => a.spread = v.split(',').map(|w| w.trim().parse().expect("--spread W,W,...")).collect(),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    a.spread.resize(a.sidecars, *a.spread.last().unwrap_or(&1.0));
-    a
 }
 
 #[tokio::main]
 async fn main() {
-    let a = args();
-    let (count, period) = parse_rate(&a.rate);
-    let quota_per_sec = count as f64 / period;
+    let mut a = <Args as clap::Parser>::parse();
+    a.spread.resize(a.sidecars, *a.spread.last().unwrap_or(&1.0));
+    let (count, period) = warden_sidecar::policy::parse_rate(&a.rate).expect("--rate like 1200/min");
+    let quota_per_sec = count as f64 / period.as_secs_f64();
     let dir = tempfile::tempdir().expect("tempdir");
     let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
     let app = App::start("app").await;
@@ -128,17 +114,4 @@ limits:
         a.rate, a.seconds, quota, a.burst, allowed, offered, a.times
     );
     println!("admitted {total} = {:+.1}% of the quota", (total as f64 / quota - 1.0) * 100.0);
-}
-
-/// `1200/min` -> (1200, 60.0 seconds).
-fn parse_rate(rate: &str) -> (u64, f64) {
-    let (n, per) = rate.split_once('/').expect("rate like 1200/min");
-    let secs = match per {
-        "s" => 1.0,
-        "min" => 60.0,
-        "hour" => 3600.0,
-        "day" => 86_400.0,
-        _ => panic!("rate unit: s, min, hour or day"),
-    };
-    (n.parse().expect("rate count"), secs)
 }

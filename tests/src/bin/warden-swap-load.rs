@@ -17,9 +17,17 @@ use warden_e2e::{App, Client, ControlPlane, eventually};
 use warden_proto::v1::ApplyRequest;
 use warden_proto::v1::admin_service_client::AdminServiceClient;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// Swap under load.
+#[derive(clap::Parser)]
+struct Args {
+    /// Length of each phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Closed-loop clients.
+    #[arg(long, default_value_t = 16)]
+    clients: u64,
+    #[arg(long, default_value_t = 100)]
+    applies_per_sec: u64,
 }
 
 fn policy(n: u64) -> String {
@@ -64,7 +72,8 @@ fn pct(l: &[Duration], q: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let (secs, clients, rate) = (arg("--seconds", 10), arg("--clients", 16), arg("--applies-per-sec", 100));
+    let a = <Args as clap::Parser>::parse();
+    let (secs, clients, rate) = (a.seconds, a.clients, a.applies_per_sec);
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
     let app = App::start("app").await;
