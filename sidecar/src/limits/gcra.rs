@@ -86,7 +86,18 @@ impl Buckets {
         let mut shard = self.shards[(h % SHARDS as u64) as usize].lock().unwrap_or_else(PoisonError::into_inner);
         let t = rate.interval_ns();
         let depth = t.saturating_mul(rate.burst.max(1));
-        let tat = shard.get(&h).copied().unwrap_or(now).max(now);
+        // A TAT further ahead than one whole bucket can only come from a slower rate for
+        // the same key (a global quota's share was small a moment ago): the bucket is
+        // empty, not in debt, so it refills at the current rate from now on.
+        let full = now.saturating_add(depth);
+        let tat = match shard.get_mut(&h) {
+            Some(tat) if *tat > full => {
+                *tat = full;
+                full
+            }
+            Some(tat) => (*tat).max(now),
+            None => now,
+        };
         let used = tat.saturating_add(t) - now;
         if used > depth {
             return Verdict {
@@ -182,6 +193,19 @@ mod tests {
             }
         }
         assert!((100..=110).contains(&admitted), "{admitted}");
+    }
+
+    #[test]
+    fn a_rate_that_grows_refills_at_the_new_rate_with_no_debt_from_the_old() {
+        let b = Buckets::new(1000);
+        // A global quota's share of 0.1 %: one request costs 100 s.
+        let tiny = RateDef { count: 10, period: Duration::from_secs(1000), burst: 1 };
+        assert!(b.check(b"k", &tiny, SEC, true).allowed);
+        // The share grows to 70 %: 7/s. The bucket is empty, and one request later it has
+        // refilled one a seventh of a second later, not 100 s later.
+        let big = RateDef { count: 10, period: Duration::from_millis(1430), burst: 4 };
+        assert!(!b.check(b"k", &big, SEC, true).allowed);
+        assert!(b.check(b"k", &big, SEC + SEC / 6, true).allowed);
     }
 
     #[test]
