@@ -12,6 +12,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use warden_proto::MAX_MESSAGE_BYTES;
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
@@ -90,7 +91,7 @@ pub(crate) async fn connect(cfg: &ControlConfig) -> anyhow::Result<Client> {
         .connect()
         .await?;
     let token = cfg.token.as_ref().map(|t| MetadataValue::try_from(format!("Bearer {t}"))).transpose()?;
-    Ok(SidecarServiceClient::with_interceptor(channel, Bearer(token)))
+    Ok(SidecarServiceClient::with_interceptor(channel, Bearer(token)).max_decoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow::Result<()> {

@@ -94,12 +94,23 @@ impl Stack {
         stack
     }
 
+    /// Like `start`, in `dir`, whose `data` store the caller may have filled already.
+    pub async fn start_in(dir: tempfile::TempDir, policy: &str) -> Stack {
+        let stack = Stack::launch_in(dir, &[], &[]).await;
+        let v = stack.apply(policy).await;
+        stack.wait_for_version(v).await;
+        stack
+    }
+
     async fn launch(sidecar_args: &[&str]) -> Stack {
         Stack::launch_env(sidecar_args, &[]).await
     }
 
     async fn launch_env(sidecar_args: &[&str], envs: &[(&str, &str)]) -> Stack {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Stack::launch_in(tempfile::tempdir().expect("tempdir"), sidecar_args, envs).await
+    }
+
+    async fn launch_in(dir: tempfile::TempDir, sidecar_args: &[&str], envs: &[(&str, &str)]) -> Stack {
         let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
         let app = App::start("orders-app").await;
         let state = dir.path().join("state");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use warden_control_plane::server::keys::generate;
 use warden_e2e::stack::orders_sidecar;
 use warden_e2e::{Resp, Sidecar, Stack, eventually, sign, write_policy};
 
@@ -50,6 +51,26 @@ async fn until_status(s: &Stack, sidecar: &Sidecar, key: &str, status: StatusCod
             .is_ok_and(|r| r.status == status)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_thousand_keys_reach_the_sidecar_in_one_credentials_set() {
+    // 100,000 keys make a 7.6 MB credentials message, past gRPC's usual 4 MiB limit.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = warden_control_plane::store::Store::open(&dir.path().join("data")).expect("store");
+    let request =
+        |client: String| warden_proto::v1::CreateKeyRequest { service: "orders".into(), client, ..Default::default() };
+    let keys: Vec<_> = (0..100_000).map(|i| generate(&request(format!("c{i}"))).expect("a key")).collect();
+    let (last, _) = keys[keys.len() - 1].clone();
+    store.create_keys(keys.into_iter().map(|(_, k)| k).collect()).await.expect("stored");
+    drop(store);
+
+    let s = Stack::start_in(dir, POLICY).await;
+    let r = with_key(&s, "/partner/1", &last).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(s.app.last().headers["x-warden-client"], "c99999");
+    let out = s.cp.ctl(&["keys", "list", "--service", "orders", "--client", "c99999"]).await;
+    assert!(out.stdout.contains("c99999"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

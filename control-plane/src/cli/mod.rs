@@ -19,6 +19,7 @@ mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tonic::transport::Channel;
+use warden_proto::MAX_MESSAGE_BYTES;
 use warden_proto::v1::admin_service_client::AdminServiceClient;
 
 /// The command line.
@@ -158,7 +159,7 @@ impl Cli {
             ),
             None => None,
         };
-        Ok(AdminServiceClient::with_interceptor(channel, Auth(token)))
+        Ok(AdminServiceClient::with_interceptor(channel, Auth(token)).max_decoding_message_size(MAX_MESSAGE_BYTES))
     }
 
     /// Runs the chosen command.

@@ -4,7 +4,7 @@
 
 mod admin;
 mod auth;
-mod keys;
+pub mod keys;
 mod sidecar;
 
 pub use auth::{Admitted, BearerToken, SidecarTokens};

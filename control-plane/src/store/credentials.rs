@@ -103,39 +103,48 @@ fn revision_in(c: &Connection) -> Result<u64, rusqlite::Error> {
 impl Store {
     /// Stores a new key.
     pub async fn create_key(&self, k: NewKey) -> Result<KeyRow, StoreError> {
+        let mut rows = self.create_keys(vec![k]).await?;
+        rows.pop().ok_or_else(|| StoreError::Io(std::io::Error::other("no key stored")))
+    }
+
+    /// Stores new keys in one transaction, under one credentials revision.
+    pub async fn create_keys(&self, keys: Vec<NewKey>) -> Result<Vec<KeyRow>, StoreError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let row = KeyRow {
-                id: k.id,
-                service: k.service,
-                client: k.client,
-                plan: k.plan,
-                sha256: k.sha256,
-                prefix: k.prefix,
-                created_unix_ms: now_unix_ms(),
-                expires_unix_ms: k.expires_unix_ms,
-                revoked_unix_ms: 0,
-            };
             let revision = bump(&tx)?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO api_keys ({KEY_COLUMNS}, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-                ),
-                params![
-                    row.id,
-                    row.service,
-                    row.client,
-                    row.plan,
-                    row.sha256,
-                    row.prefix,
-                    row.created_unix_ms,
-                    row.expires_unix_ms,
-                    0,
-                    revision
-                ],
-            )?;
+            let created_unix_ms = now_unix_ms();
+            let mut rows = Vec::with_capacity(keys.len());
+            {
+                let mut insert = tx.prepare(&format!(
+                    "INSERT INTO api_keys ({KEY_COLUMNS}, revision) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)"
+                ))?;
+                for k in keys {
+                    insert.execute(params![
+                        k.id,
+                        k.service,
+                        k.client,
+                        k.plan,
+                        k.sha256,
+                        k.prefix,
+                        created_unix_ms,
+                        k.expires_unix_ms,
+                        revision
+                    ])?;
+                    rows.push(KeyRow {
+                        id: k.id,
+                        service: k.service,
+                        client: k.client,
+                        plan: k.plan,
+                        sha256: k.sha256,
+                        prefix: k.prefix,
+                        created_unix_ms,
+                        expires_unix_ms: k.expires_unix_ms,
+                        revoked_unix_ms: 0,
+                    });
+                }
+            }
             tx.commit()?;
-            Ok(row)
+            Ok(rows)
         })
         .await
     }
