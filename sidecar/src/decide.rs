@@ -61,8 +61,7 @@ pub fn decide<'s>(snapshot: &'s Snapshot, creds: &'s Credentials, head: &Request
     if let Some(r) = enforce(snapshot.access.as_ref().and_then(|a| a.check(head.client_ip))) {
         return Decision::Deny(r, None);
     }
-    let matched =
-        snapshot.routes.iter().find(|r| r.mismatch(head.method, head.host, head.path, head.headers).is_none());
+    let matched = snapshot.route_for(head.method, head.host, head.path, head.headers);
     let Some(route) = matched else { return Decision::Deny(Refusal::NoRoute, None) };
     if let Some(r) = enforce(route.access.as_ref().and_then(|a| a.check(head.client_ip))) {
         return Decision::Deny(r, Some(route));

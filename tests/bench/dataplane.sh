@@ -140,7 +140,7 @@ h2l() {  # mode target h2load-args... : one h2load run at the target, in the mod
   taskset -c 0 h2load "${flags[@]}" -t1 -H "x-api-key: ${KEY[$t]}" "$@" "http://127.0.0.1:$port$path"
 }
 conc() { [[ ${1%%-*} == h1 ]] && echo "-c50 -m1" || echo "-c5 -m10"; }
-declare -A RPS CPU ERR LAT
+declare -A RPS CPU ERR P50 P99 P999
 for mode in $MODES; do
   for ((r = 1; r <= ROUNDS; r++)); do
     for t in $TARGETS; do
@@ -155,7 +155,7 @@ for mode in $MODES; do
       h2l "$mode" "$t" $(conc "$mode") -D "$DUR" >"$RUN/out" &
       load=$!
       sleep "$((DUR / 2))"
-      LOADED[$t]=$(printf '%s\n%s\n' "${LOADED[$t]:-0}" "$(rss "${WPID[$t]}")" | sort -g | tail -1)
+      LOADED[$mode,$t]=$(printf '%s\n%s\n' "${LOADED[$mode,$t]:-0}" "$(rss "${WPID[$t]}")" | sort -g | tail -1)
       wait "$load"
       after=$(ticks "${WPID[$t]}")
       n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$RUN/out")
@@ -167,11 +167,14 @@ for mode in $MODES; do
       ERR[$mode,$t]=$((${ERR[$mode,$t]:-0} + bad))
     done
   done
-  for t in $TARGETS; do
-    # shellcheck disable=SC2046
-    h2l "$mode" "$t" -c10 -m1 --rps=$((RATE / 10)) -D "$DUR_LAT" --warm-up-time=1 --log-file="$RUN/lat.log" >/dev/null
-    LAT[$mode,$t]=$(awk '{print $3}' "$RUN/lat.log" | sort -n | awk '{a[NR]=$1} END{
-      split("50 99 99.9", q, " "); for (i = 1; i <= 3; i++) { k = int(q[i] / 100 * NR + 0.999999); printf "%s ", a[k < 1 ? 1 : k] } }')
+  # Latency at a fixed rate, also interleaved over ROUNDS rounds: the median of each quantile.
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for t in $TARGETS; do
+      h2l "$mode" "$t" -c10 -m1 --rps=$((RATE / 10)) -D "$DUR_LAT" --warm-up-time=1 --log-file="$RUN/lat.log" >/dev/null
+      read -r a b c < <(awk '{print $3}' "$RUN/lat.log" | sort -n | awk '{a[NR]=$1} END{
+        split("50 99 99.9", q, " "); for (i = 1; i <= 3; i++) { k = int(q[i] / 100 * NR + 0.999999); printf "%s ", a[k < 1 ? 1 : k] }; print "" }')
+      P50[$mode,$t]+=" $a" P99[$mode,$t]+=" $b" P999[$mode,$t]+=" $c"
+    done
   done
 done
 
@@ -180,22 +183,26 @@ mkdir -p "$ROOT/tests/bench/results"
   echo "# Data-plane benchmark $(date -Is), $(nproc) CPUs: each proxy one worker on CPU 1 with the upstream; h2load on CPU 0"
   echo "# $(nginx -v 2>&1 | sed 's/nginx version: //') | haproxy $(haproxy -v | awk 'NR==1{print $3}') | envoy $("$ENVOY_BIN" --version | grep -o 'version: [^ ]*' | cut -d/ -f2) | $(h2load --version)"
   echo "# max throughput: h2load -c50 (h2: -c5 -m10) -D${DUR} x ${ROUNDS} rounds (median req/s); cpu = the proxy's own CPU µs/req;"
-  echo "# per_core = 1e6 / cpu: requests/s one core of the proxy sustains. Fixed rate: $RATE req/s over 10 connections, ${DUR_LAT}s:"
-  echo "# latency in µs, add_p99 = p99 minus the direct row's. RSS in MiB: idle, and under load (the highest mid-run sample)."
+  echo "# per_core = 1e6 / cpu: requests/s one core of the proxy sustains. Fixed rate: $RATE req/s over 10 connections, ${DUR_LAT}s x ${ROUNDS}"
+  echo "# rounds (median of each quantile; h2load's rate mode, not corrected for coordinated omission; over HTTP/2 its own pacing dominates:"
+  echo "# compare the direct row);"
+  echo "# latency in µs, add_p99 = p99 minus the direct row's. RSS in MiB: idle (before any load), and under this mode's load (mid-run, highest of the rounds)."
   echo "# warden-big: 1,000 routes and $KEYS API keys. Spans the OTLP receiver got (1 % sampling): $(tail -1 "$RUN/sink.log")"
   for mode in $MODES; do
     echo
     echo "## $mode"
     printf '%-12s %9s %8s %9s %7s %7s %7s %8s %5s %8s %8s\n' target req/s cpu_us per_core p50 p99 p99.9 add_p99 errs rss_idle rss_load
-    read -r _ dp99 _ <<<"${LAT[$mode,direct]:-NA NA NA}"
+    # shellcheck disable=SC2086
+    dp99=$(med ${P99[$mode,direct]:-NA})
     for t in $TARGETS; do
       read -r ticks_ n <<<"${CPU[$mode,$t]}"
       cpu=$(awk -v t="$ticks_" -v n="$n" -v c="$CLK" 'BEGIN{printf "%.2f", n ? t/c*1e6/n : 0}')
       core=$([[ $t == direct ]] && echo - || awk -v c="$cpu" 'BEGIN{printf "%.0f", (c > 0) ? 1e6 / c : 0}')
-      read -r p50 p99 p999 <<<"${LAT[$mode,$t]}"
       # shellcheck disable=SC2086
-      printf '%-12s %9s %8s %9s %7s %7s %7s %8s %5s %8s %8s\n' "$t" "$(med ${RPS[$mode,$t]})" "$cpu" "$core" "$p50" "$p99" "$p999" \
-        "$([[ $dp99 =~ ^[0-9]+$ ]] && echo $((p99 - dp99)) || echo NA)" "${ERR[$mode,$t]}" "${IDLE[$t]}" "${LOADED[$t]}"
+      read -r p50 p99 p999 <<<"$(med ${P50[$mode,$t]}) $(med ${P99[$mode,$t]}) $(med ${P999[$mode,$t]})"
+      # shellcheck disable=SC2086
+      printf '%-12s %9.0f %8s %9s %7.0f %7.0f %7.0f %8s %5s %8s %8s\n' "$t" "$(med ${RPS[$mode,$t]})" "$cpu" "$core" "$p50" "$p99" "$p999" \
+        "$(awk -v a="$p99" -v b="$dp99" 'BEGIN{printf "%d", a - b}')" "${ERR[$mode,$t]}" "${IDLE[$t]}" "${LOADED[$mode,$t]}"
     done
   done
 } | tee "$ROOT/tests/bench/results/dataplane-latest.txt"

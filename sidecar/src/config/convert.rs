@@ -10,7 +10,7 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
-use super::{AccessRule, HeaderOps, HostMatch, Mode, PathMatch, Route, Snapshot, Upstream};
+use super::{AccessRule, HeaderOps, HostMatch, Mode, PathMatch, Route, RouteIndex, Snapshot, Upstream};
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
 use crate::limits::{Limit, LimitState};
@@ -114,6 +114,7 @@ impl Snapshot {
             version: s.version,
             content_hash: s.content_hash.clone(),
             mode,
+            route_index: RouteIndex::new(&routes),
             routes,
             upstreams,
             default_timeout: Duration::from_millis(defaults.timeout_ms),

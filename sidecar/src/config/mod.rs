@@ -3,6 +3,7 @@
 //! in whole; the request path loads it once and never sees a half-applied policy.
 
 mod convert;
+mod route_index;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 pub use convert::{CompileContext, InvalidSnapshot};
+pub use route_index::RouteIndex;
 
 use crate::auth::AuthProvider;
 use crate::deny::Refusal;
@@ -36,6 +38,8 @@ pub struct Snapshot {
     pub mode: Mode,
     /// In file order: the first match wins.
     pub routes: Vec<Route>,
+    /// The routes that can match a path, by its first segment.
+    pub route_index: RouteIndex,
     /// `app` first, then the policy's upstreams by name.
     pub upstreams: Vec<Arc<Upstream>>,
     pub default_timeout: Duration,
@@ -162,6 +166,16 @@ impl Mismatch {
             Mismatch::Method => "method not listed",
             Mismatch::Header => "a required header is missing or differs",
         }
+    }
+}
+
+impl Snapshot {
+    /// The first route, in file order, that matches the request.
+    pub fn route_for(&self, method: &Method, host: &str, path: &str, headers: &HeaderMap) -> Option<&Route> {
+        self.route_index
+            .candidates(path)
+            .map(|i| &self.routes[i])
+            .find(|r| r.mismatch(method, host, path, headers).is_none())
     }
 }
 

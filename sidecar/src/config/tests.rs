@@ -248,3 +248,30 @@ auth:
         "dry run forwards, without an identity, and reports what it would have refused"
     );
 }
+
+#[test]
+fn a_thousand_routes_match_as_a_scan_in_file_order_would() {
+    let mut yaml = String::from("service: orders\nroutes:\n");
+    for i in 0..1000 {
+        yaml += &format!("  - name: r{i}\n    match: {{ path_prefix: /r{i} }}\n");
+        if i == 500 {
+            yaml += "  - name: by-host\n    match: { host: h.example.com }\n";
+            yaml += "  - name: exact\n    match: { path: /r7/x }\n";
+        }
+    }
+    yaml += "  - name: nested\n    match: { path_prefix: /r3/deep }\n  - name: rest\n    match: { path_prefix: / }\n";
+    let s = compile(&yaml).unwrap();
+    let scan = |host: &str, path: &str| {
+        s.routes.iter().find(|r| r.mismatch(&Method::GET, host, path, &HeaderMap::new()).is_none()).map(|r| &r.name)
+    };
+    for host in ["", "h.example.com"] {
+        for path in ["/r0", "/r999/x", "/r7/x", "/r3/deep", "/r3%2Fx", "/r10", "/r1000", "/", "/x/r1", "/r600"] {
+            let indexed = s.route_for(&Method::GET, host, path, &HeaderMap::new()).map(|r| &r.name);
+            assert_eq!(indexed, scan(host, path), "{host}{path}");
+        }
+    }
+    assert_eq!(route_for(&s, Method::GET, "h.example.com", "/r600", &[]).0, "by-host", "an any-path route in between");
+    assert_eq!(route_for(&s, Method::GET, "h.example.com", "/r400", &[]).0, "r400");
+    assert_eq!(route_for(&s, Method::GET, "", "/r3%2Fx", &[]).0, "r3");
+    assert_eq!(route_for(&s, Method::GET, "", "/nope", &[]).0, "rest");
+}

@@ -3,7 +3,13 @@
 //! second (each a new version every sidecar must swap in). Prints failed requests and
 //! p50/p99 for both phases. Run by `tests/bench/swap.sh`.
 //!
-//!   warden-swap-load [--seconds 10] [--clients 16] [--applies-per-sec 100]
+//! Closed loop (the default) saturates the machine, so it shows how much CPU the applies
+//! take from the traffic. With `--rate`, each client sends on a fixed schedule instead
+//! (a late request is sent at once, so the rate holds): how much the applies delay
+//! requests on a machine with headroom, as a sidecar normally runs. Latency counts from
+//! the send (tokio's timers are late by up to a millisecond, which would swamp it).
+//!
+//!   warden-swap-load [--seconds 10] [--clients 16] [--applies-per-sec 100] [--rate 0]
 
 // A benchmark tool: a step that fails should stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -28,6 +34,9 @@ struct Args {
     clients: u64,
     #[arg(long, default_value_t = 100)]
     applies_per_sec: u64,
+    /// Requests per second, all clients together, sent on a fixed schedule (0: closed loop).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 fn policy(n: u64) -> String {
@@ -36,15 +45,20 @@ fn policy(n: u64) -> String {
     )
 }
 
-/// Runs `clients` closed loops for `secs`; returns (latencies, failures).
-async fn load(url: &str, clients: u64, secs: u64) -> (Vec<Duration>, u64) {
+/// Runs `clients` loops for `secs`, closed or (with a `rate`) on a fixed schedule;
+/// returns (latencies, failures).
+async fn load(url: &str, clients: u64, secs: u64, rate: u64) -> (Vec<Duration>, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (client, url, stop) = (Client::default(), url.to_owned(), stop.clone());
+        let mut schedule = (rate > 0).then(|| tokio::time::interval(Duration::from_secs(clients) / rate as u32));
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut failed) = (Vec::new(), 0u64);
             while !stop.load(Ordering::Relaxed) {
+                if let Some(s) = &mut schedule {
+                    s.tick().await;
+                }
                 let t = Instant::now();
                 match client.get(&url).await {
                     Ok(r) if r.status == 200 => lat.push(t.elapsed()),
@@ -94,7 +108,7 @@ async fn main() {
     })
     .await;
 
-    let (quiet, quiet_failed) = load(&url, clients, secs).await;
+    let (quiet, quiet_failed) = load(&url, clients, secs, a.rate).await;
     let applier = tokio::spawn(async move {
         // Offered at the rate whatever the store takes per apply: each apply its own call.
         let every = Duration::from_micros(1_000_000 / rate.max(1));
@@ -113,7 +127,7 @@ async fn main() {
         }
         (n, done)
     });
-    let (busy, busy_failed) = load(&url, clients, secs).await;
+    let (busy, busy_failed) = load(&url, clients, secs, a.rate).await;
     let (offered, applies) = applier.await.unwrap();
     let config: serde_json::Value = client.get(&sidecar.admin_url("/config")).await.unwrap().json();
     println!("{:<28} {:>10} {:>8} {:>10} {:>10}", "phase", "requests", "failed", "p50", "p99");

@@ -1,0 +1,69 @@
+//! Which routes can match a path, by the path's first segment, so that finding the route
+//! among 1,000 costs one map probe and a few full checks rather than 1,000 prefix
+//! comparisons. The first matching route in file order still wins: candidates come out
+//! in file order.
+//!
+//! A route whose path pattern (exact or prefix) starts with a segment can only match
+//! paths that start with the same segment, because prefixes match on segment boundaries
+//! (`normalize::prefix_matches`, where `%2F` is a boundary too); routes for any path (no
+//! path, or the prefix `/`) are candidates for every request.
+
+use std::collections::HashMap;
+
+use super::{PathMatch, Route};
+
+#[derive(Debug, Default)]
+pub struct RouteIndex {
+    by_segment: HashMap<Box<str>, Vec<usize>>,
+    anywhere: Vec<usize>,
+}
+
+/// A normalized path's first segment: up to the next `/` or `%2F`.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let end = rest.find('/').unwrap_or(rest.len());
+    let end = rest[..end].find("%2F").unwrap_or(end);
+    &rest[..end]
+}
+
+impl RouteIndex {
+    pub fn new(routes: &[Route]) -> Self {
+        let mut index = RouteIndex::default();
+        for (i, r) in routes.iter().enumerate() {
+            match &r.path {
+                PathMatch::Exact(p) => index.by_segment.entry(first_segment(p).into()).or_default().push(i),
+                PathMatch::Prefix(p) if p != "/" => {
+                    index.by_segment.entry(first_segment(p).into()).or_default().push(i);
+                }
+                PathMatch::Prefix(_) | PathMatch::Any => index.anywhere.push(i),
+            }
+        }
+        index
+    }
+
+    /// The routes that may match `path`, in file order.
+    pub fn candidates<'a>(&'a self, path: &str) -> impl Iterator<Item = usize> + 'a {
+        let mut some = self.by_segment.get(first_segment(path)).map_or(&[][..], Vec::as_slice).iter().peekable();
+        let mut any = self.anywhere.iter().peekable();
+        // Two ascending lists merged.
+        std::iter::from_fn(move || match (some.peek(), any.peek()) {
+            (Some(&&a), Some(&&b)) if a < b => some.next().copied(),
+            (Some(_), Some(_)) | (None, Some(_)) => any.next().copied(),
+            (Some(_), None) => some.next().copied(),
+            (None, None) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_segments_stop_at_a_slash_or_an_escaped_one() {
+        assert_eq!(first_segment("/api/v1/x"), "api");
+        assert_eq!(first_segment("/api"), "api");
+        assert_eq!(first_segment("/api%2Fv1"), "api");
+        assert_eq!(first_segment("/"), "");
+    }
+}
