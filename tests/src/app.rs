@@ -115,6 +115,14 @@ async fn handle(
         let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         return Ok(Response::builder().header("x-app", name).body(BodyExt::boxed(body)).expect("response"));
     }
+    if let Some(kib) = path.strip_prefix("/big-head/").and_then(|s| s.parse::<usize>().ok()) {
+        // A response head of about `kib` KiB: that many 1 KiB headers.
+        let mut resp = Response::builder().header("x-app", name);
+        for i in 0..kib {
+            resp = resp.header(format!("x-filler-{i}"), "f".repeat(1000));
+        }
+        return Ok(resp.body(Full::new(Bytes::from_static(b"ok")).boxed()).expect("response"));
+    }
     if let Some(n) = path.strip_prefix("/stream/").and_then(|s| s.parse::<usize>().ok()) {
         let chunks = (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024]))));
         let stream = futures_stream(chunks);

@@ -174,6 +174,19 @@ async fn http2_and_large_bodies_stream_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_response_head_passes_up_to_64_kib_and_a_larger_one_is_a_502() {
+    let s = Stack::start("service: orders\nroutes:\n  - name: all\n    match: { path_prefix: / }\n").await;
+    let r = s.get("/big-head/60").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-filler-59").map(str::len), Some(1000));
+    let r = s.get("/big-head/80").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "upstream_error");
+    // The connection that failed is not reused: the next request is fine.
+    assert_eq!(s.get("/big-head/1").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_app_sees_the_host_that_was_routed_on() {
     let s = Stack::start(REWRITES).await;
     // Absolute-form: the URI's host decides the route and replaces a conflicting Host.

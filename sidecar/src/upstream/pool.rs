@@ -31,6 +31,8 @@ use super::UpstreamFailure;
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The most a connection buffers from its upstream: a response head must fit.
+const UPSTREAM_BUFFER: usize = 64 << 10;
 
 type Sender = SendRequest<RequestBody>;
 
@@ -88,8 +90,12 @@ impl EndpointPool {
         let _ = stream.set_nodelay(true);
         // writev(false): head and small bodies go out in one copy and one iovec, cheaper
         // than vectored writes for the small messages a sidecar mostly carries.
+        // max_buf_size: hyper's read buffer otherwise grows to ~400 KiB per connection to fit
+        // large bodies (and keeps it); 64 KiB bounds that and still fits any response head
+        // Envoy (60 KiB) or nginx (a few KiB) would pass.
         let (sender, conn) = http1::Builder::new()
             .writev(false)
+            .max_buf_size(UPSTREAM_BUFFER)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| UpstreamFailure::Protocol)?;
