@@ -142,9 +142,7 @@ impl Hub {
 
     /// The secrets the service's current policy names.
     pub fn secret_names(&self, service: &str) -> Vec<String> {
-        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(slot) = services.get(service) else { return Vec::new() };
-        slot.borrow().as_deref().map(secret_names).unwrap_or_default()
+        self.snapshot(service).as_deref().map(secret_names).unwrap_or_default()
     }
 
     /// Every service with a published snapshot or credentials.
@@ -165,8 +163,7 @@ impl Hub {
 
     /// The version subscribers of `service` are being sent, 0 for none.
     pub fn current_version(&self, service: &str) -> u64 {
-        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services.get(service).and_then(|s| s.borrow().as_ref().map(|s| s.version)).unwrap_or(0)
+        self.snapshot(service).map_or(0, |s| s.version)
     }
 }
 

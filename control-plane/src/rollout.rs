@@ -34,10 +34,6 @@ impl Rollouts {
         Arc::new(Rollouts { traces, open: Mutex::new(HashMap::new()) })
     }
 
-    pub fn traces(&self) -> Option<&Traces> {
-        self.traces.as_ref()
-    }
-
     /// Starts an `apply` span (or a `rollback` one); None without tracing.
     pub fn start_apply(&self, name: &'static str, attributes: Vec<KeyValue>) -> Option<Context> {
         let t = self.traces.as_ref()?;
@@ -91,6 +87,10 @@ impl Rollouts {
 
     /// A sidecar answered.
     pub fn observe(&self, service: &str, instance: &str, event: &Event) {
+        // With tracing off no rollout is open: nothing to look up.
+        if self.traces.is_none() {
+            return;
+        }
         let (version, nack) = match event {
             Event::Ack(v) => (*v, None),
             Event::Nack(v, e) => (*v, Some(e.clone())),

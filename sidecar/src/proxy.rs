@@ -179,7 +179,10 @@ async fn decide_and_forward(
             }
             (route, path, identity, body_check)
         }
-        Decision::Deny(r, route) => return refuse(out, &r, Some(&snapshot), route.map(|r| &*r.name), &request_id),
+        Decision::Deny(r, route) => {
+            out.route = route.map(|r| r.name.clone());
+            return refuse(out, &r, Some(&snapshot), route.map(|r| &*r.name), &request_id);
+        }
     };
     // Limits count once the caller is known (a webhook's sender is known from its header).
     let mut ratelimit = None;
@@ -237,10 +240,10 @@ async fn decide_and_forward(
         }
     };
     // Reading a signed body counts against the route's timeout: the whole exchange gets it.
-    let started = std::time::Instant::now();
-    let (body, _reserved) = match body_check {
-        None => (Either::Left(body), None),
+    let (body, _reserved, timeout) = match body_check {
+        None => (Either::Left(body), None, route.timeout),
         Some(check) => {
+            let started = std::time::Instant::now();
             let Some(permit) = reserve_buffer(live, declared, route) else {
                 return refuse(out, &Refusal::BufferFull, Some(&snapshot), Some(&route.name), &request_id);
             };
@@ -256,10 +259,9 @@ async fn decide_and_forward(
                 }
                 Err((r, _)) => return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id),
             };
-            (Either::Right(Full::new(bytes)), Some(permit))
+            (Either::Right(Full::new(bytes)), Some(permit), route.timeout.saturating_sub(started.elapsed()))
         }
     };
-    let timeout = route.timeout.saturating_sub(started.elapsed());
 
     let authority = parts.uri.authority().cloned();
     parts.uri = Uri::from(path_and_query);
@@ -398,9 +400,6 @@ fn refuse(
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
     out.decision = DecisionKind::Deny;
-    if out.route.is_none() {
-        out.route = route.map(Arc::from);
-    }
     out.rule = Some(r.rule());
     out.code = Some(r.code());
     // Upstream failures are errors to alert on, not decisions to review.

@@ -40,6 +40,11 @@ where
     }
 }
 
+/// The `q` quantile (0.5, 0.99) of sorted latencies, nearest rank.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
+}
+
 /// Runs `tests/tools/sign.py` (PyJWT and Python's hmac: credentials made without any of
 /// Warden's code) and returns what it printed, trimmed.
 pub fn sign(args: &[&str]) -> String {

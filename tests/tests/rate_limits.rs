@@ -254,12 +254,12 @@ async fn with_the_control_plane_down_each_sidecar_keeps_its_fallback_share() {
         eventually("the key works", Duration::from_secs(5), || async { call(sc).await == 200 }).await;
     }
     // Both report, so the control plane tells each that two sidecars share the quota.
-    let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !s.sidecar.proc.output().contains("shared by 2 sidecars") && tokio::time::Instant::now() < until {
+    eventually("the control plane tells both sidecars they share", Duration::from_secs(5), || async {
         call(&s.sidecar).await;
         call(&b).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        s.sidecar.proc.output().contains("shared by 2 sidecars")
+    })
+    .await;
     s.cp.proc.kill9();
     // Shares last 2 s; then each sidecar enforces 1/2 of the quota: half the burst of 5
     // (rounded: 3) and half the rate.

@@ -149,14 +149,15 @@ impl SidecarService for SidecarApi {
                 if !b.routes.is_empty() {
                     cp.traffic.report(&b.service, &b.instance, std::mem::take(&mut b.routes));
                 }
+                // The quota reply first: storing deny records waits on a disk write.
+                if tx.send(Ok(reply)).await.is_err() {
+                    break;
+                }
                 if !b.denials.is_empty() {
                     let denials = std::mem::take(&mut b.denials);
                     if let Err(e) = cp.store.insert_denials(&b.service, &b.instance, denials, cp.retention).await {
                         tracing::warn!(error = %e, "could not store deny records");
                     }
-                }
-                if tx.send(Ok(reply)).await.is_err() {
-                    break;
                 }
                 batch = match inbound.message().await {
                     Ok(Some(next)) => Some(next),

@@ -14,7 +14,9 @@ use super::{PathMatch, Route};
 
 #[derive(Debug, Default)]
 pub struct RouteIndex {
+    /// Per first segment: the routes for it and the routes for any path, in file order.
     by_segment: HashMap<Box<str>, Vec<usize>>,
+    /// The routes for any path: the candidates for a segment no route names.
     anywhere: Vec<usize>,
 }
 
@@ -38,20 +40,17 @@ impl RouteIndex {
                 PathMatch::Prefix(_) | PathMatch::Any => index.anywhere.push(i),
             }
         }
+        // Merged once here, so a request walks one list.
+        for list in index.by_segment.values_mut() {
+            list.extend_from_slice(&index.anywhere);
+            list.sort_unstable();
+        }
         index
     }
 
     /// The routes that may match `path`, in file order.
-    pub fn candidates<'a>(&'a self, path: &str) -> impl Iterator<Item = usize> + 'a {
-        let mut some = self.by_segment.get(first_segment(path)).map_or(&[][..], Vec::as_slice).iter().peekable();
-        let mut any = self.anywhere.iter().peekable();
-        // Two ascending lists merged.
-        std::iter::from_fn(move || match (some.peek(), any.peek()) {
-            (Some(&&a), Some(&&b)) if a < b => some.next().copied(),
-            (Some(_), Some(_)) | (None, Some(_)) => any.next().copied(),
-            (Some(_), None) => some.next().copied(),
-            (None, None) => None,
-        })
+    pub fn candidates(&self, path: &str) -> impl Iterator<Item = usize> + '_ {
+        self.by_segment.get(first_segment(path)).unwrap_or(&self.anywhere).iter().copied()
     }
 }
 

@@ -155,8 +155,14 @@ impl Telemetry {
             };
             traces::finish(cx, attributes);
         }
+        // Read the wall clock only for what needs it: most requests, with the access log
+        // off, neither log nor report.
+        let reported = out.reportable && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
+        if !reported && self.access.is_none() {
+            return;
+        }
         let now = SystemTime::now();
-        if out.reportable && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny) {
+        if reported {
             self.queue_denial(&out, status, now);
         }
         if let Some(log) = &self.access {
@@ -255,12 +261,11 @@ impl RouteStats {
         // The first bucket whose bound (100 µs × 2^i) holds the latency.
         let bucket = (0..LATENCY_BUCKETS - 1).find(|i| micros <= 100u64 << i).unwrap_or(LATENCY_BUCKETS - 1);
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        let w = match route {
-            Some(r) => match routes.get_mut(&**r) {
-                Some(w) => w,
-                None => routes.entry(r.clone()).or_default(),
-            },
-            None => routes.entry(Arc::from("")).or_default(),
+        // Looked up by name first: only a route's first request in a window inserts.
+        let name: &str = route.map_or("", |r| r);
+        let w = match routes.get_mut(name) {
+            Some(w) => w,
+            None => routes.entry(route.cloned().unwrap_or_else(|| Arc::from(""))).or_default(),
         };
         w.requests += 1;
         w.denials += u64::from(denied);

@@ -107,7 +107,8 @@ impl Traces {
 
 /// The trace id of a context's span, as hex; None when there is no valid span.
 pub fn trace_id(cx: &Context) -> Option<String> {
-    let sc = cx.span().span_context().clone();
+    let span = cx.span();
+    let sc = span.span_context();
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
-use warden_e2e::{ControlPlane, write_policy};
+use warden_e2e::{ControlPlane, percentile, write_policy};
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Hello, SidecarMessage};
@@ -148,13 +148,12 @@ async fn main() {
     let cpu = cpu_secs(cp.proc.pid()) - cpu0;
     let rss = rss_mib(cp.proc.pid());
     lat.sort();
-    let pick = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).saturating_sub(1).min(lat.len() - 1)];
     println!(
         "apply -> all {} ACKed, over {} applies (wardenctl start included): p50 {:?}, p99 {:?}, max {:?}",
         a.sidecars,
         a.applies,
-        pick(0.5),
-        pick(0.99),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
         lat[lat.len() - 1]
     );
     println!(

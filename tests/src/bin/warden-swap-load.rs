@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use warden_e2e::stack::orders_sidecar;
-use warden_e2e::{App, Client, ControlPlane, eventually};
+use warden_e2e::{App, Client, ControlPlane, eventually, percentile};
 use warden_proto::v1::ApplyRequest;
 use warden_proto::v1::admin_service_client::AdminServiceClient;
 
@@ -80,10 +80,6 @@ async fn load(url: &str, clients: u64, secs: u64, rate: u64) -> (Vec<Duration>, 
     (all, failed)
 }
 
-fn pct(l: &[Duration], q: f64) -> Duration {
-    l[((l.len() as f64 * q).ceil() as usize).saturating_sub(1).min(l.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() {
     let a = <Args as clap::Parser>::parse();
@@ -132,12 +128,12 @@ async fn main() {
     let config: serde_json::Value = client.get(&sidecar.admin_url("/config")).await.unwrap().json();
     println!("{:<28} {:>10} {:>8} {:>10} {:>10}", "phase", "requests", "failed", "p50", "p99");
     for (name, l, f) in [("no applies", &quiet, quiet_failed), (&*format!("{rate} applies/s"), &busy, busy_failed)] {
-        println!("{:<28} {:>10} {:>8} {:>10.2?} {:>10.2?}", name, l.len(), f, pct(l, 0.5), pct(l, 0.99));
+        println!("{:<28} {:>10} {:>8} {:>10.2?} {:>10.2?}", name, l.len(), f, percentile(l, 0.5), percentile(l, 0.99));
     }
     println!(
         "applies offered {offered} in {secs} s, {applies} stored; the sidecar swapped {} snapshots (it serves v{})",
         config["swaps"], config["version"]
     );
-    let (q99, b99) = (pct(&quiet, 0.99).as_secs_f64(), pct(&busy, 0.99).as_secs_f64());
+    let (q99, b99) = (percentile(&quiet, 0.99).as_secs_f64(), percentile(&busy, 0.99).as_secs_f64());
     println!("p99 moved {:+.1}%", (b99 / q99 - 1.0) * 100.0);
 }
