@@ -1,8 +1,10 @@
 //! The control-plane client: one long-lived `Subscribe` stream. Says hello with the
-//! version it serves, installs every snapshot pushed to it and answers ACK or NACK, sends
-//! heartbeats, and reconnects with jittered exponential backoff when the stream breaks.
-//! While it is disconnected the sidecar keeps serving what it has.
+//! version it serves, installs every snapshot pushed to it and answers ACK (once it is on
+//! disk as the last known good) or NACK, sends heartbeats, and reconnects with jittered
+//! exponential backoff when the stream breaks. While it is disconnected the sidecar keeps
+//! serving what it has.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +117,9 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
+    // Swapped in, ACKed once written: (write ticket, version), oldest first.
+    let mut unwritten: VecDeque<(u64, u64)> = VecDeque::new();
+    let mut writes = live.snapshot_writes();
     loop {
         tokio::select! {
             push = pushes.message() => {
@@ -133,7 +138,15 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                 }
                 let Some(snapshot) = push.snapshot else { continue };
                 let kind = match live.install(&snapshot, Origin::ControlPlane).await {
-                    Ok(_) => Kind::Ack(Ack { version: snapshot.version }),
+                    Ok(installed) => {
+                        let written = writes.as_ref().map_or(u64::MAX, |w| *w.borrow());
+                        if installed.ticket <= written && unwritten.is_empty() {
+                            Kind::Ack(Ack { version: snapshot.version })
+                        } else {
+                            unwritten.push_back((installed.ticket, snapshot.version));
+                            continue;
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(version = snapshot.version, error = %e, "snapshot refused (NACK); the previous one keeps serving");
                         Kind::Nack(Nack { version: snapshot.version, error: e.to_string() })
@@ -141,11 +154,24 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                 };
                 tx.send(SidecarMessage { kind: Some(kind) }).await?;
             }
+            Some(written) = next_write(&mut writes), if !unwritten.is_empty() => {
+                while let Some(&(ticket, version)) = unwritten.front() && ticket <= written {
+                    unwritten.pop_front();
+                    tx.send(SidecarMessage { kind: Some(Kind::Ack(Ack { version })) }).await?;
+                }
+            }
             _ = heartbeat.tick() => {
                 tx.send(SidecarMessage { kind: Some(Kind::Heartbeat(Heartbeat {})) }).await?;
             }
         }
     }
+}
+
+/// The next ticket the snapshot writer finishes; None without one (never ready then).
+async fn next_write(writes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
+    let w = writes.as_mut()?;
+    w.changed().await.ok()?;
+    Some(*w.borrow_and_update())
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@
 //!      -> control.rs receives it -> live.install():
 //!           config::Snapshot::compile (typed InvalidSnapshot -> NACK)
 //!           upstream::check_resolvable
-//!           ArcSwap::store, then state::save (last known good) -> ACK
+//!           ArcSwap::store, then state::SnapshotWriter (last known good, group commit)
+//!      -> control.rs ACKs once the write of it (or of a newer one) is done
 //! ```
 //!
 //! # Layout

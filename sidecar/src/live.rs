@@ -14,7 +14,7 @@ use crate::auth::{Credentials, InvalidCredentials};
 use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
 use crate::limits::{LimitState, Quotas};
 use crate::proxy::EdgeLimits;
-use crate::state::StateFile;
+use crate::state::{SnapshotWriter, StateFile};
 use crate::telemetry::Telemetry;
 use crate::tls::{self, CertFiles, LoadedTls};
 use crate::upstream::{Pools, check_resolvable};
@@ -27,6 +27,15 @@ pub enum Origin {
     /// The last known good snapshot in `--state-dir`.
     Disk,
     PolicyFile,
+}
+
+/// A snapshot `install` made active.
+#[derive(Debug)]
+pub struct Installed {
+    pub snapshot: Arc<Snapshot>,
+    /// Its write as the last known good: on disk once `Live::snapshot_writes` reaches it
+    /// (0: nothing to write).
+    pub ticket: u64,
 }
 
 /// Shared by the listener, the admin server and whatever delivers policy.
@@ -48,6 +57,8 @@ pub struct Live {
     app: Authority,
     service: Option<String>,
     state: Option<StateFile>,
+    /// Writes the control plane's snapshots to `state` (group commit).
+    writer: Option<Arc<SnapshotWriter>>,
     limits: EdgeLimits,
     /// KiB of request body that may be buffered at once (`EdgeLimits::max_buffered_bytes`).
     buffer_budget: Arc<tokio::sync::Semaphore>,
@@ -73,6 +84,7 @@ impl Live {
             telemetry: Telemetry::default(),
             app,
             service,
+            writer: state.clone().map(SnapshotWriter::new),
             state,
             limits: EdgeLimits::default(),
             buffer_budget: Arc::new(tokio::sync::Semaphore::new(EdgeLimits::default().max_buffered_bytes >> 10)),
@@ -207,15 +219,24 @@ impl Live {
         self.snapshot.load().as_ref().map_or(0, |s| s.version)
     }
 
-    /// Compiles and checks a snapshot, then makes it the active one and persists it as the
-    /// last known good. On error nothing changes: the old snapshot keeps serving.
-    pub async fn install(&self, proto: &pb::Snapshot, origin: Origin) -> Result<Arc<Snapshot>, InvalidSnapshot> {
+    /// How far the writes of the last known good snapshot have got: an install's ticket is
+    /// on disk once this reaches it. None without `--state-dir`.
+    pub fn snapshot_writes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.writer.as_ref().map(|w| w.done())
+    }
+
+    /// Compiles and checks a snapshot, then makes it the active one and (from the control
+    /// plane) queues it to be written as the last known good. On error nothing changes:
+    /// the old snapshot keeps serving.
+    pub async fn install(&self, proto: &pb::Snapshot, origin: Origin) -> Result<Installed, InvalidSnapshot> {
         if let Some(cur) = self.snapshot()
             && cur.version == proto.version
             && cur.content_hash == proto.content_hash
         {
             self.set_origin(origin);
-            return Ok(cur);
+            // On disk once what is queued now is: it includes this snapshot.
+            let ticket = self.writer.as_ref().map_or(0, |w| w.last_ticket());
+            return Ok(Installed { snapshot: cur, ticket });
         }
         let ctx = CompileContext {
             app: self.app.clone(),
@@ -268,13 +289,11 @@ impl Live {
         tracing::info!(service = %compiled.service, version = compiled.version, ?origin, "snapshot active");
         // Only the control plane's snapshots are persisted: a policy file is its own
         // durable copy, and its local version numbers must not replace the fleet's.
-        if origin == Origin::ControlPlane
-            && let Some(state) = &self.state
-            && let Err(e) = state.save(proto).await
-        {
-            tracing::warn!(error = %e, file = %state.path().display(), "could not persist the last known good snapshot");
-        }
-        Ok(compiled)
+        let ticket = match (&self.writer, origin) {
+            (Some(writer), Origin::ControlPlane) => writer.submit(proto),
+            _ => 0,
+        };
+        Ok(Installed { snapshot: compiled, ticket })
     }
 
     /// Loads the last known good snapshot (and the last credentials) from `--state-dir`,
@@ -294,7 +313,7 @@ impl Live {
         }
         match state.load().await {
             Ok(Some(proto)) => match self.install(&proto, Origin::Disk).await {
-                Ok(s) => Some(s.version),
+                Ok(i) => Some(i.snapshot.version),
                 Err(e) => {
                     tracing::warn!(error = %e, "the snapshot on disk cannot be served");
                     None

@@ -170,6 +170,7 @@ for mode in $MODES; do
   # Latency at a fixed rate, also interleaved over ROUNDS rounds: the median of each quantile.
   for ((r = 1; r <= ROUNDS; r++)); do
     for t in $TARGETS; do
+      rm -f "$RUN/lat.log"  # h2load appends to its log file
       h2l "$mode" "$t" -c10 -m1 --rps=$((RATE / 10)) -D "$DUR_LAT" --warm-up-time=1 --log-file="$RUN/lat.log" >/dev/null
       read -r a b c < <(awk '{print $3}' "$RUN/lat.log" | sort -n | awk '{a[NR]=$1} END{
         split("50 99 99.9", q, " "); for (i = 1; i <= 3; i++) { k = int(q[i] / 100 * NR + 0.999999); printf "%s ", a[k < 1 ? 1 : k] }; print "" }')

@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# Swap under load: traffic through a sidecar, first quiet, then while the control plane
-# takes 100 applies a second; failed requests and p50/p99 of both phases. Twice: 16
-# closed-loop clients (the machine saturated: what the applies' CPU costs the traffic),
-# then RATE req/s on a fixed schedule (latency from when each request was due).
+# Swap under load: traffic through a sidecar following a control plane in three phases:
+# no applies; 100 applies a second to another service (the control plane busy, nothing
+# for this sidecar to swap); 100 applies a second to this sidecar's service (each a new
+# version it swaps in and ACKs). ROUNDS interleaved rounds of SECS s per phase; failed
+# requests, p50/p99 over all rounds, swaps and the sidecar's CPU per request.
+# Twice: RATE req/s on a fixed schedule (latency from the send: the target's figure),
+# then 16 closed-loop clients (the machine saturated: what the swaps' CPU costs).
 #
-#   tests/bench/swap.sh              # ~1 min
+# The sidecar (one worker) has CPU 1 to itself; this tool (the clients, the app, the
+# applier) and the control plane share CPU 0, the control plane and the applier at the
+# lowest priority: they stand in for a control plane on another node, so what moves the
+# numbers is what swapping costs the sidecar.
+#
+#   tests/bench/swap.sh              # ~2 min
 #
 # Writes the results to tests/bench/results/swap-latest.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-RATE=${RATE:-2000}
+RATE=${RATE:-2000} ROUNDS=${ROUNDS:-4} SECS=${SECS:-5}
 (cd "$ROOT" && cargo build --quiet --release -p warden-sidecar -p warden-control-plane -p warden-e2e --bins)
 mkdir -p "$ROOT/tests/bench/results"
+load() {
+  WARDEN_LOG=warn taskset -c 0 "$ROOT/target/release/warden-swap-load" --sidecar-cpu 1 --cp-nice 19 \
+    --rounds "$ROUNDS" --seconds "$SECS" --clients 16 --applies-per-sec 100 "$@"
+}
 {
-  echo "# Swap under load $(date -Is): 10 s per phase, release build, same 2-core machine"
-  echo "## 16 closed-loop clients"
-  WARDEN_LOG=warn "$ROOT/target/release/warden-swap-load" --seconds "${SECONDS_:-10}" --clients 16 --applies-per-sec 100
+  echo "# Swap under load $(date -Is): release build, $(nproc)-core machine; sidecar alone on CPU 1"
   echo "## $RATE req/s on a fixed schedule over 16 clients"
-  WARDEN_LOG=warn "$ROOT/target/release/warden-swap-load" --seconds "${SECONDS_:-10}" --clients 16 --applies-per-sec 100 --rate "$RATE"
+  load --rate "$RATE"
+  echo "## 16 closed-loop clients"
+  load
 } | tee "$ROOT/tests/bench/results/swap-latest.txt"

@@ -38,6 +38,24 @@ async fn a_sidecar_restarted_while_the_control_plane_is_down_serves_the_last_kno
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn after_a_burst_of_applies_the_last_acked_version_is_the_one_on_disk() {
+    let mut s = Stack::start(BASIC).await;
+    // Faster than the sidecar writes its state file (at most every 100 ms): the writes
+    // coalesce, and what a restart finds must still be the newest ACKed version.
+    let mut last = 0;
+    for i in 0..12 {
+        last = s.apply(&BASIC.replace("service: orders", &format!("# burst {i}\nservice: orders"))).await;
+    }
+    s.wait_for_ack(last).await;
+    s.cp.proc.kill9();
+    s.sidecar.proc.kill9();
+
+    let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &s.dir.path().join("state"), "orders-1", &[]).await;
+    let config = s.client.get(&sidecar.admin_url("/config")).await.unwrap().json();
+    assert_eq!((config["origin"].as_str(), config["version"].as_u64()), (Some("disk"), Some(last)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish() {
     let policy = "service: orders\nroutes:\n  - name: all\n    timeout: 10s\n";
     let mut s = Stack::start(policy).await;
