@@ -6,6 +6,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["."])?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Encoded once per version, shared (not copied) by every stream it goes to.
+        .bytes(".warden.v1.SnapshotPush")
+        .compile_fds(fds)?;
     Ok(())
 }

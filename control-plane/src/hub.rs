@@ -1,6 +1,7 @@
 //! The current compiled snapshot and credentials of every service, each built once per
 //! change and shared by every subscribed sidecar stream through `watch` channels: a new
-//! version wakes each subscriber, which sends the same `Arc`'d message. For credentials
+//! version wakes each subscriber, which sends the same bytes (each message is encoded once,
+//! `warden_proto::Encoded`). For credentials
 //! the hub also keeps the last few changes, so a sidecar that is a little behind (or
 //! reconnects) gets only what it misses instead of every key again.
 
@@ -8,12 +9,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
+use warden_proto::Encoded;
 use warden_proto::v1 as pb;
 use warden_sidecar::policy::{PolicyErrors, build, parse_service};
 
 use crate::store::PolicyVersion;
 
-type Slot = watch::Sender<Option<Arc<pb::Snapshot>>>;
+type Slot = watch::Sender<Option<Arc<Encoded<pb::Snapshot>>>>;
 type CredentialsSlot = watch::Sender<Option<Arc<CredentialsState>>>;
 
 /// How many recent credential changes are kept for sidecars that are behind.
@@ -23,9 +25,9 @@ const KEPT_CHANGES: usize = 64;
 #[derive(Debug, Default)]
 pub struct CredentialsState {
     /// Every key and the current secrets (`base_revision` 0).
-    pub full: Arc<pb::Credentials>,
+    pub full: Arc<Encoded<pb::Credentials>>,
     /// Consecutive changes, oldest first, the last one ending at `full.revision`.
-    changes: VecDeque<Arc<pb::Credentials>>,
+    changes: VecDeque<Arc<Encoded<pb::Credentials>>>,
     /// The secrets the policy named when this was built.
     pub secret_names: Vec<String>,
 }
@@ -33,12 +35,12 @@ pub struct CredentialsState {
 impl CredentialsState {
     /// A whole set, with no history.
     pub fn new(full: pb::Credentials, secret_names: Vec<String>) -> Self {
-        CredentialsState { full: Arc::new(full), changes: VecDeque::new(), secret_names }
+        CredentialsState { full: Arc::new(Encoded::new(full)), changes: VecDeque::new(), secret_names }
     }
 
     /// This state with `change` applied: keys replaced by id, secrets replaced whole.
     pub fn apply(&self, change: pb::Credentials, secret_names: Vec<String>) -> Self {
-        let mut full = (*self.full).clone();
+        let mut full = pb::Credentials::clone(&self.full);
         let index: HashMap<&str, usize> = full.keys.iter().enumerate().map(|(i, k)| (k.id.as_str(), i)).collect();
         let mut added = Vec::new();
         for k in &change.keys {
@@ -57,17 +59,17 @@ impl CredentialsState {
         full.revision = change.revision;
         full.epoch = change.epoch;
         let mut changes = self.changes.clone();
-        changes.push_back(Arc::new(change));
+        changes.push_back(Arc::new(Encoded::new(change)));
         if changes.len() > KEPT_CHANGES {
             changes.pop_front();
         }
-        CredentialsState { full: Arc::new(full), changes, secret_names }
+        CredentialsState { full: Arc::new(Encoded::new(full)), changes, secret_names }
     }
 
     /// What a sidecar holding `revision` of `epoch` needs to be current: the changes after
     /// it when they are all kept, else the whole set; nothing when current. A revision of
     /// another epoch (or 0) is no base for anything.
-    pub fn since(&self, epoch: u64, revision: u64) -> Vec<Arc<pb::Credentials>> {
+    pub fn since(&self, epoch: u64, revision: u64) -> Vec<Arc<Encoded<pb::Credentials>>> {
         let usable = (epoch == self.full.epoch && revision != 0).then_some(revision);
         match usable {
             Some(r) if r == self.full.revision => Vec::new(),
@@ -92,7 +94,7 @@ impl Hub {
     /// newer version is already published (two applies racing past the store).
     pub fn publish(&self, snapshot: pb::Snapshot) {
         let service = snapshot.service.clone();
-        let snapshot = Arc::new(snapshot);
+        let snapshot = Arc::new(Encoded::new(snapshot));
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.entry(service).or_insert_with(|| watch::channel(None).0).send_if_modified(|current| {
             if current.as_ref().is_some_and(|c| c.version >= snapshot.version) {
@@ -104,7 +106,7 @@ impl Hub {
     }
 
     /// A receiver that sees the service's current snapshot and every later one.
-    pub fn subscribe(&self, service: &str) -> watch::Receiver<Option<Arc<pb::Snapshot>>> {
+    pub fn subscribe(&self, service: &str) -> watch::Receiver<Option<Arc<Encoded<pb::Snapshot>>>> {
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.entry(service.to_owned()).or_insert_with(|| watch::channel(None).0).subscribe()
     }
@@ -142,7 +144,7 @@ impl Hub {
 
     /// The secrets the service's current policy names.
     pub fn secret_names(&self, service: &str) -> Vec<String> {
-        self.snapshot(service).as_deref().map(secret_names).unwrap_or_default()
+        self.snapshot(service).map(|s| secret_names(&s)).unwrap_or_default()
     }
 
     /// Every service with a published snapshot or credentials.
@@ -156,7 +158,7 @@ impl Hub {
     }
 
     /// The service's current snapshot.
-    pub fn snapshot(&self, service: &str) -> Option<Arc<pb::Snapshot>> {
+    pub fn snapshot(&self, service: &str) -> Option<Arc<Encoded<pb::Snapshot>>> {
         let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.get(service).and_then(|s| s.borrow().clone())
     }
@@ -226,7 +228,8 @@ mod tests {
             [("a", 123), ("b", 0)]
         );
 
-        let revs = |v: Vec<Arc<pb::Credentials>>| v.iter().map(|c| (c.base_revision, c.revision)).collect::<Vec<_>>();
+        let revs =
+            |v: Vec<Arc<Encoded<pb::Credentials>>>| v.iter().map(|c| (c.base_revision, c.revision)).collect::<Vec<_>>();
         assert_eq!(revs(s2.since(E, 9)), []);
         assert_eq!(revs(s2.since(E, 6)), [(6, 9)]);
         assert_eq!(revs(s2.since(E, 5)), [(5, 6), (6, 9)]);

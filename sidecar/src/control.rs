@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -15,6 +16,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use warden_proto::MAX_MESSAGE_BYTES;
+use warden_proto::v1 as pb;
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
@@ -124,7 +126,11 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         tokio::select! {
             push = pushes.message() => {
                 let Some(push) = push? else { return Ok(()) };
-                if let Some(creds) = push.credentials {
+                let creds = push.credentials.map(pb::Credentials::decode).transpose();
+                let snapshot = push.snapshot.map(pb::Snapshot::decode).transpose();
+                // Undecodable bytes are a broken stream, not a policy to NACK: reconnect.
+                let (creds, snapshot) = (creds?, snapshot?);
+                if let Some(creds) = creds {
                     match live.install_credentials(&creds, Origin::ControlPlane).await {
                         Ok(()) => {
                             let ack = CredentialsAck { revision: creds.revision };
@@ -136,7 +142,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                         Err(e) => tracing::error!(revision = creds.revision, error = %e, "credentials refused; the previous ones stay"),
                     }
                 }
-                let Some(snapshot) = push.snapshot else { continue };
+                let Some(snapshot) = snapshot else { continue };
                 let kind = match live.install(&snapshot, Origin::ControlPlane).await {
                     Ok(installed) => {
                         let written = writes.as_ref().map_or(u64::MAX, |w| *w.borrow());

@@ -123,7 +123,7 @@ impl AdminApi {
     /// must define it the same way (the quota would otherwise mean two things).
     fn check_global_limits(&self, parsed: &[ParsedPolicy]) -> Result<(), Status> {
         let incoming: Vec<pb::Snapshot> = parsed.iter().map(|p| build(&p.policy, &p.source, 0)).collect();
-        let mut current: Vec<std::sync::Arc<pb::Snapshot>> = self
+        let published: Vec<_> = self
             .0
             .hub
             .services()
@@ -131,7 +131,7 @@ impl AdminApi {
             .filter(|s| !incoming.iter().any(|i| &i.service == *s))
             .filter_map(|s| self.0.hub.snapshot(s))
             .collect();
-        current.extend(incoming.iter().cloned().map(std::sync::Arc::new));
+        let current: Vec<&pb::Snapshot> = published.iter().map(|s| &***s).chain(&incoming).collect();
         for new in &incoming {
             for l in new.limits.iter().filter(|l| l.global) {
                 let other = current.iter().filter(|s| s.service != new.service).find_map(|s| {

@@ -74,7 +74,7 @@ impl SidecarService for SidecarApi {
                         let Some(current) = credentials.borrow_and_update().clone() else { continue };
                         let mut closed = false;
                         for c in current.since(held.0, held.1) {
-                            let push = SnapshotPush { snapshot: None, credentials: Some((*c).clone()) };
+                            let push = SnapshotPush { snapshot: None, credentials: Some(c.bytes()) };
                             if tx.send(Ok(push)).await.is_err() {
                                 closed = true;
                                 break;
@@ -91,7 +91,7 @@ impl SidecarService for SidecarApi {
                         }
                         let current = snapshots.borrow_and_update().clone();
                         if let Some(s) = current
-                            && tx.send(Ok(SnapshotPush { snapshot: Some((*s).clone()), credentials: None })).await.is_err()
+                            && tx.send(Ok(SnapshotPush { snapshot: Some(s.bytes()), credentials: None })).await.is_err()
                         {
                             break;
                         }

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use warden_e2e::{ControlPlane, percentile, write_policy};
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
-use warden_proto::v1::{Ack, CredentialsAck, Hello, SidecarMessage};
+use warden_proto::v1::{Ack, Credentials, CredentialsAck, Hello, SidecarMessage, Snapshot};
 
 /// Control-plane load tool.
 #[derive(clap::Parser)]
@@ -65,11 +66,12 @@ async fn sidecar(channel: Channel, i: usize, fleet: Arc<Fleet>) {
         };
         let mut pushes = resp.into_inner();
         while let Ok(Some(push)) = pushes.message().await {
-            if let Some(c) = push.credentials {
+            // Decoded as a real sidecar decodes them.
+            if let Some(c) = push.credentials.and_then(|b| Credentials::decode(b).ok()) {
                 let ack = CredentialsAck { revision: c.revision };
                 let _ = tx.send(SidecarMessage { kind: Some(Kind::CredentialsAck(ack)) }).await;
             }
-            if let Some(s) = push.snapshot {
+            if let Some(s) = push.snapshot.and_then(|b| Snapshot::decode(b).ok()) {
                 let _ = tx.send(SidecarMessage { kind: Some(Kind::Ack(Ack { version: s.version })) }).await;
                 fleet.acked[i].fetch_max(s.version, Ordering::Relaxed);
                 fleet.changed.notify_waiters();
