@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Control-plane scale: N simulated sidecar streams (all for one service, the worst
 # fan-out) that ACK like real ones; apply -> all-ACKed latency over 20 applies, RSS and
-# CPU, and a reconnect storm after a restart. N = 1,000 and 10,000 by default.
+# CPU, and a reconnect storm after a restart. N = 1,000 and 10,000 by default, then
+# 1,000 again with a 1,000-route policy (a ~100 KB snapshot to every stream).
 #
 #   tests/bench/cp-scale.sh                 # ~2 min
 #   SIZES="1000" APPLIES=5 tests/bench/cp-scale.sh
@@ -20,4 +21,7 @@ mkdir -p "$ROOT/tests/bench/results"
     echo "## $n sidecars"
     WARDEN_LOG=warn "$ROOT/target/release/warden-cp-load" --sidecars "$n" --applies "$APPLIES" --connections "$conns"
   done
+  echo
+  echo "## 1000 sidecars, a 1000-route policy"
+  WARDEN_LOG=warn "$ROOT/target/release/warden-cp-load" --sidecars 1000 --applies "$APPLIES" --connections 100 --routes 1000
 } | tee "$ROOT/tests/bench/results/cp-scale-latest.txt"

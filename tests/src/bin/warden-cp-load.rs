@@ -4,7 +4,7 @@
 //! CPU, and a reconnect storm (every stream reconnecting at once after a control-plane
 //! restart). Run by `tests/bench/cp-scale.sh`.
 //!
-//!   warden-cp-load [--sidecars 1000] [--applies 20] [--connections 200]
+//!   warden-cp-load [--sidecars 1000] [--applies 20] [--connections 200] [--routes 1]
 
 // A benchmark tool: a step that fails should stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -34,6 +34,9 @@ struct Args {
     /// TCP connections the streams share.
     #[arg(long, default_value_t = 200)]
     connections: usize,
+    /// Routes in the policy (a bigger snapshot to send).
+    #[arg(long, default_value_t = 1)]
+    routes: usize,
 }
 
 /// The highest version every stream has ACKed, counted per version.
@@ -117,7 +120,14 @@ async fn main() {
     let data = dir.path().join("data");
     let mut cp = ControlPlane::start(&data, "127.0.0.1:0").await;
     let addr = cp.addr;
-    let policy = |i: usize| format!("service: orders\nroutes:\n  - name: r{i}\n    match: {{ path_prefix: /r{i} }}\n");
+    // Apply i changes the first route, so every apply is a new version.
+    let policy = |i: usize| {
+        let mut p = format!("service: orders\nroutes:\n  - name: r{i}\n    match: {{ path_prefix: /r{i} }}\n");
+        for r in 1..a.routes {
+            p += &format!("  - name: route{r}\n    match: {{ path_prefix: /route{r} }}\n");
+        }
+        p
+    };
     let file = write_policy(dir.path(), "p.yaml", &policy(0));
     assert_eq!(cp.ctl(&["apply", "-f", &file]).await.code, 0);
 
