@@ -321,7 +321,7 @@ async fn describe_limit(l: &Limit, req: &LimitRequest<'_>, sidecar: Option<&str>
     let Some(rate) = l.rate_for(plan) else {
         return format!("{}: does not apply (plan {} not listed, no default)", l.name, plan.unwrap_or("none"));
     };
-    let (key, subject) = l.key_of(req);
+    let (key, subject) = (l.key_of(req), l.subject_of(req));
     let mut about = format!("{}: {subject}, {} burst {}", l.name, format_rate(rate.count, rate.period), rate.burst);
     if l.global {
         about.push_str(", global");

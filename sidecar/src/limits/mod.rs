@@ -9,6 +9,7 @@
 mod gcra;
 mod global;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -133,30 +134,45 @@ impl Limit {
         self.buckets.check(key, rate, now_ns(), false)
     }
 
-    /// The bytes counted under, and how a customer reads them.
-    pub fn key_of(&self, req: &LimitRequest<'_>) -> (Vec<u8>, String) {
+    /// The bytes counted under: borrowed from the request where they can be, so a
+    /// check allocates nothing for a client id, route or header key.
+    pub fn key_of<'r>(&self, req: &LimitRequest<'r>) -> Cow<'r, [u8]> {
         match &self.key {
             LimitKey::ClientIp => match crate::ipset::canonical(req.client_ip) {
                 // One IPv6 subscriber holds a whole /64: counting per address would hand
                 // it 2^64 budgets.
-                IpAddr::V6(v6) => {
-                    let net = std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1));
-                    (format!("{net}/64").into_bytes(), format!("Network {net}/64"))
-                }
-                ip => (ip.to_string().into_bytes(), format!("Address {ip}")),
+                IpAddr::V6(v6) => Cow::Owned(format!("{}/64", v6_net(v6)).into_bytes()),
+                ip => Cow::Owned(ip.to_string().into_bytes()),
+            },
+            LimitKey::ClientId => Cow::Borrowed(req.identity.map_or(&b""[..], |id| id.client.as_bytes())),
+            LimitKey::Route => Cow::Borrowed(req.route.as_bytes()),
+            LimitKey::Header(h) => Cow::Borrowed(req.headers.get(h).map(HeaderValue::as_bytes).unwrap_or_default()),
+        }
+    }
+
+    /// Who the key stands for, as a refusal tells the customer. Only built for a refusal.
+    pub fn subject_of(&self, req: &LimitRequest<'_>) -> String {
+        match &self.key {
+            LimitKey::ClientIp => match crate::ipset::canonical(req.client_ip) {
+                IpAddr::V6(v6) => format!("Network {}/64", v6_net(v6)),
+                ip => format!("Address {ip}"),
             },
             LimitKey::ClientId => match req.identity {
-                Some(id) => (id.client.as_bytes().to_vec(), format!("Client '{}'", id.client)),
-                None => (Vec::new(), "An unidentified client".into()),
+                Some(id) => format!("Client '{}'", id.client),
+                None => "An unidentified client".into(),
             },
-            LimitKey::Route => (req.route.as_bytes().to_vec(), format!("Route '{}'", req.route)),
+            LimitKey::Route => format!("Route '{}'", req.route),
             LimitKey::Header(h) => {
                 let v = req.headers.get(h).map(HeaderValue::as_bytes).unwrap_or_default();
-                let shown = String::from_utf8_lossy(&v[..v.len().min(64)]).into_owned();
-                (v.to_vec(), format!("'{shown}' ({h})"))
+                format!("'{}' ({h})", String::from_utf8_lossy(&v[..v.len().min(64)]))
             }
         }
     }
+}
+
+/// The /64 an IPv6 address is counted under.
+fn v6_net(v6: std::net::Ipv6Addr) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))
 }
 
 /// What a limit check looks at.
@@ -186,7 +202,7 @@ pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Ti
     let mut checks = Vec::with_capacity(limits.len());
     for l in limits {
         let Some(quota) = l.rate_for(plan) else { continue };
-        let (key, subject) = l.key_of(req);
+        let key = l.key_of(req);
         // A global quota is enforced here at this sidecar's share of it.
         let rate = match l.global {
             true => Quotas::scaled(quota, req.quotas.fraction(&l.name, &key, std::time::Instant::now())),
@@ -197,7 +213,7 @@ pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Ti
             if l.global {
                 req.quotas.record(&l.name, &key, plan, false);
             }
-            let refusal = refusal(l, quota, &v, &subject);
+            let refusal = refusal(l, quota, &v, &l.subject_of(req));
             if !l.dry_run {
                 return Err(refusal);
             }
@@ -206,7 +222,8 @@ pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Ti
         }
         checks.push((l, quota, rate, key));
     }
-    let mut tightest: Option<(u64, Tightest)> = None;
+    // The limit closest to refusing names the `ratelimit` headers, built once at the end.
+    let mut tightest: Option<(&Limit, &RateDef, Verdict)> = None;
     for (l, quota, rate, key) in checks {
         let v = l.buckets.check(&key, &rate, req.now_ns, true);
         if l.global {
@@ -214,19 +231,18 @@ pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Ti
         }
         // Another request took the last token between the two passes.
         if !v.allowed {
-            let (_, subject) = l.key_of(req);
-            let refusal = refusal(l, quota, &v, &subject);
+            let refusal = refusal(l, quota, &v, &l.subject_of(req));
             if !l.dry_run {
                 return Err(refusal);
             }
             would_deny.push(refusal);
             continue;
         }
-        if tightest.as_ref().is_none_or(|(r, _)| v.remaining < *r) {
-            tightest = Some((v.remaining, headers(l, quota, &v)));
+        if tightest.as_ref().is_none_or(|(_, _, t)| v.remaining < t.remaining) {
+            tightest = Some((l, quota, v));
         }
     }
-    Ok((tightest.map(|(_, t)| t), would_deny))
+    Ok((tightest.map(|(l, quota, v)| headers(l, quota, &v)), would_deny))
 }
 
 /// The IETF `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers):
