@@ -20,24 +20,24 @@ pub mod v1 {
 /// attacks: about 3 million keys.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// A message with its encoding, made once: the control plane keeps each snapshot version
-/// and credentials change this way, so a push to 10,000 streams costs one encoding and
-/// 10,000 reference counts, not 10,000 deep copies and encodings.
-#[derive(Debug, Clone, Default)]
+/// A message with its encoding, made once, on first use: the control plane keeps each
+/// snapshot version and credentials change this way, so a push to 10,000 streams costs one
+/// encoding and 10,000 reference counts, not 10,000 deep copies and encodings (and a whole
+/// credentials set that only new sidecars need is encoded only if one connects).
+#[derive(Debug, Default)]
 pub struct Encoded<T> {
     message: T,
-    bytes: Bytes,
+    bytes: std::sync::OnceLock<Bytes>,
 }
 
 impl<T: Message> Encoded<T> {
     pub fn new(message: T) -> Self {
-        let bytes = message.encode_to_vec().into();
-        Encoded { message, bytes }
+        Encoded { message, bytes: std::sync::OnceLock::new() }
     }
 
     /// The encoding, shared.
     pub fn bytes(&self) -> Bytes {
-        self.bytes.clone()
+        self.bytes.get_or_init(|| self.message.encode_to_vec().into()).clone()
     }
 }
 

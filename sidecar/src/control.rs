@@ -1,6 +1,6 @@
 //! The control-plane client: one long-lived `Subscribe` stream. Says hello with the
-//! version it serves, installs every snapshot pushed to it and answers ACK (once it is on
-//! disk as the last known good) or NACK, sends heartbeats, and reconnects with jittered
+//! version it serves, installs every snapshot pushed to it and answers ACK (once its write
+//! as the last known good has finished; a failed write is logged) or NACK, sends heartbeats, and reconnects with jittered
 //! exponential backoff when the stream breaks. While it is disconnected the sidecar keeps
 //! serving what it has.
 
@@ -126,10 +126,12 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
         tokio::select! {
             push = pushes.message() => {
                 let Some(push) = push? else { return Ok(()) };
-                let creds = push.credentials.map(pb::Credentials::decode).transpose();
-                let snapshot = push.snapshot.map(pb::Snapshot::decode).transpose();
                 // Undecodable bytes are a broken stream, not a policy to NACK: reconnect.
-                let (creds, snapshot) = (creds?, snapshot?);
+                let creds = push.credentials.map(pb::Credentials::decode).transpose()?;
+                let snapshot = match push.snapshot {
+                    Some(bytes) => Some((pb::Snapshot::decode(bytes.clone())?, bytes)),
+                    None => None,
+                };
                 if let Some(creds) = creds {
                     match live.install_credentials(&creds, Origin::ControlPlane).await {
                         Ok(()) => {
@@ -142,8 +144,8 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                         Err(e) => tracing::error!(revision = creds.revision, error = %e, "credentials refused; the previous ones stay"),
                     }
                 }
-                let Some(snapshot) = snapshot else { continue };
-                let kind = match live.install(&snapshot, Origin::ControlPlane).await {
+                let Some((snapshot, encoded)) = snapshot else { continue };
+                let kind = match live.install_pushed(&snapshot, encoded).await {
                     Ok(installed) => {
                         let written = writes.as_ref().map_or(u64::MAX, |w| *w.borrow());
                         if installed.ticket <= written && unwritten.is_empty() {

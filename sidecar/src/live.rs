@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
 use http::uri::Authority;
 use rustls::ServerConfig;
 use warden_proto::v1 as pb;
@@ -229,6 +230,21 @@ impl Live {
     /// plane) queues it to be written as the last known good. On error nothing changes:
     /// the old snapshot keeps serving.
     pub async fn install(&self, proto: &pb::Snapshot, origin: Origin) -> Result<Installed, InvalidSnapshot> {
+        self.install_encoded(proto, origin, None).await
+    }
+
+    /// `install` of a snapshot from the control plane, with the bytes it came as: they are
+    /// what gets written as the last known good, without encoding it again.
+    pub async fn install_pushed(&self, proto: &pb::Snapshot, encoded: Bytes) -> Result<Installed, InvalidSnapshot> {
+        self.install_encoded(proto, Origin::ControlPlane, Some(encoded)).await
+    }
+
+    async fn install_encoded(
+        &self,
+        proto: &pb::Snapshot,
+        origin: Origin,
+        encoded: Option<Bytes>,
+    ) -> Result<Installed, InvalidSnapshot> {
         if let Some(cur) = self.snapshot()
             && cur.version == proto.version
             && cur.content_hash == proto.content_hash
@@ -246,7 +262,7 @@ impl Live {
             limits: &self.limit_state,
         };
         let compiled = Snapshot::compile(proto, &ctx)?;
-        // The snapshot on disk was checked when it was ACKed; a DNS outage at boot must not
+        // The snapshot on disk was checked before it was written; a DNS outage at boot must not
         // turn the last known good policy into no policy.
         if origin != Origin::Disk {
             check_resolvable(&compiled).await?;
@@ -290,7 +306,9 @@ impl Live {
         // Only the control plane's snapshots are persisted: a policy file is its own
         // durable copy, and its local version numbers must not replace the fleet's.
         let ticket = match (&self.writer, origin) {
-            (Some(writer), Origin::ControlPlane) => writer.submit(proto),
+            (Some(writer), Origin::ControlPlane) => {
+                writer.submit(encoded.unwrap_or_else(|| prost::Message::encode_to_vec(proto).into()))
+            }
             _ => 0,
         };
         Ok(Installed { snapshot: compiled, ticket })

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use prost::Message;
 use tokio::sync::watch;
 use warden_proto::v1 as pb;
@@ -45,12 +46,12 @@ impl StateFile {
 
     /// Persists a snapshot atomically.
     pub async fn save(&self, snapshot: &pb::Snapshot) -> io::Result<()> {
-        write_atomic(self.dir.clone(), self.path(), snapshot.encode_to_vec()).await
+        write_atomic(self.dir.clone(), self.path(), snapshot.encode_to_vec().into()).await
     }
 
     /// Persists credentials atomically.
     pub async fn save_credentials(&self, creds: &pb::Credentials) -> io::Result<()> {
-        write_atomic(self.dir.clone(), self.credentials_path(), creds.encode_to_vec()).await
+        write_atomic(self.dir.clone(), self.credentials_path(), creds.encode_to_vec().into()).await
     }
 
     /// Reads the persisted snapshot; Ok(None) when there is none.
@@ -78,7 +79,7 @@ pub struct SnapshotWriter {
 #[derive(Debug, Default)]
 struct Queue {
     /// The ticket and encoded snapshot to write next.
-    next: Option<(u64, Vec<u8>)>,
+    next: Option<(u64, Bytes)>,
     last_ticket: u64,
     /// A writer task is running (writing, or waiting out the spacing).
     writing: bool,
@@ -93,9 +94,8 @@ impl SnapshotWriter {
         &self.file
     }
 
-    /// Queues `snapshot` in place of any that waits, and returns its ticket.
-    pub fn submit(self: &Arc<Self>, snapshot: &pb::Snapshot) -> u64 {
-        let bytes = snapshot.encode_to_vec();
+    /// Queues an encoded snapshot in place of any that waits, and returns its ticket.
+    pub fn submit(self: &Arc<Self>, bytes: Bytes) -> u64 {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.last_ticket += 1;
         q.next = Some((q.last_ticket, bytes));
@@ -112,7 +112,8 @@ impl SnapshotWriter {
     }
 
     /// The newest ticket whose write has finished; wait on it to reach yours. A write that
-    /// failed counts as finished (it is logged): the snapshot is live all the same.
+    /// failed counts as finished (it is logged, as before group commit): the snapshot is
+    /// live all the same, and holding back its ACK would not make the disk work.
     pub fn done(&self) -> watch::Receiver<u64> {
         self.done.subscribe()
     }
@@ -147,7 +148,7 @@ async fn read<M: Message + Default>(path: PathBuf) -> io::Result<Option<M>> {
 }
 
 /// Temp file (owner read/write only), fsync, rename, fsync of the directory.
-async fn write_atomic(dir: PathBuf, path: PathBuf, bytes: Vec<u8>) -> io::Result<()> {
+async fn write_atomic(dir: PathBuf, path: PathBuf, bytes: Bytes) -> io::Result<()> {
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(&dir)?;
@@ -188,7 +189,7 @@ mod tests {
         let writer = SnapshotWriter::new(StateFile::new(dir.path().to_owned(), "orders".into()));
         let mut done = writer.done();
         let snap = |version| pb::Snapshot { service: "orders".into(), version, ..Default::default() };
-        let first = writer.submit(&snap(1));
+        let first = writer.submit(snap(1).encode_to_vec().into());
         done.wait_for(|&d| d >= first).await.unwrap();
         assert_eq!(
             writer.file().load().await.unwrap().map(|s| s.version),
@@ -197,7 +198,7 @@ mod tests {
         );
 
         // Fifty while the writer waits out its spacing: the next write is the newest.
-        let tickets: Vec<u64> = (2..=51).map(|v| writer.submit(&snap(v))).collect();
+        let tickets: Vec<u64> = (2..=51).map(|v| writer.submit(snap(v).encode_to_vec().into())).collect();
         assert_eq!(writer.last_ticket(), tickets[49]);
         let mut seen = Vec::new();
         while *done.borrow() < tickets[49] {

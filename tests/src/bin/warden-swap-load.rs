@@ -1,7 +1,9 @@
-//! Swap under load: a sidecar following a control plane, serving closed-loop traffic,
-//! first with no policy changes, then while the control plane receives 100 applies a
-//! second (each a new version every sidecar must swap in). Prints failed requests and
-//! p50/p99 for both phases. Run by `tests/bench/swap.sh`.
+//! Swap under load: a sidecar following a control plane, serving traffic in three phases:
+//! no applies; applies to another service (the control plane just as busy, nothing for
+//! this sidecar to swap); applies to this sidecar's service (each a new version it swaps
+//! in and ACKs). `--rounds` interleaved rounds of `--seconds` per phase; prints requests,
+//! failures, p50/p99 over all rounds, swaps and the sidecar's CPU per request and per
+//! swap. Run by `tests/bench/swap.sh`.
 //!
 //! Closed loop (the default) saturates the machine, so it shows how much CPU the applies
 //! take from the traffic. With `--rate`, each client sends on a fixed schedule instead
@@ -10,12 +12,12 @@
 //! the send (tokio's timers are late by up to a millisecond, which would swamp it).
 //!
 //! With `--sidecar-cpu`, the sidecar (one worker) gets a core of its own, and `--cp-nice`
-//! lowers the control plane's priority: on a 2-core machine that stands in for a control
-//! plane on another node, so what moves is what a swap costs the sidecar itself, not the
-//! control plane's or this tool's CPU.
+//! lowers the priority of the control plane and of the thread sending the applies: on a
+//! 2-core machine that stands in for a control plane on another node, so what moves is
+//! what a swap costs the sidecar itself, not the control plane's or this tool's CPU.
 //!
 //!   warden-swap-load [--seconds 10] [--clients 16] [--applies-per-sec 100] [--rate 0]
-//!                    [--sidecar-cpu N] [--cp-nice N]
+//!                    [--rounds 3] [--sidecar-cpu N] [--cp-nice N]
 
 // A benchmark tool: a step that fails should stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -183,7 +185,10 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
     if let Some(n) = a.cp_nice {
-        run("renice", &["-n", &n.to_string(), "-p", &cp.proc.pid().to_string()]);
+        // Every thread: renice -p changes only the one whose id it is given.
+        for task in std::fs::read_dir(format!("/proc/{}/task", cp.proc.pid())).unwrap() {
+            run("renice", &["-n", &n.to_string(), "-p", &task.unwrap().file_name().to_string_lossy()]);
+        }
     }
     let app = App::start("app").await;
     let mut flags = vec!["--access-log", "off"];
