@@ -220,6 +220,14 @@ impl Live {
         self.snapshot.load().as_ref().map_or(0, |s| s.version)
     }
 
+    /// Writes the snapshot being served if it is still queued: on shutdown, so a restart
+    /// finds what was served, not a version up to one burst older.
+    pub async fn flush_snapshot(&self) {
+        if let Some(w) = &self.writer {
+            w.flush().await;
+        }
+    }
+
     /// How far the writes of the last known good snapshot have got: an install's ticket is
     /// on disk once this reaches it. None without `--state-dir`.
     pub fn snapshot_writes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

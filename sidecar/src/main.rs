@@ -203,6 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("shutting down: readiness off");
     let _ = stop_tx.send(true);
     server.await?;
+    live.flush_snapshot().await;
     // Flush queued spans; off the runtime thread, which must keep driving the gRPC channel.
     let flushing = live.clone();
     let _ = tokio::task::spawn_blocking(move || {

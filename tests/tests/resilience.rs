@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use http::StatusCode;
+use prost::Message;
 use warden_e2e::stack::{BASIC, orders_sidecar};
 use warden_e2e::{Stack, eventually};
+use warden_proto::v1::ApplyRequest;
+use warden_proto::v1::admin_service_client::AdminServiceClient;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sidecar_keeps_serving_when_the_control_plane_dies() {
@@ -53,6 +56,39 @@ async fn after_a_burst_of_applies_the_last_acked_version_is_the_one_on_disk() {
     let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &s.dir.path().join("state"), "orders-1", &[]).await;
     let config = s.client.get(&sidecar.admin_url("/config")).await.unwrap().json();
     assert_eq!((config["origin"].as_str(), config["version"].as_u64()), (Some("disk"), Some(last)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_stopped_right_after_a_burst_of_applies_restarts_with_what_it_served() {
+    let mut s = Stack::start(BASIC).await;
+    let file = s.dir.path().join("state").join("orders.snapshot.pb");
+    let on_disk = || {
+        let bytes = std::fs::read(&file).expect("the state file");
+        warden_proto::v1::Snapshot::decode(bytes.as_slice()).expect("a snapshot").version
+    };
+    // Straight to the admin API, faster than the sidecar writes (at most every 100 ms),
+    // until the sidecar serves a version its state file does not hold yet.
+    let mut admin = AdminServiceClient::connect(s.cp.url()).await.unwrap();
+    let mut n = 0;
+    let served = loop {
+        n += 1;
+        assert!(n < 200, "never caught a served version ahead of the state file");
+        let source = BASIC.replace("service: orders", &format!("# burst {n}\nservice: orders"));
+        let req = ApplyRequest { file_name: "p.yaml".into(), source, ..Default::default() };
+        let version = admin.apply(req).await.unwrap().into_inner().results[0].version;
+        s.wait_for_version(version).await;
+        if on_disk() < version {
+            break version;
+        }
+    };
+    // SIGTERM writes what is served before the sidecar exits.
+    s.sidecar.proc.terminate();
+    s.sidecar.proc.wait_exit(Duration::from_secs(10)).await.expect("the sidecar exits");
+    assert_eq!(on_disk(), served, "written on the way out");
+    s.cp.proc.kill9();
+    let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &s.dir.path().join("state"), "orders-1", &[]).await;
+    let config = s.client.get(&sidecar.admin_url("/config")).await.unwrap().json();
+    assert_eq!((config["origin"].as_str(), config["version"].as_u64()), (Some("disk"), Some(served)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
