@@ -1,8 +1,8 @@
 //! The control-plane client: one long-lived `Subscribe` stream. Says hello with the
 //! version it serves, installs every snapshot pushed to it and answers ACK (once its write
-//! as the last known good has finished; a failed write is logged) or NACK, sends heartbeats, and reconnects with jittered
-//! exponential backoff when the stream breaks. While it is disconnected the sidecar keeps
-//! serving what it has.
+//! as the last known good has finished; a failed write is logged) or NACK, sends
+//! heartbeats, and reconnects with jittered exponential backoff when the stream breaks.
+//! While it is disconnected the sidecar keeps serving what it has.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -145,34 +145,42 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                     }
                 }
                 let Some((snapshot, encoded)) = snapshot else { continue };
-                let kind = match live.install_pushed(&snapshot, encoded).await {
+                match live.install_pushed(&snapshot, encoded).await {
                     Ok(installed) => {
+                        unwritten.push_back((installed.ticket, snapshot.version));
                         let written = writes.as_ref().map_or(u64::MAX, |w| *w.borrow());
-                        if installed.ticket <= written && unwritten.is_empty() {
-                            Kind::Ack(Ack { version: snapshot.version })
-                        } else {
-                            unwritten.push_back((installed.ticket, snapshot.version));
-                            continue;
-                        }
+                        ack_written(&mut unwritten, written, &tx).await?;
                     }
                     Err(e) => {
                         tracing::error!(version = snapshot.version, error = %e, "snapshot refused (NACK); the previous one keeps serving");
-                        Kind::Nack(Nack { version: snapshot.version, error: e.to_string() })
+                        let nack = Nack { version: snapshot.version, error: e.to_string() };
+                        tx.send(SidecarMessage { kind: Some(Kind::Nack(nack)) }).await?;
                     }
-                };
-                tx.send(SidecarMessage { kind: Some(kind) }).await?;
+                }
             }
             Some(written) = next_write(&mut writes), if !unwritten.is_empty() => {
-                while let Some(&(ticket, version)) = unwritten.front() && ticket <= written {
-                    unwritten.pop_front();
-                    tx.send(SidecarMessage { kind: Some(Kind::Ack(Ack { version })) }).await?;
-                }
+                ack_written(&mut unwritten, written, &tx).await?;
             }
             _ = heartbeat.tick() => {
                 tx.send(SidecarMessage { kind: Some(Kind::Heartbeat(Heartbeat {})) }).await?;
             }
         }
     }
+}
+
+/// ACKs, oldest first, every swapped-in version whose write ticket is `written` or older.
+async fn ack_written(
+    unwritten: &mut VecDeque<(u64, u64)>,
+    written: u64,
+    tx: &mpsc::Sender<SidecarMessage>,
+) -> anyhow::Result<()> {
+    while let Some(&(ticket, version)) = unwritten.front()
+        && ticket <= written
+    {
+        unwritten.pop_front();
+        tx.send(SidecarMessage { kind: Some(Kind::Ack(Ack { version })) }).await?;
+    }
+    Ok(())
 }
 
 /// The next ticket the snapshot writer finishes; None without one (never ready then).

@@ -44,9 +44,9 @@ impl StateFile {
         self.dir.join(format!("{}.credentials.pb", self.service))
     }
 
-    /// Persists a snapshot atomically.
-    pub async fn save(&self, snapshot: &pb::Snapshot) -> io::Result<()> {
-        write_atomic(self.dir.clone(), self.path(), snapshot.encode_to_vec().into()).await
+    /// Persists an encoded snapshot atomically.
+    pub async fn save_encoded(&self, snapshot: Bytes) -> io::Result<()> {
+        write_atomic(self.dir.clone(), self.path(), snapshot).await
     }
 
     /// Persists credentials atomically.
@@ -137,7 +137,7 @@ impl SnapshotWriter {
                     }
                 }
             };
-            if let Err(e) = write_atomic(self.file.dir.clone(), self.file.path(), bytes).await {
+            if let Err(e) = self.file.save_encoded(bytes).await {
                 tracing::warn!(error = %e, file = %self.file.path().display(), "could not persist the last known good snapshot");
             }
             self.done.send_replace(ticket);
@@ -182,8 +182,8 @@ mod tests {
         let billing = StateFile::new(dir.path().join("nested"), "billing".into());
         assert_eq!(orders.load().await.unwrap(), None);
         let snap = pb::Snapshot { service: "orders".into(), version: 7, ..Default::default() };
-        orders.save(&snap).await.unwrap();
-        orders.save(&pb::Snapshot { version: 8, ..snap.clone() }).await.unwrap();
+        orders.save_encoded(snap.encode_to_vec().into()).await.unwrap();
+        orders.save_encoded(pb::Snapshot { version: 8, ..snap.clone() }.encode_to_vec().into()).await.unwrap();
         assert_eq!(orders.load().await.unwrap().map(|s| s.version), Some(8));
         assert_eq!(billing.load().await.unwrap(), None);
         std::fs::write(orders.path(), b"\xff\xff not protobuf").unwrap();

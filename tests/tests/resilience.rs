@@ -40,6 +40,22 @@ async fn a_sidecar_restarted_while_the_control_plane_is_down_serves_the_last_kno
     assert_eq!(s.client.get(&sidecar.admin_url("/readyz")).await.unwrap().status, StatusCode::OK);
 }
 
+/// BASIC, made a new version by its comment.
+fn burst_policy(n: u64) -> String {
+    BASIC.replace("service: orders", &format!("# burst {n}\nservice: orders"))
+}
+
+/// A new sidecar on the stack's state dir (the control plane dead): where its policy
+/// came from and which version it serves.
+async fn served_after_restart(s: &Stack) -> (Option<String>, Option<u64>) {
+    let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &s.dir.path().join("state"), "orders-1", &[]).await;
+    let config = match s.client.get(&sidecar.admin_url("/config")).await {
+        Ok(r) => r.json(),
+        Err(e) => panic!("/config: {e}"),
+    };
+    (config["origin"].as_str().map(str::to_owned), config["version"].as_u64())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_burst_of_applies_the_last_acked_version_is_the_one_on_disk() {
     let mut s = Stack::start(BASIC).await;
@@ -47,15 +63,12 @@ async fn after_a_burst_of_applies_the_last_acked_version_is_the_one_on_disk() {
     // coalesce, and what a restart finds must still be the newest ACKed version.
     let mut last = 0;
     for i in 0..12 {
-        last = s.apply(&BASIC.replace("service: orders", &format!("# burst {i}\nservice: orders"))).await;
+        last = s.apply(&burst_policy(i)).await;
     }
     s.wait_for_ack(last).await;
     s.cp.proc.kill9();
     s.sidecar.proc.kill9();
-
-    let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &s.dir.path().join("state"), "orders-1", &[]).await;
-    let config = s.client.get(&sidecar.admin_url("/config")).await.unwrap().json();
-    assert_eq!((config["origin"].as_str(), config["version"].as_u64()), (Some("disk"), Some(last)));
+    assert_eq!(served_after_restart(&s).await, (Some("disk".into()), Some(last)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,8 +86,7 @@ async fn a_sidecar_stopped_right_after_a_burst_of_applies_restarts_with_what_it_
     let served = loop {
         n += 1;
         assert!(n < 200, "never caught a served version ahead of the state file");
-        let source = BASIC.replace("service: orders", &format!("# burst {n}\nservice: orders"));
-        let req = ApplyRequest { file_name: "p.yaml".into(), source, ..Default::default() };
+        let req = ApplyRequest { file_name: "p.yaml".into(), source: burst_policy(n), ..Default::default() };
         let version = admin.apply(req).await.unwrap().into_inner().results[0].version;
         s.wait_for_version(version).await;
         if on_disk() < version {
@@ -86,9 +98,7 @@ async fn a_sidecar_stopped_right_after_a_burst_of_applies_restarts_with_what_it_
     s.sidecar.proc.wait_exit(Duration::from_secs(10)).await.expect("the sidecar exits");
     assert_eq!(on_disk(), served, "written on the way out");
     s.cp.proc.kill9();
-    let sidecar = orders_sidecar(&s.cp.url(), s.app.addr, &s.dir.path().join("state"), "orders-1", &[]).await;
-    let config = s.client.get(&sidecar.admin_url("/config")).await.unwrap().json();
-    assert_eq!((config["origin"].as_str(), config["version"].as_u64()), (Some("disk"), Some(served)));
+    assert_eq!(served_after_restart(&s).await, (Some("disk".into()), Some(served)));
 }
 
 #[tokio::test(flavor = "multi_thread")]

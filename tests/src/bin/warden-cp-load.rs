@@ -17,7 +17,7 @@ use prost::Message;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
-use warden_e2e::{ControlPlane, percentile, write_policy};
+use warden_e2e::{ControlPlane, cpu_secs, percentile, write_policy};
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, Credentials, CredentialsAck, Hello, SidecarMessage, Snapshot};
@@ -92,14 +92,6 @@ fn rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
-}
-
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    // utime and stime are fields 14 and 15; after ") " the state is field 3.
-    (f.get(10).copied().unwrap_or(0.0) + f.get(11).copied().unwrap_or(0.0)) / 100.0
 }
 
 async fn wait_all(fleet: &Fleet, version: u64, limit: Duration) -> Option<Duration> {

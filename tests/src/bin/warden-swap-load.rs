@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use warden_e2e::stack::orders_sidecar;
-use warden_e2e::{App, Client, ControlPlane, Sidecar, eventually, percentile};
+use warden_e2e::{App, Client, ControlPlane, Sidecar, cpu_secs, eventually, percentile};
 use warden_proto::v1::ApplyRequest;
 use warden_proto::v1::admin_service_client::AdminServiceClient;
 
@@ -155,18 +155,9 @@ struct Phase {
     latencies: Vec<Duration>,
     requests: u64,
     failed: u64,
-    /// The sidecar's CPU time over the phase, in clock ticks.
-    cpu_ticks: u64,
+    /// The sidecar's CPU time over the phase, in seconds.
+    cpu_secs: f64,
     swaps: u64,
-}
-
-/// CPU time (user + system) a process used so far, in clock ticks (`/proc/PID/stat`).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start at its closing ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// Snapshots the sidecar has swapped in since it started.
@@ -219,7 +210,7 @@ async fn main() {
                 1 => Some(applies(cp.url(), "billing", a.applies_per_sec, secs, a.cp_nice)),
                 _ => Some(applies(cp.url(), "orders", a.applies_per_sec, secs, a.cp_nice)),
             };
-            let (cpu, swaps) = (cpu_ticks(sidecar.proc.pid()), swap_count(&client, &sidecar).await);
+            let (cpu, swaps) = (cpu_secs(sidecar.proc.pid()), swap_count(&client, &sidecar).await);
             let (lat, failed) = load(&url, clients, secs, a.rate).await;
             if let Some(t) = applier {
                 let (o, s) = tokio::task::spawn_blocking(|| t.join().unwrap()).await.unwrap();
@@ -227,7 +218,7 @@ async fn main() {
             }
             r.latencies.extend(&lat);
             (r.requests, r.failed) = (r.requests + lat.len() as u64 + failed, r.failed + failed);
-            r.cpu_ticks += cpu_ticks(sidecar.proc.pid()) - cpu;
+            r.cpu_secs += cpu_secs(sidecar.proc.pid()) - cpu;
             r.swaps += swap_count(&client, &sidecar).await - swaps;
         }
     }
@@ -236,20 +227,18 @@ async fn main() {
         "phase (all rounds)", "requests", "failed", "p50", "p99", "swaps", "sidecar µs/req"
     );
     let mut p99 = Vec::new();
-    let tick_us = 1e6 / 100.0; // USER_HZ
     for (name, r) in phases.iter().zip(&mut results) {
         r.latencies.sort();
         let (m50, m99) = (percentile(&r.latencies, 0.5), percentile(&r.latencies, 0.99));
         p99.push(m99.as_secs_f64());
-        let per_req = r.cpu_ticks as f64 * tick_us / r.requests.max(1) as f64;
+        let per_req = r.cpu_secs * 1e6 / r.requests.max(1) as f64;
         println!(
             "{name:<28} {:>9} {:>7} {m50:>10.2?} {m99:>10.2?} {:>6} {per_req:>13.2}",
             r.requests, r.failed, r.swaps
         );
     }
     let (other, own) = (&results[1], &results[2]);
-    let extra_cpu_us =
-        (own.cpu_ticks as f64 - other.cpu_ticks as f64 * own.requests as f64 / other.requests.max(1) as f64) * tick_us;
+    let extra_cpu_us = (own.cpu_secs - other.cpu_secs * own.requests as f64 / other.requests.max(1) as f64) * 1e6;
     println!(
         "{} rounds of {secs} s per phase; {} applies/s offered: {offered}, stored {stored}; sidecar CPU per swap ~{:.0} µs",
         a.rounds,
