@@ -1,8 +1,9 @@
 //! The decision: given the active snapshot, the credentials and a request's head, forward
 //! it (which route, which path, as whom) or refuse it (why). Pure: no I/O, and the clock
 //! is an argument. The sidecar and `wardenctl explain` call this same function. Steps, in
-//! order: access (whole service) → route → the route's access → auth → rewrite. In
-//! `mode: dry_run` a rule that would refuse is reported and the request goes on.
+//! order: access (whole service) → route (on the path as an app sees it: `%2F` decoded)
+//! → escaped slashes → the route's access → auth → rewrite. In `mode: dry_run` a rule
+//! that would refuse is reported and the request goes on.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -10,14 +11,16 @@ use std::net::IpAddr;
 use http::{HeaderMap, Method, Uri};
 
 use crate::auth::{BodyCheck, Credentials, HeadCheck, Identity};
-use crate::config::{Mode, Route, Snapshot};
+use crate::config::{EscapedSlashes, Mode, Route, Snapshot};
 use crate::deny::Refusal;
+use crate::host::{CanonicalHost, HostError, canonical_host};
+use crate::normalize::{PathError, decode_escaped_slashes};
 
 /// What a decision looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestHead<'a> {
     pub method: &'a Method,
-    /// Lower-case, without port; empty when the request names no host.
+    /// Canonical (`host::canonical_host`), without port; empty when the request names no host.
     pub host: &'a str,
     /// Normalized (see `normalize`).
     pub path: &'a str,
@@ -33,7 +36,8 @@ pub struct RequestHead<'a> {
 pub enum Decision<'s> {
     Forward {
         route: &'s Route,
-        /// The rewritten path, when the route rewrites; else the normalized path is sent.
+        /// The rewritten (or decoded) path, when the route rewrites or the path had escaped
+        /// slashes to decode; else the normalized path is sent.
         path: Option<String>,
         /// Who the caller proved to be, when the route has auth.
         identity: Option<Identity>,
@@ -61,8 +65,14 @@ pub fn decide<'s>(snapshot: &'s Snapshot, creds: &'s Credentials, head: &Request
     if let Some(r) = enforce(snapshot.access.as_ref().and_then(|a| a.check(head.client_ip))) {
         return Decision::Deny(r, None);
     }
-    let matched = snapshot.route_for(head.method, head.host, head.path, head.headers);
+    let decoded = decode_escaped_slashes(head.path);
+    let key = snapshot.routing_key(&decoded);
+    let matched = snapshot.route_for(head.method, head.host, &key, head.headers);
     let Some(route) = matched else { return Decision::Deny(Refusal::NoRoute, None) };
+    let escaped = matches!(decoded, Cow::Owned(_));
+    if escaped && route.escaped_slashes == EscapedSlashes::Reject {
+        return Decision::Deny(Refusal::BadPath(PathError::EscapedSlash), Some(route));
+    }
     if let Some(r) = enforce(route.access.as_ref().and_then(|a| a.check(head.client_ip))) {
         return Decision::Deny(r, Some(route));
     }
@@ -78,25 +88,30 @@ pub fn decide<'s>(snapshot: &'s Snapshot, creds: &'s Credentials, head: &Request
             }
         }
     }
-    Decision::Forward { route, path: route.rewritten_path(head.path), identity, body_check, would_deny }
+    let path = route.rewritten_path(&decoded).or_else(|| escaped.then(|| decoded.into_owned()));
+    Decision::Forward { route, path, identity, body_check, would_deny }
 }
 
-/// The host a request is for: the URI's authority (HTTP/2, absolute-form) or the `Host`
-/// header, lower-cased, without its port.
-pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Cow<'a, str> {
-    let raw = uri
-        .host()
-        .or_else(|| headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(strip_port))
-        .unwrap_or("");
-    if raw.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(raw.to_ascii_lowercase()) } else { Cow::Borrowed(raw) }
+/// Refuses a method with a lower-case letter: `post` is an extension method to routes that
+/// list POST, and POST to a framework that upper-cases it. Methods are case-sensitive and
+/// nginx refuses these too.
+pub fn check_method(method: &Method) -> Result<(), Refusal> {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) { Err(Refusal::BadMethod) } else { Ok(()) }
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return host.split_inclusive(']').next().unwrap_or(host);
+/// The host a request is for, canonical: the URI's authority (HTTP/2, absolute-form), else
+/// the `Host` header; None when the request names none. Every host the request carries
+/// must be valid, since the app may read either.
+pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Result<Option<CanonicalHost<'a>>, HostError> {
+    let header = match headers.get(http::header::HOST) {
+        None => None,
+        Some(v) if v.is_empty() => None,
+        Some(v) => Some(canonical_host(v.to_str().map_err(|_| HostError::Invalid)?)?),
+    };
+    match uri.authority() {
+        Some(a) => canonical_host(a.as_str()).map(Some),
+        None => Ok(header),
     }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 #[cfg(test)]
@@ -104,14 +119,21 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    fn name(uri: &'static str, h: &HeaderMap) -> Result<Option<String>, HostError> {
+        request_host(&Uri::from_static(uri), h).map(|c| c.map(|c| c.name().to_owned()))
+    }
+
     #[test]
     fn host_from_header_or_uri() {
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("API.Example.com:8443"));
-        assert_eq!(request_host(&Uri::from_static("/x"), &h), "api.example.com");
-        assert_eq!(request_host(&Uri::from_static("http://Other.io/x"), &h), "other.io");
+        h.insert("host", HeaderValue::from_static("API.Example.com.:8443"));
+        assert_eq!(name("/x", &h), Ok(Some("api.example.com".into())));
+        assert_eq!(name("http://Other.io./x", &h), Ok(Some("other.io".into())));
         h.insert("host", HeaderValue::from_static("[::1]:80"));
-        assert_eq!(request_host(&Uri::from_static("/x"), &h), "[::1]");
-        assert_eq!(request_host(&Uri::from_static("/x"), &HeaderMap::new()), "");
+        assert_eq!(name("/x", &h), Ok(Some("[::1]".into())));
+        assert_eq!(name("/x", &HeaderMap::new()), Ok(None));
+        h.insert("host", HeaderValue::from_static("a, b"));
+        assert_eq!(name("http://ok.io/x", &h), Err(HostError::Invalid), "a bad Host beside an authority");
+        assert_eq!(name("http://u@ok.io/x", &HeaderMap::new()), Err(HostError::Userinfo));
     }
 }

@@ -10,6 +10,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::auth::{AuthFailure, AuthProvider};
+use crate::host::HostError;
 use crate::normalize::PathError;
 use crate::policy::format_size;
 use crate::upstream::UpstreamFailure;
@@ -42,6 +43,12 @@ pub enum Refusal {
     BufferFull,
     /// More than one Host header.
     DuplicateHost,
+    /// The `Host` header or the request's authority is not a valid `host[:port]`.
+    BadHost(HostError),
+    /// A standard method spelled in another case (`post`): apps upper-case it, routes do not.
+    BadMethod,
+    /// A trusted proxy's nearest `x-forwarded-for` hop that is not an address.
+    BadForwardedFor,
     /// The request target is longer than `--max-uri-bytes`.
     UriTooLong { limit: usize },
     /// The request's header block is larger than `--max-header-bytes`.
@@ -92,7 +99,12 @@ impl Refusal {
             Refusal::Unauthenticated { failure, .. } => failure.status(),
             Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::NotReady | Refusal::BufferFull => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost => StatusCode::BAD_REQUEST,
+            Refusal::BadPath(_)
+            | Refusal::BadBody
+            | Refusal::DuplicateHost
+            | Refusal::BadHost(_)
+            | Refusal::BadMethod
+            | Refusal::BadForwardedFor => StatusCode::BAD_REQUEST,
             Refusal::NoRoute => StatusCode::NOT_FOUND,
             Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Refusal::AddressDenied { .. } => StatusCode::FORBIDDEN,
@@ -117,6 +129,9 @@ impl Refusal {
             Refusal::BodyTimeout { .. } => "body_timeout",
             Refusal::BufferFull => "buffer_full",
             Refusal::DuplicateHost => "duplicate_host",
+            Refusal::BadHost(_) => "bad_host",
+            Refusal::BadMethod => "bad_method",
+            Refusal::BadForwardedFor => "bad_forwarded_for",
             Refusal::NoRoute => "no_route",
             Refusal::AddressDenied { .. } => "address_denied",
             Refusal::BodyTooLarge { .. } => "body_too_large",
@@ -134,7 +149,10 @@ impl Refusal {
         match self {
             Refusal::NotReady => "no-policy".into(),
             Refusal::BadPath(_) => "path-normalization".into(),
-            Refusal::BadBody | Refusal::DuplicateHost => "http-framing".into(),
+            Refusal::BadBody | Refusal::DuplicateHost | Refusal::BadHost(_) | Refusal::BadMethod => {
+                "http-framing".into()
+            }
+            Refusal::BadForwardedFor => "client_ip.trusted_proxies".into(),
             Refusal::BodyTimeout { .. } => "timeout".into(),
             Refusal::BufferFull => "max_buffered_bytes".into(),
             Refusal::NoRoute => "no-route".into(),
@@ -153,9 +171,13 @@ impl Refusal {
     fn proxy_error(&self) -> &'static str {
         match self {
             Refusal::NotReady | Refusal::BufferFull => "destination_unavailable",
-            Refusal::BadPath(_) | Refusal::BadBody | Refusal::DuplicateHost | Refusal::BodyTimeout { .. } => {
-                "http_request_error"
-            }
+            Refusal::BadPath(_)
+            | Refusal::BadBody
+            | Refusal::DuplicateHost
+            | Refusal::BadHost(_)
+            | Refusal::BadMethod
+            | Refusal::BadForwardedFor
+            | Refusal::BodyTimeout { .. } => "http_request_error",
             Refusal::NoRoute => "destination_not_found",
             Refusal::Unauthenticated { failure: AuthFailure::SecretNotSet { .. }, .. } => "destination_unavailable",
             Refusal::AddressDenied { .. }
@@ -185,6 +207,13 @@ impl Refusal {
                 format!("The request body did not arrive within {}.", crate::policy::format_duration(*after))
             }
             Refusal::DuplicateHost => "The request has more than one Host header.".into(),
+            Refusal::BadHost(e) => format!("The request was refused: {e}."),
+            Refusal::BadMethod => {
+                "The request method must be written in capitals (GET, POST, ...): methods are case-sensitive.".into()
+            }
+            Refusal::BadForwardedFor => {
+                "The x-forwarded-for header from a trusted proxy has a hop that is not an IP address.".into()
+            }
             Refusal::NoRoute => format!("No route of '{service}' matches this request."),
             Refusal::AddressDenied { ip, .. } => format!("Requests from {ip} are not allowed to '{service}'."),
             Refusal::Unauthenticated { failure, header, .. } => failure.message(header.as_str()),

@@ -3,13 +3,19 @@
 //! Routes match on the normalized path and the app receives that same path, so the proxy
 //! and the app can never disagree about which route a request took. The rules:
 //! percent-encoded unreserved characters are decoded (`%7E` → `~`, `%2e` → `.`), other
-//! escapes are kept with upper-case hex (`%2f` → `%2F`, never a separator), repeated
-//! slashes merge, `;` path parameters are dropped from every segment (`/admin;x=1` is
-//! `/admin`: some servers ignore them, so matching must too), and `.` / `..` segments are
-//! resolved without climbing above `/` (RFC 3986 §6.2.2). Refused: a path that is not
-//! `/…`, a malformed escape, a backslash (a separator to some servers, not to others),
-//! escaped control characters (`%00`, `%0A`, …), and escapes that are not valid UTF-8
-//! (overlong forms such as `%C0%AE` included).
+//! escapes are kept with upper-case hex (`%2f` → `%2F`), repeated slashes merge, `;` path
+//! parameters are dropped from every segment (`/admin;x=1` is `/admin`: some servers
+//! ignore them, so matching must too), trailing dots are dropped from a segment
+//! (`/admin.` is `/admin` to IIS and ASP.NET), and `.` / `..` segments are resolved without
+//! climbing above `/` (RFC 3986 §6.2.2). Refused: a path that is not `/…`, a malformed
+//! escape, a backslash (a separator to some servers, not to others), escaped control
+//! characters (`%00`, `%0A`, …), escapes that are not valid UTF-8 (overlong forms such as
+//! `%C0%AE` included), and a segment of three or more dots.
+//!
+//! An escaped slash (`%2F`) is a separator to an app that decodes the path before routing
+//! (WSGI, Rack, most frameworks), so routes always match the path with `%2F` decoded
+//! (`decode_escaped_slashes`); whether such a request is then refused or forwarded decoded
+//! is the route's `escaped_slashes` setting (Envoy's `path_with_escaped_slashes_action`).
 
 use std::borrow::Cow;
 
@@ -28,6 +34,10 @@ pub enum PathError {
     EscapedDotSegment,
     #[error("the request path contains an escaped control character")]
     ControlChar,
+    #[error("the request path has a segment of only dots")]
+    DotsSegment,
+    #[error("the request path contains an escaped slash (%2F), which this route does not accept")]
+    EscapedSlash,
     #[error("the rewritten path is not a valid request target")]
     BadRewrite,
 }
@@ -45,25 +55,43 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     }
     let decoded = decode_unreserved(raw.as_bytes())?;
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
-    Ok(Cow::Owned(resolve_segments(&decoded)))
+    resolve_segments(&decoded).map(Cow::Owned)
+}
+
+/// A normalized path as an app that decodes `%2F` sees it: the path routes match.
+/// Borrows when there is no escaped slash. (Dot segments hidden behind escaped slashes
+/// were already refused by `normalize_path`, so decoding cannot climb.)
+pub fn decode_escaped_slashes(path: &str) -> Cow<'_, str> {
+    if !path.contains("%2F") {
+        return Cow::Borrowed(path);
+    }
+    match resolve_segments(&path.replace("%2F", "/")) {
+        Ok(p) => Cow::Owned(p),
+        // Unreachable for a normalized path; matching the escaped form is the safe side.
+        Err(_) => Cow::Borrowed(path),
+    }
 }
 
 /// True when `path` equals `prefix` or continues it at a segment boundary:
-/// `/api` matches `/api` and `/api/x`, never `/apix`. `/` matches everything. An escaped
-/// slash counts as a boundary too (`/api%2Fx`): an app that decodes it sees `/api/x`, so
-/// the route for `/api` must be the one that decides.
+/// `/api` matches `/api` and `/api/x`, never `/apix`. `/` matches everything.
 pub fn prefix_matches(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
     }
     match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with("%2F"),
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
 }
 
+/// True when `path` is the exact path `want`, with or without one trailing slash
+/// (`/login/` is `/login` to most frameworks).
+pub fn exact_matches(path: &str, want: &str) -> bool {
+    path == want || (want != "/" && path.strip_suffix('/') == Some(want))
+}
+
 fn is_normal(p: &str) -> bool {
-    !p.contains(['%', ';', '\\']) && !p.contains("//") && !p.split('/').any(|s| s == "." || s == "..")
+    !p.contains(['%', ';', '\\']) && !p.contains("//") && !p.split('/').any(|s| s.ends_with('.'))
 }
 
 fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
@@ -146,7 +174,7 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-fn resolve_segments(p: &str) -> String {
+fn resolve_segments(p: &str) -> Result<String, PathError> {
     let mut kept: Vec<&str> = Vec::new();
     let mut trailing = false;
     for seg in p.split('/').skip(1) {
@@ -157,7 +185,8 @@ fn resolve_segments(p: &str) -> String {
             ".." => {
                 kept.pop();
             }
-            s => kept.push(s),
+            s if s.bytes().all(|b| b == b'.') => return Err(PathError::DotsSegment),
+            s => kept.push(s.trim_end_matches('.')),
         }
     }
     let mut out = String::with_capacity(p.len());
@@ -168,7 +197,7 @@ fn resolve_segments(p: &str) -> String {
     if out.is_empty() || trailing {
         out.push('/');
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -198,6 +227,11 @@ mod tests {
             ("/%E2%82%AC", "/%E2%82%AC"),
             ("/.", "/"),
             ("/a/.", "/a/"),
+            ("/admin.", "/admin"),
+            ("/admin../users", "/admin/users"),
+            ("/admin%2E/x", "/admin/x"),
+            ("/admin.;x=1", "/admin"),
+            ("/file.txt.", "/file.txt"),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
@@ -220,6 +254,7 @@ mod tests {
         assert_eq!(normalize_path("/x%2F..%2Fadmin"), Err(PathError::EscapedDotSegment));
         assert_eq!(normalize_path("/a%252Fb"), Err(PathError::EscapedDotSegment));
         assert_eq!(normalize_path("/public%5C..%5Cadmin"), Err(PathError::Backslash));
+        assert_eq!(normalize_path("/a/.../b"), Err(PathError::DotsSegment));
         assert_eq!(
             normalize_path("/docs/a%2Fb.txt").as_deref(),
             Ok("/docs/a%2Fb.txt"),
@@ -242,11 +277,27 @@ mod tests {
             ("/ap", "/api", false),
             ("/anything", "/", true),
             ("/api/v1/x", "/api/v1", true),
-            ("/api%2Fx", "/api", true),
-            ("/api%2", "/api", false),
+            ("/api%2Fx", "/api", false),
         ];
         for (path, prefix, want) in cases {
             assert_eq!(prefix_matches(path, prefix), want, "{path} vs {prefix}");
         }
+    }
+
+    #[test]
+    fn exact_paths_match_with_one_trailing_slash() {
+        assert!(exact_matches("/login", "/login"));
+        assert!(exact_matches("/login/", "/login"));
+        assert!(!exact_matches("/login//", "/login"));
+        assert!(!exact_matches("/loginx", "/login"));
+        assert!(exact_matches("/", "/"));
+    }
+
+    #[test]
+    fn escaped_slashes_decode_to_the_path_an_app_routes() {
+        assert_eq!(decode_escaped_slashes("/internal%2Fadmin/users"), "/internal/admin/users");
+        assert_eq!(decode_escaped_slashes("/a%2F%2Fb"), "/a/b");
+        assert_eq!(decode_escaped_slashes("/a%2F"), "/a/");
+        assert!(matches!(decode_escaped_slashes("/a/b"), Cow::Borrowed("/a/b")));
     }
 }

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::auth::{BodyCheck, Identity};
 use crate::client_ip::{self, ClientIp};
 use crate::config::{HeaderOps, Mode, Route, Snapshot};
-use crate::decide::{Decision, RequestHead, decide, request_host};
+use crate::decide::{Decision, RequestHead, check_method, decide, request_host};
 use crate::deny::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
 use crate::limits::{self, LimitRequest};
 use crate::live::Live;
@@ -56,7 +56,10 @@ impl Default for EdgeLimits {
 }
 
 impl EdgeLimits {
-    fn check_head(&self, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
+    fn check_head(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
+        if let Err(r) = check_method(method) {
+            return Some(r);
+        }
         let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
         if uri_len > self.max_uri_bytes {
             return Some(Refusal::UriTooLong { limit: self.max_uri_bytes });
@@ -141,30 +144,42 @@ async fn decide_and_forward(
     conn: &Downstream,
     out: &mut Outcome,
 ) -> Response<ProxyBody> {
-    let request_id = request_id(req.headers());
+    let (request_id, from_client) = request_id(req.headers());
     out.request_id = Some(request_id.clone());
+    out.request_id_from_client = from_client;
     live.telemetry().start_span(req.headers(), out);
     let Some(snapshot) = live.snapshot() else {
         return refuse(out, &Refusal::NotReady, None, None, &request_id);
     };
     let (mut parts, body) = req.into_parts();
 
-    if let Some(r) = live.limits().check_head(&parts.uri, &parts.headers) {
+    if let Some(r) = live.limits().check_head(&parts.method, &parts.uri, &parts.headers) {
         return refuse(out, &r, Some(&snapshot), None, &request_id);
     }
     let path = match normalize_path(parts.uri.path()) {
         Ok(p) => p,
         Err(e) => return refuse(out, &Refusal::BadPath(e), Some(&snapshot), None, &request_id),
     };
-    let host = request_host(&parts.uri, &parts.headers);
-    let client = client_ip::derive(&snapshot.trusted_proxies, conn.peer.ip(), &parts.headers);
-    out.host = host.to_string();
+    let host = match request_host(&parts.uri, &parts.headers) {
+        Ok(h) => h,
+        Err(e) => return refuse(out, &Refusal::BadHost(e), Some(&snapshot), None, &request_id),
+    };
+    // The app is told the host that was routed on, spelled as routes spell it.
+    let canonical_host = match &host {
+        Some(h) if !h.unchanged() || parts.uri.authority().is_some() => HeaderValue::from_str(h.as_str()).ok(),
+        _ => None,
+    };
+    let host = host.as_ref().map_or("", |h| h.name());
+    let Ok(client) = client_ip::derive(&snapshot.trusted_proxies, conn.peer.ip(), &parts.headers) else {
+        return refuse(out, &Refusal::BadForwardedFor, Some(&snapshot), None, &request_id);
+    };
+    out.host = host.to_owned();
     out.path = path.to_string();
     out.client_ip = Some(client.ip);
     let creds = live.credentials();
     let head = RequestHead {
         method: &parts.method,
-        host: &host,
+        host,
         path: &path,
         headers: &parts.headers,
         client_ip: client.ip,
@@ -263,14 +278,13 @@ async fn decide_and_forward(
         }
     };
 
-    let authority = parts.uri.authority().cloned();
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
     let upstream = &route.upstream;
     let endpoint = upstream.pick();
-    let target = Target { route, authority: authority.as_ref(), endpoint: endpoint.authority() };
-    prepare_request_headers(&mut parts.headers, &target, conn, client, &request_id);
+    let target = Target { route, host: canonical_host, endpoint: endpoint.authority() };
+    prepare_request_headers(&mut parts.headers, target, conn, client, &request_id);
     set_identity(&mut parts.headers, route, identity);
     if let (Some(t), Some(cx)) = (&live.telemetry().traces, &out.trace) {
         t.inject(cx, &mut parts.headers);
@@ -411,20 +425,21 @@ fn refuse(
 /// Where a request is going, for the header edits.
 struct Target<'a> {
     route: &'a Route,
-    /// The request URI's authority (HTTP/2, absolute-form), if any.
-    authority: Option<&'a http::uri::Authority>,
+    /// The canonical host routed on, when the `Host` header does not already say it
+    /// (HTTP/2 and absolute-form requests carry it in the URI; other spellings differ).
+    host: Option<HeaderValue>,
     /// The upstream endpoint picked.
     endpoint: &'a http::uri::Authority,
 }
 
 fn prepare_request_headers(
     headers: &mut HeaderMap,
-    target: &Target<'_>,
+    target: Target<'_>,
     conn: &Downstream,
     client: ClientIp,
     request_id: &HeaderValue,
 ) {
-    let (route, authority, endpoint) = (target.route, target.authority, target.endpoint);
+    let (route, endpoint) = (target.route, target.endpoint);
     // Identity headers are Warden's to set; a client must never be able to forge them.
     strip_headers(headers, Strip::Request { peer_trusted: client.peer_trusted });
     // The body's framing is re-derived from the body itself (hyper sets the length from
@@ -435,12 +450,11 @@ fn prepare_request_headers(
 
     // HTTP/2 and absolute-form requests carry the host in the URI, and routing used it:
     // it replaces any Host header (RFC 9112 §3.2.2) so the app sees the host that was
-    // routed on. An HTTP/1.0 request may name no host at all; then the upstream is named.
-    match authority {
-        Some(a) => {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                headers.insert(header::HOST, v);
-            }
+    // routed on, in its canonical spelling. An HTTP/1.0 request may name no host at all;
+    // then the upstream is named.
+    match target.host {
+        Some(v) => {
+            headers.insert(header::HOST, v);
         }
         None if !headers.contains_key(header::HOST) => {
             if let Ok(v) = HeaderValue::from_str(endpoint.as_str()) {
@@ -510,7 +524,9 @@ fn strip_headers(headers: &mut HeaderMap, which: Strip) {
             || match which {
                 Strip::Response => false,
                 Strip::Request { peer_trusted } => {
-                    name.as_str().starts_with("x-warden-") || (!peer_trusted && UNTRUSTED_FORWARDING.contains(name))
+                    !plain_name(name)
+                        || name.as_str().starts_with("x-warden-")
+                        || (!peer_trusted && UNTRUSTED_FORWARDING.contains(name))
                 }
             };
         if drop {
@@ -529,6 +545,16 @@ fn strip_headers(headers: &mut HeaderMap, which: Strip) {
     }
 }
 
+/// Letters, digits and `-` only. CGI, WSGI, Rack and PHP turn `-` into `_` and drop the
+/// case, so `x_warden_client` and `X-Warden.Client` reach an app as the very variable
+/// `x-warden-client` does (`HTTP_X_WARDEN_CLIENT`), and a forged copy can shadow the one
+/// Warden set, or an `x-forwarded-*` a trusted proxy set. Any header the app trusts has
+/// such twins, so, like nginx's default (`underscores_in_headers off`,
+/// `ignore_invalid_headers on`), request headers with other characters are dropped.
+fn plain_name(name: &HeaderName) -> bool {
+    name.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
     for name in &ops.remove {
         headers.remove(name);
@@ -538,18 +564,20 @@ fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
     }
 }
 
-/// Keeps a well-formed incoming `x-request-id` (1-128 visible ASCII characters) so a
-/// client can correlate; otherwise makes a new ULID.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
+/// Keeps a well-formed incoming `x-request-id` (1-128 of `[A-Za-z0-9._:-]`: nothing a log,
+/// a JSON string or a terminal could misread) so a client can correlate; otherwise makes
+/// a new ULID. True when the id is the client's.
+fn request_id(headers: &HeaderMap) -> (HeaderValue, bool) {
     if let Some(v) = headers.get(X_REQUEST_ID) {
         let b = v.as_bytes();
-        if (1..=128).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic()) {
-            return v.clone();
+        let plain = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-');
+        if (1..=128).contains(&b.len()) && b.iter().all(plain) {
+            return (v.clone(), true);
         }
     }
     let mut buf = [0u8; ulid::ULID_LEN];
     let id = ulid::Ulid::new();
-    HeaderValue::from_str(id.array_to_str(&mut buf)).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    (HeaderValue::from_str(id.array_to_str(&mut buf)).unwrap_or_else(|_| HeaderValue::from_static("invalid")), false)
 }
 
 #[cfg(test)]
@@ -566,6 +594,9 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("x-warden-client", "forged"),
             ("x-warden-plan", "forged"),
+            ("x_warden_client", "forged"),
+            ("x.warden.client", "forged"),
+            ("x_forwarded_for", "10.0.0.1"),
             ("accept", "*/*"),
         ] {
             h.append(k, HeaderValue::from_static(v));
@@ -577,19 +608,28 @@ mod tests {
         assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["accept"]);
         strip_headers(&mut trusted, Strip::Request { peer_trusted: true });
         assert!(trusted.contains_key("x-original-url"), "a trusted proxy's forwarding headers are kept");
+        assert!(!trusted.contains_key("x_forwarded_for"), "not even from a trusted proxy");
         strip_headers(&mut response, Strip::Response);
         let mut left: Vec<&str> = response.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
-        assert_eq!(left, ["accept", "x-warden-client", "x-warden-plan"]);
+        assert_eq!(
+            left,
+            ["accept", "x-warden-client", "x-warden-plan", "x.warden.client", "x_forwarded_for", "x_warden_client"]
+        );
     }
 
     #[test]
     fn request_ids_are_kept_when_well_formed() {
         let mut h = HeaderMap::new();
-        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&h), "abc-123");
-        h.insert(X_REQUEST_ID, HeaderValue::from_static("has space"));
-        assert_ne!(request_id(&h), "has space");
-        assert_eq!(request_id(&HeaderMap::new()).len(), ulid::ULID_LEN);
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123.X_9:z"));
+        assert_eq!(request_id(&h), (HeaderValue::from_static("abc-123.X_9:z"), true));
+        for bad in ["has space", "a\"b", "<script>", "a/b", "é"] {
+            h.insert(X_REQUEST_ID, HeaderValue::from_bytes(bad.as_bytes()).unwrap());
+            let (id, from_client) = request_id(&h);
+            assert!(!from_client && id != bad && id.len() == ulid::ULID_LEN, "{bad}");
+        }
+        h.insert(X_REQUEST_ID, HeaderValue::from_str(&"a".repeat(129)).unwrap());
+        assert!(!request_id(&h).1);
+        assert_eq!(request_id(&HeaderMap::new()).0.len(), ulid::ULID_LEN);
     }
 }

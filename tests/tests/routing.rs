@@ -84,7 +84,7 @@ async fn the_app_receives_the_normalized_rewritten_request_with_forwarding_heade
     assert_eq!(h("x-warden-client"), None, "client-sent x-warden-* must never reach the app");
     assert_eq!(h("x-forwarded-for").as_deref(), Some("127.0.0.1"), "a client's x-forwarded-for is not believed");
     assert_eq!(h("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(h("x-forwarded-host").as_deref(), Some("API.example.com"));
+    assert_eq!(h("x-forwarded-host").as_deref(), Some("api.example.com"), "the canonical host");
     assert_eq!(h("x-request-id").as_deref(), Some("client-chosen-id-1"));
     assert_eq!(h("x-hop"), None, "headers named in Connection are hop-by-hop");
 

@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use warden_proto::v1::{self as pb, GetPolicyRequest, LookupKeyRequest};
 use warden_sidecar::auth::{AuthKind, Credentials, hash_key};
-use warden_sidecar::config::{CompileContext, Snapshot};
-use warden_sidecar::decide::{Decision, RequestHead, decide, request_host};
+use warden_sidecar::config::{CompileContext, Mismatch, Snapshot};
+use warden_sidecar::decide::{Decision, RequestHead, check_method, decide, request_host};
 use warden_sidecar::deny::Refusal;
 use warden_sidecar::limits::{Limit, LimitRequest, LimitState, Quotas};
-use warden_sidecar::normalize::normalize_path;
+use warden_sidecar::normalize::{decode_escaped_slashes, normalize_path};
 use warden_sidecar::policy::{build, format_duration, format_rate, parse_service};
 use warden_sidecar::upstream::Pools;
 use warden_sidecar::{client_ip, ipset};
@@ -79,7 +79,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let snapshot = Snapshot::compile(&build(&parsed.policy, &parsed.source, 0), &ctx)
         .map_err(|e| Failure::Refused(e.to_string()))?;
 
-    let method = Method::from_bytes(a.method.to_ascii_uppercase().as_bytes())
+    let method = Method::from_bytes(a.method.as_bytes())
         .map_err(|_| Failure::Usage(format!("'{}' is not an HTTP method", a.method)))?;
     let uri: Uri = a.url.parse().map_err(|e| Failure::Usage(format!("'{}' is not a URL: {e}", a.url)))?;
     let mut headers = HeaderMap::new();
@@ -97,28 +97,63 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         ("request".into(), format!("{method} {uri}")),
     ];
     let peer = a.client_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let client = client_ip::derive(&snapshot.trusted_proxies, peer, &headers);
-    let how = match (client.peer_trusted, client.ip == ipset::canonical(peer)) {
-        (false, _) => "the connecting address".to_owned(),
-        (true, true) => format!("peer {peer} is a trusted proxy; no untrusted hop in x-forwarded-for"),
-        (true, false) => format!("peer {peer} is a trusted proxy; from x-forwarded-for"),
+    // What the sidecar refuses before any rule (the request's own form), first one wins.
+    let mut malformed = check_method(&method).err();
+    let client = match client_ip::derive(&snapshot.trusted_proxies, peer, &headers) {
+        Ok(client) => {
+            let how = match (client.peer_trusted, client.ip == ipset::canonical(peer)) {
+                (false, _) => "the connecting address".to_owned(),
+                (true, true) => format!("peer {peer} is a trusted proxy; no untrusted hop in x-forwarded-for"),
+                (true, false) => format!("peer {peer} is a trusted proxy; from x-forwarded-for"),
+            };
+            let assumed = if a.client_ip.is_none() { "; assumed, pass --client-ip" } else { "" };
+            steps.push(("client ip".into(), format!("{} ({how}{assumed})", client.ip)));
+            client
+        }
+        Err(_) => {
+            steps.push((
+                "client ip".into(),
+                format!(
+                    "refused: peer {peer} is a trusted proxy and its x-forwarded-for has a hop that is not an address"
+                ),
+            ));
+            malformed = malformed.or(Some(Refusal::BadForwardedFor));
+            client_ip::ClientIp { ip: ipset::canonical(peer), peer_trusted: true }
+        }
     };
-    let assumed = if a.client_ip.is_none() { "; assumed, pass --client-ip" } else { "" };
-    steps.push(("client ip".into(), format!("{} ({how}{assumed})", client.ip)));
     if let Some(rule) = &snapshot.access {
         steps.push(("access".into(), access_verdict(rule, client.ip)));
     }
-    let host = request_host(&uri, &headers);
-    steps.push(("host".into(), if host.is_empty() { "(none)".into() } else { host.to_string() }));
+    let host = match request_host(&uri, &headers) {
+        Ok(h) => h.map(|h| h.name().to_owned()).unwrap_or_default(),
+        Err(e) => {
+            malformed = malformed.or(Some(Refusal::BadHost(e)));
+            String::new()
+        }
+    };
+    steps.push(("host".into(), if host.is_empty() { "(none)".into() } else { host.clone() }));
 
     let outcome = match normalize_path(uri.path()) {
+        _ if malformed.is_some() => malformed,
         Err(e) => Some(Refusal::BadPath(e)),
         Ok(path) => {
             let note = if path != uri.path() { format!("  (normalized from {})", uri.path()) } else { String::new() };
             steps.push(("path".into(), format!("{path}{note}")));
+            let decoded = decode_escaped_slashes(&path);
+            if decoded != path {
+                steps.push(("routed as".into(), format!("{decoded}  (escaped slashes decoded, as the app sees them)")));
+            }
+            let key = snapshot.routing_key(&decoded);
             for (i, route) in snapshot.routes.iter().enumerate() {
-                let verdict = match route.mismatch(&method, &host, &path, &headers) {
+                let verdict = match route.mismatch(&method, &host, &key, &headers) {
                     None => "MATCH".to_owned(),
+                    Some(Mismatch::Path)
+                        if !snapshot.case_insensitive_paths && route.path_matches_ignoring_case(&key) =>
+                    {
+                        "no: path differs only by case (an app that ignores case routes it here: \
+                         set defaults.case_insensitive_paths)"
+                            .to_owned()
+                    }
                     Some(m) => format!("no: {}", m.describe()),
                 };
                 let matched = verdict == "MATCH";
@@ -127,7 +162,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     break;
                 }
             }
-            let matched = snapshot.routes.iter().find(|r| r.mismatch(&method, &host, &path, &headers).is_none());
+            let matched = snapshot.route_for(&method, &host, &key, &headers);
             let auth = matched.and_then(|r| r.auth.as_deref());
             let (creds, not_evaluated) = match auth {
                 Some(p) => credentials_for(cli, p, &snapshot.service, &headers, from_control_plane).await?,

@@ -59,6 +59,7 @@ fn denial_row(r: &Row<'_>) -> Result<pb::StoredDenial, rusqlite::Error> {
             host: r.get(12)?,
             path: r.get(13)?,
             dry_run: r.get(14)?,
+            request_id_from_client: r.get(15)?,
         }),
     })
 }
@@ -78,8 +79,8 @@ impl Store {
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
-                                          client_id, client_ip, method, host, path, dry_run)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                          client_id, client_ip, method, host, path, dry_run, request_id_from_client)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )?;
                 for d in &records {
                     stmt.execute(params![
@@ -97,7 +98,8 @@ impl Store {
                         d.method,
                         d.host,
                         d.path,
-                        d.dry_run
+                        d.dry_run,
+                        d.request_id_from_client
                     ])?;
                 }
             }
@@ -117,7 +119,7 @@ impl Store {
         self.with(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
-                        client_ip, method, host, path, dry_run
+                        client_ip, method, host, path, dry_run, request_id_from_client
                  FROM denials {WHERE} ORDER BY id DESC LIMIT ?6"
             ))?;
             stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1)], denial_row)?

@@ -138,7 +138,8 @@ CREATE TABLE IF NOT EXISTS denials (
     method     TEXT    NOT NULL,
     host       TEXT    NOT NULL,
     path       TEXT    NOT NULL,
-    dry_run    INTEGER NOT NULL
+    dry_run    INTEGER NOT NULL,
+    request_id_from_client INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS denials_by_time ON denials (unix_ms);
 CREATE TABLE IF NOT EXISTS counters (
@@ -146,6 +147,23 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 ";
+
+/// Columns added after a table was first released: `CREATE TABLE IF NOT EXISTS` leaves an
+/// older store's table as it was, so they are added here (with defaults the older rows take).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("denials", "request_id_from_client", "INTEGER NOT NULL DEFAULT 0")];
+
+fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let present: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2", [table, column], |r| {
+                r.get(0)
+            })?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
 
 const VERSION_COLUMNS: &str = "service, version, author, created_unix_ms, message, content_hash";
 
@@ -179,6 +197,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         let epoch = credentials::epoch(&conn)?;
         Ok(Store { conn: Arc::new(Mutex::new(conn)), epoch })
     }

@@ -10,7 +10,7 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
-use super::{AccessRule, HeaderOps, HostMatch, Mode, PathMatch, Route, RouteIndex, Snapshot, Upstream};
+use super::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mode, PathMatch, Route, RouteIndex, Snapshot, Upstream};
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
 use crate::limits::{Limit, LimitState};
@@ -28,6 +28,8 @@ pub enum InvalidSnapshot {
     Missing(&'static str),
     #[error("unknown mode {0}")]
     Mode(i32),
+    #[error("unknown escaped_slashes {0}")]
+    EscapedSlashes(i32),
     #[error("upstream '{upstream}': {reason}")]
     Upstream { upstream: String, reason: String },
     #[error("route '{route}': {reason}")]
@@ -74,6 +76,7 @@ impl Snapshot {
             Err(_) => return Err(InvalidSnapshot::Mode(s.mode)),
         };
         let defaults = s.defaults.as_ref().ok_or(InvalidSnapshot::Missing("defaults"))?;
+        let escaped_slashes = escaped_slashes(defaults.escaped_slashes)?.unwrap_or(EscapedSlashes::Reject);
 
         let app = ctx.pools.endpoint(&ctx.app, DEFAULT_CONNECT_TIMEOUT);
         let mut upstreams = vec![Arc::new(Upstream::new(APP_UPSTREAM, vec![app]))];
@@ -104,7 +107,7 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r| {
-                route(r, &named, Duration::from_millis(defaults.timeout_ms), defaults.max_body_bytes)
+                route(r, &named, defaults, escaped_slashes)
                     .map_err(|reason| InvalidSnapshot::Route { route: r.name.clone(), reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -114,6 +117,7 @@ impl Snapshot {
             version: s.version,
             content_hash: s.content_hash.clone(),
             mode,
+            case_insensitive_paths: defaults.case_insensitive_paths,
             route_index: RouteIndex::new(&routes),
             routes,
             upstreams,
@@ -164,8 +168,15 @@ struct Named<'a> {
     limits: &'a [Arc<Limit>],
 }
 
-fn route(r: &pb::Route, named: &Named<'_>, default_timeout: Duration, default_max_body: u64) -> Result<Route, String> {
+fn route(
+    r: &pb::Route,
+    named: &Named<'_>,
+    defaults: &pb::Defaults,
+    default_escaped_slashes: EscapedSlashes,
+) -> Result<Route, String> {
     let m = r.r#match.clone().unwrap_or_default();
+    // Matching ignores case by comparing lower-cased paths with lower-cased patterns.
+    let fold = |p: String| if defaults.case_insensitive_paths { p.to_ascii_lowercase() } else { p };
     let host = match m.host.as_str() {
         "" => HostMatch::Any,
         h => match h.strip_prefix('*') {
@@ -176,8 +187,8 @@ fn route(r: &pb::Route, named: &Named<'_>, default_timeout: Duration, default_ma
     };
     let path = match m.path {
         None => PathMatch::Any,
-        Some(pb::route_match::Path::Exact(p)) => PathMatch::Exact(absolute(p)?),
-        Some(pb::route_match::Path::Prefix(p)) => PathMatch::Prefix(absolute(p)?),
+        Some(pb::route_match::Path::Exact(p)) => PathMatch::Exact(fold(absolute(p)?)),
+        Some(pb::route_match::Path::Prefix(p)) => PathMatch::Prefix(fold(absolute(p)?)),
     };
     let methods = m
         .methods
@@ -234,7 +245,10 @@ fn route(r: &pb::Route, named: &Named<'_>, default_timeout: Duration, default_ma
         auth,
         forward_credentials: r.forward_credentials,
         access,
-        max_body: if r.max_body_bytes == 0 { default_max_body } else { r.max_body_bytes },
+        max_body: if r.max_body_bytes == 0 { defaults.max_body_bytes } else { r.max_body_bytes },
+        escaped_slashes: escaped_slashes(r.escaped_slashes)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(default_escaped_slashes),
         name: r.name.as_str().into(),
         host,
         path,
@@ -244,7 +258,11 @@ fn route(r: &pb::Route, named: &Named<'_>, default_timeout: Duration, default_ma
         rewrite_host,
         request_headers: header_ops(r.request_headers.as_ref())?,
         response_headers: header_ops(r.response_headers.as_ref())?,
-        timeout: if r.timeout_ms == 0 { default_timeout } else { Duration::from_millis(r.timeout_ms) },
+        timeout: if r.timeout_ms == 0 {
+            Duration::from_millis(defaults.timeout_ms)
+        } else {
+            Duration::from_millis(r.timeout_ms)
+        },
         upstream,
     })
 }
@@ -254,6 +272,15 @@ fn access(name: &str, a: &pb::Access) -> Result<AccessRule, InvalidSnapshot> {
         IpSet::parse(list).map_err(|reason| InvalidSnapshot::Networks { field: format!("{name}.{which}"), reason })
     };
     Ok(AccessRule { name: name.into(), allow: set(&a.allow, "allow")?, deny: set(&a.deny, "deny")? })
+}
+
+fn escaped_slashes(value: i32) -> Result<Option<EscapedSlashes>, InvalidSnapshot> {
+    match pb::EscapedSlashes::try_from(value) {
+        Ok(pb::EscapedSlashes::Unspecified) => Ok(None),
+        Ok(pb::EscapedSlashes::Reject) => Ok(Some(EscapedSlashes::Reject)),
+        Ok(pb::EscapedSlashes::Decode) => Ok(Some(EscapedSlashes::Decode)),
+        Err(_) => Err(InvalidSnapshot::EscapedSlashes(value)),
+    }
 }
 
 fn absolute(p: String) -> Result<String, String> {

@@ -5,6 +5,7 @@
 mod convert;
 mod route_index;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +20,7 @@ use crate::auth::AuthProvider;
 use crate::deny::Refusal;
 use crate::ipset::IpSet;
 use crate::limits::Limit;
-use crate::normalize::prefix_matches;
+use crate::normalize::{exact_matches, prefix_matches};
 use crate::upstream::EndpointPool;
 
 /// Whether rules deny or only report what they would deny.
@@ -29,6 +30,15 @@ pub enum Mode {
     DryRun,
 }
 
+/// What a request whose path has an escaped slash gets from the route it matched (decoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapedSlashes {
+    /// 400 `bad_path`.
+    Reject,
+    /// Forwarded with `%2F` decoded.
+    Decode,
+}
+
 /// One service's compiled policy at one version.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -36,6 +46,8 @@ pub struct Snapshot {
     pub version: u64,
     pub content_hash: String,
     pub mode: Mode,
+    /// Routes match the path lower-cased (their patterns are stored lower-cased).
+    pub case_insensitive_paths: bool,
     /// In file order: the first match wins.
     pub routes: Vec<Route>,
     /// The routes that can match a path, by its first segment.
@@ -104,6 +116,8 @@ pub struct Route {
     pub forward_credentials: bool,
     /// Checked in order after auth.
     pub limits: Vec<Arc<Limit>>,
+    /// What a path with `%2F` that routed here gets.
+    pub escaped_slashes: EscapedSlashes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +131,7 @@ pub enum HostMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     Any,
+    /// With or without one trailing slash.
     Exact(String),
     /// On segment boundaries.
     Prefix(String),
@@ -170,7 +185,18 @@ impl Mismatch {
 }
 
 impl Snapshot {
-    /// The first route, in file order, that matches the request.
+    /// The path routes compare with: `path` (normalized, `%2F` decoded), lower-cased when
+    /// the policy matches paths ignoring case. Same length as `path`, so a prefix's
+    /// length also measures it in `path`.
+    pub fn routing_key<'p>(&self, path: &'p str) -> Cow<'p, str> {
+        if self.case_insensitive_paths && path.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(path.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(path)
+        }
+    }
+
+    /// The first route, in file order, that matches the request; `path` is a routing key.
     pub fn route_for(&self, method: &Method, host: &str, path: &str, headers: &HeaderMap) -> Option<&Route> {
         self.route_index
             .candidates(path)
@@ -192,7 +218,7 @@ impl Route {
         }
         let path_ok = match &self.path {
             PathMatch::Any => true,
-            PathMatch::Exact(p) => p == path,
+            PathMatch::Exact(p) => exact_matches(path, p),
             PathMatch::Prefix(p) => prefix_matches(path, p),
         };
         if !path_ok {
@@ -205,6 +231,16 @@ impl Route {
             return Some(Mismatch::Header);
         }
         None
+    }
+
+    /// True when the route's path pattern matches `path` if case is ignored (for `explain`).
+    pub fn path_matches_ignoring_case(&self, path: &str) -> bool {
+        let path = path.to_ascii_lowercase();
+        match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => exact_matches(&path, &p.to_ascii_lowercase()),
+            PathMatch::Prefix(p) => prefix_matches(&path, &p.to_ascii_lowercase()),
+        }
     }
 
     /// The path the upstream receives: the rewrite replaces the matched part.

@@ -5,8 +5,8 @@
 //!
 //! A route whose path pattern (exact or prefix) starts with a segment can only match
 //! paths that start with the same segment, because prefixes match on segment boundaries
-//! (`normalize::prefix_matches`, where `%2F` is a boundary too); routes for any path (no
-//! path, or the prefix `/`) are candidates for every request.
+//! (`normalize::prefix_matches`; routing keys have `%2F` decoded already); routes for any
+//! path (no path, or the prefix `/`) are candidates for every request.
 
 use std::collections::HashMap;
 
@@ -20,11 +20,10 @@ pub struct RouteIndex {
     anywhere: Vec<usize>,
 }
 
-/// A normalized path's first segment: up to the next `/` or `%2F`.
+/// A routing key's first segment: up to the next `/`.
 fn first_segment(path: &str) -> &str {
     let rest = path.strip_prefix('/').unwrap_or(path);
     let end = rest.find('/').unwrap_or(rest.len());
-    let end = rest[..end].find("%2F").unwrap_or(end);
     &rest[..end]
 }
 
@@ -59,10 +58,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_segments_stop_at_a_slash_or_an_escaped_one() {
+    fn first_segments_stop_at_a_slash() {
         assert_eq!(first_segment("/api/v1/x"), "api");
         assert_eq!(first_segment("/api"), "api");
-        assert_eq!(first_segment("/api%2Fv1"), "api");
         assert_eq!(first_segment("/"), "");
     }
 }

@@ -272,6 +272,54 @@ fn a_thousand_routes_match_as_a_scan_in_file_order_would() {
     }
     assert_eq!(route_for(&s, Method::GET, "h.example.com", "/r600", &[]).0, "by-host", "an any-path route in between");
     assert_eq!(route_for(&s, Method::GET, "h.example.com", "/r400", &[]).0, "r400");
-    assert_eq!(route_for(&s, Method::GET, "", "/r3%2Fx", &[]).0, "r3");
+    assert_eq!(route_for(&s, Method::GET, "", "/r3%2Fx", &[]).0, "deny:bad_path");
     assert_eq!(route_for(&s, Method::GET, "", "/nope", &[]).0, "rest");
+}
+
+const SPELLINGS: &str = "service: orders
+defaults: { escaped_slashes: reject }
+routes:
+  - name: admin
+    match: { path_prefix: /internal/admin }
+  - name: login
+    match: { path: /auth/login, methods: [POST] }
+  - name: files
+    match: { path_prefix: /files }
+    escaped_slashes: decode
+    rewrite: { path_prefix: /store }
+  - name: rest
+    match: { path_prefix: / }
+";
+
+#[test]
+fn escaped_slashes_route_as_decoded_then_the_route_decides() {
+    let s = compile(SPELLINGS).unwrap();
+    // (method, path, route or refusal, path the upstream gets)
+    let cases = [
+        (Method::GET, "/internal%2Fadmin/users", "deny:bad_path", ""),
+        (Method::POST, "/auth%2Flogin", "deny:bad_path", ""),
+        (Method::GET, "/files%2Fa%2Fb", "files", "/store/a/b"),
+        (Method::GET, "/files/a%2Fb", "files", "/store/a/b"),
+        (Method::GET, "/docs/a%2Fb", "deny:bad_path", ""),
+    ];
+    for (method, path, want, upstream) in cases {
+        assert_eq!(route_for(&s, method.clone(), "", path, &[]), (want.to_owned(), upstream.to_owned()), "{path}");
+    }
+    let s = compile(&SPELLINGS.replace("escaped_slashes: reject", "escaped_slashes: decode")).unwrap();
+    assert_eq!(route_for(&s, Method::GET, "", "/internal%2Fadmin/users", &[]).0, "admin");
+    assert_eq!(route_for(&s, Method::GET, "", "/docs/a%2Fb", &[]), ("rest".into(), "/docs/a/b".into()));
+}
+
+#[test]
+fn exact_paths_take_one_trailing_slash_and_case_folds_only_when_asked() {
+    let s = compile(SPELLINGS).unwrap();
+    assert_eq!(route_for(&s, Method::POST, "", "/auth/login/", &[]).0, "login");
+    assert_eq!(route_for(&s, Method::POST, "", "/auth/login/x", &[]).0, "rest");
+    assert_eq!(route_for(&s, Method::GET, "", "/INTERNAL/Admin", &[]).0, "rest", "case counts by default");
+
+    let s = compile(&SPELLINGS.replace("defaults: {", "defaults: { case_insensitive_paths: true,")).unwrap();
+    assert_eq!(route_for(&s, Method::GET, "", "/INTERNAL/Admin/x", &[]).0, "admin");
+    assert_eq!(route_for(&s, Method::POST, "", "/Auth/LOGIN/", &[]).0, "login");
+    // The upstream still gets the case the client sent.
+    assert_eq!(route_for(&s, Method::GET, "", "/Files/Report", &[]), ("files".into(), "/store/Report".into()));
 }

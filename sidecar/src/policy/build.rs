@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
 use super::model::{
-    AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, Mode, Policy, Rate, RouteSpec, Scope,
+    AccessSpec, AuthKind, AuthSpec, EscapedSlashes, HeaderOpsSpec, HmacScheme, LimitSpec, Mode, Policy, Rate,
+    RouteSpec, Scope,
 };
 
 /// The newest snapshot format this build writes and understands.
@@ -71,6 +72,8 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
         defaults: Some(pb::Defaults {
             timeout_ms: millis(policy.defaults.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0)),
             max_body_bytes: policy.defaults.max_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
+            escaped_slashes: escaped_slashes(Some(policy.defaults.escaped_slashes.unwrap_or_default())),
+            case_insensitive_paths: policy.defaults.case_insensitive_paths,
         }),
         routes: policy.routes.iter().map(route).collect(),
         source_yaml: source.to_owned(),
@@ -183,7 +186,17 @@ fn route(r: &RouteSpec) -> pb::Route {
         auth: r.auth.clone().unwrap_or_default(),
         forward_credentials: r.forward_credentials,
         limits: r.limits.clone(),
+        escaped_slashes: escaped_slashes(r.escaped_slashes),
     }
+}
+
+fn escaped_slashes(e: Option<EscapedSlashes>) -> i32 {
+    let e = match e {
+        None => pb::EscapedSlashes::Unspecified,
+        Some(EscapedSlashes::Reject) => pb::EscapedSlashes::Reject,
+        Some(EscapedSlashes::Decode) => pb::EscapedSlashes::Decode,
+    };
+    e as i32
 }
 
 fn header_ops(ops: &HeaderOpsSpec) -> pb::HeaderOps {

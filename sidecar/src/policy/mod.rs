@@ -17,8 +17,8 @@ pub use build::{
     DEFAULT_TIMEOUT, SCHEMA, build, content_hash,
 };
 pub use model::{
-    AccessSpec, AuthKind, AuthSpec, CertSpec, ClientIpSpec, DefaultsSpec, Dur, HeaderOpsSpec, HmacScheme, LimitSpec,
-    MatchSpec, Mode, Policy, Rate, RewriteSpec, RouteSpec, Scope, Size, TlsSpec, UpstreamSpec,
+    AccessSpec, AuthKind, AuthSpec, CertSpec, ClientIpSpec, DefaultsSpec, Dur, EscapedSlashes, HeaderOpsSpec,
+    HmacScheme, LimitSpec, MatchSpec, Mode, Policy, Rate, RewriteSpec, RouteSpec, Scope, Size, TlsSpec, UpstreamSpec,
 };
 pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
 pub use units::{format_duration, format_rate, format_size, parse_duration, parse_rate, parse_size, period_word};

@@ -229,6 +229,22 @@ pub struct DefaultsSpec {
     pub timeout: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<Size>,
+    /// What a path with `%2F` gets (default `reject`); a route may say otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escaped_slashes: Option<EscapedSlashes>,
+    /// Routes match paths ignoring ASCII case (for apps that route that way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub case_insensitive_paths: bool,
+}
+
+/// A path with an escaped slash (`%2F`) is routed as the app sees it, decoded; then it is
+/// refused (`reject`) or forwarded decoded (`decode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    #[default]
+    Reject,
+    Decode,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -262,6 +278,9 @@ pub struct RouteSpec {
     /// Limits checked, in order, after auth.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<String>,
+    /// Overrides `defaults.escaped_slashes` for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escaped_slashes: Option<EscapedSlashes>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -190,7 +190,10 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     }
     for (name, value) in &m.headers {
         let path = at(&mb, &["headers", name]);
-        if let Err(msg) = check_header(name, value).and_then(|()| check_unique(m.headers.keys(), name)) {
+        let checked = check_header(name, value)
+            .and_then(|()| check_request_header_name(name))
+            .and_then(|()| check_unique(m.headers.keys(), name));
+        if let Err(msg) = checked {
             c.error(path, msg);
         }
     }
@@ -294,7 +297,8 @@ fn check_auth(c: &mut Checker, name: &str, a: &AuthSpec) {
         }
     }
     if let Some(h) = &a.header
-        && let Err(msg) = check_header(h, "").and_then(|()| check_writable(h))
+        && let Err(msg) =
+            check_header(h, "").and_then(|()| check_request_header_name(h)).and_then(|()| check_writable(h))
     {
         c.error(at(&base, &["header"]), msg);
     }
@@ -378,7 +382,11 @@ fn check_limit(c: &mut Checker, name: &str, l: &LimitSpec) {
     match l.key.as_str() {
         "client_ip" | "client_id" | "route" => {}
         other => match other.strip_prefix("header:").map(str::trim) {
-            Some(h) if HeaderName::from_bytes(h.as_bytes()).is_ok() => {}
+            Some(h) if HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+                if let Err(msg) = check_request_header_name(h) {
+                    c.error(at(&base, &["key"]), msg);
+                }
+            }
             Some(h) => c.error(at(&base, &["key"]), format!("'{h}' is not a valid header name")),
             None => c.error(
                 at(&base, &["key"]),
@@ -442,6 +450,10 @@ fn check_match_path(c: &mut Checker, path: Vec<Seg>, p: &str) {
     match normalize_path(p) {
         Err(e) => c.error(path, format!("'{p}': {e}")),
         Ok(n) if n != p => c.error(path, format!("'{p}' is not a normalized path: write '{n}'")),
+        Ok(_) if p.contains("%2F") => c.error(
+            path,
+            format!("'{p}': routes match paths with escaped slashes decoded, write '{}'", p.replace("%2F", "/")),
+        ),
         Ok(_) if p.len() > 1 && p.ends_with('/') => c.error(
             path,
             format!("'{p}' ends with '/': prefixes match on segment boundaries, write '{}'", p.trim_end_matches('/')),
@@ -465,6 +477,18 @@ fn check_header_ops(c: &mut Checker, base: &[Seg], ops: &HeaderOpsSpec) {
         if let Err(msg) = check_header(name, "").and_then(|()| check_writable(name)) {
             c.error(path, msg);
         }
+    }
+}
+
+/// The sidecar drops request headers whose names have anything but letters, digits and
+/// `-` (they alias other headers in CGI-style apps), so a rule reading one never matches.
+fn check_request_header_name(name: &str) -> Result<(), String> {
+    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}': request headers whose names have characters other than letters, digits and '-' are dropped at the edge, so this could never match"
+        ))
     }
 }
 

@@ -62,6 +62,7 @@ fn line(r: &Record) -> serde_json::Value {
     serde_json::json!({
         "time": humantime::format_rfc3339_millis(r.at).to_string(),
         "request_id": o.request_id.as_ref().and_then(|v| v.to_str().ok()),
+        "request_id_from_client": o.request_id_from_client,
         "trace_id": o.trace_id,
         "client_ip": o.client_ip.map(|ip| ip.to_string()),
         "client_id": o.client.as_deref(),

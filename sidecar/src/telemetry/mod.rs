@@ -65,6 +65,8 @@ impl DecisionKind {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub request_id: Option<HeaderValue>,
+    /// The request id is the client's own `x-request-id`.
+    pub request_id_from_client: bool,
     pub method: Method,
     pub host: String,
     pub path: String,
@@ -185,6 +187,7 @@ impl Telemetry {
             host: out.host.clone(),
             path: out.path.clone(),
             dry_run: out.decision == DecisionKind::WouldDeny,
+            request_id_from_client: out.request_id_from_client,
         };
         let mut q = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
         if q.len() >= MAX_QUEUED_DENIALS {
