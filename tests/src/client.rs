@@ -48,6 +48,21 @@ impl Client {
         Client { inner: HyperClient::builder(TokioExecutor::new()).http2_only(true).build_http() }
     }
 
+    /// One HTTP/2 request on a new connection to `addr`, whatever `req`'s URI names: its
+    /// authority goes out as `:authority` as written (`admin.example.com.`, `x@host`).
+    pub async fn h2_to(addr: std::net::SocketAddr, req: Request<Full<Bytes>>) -> Result<Resp, String> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = send.send_request(req).await.map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Resp { status: parts.status, headers: parts.headers, body })
+    }
+
     pub async fn get(&self, url: &str) -> Result<Resp, String> {
         self.send(Method::GET, url, &[], Bytes::new()).await
     }

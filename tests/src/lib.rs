@@ -11,6 +11,8 @@
 
 pub mod app;
 pub mod client;
+pub mod hostile;
+pub mod lenient;
 pub mod otlp;
 pub mod process;
 pub mod stack;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use app::App;
 pub use client::{Client, Resp};
+pub use lenient::LenientApp;
 pub use process::{ControlPlane, Ctl, Proc, Sidecar, wardenctl};
 pub use stack::Stack;
 

@@ -35,10 +35,14 @@ impl Proc {
 
     /// `spawn` with extra environment variables.
     pub fn spawn_env(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(bin(name))
-            .args(args)
-            .env("WARDEN_LOG", "info")
-            .envs(envs.iter().copied())
+        let mut cmd = Command::new(bin(name));
+        cmd.args(args).env("WARDEN_LOG", "info").envs(envs.iter().copied());
+        Proc::spawn_command(name, cmd)
+    }
+
+    /// Any command (a peer in another language), its output collected the same way.
+    pub fn spawn_command(name: &str, mut cmd: Command) -> Proc {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
@@ -60,6 +64,11 @@ impl Proc {
             });
         }
         Proc { name: name.to_owned(), child, lines }
+    }
+
+    /// The lines logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
     }
 
     /// Everything logged so far.

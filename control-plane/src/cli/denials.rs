@@ -83,7 +83,8 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 serde_json::json!({"service": d.service, "instance": d.instance, "time": output::time(r.unix_ms),
                     "request_id": r.request_id, "trace_id": r.trace_id, "route": r.route, "rule": r.rule, "code": r.code,
                     "status": r.status, "client_id": r.client_id, "client_ip": r.client_ip, "method": r.method,
-                    "host": r.host, "path": r.path, "dry_run": r.dry_run})
+                    "host": r.host, "path": r.path, "dry_run": r.dry_run,
+                    "request_id_from_client": r.request_id_from_client})
             })
             .collect();
         output::structured(cli.output, &serde_json::json!({ "denials": rows }));

@@ -32,6 +32,9 @@ pub enum AuthFailure {
     TokenExpired,
     TokenNotYetValid,
     TokenMissingClaim(String),
+    /// The client or plan claim is there but not one plain name: a `,` or `;` would make it
+    /// a list to the app, control or non-ASCII characters cannot travel in a header.
+    TokenClaimInvalid(String),
     SignatureMissing {
         header: &'static str,
     },
@@ -71,6 +74,7 @@ impl AuthFailure {
             AuthFailure::TokenExpired => "token_expired",
             AuthFailure::TokenNotYetValid => "token_not_yet_valid",
             AuthFailure::TokenMissingClaim(_) => "token_missing_claim",
+            AuthFailure::TokenClaimInvalid(_) => "token_claim_invalid",
             AuthFailure::SignatureMissing { .. } => "signature_missing",
             AuthFailure::SignatureMalformed(_) => "signature_malformed",
             AuthFailure::SignatureInvalid => "signature_invalid",
@@ -131,6 +135,9 @@ impl AuthFailure {
             AuthFailure::TokenMissingClaim(claim) => {
                 format!("The token has no valid '{claim}' claim, which this service requires.")
             }
+            AuthFailure::TokenClaimInvalid(claim) => format!(
+                "The token's '{claim}' claim must be one name of 1-256 visible ASCII characters without ',' or ';'."
+            ),
             AuthFailure::SignatureMissing { header } => format!("The request is not signed: no '{header}' header."),
             AuthFailure::SignatureMalformed(why) => format!("The signature header is malformed: {why}."),
             AuthFailure::SignatureInvalid => "The signature does not match the request body.".into(),

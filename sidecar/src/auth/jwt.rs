@@ -198,20 +198,29 @@ impl JwtVerifier {
     }
 
     fn identity(&self, claims: &serde_json::Map<String, Value>) -> Result<Identity, AuthFailure> {
-        // The names travel in headers to the app: visible ASCII only, of a sane length.
-        let text = |v: &Value| {
+        // The names travel in headers to the app: one name each, visible ASCII, of a sane
+        // length. A `,` or `;` would read as a list (or parameters) to the app's framework.
+        let text = |name: &String, v: &Value| {
             let s = match v {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
-                _ => return None,
+                _ => return Err(AuthFailure::TokenClaimInvalid(name.clone())),
             };
-            ((1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+            let plain = s.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b';');
+            if (1..=256).contains(&s.len()) && plain {
+                Ok(s)
+            } else {
+                Err(AuthFailure::TokenClaimInvalid(name.clone()))
+            }
         };
-        let client = claims
-            .get(&self.client_claim)
-            .and_then(text)
-            .ok_or_else(|| AuthFailure::TokenMissingClaim(self.client_claim.clone()))?;
-        let plan = claims.get(&self.plan_claim).and_then(text);
+        let client = match claims.get(&self.client_claim) {
+            None | Some(Value::Null) => return Err(AuthFailure::TokenMissingClaim(self.client_claim.clone())),
+            Some(v) => text(&self.client_claim, v)?,
+        };
+        let plan = match claims.get(&self.plan_claim) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(text(&self.plan_claim, v)?),
+        };
         Ok(Identity { client: client.into(), plan: plan.map(Into::into) })
     }
 }

@@ -151,6 +151,13 @@ fn jwts_are_verified_and_name_the_client_and_plan() {
     assert_eq!(check(with("iss", "https://evil.example".into())), Err("token_bad_issuer"));
     assert_eq!(check(with("aud", "billing".into())), Err("token_bad_audience"));
     assert_eq!(check(with("sub", serde_json::Value::Null)), Err("token_missing_claim"));
+    // A client or plan that would be a list (or parameters, or not travel) to the app.
+    for bad in ["root,acme", "acme;admin", "a b", "", "caf\u{e9}"] {
+        assert_eq!(check(with("sub", bad.into())), Err("token_claim_invalid"), "sub {bad:?}");
+        assert_eq!(check(with("plan", bad.into())), Err("token_claim_invalid"), "plan {bad:?}");
+    }
+    assert_eq!(check(with("plan", serde_json::json!(["a", "b"]))), Err("token_claim_invalid"));
+    assert_eq!(check(with("sub", 42.into())).map(|id| id.client), Ok("42".into()), "a number is a name");
     // CVE-2026-25537: a claim of the wrong type must not count as absent.
     assert_eq!(check(with("nbf", "99999999999".into())), Err("token_malformed"));
     assert_eq!(check(with("exp", "never".into())), Err("token_missing_claim"), "exp must be a number");
