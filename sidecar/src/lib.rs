@@ -45,6 +45,7 @@ pub mod config;
 pub mod control;
 pub mod decide;
 pub mod deny;
+pub mod detect;
 pub mod host;
 pub mod ipset;
 pub mod limits;

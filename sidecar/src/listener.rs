@@ -1,9 +1,10 @@
 //! The inbound listener: accepts TCP (up to a connection cap), terminates TLS when the
 //! active policy has certificates, serves HTTP/1.1 and HTTP/2 (h2c, or h2 by ALPN) on the
-//! same port through hyper-util's auto builder, hands each request to `proxy::handle`, and
-//! drains in-flight connections on shutdown.
+//! same port (the protocol found under the header-read deadline, `detect.rs`), hands each
+//! request to `proxy::handle`, and drains in-flight connections on shutdown.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +12,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::detect::{Protocol, Replay, detect};
 use crate::live::Live;
 use crate::proxy::{self, Downstream};
 
@@ -24,7 +26,7 @@ async fn serve_connection<I>(
     watcher: Watcher,
     io: I,
     live: Arc<Live>,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
     tls: bool,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -36,6 +38,57 @@ async fn serve_connection<I>(
     });
     if let Err(e) = watcher.watch(builder.serve_connection(io, service).into_owned()).await {
         tracing::debug!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+/// Takes an accepted connection through TLS (when the policy has certificates) and
+/// protocol detection, each within `within`, then serves it. A connection that never
+/// says what it speaks must not hold a slot.
+async fn serve_accepted(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    live: Arc<Live>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    within: Duration,
+) {
+    let started = tokio::time::Instant::now();
+    // The policy decides per connection: TLS when the active snapshot has it.
+    let Some(tls) = live.tls_config() else {
+        match detect(&mut stream, within, false).await {
+            Ok((protocol, read)) => {
+                let io = TokioIo::new(Replay::new(read, stream));
+                serve_connection(&builder_for(builder, protocol), watcher, io, live, peer, false).await;
+            }
+            Err(e) => tracing::debug!(error = %e, %peer, "closing a connection before serving it"),
+        }
+        return;
+    };
+    let mut tls_stream = match tokio::time::timeout(within, TlsAcceptor::from(tls).accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+    };
+    // ALPN already chose the protocol. HTTP/1.1's header timer starts at once; HTTP/2's
+    // preface and first frame must arrive in what is left of the time.
+    if tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        let io = TokioIo::new(tls_stream);
+        return serve_connection(&builder_for(builder, Protocol::Http1), watcher, io, live, peer, true).await;
+    }
+    let left = within.saturating_sub(started.elapsed());
+    match detect(&mut tls_stream, left, true).await {
+        Ok((protocol, read)) => {
+            let io = TokioIo::new(Replay::new(read, tls_stream));
+            serve_connection(&builder_for(builder, protocol), watcher, io, live, peer, true).await;
+        }
+        Err(e) => tracing::debug!(error = %e, %peer, "closing a connection before serving it"),
+    }
+}
+
+fn builder_for(builder: auto::Builder<TokioExecutor>, protocol: Protocol) -> auto::Builder<TokioExecutor> {
+    match protocol {
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
     }
 }
 
@@ -104,29 +157,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
                 tokio::spawn(async move {
                     let _slot = slot;
                     let _open = Open::new(&live.telemetry().metrics.active_connections);
-                    // A connection that never speaks must not hold a slot: hyper's HTTP/1 vs
-                    // HTTP/2 detection would wait for its first bytes forever.
-                    let mut first = [0u8; 1];
-                    if !matches!(tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await, Ok(Ok(1..))) {
-                        tracing::debug!(%peer, "closing a connection that sent nothing");
-                        return;
-                    }
-                    // The policy decides per connection: TLS when the active snapshot has it.
-                    let Some(tls) = live.tls_config() else {
-                        return serve_connection(&builder, watcher, TokioIo::new(stream), live, peer, false).await;
-                    };
-                    let accepted = tokio::time::timeout(handshake_timeout, TlsAcceptor::from(tls).accept(stream)).await;
-                    match accepted {
-                        Ok(Ok(tls_stream)) => {
-                            // ALPN already chose the protocol; skipping detection also means
-                            // an HTTP/1.1 connection's header timer starts at once.
-                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
-                            serve_connection(&builder, watcher, TokioIo::new(tls_stream), live, peer, true).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+                    serve_accepted(stream, peer, live, builder, watcher, handshake_timeout).await;
                 });
             }
             () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use warden_e2e::Stack;
+use warden_e2e::{Client, Stack};
 
 const POLICY: &str = "service: orders
 defaults: { max_body: 4KiB }
@@ -97,6 +97,31 @@ async fn a_client_that_sends_headers_too_slowly_is_disconnected() {
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await.unwrap().unwrap();
     assert!(idle.elapsed() < Duration::from_secs(3), "idle connection closed after {:?}", idle.elapsed());
+}
+
+/// Protocol detection is under the header-read timer too: a byte that could begin the
+/// HTTP/2 preface, half of it, or all of it without the first frame used to hold a
+/// connection (and a slot of `--max-connections`) forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_stalls_before_its_protocol_is_known_is_closed() {
+    let s = Stack::start_with(POLICY, &["--header-read-timeout", "300ms", "--max-connections", "3"]).await;
+    let stalls: [&[u8]; 3] = [b"P", b"PRI * HTTP/2.0\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"];
+    let mut held = Vec::new();
+    for bytes in stalls {
+        let mut tcp = TcpStream::connect(s.sidecar.proxy).await.unwrap();
+        tcp.write_all(bytes).await.unwrap();
+        held.push(tcp);
+    }
+    let started = Instant::now();
+    for (tcp, bytes) in held.iter_mut().zip(stalls) {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{:?} was not closed", String::from_utf8_lossy(bytes));
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+    // They held every slot; once closed, others are served again.
+    assert_eq!(s.get("/orders").await.status, StatusCode::OK);
+    assert_eq!(Client::h2().get(&s.sidecar.url("/orders")).await.unwrap().status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread")]
