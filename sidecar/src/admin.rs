@@ -121,6 +121,14 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
             "ready": live.ready(),
             "policy": s.source_yaml,
             "credentials": credentials,
+            // Each endpoint's circuit breakers: limits, what is open and waiting, refusals.
+            "upstreams": s.upstreams.iter().map(|u| serde_json::json!({
+                "name": &*u.name,
+                "endpoints": u.endpoints.iter().map(|e| serde_json::json!({
+                    "endpoint": e.authority().as_str(), "breakers": e.breaker_state(),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "in_flight": { "max": live.limits().max_in_flight, "now": live.limits().max_in_flight - live.in_flight().available_permits() },
             // Keys each limit tracks, and active ones dropped to stay within --limit-keys.
             "limits": s.limits.iter().map(|l| serde_json::json!({
                 "name": &*l.name, "keys": l.buckets.len(), "evicted": l.buckets.evicted(), "global": l.global,

@@ -57,6 +57,10 @@ pub enum Refusal {
     Upstream { upstream: String, failure: UpstreamFailure },
     /// The upstream did not answer within the route's timeout.
     UpstreamTimeout { upstream: String, after: Duration },
+    /// The endpoint's circuit breakers are open (`max_connections` busy, `max_pending` waiting).
+    UpstreamOverloaded { upstream: String },
+    /// The sidecar already has `--max-in-flight` requests waiting on upstreams.
+    Overloaded,
     /// A limit's budget for this caller is spent.
     RateLimited {
         rule: std::sync::Arc<str>,
@@ -98,7 +102,9 @@ impl Refusal {
         match self {
             Refusal::Unauthenticated { failure, .. } => failure.status(),
             Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::NotReady | Refusal::BufferFull => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::NotReady | Refusal::BufferFull | Refusal::UpstreamOverloaded { .. } | Refusal::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::BadPath(_)
             | Refusal::BadBody
             | Refusal::DuplicateHost
@@ -141,6 +147,8 @@ impl Refusal {
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "upstream_connect_timeout",
             Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "upstream_error",
             Refusal::UpstreamTimeout { .. } => "upstream_timeout",
+            Refusal::UpstreamOverloaded { .. } => "upstream_overloaded",
+            Refusal::Overloaded => "overloaded",
         }
     }
 
@@ -161,9 +169,10 @@ impl Refusal {
             Refusal::BodyTooLarge { .. } => "max_body".into(),
             Refusal::UriTooLong { .. } => "max_uri_bytes".into(),
             Refusal::HeadersTooLarge { .. } => "max_header_bytes".into(),
-            Refusal::Upstream { upstream, .. } | Refusal::UpstreamTimeout { upstream, .. } => {
-                format!("upstream:{upstream}")
-            }
+            Refusal::Upstream { upstream, .. }
+            | Refusal::UpstreamTimeout { upstream, .. }
+            | Refusal::UpstreamOverloaded { upstream } => format!("upstream:{upstream}"),
+            Refusal::Overloaded => "max_in_flight".into(),
         }
     }
 
@@ -190,6 +199,8 @@ impl Refusal {
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "connection_timeout",
             Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "http_protocol_error",
             Refusal::UpstreamTimeout { .. } => "http_response_timeout",
+            Refusal::UpstreamOverloaded { .. } => "connection_limit_reached",
+            Refusal::Overloaded => "proxy_internal_error",
         }
     }
 
@@ -235,6 +246,12 @@ impl Refusal {
             }
             Refusal::Upstream { upstream, failure: UpstreamFailure::Protocol } => {
                 format!("'{service}' failed to answer (upstream '{upstream}' broke the connection).")
+            }
+            Refusal::UpstreamOverloaded { upstream } => format!(
+                "'{service}' is busy: upstream '{upstream}' has as many requests as it may take at once. Retry in a few seconds."
+            ),
+            Refusal::Overloaded => {
+                "The proxy is handling as many requests as it may at once. Retry in a few seconds.".into()
             }
             Refusal::UpstreamTimeout { upstream, after } => {
                 format!(

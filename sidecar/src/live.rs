@@ -63,6 +63,8 @@ pub struct Live {
     limits: EdgeLimits,
     /// KiB of request body that may be buffered at once (`EdgeLimits::max_buffered_bytes`).
     buffer_budget: Arc<tokio::sync::Semaphore>,
+    /// Requests that may wait on upstreams at once (`EdgeLimits::max_in_flight`).
+    in_flight: tokio::sync::Semaphore,
     /// The TLS configuration of the active snapshot; None: plain HTTP.
     tls: ArcSwapOption<ServerConfig>,
     /// Its files and their digest, for `tls::watch`.
@@ -89,6 +91,7 @@ impl Live {
             state,
             limits: EdgeLimits::default(),
             buffer_budget: Arc::new(tokio::sync::Semaphore::new(EdgeLimits::default().max_buffered_bytes >> 10)),
+            in_flight: tokio::sync::Semaphore::new(EdgeLimits::default().max_in_flight),
             tls: ArcSwapOption::empty(),
             tls_files: Mutex::new(None),
         }
@@ -141,6 +144,7 @@ impl Live {
     pub fn with_limits(mut self, limits: EdgeLimits) -> Self {
         self.limits = limits;
         self.buffer_budget = Arc::new(tokio::sync::Semaphore::new(limits.max_buffered_bytes.div_ceil(1024)));
+        self.in_flight = tokio::sync::Semaphore::new(limits.max_in_flight);
         self
     }
 
@@ -151,6 +155,11 @@ impl Live {
     /// What buffered request bodies may use, in KiB permits.
     pub fn buffer_budget(&self) -> Arc<tokio::sync::Semaphore> {
         self.buffer_budget.clone()
+    }
+
+    /// Slots for requests waiting on upstreams.
+    pub fn in_flight(&self) -> &tokio::sync::Semaphore {
+        &self.in_flight
     }
 
     /// The active snapshot: one atomic load. Call once per request.

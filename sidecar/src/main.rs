@@ -81,6 +81,10 @@ struct Args {
     /// buffered to check their signature); past it such requests get 503.
     #[arg(long, env = "WARDEN_MAX_BUFFERED_BYTES", default_value = "64MiB", value_parser = parse_size)]
     max_buffered_bytes: usize,
+    /// Requests waiting on upstreams at once, all upstreams together; past it, 503
+    /// `overloaded` (each endpoint's own circuit breakers trip first).
+    #[arg(long, env = "WARDEN_MAX_IN_FLIGHT", default_value_t = 10_000)]
+    max_in_flight: usize,
     /// Keys (addresses, clients) each rate limit tracks at once; past it, idle keys go
     /// first, then some active ones (which start over with a full budget).
     #[arg(long, env = "WARDEN_LIMIT_KEYS", default_value_t = 100_000)]
@@ -127,6 +131,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_header_bytes: args.max_header_bytes,
         stream_idle_timeout: args.stream_idle_timeout,
         max_buffered_bytes: args.max_buffered_bytes,
+        max_in_flight: args.max_in_flight,
     };
     let service_name = format!("warden-sidecar-{}", args.service.as_deref().unwrap_or("standalone"));
     let telemetry = Telemetry::new(args.access_log == "on")

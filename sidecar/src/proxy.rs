@@ -42,6 +42,9 @@ pub struct EdgeLimits {
     pub stream_idle_timeout: std::time::Duration,
     /// Request bodies buffered at once, all requests together (`Live::buffer_budget`).
     pub max_buffered_bytes: usize,
+    /// Requests waiting on upstreams at once, all together (`Live::in_flight`): the last
+    /// guard when per-endpoint circuit breakers add up to more than the process can hold.
+    pub max_in_flight: usize,
 }
 
 impl Default for EdgeLimits {
@@ -51,6 +54,7 @@ impl Default for EdgeLimits {
             max_header_bytes: 64 << 10,
             stream_idle_timeout: std::time::Duration::from_secs(300),
             max_buffered_bytes: 64 << 20,
+            max_in_flight: 10_000,
         }
     }
 }
@@ -292,8 +296,12 @@ async fn decide_and_forward(
 
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;
+    let Ok(in_flight) = live.in_flight().try_acquire() else {
+        return refuse(out, &Refusal::Overloaded, Some(&snapshot), Some(&route.name), &request_id);
+    };
     let asked = std::time::Instant::now();
     let sent = tokio::time::timeout(timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
+    drop(in_flight);
     out.upstream_time = Some(asked.elapsed());
     let mut resp = match sent {
         Ok(Ok(resp)) => resp,
@@ -301,6 +309,7 @@ async fn decide_and_forward(
             let r = match e {
                 SendError::BodyTooLarge => Refusal::BodyTooLarge { limit: route.max_body },
                 SendError::BadRequestBody => Refusal::BadBody,
+                SendError::Overloaded => Refusal::UpstreamOverloaded { upstream: upstream.name.to_string() },
                 SendError::Upstream(failure) => Refusal::Upstream { upstream: upstream.name.to_string(), failure },
             };
             return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id);
@@ -417,7 +426,14 @@ fn refuse(
     out.rule = Some(r.rule());
     out.code = Some(r.code());
     // Upstream failures are errors to alert on, not decisions to review.
-    out.reportable = !matches!(r, Refusal::Upstream { .. } | Refusal::UpstreamTimeout { .. } | Refusal::NotReady);
+    out.reportable = !matches!(
+        r,
+        Refusal::Upstream { .. }
+            | Refusal::UpstreamTimeout { .. }
+            | Refusal::UpstreamOverloaded { .. }
+            | Refusal::Overloaded
+            | Refusal::NotReady
+    );
     let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route, request_id };
     r.response(&ctx).map(Either::Right)
 }

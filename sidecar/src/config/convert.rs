@@ -15,7 +15,7 @@ use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
 use crate::limits::{Limit, LimitState};
 use crate::policy::{APP_UPSTREAM, DEFAULT_CONNECT_TIMEOUT, SCHEMA};
-use crate::upstream::Pools;
+use crate::upstream::{Breakers, Pools};
 
 /// Why a snapshot cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,7 +78,7 @@ impl Snapshot {
         let defaults = s.defaults.as_ref().ok_or(InvalidSnapshot::Missing("defaults"))?;
         let escaped_slashes = escaped_slashes(defaults.escaped_slashes)?.unwrap_or(EscapedSlashes::Reject);
 
-        let app = ctx.pools.endpoint(&ctx.app, DEFAULT_CONNECT_TIMEOUT);
+        let app = ctx.pools.endpoint(&ctx.app, Breakers::new(DEFAULT_CONNECT_TIMEOUT, 0, 0));
         let mut upstreams = vec![Arc::new(Upstream::new(APP_UPSTREAM, vec![app]))];
         for u in &s.upstreams {
             upstreams.push(Arc::new(upstream(u, ctx)?));
@@ -150,11 +150,12 @@ fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, Inva
     if timeout.is_zero() {
         return Err(err("connect timeout is 0".into()));
     }
+    let breakers = Breakers::new(timeout, u.max_connections, u.max_pending);
     let endpoints = u
         .endpoints
         .iter()
         .map(|e| match e.parse::<Authority>() {
-            Ok(a) if a.port_u16().is_some() => Ok(ctx.pools.endpoint(&a, timeout)),
+            Ok(a) if a.port_u16().is_some() => Ok(ctx.pools.endpoint(&a, breakers)),
             _ => Err(err(format!("endpoint '{e}' is not host:port"))),
         })
         .collect::<Result<Vec<_>, _>>()?;

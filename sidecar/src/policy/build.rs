@@ -67,6 +67,8 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
                 name: name.clone(),
                 endpoints: up.endpoints.clone(),
                 connect_timeout_ms: millis(up.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0)),
+                max_connections: up.max_connections.unwrap_or(0),
+                max_pending: up.max_pending.unwrap_or(0),
             })
             .collect(),
         defaults: Some(pb::Defaults {

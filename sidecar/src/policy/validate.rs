@@ -82,6 +82,11 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         if up.connect_timeout.is_some_and(|d| d.0.is_zero()) {
             c.error(at(&base, &["connect_timeout"]), "connect_timeout must be more than 0");
         }
+        for (field, value) in [("max_connections", up.max_connections), ("max_pending", up.max_pending)] {
+            if value == Some(0) {
+                c.error(at(&base, &[field]), format!("{field} must be more than 0 (omit it for the default, 1024)"));
+            }
+        }
     }
 
     if let Some(tls) = &policy.tls {

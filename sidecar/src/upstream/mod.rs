@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::uri::Authority;
 use http::{Request, Response};
 
-pub use pool::{Affinity, EndpointPool, InboundBody, RequestBody, UpstreamBody};
+pub use pool::{Affinity, Breakers, EndpointPool, InboundBody, RequestBody, UpstreamBody};
 
 use crate::config::{InvalidSnapshot, Snapshot};
 
@@ -33,24 +33,24 @@ impl UpstreamFailure {
     }
 }
 
-/// Endpoint pools by (endpoint, connect timeout). Holds them weakly: a pool lives as long
-/// as a snapshot uses it, and is found again by the next snapshot that names it. Only
-/// touched when a snapshot is compiled, never per request.
+/// Endpoint pools by (endpoint, connect timeout and circuit breakers). Holds them weakly:
+/// a pool lives as long as a snapshot uses it, and is found again by the next snapshot
+/// that names it. Only touched when a snapshot is compiled, never per request.
 #[derive(Debug, Default)]
 pub struct Pools {
-    pools: Mutex<HashMap<(String, Duration), Weak<EndpointPool>>>,
+    pools: Mutex<HashMap<(String, Breakers), Weak<EndpointPool>>>,
 }
 
 impl Pools {
-    /// The shared pool for this endpoint and connect timeout.
-    pub fn endpoint(&self, authority: &Authority, connect_timeout: Duration) -> Arc<EndpointPool> {
+    /// The shared pool for this endpoint and these settings.
+    pub fn endpoint(&self, authority: &Authority, breakers: Breakers) -> Arc<EndpointPool> {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         pools.retain(|_, p| p.strong_count() > 0);
-        let key = (authority.as_str().to_owned(), connect_timeout);
+        let key = (authority.as_str().to_owned(), breakers);
         if let Some(p) = pools.get(&key).and_then(Weak::upgrade) {
             return p;
         }
-        let p = Arc::new(EndpointPool::new(authority.clone(), connect_timeout));
+        let p = Arc::new(EndpointPool::new(authority.clone(), breakers));
         pools.insert(key, Arc::downgrade(&p));
         p
     }
@@ -60,6 +60,9 @@ impl Pools {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendError {
     Upstream(UpstreamFailure),
+    /// The endpoint's circuit breakers are open: `max_connections` connections are busy and
+    /// `max_pending` requests already wait for one.
+    Overloaded,
     /// The request body passed the route's `max_body` while streaming.
     BodyTooLarge,
     /// The client's request body broke while streaming (its fault, not the upstream's).
@@ -93,13 +96,12 @@ pub async fn send(
             _ => SendError::Upstream(f),
         }
     };
-    // Two reused connections may be stale; the third attempt always dials.
+    // Two reused connections may be stale; the third attempt always dials (or waits).
     for attempt in 0..3 {
         let reused = if attempt < 2 { affinity.take(endpoint).or_else(|| endpoint.take_idle()) } else { None };
-        let fresh = reused.is_none();
-        let mut sender = match reused {
-            Some(s) => s,
-            None => endpoint.connect().await?,
+        let (mut sender, fresh) = match reused {
+            Some(s) => (s, false),
+            None => endpoint.acquire().await?,
         };
         if sender.ready().await.is_err() {
             if fresh {

@@ -9,10 +9,16 @@
 //! only when its request body was sent whole (`RequestBody`) and its response body read to
 //! the end (`UpstreamBody`); one abandoned mid-body, or answered before the client finished
 //! uploading, is closed, never reused.
+//!
+//! Circuit breakers (Envoy's `max_connections` and `max_pending_requests`, per endpoint):
+//! at most `max_connections` connections are open to an endpoint; past that a request
+//! waits for one to come back idle or to close, and at most `max_pending` requests wait.
+//! One more is refused (503 `upstream_overloaded`) rather than dialled: a stalled
+//! upstream then costs a bounded number of descriptors, and other routes keep theirs.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -24,8 +30,9 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::UpstreamFailure;
+use super::{SendError, UpstreamFailure};
 
 /// Idle connections kept per endpoint (nginx's `keepalive 256` is the usual peer setting).
 const MAX_IDLE: usize = 256;
@@ -36,22 +43,108 @@ const UPSTREAM_BUFFER: usize = 64 << 10;
 
 type Sender = SendRequest<RequestBody>;
 
+/// The circuit breakers' default, per endpoint (Envoy's is 1024 for both).
+pub const DEFAULT_BREAKER: u32 = 1024;
+
+/// How an endpoint's connections are made and bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Breakers {
+    pub connect_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: u32,
+    /// Requests waiting for a connection at most.
+    pub max_pending: u32,
+}
+
+impl Breakers {
+    /// 0 for either limit means the default.
+    pub fn new(connect_timeout: Duration, max_connections: u32, max_pending: u32) -> Self {
+        let or_default = |n: u32| if n == 0 { DEFAULT_BREAKER } else { n };
+        Breakers { connect_timeout, max_connections: or_default(max_connections), max_pending: or_default(max_pending) }
+    }
+}
+
 /// One endpoint's pool.
 #[derive(Debug)]
 pub struct EndpointPool {
     authority: Authority,
-    connect_timeout: Duration,
+    breakers: Breakers,
     idle: Mutex<Vec<(Sender, Instant)>>,
+    /// A permit per open connection, held by its I/O task.
+    connections: Arc<Semaphore>,
+    /// Requests waiting for a connection now.
+    pending: AtomicUsize,
+    /// Woken when a connection goes back to the idle list.
+    returned: Notify,
+    /// Requests refused because the breakers were open, since start.
+    overflows: AtomicU64,
+}
+
+/// What an endpoint's breakers look like now, for `/config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerState {
+    pub max_connections: u32,
+    pub max_pending: u32,
+    pub open_connections: usize,
+    pub pending: usize,
+    pub overflows: u64,
 }
 
 impl EndpointPool {
-    pub fn new(authority: Authority, connect_timeout: Duration) -> Self {
-        EndpointPool { authority, connect_timeout, idle: Mutex::new(Vec::new()) }
+    pub fn new(authority: Authority, breakers: Breakers) -> Self {
+        EndpointPool {
+            authority,
+            breakers,
+            idle: Mutex::new(Vec::new()),
+            connections: Arc::new(Semaphore::new(breakers.max_connections as usize)),
+            pending: AtomicUsize::new(0),
+            returned: Notify::new(),
+            overflows: AtomicU64::new(0),
+        }
     }
 
     /// `host:port`.
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        BreakerState {
+            max_connections: self.breakers.max_connections,
+            max_pending: self.breakers.max_pending,
+            open_connections: self.breakers.max_connections as usize - self.connections.available_permits(),
+            pending: self.pending.load(Ordering::Relaxed),
+            overflows: self.overflows.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A connection for one request: a new one while under `max_connections`; otherwise,
+    /// as one of at most `max_pending` waiters, the first to come back idle or the first
+    /// slot a closed one frees. True when the connection is new.
+    pub(super) async fn acquire(&self) -> Result<(Sender, bool), SendError> {
+        if let Ok(permit) = self.connections.clone().try_acquire_owned() {
+            return Ok((self.connect(permit).await?, true));
+        }
+        let Some(_waiting) = Waiting::enter(&self.pending, self.breakers.max_pending as usize) else {
+            self.overflows.fetch_add(1, Ordering::Relaxed);
+            return Err(SendError::Overloaded);
+        };
+        loop {
+            // Registered before looking, so a connection returned in between is not missed.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(sender) = self.take_idle() {
+                return Ok((sender, false));
+            }
+            tokio::select! {
+                permit = self.connections.clone().acquire_owned() => {
+                    let permit = permit.map_err(|_| SendError::Overloaded)?;
+                    return Ok((self.connect(permit).await?, true));
+                }
+                () = &mut returned => {}
+            }
+        }
     }
 
     /// The most recently used idle connection that is still open and fresh.
@@ -72,14 +165,16 @@ impl EndpointPool {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push((sender, Instant::now()));
+            drop(idle);
+            self.returned.notify_one();
         }
     }
 
     /// Dials a new connection (resolving the host name now, so DNS changes are followed)
-    /// and starts its I/O task.
-    pub(super) async fn connect(&self) -> Result<Sender, UpstreamFailure> {
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.authority.as_str())).await
-        {
+    /// and starts its I/O task, which holds `permit` for as long as the connection is open.
+    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<Sender, UpstreamFailure> {
+        let dial = TcpStream::connect(self.authority.as_str());
+        let stream = match tokio::time::timeout(self.breakers.connect_timeout, dial).await {
             Err(_) => return Err(UpstreamFailure::ConnectTimeout),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, endpoint = %self.authority, "upstream connect failed");
@@ -101,11 +196,28 @@ impl EndpointPool {
             .map_err(|_| UpstreamFailure::Protocol)?;
         let endpoint = self.authority.clone();
         tokio::spawn(async move {
+            let _open = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %endpoint, "upstream connection closed with an error");
             }
         });
         Ok(sender)
+    }
+}
+
+/// Counts a request among an endpoint's waiters while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(pending: &'a AtomicUsize, max: usize) -> Option<Waiting<'a>> {
+        pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Waiting(pending))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
