@@ -56,6 +56,7 @@ pub mod policy;
 pub mod policy_file;
 pub mod proxy;
 pub mod report;
+pub mod signed_body;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

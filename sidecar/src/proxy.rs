@@ -4,7 +4,8 @@
 //! route's upstream with hop-by-hop headers stripped, `x-forwarded-*` and `x-request-id`
 //! set, the caller's identity (`x-warden-client`, `x-warden-plan`) added, and the route's
 //! header edits applied. Bodies stream both ways; the one exception is a route whose
-//! auth signs the body (webhooks), buffered up to its `max_body` and checked first.
+//! auth signs the body (webhooks), buffered up to its `max_body` and checked first
+//! (`signed_body.rs`).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri, Version};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::auth::{BodyCheck, Identity};
@@ -25,6 +26,7 @@ use crate::deny::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
 use crate::limits::{self, LimitRequest};
 use crate::live::Live;
 use crate::normalize::{PathError, normalize_path};
+use crate::signed_body;
 use crate::telemetry::{DecisionKind, Outcome};
 use crate::upstream::{self, Affinity, SendError, UpstreamBody};
 
@@ -259,26 +261,30 @@ async fn decide_and_forward(
         }
     };
     // Reading a signed body counts against the route's timeout: the whole exchange gets it.
-    let (body, _reserved, timeout) = match body_check {
+    let (body, _held, timeout) = match body_check {
         None => (Either::Left(body), None, route.timeout),
         Some(check) => {
             let started = std::time::Instant::now();
-            let Some(permit) = reserve_buffer(live, declared, route) else {
-                return refuse(out, &Refusal::BufferFull, Some(&snapshot), Some(&route.name), &request_id);
+            let budget = live.buffer_budget();
+            let buffered = match signed_body::read(body, route.max_body, route.timeout, &budget).await {
+                Ok(b) => b,
+                Err(f) => return refuse(out, &f.refusal(), Some(&snapshot), Some(&route.name), &request_id),
             };
-            let bytes = match verify_body(body, check, route).await {
-                Ok((bytes, id)) => {
+            match check.verify(&buffered.bytes) {
+                Ok(id) => {
                     out.client = Some(id.client.clone());
                     identity = Some(id);
-                    bytes
                 }
-                Err((r, Some(bytes))) if snapshot.mode == Mode::DryRun => {
+                Err(failure) => {
+                    let r = route.auth.as_deref().map_or(Refusal::BadBody, |p| Refusal::unauthenticated(p, failure));
+                    if snapshot.mode != Mode::DryRun {
+                        return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id);
+                    }
                     log_would_deny(out, &r, route, &request_id, client.ip);
-                    bytes
                 }
-                Err((r, _)) => return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id),
-            };
-            (Either::Right(Full::new(bytes)), Some(permit), route.timeout.saturating_sub(started.elapsed()))
+            }
+            let left = route.timeout.saturating_sub(started.elapsed());
+            (Either::Right(Full::new(buffered.bytes.clone())), Some(buffered), left)
         }
     };
 
@@ -358,41 +364,6 @@ fn log_would_deny(
 fn now_unix_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Reserves room for a body about to be buffered: its declared length, or the route's
-/// `max_body` when it declares none. None when the sidecar-wide budget is spent.
-fn reserve_buffer(live: &Live, declared: Option<u64>, route: &Route) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let bytes = declared.unwrap_or(route.max_body).min(route.max_body);
-    // Permits are KiB, so the budget counts up to 4 TiB in a u32.
-    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
-    live.buffer_budget().try_acquire_many_owned(kib).ok()
-}
-
-/// Buffers a signed body (at most the route's `max_body`, within its timeout) and checks
-/// its signature. On a bad signature the refusal comes with the body, which a dry run
-/// still forwards.
-async fn verify_body(
-    body: Incoming,
-    check: BodyCheck<'_>,
-    route: &Route,
-) -> Result<(Bytes, Identity), (Refusal, Option<Bytes>)> {
-    let limited = Limited::new(body, usize::try_from(route.max_body).unwrap_or(usize::MAX));
-    let bytes = match tokio::time::timeout(route.timeout, limited.collect()).await {
-        Err(_) => return Err((Refusal::BodyTimeout { after: route.timeout }, None)),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err((Refusal::BodyTooLarge { limit: route.max_body }, None));
-        }
-        Ok(Err(_)) => return Err((Refusal::BadBody, None)),
-        Ok(Ok(collected)) => collected.to_bytes(),
-    };
-    match check.verify(&bytes) {
-        Ok(identity) => Ok((bytes, identity)),
-        Err(failure) => {
-            let provider = route.auth.as_deref().map(|p| Refusal::unauthenticated(p, failure));
-            Err((provider.unwrap_or(Refusal::BadBody), Some(bytes)))
-        }
-    }
 }
 
 /// Tells the app who is calling and which auth provider vouched for it (an API key's

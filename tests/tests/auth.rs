@@ -436,13 +436,23 @@ async fn buffered_webhook_bodies_share_one_memory_budget() {
     })
     .await;
 
-    // A sender that declares 60 KiB and trickles: its reservation holds most of the budget.
-    let mut slow = tokio::net::TcpStream::connect(s.sidecar.proxy).await.expect("connect");
+    // Senders that declare 60 KiB each and send nothing hold nothing: the budget is
+    // taken as bytes arrive, not for what a header promises.
     let head = format!(
         "POST /hooks/github HTTP/1.1\r\nhost: x\r\ncontent-length: 61440\r\nx-hub-signature-256: {zeros}\r\n\r\n"
     );
+    let mut promised = Vec::new();
+    for _ in 0..32 {
+        let mut tcp = tokio::net::TcpStream::connect(s.sidecar.proxy).await.expect("connect");
+        tcp.write_all(head.as_bytes()).await.expect("write");
+        promised.push(tcp);
+    }
+    assert_eq!(small().await.status, StatusCode::UNAUTHORIZED, "promises spend no budget");
+
+    // One that has sent 58 KiB of its 60 holds that much, and the next body does not fit.
+    let mut slow = tokio::net::TcpStream::connect(s.sidecar.proxy).await.expect("connect");
     slow.write_all(head.as_bytes()).await.expect("write");
-    slow.write_all(&[b'x'; 1000]).await.expect("write");
+    slow.write_all(&[b'x'; 58 * 1024]).await.expect("write");
     eventually("the budget is spent", Duration::from_secs(5), || async {
         let r = small().await;
         r.status == StatusCode::SERVICE_UNAVAILABLE && r.json()["error"]["code"] == "buffer_full"
