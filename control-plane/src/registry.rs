@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::store::{SidecarRecord, Store, now_unix_ms};
 
@@ -47,6 +48,10 @@ pub struct Registry {
     /// To the writer task. Unbounded because ACK/NACK events come at the rate of applies
     /// times sidecars, and dropping one would leave `status` wrong after a restart.
     saves: mpsc::UnboundedSender<SidecarRecord>,
+    /// Report streams waiting for their sidecar's Hello, by sidecar: one notification per
+    /// Hello, to those waiting for that sidecar only (a reconnect storm of N sidecars
+    /// wakes N waiters, not N²).
+    waiting: Mutex<HashMap<(String, String), Arc<Notify>>>,
 }
 
 impl Registry {
@@ -72,7 +77,7 @@ impl Registry {
                 }
             }
         });
-        Ok(Registry { entries: Mutex::new(entries), next_stream: AtomicU64::new(1), saves })
+        Ok(Registry { entries: Mutex::new(entries), next_stream: AtomicU64::new(1), saves, waiting: Mutex::default() })
     }
 
     /// A sidecar said hello; returns its stream id.
@@ -88,7 +93,40 @@ impl Registry {
         e.credentials = 0;
         e.record.peer = peer.to_owned();
         e.record.last_seen_unix_ms = now_unix_ms();
+        drop(entries);
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = waiting.get(&(service.to_owned(), instance.to_owned())) {
+            n.notify_waiters();
+        }
         stream
+    }
+
+    /// Whether `instance` of `service` has a control stream open now.
+    fn is_connected(&self, service: &str, instance: &str) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.get(&(service.to_owned(), instance.to_owned())).is_some_and(|e| e.stream.is_some())
+    }
+
+    /// Whether `instance` of `service` has a control stream open, waiting up to `wait` for
+    /// its Hello.
+    pub async fn connected_within(&self, service: &str, instance: &str, wait: Duration) -> bool {
+        let key = (service.to_owned(), instance.to_owned());
+        let notify = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            waiting.entry(key.clone()).or_default().clone()
+        };
+        let hello = notify.notified();
+        tokio::pin!(hello);
+        // Registered before the check, so a Hello in between is not missed.
+        hello.as_mut().enable();
+        let connected = self.is_connected(service, instance)
+            || (tokio::time::timeout(wait, hello).await.is_ok() && self.is_connected(service, instance));
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's and this one: no one else waits for this sidecar.
+        if Arc::strong_count(&notify) == 2 {
+            waiting.remove(&key);
+        }
+        connected
     }
 
     /// Records an event from the sidecar on stream `stream`; ignored if a newer stream of
@@ -147,5 +185,27 @@ impl Registry {
             .collect();
         out.sort_by(|a, b| (&a.record.service, &a.record.instance).cmp(&(&b.record.service, &b.record.instance)));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_report_waits_for_its_own_sidecars_hello_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(Registry::load(Store::open(dir.path()).unwrap()).await.unwrap());
+        let r = registry.clone();
+        let waiter = tokio::spawn(async move { r.connected_within("orders", "o-1", Duration::from_secs(10)).await });
+        tokio::task::yield_now().await;
+        registry.connected("orders", "o-2", "peer");
+        registry.connected("orders", "o-1", "peer");
+        assert!(waiter.await.unwrap(), "o-1's Hello ends the wait");
+        assert!(!registry.connected_within("orders", "ghost", Duration::from_millis(20)).await);
+        let stream = registry.connected("billing", "b-1", "peer");
+        registry.disconnected("billing", "b-1", stream);
+        assert!(!registry.connected_within("billing", "b-1", Duration::from_millis(20)).await, "gone is not connected");
+        assert!(registry.waiting.lock().unwrap().is_empty(), "no waiter left behind");
     }
 }

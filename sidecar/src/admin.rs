@@ -2,11 +2,21 @@
 //! the sidecar is not draining), `/config` (the active version and policy as JSON),
 //! `/metrics` (Prometheus / OpenMetrics text),
 //! `/limits/peek?limit=NAME&key=HEX[&plan=P]` (one key's budget, counting nothing: what
-//! `wardenctl explain --sidecar` reads).
-//! Bound to loopback by default; it never proxies.
+//! `wardenctl explain --sidecar` reads). It never proxies.
+//!
+//! In Kubernetes it listens on the pod address, since kubelet probes and Prometheus reach
+//! it there, so it is hardened like the data port. Probes and metrics answer anyone;
+//! `/config` (the policy) and `/limits/peek` (clients' budgets) answer loopback peers only,
+//! which `kubectl port-forward` is, since it connects from inside the pod. A connection
+//! must send a whole request head within `HEADER_READ_TIMEOUT` (also its keep-alive idle
+//! limit), lives at most `MAX_CONNECTION_LIFE`, and at most `MAX_CONNECTIONS` are open:
+//! past that the port stops accepting and new connections wait in the kernel's backlog,
+//! so idle or slow clients cannot take the process's file descriptors.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -14,36 +24,109 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use crate::ipset;
 use crate::limits::Quotas;
 use crate::live::Live;
 
+/// Open admin connections at most. Probes and a scraper need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may take to send a request head, counted from when it opens or
+/// from its previous response: a client that sends nothing, one byte, or half a head is
+/// closed after this. Probes send theirs at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may stay open in all. Then it is closed after its current
+/// response, so a client that keeps a connection busy (or reads a response slowly) frees
+/// its slot; a scraper's keep-alive simply reconnects.
+pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(30);
+/// After `MAX_CONNECTION_LIFE`, how long the response in flight may take before the
+/// connection is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// The largest request head kept in memory (hyper's minimum); admin requests are tiny.
+const MAX_HEAD_BYTES: usize = 8 << 10;
+
+/// Who may read an admin path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    /// Probes and scrapers, from wherever they connect.
+    Anyone,
+    /// The policy and clients' budgets: only from inside the pod.
+    Loopback,
+}
+
+/// Named public paths; anything else (a new endpoint too) is loopback only until listed.
+fn audience(path: &str) -> Audience {
+    match path {
+        "/healthz" | "/readyz" | "/metrics" => Audience::Anyone,
+        _ => Audience::Loopback,
+    }
+}
+
+/// Whether a peer at `peer` may read `path`: loopback-only paths need 127.0.0.0/8, ::1 or
+/// an IPv4-mapped loopback address (a dual-stack socket's view of 127.0.0.1).
+pub fn peer_may_read(path: &str, peer: IpAddr) -> bool {
+    match audience(path) {
+        Audience::Anyone => true,
+        Audience::Loopback => ipset::canonical(peer).is_loopback(),
+    }
+}
+
 /// Serves the admin endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Usually EMFILE: back off instead of spinning.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
+        // At the cap, stop accepting: new connections wait in the backlog, as on the data port.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
-        let live = live.clone();
+        let (live, builder) = (live.clone(), builder.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let live = live.clone();
-                async move { Ok::<_, Infallible>(route(&live, &req)) }
+                async move { Ok::<_, Infallible>(route(&live, &req, peer.ip())) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let ended = match tokio::time::timeout(MAX_CONNECTION_LIFE, conn.as_mut()).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(CLOSE_GRACE, conn).await.unwrap_or(Ok(()))
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, %peer, "admin connection ended with an error");
+            }
         });
     }
 }
 
-fn route(live: &Live, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(live: &Live, req: &Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
-    match req.uri().path() {
+    let path = req.uri().path();
+    if !peer_may_read(path, peer) {
+        return text(StatusCode::FORBIDDEN, "this endpoint answers loopback only (try kubectl port-forward)\n");
+    }
+    match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if live.ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
@@ -145,4 +228,29 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_and_metrics_answer_anyone_the_rest_loopback_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let loopback = ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1", "::ffff:127.0.0.53"];
+        let elsewhere = ["10.0.0.7", "192.168.1.2", "0.0.0.0", "2001:db8::1", "::ffff:10.0.0.7", "::", "fe80::1"];
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            for peer in loopback.iter().chain(&elsewhere) {
+                assert!(peer_may_read(path, ip(peer)), "{path} from {peer}");
+            }
+        }
+        for path in ["/config", "/limits/peek", "/config/", "/nosuch"] {
+            for peer in loopback {
+                assert!(peer_may_read(path, ip(peer)), "{path} from {peer}");
+            }
+            for peer in elsewhere {
+                assert!(!peer_may_read(path, ip(peer)), "{path} from {peer}");
+            }
+        }
+    }
 }

@@ -37,6 +37,8 @@
 //! - `live`, `control`, `policy_file`, `state`: how policy arrives and is kept.
 //! - `report`: demand on global quotas out, quota shares in.
 //! - `admin`: health, readiness and the config dump; `telemetry`: logging set-up.
+//! - `text`: what counts as a control character, and how one is shown (also for the
+//!   control plane and `wardenctl`).
 
 pub mod admin;
 pub mod auth;
@@ -59,5 +61,6 @@ pub mod report;
 pub mod signed_body;
 pub mod state;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 pub mod upstream;

@@ -123,6 +123,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.control_plane.is_some() && args.service.is_none() {
         anyhow::bail!("--service is required with --control-plane");
     }
+    // The control plane refuses these too; saying so here beats retrying forever.
+    if let Some(s) = args.service.as_deref().filter(|s| !policy::is_service_name(s)) {
+        anyhow::bail!("--service {:?}: a service name is 1-63 characters of a-z, 0-9 and '-'", s);
+    }
+    if let Some(i) = args.instance.as_deref().filter(|i| !warden_sidecar::text::is_instance_name(i)) {
+        anyhow::bail!("--instance {:?}: an instance name is 1-253 printable ASCII characters, no spaces", i);
+    }
     let app: Authority =
         args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
     let state = args.service.clone().map(|s| StateFile::new(args.state_dir.clone(), s));

@@ -19,8 +19,9 @@ use crate::live::Live;
 
 const EVERY: Duration = Duration::from_millis(250);
 const IDLE_EVERY: Duration = Duration::from_secs(1);
-/// Deny records per batch at most (the rest wait for the next one).
-const MAX_DENIALS: usize = 2_000;
+/// Deny records per batch at most (the rest wait for the next one). The control plane
+/// stores no more than this from one batch.
+pub const MAX_DENIALS: usize = 2_000;
 /// How often per-route traffic and latency go out (for `wardenctl top`).
 const ROUTES_EVERY: Duration = Duration::from_secs(2);
 

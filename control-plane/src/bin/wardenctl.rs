@@ -12,7 +12,8 @@ async fn main() -> ExitCode {
     match cli.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message());
+            // Errors quote what others wrote (server messages, policy excerpts).
+            eprintln!("error: {}", warden_sidecar::text::escape_lines(f.message()));
             ExitCode::from(f.exit_code())
         }
     }

@@ -56,10 +56,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     }
     for r in &resp.results {
         for w in &r.warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", output::lines(w));
         }
         if !r.changed {
-            println!("{}: unchanged (v{})", r.service, r.version);
+            println!("{}: unchanged (v{})", output::cell(&r.service), r.version);
             continue;
         }
         let old = if r.previous_version == 0 {
@@ -67,11 +67,11 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         } else {
             format!("{}@v{}", r.service, r.previous_version)
         };
-        print!("{}", output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file));
+        print!("{}", output::lines(&output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file)));
         if a.dry_run {
-            println!("{}: would become v{} (dry run: nothing stored)", r.service, r.version);
+            println!("{}: would become v{} (dry run: nothing stored)", output::cell(&r.service), r.version);
         } else {
-            println!("{}: applied as v{}", r.service, r.version);
+            println!("{}: applied as v{}", output::cell(&r.service), r.version);
         }
     }
     Ok(())

@@ -37,9 +37,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     }
     for (service, d) in diffs {
         if d.is_empty() {
-            println!("{service}: no changes");
+            println!("{}: no changes", output::cell(&service));
         } else {
-            print!("{d}");
+            print!("{}", output::lines(&d));
         }
     }
     Ok(())

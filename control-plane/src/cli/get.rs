@@ -53,9 +53,12 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 "content_hash": v.content_hash, "policy": v.source_yaml,
             }),
         ),
+        // The source as applied: exact with -o yaml, shown safely in a terminal otherwise.
         Format::Table | Format::Yaml => {
-            print!("{}", v.source_yaml);
-            if !v.source_yaml.ends_with('\n') {
+            let source =
+                if cli.output == Format::Yaml { v.source_yaml.as_str().into() } else { output::lines(&v.source_yaml) };
+            print!("{source}");
+            if !source.ends_with('\n') {
                 println!();
             }
         }

@@ -21,6 +21,11 @@ const NAME: &str = "warden-sidecar";
 const STATE_VOLUME: &str = "warden-state";
 const TOKEN_VOLUME: &str = "warden-token";
 const PROXY_PORT: u64 = 15001;
+/// The admin port listens on every address (`--admin=0.0.0.0:15000`): the kubelet's
+/// probes and Prometheus reach it at the pod address. That is safe because the sidecar
+/// answers only `/healthz`, `/readyz` and `/metrics` to other addresses; `/config` and
+/// `/limits/peek` answer loopback only (`kubectl port-forward` connects from inside the
+/// pod), and the port bounds its connections and their time (see `warden_sidecar::admin`).
 const ADMIN_PORT: u64 = 15000;
 
 #[derive(Debug, clap::Args)]

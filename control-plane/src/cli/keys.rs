@@ -61,9 +61,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             println!("{}", created.key);
             eprintln!(
                 "key {} for client '{}' of '{}'{}. This is the only time the key is shown: store it now.",
-                info.id,
-                info.client,
-                info.service,
+                output::cell(&info.id),
+                output::cell(&info.client),
+                output::cell(&info.service),
                 if info.expires_unix_ms > 0 {
                     format!(", expires {}", output::time(info.expires_unix_ms))
                 } else {
@@ -109,9 +109,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             }
             println!(
                 "revoked {} (client '{}' of '{}') at {}",
-                k.id,
-                k.client,
-                k.service,
+                output::cell(&k.id),
+                output::cell(&k.client),
+                output::cell(&k.service),
                 output::time(k.revoked_unix_ms)
             );
         }

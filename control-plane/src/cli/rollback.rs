@@ -37,19 +37,18 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             );
             continue;
         }
-        print!(
-            "{}",
-            output::diff(
-                &r.previous_yaml,
-                &r.source_yaml,
-                &format!("{}@v{}", r.service, r.previous_version),
-                "rollback"
-            )
+        let diff = output::diff(
+            &r.previous_yaml,
+            &r.source_yaml,
+            &format!("{}@v{}", r.service, r.previous_version),
+            "rollback",
         );
+        print!("{}", output::lines(&diff));
+        let service = output::cell(&r.service);
         if r.changed {
-            println!("{}: rolled back; now v{}", r.service, r.version);
+            println!("{service}: rolled back; now v{}", r.version);
         } else {
-            println!("{}: already has that content (v{})", r.service, r.version);
+            println!("{service}: already has that content (v{})", r.version);
         }
     }
     Ok(())

@@ -54,7 +54,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 output::structured(cli.output, &json(&s));
                 return Ok(());
             }
-            println!("secret '{}': value {} added", s.name, s.id);
+            println!("secret '{}': value {} added", output::cell(&s.name), output::cell(&s.id));
         }
         SecretsCommand::List => {
             let secrets = cli.admin().await?.list_secrets(ListSecretsRequest {}).await?.into_inner().secrets;

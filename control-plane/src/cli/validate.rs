@@ -29,9 +29,9 @@ pub fn run(cli: &Cli, a: &Args) -> Outcome {
     }
     for d in &docs {
         for w in &d.warnings {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", output::lines(&w.to_string()));
         }
-        println!("{}: valid ({} routes)", d.policy.service, d.policy.routes.len());
+        println!("{}: valid ({} routes)", output::cell(&d.policy.service), d.policy.routes.len());
     }
     Ok(())
 }

@@ -1,10 +1,11 @@
-//! The thin gRPC server: the sidecar streams (`sidecar.rs`) and the admin API
-//! (`admin.rs`) over one port. Both only translate between the wire and the store, the hub
+//! The thin gRPC server: the sidecar streams (`sidecar.rs`, with what they send checked in
+//! `receipt.rs`) and the admin API (`admin.rs`) over one port. Both only translate between the wire and the store, the hub
 //! and the registry; no policy logic lives here.
 
 mod admin;
 mod auth;
 pub mod keys;
+mod receipt;
 mod sidecar;
 
 pub use auth::{Admitted, BearerToken, SidecarTokens};

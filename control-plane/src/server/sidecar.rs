@@ -1,5 +1,13 @@
 //! `SidecarService`: one stream per sidecar. Waits for Hello, sends the service's current
 //! snapshot and every later one, and records ACKs, NACKs and heartbeats in the registry.
+//! Beside it each sidecar keeps a report stream (quota demand, deny records, traffic).
+//!
+//! What a sidecar may speak for: its token admits it to one service (or, the shared token,
+//! to any), and nothing finer, since tokens are per service, not per instance. So a report
+//! stream must name a service its token admits and an instance of that service that has a
+//! control stream open (visible in `wardenctl status`, with its peer address), and every
+//! batch on it must name that same service and instance. What either stream sends is
+//! checked or made safe on receipt (`receipt.rs`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,12 +20,16 @@ use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_server::SidecarService;
 use warden_proto::v1::{ReportBatch, ReportReply, SidecarMessage, SnapshotPush};
 
-use super::{Admitted, ControlPlane};
+use super::{Admitted, ControlPlane, receipt};
 use crate::hub::global_limits;
+use crate::registry::Event;
 
 /// The sidecar-facing API over the shared control plane.
 pub struct SidecarApi(pub Arc<ControlPlane>);
-use crate::registry::Event;
+
+/// How long a report stream waits for its sidecar's Hello: a sidecar opens both streams at
+/// once, so its report may arrive first.
+const HELLO_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the token interceptor admitted; refusing when it did not run (fail safe).
 fn admitted<T>(req: &Request<T>) -> Result<Admitted, Status> {
@@ -43,9 +55,7 @@ impl SidecarService for SidecarApi {
             Some(SidecarMessage { kind: Some(Kind::Hello(h)) }) => h,
             _ => return Err(Status::invalid_argument("the first message must be Hello")),
         };
-        if hello.service.is_empty() || hello.instance.is_empty() {
-            return Err(Status::invalid_argument("Hello needs a service and an instance"));
-        }
+        receipt::check_names(&hello.service, &hello.instance)?;
         admitted.check(&hello.service)?;
         let stream_id = self.0.registry.connected(&hello.service, &hello.instance, &peer);
         tracing::info!(service = %hello.service, instance = %hello.instance, %peer, version = hello.version, "sidecar connected");
@@ -101,8 +111,9 @@ impl SidecarService for SidecarApi {
                             Ok(Some(SidecarMessage { kind: Some(Kind::Ack(a)) })) => Event::Ack(a.version),
                             Ok(Some(SidecarMessage { kind: Some(Kind::CredentialsAck(a)) })) => Event::CredentialsAck(a.revision),
                             Ok(Some(SidecarMessage { kind: Some(Kind::Nack(n)) })) => {
-                                tracing::warn!(service = %hello.service, instance = %hello.instance, version = n.version, error = %n.error, "sidecar NACKed a snapshot");
-                                Event::Nack(n.version, n.error)
+                                let error = receipt::nack_error(&n.error);
+                                tracing::warn!(service = %hello.service, instance = %hello.instance, version = n.version, %error, "sidecar NACKed a snapshot");
+                                Event::Nack(n.version, error)
                             }
                             Ok(Some(_)) => Event::Seen,
                             Ok(None) | Err(_) => break,
@@ -122,42 +133,47 @@ impl SidecarService for SidecarApi {
         let admitted = admitted(&req)?;
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("no first batch"))?;
-        if first.service.is_empty() {
-            return Err(Status::invalid_argument("the first batch must name the service"));
-        }
+        receipt::check_names(&first.service, &first.instance)?;
         admitted.check(&first.service)?;
+        wait_for_hello(&self.0, &first.service, &first.instance).await?;
         let stream = REPORT_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let service = first.service.clone();
-        let service_of_stream = first.service.clone();
-        let limits_of =
-            move |cp: &ControlPlane| cp.hub.snapshot(&service).map(|s| global_limits(&s)).unwrap_or_default();
+        let (service, instance) = (first.service.clone(), first.instance.clone());
+        let limits_of = {
+            let service = service.clone();
+            move |cp: &ControlPlane| cp.hub.snapshot(&service).map(|s| global_limits(&s)).unwrap_or_default()
+        };
         self.0.quotas.open(stream, limits_of(&self.0));
         let (tx, rx) = mpsc::channel(4);
         let cp = self.0.clone();
         tokio::spawn(async move {
             let mut batch = Some(first);
             while let Some(mut b) = batch.take() {
-                // A stream speaks for the service it opened with.
-                if b.service != service_of_stream {
+                // A stream speaks for the sidecar it opened as, and for nobody else.
+                if b.service != service || b.instance != instance {
+                    tracing::warn!(%service, %instance, "a report batch named another sidecar; closing its stream");
+                    let refusal = format!("this report stream is for {service}/{instance}; a batch named another");
+                    let _ = tx.send(Err(Status::invalid_argument(refusal))).await;
                     break;
                 }
                 cp.quotas.set_limits(stream, limits_of(&cp));
                 let reply = cp.quotas.report(stream, &b, std::time::Instant::now());
-                if b.denials_dropped > 0 {
-                    tracing::warn!(service = %b.service, instance = %b.instance, dropped = b.denials_dropped, "a sidecar dropped deny records (its queue was full)");
+                let mut denials = std::mem::take(&mut b.denials);
+                let dropped = b.denials_dropped.saturating_add(receipt::clean_denials(&mut denials) as u64);
+                if dropped > 0 {
+                    tracing::warn!(%service, %instance, dropped, "a sidecar dropped deny records (its queue was full)");
                 }
                 if !b.routes.is_empty() {
-                    cp.traffic.report(&b.service, &b.instance, std::mem::take(&mut b.routes));
+                    receipt::clean_routes(&mut b.routes);
+                    cp.traffic.report(&service, &instance, std::mem::take(&mut b.routes));
                 }
                 // The quota reply first: storing deny records waits on a disk write.
                 if tx.send(Ok(reply)).await.is_err() {
                     break;
                 }
-                if !b.denials.is_empty() {
-                    let denials = std::mem::take(&mut b.denials);
-                    if let Err(e) = cp.store.insert_denials(&b.service, &b.instance, denials, cp.retention).await {
-                        tracing::warn!(error = %e, "could not store deny records");
-                    }
+                if !denials.is_empty()
+                    && let Err(e) = cp.store.insert_denials(&service, &instance, denials, cp.retention).await
+                {
+                    tracing::warn!(error = %e, "could not store deny records");
                 }
                 batch = match inbound.message().await {
                     Ok(Some(next)) => Some(next),
@@ -168,4 +184,14 @@ impl SidecarService for SidecarApi {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Waits (up to `HELLO_WAIT`) until `instance` of `service` has a control stream open.
+async fn wait_for_hello(cp: &ControlPlane, service: &str, instance: &str) -> Result<(), Status> {
+    if cp.registry.connected_within(service, instance, HELLO_WAIT).await {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "no sidecar {service}/{instance} is connected: a report stream needs the instance's control stream open"
+    )))
 }

@@ -22,7 +22,7 @@ pub use model::{
 };
 pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
 pub use units::{format_duration, format_rate, format_size, parse_duration, parse_rate, parse_size, period_word};
-pub use validate::{APP_UPSTREAM, is_secret_name};
+pub use validate::{APP_UPSTREAM, is_secret_name, is_service_name};
 
 #[cfg(test)]
 mod tests;

@@ -60,7 +60,7 @@ fn at(base: &[Seg], rest: &[&str]) -> Vec<Seg> {
 pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
     let mut c = Checker { errors: Vec::new(), warnings: Vec::new() };
 
-    if !is_name(&policy.service) {
+    if !is_service_name(&policy.service) {
         c.error(vec![key("service")], "service must be 1-63 characters of a-z, 0-9 and '-'");
     }
 
@@ -427,6 +427,12 @@ fn check_limit(c: &mut Checker, name: &str, l: &LimitSpec) {
     {
         c.error(at(&base, &["burst"]), "burst is 1 to 1,000,000,000 requests");
     }
+}
+
+/// What a policy's `service` may be, and so what a sidecar may name in `--service` and
+/// its Hello.
+pub fn is_service_name(s: &str) -> bool {
+    is_name(s)
 }
 
 /// What `wardenctl secrets set NAME` accepts, and so what a policy may name.
