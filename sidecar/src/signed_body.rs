@@ -115,14 +115,14 @@ mod tests {
 
     use super::*;
 
-    type Sender = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
+    type Chunk = Result<Frame<Bytes>, Infallible>;
 
-    fn body() -> (Sender, StreamBody<ReceiverStream<Result<Frame<Bytes>, Infallible>>>) {
+    fn body() -> (mpsc::Sender<Chunk>, StreamBody<ReceiverStream<Chunk>>) {
         let (tx, rx) = mpsc::channel(16);
         (tx, StreamBody::new(ReceiverStream::new(rx)))
     }
 
-    fn kib(n: usize) -> Result<Frame<Bytes>, Infallible> {
+    fn kib(n: usize) -> Chunk {
         Ok(Frame::data(Bytes::from(vec![b'x'; n << 10])))
     }
 

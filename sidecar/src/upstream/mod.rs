@@ -110,6 +110,12 @@ pub async fn send(
             continue;
         }
         match sender.try_send_request(req).await {
+            Ok(resp) if head_bytes(resp.headers()) > pool::UPSTREAM_BUFFER => {
+                // hyper's buffer cap is a soft one (one read may bring more): the same
+                // limit, held exactly. The connection is mid-message and goes with `sender`.
+                tracing::debug!(endpoint = %endpoint.authority(), "upstream response head too large");
+                return Err(failed(UpstreamFailure::Protocol));
+            }
             Ok(resp) => {
                 let upload = upload.clone();
                 let lease = (sender, endpoint.clone(), affinity.clone());
@@ -125,6 +131,11 @@ pub async fn send(
         }
     }
     Err(failed(UpstreamFailure::Protocol))
+}
+
+/// A response head's size as sent: "name: value\r\n" per field.
+fn head_bytes(headers: &http::HeaderMap) -> usize {
+    headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
 /// Refuses a snapshot whose upstream host names do not resolve from this sidecar: only

@@ -39,7 +39,7 @@ const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The most a connection buffers from its upstream: a response head must fit.
-const UPSTREAM_BUFFER: usize = 64 << 10;
+pub(super) const UPSTREAM_BUFFER: usize = 64 << 10;
 
 type Sender = SendRequest<RequestBody>;
 
