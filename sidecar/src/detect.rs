@@ -4,14 +4,13 @@
 //! a connection slot forever. Here the first bytes that differ from the preface mean
 //! HTTP/1.1 (hyper's header-read timer covers the rest of its head); the preface and the
 //! client's first frame (its SETTINGS, RFC 9113 §3.4) mean HTTP/2. All of it must arrive
-//! within the header-read timeout, and what was read is replayed to hyper (`Replay`).
+//! within the header-read timeout, and what was read is replayed to hyper
+//! (`client_io::ClientIo`).
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What the client sends first on an HTTP/2 connection.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -76,63 +75,6 @@ fn decided(buf: &[u8], h2_only: bool) -> Option<Protocol> {
     (frame.len() - FRAME_HEADER >= len.min(MAX_FIRST_FRAME)).then_some(Protocol::Http2)
 }
 
-/// A connection whose first bytes were already read: they are read again first.
-#[derive(Debug)]
-pub struct Replay<S> {
-    prefix: Vec<u8>,
-    at: usize,
-    inner: S,
-}
-
-impl<S> Replay<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Replay { prefix, at: 0, inner }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.at < this.prefix.len() {
-            let n = buf.remaining().min(this.prefix.len() - this.at);
-            buf.put_slice(&this.prefix[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,9 +106,6 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n").await.unwrap();
         let (protocol, read) = detect(&mut server, Duration::from_secs(5), false).await.unwrap();
         assert_eq!(protocol, Protocol::Http1);
-        let mut replay = Replay::new(read, server);
-        let mut again = [0u8; 16];
-        replay.read_exact(&mut again).await.unwrap();
-        assert_eq!(&again, b"GET / HTTP/1.1\r\n");
+        assert_eq!(read, b"GET / HTTP/1.1\r\n");
     }
 }

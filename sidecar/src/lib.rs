@@ -42,6 +42,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client_io;
 pub mod client_ip;
 pub mod config;
 pub mod control;

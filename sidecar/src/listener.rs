@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::detect::{Protocol, Replay, detect};
+use crate::client_io::ClientIo;
+use crate::detect::{Protocol, detect};
 use crate::live::Live;
 use crate::proxy::{self, Downstream};
 
@@ -50,14 +51,15 @@ async fn serve_accepted(
     live: Arc<Live>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
-    within: Duration,
+    cfg: ListenerConfig,
 ) {
+    let (within, send_timeout) = (cfg.header_read_timeout, cfg.send_timeout);
     let started = tokio::time::Instant::now();
     // The policy decides per connection: TLS when the active snapshot has it.
     let Some(tls) = live.tls_config() else {
         match detect(&mut stream, within, false).await {
             Ok((protocol, read)) => {
-                let io = TokioIo::new(Replay::new(read, stream));
+                let io = TokioIo::new(ClientIo::new(stream, read, send_timeout));
                 serve_connection(&builder_for(builder, protocol), watcher, io, live, peer, false).await;
             }
             Err(e) => tracing::debug!(error = %e, %peer, "closing a connection before serving it"),
@@ -72,13 +74,13 @@ async fn serve_accepted(
     // ALPN already chose the protocol. HTTP/1.1's header timer starts at once; HTTP/2's
     // preface and first frame must arrive in what is left of the time.
     if tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-        let io = TokioIo::new(tls_stream);
+        let io = TokioIo::new(ClientIo::new(tls_stream, Vec::new(), send_timeout));
         return serve_connection(&builder_for(builder, Protocol::Http1), watcher, io, live, peer, true).await;
     }
     let left = within.saturating_sub(started.elapsed());
     match detect(&mut tls_stream, left, true).await {
         Ok((protocol, read)) => {
-            let io = TokioIo::new(Replay::new(read, tls_stream));
+            let io = TokioIo::new(ClientIo::new(tls_stream, read, send_timeout));
             serve_connection(&builder_for(builder, protocol), watcher, io, live, peer, true).await;
         }
         Err(e) => tracing::debug!(error = %e, %peer, "closing a connection before serving it"),
@@ -102,6 +104,8 @@ pub struct ListenerConfig {
     pub header_read_timeout: Duration,
     /// Open downstream connections at most.
     pub max_connections: usize,
+    /// The longest a write to a client may make no progress (`client_io`).
+    pub send_timeout: Duration,
 }
 
 /// Serves until `shutdown` flips to true, then stops accepting and waits up to
@@ -153,11 +157,10 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
                 };
                 let _ = stream.set_nodelay(true);
                 let (live, builder, watcher) = (live.clone(), builder.clone(), graceful.watcher());
-                let handshake_timeout = cfg.header_read_timeout;
                 tokio::spawn(async move {
                     let _slot = slot;
                     let _open = Open::new(&live.telemetry().metrics.active_connections);
-                    serve_accepted(stream, peer, live, builder, watcher, handshake_timeout).await;
+                    serve_accepted(stream, peer, live, builder, watcher, cfg).await;
                 });
             }
             () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,

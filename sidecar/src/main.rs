@@ -65,6 +65,10 @@ struct Args {
     /// How long a client may take to send a request's headers (slowloris guard).
     #[arg(long, env = "WARDEN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_read_timeout: Duration,
+    /// The longest a write to a client may make no progress (a client that stopped
+    /// reading); then its connection is closed.
+    #[arg(long, env = "WARDEN_SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    send_timeout: Duration,
     /// Open downstream connections at most; more wait in the accept backlog.
     #[arg(long, env = "WARDEN_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
@@ -206,6 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         drain_timeout: args.drain_timeout,
         header_read_timeout: args.header_read_timeout,
         max_connections: args.max_connections.max(1),
+        send_timeout: args.send_timeout,
     };
     let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, cfg));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");

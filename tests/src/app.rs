@@ -1,7 +1,8 @@
 //! A small upstream app for tests and the quick start: answers every request with JSON
 //! describing what it received (method, path, headers, body size), so a test can assert
 //! what crossed the proxy. `/slow/<ms>` waits before answering; `/stream/<n>` sends n
-//! chunks of 1 KiB; `/stall/<ms>` sends 1 KiB, goes quiet for ms, then sends 1 KiB more.
+//! chunks of 1 KiB; `/bulk/<n>` sends n KiB as fast as it is taken; `/stall/<ms>` sends 1 KiB,
+//! goes quiet for ms, then sends 1 KiB more.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -122,6 +123,14 @@ async fn handle(
             resp = resp.header(format!("x-filler-{i}"), "f".repeat(1000));
         }
         return Ok(resp.body(Full::new(Bytes::from_static(b"ok")).boxed()).expect("response"));
+    }
+    if let Some(n) = path.strip_prefix("/bulk/").and_then(|s| s.parse::<usize>().ok()) {
+        // N KiB as fast as the connection takes it, in 64 KiB chunks.
+        let chunks = (0..n.div_ceil(64)).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 64 << 10]))));
+        return Ok(Response::builder()
+            .header("x-app", name)
+            .body(BodyExt::boxed(StreamBody::new(tokio_stream::iter(chunks))))
+            .expect("response"));
     }
     if let Some(n) = path.strip_prefix("/stream/").and_then(|s| s.parse::<usize>().ok()) {
         let chunks = (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 1024]))));

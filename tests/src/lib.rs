@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+pub mod attacks;
 pub mod client;
 pub mod hostile;
 pub mod lenient;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use warden_e2e::{Client, Stack, eventually};
+use warden_e2e::{Client, Stack, attacks, eventually};
 
 /// An upstream that accepts connections and never answers; counts them.
 async fn stalled_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
@@ -120,4 +120,185 @@ async fn past_max_in_flight_requests_are_refused_as_overloaded() {
     for w in waiting {
         w.abort();
     }
+}
+
+/// What an attack cost the sidecar: resident memory before, its peak during each round,
+/// and after each round (KiB); and how the legitimate client fared.
+#[derive(Debug)]
+struct Cost {
+    baseline: u64,
+    peaks: Vec<u64>,
+    after: Vec<u64>,
+    served: usize,
+    failed: Vec<String>,
+    closed_by_server: usize,
+    attacks: usize,
+}
+
+/// Runs `conns` attacking connections at once, `rounds` times, while a legitimate client
+/// asks for `/orders` every 20 ms and must get 200 within 2 s each time.
+async fn under_attack(s: &Stack, conns: usize, rounds: usize, within: Duration, bytes: Vec<u8>) -> Cost {
+    let pid = s.sidecar.proc.pid();
+    for _ in 0..20 {
+        assert_eq!(s.get("/orders/warm").await.status, StatusCode::OK);
+    }
+    let baseline = attacks::rss_kib(pid);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let legit = {
+        let (client, url, stop) = (s.client.clone(), s.sidecar.url("/orders/legit"), stop.clone());
+        tokio::spawn(async move {
+            let (mut served, mut failed) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_secs(2), client.get(&url)).await {
+                    Ok(Ok(r)) if r.status == StatusCode::OK => served += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (served, failed)
+        })
+    };
+    let (mut peaks, mut after, mut closed_by_server) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds {
+        let peak = attacks::PeakRss::start(pid);
+        let runs: Vec<_> =
+            (0..conns).map(|_| tokio::spawn(attacks::send_raw(s.sidecar.proxy, bytes.clone(), within))).collect();
+        for r in runs {
+            closed_by_server += usize::from(r.await.unwrap());
+        }
+        peaks.push(peak.peak());
+        after.push(attacks::rss_kib(pid));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (served, failed) = legit.await.unwrap();
+    Cost { baseline, peaks, after, served, failed, closed_by_server, attacks: conns * rounds }
+}
+
+/// The bounds every attack below must keep (a debug build; see docs/hardening.md).
+fn assert_bounded(what: &str, cost: &Cost, peak_mib: u64) {
+    eprintln!("{what}: {cost:?}");
+    assert!(cost.failed.is_empty() && cost.served > 0, "{what}: the legitimate client was not served: {cost:?}");
+    let peak = cost.peaks.iter().max().unwrap() - cost.baseline;
+    assert!(peak < peak_mib << 10, "{what}: peak {} KiB over the baseline: {cost:?}", peak);
+    // Memory taken by one round is reused by the next, not added to.
+    let (first, last) = (cost.after[0], *cost.after.last().unwrap());
+    assert!(last <= first + (4 << 10), "{what}: grew across rounds: {cost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_rapid_reset_is_cut_off_and_costs_bounded_memory() {
+    let s = Stack::start(&policy("127.0.0.1:1".parse().unwrap(), "")).await;
+    let before = s.app.requests().len();
+    let cost = under_attack(&s, 8, 3, Duration::from_secs(10), attacks::rapid_reset(5_000)).await;
+    assert_bounded("rapid reset", &cost, 16);
+    assert_eq!(cost.closed_by_server, cost.attacks, "every flooding connection is closed by the sidecar");
+    let reached = s.app.requests().len() - before - cost.served;
+    assert!(reached < 8 * 3 * 500, "{reached} cancelled requests reached the app");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_continuation_flood_is_cut_off_and_costs_bounded_memory() {
+    let s = Stack::start(&policy("127.0.0.1:1".parse().unwrap(), "")).await;
+    let cost = under_attack(&s, 8, 3, Duration::from_secs(10), attacks::continuation_flood(2_000)).await;
+    assert_bounded("continuation flood", &cost, 16);
+    assert_eq!(cost.closed_by_server, cost.attacks, "every flooding connection is closed by the sidecar");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_settings_flood_costs_bounded_memory() {
+    let s = Stack::start(&policy("127.0.0.1:1".parse().unwrap(), "")).await;
+    let cost = under_attack(&s, 8, 3, Duration::from_secs(3), attacks::settings_flood(100_000)).await;
+    assert_bounded("settings flood", &cost, 16);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_hpack_bombs_are_refused_and_cost_bounded_memory() {
+    let s = Stack::start(&policy("127.0.0.1:1".parse().unwrap(), "")).await;
+    let before = s.app.requests().len();
+    let cost = under_attack(&s, 8, 3, Duration::from_secs(2), attacks::hpack_bomb(50, 4_000)).await;
+    assert_bounded("hpack bomb", &cost, 16);
+    assert_eq!(s.app.requests().len() - before, cost.served + 20, "no bomb reached the app");
+}
+
+/// The raw frames above are well-formed HTTP/2: the same encoding, sent as a plain
+/// request, is answered. (So the attacks are cut off for what they do, not for a typo.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_raw_http2_frames_make_a_valid_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Stack::start(&policy("127.0.0.1:1".parse().unwrap(), "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(s.sidecar.proxy).await.unwrap();
+    let request = attacks::frame(0x1, 0x4 | 0x1, 1, &attacks::request_block("x", "/orders/raw"));
+    tcp.write_all(&[attacks::opening(), request].concat()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    eventually("the app sees the raw request", Duration::from_secs(5), || {
+        let seen = s.app.requests().iter().any(|r| r.path_and_query == "/orders/raw");
+        async move { seen }
+    })
+    .await;
+    // A HEADERS frame (type 1) on stream 1 comes back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await.unwrap().unwrap();
+        got.extend_from_slice(&buf[..n]);
+        let mut at = 0;
+        let mut found = false;
+        while got.len() >= at + 9 {
+            let len = usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+            found |= got[at + 3] == 0x1 && got[at + 8] == 1;
+            at += 9 + len;
+        }
+        if found {
+            break;
+        }
+        assert!(n > 0, "closed without answering");
+    }
+}
+
+/// `warden_active_connections` from the admin port.
+async fn active_connections(s: &Stack) -> Option<u64> {
+    let metrics = s.get_admin("/metrics").await;
+    metrics.lines().find_map(|l| l.strip_prefix("warden_active_connections ")?.trim().parse().ok())
+}
+
+/// Clients that ask for a large response and stop reading: each write that makes no
+/// progress for `--send-timeout` ends the connection, so they hold their buffers (and the
+/// upstream connection feeding them) for that long, not forever; memory stays bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_stop_reading_are_cut_off_after_the_send_timeout() {
+    let policy = "service: orders\nroutes:\n  - name: all\n    timeout: 60s\n";
+    let s = Stack::start_with(policy, &["--send-timeout", "500ms"]).await;
+    let pid = s.sidecar.proc.pid();
+    assert_eq!(s.get("/orders/warm").await.status, StatusCode::OK);
+    let idle = active_connections(&s).await.unwrap();
+    let baseline = attacks::rss_kib(pid);
+    let peak = attacks::PeakRss::start(pid);
+    let mut readers = Vec::new();
+    for _ in 0..8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut tcp = socket.connect(s.sidecar.proxy).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        tcp.write_all(b"GET /bulk/65536 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        readers.push(tcp);
+    }
+    eventually("the sidecar sees the readers", Duration::from_secs(5), || async {
+        active_connections(&s).await.is_some_and(|n| n >= idle + 8)
+    })
+    .await;
+    assert_eq!(s.get("/orders/meanwhile").await.status, StatusCode::OK, "others are served meanwhile");
+    eventually("the stalled readers are cut off", Duration::from_secs(10), || async {
+        active_connections(&s).await.is_some_and(|n| n <= idle + 1)
+    })
+    .await;
+    // What they can still read is what was in flight: far less than the 64 MiB asked for.
+    for mut tcp in readers {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await.unwrap().ok();
+        assert!(got.len() > 64 << 10 && got.len() < 32 << 20, "{} bytes", got.len());
+    }
+    let grown = peak.peak() - baseline;
+    eprintln!("slow readers: baseline {baseline} KiB, peak +{grown} KiB");
+    assert!(grown < 16 << 10, "peak {grown} KiB over the baseline");
 }
