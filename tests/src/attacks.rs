@@ -62,6 +62,17 @@ pub fn rapid_reset(streams: u32) -> Vec<u8> {
     out
 }
 
+/// Fan-out: `streams` concurrent requests for `path` on one connection (HTTP/2 lets a
+/// client open many at once; each could cost the proxy an upstream connection).
+pub fn fan_out(streams: u32, path: &str) -> Vec<u8> {
+    let mut out = opening();
+    let block = request_block("x", path);
+    for i in 0..streams {
+        out.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &block));
+    }
+    out
+}
+
 /// CONTINUATION flood (CVE-2024-27316 and kin): one header block that never ends, its
 /// frames full of new header fields.
 pub fn continuation_flood(frames: usize) -> Vec<u8> {
