@@ -1,7 +1,9 @@
-//! Hostile HTTP against a real sidecar. Every request below tries to reach `/admin`
-//! (which only 10.0.0.0/8 may use; the tests connect from 127.0.0.1), to smuggle a second
-//! request to the app, or to crash the proxy. None may succeed: the app never sees an
-//! `/admin` path, and a plain request still works afterwards.
+//! Hostile HTTP against a real sidecar. Every request below tries to reach a guarded
+//! route (which only 10.0.0.0/8 may use; the tests connect from 127.0.0.1) by another
+//! spelling of its path, host or method, to forge a header only Warden may set, to pass
+//! for the proxy itself, to smuggle a second request to the app, or to crash the proxy.
+//! None may succeed: each is routed to the guarded route or refused with its reason, the
+//! app sees nothing it should not, and a plain request still works afterwards.
 
 use http::StatusCode;
 use warden_e2e::hostile;
