@@ -170,28 +170,43 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Samples a process's resident memory every 20 ms until stopped; keeps the peak.
+/// Open file descriptors of a process (0 once it is gone).
+pub fn fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
+}
+
+/// Samples a process's resident memory and descriptors every 20 ms until stopped; keeps
+/// the peaks.
 pub struct PeakRss {
     peak: Arc<AtomicU64>,
+    peak_fds: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
 impl PeakRss {
     pub fn start(pid: u32) -> PeakRss {
-        let (peak, stop) = (Arc::new(AtomicU64::new(rss_kib(pid))), Arc::new(AtomicBool::new(false)));
-        let (p, s) = (peak.clone(), stop.clone());
+        let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
+        let peak_fds = Arc::new(AtomicU64::new(fds(pid)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, f, s) = (peak.clone(), peak_fds.clone(), stop.clone());
         tokio::spawn(async move {
             while !s.load(Ordering::Relaxed) {
                 p.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                f.fetch_max(fds(pid), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        PeakRss { peak, stop }
+        PeakRss { peak, peak_fds, stop }
     }
 
-    /// The peak so far, in KiB.
+    /// The peak resident memory so far, in KiB.
     pub fn peak(&self) -> u64 {
         self.peak.load(Ordering::Relaxed)
+    }
+
+    /// The most descriptors open at once so far.
+    pub fn peak_fds(&self) -> u64 {
+        self.peak_fds.load(Ordering::Relaxed)
     }
 }
 
