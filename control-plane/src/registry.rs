@@ -20,8 +20,9 @@ struct Entry {
     /// Which stream owns the entry; a reconnect replaces it, so a late disconnect of
     /// the old stream does not mark the new one gone.
     stream: Option<u64>,
-    /// The credentials revision ACKed on the current stream; not persisted, since every
-    /// stream starts by receiving the current credentials.
+    /// The credentials revision ACKed on the current stream (or held, by its Hello, when
+    /// that is the current one and nothing is sent); not persisted, since every stream
+    /// starts from what the sidecar says it holds.
     credentials: u64,
 }
 

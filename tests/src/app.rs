@@ -53,7 +53,7 @@ impl App {
         let listener = TcpListener::bind(addr).await.expect("bind app");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(serve(listener, name.to_owned(), seen.clone()));
+        let task = tokio::spawn(serve(listener, name.to_owned(), Some(seen.clone())));
         App { addr, seen, task }
     }
 
@@ -68,8 +68,10 @@ impl App {
     }
 }
 
-/// Serves forever.
-pub async fn serve(listener: TcpListener, name: String, seen: Arc<Mutex<Vec<Seen>>>) {
+/// Serves forever, keeping what it saw in `seen` (a test's app). Without `seen` it keeps
+/// nothing: a long-running app (the quick start's, a soak's) would otherwise grow by every
+/// request it ever answered.
+pub async fn serve(listener: TcpListener, name: String, seen: Option<Arc<Mutex<Vec<Seen>>>>) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
@@ -89,19 +91,21 @@ async fn handle(
     req: Request<Incoming>,
     peer: std::net::SocketAddr,
     name: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    seen: Option<Arc<Mutex<Vec<Seen>>>>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let path_and_query = parts.uri.path_and_query().map(ToString::to_string).unwrap_or_default();
-    seen.lock().expect("lock").push(Seen {
-        method: parts.method.to_string(),
-        path_and_query: path_and_query.clone(),
-        headers: parts.headers.clone(),
-        body_len: body.len(),
-        body: body.clone(),
-        peer,
-    });
+    if let Some(seen) = &seen {
+        seen.lock().expect("lock").push(Seen {
+            method: parts.method.to_string(),
+            path_and_query: path_and_query.clone(),
+            headers: parts.headers.clone(),
+            body_len: body.len(),
+            body: body.clone(),
+            peer,
+        });
+    }
     let path = parts.uri.path();
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -131,11 +131,24 @@ pub fn hpack_bomb(streams: u32, refs: usize) -> Vec<u8> {
 /// Sends `bytes` on a new connection to `addr`, reading (and dropping) whatever comes
 /// back, until the server closes the connection or `within` passes. True when the server
 /// closed it.
-pub async fn send_raw(addr: std::net::SocketAddr, bytes: Vec<u8>, within: Duration) -> bool {
-    let Ok(tcp) = TcpStream::connect(addr).await else { return true };
+pub async fn send_raw<B>(addr: std::net::SocketAddr, bytes: B, within: Duration) -> bool
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    send_raw_timed(addr, bytes, within).await.is_some()
+}
+
+/// `send_raw`, saying how long the server took to close the connection (None: it had not
+/// within `within`). A connection that cannot be opened counts as closed at once.
+pub async fn send_raw_timed<B>(addr: std::net::SocketAddr, bytes: B, within: Duration) -> Option<Duration>
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    let started = std::time::Instant::now();
+    let Ok(tcp) = TcpStream::connect(addr).await else { return Some(Duration::ZERO) };
     let (mut rd, mut wr) = tcp.into_split();
     let writer = tokio::spawn(async move {
-        let _ = wr.write_all(&bytes).await;
+        let _ = wr.write_all(bytes.as_ref()).await;
         wr
     });
     let mut sink = vec![0u8; 64 << 10];
@@ -150,7 +163,7 @@ pub async fn send_raw(addr: std::net::SocketAddr, bytes: Vec<u8>, within: Durati
     .await
     .is_ok();
     writer.abort();
-    closed
+    closed.then(|| started.elapsed())
 }
 
 /// Opens a connection, sends `bytes`, and never reads: a client that stops reading.

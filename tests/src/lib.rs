@@ -15,7 +15,9 @@ pub mod client;
 pub mod hostile;
 pub mod lenient;
 pub mod otlp;
+pub mod plot;
 pub mod process;
+pub mod soak;
 pub mod stack;
 pub mod tls;
 

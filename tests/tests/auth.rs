@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use warden_control_plane::server::keys::generate;
 use warden_e2e::stack::orders_sidecar;
-use warden_e2e::{Resp, Sidecar, Stack, eventually, sign, write_policy};
+use warden_e2e::{ControlPlane, Resp, Sidecar, Stack, eventually, sign, write_policy};
 
 const POLICY: &str = "service: orders
 routes:
@@ -420,6 +420,35 @@ async fn keys_survive_a_sidecar_restart_while_the_control_plane_is_down() {
     let unknown = format!("wdn_{}", "1".repeat(64));
     let r = s.client.send(Method::GET, &url, &[("x-api-key", &unknown)], Bytes::new()).await;
     assert_eq!(r.map(|r| r.status), Ok(StatusCode::UNAUTHORIZED));
+}
+
+/// Whether `status` shows the stack's sidecar connected and holding the current
+/// credentials revision (some, not none).
+async fn credentials_current(s: &Stack) -> bool {
+    let out = s.cp.ctl(&["status", "-o", "json"]).await;
+    serde_json::from_str::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
+        let sc = &v["sidecars"][0];
+        sc["connected"] == true
+            && sc["acked_credentials"].as_u64() > Some(0)
+            && sc["acked_credentials"] == sc["current_credentials"]
+    })
+}
+
+/// A sidecar that reconnects already holding the current credentials (the control plane
+/// restarted, nothing changed meanwhile) is sent none and has nothing to ACK: `status`
+/// must still show it current, not behind until the next key change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_that_reconnects_with_current_credentials_is_shown_in_sync() {
+    let mut s = Stack::start(POLICY).await;
+    s.create_key("acme", &[]).await;
+    eventually("the sidecar ACKs the credentials", Duration::from_secs(5), || credentials_current(&s)).await;
+    s.cp.proc.terminate();
+    assert!(s.cp.proc.wait_exit(Duration::from_secs(10)).await.is_some(), "the control plane stops on SIGTERM");
+    s.cp = ControlPlane::start(&s.cp.data_dir, &s.cp.addr.to_string()).await;
+    eventually("status shows the reconnected sidecar's credentials current", Duration::from_secs(15), || {
+        credentials_current(&s)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

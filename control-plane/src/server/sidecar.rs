@@ -70,6 +70,7 @@ impl SidecarService for SidecarApi {
         credentials.mark_changed();
         // What the sidecar holds: from its disk at first, then what was sent.
         let mut held = (hello.credentials_epoch, hello.credentials_revision);
+        let mut from_hello = true;
         let (tx, rx) = mpsc::channel(4);
         let cp = self.0.clone();
         tokio::spawn(async move {
@@ -82,8 +83,16 @@ impl SidecarService for SidecarApi {
                             break;
                         }
                         let Some(current) = credentials.borrow_and_update().clone() else { continue };
+                        let changes = current.since(held.0, held.1);
+                        if std::mem::take(&mut from_hello) && changes.is_empty() {
+                            // It reconnected holding the current revision (written to its disk
+                            // before it ACKed it), so nothing is sent and no ACK will come: its
+                            // Hello is the ACK, or `status` shows it behind until the next change.
+                            let ack = Event::CredentialsAck(current.full.revision);
+                            cp.registry.event(&hello.service, &hello.instance, stream_id, ack);
+                        }
                         let mut closed = false;
-                        for c in current.since(held.0, held.1) {
+                        for c in changes {
                             let push = SnapshotPush { snapshot: None, credentials: Some(c.bytes()) };
                             if tx.send(Ok(push)).await.is_err() {
                                 closed = true;

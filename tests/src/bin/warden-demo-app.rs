@@ -1,8 +1,6 @@
 //! `warden-demo-app [--listen ADDR] [--name NAME]`: the quick start's app. Answers every
 //! request with JSON describing what it received.
 
-use std::sync::{Arc, Mutex};
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let mut listen = "127.0.0.1:8080".to_owned();
@@ -20,6 +18,7 @@ async fn main() -> std::io::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("warden-demo-app listening app={}", listener.local_addr()?);
-    warden_e2e::app::serve(listener, name, Arc::new(Mutex::new(Vec::new()))).await;
+    // Nothing is kept: the app runs as long as whoever started it wants.
+    warden_e2e::app::serve(listener, name, None).await;
     Ok(())
 }
