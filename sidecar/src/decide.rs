@@ -5,7 +5,6 @@
 //! → escaped slashes → the route's access → auth → rewrite. In `mode: dry_run` a rule
 //! that would refuse is reported and the request goes on.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::{HeaderMap, Method, Uri};
@@ -69,7 +68,9 @@ pub fn decide<'s>(snapshot: &'s Snapshot, creds: &'s Credentials, head: &Request
     let key = snapshot.routing_key(&decoded);
     let matched = snapshot.route_for(head.method, head.host, &key, head.headers);
     let Some(route) = matched else { return Decision::Deny(Refusal::NoRoute, None) };
-    let escaped = matches!(decoded, Cow::Owned(_));
+    // From the request, not from whether decoding changed it: a path decoding cannot
+    // resolve comes back as it was, `%2F` and all, and must still meet the route's rule.
+    let escaped = head.path.contains("%2F");
     if escaped && route.escaped_slashes == EscapedSlashes::Reject {
         return Decision::Deny(Refusal::BadPath(PathError::EscapedSlash), Some(route));
     }

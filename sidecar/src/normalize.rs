@@ -30,7 +30,7 @@ pub enum PathError {
     NotUtf8,
     #[error("the request path contains a backslash")]
     Backslash,
-    #[error("the request path hides a '.' or '..' segment behind escaped separators")]
+    #[error("the request path hides a segment of dots ('.', '..', '...') behind escaped separators")]
     EscapedDotSegment,
     #[error("the request path contains an escaped control character")]
     ControlChar,
@@ -131,12 +131,14 @@ fn decode_unreserved(raw: &[u8]) -> Result<Vec<u8>, PathError> {
 }
 
 /// An app that decodes `%2F` before resolving dot segments would climb out of the route
-/// on `/public/..%2Fadmin`; refuse any segment whose decoded form hides a `.`/`..`
-/// segment, or a second layer of escaping (`%252F`).
+/// on `/public/..%2Fadmin`; refuse any segment whose decoded form hides a segment of only
+/// dots, or a second layer of escaping (`%252F`). Three or more dots (`/a%2F...%2Fb`) are
+/// refused like `/a/.../b`: otherwise `decode_escaped_slashes` could not resolve the path
+/// and routing would see it still escaped.
 fn check_escaped_separators(path: &[u8]) -> Result<(), PathError> {
     for seg in path.split(|b| *b == b'/').filter(|s| s.contains(&b'%')) {
         let decoded = percent_decode(seg);
-        let hides_dots = decoded.split(|b| *b == b'/').any(|part| part == b"." || part == b"..");
+        let hides_dots = decoded.split(|b| *b == b'/').any(|part| !part.is_empty() && part.iter().all(|b| *b == b'.'));
         let double = decoded.windows(3).any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some());
         if hides_dots || double {
             return Err(PathError::EscapedDotSegment);
@@ -253,6 +255,11 @@ mod tests {
         assert_eq!(normalize_path("/..%2fadmin"), Err(PathError::EscapedDotSegment));
         assert_eq!(normalize_path("/x%2F..%2Fadmin"), Err(PathError::EscapedDotSegment));
         assert_eq!(normalize_path("/a%252Fb"), Err(PathError::EscapedDotSegment));
+        // Found by the normalize fuzz target: decoding could not resolve these, so they were
+        // routed (and an `escaped_slashes: reject` route passed them) with `%2F` in place.
+        assert_eq!(normalize_path("/internal%2F...%2Fadmin"), Err(PathError::EscapedDotSegment));
+        assert_eq!(normalize_path("/a%2F...."), Err(PathError::EscapedDotSegment));
+        assert_eq!(normalize_path("/%2F...%2Fb"), Err(PathError::EscapedDotSegment));
         assert_eq!(normalize_path("/public%5C..%5Cadmin"), Err(PathError::Backslash));
         assert_eq!(normalize_path("/a/.../b"), Err(PathError::DotsSegment));
         assert_eq!(
@@ -298,6 +305,7 @@ mod tests {
         assert_eq!(decode_escaped_slashes("/internal%2Fadmin/users"), "/internal/admin/users");
         assert_eq!(decode_escaped_slashes("/a%2F%2Fb"), "/a/b");
         assert_eq!(decode_escaped_slashes("/a%2F"), "/a/");
+        assert_eq!(decode_escaped_slashes("/a.%2Fb.%2F"), "/a/b/");
         assert!(matches!(decode_escaped_slashes("/a/b"), Cow::Borrowed("/a/b")));
     }
 }
