@@ -12,6 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -19,12 +20,13 @@ use tokio_rustls::TlsAcceptor;
 use crate::client_io::ClientIo;
 use crate::detect::{Protocol, detect};
 use crate::live::Live;
-use crate::proxy::{self, Downstream};
+use crate::proxy::{self, Downstream, EdgeLimits};
 
-/// Serves one accepted (and, with TLS, handshaken) connection until it ends.
+/// Serves one accepted (and, with TLS, handshaken) connection until it ends; with a
+/// watcher, it drains on shutdown.
 async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    watcher: Option<Watcher>,
     io: I,
     live: Arc<Live>,
     peer: SocketAddr,
@@ -37,34 +39,66 @@ async fn serve_connection<I>(
         let (live, conn) = (live.clone(), conn.clone());
         async move { Ok::<_, Infallible>(proxy::handle(&live, req, &conn).await) }
     });
-    if let Err(e) = watcher.watch(builder.serve_connection(io, service).into_owned()).await {
+    let conn = builder.serve_connection(io, service).into_owned();
+    let ended = match watcher {
+        Some(watcher) => watcher.watch(conn).await,
+        None => conn.await,
+    };
+    if let Err(e) = ended {
         tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
 }
 
+/// A plain (not TLS) connection: protocol detection within `cfg.header_read_timeout`,
+/// then served.
+async fn serve_plain<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    live: Arc<Live>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Option<Watcher>,
+    cfg: &ListenerConfig,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match detect(&mut stream, cfg.header_read_timeout, false).await {
+        Ok((protocol, read)) => {
+            let io = TokioIo::new(ClientIo::new(stream, read, cfg.send_timeout));
+            serve_connection(&builder_for(builder, protocol), watcher, io, live, peer, false).await;
+        }
+        Err(e) => tracing::debug!(error = %e, %peer, "closing a connection before serving it"),
+    }
+}
+
+/// Serves one plain-HTTP connection over any byte stream as `serve` serves an accepted TCP
+/// connection when the policy has no TLS: protocol detection, then HTTP/1.1 or h2c into
+/// `proxy::handle`, with the same builder settings. It does not drain on shutdown, take a
+/// connection slot or count in `warden_active_connections`. For in-process tests and the
+/// `http_front` fuzz target (`fuzz/`).
+pub async fn serve_io<S>(io: S, peer: SocketAddr, live: Arc<Live>, cfg: &ListenerConfig)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = connection_builder(live.limits(), cfg);
+    serve_plain(io, peer, live, builder, None, cfg).await;
+}
+
 /// Takes an accepted connection through TLS (when the policy has certificates) and
-/// protocol detection, each within `within`, then serves it. A connection that never
+/// protocol detection, each within the header-read timeout, then serves it. A connection that never
 /// says what it speaks must not hold a slot.
 async fn serve_accepted(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     live: Arc<Live>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     cfg: ListenerConfig,
 ) {
-    let (within, send_timeout) = (cfg.header_read_timeout, cfg.send_timeout);
+    let within = cfg.header_read_timeout;
     let started = tokio::time::Instant::now();
     // The policy decides per connection: TLS when the active snapshot has it.
     let Some(tls) = live.tls_config() else {
-        match detect(&mut stream, within, false).await {
-            Ok((protocol, read)) => {
-                let io = TokioIo::new(ClientIo::new(stream, read, send_timeout));
-                serve_connection(&builder_for(builder, protocol), watcher, io, live, peer, false).await;
-            }
-            Err(e) => tracing::debug!(error = %e, %peer, "closing a connection before serving it"),
-        }
-        return;
+        return serve_plain(stream, peer, live, builder, Some(watcher), &cfg).await;
     };
     let mut tls_stream = match tokio::time::timeout(within, TlsAcceptor::from(tls).accept(stream)).await {
         Ok(Ok(s)) => s,
@@ -74,14 +108,14 @@ async fn serve_accepted(
     // ALPN already chose the protocol. HTTP/1.1's header timer starts at once; HTTP/2's
     // preface and first frame must arrive in what is left of the time.
     if tls_stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-        let io = TokioIo::new(ClientIo::new(tls_stream, Vec::new(), send_timeout));
-        return serve_connection(&builder_for(builder, Protocol::Http1), watcher, io, live, peer, true).await;
+        let io = TokioIo::new(ClientIo::new(tls_stream, Vec::new(), cfg.send_timeout));
+        return serve_connection(&builder_for(builder, Protocol::Http1), Some(watcher), io, live, peer, true).await;
     }
     let left = within.saturating_sub(started.elapsed());
     match detect(&mut tls_stream, left, true).await {
         Ok((protocol, read)) => {
-            let io = TokioIo::new(ClientIo::new(tls_stream, read, send_timeout));
-            serve_connection(&builder_for(builder, protocol), watcher, io, live, peer, true).await;
+            let io = TokioIo::new(ClientIo::new(tls_stream, read, cfg.send_timeout));
+            serve_connection(&builder_for(builder, protocol), Some(watcher), io, live, peer, true).await;
         }
         Err(e) => tracing::debug!(error = %e, %peer, "closing a connection before serving it"),
     }
@@ -94,24 +128,8 @@ fn builder_for(builder: auto::Builder<TokioExecutor>, protocol: Protocol) -> aut
     }
 }
 
-/// How the listener treats connections.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerConfig {
-    /// After SIGTERM, how long in-flight requests may take.
-    pub drain_timeout: Duration,
-    /// How long a client may take to send a request's headers (slowloris); also the
-    /// HTTP/2 keep-alive ping interval.
-    pub header_read_timeout: Duration,
-    /// Open downstream connections at most.
-    pub max_connections: usize,
-    /// The longest a write to a client may make no progress (`client_io`).
-    pub send_timeout: Duration,
-}
-
-/// Serves until `shutdown` flips to true, then stops accepting and waits up to
-/// `drain_timeout` for in-flight requests to finish.
-pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, cfg: ListenerConfig) {
-    let limits = *live.limits();
+/// The HTTP/1.1 and HTTP/2 settings every downstream connection is served with.
+fn connection_builder(limits: &EdgeLimits, cfg: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     // hyper's own buffer cap sits above Warden's limits, so an oversized head normally gets
     // Warden's 414/431 with a reason; only a far larger one is cut off by hyper itself.
     let buf_cap = (limits.max_uri_bytes + limits.max_header_bytes + (16 << 10)).max(8 << 10);
@@ -131,6 +149,27 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(cfg.header_read_timeout);
+    builder
+}
+
+/// How the listener treats connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerConfig {
+    /// After SIGTERM, how long in-flight requests may take.
+    pub drain_timeout: Duration,
+    /// How long a client may take to send a request's headers (slowloris); also the
+    /// HTTP/2 keep-alive ping interval.
+    pub header_read_timeout: Duration,
+    /// Open downstream connections at most.
+    pub max_connections: usize,
+    /// The longest a write to a client may make no progress (`client_io`).
+    pub send_timeout: Duration,
+}
+
+/// Serves until `shutdown` flips to true, then stops accepting and waits up to
+/// `drain_timeout` for in-flight requests to finish.
+pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, cfg: ListenerConfig) {
+    let builder = connection_builder(live.limits(), &cfg);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
 
