@@ -9,9 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
+use warden_policy::yaml::{PolicyErrors, build, parse_service};
 use warden_proto::Encoded;
 use warden_proto::v1 as pb;
-use warden_sidecar::policy::{PolicyErrors, build, parse_service};
 
 use crate::store::PolicyVersion;
 

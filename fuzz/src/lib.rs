@@ -12,16 +12,15 @@ use http::uri::Authority;
 use http::{HeaderMap, Method};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_policy::auth::{Credentials, hash_key};
+use warden_policy::host::canonical_host;
+use warden_policy::limits::LimitState;
+use warden_policy::normalize::{decode_escaped_slashes, exact_matches, normalize_path, prefix_matches};
+use warden_policy::snapshot::{CompileContext, Snapshot};
+use warden_policy::yaml::{build, parse_file, parse_service};
 use warden_proto::v1 as pb;
-use warden_sidecar::auth::{Credentials, hash_key};
-use warden_sidecar::config::{CompileContext, Snapshot};
-use warden_sidecar::host::canonical_host;
-use warden_sidecar::limits::LimitState;
 use warden_sidecar::listener::{ListenerConfig, serve_io};
 use warden_sidecar::live::{Live, Origin};
-use warden_sidecar::normalize::{decode_escaped_slashes, exact_matches, normalize_path, prefix_matches};
-use warden_sidecar::policy::{build, parse_file, parse_service};
-use warden_sidecar::upstream::Pools;
 
 /// A policy file: parse and validate every document (errors rendered with their line and
 /// column), then build each valid one and compile the snapshot as a sidecar would, minus
@@ -115,14 +114,8 @@ pub fn snapshot(data: &[u8]) {
 
 /// Compiles a snapshot without reading files; when it compiles, looks a route up.
 fn compile(s: &pb::Snapshot) {
-    let (pools, limits) = (Pools::default(), LimitState::default());
-    let ctx = CompileContext {
-        app: Authority::from_static("127.0.0.1:8080"),
-        pools: &pools,
-        service: None,
-        read_files: false,
-        limits: &limits,
-    };
+    let limits = LimitState::default();
+    let ctx = CompileContext { service: None, read_files: false, limits: &limits };
     if let Ok(snapshot) = Snapshot::compile(s, &ctx) {
         for path in ["/", "/api/v1/x", "/ADMIN/x."] {
             let key = snapshot.routing_key(path);

@@ -9,9 +9,10 @@
 use prost::Message;
 use prost::bytes::Bytes;
 
-/// `warden.v1`: policy snapshots, the sidecar streams and the admin service.
+/// `warden.v1`: policy snapshots, the sidecar streams and (with the `grpc` feature) the
+/// admin and sidecar services.
 pub mod v1 {
-    tonic::include_proto!("warden.v1");
+    include!(concat!(env!("OUT_DIR"), "/warden.v1.rs"));
 }
 
 /// The largest message a Warden client accepts from the control plane. gRPC's usual 4 MiB

@@ -28,9 +28,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::ipset;
-use crate::limits::Quotas;
 use crate::live::Live;
+use warden_policy::ipset;
+use warden_policy::limits::Quotas;
 
 /// Open admin connections at most. Probes and a scraper need a handful.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -160,7 +160,7 @@ fn peek(live: &Live, query: &str) -> Response<Full<Bytes>> {
         "limit": name,
         "applies": true,
         "version": snapshot.version,
-        "rate": crate::policy::format_rate(quota.count, quota.period),
+        "rate": warden_policy::yaml::format_rate(quota.count, quota.period),
         "burst": rate.burst,
         // Global quotas: this sidecar's share, assigned by the control plane or the 1/N fallback.
         "share": limit.global.then_some(share),
@@ -194,29 +194,32 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
     // Counts only: keys are hashes and secrets are secret; neither belongs in a dump.
     let creds = live.credentials();
     let credentials = serde_json::json!({ "revision": creds.revision, "keys": creds.key_count() });
-    let body = match live.snapshot() {
-        Some(s) => serde_json::json!({
-            "service": &*s.service,
-            "version": s.version,
-            "content_hash": s.content_hash,
-            "origin": live.origin(),
-            "swaps": live.swaps(),
-            "ready": live.ready(),
-            "policy": s.source_yaml,
-            "credentials": credentials,
-            // Each endpoint's circuit breakers: limits, what is open and waiting, refusals.
-            "upstreams": s.upstreams.iter().map(|u| serde_json::json!({
-                "name": &*u.name,
-                "endpoints": u.endpoints.iter().map(|e| serde_json::json!({
-                    "endpoint": e.authority().as_str(), "breakers": e.breaker_state(),
+    let body = match live.active() {
+        Some(active) => {
+            let s = &active.snapshot;
+            serde_json::json!({
+                "service": &*s.service,
+                "version": s.version,
+                "content_hash": s.content_hash,
+                "origin": live.origin(),
+                "swaps": live.swaps(),
+                "ready": live.ready(),
+                "policy": s.source_yaml,
+                "credentials": credentials,
+                // Each endpoint's circuit breakers: limits, what is open and waiting, refusals.
+                "upstreams": active.upstreams().iter().map(|u| serde_json::json!({
+                    "name": &*u.name,
+                    "endpoints": u.endpoints.iter().map(|e| serde_json::json!({
+                        "endpoint": e.authority().as_str(), "breakers": e.breaker_state(),
+                    })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "in_flight": { "max": live.limits().max_in_flight, "now": live.limits().max_in_flight - live.in_flight().available_permits() },
-            // Keys each limit tracks, and active ones dropped to stay within --limit-keys.
-            "limits": s.limits.iter().map(|l| serde_json::json!({
-                "name": &*l.name, "keys": l.buckets.len(), "evicted": l.buckets.evicted(), "global": l.global,
-            })).collect::<Vec<_>>(),
-        }),
+                "in_flight": { "max": live.limits().max_in_flight, "now": live.limits().max_in_flight - live.in_flight().available_permits() },
+                // Keys each limit tracks, and active ones dropped to stay within --limit-keys.
+                "limits": s.limits.iter().map(|l| serde_json::json!({
+                    "name": &*l.name, "keys": l.buckets.len(), "evicted": l.buckets.evicted(), "global": l.global,
+                })).collect::<Vec<_>>(),
+            })
+        }
         None => serde_json::json!({ "version": 0, "ready": false, "swaps": live.swaps() }),
     };
     let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default())));

@@ -22,7 +22,7 @@ use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
 
 use crate::live::{Live, Origin};
-use crate::policy::SCHEMA;
+use warden_policy::yaml::SCHEMA;
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -140,7 +140,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                         }
                         // A change that does not fit what this sidecar holds: reconnect, saying
                         // which revision it has, and get what it misses.
-                        Err(e @ crate::auth::InvalidCredentials::Gap { .. }) => return Err(e.into()),
+                        Err(e @ warden_policy::auth::InvalidCredentials::Gap { .. }) => return Err(e.into()),
                         Err(e) => tracing::error!(revision = creds.revision, error = %e, "credentials refused; the previous ones stay"),
                     }
                 }

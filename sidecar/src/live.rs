@@ -11,14 +11,14 @@ use http::uri::Authority;
 use rustls::ServerConfig;
 use warden_proto::v1 as pb;
 
-use crate::auth::{Credentials, InvalidCredentials};
-use crate::config::{CompileContext, InvalidSnapshot, Snapshot};
-use crate::limits::{LimitState, Quotas};
 use crate::proxy::EdgeLimits;
 use crate::state::{SnapshotWriter, StateFile};
 use crate::telemetry::Telemetry;
 use crate::tls::{self, CertFiles, LoadedTls};
-use crate::upstream::{Pools, check_resolvable};
+use crate::upstream::{BoundUpstream, Pools, check_resolvable};
+use warden_policy::auth::{Credentials, InvalidCredentials};
+use warden_policy::limits::{LimitState, Quotas};
+use warden_policy::snapshot::{CompileContext, InvalidSnapshot, Snapshot};
 
 /// Where the active snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -28,6 +28,27 @@ pub enum Origin {
     /// The last known good snapshot in `--state-dir`.
     Disk,
     PolicyFile,
+}
+
+/// The active policy: the snapshot and its upstreams bound to connection pools. One
+/// atomic load per request gets both.
+#[derive(Debug)]
+pub struct Active {
+    pub snapshot: Arc<Snapshot>,
+    /// By `Upstream::index`.
+    upstreams: Vec<BoundUpstream>,
+}
+
+impl Active {
+    /// The pools of one of the snapshot's upstreams.
+    pub fn upstream(&self, u: &warden_policy::snapshot::Upstream) -> &BoundUpstream {
+        &self.upstreams[u.index]
+    }
+
+    /// Every upstream, in the snapshot's order.
+    pub fn upstreams(&self) -> &[BoundUpstream] {
+        &self.upstreams
+    }
 }
 
 /// A snapshot `install` made active.
@@ -42,7 +63,7 @@ pub struct Installed {
 /// Shared by the listener, the admin server and whatever delivers policy.
 #[derive(Debug)]
 pub struct Live {
-    snapshot: ArcSwapOption<Snapshot>,
+    active: ArcSwapOption<Active>,
     /// API keys and secrets; empty until the control plane (or disk) provides them.
     credentials: ArcSwap<Credentials>,
     origin: Mutex<Option<Origin>>,
@@ -76,7 +97,7 @@ impl Live {
     /// good snapshot is kept, if anywhere.
     pub fn new(app: Authority, service: Option<String>, state: Option<StateFile>) -> Self {
         Live {
-            snapshot: ArcSwapOption::empty(),
+            active: ArcSwapOption::empty(),
             credentials: ArcSwap::from_pointee(Credentials::default()),
             origin: Mutex::new(None),
             swaps: AtomicU64::new(0),
@@ -162,9 +183,14 @@ impl Live {
         &self.in_flight
     }
 
-    /// The active snapshot: one atomic load. Call once per request.
+    /// The active policy: one atomic load. Call once per request.
+    pub fn active(&self) -> Option<Arc<Active>> {
+        self.active.load_full()
+    }
+
+    /// The active snapshot.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot.load_full()
+        self.active.load().as_ref().map(|a| a.snapshot.clone())
     }
 
     /// The active credentials: one atomic load. Call once per request.
@@ -216,7 +242,7 @@ impl Live {
 
     /// Ready for traffic: a snapshot is loaded and the sidecar is not draining.
     pub fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.snapshot.load().is_some()
+        !self.draining.load(Ordering::Relaxed) && self.active.load().is_some()
     }
 
     /// From now on `/readyz` says no, so load balancers stop sending new requests.
@@ -226,7 +252,7 @@ impl Live {
 
     /// The version being served, 0 for none.
     pub fn version(&self) -> u64 {
-        self.snapshot.load().as_ref().map_or(0, |s| s.version)
+        self.active.load().as_ref().map_or(0, |a| a.snapshot.version)
     }
 
     /// Writes the snapshot being served if it is still queued: on shutdown, so a restart
@@ -271,13 +297,7 @@ impl Live {
             let ticket = self.writer.as_ref().map_or(0, |w| w.last_ticket());
             return Ok(Installed { snapshot: cur, ticket });
         }
-        let ctx = CompileContext {
-            app: self.app.clone(),
-            pools: &self.pools,
-            service: self.service.as_deref(),
-            read_files: true,
-            limits: &self.limit_state,
-        };
+        let ctx = CompileContext { service: self.service.as_deref(), read_files: true, limits: &self.limit_state };
         let compiled = Snapshot::compile(proto, &ctx)?;
         // The snapshot on disk was checked before it was written; a DNS outage at boot must not
         // turn the last known good policy into no policy.
@@ -301,7 +321,8 @@ impl Live {
             None => None,
         };
         let compiled = Arc::new(compiled);
-        self.snapshot.store(Some(compiled.clone()));
+        let upstreams = self.pools.bind(&compiled, &self.app);
+        self.active.store(Some(Arc::new(Active { snapshot: compiled.clone(), upstreams })));
         {
             // Under the lock `replace_tls` takes, so a reload of the previous files cannot
             // land after this and put their certificates back.

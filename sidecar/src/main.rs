@@ -11,13 +11,14 @@ use clap::Parser;
 use http::uri::Authority;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use warden_policy::yaml as policy;
 use warden_sidecar::control::{self, ControlConfig};
 use warden_sidecar::listener::ListenerConfig;
 use warden_sidecar::live::Live;
 use warden_sidecar::proxy::EdgeLimits;
 use warden_sidecar::state::StateFile;
 use warden_sidecar::telemetry::Telemetry;
-use warden_sidecar::{admin, listener, policy, policy_file, telemetry, tls};
+use warden_sidecar::{admin, listener, policy_file, telemetry, tls};
 
 /// Warden's per-service sidecar proxy.
 #[derive(Debug, Parser)]
@@ -131,7 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.service.as_deref().filter(|s| !policy::is_service_name(s)) {
         anyhow::bail!("--service {:?}: a service name is 1-63 characters of a-z, 0-9 and '-'", s);
     }
-    if let Some(i) = args.instance.as_deref().filter(|i| !warden_sidecar::text::is_instance_name(i)) {
+    if let Some(i) = args.instance.as_deref().filter(|i| !warden_policy::text::is_instance_name(i)) {
         anyhow::bail!("--instance {:?}: an instance name is 1-253 printable ASCII characters, no spaces", i);
     }
     let app: Authority =
@@ -204,7 +205,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
     tokio::spawn(tls::watch(live.clone()));
-    tokio::spawn(warden_sidecar::auth::watch_jwks(live.clone()));
+    tokio::spawn(warden_sidecar::jwks_watch::watch(live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = ListenerConfig {
         drain_timeout: args.drain_timeout,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live::{Live, Origin};
-use crate::policy::{build, parse_service};
+use warden_policy::yaml::{build, parse_service};
 
 /// How often the file is checked. Polling (not inotify) also sees Kubernetes ConfigMap
 /// updates, which swap a symlink.

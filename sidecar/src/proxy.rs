@@ -18,17 +18,17 @@ use http::{Method, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::auth::{BodyCheck, Identity};
-use crate::client_ip::{self, ClientIp};
-use crate::config::{HeaderOps, Mode, Route, Snapshot};
-use crate::decide::{Decision, RequestHead, check_method, decide, request_host};
-use crate::deny::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
-use crate::limits::{self, LimitRequest};
 use crate::live::Live;
-use crate::normalize::{PathError, normalize_path};
 use crate::signed_body;
 use crate::telemetry::{DecisionKind, Outcome};
 use crate::upstream::{self, Affinity, SendError, UpstreamBody};
+use warden_policy::auth::{BodyCheck, Identity};
+use warden_policy::client_ip::{self, ClientIp};
+use warden_policy::decide::{Decision, RequestHead, check_method, decide, request_host};
+use warden_policy::limits::{self, LimitRequest};
+use warden_policy::normalize::{PathError, normalize_path};
+use warden_policy::refusal::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
+use warden_policy::snapshot::{HeaderOps, Mode, Route, Snapshot};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -96,7 +96,7 @@ pub struct Downstream {
 
 impl Downstream {
     pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        let forwarded_for = HeaderValue::try_from(crate::ipset::canonical(peer.ip()).to_string())
+        let forwarded_for = HeaderValue::try_from(warden_policy::ipset::canonical(peer.ip()).to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Downstream { peer, tls, affinity: Arc::default(), forwarded_for }
     }
@@ -154,21 +154,22 @@ async fn decide_and_forward(
     out.request_id = Some(request_id.clone());
     out.request_id_from_client = from_client;
     live.telemetry().start_span(req.headers(), out);
-    let Some(snapshot) = live.snapshot() else {
+    let Some(active) = live.active() else {
         return refuse(out, &Refusal::NotReady, None, None, &request_id);
     };
+    let snapshot = &active.snapshot;
     let (mut parts, body) = req.into_parts();
 
     if let Some(r) = live.limits().check_head(&parts.method, &parts.uri, &parts.headers) {
-        return refuse(out, &r, Some(&snapshot), None, &request_id);
+        return refuse(out, &r, Some(snapshot), None, &request_id);
     }
     let path = match normalize_path(parts.uri.path()) {
         Ok(p) => p,
-        Err(e) => return refuse(out, &Refusal::BadPath(e), Some(&snapshot), None, &request_id),
+        Err(e) => return refuse(out, &Refusal::BadPath(e), Some(snapshot), None, &request_id),
     };
     let host = match request_host(&parts.uri, &parts.headers) {
         Ok(h) => h,
-        Err(e) => return refuse(out, &Refusal::BadHost(e), Some(&snapshot), None, &request_id),
+        Err(e) => return refuse(out, &Refusal::BadHost(e), Some(snapshot), None, &request_id),
     };
     // The app is told the host that was routed on, spelled as routes spell it.
     let canonical_host = match &host {
@@ -177,7 +178,7 @@ async fn decide_and_forward(
     };
     let host = host.as_ref().map_or("", |h| h.name());
     let Ok(client) = client_ip::derive(&snapshot.trusted_proxies, conn.peer.ip(), &parts.headers) else {
-        return refuse(out, &Refusal::BadForwardedFor, Some(&snapshot), None, &request_id);
+        return refuse(out, &Refusal::BadForwardedFor, Some(snapshot), None, &request_id);
     };
     out.host = host.to_owned();
     out.path = path.to_string();
@@ -191,7 +192,7 @@ async fn decide_and_forward(
         client_ip: client.ip,
         now_ms: now_unix_ms(),
     };
-    let (route, new_path, mut identity, body_check) = match decide(&snapshot, &creds, &head) {
+    let (route, new_path, mut identity, body_check) = match decide(snapshot, &creds, &head) {
         Decision::Forward { route, path, identity, body_check, would_deny } => {
             out.route = Some(route.name.clone());
             out.client = identity.as_ref().map(|i| i.client.clone());
@@ -202,7 +203,7 @@ async fn decide_and_forward(
         }
         Decision::Deny(r, route) => {
             out.route = route.map(|r| r.name.clone());
-            return refuse(out, &r, Some(&snapshot), route.map(|r| &*r.name), &request_id);
+            return refuse(out, &r, Some(snapshot), route.map(|r| &*r.name), &request_id);
         }
     };
     // Limits count once the caller is known (a webhook's sender is known from its header).
@@ -224,7 +225,7 @@ async fn decide_and_forward(
                 }
                 ratelimit = tightest;
             }
-            Err(r) => return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id),
+            Err(r) => return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id),
         }
     }
     // A declared length over the limit is refused before a byte of the body is read.
@@ -233,7 +234,7 @@ async fn decide_and_forward(
         return refuse(
             out,
             &Refusal::BodyTooLarge { limit: route.max_body },
-            Some(&snapshot),
+            Some(snapshot),
             Some(&route.name),
             &request_id,
         );
@@ -255,7 +256,7 @@ async fn decide_and_forward(
             match PathAndQuery::try_from(pq) {
                 Ok(pq) => pq,
                 Err(_) => {
-                    return refuse(out, &Refusal::BadPath(PathError::BadRewrite), Some(&snapshot), None, &request_id);
+                    return refuse(out, &Refusal::BadPath(PathError::BadRewrite), Some(snapshot), None, &request_id);
                 }
             }
         }
@@ -268,7 +269,7 @@ async fn decide_and_forward(
             let budget = live.buffer_budget();
             let buffered = match signed_body::read(body, route.max_body, route.timeout, &budget).await {
                 Ok(b) => b,
-                Err(f) => return refuse(out, &f.refusal(), Some(&snapshot), Some(&route.name), &request_id),
+                Err(f) => return refuse(out, &f.refusal(), Some(snapshot), Some(&route.name), &request_id),
             };
             match check.verify(&buffered.bytes) {
                 Ok(id) => {
@@ -278,7 +279,7 @@ async fn decide_and_forward(
                 Err(failure) => {
                     let r = route.auth.as_deref().map_or(Refusal::BadBody, |p| Refusal::unauthenticated(p, failure));
                     if snapshot.mode != Mode::DryRun {
-                        return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id);
+                        return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id);
                     }
                     log_would_deny(out, &r, route, &request_id, client.ip);
                 }
@@ -291,7 +292,7 @@ async fn decide_and_forward(
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
-    let upstream = &route.upstream;
+    let upstream = active.upstream(&route.upstream);
     let endpoint = upstream.pick();
     let target = Target { route, host: canonical_host, endpoint: endpoint.authority() };
     prepare_request_headers(&mut parts.headers, target, conn, client, &request_id);
@@ -303,7 +304,7 @@ async fn decide_and_forward(
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;
     let Ok(in_flight) = live.in_flight().try_acquire() else {
-        return refuse(out, &Refusal::Overloaded, Some(&snapshot), Some(&route.name), &request_id);
+        return refuse(out, &Refusal::Overloaded, Some(snapshot), Some(&route.name), &request_id);
     };
     let asked = std::time::Instant::now();
     let sent = tokio::time::timeout(timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
@@ -318,11 +319,11 @@ async fn decide_and_forward(
                 SendError::Overloaded => Refusal::UpstreamOverloaded { upstream: upstream.name.to_string() },
                 SendError::Upstream(failure) => Refusal::Upstream { upstream: upstream.name.to_string(), failure },
             };
-            return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id);
+            return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id);
         }
         Err(_) => {
             let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after: route.timeout };
-            return refuse(out, &r, Some(&snapshot), Some(&route.name), &request_id);
+            return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id);
         }
     };
 
@@ -406,7 +407,7 @@ fn refuse(
             | Refusal::NotReady
     );
     let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route, request_id };
-    r.response(&ctx).map(Either::Right)
+    r.response(&ctx).map(|b| Either::Right(Full::new(b)))
 }
 
 /// Where a request is going, for the header edits.
@@ -466,7 +467,7 @@ fn set_forwarded(headers: &mut HeaderMap, conn: &Downstream, client: ClientIp) {
     if client.peer_trusted {
         let chain: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
         if !chain.is_empty() {
-            let joined = format!("{}, {}", chain.join(", "), crate::ipset::canonical(conn.peer.ip()));
+            let joined = format!("{}, {}", chain.join(", "), warden_policy::ipset::canonical(conn.peer.ip()));
             if let Ok(v) = HeaderValue::try_from(joined) {
                 headers.insert(X_FORWARDED_FOR, v);
             }

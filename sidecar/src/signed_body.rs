@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::deny::Refusal;
+use warden_policy::refusal::Refusal;
 
 /// The most a signed body may take to send its first byte.
 pub const FIRST_BYTE: Duration = Duration::from_secs(10);

@@ -13,6 +13,7 @@ pub mod app;
 pub mod attacks;
 pub mod client;
 pub mod hostile;
+pub mod imports;
 pub mod lenient;
 pub mod otlp;
 pub mod plot;

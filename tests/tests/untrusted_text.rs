@@ -27,7 +27,7 @@ const SHOWN: &str = "ship it\\x1b]0;pwned\\x07\\x1b[2J\\rall good \\u{202e}gnp.e
 /// Fails if a terminal would act on anything in `out` but line breaks.
 fn assert_inert(what: &str, out: &Ctl) {
     assert_eq!(out.code, 0, "{what}: {out:?}");
-    let bad: Vec<char> = out.stdout.chars().filter(|&c| c != '\n' && warden_sidecar::text::is_control(c)).collect();
+    let bad: Vec<char> = out.stdout.chars().filter(|&c| c != '\n' && warden_policy::text::is_control(c)).collect();
     assert!(bad.is_empty(), "{what} printed raw control characters {bad:?}:\n{}", out.stdout);
 }
 

@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             // Errors quote what others wrote (server messages, policy excerpts).
-            eprintln!("error: {}", warden_sidecar::text::escape_lines(f.message()));
+            eprintln!("error: {}", warden_policy::text::escape_lines(f.message()));
             ExitCode::from(f.exit_code())
         }
     }

@@ -1,8 +1,8 @@
 //! `wardenctl apply -f FILE [--dry-run] [-m MESSAGE]`: validate locally, send, print the
 //! diff of each service and the version it became.
 
+use warden_policy::yaml::parse_file;
 use warden_proto::v1::ApplyRequest;
-use warden_sidecar::policy::parse_file;
 
 use super::{Cli, Failure, Format, Outcome, author, output, read_file};
 

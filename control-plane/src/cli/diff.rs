@@ -1,7 +1,7 @@
 //! `wardenctl diff -f FILE`: what applying the file would change, per service.
 
+use warden_policy::yaml::parse_file;
 use warden_proto::v1::GetPolicyRequest;
-use warden_sidecar::policy::parse_file;
 
 use super::{Cli, Failure, Format, Outcome, output, read_file};
 

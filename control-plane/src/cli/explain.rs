@@ -8,16 +8,15 @@
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use warden_policy::auth::{AuthKind, Credentials, hash_key};
+use warden_policy::decide::{Decision, RequestHead, check_method, decide, request_host};
+use warden_policy::limits::{Limit, LimitRequest, LimitState, Quotas};
+use warden_policy::normalize::{decode_escaped_slashes, normalize_path};
+use warden_policy::refusal::Refusal;
+use warden_policy::snapshot::{CompileContext, Mismatch, Snapshot};
+use warden_policy::yaml::{build, format_duration, format_rate, parse_service};
+use warden_policy::{client_ip, ipset};
 use warden_proto::v1::{self as pb, GetPolicyRequest, LookupKeyRequest};
-use warden_sidecar::auth::{AuthKind, Credentials, hash_key};
-use warden_sidecar::config::{CompileContext, Mismatch, Snapshot};
-use warden_sidecar::decide::{Decision, RequestHead, check_method, decide, request_host};
-use warden_sidecar::deny::Refusal;
-use warden_sidecar::limits::{Limit, LimitRequest, LimitState, Quotas};
-use warden_sidecar::normalize::{decode_escaped_slashes, normalize_path};
-use warden_sidecar::policy::{build, format_duration, format_rate, parse_service};
-use warden_sidecar::upstream::Pools;
-use warden_sidecar::{client_ip, ipset};
 
 use super::{Cli, Failure, Format, Outcome, output, read_file};
 
@@ -66,16 +65,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             return Err(Failure::Usage("say which policy: -f FILE or --service NAME".into()));
         }
     };
-    let pool = Pools::default();
     let limit_state = LimitState::default();
     let quotas = Quotas::default();
-    let ctx = CompileContext {
-        app: http::uri::Authority::from_static("127.0.0.1:8080"),
-        pools: &pool,
-        service: None,
-        read_files: false,
-        limits: &limit_state,
-    };
+    let ctx = CompileContext { service: None, read_files: false, limits: &limit_state };
     let snapshot = Snapshot::compile(&build(&parsed.policy, &parsed.source, 0), &ctx)
         .map_err(|e| Failure::Refused(e.to_string()))?;
 
@@ -243,7 +235,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 let target = if &*up.name == "app" {
                     "the sidecar's --upstream".to_owned()
                 } else {
-                    up.endpoints.iter().map(|e| e.authority().to_string()).collect::<Vec<_>>().join(", ")
+                    up.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 };
                 steps.push((
                     "upstream".into(),
@@ -301,7 +293,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
 /// The credentials the auth step can be evaluated against, or why it cannot be.
 async fn credentials_for(
     cli: &Cli,
-    provider: &warden_sidecar::auth::AuthProvider,
+    provider: &warden_policy::auth::AuthProvider,
     service: &str,
     headers: &HeaderMap,
     from_control_plane: bool,
@@ -405,14 +397,14 @@ async fn fetch_json(url: &str) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
-fn access_verdict(rule: &warden_sidecar::config::AccessRule, ip: IpAddr) -> String {
+fn access_verdict(rule: &warden_policy::snapshot::AccessRule, ip: IpAddr) -> String {
     match rule.check(ip) {
         None => format!("{ip} allowed by {}", rule.name),
         Some(r) => format!("{ip} refused by {}", r.rule()),
     }
 }
 
-fn describe_ops(steps: &mut Vec<(String, String)>, label: &str, ops: &warden_sidecar::config::HeaderOps) {
+fn describe_ops(steps: &mut Vec<(String, String)>, label: &str, ops: &warden_policy::snapshot::HeaderOps) {
     let mut parts: Vec<String> =
         ops.set.iter().map(|(k, v)| format!("set {k}: {}", v.to_str().unwrap_or("?"))).collect();
     parts.extend(ops.remove.iter().map(|k| format!("remove {k}")));

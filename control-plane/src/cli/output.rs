@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
 use similar::TextDiff;
-use warden_sidecar::text;
+use warden_policy::text;
 
 use super::Format;
 

@@ -1,6 +1,6 @@
 //! `wardenctl validate -f FILE`: every check the control plane makes, offline.
 
-use warden_sidecar::policy::parse_file;
+use warden_policy::yaml::parse_file;
 
 use super::{Cli, Failure, Format, Outcome, output, read_file};
 

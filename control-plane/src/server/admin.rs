@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use warden_policy::yaml::{ParsedPolicy, build, content_hash, parse_file, parse_service};
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_server::AdminService;
-use warden_sidecar::policy::{ParsedPolicy, build, content_hash, parse_file, parse_service};
 
 use super::ControlPlane;
 use super::keys;

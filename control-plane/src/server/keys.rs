@@ -3,9 +3,9 @@
 //! which never carry a key, a hash or a secret value.
 
 use tonic::Status;
+use warden_policy::auth::{KEY_PREFIX, hash_key};
+use warden_policy::yaml::is_secret_name;
 use warden_proto::v1 as pb;
-use warden_sidecar::auth::{KEY_PREFIX, hash_key};
-use warden_sidecar::policy::is_secret_name;
 
 use crate::store::{KeyRow, NewKey, SecretRow, now_unix_ms};
 

@@ -7,10 +7,10 @@
 //! queue by adding them.
 
 use tonic::Status;
+use warden_policy::text::{escape_within, is_instance_name};
+use warden_policy::yaml::is_service_name;
 use warden_proto::v1 as pb;
-use warden_sidecar::policy::is_service_name;
 use warden_sidecar::report::MAX_DENIALS;
-use warden_sidecar::text::{escape_within, is_instance_name};
 
 /// The longest text field stored from a sidecar; longer ones are cut.
 pub const MAX_FIELD_BYTES: usize = 2 << 10;

@@ -405,7 +405,7 @@ mod tests {
             service: service.into(),
             author: "alice".into(),
             message: "m".into(),
-            content_hash: warden_sidecar::policy::content_hash(yaml),
+            content_hash: warden_policy::yaml::content_hash(yaml),
             source_yaml: yaml.into(),
         }
     }

@@ -6,6 +6,7 @@ mod pool;
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -14,23 +15,13 @@ use http::{Request, Response};
 
 pub use pool::{Affinity, Breakers, EndpointPool, InboundBody, RequestBody, UpstreamBody};
 
-use crate::config::{InvalidSnapshot, Snapshot};
+use warden_policy::snapshot::{InvalidSnapshot, Snapshot};
 
-/// What went wrong talking to an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamFailure {
-    /// Nothing listens there (connection refused, reset, unreachable, unresolvable).
-    Refused,
-    /// The TCP connect did not finish within `connect_timeout`.
-    ConnectTimeout,
-    /// The upstream broke the HTTP exchange.
-    Protocol,
-}
+pub use warden_policy::refusal::UpstreamFailure;
 
-impl UpstreamFailure {
-    fn from_connect(e: &io::Error) -> Self {
-        if e.kind() == io::ErrorKind::TimedOut { UpstreamFailure::ConnectTimeout } else { UpstreamFailure::Refused }
-    }
+/// A failed connect, as the client is told.
+fn connect_failure(e: &io::Error) -> UpstreamFailure {
+    if e.kind() == io::ErrorKind::TimedOut { UpstreamFailure::ConnectTimeout } else { UpstreamFailure::Refused }
 }
 
 /// Endpoint pools by (endpoint, connect timeout and circuit breakers). Holds them weakly:
@@ -53,6 +44,41 @@ impl Pools {
         let p = Arc::new(EndpointPool::new(authority.clone(), breakers));
         pools.insert(key, Arc::downgrade(&p));
         p
+    }
+}
+
+impl Pools {
+    /// The snapshot's upstreams bound to their pools, in the snapshot's order (`Upstream::
+    /// index`); `app`'s one endpoint is the sidecar's `--upstream`.
+    pub fn bind(&self, snapshot: &Snapshot, app: &Authority) -> Vec<BoundUpstream> {
+        snapshot
+            .upstreams
+            .iter()
+            .map(|u| {
+                let breakers = Breakers::new(u.connect_timeout, u.max_connections, u.max_pending);
+                let endpoints = match u.endpoints.is_empty() {
+                    true => vec![self.endpoint(app, breakers)],
+                    false => u.endpoints.iter().map(|e| self.endpoint(e, breakers)).collect(),
+                };
+                BoundUpstream { name: u.name.clone(), endpoints, next: AtomicUsize::new(0) }
+            })
+            .collect()
+    }
+}
+
+/// An upstream of the active snapshot with its endpoints' pools, picked round-robin.
+#[derive(Debug)]
+pub struct BoundUpstream {
+    pub name: Arc<str>,
+    pub endpoints: Vec<Arc<EndpointPool>>,
+    next: AtomicUsize,
+}
+
+impl BoundUpstream {
+    /// The next endpoint in round-robin order.
+    pub fn pick(&self) -> &Arc<EndpointPool> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.endpoints[i % self.endpoints.len()]
     }
 }
 
@@ -143,7 +169,6 @@ fn head_bytes(headers: &http::HeaderMap) -> usize {
 pub async fn check_resolvable(snapshot: &Snapshot) -> Result<(), InvalidSnapshot> {
     for up in snapshot.upstreams.iter().skip(1) {
         for ep in &up.endpoints {
-            let ep = ep.authority();
             if ep.host().trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok() {
                 continue;
             }
@@ -160,4 +185,51 @@ pub async fn check_resolvable(snapshot: &Snapshot) -> Result<(), InvalidSnapshot
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_policy::limits::LimitState;
+    use warden_policy::snapshot::CompileContext;
+    use warden_policy::yaml::{build, parse_service};
+
+    const POLICY: &str = "service: orders
+upstreams:
+  admin: { endpoints: [\"127.0.0.1:9090\", \"127.0.0.1:9091\"] }
+routes:
+  - name: admin
+    match: { path_prefix: /admin }
+    upstream: admin
+";
+
+    fn compile() -> Snapshot {
+        let p = parse_service("p.yaml", POLICY, None).unwrap();
+        let ctx = CompileContext { service: None, read_files: true, limits: &LimitState::default() };
+        Snapshot::compile(&build(&p.policy, &p.source, 1), &ctx).unwrap()
+    }
+
+    #[test]
+    fn endpoints_rotate_and_app_is_the_sidecars_upstream() {
+        let app = Authority::from_static("127.0.0.1:8080");
+        let bound = Pools::default().bind(&compile(), &app);
+        let picks: Vec<String> = (0..4).map(|_| bound[1].pick().authority().to_string()).collect();
+        assert_eq!(picks, ["127.0.0.1:9090", "127.0.0.1:9091", "127.0.0.1:9090", "127.0.0.1:9091"]);
+        assert_eq!(bound[0].pick().authority(), &app);
+    }
+
+    #[test]
+    fn a_recompiled_snapshot_shares_connection_pools_until_none_uses_them() {
+        let (pools, app) = (Pools::default(), Authority::from_static("127.0.0.1:8080"));
+        let first = pools.bind(&compile(), &app);
+        let second = pools.bind(&compile(), &app);
+        for (a, b) in first.iter().zip(&second) {
+            for (x, y) in a.endpoints.iter().zip(&b.endpoints) {
+                assert!(Arc::ptr_eq(x, y), "{} is shared", x.authority());
+            }
+        }
+        let admin = Arc::downgrade(&first[1].endpoints[0]);
+        drop((first, second));
+        assert!(admin.upgrade().is_none(), "a pool no snapshot uses is dropped with its connections");
+    }
 }

@@ -178,7 +178,7 @@ impl EndpointPool {
             Err(_) => return Err(UpstreamFailure::ConnectTimeout),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, endpoint = %self.authority, "upstream connect failed");
-                return Err(UpstreamFailure::from_connect(&e));
+                return Err(super::connect_failure(&e));
             }
             Ok(Ok(s)) => s,
         };

@@ -38,7 +38,7 @@ struct Args {
 async fn main() {
     let mut a = <Args as clap::Parser>::parse();
     a.spread.resize(a.sidecars, *a.spread.last().unwrap_or(&1.0));
-    let (count, period) = warden_sidecar::policy::parse_rate(&a.rate).expect("--rate like 1200/min");
+    let (count, period) = warden_policy::yaml::parse_rate(&a.rate).expect("--rate like 1200/min");
     let quota_per_sec = count as f64 / period.as_secs_f64();
     let dir = tempfile::tempdir().expect("tempdir");
     let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;

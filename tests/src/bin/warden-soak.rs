@@ -43,7 +43,7 @@ use warden_e2e::soak::report::{self, Period, Row, median, quantile, spread};
 use warden_e2e::{Client, hostile};
 
 fn duration(s: &str) -> Result<Duration, String> {
-    warden_sidecar::policy::parse_duration(s)
+    warden_policy::yaml::parse_duration(s)
 }
 
 /// A soak run of the release binaries.

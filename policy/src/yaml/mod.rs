@@ -5,12 +5,12 @@
 //! to validate and build, `wardenctl validate`/`explain` call it offline, and the
 //! sidecar's `--policy-file` mode uses it too, so there is one parser and one builder.
 
-mod build;
-mod locate;
-mod model;
-mod parse;
-mod units;
-mod validate;
+pub mod build;
+pub mod locate;
+pub mod model;
+pub mod parse;
+pub mod units;
+pub mod validate;
 
 pub use build::{
     DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_MAX_BODY, DEFAULT_STRIPE_TOLERANCE,

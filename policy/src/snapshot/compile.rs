@@ -14,8 +14,8 @@ use super::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mode, PathMatch, R
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
 use crate::limits::{Limit, LimitState};
-use crate::policy::{APP_UPSTREAM, DEFAULT_CONNECT_TIMEOUT, SCHEMA};
-use crate::upstream::{Breakers, Pools};
+use crate::yaml::build::{DEFAULT_CONNECT_TIMEOUT, SCHEMA};
+use crate::yaml::validate::APP_UPSTREAM;
 
 /// Why a snapshot cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,10 +46,6 @@ pub enum InvalidSnapshot {
 
 /// What a sidecar adds to a snapshot when compiling it.
 pub struct CompileContext<'a> {
-    /// The sidecar's `--upstream`: the endpoint of `app`.
-    pub app: Authority,
-    /// Where connection pools come from, so they outlive snapshots.
-    pub pools: &'a Pools,
     /// The service this sidecar serves, if it must match.
     pub service: Option<&'a str>,
     /// Whether files the policy names on the sidecar's host (`jwks_file`) are read;
@@ -78,10 +74,17 @@ impl Snapshot {
         let defaults = s.defaults.as_ref().ok_or(InvalidSnapshot::Missing("defaults"))?;
         let escaped_slashes = escaped_slashes(defaults.escaped_slashes)?.unwrap_or(EscapedSlashes::Reject);
 
-        let app = ctx.pools.endpoint(&ctx.app, Breakers::new(DEFAULT_CONNECT_TIMEOUT, 0, 0));
-        let mut upstreams = vec![Arc::new(Upstream::new(APP_UPSTREAM, vec![app]))];
+        let app = Upstream {
+            name: APP_UPSTREAM.into(),
+            index: 0,
+            endpoints: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_connections: 0,
+            max_pending: 0,
+        };
+        let mut upstreams = vec![Arc::new(app)];
         for u in &s.upstreams {
-            upstreams.push(Arc::new(upstream(u, ctx)?));
+            upstreams.push(Arc::new(upstream(u, upstreams.len())?));
         }
 
         let auth = s
@@ -138,7 +141,7 @@ impl Snapshot {
     }
 }
 
-fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, InvalidSnapshot> {
+fn upstream(u: &pb::Upstream, index: usize) -> Result<Upstream, InvalidSnapshot> {
     let err = |reason: String| InvalidSnapshot::Upstream { upstream: u.name.clone(), reason };
     if u.name == APP_UPSTREAM {
         return Err(err("'app' is reserved for the sidecar's --upstream".into()));
@@ -150,16 +153,22 @@ fn upstream(u: &pb::Upstream, ctx: &CompileContext<'_>) -> Result<Upstream, Inva
     if timeout.is_zero() {
         return Err(err("connect timeout is 0".into()));
     }
-    let breakers = Breakers::new(timeout, u.max_connections, u.max_pending);
     let endpoints = u
         .endpoints
         .iter()
         .map(|e| match e.parse::<Authority>() {
-            Ok(a) if a.port_u16().is_some() => Ok(ctx.pools.endpoint(&a, breakers)),
+            Ok(a) if a.port_u16().is_some() => Ok(a),
             _ => Err(err(format!("endpoint '{e}' is not host:port"))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Upstream::new(&u.name, endpoints))
+    Ok(Upstream {
+        name: u.name.as_str().into(),
+        index,
+        endpoints,
+        connect_timeout: timeout,
+        max_connections: u.max_connections,
+        max_pending: u.max_pending,
+    })
 }
 
 /// What routes refer to by name.

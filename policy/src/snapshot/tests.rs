@@ -1,6 +1,5 @@
 //! Compiling snapshots and matching requests against compiled routes.
 
-use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
@@ -8,8 +7,7 @@ use super::*;
 use crate::auth::Credentials;
 use crate::decide::{Decision, RequestHead, decide};
 use crate::limits::LimitState;
-use crate::policy::{SCHEMA, build, parse_service};
-use crate::upstream::Pools;
+use crate::yaml::{SCHEMA, build, parse_service};
 
 fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
     let p = parse_service("p.yaml", yaml, None).unwrap();
@@ -17,14 +15,7 @@ fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
 }
 
 fn compile_proto(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
-    let pool = Pools::default();
-    let ctx = CompileContext {
-        app: Authority::from_static("127.0.0.1:8080"),
-        pools: &pool,
-        service: Some("orders"),
-        read_files: true,
-        limits: &LimitState::default(),
-    };
+    let ctx = CompileContext { service: Some("orders"), read_files: true, limits: &LimitState::default() };
     Snapshot::compile(s, &ctx)
 }
 
@@ -91,40 +82,16 @@ fn first_match_wins_and_rewrites_replace_the_matched_part() {
 }
 
 #[test]
-fn no_route_is_a_refusal_and_upstreams_rotate() {
+fn no_route_is_a_refusal_and_upstreams_keep_their_order() {
     let s = compile("service: orders\nroutes:\n  - name: a\n    match: { path: /a }\n").unwrap();
     assert_eq!(route_for(&s, Method::GET, "", "/b", &[]).0, "deny:no_route");
 
     let s = compile(POLICY).unwrap();
     let admin = s.upstreams.iter().find(|u| &*u.name == "admin").unwrap();
-    let picks: Vec<String> = (0..4).map(|_| admin.pick().authority().to_string()).collect();
-    assert_eq!(picks, ["127.0.0.1:9090", "127.0.0.1:9091", "127.0.0.1:9090", "127.0.0.1:9091"]);
-    assert_eq!(&*s.upstreams[0].name, "app");
-    assert_eq!(s.upstreams[0].endpoints[0].authority().as_str(), "127.0.0.1:8080");
-}
-
-#[test]
-fn a_recompiled_snapshot_shares_connection_pools_until_none_uses_them() {
-    let p = parse_service("p.yaml", POLICY, None).unwrap();
-    let proto = build(&p.policy, &p.source, 1);
-    let pools = Pools::default();
-    let ctx = CompileContext {
-        app: Authority::from_static("127.0.0.1:8080"),
-        pools: &pools,
-        service: None,
-        read_files: true,
-        limits: &LimitState::default(),
-    };
-    let first = Snapshot::compile(&proto, &ctx).unwrap();
-    let second = Snapshot::compile(&proto, &ctx).unwrap();
-    for (a, b) in first.upstreams.iter().zip(&second.upstreams) {
-        for (x, y) in a.endpoints.iter().zip(&b.endpoints) {
-            assert!(Arc::ptr_eq(x, y), "{} is shared", x.authority());
-        }
-    }
-    let admin = Arc::downgrade(&first.upstreams[1].endpoints[0]);
-    drop((first, second));
-    assert!(admin.upgrade().is_none(), "a pool no snapshot uses is dropped with its connections");
+    let endpoints: Vec<String> = admin.endpoints.iter().map(ToString::to_string).collect();
+    assert_eq!(endpoints, ["127.0.0.1:9090", "127.0.0.1:9091"]);
+    assert_eq!((&*s.upstreams[0].name, s.upstreams[0].endpoints.len()), ("app", 0), "app's endpoint is the sidecar's");
+    assert!(s.upstreams.iter().enumerate().all(|(i, u)| u.index == i));
 }
 
 #[test]

@@ -1,20 +1,18 @@
 //! Memory a sidecar needs for a large policy and key set: the RSS this process grows by
 //! when it compiles a 1,000-route snapshot and holds 100,000 API keys (plus the protobuf
 //! messages they arrived in, as a sidecar does briefly). Add the sidecar's idle RSS (see
-//! the README) for the total.
+//! docs/performance.md) for the total.
 //!
-//!   cargo bench -p warden-sidecar --bench footprint
+//!   cargo bench -p warden-policy --bench footprint
 
 // A benchmark: bad input should stop it loudly.
 #![allow(clippy::expect_used)]
 
-use http::uri::Authority;
+use warden_policy::auth::{Credentials, hash_key};
+use warden_policy::limits::LimitState;
+use warden_policy::snapshot::{CompileContext, Snapshot};
+use warden_policy::yaml::{build, parse_service};
 use warden_proto::v1 as pb;
-use warden_sidecar::auth::{Credentials, hash_key};
-use warden_sidecar::config::{CompileContext, Snapshot};
-use warden_sidecar::limits::LimitState;
-use warden_sidecar::policy::{build, parse_service};
-use warden_sidecar::upstream::Pools;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -35,14 +33,8 @@ fn main() {
     let before = rss_kib();
     let parsed = parse_service("big.yaml", &yaml, None).expect("policy");
     let proto = build(&parsed.policy, &parsed.source, 1);
-    let (pools, limits) = (Pools::default(), LimitState::default());
-    let ctx = CompileContext {
-        app: Authority::from_static("127.0.0.1:8080"),
-        pools: &pools,
-        service: None,
-        read_files: true,
-        limits: &limits,
-    };
+    let limits = LimitState::default();
+    let ctx = CompileContext { service: None, read_files: true, limits: &limits };
     let snapshot = Snapshot::compile(&proto, &ctx).expect("compile");
     drop(parsed);
     let after_routes = rss_kib();

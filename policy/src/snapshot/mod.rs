@@ -2,26 +2,25 @@
 //! `Option` soup. Built from the proto snapshot once per push (`convert.rs`), then swapped
 //! in whole; the request path loads it once and never sees a half-applied policy.
 
-mod convert;
+mod compile;
 mod route_index;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-pub use convert::{CompileContext, InvalidSnapshot};
+pub use compile::{CompileContext, InvalidSnapshot};
 pub use route_index::RouteIndex;
 
 use crate::auth::AuthProvider;
-use crate::deny::Refusal;
 use crate::ipset::IpSet;
 use crate::limits::Limit;
 use crate::normalize::{exact_matches, prefix_matches};
-use crate::upstream::EndpointPool;
+use crate::refusal::Refusal;
 
 /// Whether rules deny or only report what they would deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,25 +142,20 @@ pub struct HeaderOps {
     pub remove: Vec<HeaderName>,
 }
 
-/// A named set of endpoints, picked round-robin. Each endpoint is a connection pool
-/// shared with every other snapshot that names the same endpoint.
-#[derive(Debug)]
+/// A named set of endpoints and how to connect to them. What connects is the sidecar's:
+/// it binds each upstream, by `index`, to connection pools that outlive snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub name: Arc<str>,
-    pub endpoints: Vec<Arc<EndpointPool>>,
-    next: AtomicUsize,
-}
-
-impl Upstream {
-    pub fn new(name: &str, endpoints: Vec<Arc<EndpointPool>>) -> Self {
-        Upstream { name: name.into(), endpoints, next: AtomicUsize::new(0) }
-    }
-
-    /// The next endpoint in round-robin order.
-    pub fn pick(&self) -> &Arc<EndpointPool> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.endpoints[i % self.endpoints.len()]
-    }
+    /// Where it sits in `Snapshot::upstreams`.
+    pub index: usize,
+    /// `host:port` each; empty for `app`, whose one endpoint is the sidecar's `--upstream`.
+    pub endpoints: Vec<Authority>,
+    pub connect_timeout: Duration,
+    /// Circuit breakers per endpoint: connections open at once, requests waiting for one
+    /// (0: the sidecar's default).
+    pub max_connections: u32,
+    pub max_pending: u32,
 }
 
 /// Why a route did not match a request (for `explain`), checked in this order.

@@ -22,8 +22,8 @@ pub use gcra::{Buckets, RateDef, Verdict, now_ns};
 pub use global::Quotas;
 
 use crate::auth::Identity;
-use crate::deny::Refusal;
-use crate::policy::period_word;
+use crate::refusal::{RateLimitHeaders, Refusal};
+use crate::yaml::units::period_word;
 
 /// What a limit counts separately.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,16 +187,12 @@ pub struct LimitRequest<'a> {
     pub quotas: &'a Quotas,
 }
 
-/// The limit closest to refusing, for the `ratelimit` headers of an admitted response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tightest {
-    pub policy: HeaderValue,
-    pub limit: HeaderValue,
-}
-
 /// Checks `limits` in order. Err: the first limit that refuses and enforces. Ok: the
 /// tightest limit's headers, and every dry-run limit that would have refused.
-pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Tightest>, Vec<Refusal>), Refusal> {
+pub fn admit(
+    limits: &[Arc<Limit>],
+    req: &LimitRequest<'_>,
+) -> Result<(Option<RateLimitHeaders>, Vec<Refusal>), Refusal> {
     let plan = req.identity.and_then(|i| i.plan.as_deref());
     let mut would_deny = Vec::new();
     let mut checks = Vec::with_capacity(limits.len());
@@ -247,10 +243,10 @@ pub fn admit(limits: &[Arc<Limit>], req: &LimitRequest<'_>) -> Result<(Option<Ti
 
 /// The IETF `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers):
 /// the quota and window, and what is left and when it is whole again.
-fn headers(l: &Limit, rate: &RateDef, v: &Verdict) -> Tightest {
+fn headers(l: &Limit, rate: &RateDef, v: &Verdict) -> RateLimitHeaders {
     let policy = format!("\"{}\";q={};w={}", l.name, rate.count, rate.period.as_secs().max(1));
     let limit = format!("\"{}\";r={};t={}", l.name, v.remaining, ceil_secs(v.reset));
-    Tightest {
+    RateLimitHeaders {
         policy: HeaderValue::try_from(policy).unwrap_or_else(|_| HeaderValue::from_static("")),
         limit: HeaderValue::try_from(limit).unwrap_or_else(|_| HeaderValue::from_static("")),
     }

@@ -2,7 +2,7 @@
 //! whole set (what a sidecar does on connect), and applying a one-key change (what a
 //! revocation costs; the 1,024th change also folds the overlay into the base).
 //!
-//!   cargo bench -p warden-sidecar --bench credentials
+//!   cargo bench -p warden-policy --bench credentials
 
 // A benchmark: bad input should stop it loudly.
 #![allow(clippy::expect_used)]
@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use warden_policy::auth::{Credentials, hash_key};
 use warden_proto::v1 as pb;
-use warden_sidecar::auth::{Credentials, hash_key};
 
 fn push(n: usize) -> Vec<u8> {
     let keys = (0..n)

@@ -7,13 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body_util::Full;
 
 use crate::auth::{AuthFailure, AuthProvider};
 use crate::host::HostError;
 use crate::normalize::PathError;
-use crate::policy::format_size;
-use crate::upstream::UpstreamFailure;
+use crate::yaml::units::{format_duration, format_size};
 
 /// The IETF rate limit fields (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -21,6 +19,25 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// The layer name every Warden-generated response carries.
 pub const LAYER: &str = "warden-sidecar";
+
+/// What went wrong talking to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// Nothing listens there (connection refused, reset, unreachable, unresolvable).
+    Refused,
+    /// The TCP connect did not finish within `connect_timeout`.
+    ConnectTimeout,
+    /// The upstream broke the HTTP exchange.
+    Protocol,
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields of the limit closest to refusing: on a 429,
+/// and on an admitted response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub policy: HeaderValue,
+    pub limit: HeaderValue,
+}
 
 /// Why Warden answered instead of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +85,7 @@ pub enum Refusal {
         message: String,
         /// Whole seconds, at least 1.
         retry_after: u64,
-        headers: Box<crate::limits::Tightest>,
+        headers: Box<RateLimitHeaders>,
     },
     /// The route's auth provider refused the caller's credential.
     Unauthenticated {
@@ -215,7 +232,7 @@ impl Refusal {
                 "The proxy is holding too many request bodies right now. Retry in a few seconds.".into()
             }
             Refusal::BodyTimeout { after } => {
-                format!("The request body did not arrive within {}.", crate::policy::format_duration(*after))
+                format!("The request body did not arrive within {}.", format_duration(*after))
             }
             Refusal::DuplicateHost => "The request has more than one Host header.".into(),
             Refusal::BadHost(e) => format!("The request was refused: {e}."),
@@ -254,16 +271,13 @@ impl Refusal {
                 "The proxy is handling as many requests as it may at once. Retry in a few seconds.".into()
             }
             Refusal::UpstreamTimeout { upstream, after } => {
-                format!(
-                    "'{service}' did not answer within {} (upstream '{upstream}').",
-                    crate::policy::format_duration(*after)
-                )
+                format!("'{service}' did not answer within {} (upstream '{upstream}').", format_duration(*after))
             }
         }
     }
 
     /// The full response.
-    pub fn response(&self, ctx: &DenyContext<'_>) -> Response<Full<Bytes>> {
+    pub fn response(&self, ctx: &DenyContext<'_>) -> Response<Bytes> {
         let rule = self.rule();
         let body = serde_json::json!({
             "error": {
@@ -278,7 +292,7 @@ impl Refusal {
         });
         let mut body = serde_json::to_vec(&body).unwrap_or_default();
         body.push(b'\n');
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        let mut resp = Response::new(Bytes::from(body));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -310,27 +310,3 @@ fn failure(kind: &ErrorKind) -> AuthFailure {
         _ => AuthFailure::TokenMalformed,
     }
 }
-
-/// How often `jwks_file`s are checked for new content.
-const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Runs forever: re-reads the active snapshot's `jwks_file`s when they change.
-pub async fn watch(live: Arc<crate::live::Live>) {
-    loop {
-        tokio::time::sleep(RELOAD_EVERY).await;
-        let Some(snapshot) = live.snapshot() else { continue };
-        let reloaded = tokio::task::spawn_blocking(move || {
-            for p in &snapshot.auth {
-                let super::AuthKind::Jwt(v) = &p.kind else { continue };
-                match v.reload() {
-                    Ok(true) => tracing::info!(auth = %p.name, "jwks_file changed: new keys in use"),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(auth = %p.name, error = %e, "jwks_file changed but cannot be used; the previous keys stay")
-                    }
-                }
-            }
-        });
-        let _ = reloaded.await;
-    }
-}

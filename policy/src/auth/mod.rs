@@ -19,7 +19,7 @@ use warden_proto::v1 as pb;
 pub use credentials::{Credentials, InvalidCredentials, KeyHash, KeyRecord, SecretValue, hash_key};
 pub use failure::AuthFailure;
 pub use hmac::{BodyCheck, HmacVerifier};
-pub use jwt::{JwtVerifier, has_symmetric_key, parse_jwks, watch as watch_jwks};
+pub use jwt::{JwtVerifier, has_symmetric_key, parse_jwks};
 
 /// The prefix every Warden API key starts with, so a leaked one is recognisable.
 pub const KEY_PREFIX: &str = "wdn_";

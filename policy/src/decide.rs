@@ -10,10 +10,10 @@ use std::net::IpAddr;
 use http::{HeaderMap, Method, Uri};
 
 use crate::auth::{BodyCheck, Credentials, HeadCheck, Identity};
-use crate::config::{EscapedSlashes, Mode, Route, Snapshot};
-use crate::deny::Refusal;
 use crate::host::{CanonicalHost, HostError, canonical_host};
 use crate::normalize::{PathError, decode_escaped_slashes};
+use crate::refusal::Refusal;
+use crate::snapshot::{EscapedSlashes, Mode, Route, Snapshot};
 
 /// What a decision looks at.
 #[derive(Debug, Clone, Copy)]
