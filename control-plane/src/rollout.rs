@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use opentelemetry::trace::{Span, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
-use warden_sidecar::telemetry::Traces;
+use warden_telemetry::Traces;
 
 use crate::registry::Event;
 

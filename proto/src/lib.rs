@@ -21,6 +21,10 @@ pub mod v1 {
 /// attacks: about 3 million keys.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
+/// Deny records per report at most: a sidecar sends no more, the control plane keeps no
+/// more of one report.
+pub const MAX_DENIALS: usize = 2_000;
+
 /// A message with its encoding, made once, on first use: the control plane keeps each
 /// snapshot version and credentials change this way, so a push to 10,000 streams costs one
 /// encoding and 10,000 reference counts, not 10,000 deep copies and encodings (and a whole

@@ -18,7 +18,7 @@ use warden_sidecar::live::Live;
 use warden_sidecar::proxy::EdgeLimits;
 use warden_sidecar::state::StateFile;
 use warden_sidecar::telemetry::Telemetry;
-use warden_sidecar::{admin, listener, policy_file, telemetry, tls};
+use warden_sidecar::{admin, listener, policy_file, tls};
 
 /// Warden's per-service sidecar proxy.
 #[derive(Debug, Parser)]
@@ -109,7 +109,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init_logging();
+    warden_telemetry::init_logging();
     // One thread: a current-thread runtime skips the work-stealing scheduler's cross-thread
     // bookkeeping, which is pure overhead when there is nobody to steal from.
     let mut rt = match args.threads {

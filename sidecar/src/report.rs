@@ -16,12 +16,11 @@ use warden_proto::v1::ReportBatch;
 
 use crate::control::{ControlConfig, backoff, connect};
 use crate::live::Live;
+use warden_proto::MAX_DENIALS;
 
 const EVERY: Duration = Duration::from_millis(250);
 const IDLE_EVERY: Duration = Duration::from_secs(1);
-/// Deny records per batch at most (the rest wait for the next one). The control plane
-/// stores no more than this from one batch.
-pub const MAX_DENIALS: usize = 2_000;
+
 /// How often per-route traffic and latency go out (for `wardenctl top`).
 const ROUTES_EVERY: Duration = Duration::from_secs(2);
 

@@ -9,7 +9,6 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use warden_control_plane::server::{self, BearerToken, ControlPlane, SidecarTokens};
 use warden_control_plane::store::{Retention, Store};
-use warden_sidecar::telemetry;
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
 #[derive(Debug, Parser)]
@@ -57,7 +56,7 @@ fn token(flag: &str, path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init_logging();
+    warden_telemetry::init_logging();
     let store =
         Store::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let admin_token = token("--admin-token-file", args.admin_token_file.as_ref())?;
@@ -90,9 +89,8 @@ async fn main() -> anyhow::Result<()> {
         max_age_ms: i64::try_from(args.deny_retention.as_millis()).unwrap_or(i64::MAX),
         max_rows: args.deny_max_rows,
     };
-    let traces =
-        warden_sidecar::telemetry::Traces::from_env("warden-control-plane", Default::default(), Default::default())
-            .context("setting up OTLP tracing from the OTEL_* environment")?;
+    let traces = warden_telemetry::Traces::from_env("warden-control-plane", Default::default(), Default::default())
+        .context("setting up OTLP tracing from the OTEL_* environment")?;
     if traces.is_some() {
         tracing::info!("tracing: apply -> build -> push -> ACK spans export over OTLP as configured by OTEL_*");
     }

@@ -25,7 +25,7 @@ use crate::registry::Registry;
 use crate::rollout::Rollouts;
 use crate::store::{KeyRow, Retention, SecretRow, Store, StoreError};
 use crate::traffic::Traffic;
-use warden_sidecar::telemetry::Traces;
+use warden_telemetry::Traces;
 
 /// Everything the handlers share.
 pub struct ControlPlane {

@@ -9,8 +9,8 @@
 use tonic::Status;
 use warden_policy::text::{escape_within, is_instance_name};
 use warden_policy::yaml::is_service_name;
+use warden_proto::MAX_DENIALS;
 use warden_proto::v1 as pb;
-use warden_sidecar::report::MAX_DENIALS;
 
 /// The longest text field stored from a sidecar; longer ones are cut.
 pub const MAX_FIELD_BYTES: usize = 2 << 10;

@@ -1,11 +1,10 @@
-//! What the sidecar tells about the requests it handles, and the process-wide logging
-//! set-up. Every request ends in one `Outcome` (filled in by `proxy.rs` as it decides),
+//! What the sidecar tells about the requests it handles. Every request ends in one `Outcome` (filled in by `proxy.rs` as it decides),
 //! which becomes:
 //! - a metric update (`metrics.rs`, Prometheus text on the admin port's `/metrics`);
 //! - an access log line (`access_log.rs`, JSON on stdout, written by its own task);
 //! - for a refusal, a deny record queued for the control plane (`denials`, sent on the
 //!   report stream by `report.rs`);
-//! - with an OTLP endpoint configured, a server span (`traces.rs`).
+//! - with an OTLP endpoint configured, a server span (`warden_telemetry::traces`).
 //!
 //! Nothing here blocks or slows a request: the log line and the deny record go into
 //! bounded queues, and when a queue is full the record is dropped and counted
@@ -13,7 +12,6 @@
 
 mod access_log;
 mod metrics;
-mod traces;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -26,18 +24,8 @@ use warden_proto::v1 as pb;
 
 pub use access_log::AccessLog;
 pub use metrics::Metrics;
-pub use traces::Traces;
-
-/// Installs the global subscriber for Warden's own logs (stderr; the access log is
-/// stdout). Call once, first thing in `main`: human-readable lines, level from
-/// `WARDEN_LOG` (default `info`), colour only on a terminal.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
+pub use warden_telemetry::Traces;
+use warden_telemetry::traces;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
