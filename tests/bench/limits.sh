@@ -6,20 +6,16 @@
 #  2. memory under a flood of random client addresses against a per-address limit
 #     (`--limit-keys` bounds it): sidecar RSS before and after, and the keys tracked.
 #
-#   tests/bench/limits.sh          # ROUNDS=2 DUR=5 FLOOD=30 by default (~2 min)
+#   tests/bench/run.sh limits      # ROUNDS=2 DUR=5 FLOOD=30 by default (~2 min)
 #
-# Writes the tables to tests/bench/results/limits-latest.txt.
+# Writes tests/bench/results/limits-latest.{txt,json}.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LAB=${BENCH_LAB:-$ROOT/../shared/bench}
-ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} CONNS=${CONNS:-50} FLOOD=${FLOOD:-30} LIMIT_KEYS=${LIMIT_KEYS:-100000}
-RUN=$(mktemp -d /tmp/warden-limits-bench.XXXXXX)
-"$LAB/setup.sh" >/dev/null
-(cd "$ROOT" && cargo build --quiet --release -p warden-sidecar)
-export REPORT_LUA=$LAB/wrk-report.lua
-
 # shellcheck source=tests/bench/lib.sh
-source "$ROOT/tests/bench/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} CONNS=${CONNS:-50} FLOOD=${FLOOD:-30} LIMIT_KEYS=${LIMIT_KEYS:-100000}
+bench_init limits
+build warden-sidecar
+export REPORT_LUA=$BENCH/wrk-report.lua
 start_upstream
 cat >"$RUN/policy.yaml" <<'POLICY'
 service: bench
@@ -41,34 +37,33 @@ limits:
   per-route: { key: route, rate: 1000000/s }
   login-per-ip: { key: client_ip, rate: 5/min }
 POLICY
-taskset -c 1 env WARDEN_LOG=warn "$ROOT/target/release/warden-sidecar" --policy-file "$RUN/policy.yaml" \
-  --listen 127.0.0.1:18084 --upstream 127.0.0.1:18080 --admin 127.0.0.1:18085 --threads 1 --access-log off \
-  --limit-keys "$LIMIT_KEYS" >"$RUN/sidecar.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18084/plain && break; sleep 0.1; done
-PID=$(pgrep -f "listen 127.0.0.1:18084")
-rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+alloc_ports PORT ADMIN
+start sidecar "${PIN_PROXY[@]}" env WARDEN_LOG=warn "$BIN/warden-sidecar" --policy-file "$RUN/policy.yaml" \
+  --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" --admin "127.0.0.1:$ADMIN" --threads 1 --access-log off \
+  --limit-keys "$LIMIT_KEYS"
+wait_http "http://127.0.0.1:$PORT/plain" 10 || die "the sidecar is not answering (see $RUN/sidecar.log)"
+SPID=${PID[sidecar]}
 declare -A RPS CPU
 TARGETS="plain one two"
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in $TARGETS; do
-    url=http://127.0.0.1:18084/$t
-    taskset -c 0 wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
-    measure "$t" "$PID" taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "$url"
+    url=http://127.0.0.1:$PORT/$t
+    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d2s "$url" >/dev/null
+    measure "$t" "$SPID" "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/wrk-report.lua" "$url"
     grep -q 'err_status=0 ' <<<"$OUT" || { echo "$t: non-2xx answers: $OUT"; exit 1; }
   done
 done
 
-rss_before=$(rss_mib "$PID")
-flood=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${FLOOD}s" -s "$ROOT/tests/bench/flood.lua" http://127.0.0.1:18084/flood)
-rss_after=$(rss_mib "$PID")
+rss_before=$(rss_mib "$SPID")
+flood=$("${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${FLOOD}s" -s "$BENCH/flood.lua" "http://127.0.0.1:$PORT/flood")
+rss_after=$(rss_mib "$SPID")
 flood_n=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$flood")
-state=$(curl -s http://127.0.0.1:18085/config | python3 -c 'import json,sys; l=[x for x in json.load(sys.stdin)["limits"] if x["name"]=="login-per-ip"][0]; print(l["keys"], l["evicted"])')
+state=$(curl -s "http://127.0.0.1:$ADMIN/config" | python3 -c 'import json,sys; l=[x for x in json.load(sys.stdin)["limits"] if x["name"]=="login-per-ip"][0]; print(l["keys"], l["evicted"])')
 
-mkdir -p "$ROOT/tests/bench/results"
 {
   echo "# Limits benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median); sidecar (1 thread) + upstream on CPU 1"
   printf '%-22s %10s %12s %14s\n' route req/s cpu_us/req added_us/req
+  # shellcheck disable=SC2086
   base=$(med ${CPU[plain]})
   for t in $TARGETS; do
     # shellcheck disable=SC2086
@@ -80,4 +75,5 @@ mkdir -p "$ROOT/tests/bench/results"
   read -r keys evicted <<<"$state"
   echo "# Flood: ${flood_n} requests from random addresses in ${FLOOD} s against a 5/min per-address limit, --limit-keys $LIMIT_KEYS"
   echo "RSS before ${rss_before} MiB, after ${rss_after} MiB; keys tracked ${keys}, active keys evicted ${evicted}"
-} | tee "$ROOT/tests/bench/results/limits-latest.txt"
+} | tee "$RUN/table.txt"
+finish_txt

@@ -1,26 +1,74 @@
 #!/usr/bin/env bash
-# The data-plane benchmark: direct vs warden-sidecar vs nginx, HAProxy and Envoy, in one
-# run, each proxy with one worker pinned to CPU 1 and the load generator on CPU 0, using
-# the shared peer lab (../shared/bench/peers.sh).
+# The benchmarks' one entry point. From a fresh clone:
 #
-#   tests/bench/run.sh                 # ROUNDS=3 DUR_TPUT=5 by default (~4 min)
-#   ROUNDS=1 DUR_TPUT=3 tests/bench/run.sh   # a quick look
+#   tests/bench/setup.sh               # once per machine: the peers and load generators
+#   tests/bench/run.sh                 # the data-plane benchmark (~15 min)
+#   tests/bench/run.sh tls auth        # named benchmarks, in turn
+#   tests/bench/run.sh all             # every benchmark with a table (~40 min)
+#   tests/bench/run.sh --list          # what there is, and roughly how long each takes
 #
-# Builds the release sidecar, runs it standalone (--policy-file) with a 10-route policy
-# where the catch-all matches last, and writes the table to tests/bench/results/latest.txt.
+# Builds the release binaries once, runs each named benchmark (tests/bench/NAME.sh), which
+# writes tests/bench/results/NAME-latest.json (and .txt), then regenerates the tables in
+# docs/performance.md from the result files (tests/bench/tables.py). Knobs are environment
+# variables read by each script (ROUNDS, DUR, MODES, TARGETS, ...; see the script's head);
+# the ones set are recorded in the results' `command` (lib.sh). --no-tables leaves the doc alone;
+# SKIP_BUILD=1 uses target/release as it is; RESULTS_DIR=dir writes the result files there
+# instead (a trial run that leaves the committed results and the doc alone).
+#
+# Run the benchmarks on a machine otherwise idle: they pin the load generator to CPU 0 and
+# the proxies to CPU 1 (LOAD_CPU, PROXY_CPU), and anything else running moves the numbers.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LAB=${BENCH_LAB:-$ROOT/../shared/bench}
-[[ -x $LAB/peers.sh ]] || { echo "peer lab not found at $LAB (set BENCH_LAB)"; exit 1; }
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH/../.." && pwd)
 
-"$LAB/setup.sh"
-(cd "$ROOT" && cargo build --release -p warden-sidecar)
+declare -A ABOUT=(
+  [dataplane]="direct, nginx, HAProxy, Envoy and Warden three ways; HTTP/1.1 and HTTP/2, 20 B and 64 KiB (~15 min)"
+  [tls]="nginx and Warden with and without TLS (~2 min)"
+  [tracing]="Warden with tracing off, 100 %, 1 %, collector down (~2 min)"
+  [auth]="what API keys and JWTs cost per request; revocation latency (~5 min)"
+  [limits]="what rate limits cost per request; a flood of addresses (~2 min)"
+  [quota]="a global quota across 10 sidecars (~2.5 min)"
+  [cp-scale]="control plane with 1,000 and 10,000 sidecar streams (~2 min)"
+  [swap]="policy swaps under load (~2.5 min)"
+  [soak]="an hour of everything at once, attacks included (1 h; SOAK_DURATION=5m for a look)"
+)
+ORDER="dataplane tls tracing auth limits quota cp-scale swap soak"
 
-export ROUNDS=${ROUNDS:-3} DUR_TPUT=${DUR_TPUT:-5}
-export SIDECAR_NAME=warden SIDECAR_PORT=18084
-export SIDECAR_CMD="env WARDEN_LOG=warn $ROOT/target/release/warden-sidecar --policy-file $ROOT/tests/bench/policy-10-routes.yaml --listen 127.0.0.1:18084 --upstream 127.0.0.1:18080 --admin 127.0.0.1:18085 --threads 1 --access-log off"
-"$LAB/peers.sh"
+tables=1 names=()
+for a in "$@"; do
+  case $a in
+    --list)
+      for n in $ORDER; do printf '%-10s %s\n' "$n" "${ABOUT[$n]}"; done
+      exit 0 ;;
+    --no-tables) tables=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    all) for n in $ORDER; do [[ $n != soak ]] && names+=("$n"); done ;;
+    -*) echo "run.sh: unknown option $a" >&2; exit 2 ;;
+    *) [[ -n ${ABOUT[$a]:-} ]] || { echo "run.sh: no benchmark '$a' (see --list)" >&2; exit 2; }
+       names+=("$a") ;;
+  esac
+done
+((${#names[@]})) || names=(dataplane)
 
-mkdir -p "$ROOT/tests/bench/results"
-cp "${BENCH_DIR:-/tmp/warden-bench}/run/latest/table.txt" "$ROOT/tests/bench/results/latest.txt"
-echo "table written to tests/bench/results/latest.txt"
+missing=()
+for b in nginx haproxy wrk h2load curl taskset; do command -v "$b" >/dev/null || missing+=("$b"); done
+((${#missing[@]} == 0)) || { echo "run.sh: missing ${missing[*]}: run tests/bench/setup.sh first" >&2; exit 1; }
+
+if [[ ${SKIP_BUILD:-} != 1 ]]; then
+  echo "run.sh: cargo build --release (sidecar, control plane, benchmark tools)"
+  (cd "$ROOT" && cargo build --quiet --release -p warden-sidecar -p warden-control-plane -p warden-e2e --bins)
+fi
+export SKIP_BUILD=1
+
+for n in "${names[@]}"; do
+  echo "run.sh: $n: ${ABOUT[$n]}"
+  start=$SECONDS
+  "$BENCH/$n.sh"
+  echo "run.sh: $n done in $((SECONDS - start)) s"
+done
+if ((tables)) && [[ -z ${RESULTS_DIR:-} ]]; then
+  python3 "$BENCH/tables.py"
+elif ((tables)); then
+  echo "run.sh: results went to RESULTS_DIR=$RESULTS_DIR; docs/performance.md left alone" \
+    "(python3 tests/bench/tables.py --results $RESULTS_DIR --doc COPY.md renders them)"
+fi

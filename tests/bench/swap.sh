@@ -12,16 +12,17 @@
 # lowest priority: they stand in for a control plane on another node, so what moves the
 # numbers is what swapping costs the sidecar.
 #
-#   tests/bench/swap.sh              # ~2 min
+#   tests/bench/run.sh swap              # ~2 min
 #
-# Writes the results to tests/bench/results/swap-latest.txt.
+# Writes tests/bench/results/swap-latest.{txt,json}.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RATE=${RATE:-2000} ROUNDS=${ROUNDS:-4} SECS=${SECS:-5}
-(cd "$ROOT" && cargo build --quiet --release -p warden-sidecar -p warden-control-plane -p warden-e2e --bins)
-mkdir -p "$ROOT/tests/bench/results"
+bench_init swap
+build warden-sidecar warden-control-plane warden-e2e
 load() {
-  WARDEN_LOG=warn taskset -c 0 "$ROOT/target/release/warden-swap-load" --sidecar-cpu 1 --cp-nice 19 \
+  WARDEN_LOG=warn "${PIN_LOAD[@]}" "$BIN/warden-swap-load" --sidecar-cpu "$PROXY_CPU" --cp-nice 19 \
     --rounds "$ROUNDS" --seconds "$SECS" --clients 16 --applies-per-sec 100 "$@"
 }
 {
@@ -30,4 +31,5 @@ load() {
   load --rate "$RATE"
   echo "## 16 closed-loop clients"
   load
-} | tee "$ROOT/tests/bench/results/swap-latest.txt"
+} | tee "$RUN/table.txt"
+finish_txt

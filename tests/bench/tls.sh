@@ -3,68 +3,51 @@
 # without TLS, on one pinned core (CPU 1, shared with the upstream nginx), wrk on CPU 0,
 # keep-alive connections (so this measures TLS record overhead, not handshakes).
 #
-#   tests/bench/tls.sh                 # ROUNDS=2 DUR=5 by default (~2 min)
+#   tests/bench/run.sh tls             # ROUNDS=2 DUR=5 by default (~2 min)
 #
-# Writes the table to tests/bench/results/tls-latest.txt.
+# Writes tests/bench/results/tls-latest.{txt,json}.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LAB=${BENCH_LAB:-$ROOT/../shared/bench}
-ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} CONNS=${CONNS:-50}
-RUN=$(mktemp -d /tmp/warden-tls-bench.XXXXXX)
-"$LAB/setup.sh" >/dev/null
-(cd "$ROOT" && cargo build --quiet --release -p warden-sidecar)
-
 # shellcheck source=tests/bench/lib.sh
-source "$ROOT/tests/bench/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} CONNS=${CONNS:-50}
+bench_init tls
+build warden-sidecar
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench.local \
   -addext subjectAltName=DNS:bench.local -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
 
-start_nginx() {  # name conf
-  mkdir -p "$RUN/$1/tmp"
-  taskset -c 1 nginx -p "$RUN/$1/" -e "$RUN/$1/error.log" -c "$2" >/dev/null 2>&1 &
-  PIDS+=($!)
-}
-start_nginx upstream "$LAB/conf/upstream-nginx.conf"
-start_nginx nginx "$LAB/conf/proxy-nginx.conf"
-sed -e "s|CERT|$RUN/tls.crt|" -e "s|KEY|$RUN/tls.key|" "$ROOT/tests/bench/conf/nginx-tls.conf" > "$RUN/nginx-tls.conf"
+start_upstream
+alloc_ports NGINX_H1 NGINX_H2 NGINX_TLS WARDEN WARDEN_ADMIN WARDEN_TLS WARDEN_TLS_ADMIN
+render "$CONF/nginx.conf" "$RUN/nginx.conf" "H1_PORT=$NGINX_H1" "H2_PORT=$NGINX_H2" "UP_PORT=$UP_PORT" "ACCESS_LOG=access_log off;"
+start_nginx nginx "$RUN/nginx.conf"
+render "$CONF/nginx-tls.conf" "$RUN/nginx-tls.conf" "TLS_PORT=$NGINX_TLS" "UP_PORT=$UP_PORT" "CERT=$RUN/tls.crt" "KEY=$RUN/tls.key"
 start_nginx nginx-tls "$RUN/nginx-tls.conf"
 
 sed -e '/^routes:/i tls:\n  certificates:\n    - { cert: '"$RUN/tls.crt"', key: '"$RUN/tls.key"' }' \
-  "$ROOT/tests/bench/policy-10-routes.yaml" > "$RUN/policy-tls.yaml"
-sidecar() {  # policy listen admin
-  taskset -c 1 env WARDEN_LOG=warn "$ROOT/target/release/warden-sidecar" --policy-file "$1" --listen "$2" \
-    --upstream 127.0.0.1:18080 --admin "$3" --threads 1 --access-log off >"$RUN/sidecar-${2##*:}.log" 2>&1 &
-  PIDS+=($!)
+  "$BENCH/policy-10-routes.yaml" >"$RUN/policy-tls.yaml"
+sidecar() {  # name policy port admin-port
+  start "$1" "${PIN_PROXY[@]}" env WARDEN_LOG=warn "$BIN/warden-sidecar" --policy-file "$2" --listen "127.0.0.1:$3" \
+    --upstream "127.0.0.1:$UP_PORT" --admin "127.0.0.1:$4" --threads 1 --access-log off
 }
-sidecar "$ROOT/tests/bench/policy-10-routes.yaml" 127.0.0.1:18084 127.0.0.1:18085
-sidecar "$RUN/policy-tls.yaml" 127.0.0.1:18094 127.0.0.1:18095
+sidecar warden "$BENCH/policy-10-routes.yaml" "$WARDEN" "$WARDEN_ADMIN"
+sidecar warden-tls "$RUN/policy-tls.yaml" "$WARDEN_TLS" "$WARDEN_TLS_ADMIN"
 
-declare -A URL=([nginx]=http://127.0.0.1:18081/ [nginx-tls]=https://127.0.0.1:18091/
-                [warden]=http://127.0.0.1:18084/ [warden-tls]=https://127.0.0.1:18094/)
+declare -A URL=([nginx]=http://127.0.0.1:$NGINX_H1/ [nginx-tls]=https://127.0.0.1:$NGINX_TLS/
+  [warden]=http://127.0.0.1:$WARDEN/ [warden-tls]=https://127.0.0.1:$WARDEN_TLS/)
+# The process that handles the traffic: nginx's worker, or the sidecar.
+declare -A MPID=([nginx]=${WORKER[nginx]} [nginx-tls]=${WORKER[nginx-tls]} [warden]=${PID[warden]} [warden-tls]=${PID[warden-tls]})
 TARGETS="nginx nginx-tls warden warden-tls"
 for t in $TARGETS; do
-  for _ in $(seq 100); do curl -ks -o /dev/null "${URL[$t]}" && break; sleep 0.1; done
-  [[ $(curl -ks "${URL[$t]}") == "hello from upstream" ]] || { echo "$t is not answering"; exit 1; }
+  wait_http "${URL[$t]}" 10 || true
+  [[ $(curl -ks "${URL[$t]}") == "hello from upstream" ]] || die "$t is not answering (logs: $RUN/$t.log)"
 done
-# The process that handles the traffic: nginx's worker, or the sidecar.
-pid_of() {
-  case $1 in
-    warden) pgrep -f "listen 127.0.0.1:18084" ;;
-    warden-tls) pgrep -f "listen 127.0.0.1:18094" ;;
-    nginx) pgrep -P "$(pgrep -f "nginx -p $RUN/nginx/ " | head -1)" ;;
-    nginx-tls) pgrep -P "$(pgrep -f "nginx -p $RUN/nginx-tls/ " | head -1)" ;;
-  esac
-}
 declare -A RPS CPU
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in $TARGETS; do
-    pid=$(pid_of "$t")
-    taskset -c 0 wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null
-    measure "$t" "$pid" taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$LAB/wrk-report.lua" "${URL[$t]}"
+    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null
+    measure "$t" "${MPID[$t]}" "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/wrk-report.lua" "${URL[$t]}"
   done
 done
-mkdir -p "$ROOT/tests/bench/results"
 {
   echo "# TLS benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median), keep-alive; proxy and upstream on CPU 1, wrk on CPU 0"
   printf '%-11s %10s %16s\n' target req/s proxy_cpu_us/req
@@ -72,4 +55,5 @@ mkdir -p "$ROOT/tests/bench/results"
     # shellcheck disable=SC2086
     printf '%-11s %10s %16s\n' "$t" "$(med ${RPS[$t]})" "$(med ${CPU[$t]})"
   done
-} | tee "$ROOT/tests/bench/results/tls-latest.txt"
+} | tee "$RUN/table.txt"
+finish_txt
