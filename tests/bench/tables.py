@@ -246,6 +246,31 @@ def render_dataplane_anchors(res):
     return source(d) + "\n\n" + out
 
 
+def render_dataplane_before_after(res):
+    """This revision's plain routing against another revision's, measured in the same run."""
+    d = res("dataplane")
+    have = [(m, name) for m, name in MODES if m in d["modes"]]
+    if not any("warden-base" in d["modes"][m] and "warden" in d["modes"][m] for m, _ in have):
+        return (source(d) + "\n\nThis run had no `warden-base` row: `WARDEN_BASE_REV=<revision> "
+                "TARGETS=\"direct nginx warden warden-base\" tests/bench/run.sh dataplane` measures one.")
+    rows, worse = [], []
+    for m, name in have:
+        a, b = d["modes"][m].get("warden"), d["modes"][m].get("warden-base")
+        if not a or not b:
+            continue
+        r = ratio(a["cpu_us"], b["cpu_us"])
+        if r is not None and r > 1.0:
+            worse.append(f"{name} {(r - 1) * 100:+.1f} %")
+        rows.append([name, n2(b["cpu_us"]), n2(a["cpu_us"]), x(r), f"{b['rss_idle_mib']} / {a['rss_idle_mib']} MiB"])
+    base = f"`{d['base_name']}`" if d.get("base_name") else "the base build"
+    verdict = ("No mode costs more CPU per request than " + base + "." if not worse else
+               "More CPU per request than " + base + " in: " + "; ".join(worse) +
+               " (differences of a few per cent are within this machine's run-to-run noise).")
+    this = f"`{d['git']}`" if d.get("git") else "this revision"
+    return (source(d) + "\n\n" + table(["mode", f"CPU µs/req, {base}", f"CPU µs/req, {this}", "ratio", "idle RSS (base / this)"], rows)
+            + "\n\n" + verdict)
+
+
 # ------------------------------------------------------------------ the other benchmarks
 
 
@@ -362,6 +387,7 @@ BLOCKS = {
     "dataplane-latency": render_dataplane_latency,
     "dataplane-targets": render_dataplane_targets,
     "dataplane-anchors": render_dataplane_anchors,
+    "dataplane-before-after": render_dataplane_before_after,
     "tls": render_tls,
     "tracing": render_tracing,
     "auth": render_auth,
