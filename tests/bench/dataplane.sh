@@ -199,7 +199,16 @@ h2l() {  # mode target h2load-args... : one h2load run at the target, in the mod
 conc() { [[ ${1%%-*} == h1 ]] && echo "-c50 -m1" || echo "-c5 -m10"; }
 LOADPID=
 mkdir -p "$RUN/out"
+# The machine's load before each mode and at the end, and the processes other than this
+# run's that were using a CPU then: a busy machine makes every figure noisier.
+sample_load() {
+  local mine others
+  mine=" $(awk '{print $1}' "$RUN/pids" | tr '\n' ' ') $$ "
+  others=$(ps -eo pid=,stat=,comm= | awk -v mine="$mine" '$2 ~ /^R/ && index(mine, " " $1 " ") == 0 && $3 != "ps" && $3 != "awk" {print $3}' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')
+  emit kind=load at="$1" loadavg="$(cut -d' ' -f1 /proc/loadavg)" others="$others"
+}
 for mode in $MODES; do
+  sample_load "$mode"
   log "[$mode] max throughput, $ROUNDS round(s) of ${DUR}s per target"
   for ((r = 1; r <= ROUNDS; r++)); do
     for t in $TARGETS; do
@@ -243,6 +252,7 @@ for mode in $MODES; do
     done
   done
 done
+sample_load end
 [[ -n ${SINK_PORT:-} ]] && emit kind=note text="OTLP receiver (1 % sampling of warden-full and warden-big): $(tail -1 "$RUN/otlp-sink.log")"
 
 # Access logs (nginx-log, warden-defaults) grow by hundreds of MB a run: keep their tails.

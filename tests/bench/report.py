@@ -50,7 +50,7 @@ def median(xs):
 def dataplane_from_raw(path, command):
     """{modes: {mode: {target: {rps, rps_rounds, cpu_us, per_core, p50_us, p99_us, p999_us,
     add_p99_us, errors, lat_errors, rss_idle_mib, rss_load_mib}}}, targets, params, ...}"""
-    meta, notes, idle = {}, [], {}
+    meta, notes, idle, load = {}, [], {}, []
     tput, lat = {}, {}
     with open(path) as f:
         for line in f:
@@ -62,6 +62,8 @@ def dataplane_from_raw(path, command):
                 meta = r
             elif kind == "note":
                 notes.append(r["text"])
+            elif kind == "load":
+                load.append({"at": r["at"], "loadavg": r["loadavg"], "others": r.get("others") or ""})
             elif kind == "idle":
                 idle[r["target"]] = r["rss_mib"]
             elif kind == "tput":
@@ -110,6 +112,7 @@ def dataplane_from_raw(path, command):
         "params": {k: meta.get(k) for k in ("rounds", "dur", "dur_lat", "rate", "keys")},
         "base_name": meta.get("base_name") or None,
         "notes": notes,
+        "load": load,
         "targets": targets,
         "modes": modes,
     }
@@ -128,6 +131,9 @@ def dataplane_txt(d):
         f"# warden-big: 1,000 routes and {p['keys']} API keys.",
     ]
     out += [f"# note: {n}" for n in d.get("notes", [])]
+    if d.get("load"):
+        out.append("# machine load (1-min average; other processes on a CPU): " + "; ".join(
+            f"{x['at']} {x['loadavg']}" + (f" ({x['others']})" if x["others"] else "") for x in d["load"]))
     fmt = "{:<15} {:>9} {:>8} {:>9} {:>7} {:>7} {:>7} {:>8} {:>5} {:>8} {:>8}"
     for mode, rows in d["modes"].items():
         out += ["", f"## {mode}", fmt.format("target", "req/s", "cpu_us", "per_core", "p50", "p99", "p99.9", "add_p99", "errs", "rss_idle", "rss_load")]
