@@ -19,8 +19,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::client_io::ClientIo;
 use crate::detect::{Protocol, detect};
+use crate::edge::EdgeLimits;
 use crate::live::Live;
-use crate::proxy::{self, Downstream, EdgeLimits};
+use crate::proxy::{self, Downstream};
 
 /// Serves one accepted (and, with TLS, handshaken) connection until it ends; with a
 /// watcher, it drains on shutdown.

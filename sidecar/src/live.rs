@@ -11,7 +11,7 @@ use http::uri::Authority;
 use rustls::ServerConfig;
 use warden_proto::v1 as pb;
 
-use crate::proxy::EdgeLimits;
+use crate::edge::EdgeLimits;
 use crate::state::{SnapshotWriter, StateFile};
 use crate::telemetry::Telemetry;
 use crate::tls::{self, CertFiles, LoadedTls};

@@ -13,12 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use warden_policy::yaml as policy;
 use warden_sidecar::control::{self, ControlConfig};
+use warden_sidecar::edge::EdgeLimits;
 use warden_sidecar::listener::ListenerConfig;
 use warden_sidecar::live::Live;
-use warden_sidecar::proxy::EdgeLimits;
 use warden_sidecar::state::StateFile;
 use warden_sidecar::telemetry::Telemetry;
-use warden_sidecar::{admin, listener, policy_file, tls};
+use warden_sidecar::{admin, listener, policy_file, reload};
 
 /// Warden's per-service sidecar proxy.
 #[derive(Debug, Parser)]
@@ -204,8 +204,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
-    tokio::spawn(tls::watch(live.clone()));
-    tokio::spawn(warden_sidecar::jwks_watch::watch(live.clone()));
+    tokio::spawn(reload::certificates(live.clone()));
+    tokio::spawn(reload::jwks(live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = ListenerConfig {
         drain_timeout: args.drain_timeout,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
@@ -24,7 +24,7 @@ use crate::telemetry::{DecisionKind, Outcome};
 use crate::upstream::{self, Affinity, SendError, UpstreamBody};
 use warden_policy::auth::{BodyCheck, Identity};
 use warden_policy::client_ip::{self, ClientIp};
-use warden_policy::decide::{Decision, RequestHead, check_method, decide, request_host};
+use warden_policy::decide::{Decision, RequestHead, decide, request_host};
 use warden_policy::limits::{self, LimitRequest};
 use warden_policy::normalize::{PathError, normalize_path};
 use warden_policy::refusal::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
@@ -32,56 +32,6 @@ use warden_policy::snapshot::{HeaderOps, Mode, Route, Snapshot};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
-
-/// Limits on a request's head, checked before anything else reads it.
-#[derive(Debug, Clone, Copy)]
-pub struct EdgeLimits {
-    /// The request target (path and query); longer is 414.
-    pub max_uri_bytes: usize,
-    /// All header names and values; more is 431.
-    pub max_header_bytes: usize,
-    /// The longest an upstream may go quiet in the middle of a response body.
-    pub stream_idle_timeout: std::time::Duration,
-    /// Request bodies buffered at once, all requests together (`Live::buffer_budget`).
-    pub max_buffered_bytes: usize,
-    /// Requests waiting on upstreams at once, all together (`Live::in_flight`): the last
-    /// guard when per-endpoint circuit breakers add up to more than the process can hold.
-    pub max_in_flight: usize,
-}
-
-impl Default for EdgeLimits {
-    fn default() -> Self {
-        EdgeLimits {
-            max_uri_bytes: 8 << 10,
-            max_header_bytes: 64 << 10,
-            stream_idle_timeout: std::time::Duration::from_secs(300),
-            max_buffered_bytes: 64 << 20,
-            max_in_flight: 10_000,
-        }
-    }
-}
-
-impl EdgeLimits {
-    fn check_head(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
-        if let Err(r) = check_method(method) {
-            return Some(r);
-        }
-        let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-        if uri_len > self.max_uri_bytes {
-            return Some(Refusal::UriTooLong { limit: self.max_uri_bytes });
-        }
-        // As sent on the wire: "name: value\r\n".
-        let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        if header_bytes > self.max_header_bytes {
-            return Some(Refusal::HeadersTooLarge { limit: self.max_header_bytes });
-        }
-        // Two Host headers: routing would use one and the app maybe the other.
-        if headers.get_all(header::HOST).iter().nth(1).is_some() {
-            return Some(Refusal::DuplicateHost);
-        }
-        None
-    }
-}
 
 /// The downstream connection a request arrived on; one per accepted connection.
 #[derive(Debug)]

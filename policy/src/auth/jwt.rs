@@ -25,7 +25,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
-use super::{AuthFailure, Identity};
+use crate::auth::failure::AuthFailure;
+use crate::auth::identity::Identity;
 
 /// One key of the JWKS, ready to verify with.
 struct VerifyKey {

@@ -6,8 +6,8 @@
 //! A route's limits are checked in two passes: first without counting, so a request that
 //! one limit refuses does not use up the others; then, if all admit it, counted in each.
 
-mod gcra;
-mod global;
+pub mod gcra;
+pub mod global;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

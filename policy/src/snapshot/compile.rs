@@ -10,10 +10,13 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
-use super::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mode, PathMatch, Route, RouteIndex, Snapshot, Upstream};
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
 use crate::limits::{Limit, LimitState};
+use crate::snapshot::compiled::{Mode, Snapshot};
+use crate::snapshot::route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, PathMatch, Route};
+use crate::snapshot::route_index::RouteIndex;
+use crate::snapshot::upstream::Upstream;
 use crate::yaml::build::{DEFAULT_CONNECT_TIMEOUT, SCHEMA};
 use crate::yaml::validate::APP_UPSTREAM;
 

@@ -10,7 +10,7 @@ use http::StatusCode;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
-use super::Outcome;
+use crate::telemetry::outcome::Outcome;
 
 /// Lines waiting to be written.
 const QUEUE: usize = 8192;

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::{DecisionKind, Outcome};
+use crate::telemetry::outcome::{DecisionKind, Outcome};
 
 /// A route name as a label value: the snapshot's own `Arc<str>`, shared rather than
 /// copied for every request.
