@@ -14,7 +14,6 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warden_policy::auth::{Credentials, hash_key};
 use warden_policy::host::canonical_host;
-use warden_policy::limits::LimitState;
 use warden_policy::normalize::{decode_escaped_slashes, exact_matches, normalize_path, prefix_matches};
 use warden_policy::snapshot::{CompileContext, Snapshot};
 use warden_policy::yaml::{build, parse_file, parse_service};
@@ -114,8 +113,7 @@ pub fn snapshot(data: &[u8]) {
 
 /// Compiles a snapshot without reading files; when it compiles, looks a route up.
 fn compile(s: &pb::Snapshot) {
-    let limits = LimitState::default();
-    let ctx = CompileContext { service: None, read_files: false, limits: &limits };
+    let ctx = CompileContext { service: None, read_files: false };
     if let Ok(snapshot) = Snapshot::compile(s, &ctx) {
         for path in ["/", "/api/v1/x", "/ADMIN/x."] {
             let key = snapshot.routing_key(path);

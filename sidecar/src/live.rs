@@ -17,7 +17,7 @@ use crate::telemetry::Telemetry;
 use crate::tls::{self, CertFiles, LoadedTls};
 use crate::upstream::{BoundUpstream, Pools, check_resolvable};
 use warden_policy::auth::{Credentials, InvalidCredentials};
-use warden_policy::limits::{LimitState, Quotas};
+use warden_policy::limits::{Buckets, LimitState, Quotas};
 use warden_policy::snapshot::{CompileContext, InvalidSnapshot, Snapshot};
 
 /// Where the active snapshot came from.
@@ -37,6 +37,9 @@ pub struct Active {
     pub snapshot: Arc<Snapshot>,
     /// By `Upstream::index`.
     upstreams: Vec<BoundUpstream>,
+    /// Each limit's counters, by `Limit::index`: shared with every snapshot that has the
+    /// same definition, so a push resets no budget.
+    pub limits: Vec<Arc<Buckets>>,
 }
 
 impl Active {
@@ -297,7 +300,7 @@ impl Live {
             let ticket = self.writer.as_ref().map_or(0, |w| w.last_ticket());
             return Ok(Installed { snapshot: cur, ticket });
         }
-        let ctx = CompileContext { service: self.service.as_deref(), read_files: true, limits: &self.limit_state };
+        let ctx = CompileContext { service: self.service.as_deref(), read_files: true };
         let compiled = Snapshot::compile(proto, &ctx)?;
         // The snapshot on disk was checked before it was written; a DNS outage at boot must not
         // turn the last known good policy into no policy.
@@ -322,7 +325,8 @@ impl Live {
         };
         let compiled = Arc::new(compiled);
         let upstreams = self.pools.bind(&compiled, &self.app);
-        self.active.store(Some(Arc::new(Active { snapshot: compiled.clone(), upstreams })));
+        let limits = self.limit_state.bind(&compiled);
+        self.active.store(Some(Arc::new(Active { snapshot: compiled.clone(), upstreams, limits })));
         {
             // Under the lock `replace_tls` takes, so a reload of the previous files cannot
             // land after this and put their certificates back.

@@ -11,6 +11,7 @@ use clap::Parser;
 use http::uri::Authority;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use warden_policy::decide::HeadCaps;
 use warden_policy::yaml as policy;
 use warden_sidecar::control::{self, ControlConfig};
 use warden_sidecar::edge::EdgeLimits;
@@ -139,8 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
     let state = args.service.clone().map(|s| StateFile::new(args.state_dir.clone(), s));
     let limits = EdgeLimits {
-        max_uri_bytes: args.max_uri_bytes,
-        max_header_bytes: args.max_header_bytes,
+        head: HeadCaps { max_uri_bytes: args.max_uri_bytes, max_header_bytes: args.max_header_bytes },
         stream_idle_timeout: args.stream_idle_timeout,
         max_buffered_bytes: args.max_buffered_bytes,
         max_in_flight: args.max_in_flight,

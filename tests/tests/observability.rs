@@ -58,7 +58,9 @@ async fn every_request_is_logged_counted_and_every_refusal_reaches_the_review_qu
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"warden_denials_total{rule="login-per-ip",code="rate_limited",dry_run="false"} 1"#),
+        metrics.contains(
+            r#"warden_denials_total{rule="login-per-ip",code="rate_limited",fault="policy",dry_run="false"} 1"#
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("warden_request_duration_seconds_bucket{"), "{metrics}");

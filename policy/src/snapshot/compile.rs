@@ -12,7 +12,7 @@ use warden_proto::v1 as pb;
 
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
-use crate::limits::{Limit, LimitState};
+use crate::limits::limit::Limit;
 use crate::snapshot::compiled::{Mode, Snapshot};
 use crate::snapshot::route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, PathMatch, Route};
 use crate::snapshot::route_index::RouteIndex;
@@ -54,8 +54,6 @@ pub struct CompileContext<'a> {
     /// Whether files the policy names on the sidecar's host (`jwks_file`) are read;
     /// `wardenctl explain` runs elsewhere and does not.
     pub read_files: bool,
-    /// Where limit counters come from, so they outlive snapshots.
-    pub limits: &'a LimitState,
 }
 
 impl Snapshot {
@@ -102,8 +100,9 @@ impl Snapshot {
         let limits = s
             .limits
             .iter()
-            .map(|l| {
-                Limit::compile(l, ctx.limits)
+            .enumerate()
+            .map(|(i, l)| {
+                Limit::compile(l, i)
                     .map(Arc::new)
                     .map_err(|reason| InvalidSnapshot::Limit { limit: l.name.clone(), reason })
             })

@@ -9,7 +9,7 @@ use http::{HeaderMap, Method};
 
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
-use crate::limits::Limit;
+use crate::limits::limit::Limit;
 use crate::snapshot::route::{AccessRule, Route};
 use crate::snapshot::route_index::RouteIndex;
 use crate::snapshot::upstream::Upstream;

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
-use crate::limits::Limit;
+use crate::limits::limit::Limit;
 use crate::normalize::{exact_matches, prefix_matches};
 use crate::refusal::Refusal;
 use crate::snapshot::upstream::Upstream;

@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use warden_policy::refusal::Fault;
+
 use crate::telemetry::outcome::{DecisionKind, Outcome};
 
 /// A route name as a label value: the snapshot's own `Arc<str>`, shared rather than
@@ -38,6 +40,8 @@ struct RequestLabels {
 struct DenyLabels {
     rule: String,
     code: &'static str,
+    /// `client`, `policy`, `upstream` or `local` (`Fault`).
+    fault: &'static str,
     dry_run: bool,
 }
 
@@ -152,7 +156,12 @@ impl Metrics {
         {
             let rule = out.rule.clone().unwrap_or_default();
             self.denials
-                .get_or_create(&DenyLabels { rule, code, dry_run: out.decision == DecisionKind::WouldDeny })
+                .get_or_create(&DenyLabels {
+                    rule,
+                    code,
+                    fault: out.fault.map_or("", Fault::as_str),
+                    dry_run: out.decision == DecisionKind::WouldDeny,
+                })
                 .inc();
         }
         if let Some(up) = out.upstream_time {

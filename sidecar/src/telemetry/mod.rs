@@ -27,6 +27,7 @@ pub use access_log::AccessLog;
 pub use metrics::Metrics;
 pub use outcome::{DecisionKind, Outcome};
 pub use route_stats::RouteStats;
+use warden_policy::refusal::Fault;
 pub use warden_telemetry::Traces;
 use warden_telemetry::traces;
 
@@ -103,7 +104,8 @@ impl Telemetry {
         }
         // Read the wall clock only for what needs it: most requests, with the access log
         // off, neither log nor report.
-        let reported = out.reportable && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
+        let reported = out.fault.is_some_and(Fault::reviewed)
+            && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
         if !reported && self.access.is_none() {
             return;
         }

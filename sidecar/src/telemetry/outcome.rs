@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Method};
+use warden_policy::refusal::Fault;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,8 +46,8 @@ pub struct Outcome {
     /// The rule and reason code of a refusal (or of what dry run would have refused).
     pub rule: Option<String>,
     pub code: Option<&'static str>,
-    /// Whether the refusal is one to review (a rule's decision), not an upstream failure.
-    pub reportable: bool,
+    /// Whose doing the refusal (or what dry run would have refused) is.
+    pub fault: Option<Fault>,
     pub upstream_time: Option<Duration>,
     /// The request's span, when tracing is on.
     pub trace: Option<opentelemetry::Context>,
