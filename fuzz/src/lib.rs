@@ -18,8 +18,9 @@ use warden_policy::normalize::{decode_escaped_slashes, exact_matches, normalize_
 use warden_policy::snapshot::{CompileContext, Snapshot};
 use warden_policy::yaml::{build, parse_file, parse_service};
 use warden_proto::v1 as pb;
+use warden_sidecar::installer::Origin;
 use warden_sidecar::listener::{ListenerConfig, serve_io};
-use warden_sidecar::live::{Live, Origin};
+use warden_sidecar::live::Live;
 
 /// A policy file: parse and validate every document (errors rendered with their line and
 /// column), then build each valid one and compile the snapshot as a sidecar would, minus
@@ -262,9 +263,9 @@ impl Front {
     async fn live(&self) -> Arc<Live> {
         let live = Live::new(Authority::from_static("127.0.0.1:1"), Some("orders".into()), None);
         #[allow(clippy::expect_used)]
-        live.install(&self.snapshot, Origin::PolicyFile).await.expect("FRONT_POLICY compiles");
+        live.install(self.snapshot.clone(), Origin::PolicyFile).await.expect("FRONT_POLICY compiles");
         #[allow(clippy::expect_used)]
-        live.install_credentials(&self.credentials, Origin::PolicyFile).await.expect("the credentials compile");
+        live.install_credentials(self.credentials.clone(), Origin::PolicyFile).await.expect("the credentials compile");
         Arc::new(live)
     }
 

@@ -104,19 +104,25 @@ async fn decide_and_forward(
     out.request_id = Some(request_id.clone());
     out.request_id_from_client = from_client;
     live.telemetry().start_span(req.headers(), out);
-    let Some(active) = live.active() else {
+    let active = live.active();
+    let Some(policy) = &active.policy else {
         return refuse(out, &Refusal::NotReady, None, &request_id);
     };
-    let snapshot = &active.snapshot;
+    let snapshot = &policy.snapshot;
     let (mut parts, body) = req.into_parts();
-    let creds = live.credentials();
     let head = DecideRequest { method: &parts.method, uri: &parts.uri, headers: &parts.headers, peer: conn.peer.ip() };
     let decision = {
         // The limit view lives for the call only: it is not Send, and the decision keeps
         // nothing of it.
         let now = std::time::Instant::now();
-        let counters = Counters { buckets: &active.limits, quotas: live.quotas(), now, now_ns: limits::now_ns() };
-        let env = Env { snapshot, creds: &creds, caps: live.limits().head, limits: &counters, now_ms: now_unix_ms() };
+        let counters = Counters { buckets: &policy.limits, quotas: live.quotas(), now, now_ns: limits::now_ns() };
+        let env = Env {
+            snapshot,
+            creds: &active.credentials,
+            caps: live.limits().head,
+            limits: &counters,
+            now_ms: now_unix_ms(),
+        };
         decide(&env, &head, None)
     };
     out.route = decision.route.map(|r| r.name.clone());
@@ -175,7 +181,7 @@ async fn decide_and_forward(
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
-    let upstream = active.upstream(&route.upstream);
+    let upstream = policy.upstream(&route.upstream);
     let endpoint = upstream.pick();
     let target = Target { route, host: canonical_host, endpoint: endpoint.authority() };
     prepare_request_headers(&mut parts.headers, target, conn, client, &request_id);

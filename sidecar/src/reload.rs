@@ -41,7 +41,8 @@ pub async fn certificates(live: Arc<Live>) {
     let mut refused: Option<Vec<u8>> = None;
     loop {
         tokio::time::sleep(RELOAD_EVERY).await;
-        let Some((files, current)) = live.tls_files() else { continue };
+        let Some(in_use) = live.tls_in_use() else { continue };
+        let (files, current) = (in_use.files.clone(), in_use.digest.clone());
         let files2 = files.clone();
         let Ok(digest) = tokio::task::spawn_blocking(move || tls::digest_of(&files2)).await else { continue };
         let Some(digest) = digest else { continue };
@@ -53,7 +54,7 @@ pub async fn certificates(live: Arc<Live>) {
         match loaded {
             Ok(Ok(tls)) => {
                 tracing::info!("certificate files changed: new certificates in use");
-                live.replace_tls(&files, &tls);
+                live.replace_tls(files, tls).await;
                 refused = None;
             }
             Ok(Err(e)) => {
