@@ -215,6 +215,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, cfg));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");
+    warden_telemetry::announce_start("warden-sidecar", &[("proxy", proxy_addr), ("admin", admin_addr)]);
 
     shutdown_signal().await;
     live.start_draining();

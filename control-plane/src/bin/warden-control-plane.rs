@@ -97,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
     let cp = ControlPlane::start_with(store, retention, traces).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
+    warden_telemetry::announce_start("warden-control-plane", &[("grpc", listener.local_addr()?)]);
     tokio::select! {
         r = server::serve(listener, cp, admin_token, sidecar_tokens, tls) => r?,
         _ = tokio::signal::ctrl_c() => {}

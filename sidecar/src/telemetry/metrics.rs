@@ -76,6 +76,8 @@ pub struct Metrics {
     /// queue (2,048), is what the SDK's full queue dropped.
     pub spans_ended: Counter,
     pub spans_exported: Counter,
+    /// Access log lines written (none with `--access-log off`).
+    pub access_log_lines: Counter,
 }
 
 impl Default for Metrics {
@@ -93,6 +95,8 @@ impl Default for Metrics {
         let dropped = Family::<KindLabels, Counter>::default();
         let spans_ended = Counter::default();
         let spans_exported = Counter::default();
+        let access_log_lines = Counter::default();
+        registry.register("access_log_lines", "Access log lines written to stdout", access_log_lines.clone());
         registry.register("spans_ended", "Sampled request spans ended", spans_ended.clone());
         registry.register(
             "spans_exported",
@@ -137,6 +141,7 @@ impl Default for Metrics {
             dropped,
             spans_ended,
             spans_exported,
+            access_log_lines,
         }
     }
 }

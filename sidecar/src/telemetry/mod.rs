@@ -61,7 +61,8 @@ impl Telemetry {
     /// With `access_log`, one JSON line per request goes to stdout.
     pub fn new(access_log: bool) -> Telemetry {
         let metrics = Metrics::default();
-        let access = access_log.then(|| AccessLog::start(metrics.dropped("access_log")));
+        let access =
+            access_log.then(|| AccessLog::start(metrics.dropped("access_log"), metrics.access_log_lines.clone()));
         Telemetry {
             metrics,
             traces: None,
