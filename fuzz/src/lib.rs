@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warden_policy::auth::{Credentials, hash_key};
 use warden_policy::host::canonical_host;
 use warden_policy::normalize::{decode_escaped_slashes, exact_matches, normalize_path, prefix_matches};
-use warden_policy::snapshot::{CompileContext, Snapshot};
+use warden_policy::snapshot::Snapshot;
 use warden_policy::yaml::{build, parse_file, parse_service};
 use warden_proto::v1 as pb;
 use warden_sidecar::installer::Origin;
@@ -114,8 +114,7 @@ pub fn snapshot(data: &[u8]) {
 
 /// Compiles a snapshot without reading files; when it compiles, looks a route up.
 fn compile(s: &pb::Snapshot) {
-    let ctx = CompileContext { service: None, read_files: false };
-    if let Ok(snapshot) = Snapshot::compile(s, &ctx) {
+    if let Ok(snapshot) = Snapshot::try_from(s) {
         for path in ["/", "/api/v1/x", "/ADMIN/x."] {
             let key = snapshot.routing_key(path);
             if let Some(route) = snapshot.route_for(&Method::GET, "api.example.com", &key, &HeaderMap::new()) {

@@ -17,7 +17,7 @@ use prost::Message;
 use warden_policy::auth::{Credentials, hash_key};
 use warden_policy::decide::{Action, Env, HeadCaps, Request, decide};
 use warden_policy::limits::Known;
-use warden_policy::snapshot::{CompileContext, Snapshot};
+use warden_policy::snapshot::Snapshot;
 use warden_policy::yaml::{build, parse_service};
 use warden_proto::v1 as pb;
 
@@ -91,8 +91,7 @@ fn what_0_1_wrote_still_loads_and_decides_the_same() {
     let bytes = std::fs::read(dir().join("orders.snapshot.pb")).unwrap();
     let proto = pb::Snapshot::decode(bytes.as_slice()).unwrap();
     assert_eq!((proto.service.as_str(), proto.version), ("orders", 7));
-    let ctx = CompileContext { service: Some("orders"), read_files: true };
-    let snapshot = Snapshot::compile(&proto, &ctx).unwrap_or_else(|e| panic!("0.1's snapshot no longer compiles: {e}"));
+    let snapshot = Snapshot::try_from(&proto).unwrap_or_else(|e| panic!("0.1's snapshot no longer compiles: {e}"));
     let bytes = std::fs::read(dir().join("orders.credentials.pb")).unwrap();
     let creds = Credentials::compile(&pb::Credentials::decode(bytes.as_slice()).unwrap(), Some("orders")).unwrap();
     assert_eq!((creds.revision, creds.key_count()), (12, 1));

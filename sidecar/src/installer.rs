@@ -13,9 +13,10 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::Authority;
 use tokio::sync::{mpsc, oneshot};
+use warden_policy::auth::AuthKind;
 use warden_policy::auth::{Credentials, InvalidCredentials};
 use warden_policy::limits::LimitState;
-use warden_policy::snapshot::{CompileContext, InvalidSnapshot, Snapshot};
+use warden_policy::snapshot::{InvalidSnapshot, Snapshot};
 use warden_proto::v1 as pb;
 
 use crate::active::{Active, Policy, TlsInUse};
@@ -144,8 +145,13 @@ impl Installer {
             let ticket = self.writer.as_ref().map_or(0, |w| w.last_ticket());
             return Ok(Installed { snapshot: cur.snapshot.clone(), ticket });
         }
-        let ctx = CompileContext { service: self.service.as_deref(), read_files: true };
-        let compiled = Snapshot::compile(proto, &ctx)?;
+        if let Some(want) = self.service.as_deref()
+            && want != proto.service
+        {
+            return Err(InvalidSnapshot::WrongService { got: proto.service.clone(), want: want.to_owned() });
+        }
+        let compiled = Snapshot::try_from(proto)?;
+        load_jwks_files(&compiled).await?;
         // The snapshot on disk was checked before it was written; a DNS outage at boot must not
         // turn the last known good policy into no policy.
         if origin != Origin::Disk {
@@ -231,4 +237,21 @@ impl Installer {
     fn set_origin(&self, origin: Origin) {
         *self.origin.lock().unwrap_or_else(PoisonError::into_inner) = Some(origin);
     }
+}
+
+/// Reads the `jwks_file`s a compiled snapshot names (they are on this host) and hands
+/// their keys to the verifiers; a file that cannot be read or used refuses the snapshot.
+async fn load_jwks_files(snapshot: &Snapshot) -> Result<(), InvalidSnapshot> {
+    for p in &snapshot.auth {
+        let AuthKind::Jwt(v) = &p.kind else { continue };
+        let Some(path) = v.jwks_file().map(str::to_owned) else { continue };
+        let err = |reason: String| InvalidSnapshot::Auth { provider: p.name.to_string(), reason };
+        let read = path.clone();
+        let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(read))
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(format!("jwks_file {path}: {e}")))?;
+        v.load_jwks(&text).map_err(err)?;
+    }
+    Ok(())
 }

@@ -300,5 +300,12 @@ mod tests {
         c.unwrap();
         let active = live.active();
         assert_eq!((active.version(), active.credentials.revision), (4, 7));
+
+        // A snapshot for another service is refused, and nothing changes.
+        let mut other = snapshot(5);
+        other.service = "billing".into();
+        let refused = live.install(other, Origin::ControlPlane).await.unwrap_err();
+        assert!(matches!(refused, InstallError::Invalid(InvalidSnapshot::WrongService { .. })), "{refused}");
+        assert_eq!(live.version(), 4);
     }
 }

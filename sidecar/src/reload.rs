@@ -22,7 +22,10 @@ pub async fn jwks(live: Arc<Live>) {
         let reloaded = tokio::task::spawn_blocking(move || {
             for p in &snapshot.auth {
                 let AuthKind::Jwt(v) = &p.kind else { continue };
-                match v.reload() {
+                let Some(path) = v.jwks_file() else { continue };
+                // A file mid-rotation may be missing for a moment: try again next round.
+                let Ok(text) = std::fs::read_to_string(path) else { continue };
+                match v.load_jwks(&text) {
                     Ok(true) => tracing::info!(auth = %p.name, "jwks_file changed: new keys in use"),
                     Ok(false) => {}
                     Err(e) => {

@@ -15,7 +15,7 @@ use warden_policy::decide::{Action, Env, Forward, HeadCaps, Request, Trace, deci
 use warden_policy::limits::view::{Asked, Known};
 use warden_policy::limits::{LimitView, Verdict};
 use warden_policy::refusal::Refusal;
-use warden_policy::snapshot::{CompileContext, Snapshot};
+use warden_policy::snapshot::Snapshot;
 use warden_policy::yaml::{build, format_duration, parse_service};
 use warden_proto::v1::{self as pb, GetPolicyRequest, LookupKeyRequest};
 
@@ -66,9 +66,8 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             return Err(Failure::Usage("say which policy: -f FILE or --service NAME".into()));
         }
     };
-    let ctx = CompileContext { service: None, read_files: false };
-    let snapshot = Snapshot::compile(&build(&parsed.policy, &parsed.source, 0), &ctx)
-        .map_err(|e| Failure::Refused(e.to_string()))?;
+    let snapshot =
+        Snapshot::try_from(&build(&parsed.policy, &parsed.source, 0)).map_err(|e| Failure::Refused(e.to_string()))?;
 
     let method = Method::from_bytes(a.method.as_bytes())
         .map_err(|_| Failure::Usage(format!("'{}' is not an HTTP method", a.method)))?;
@@ -219,7 +218,7 @@ async fn credentials_for(
 ) -> Result<(Credentials, Option<String>), Failure> {
     match &provider.kind {
         AuthKind::Jwt(v) => {
-            let why = v.unread_file.as_ref().map(|f| format!("the keys are in jwks_file {f} on the sidecar's host"));
+            let why = v.jwks_file().map(|f| format!("the keys are in jwks_file {f} on the sidecar's host"));
             Ok((Credentials::default(), why))
         }
         AuthKind::Hmac(v) => Ok((

@@ -42,15 +42,13 @@ pub enum HeadCheck<'a> {
 }
 
 impl AuthProvider {
-    /// Compiles a pushed provider. `read_files`: whether `jwks_file` is read (false in
-    /// `wardenctl explain`, which runs where the sidecar's files are not).
-    pub fn compile(p: &pb::AuthProvider, service: &str, read_files: bool) -> Result<AuthProvider, String> {
+    /// Compiles a pushed provider (a `jwks_file` is the sidecar's to read: see
+    /// `JwtVerifier::load_jwks`).
+    pub fn compile(p: &pb::AuthProvider, service: &str) -> Result<AuthProvider, String> {
         use pb::auth_provider::Kind;
         let (kind, header, scheme) = match &p.kind {
             Some(Kind::ApiKey(k)) => (AuthKind::ApiKey, k.header.as_str(), "ApiKey"),
-            Some(Kind::Jwt(j)) => {
-                (AuthKind::Jwt(Box::new(JwtVerifier::compile(j, read_files)?)), j.header.as_str(), "JWT")
-            }
+            Some(Kind::Jwt(j)) => (AuthKind::Jwt(Box::new(JwtVerifier::compile(j)?)), j.header.as_str(), "JWT"),
             Some(Kind::Hmac(h)) => {
                 let verifier = HmacVerifier::compile(h)?;
                 let header = verifier.header_name();

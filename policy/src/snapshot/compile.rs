@@ -47,25 +47,15 @@ pub enum InvalidSnapshot {
     Limit { limit: String, reason: String },
 }
 
-/// What a sidecar adds to a snapshot when compiling it.
-pub struct CompileContext<'a> {
-    /// The service this sidecar serves, if it must match.
-    pub service: Option<&'a str>,
-    /// Whether files the policy names on the sidecar's host (`jwks_file`) are read;
-    /// `wardenctl explain` runs elsewhere and does not.
-    pub read_files: bool,
-}
+impl TryFrom<&pb::Snapshot> for Snapshot {
+    type Error = InvalidSnapshot;
 
-impl Snapshot {
-    /// Validates and compiles a pushed snapshot.
-    pub fn compile(s: &pb::Snapshot, ctx: &CompileContext<'_>) -> Result<Snapshot, InvalidSnapshot> {
+    /// Validates and compiles a pushed snapshot. Pure: nothing is bound or read. The
+    /// sidecar then binds upstreams to pools and limits to counters, and reads the files
+    /// the policy names on its host (`jwks_file`, certificates).
+    fn try_from(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
         if s.schema > SCHEMA {
             return Err(InvalidSnapshot::SchemaTooNew { got: s.schema, max: SCHEMA });
-        }
-        if let Some(want) = ctx.service
-            && want != s.service
-        {
-            return Err(InvalidSnapshot::WrongService { got: s.service.clone(), want: want.to_owned() });
         }
         let mode = match pb::Mode::try_from(s.mode) {
             Ok(pb::Mode::Enforce | pb::Mode::Unspecified) => Mode::Enforce,
@@ -92,7 +82,7 @@ impl Snapshot {
             .auth
             .iter()
             .map(|p| {
-                AuthProvider::compile(p, &s.service, ctx.read_files)
+                AuthProvider::compile(p, &s.service)
                     .map(Arc::new)
                     .map_err(|reason| InvalidSnapshot::Auth { provider: p.name.clone(), reason })
             })

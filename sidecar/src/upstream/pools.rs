@@ -72,7 +72,6 @@ impl BoundUpstream {
 mod tests {
     use super::*;
     use http::uri::Authority;
-    use warden_policy::snapshot::CompileContext;
     use warden_policy::yaml::{build, parse_service};
 
     const POLICY: &str = "service: orders
@@ -86,8 +85,7 @@ routes:
 
     fn compile() -> Snapshot {
         let p = parse_service("p.yaml", POLICY, None).unwrap();
-        let ctx = CompileContext { service: None, read_files: true };
-        Snapshot::compile(&build(&p.policy, &p.source, 1), &ctx).unwrap()
+        Snapshot::try_from(&build(&p.policy, &p.source, 1)).unwrap()
     }
 
     #[test]
