@@ -2,7 +2,7 @@
 //! table in code. Every refusal must have its row in the docs with the same status,
 //! `proxy-status` error and fault, and every code the docs list must be one Warden gives.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ pub mod route;
 pub mod route_index;
 pub mod upstream;
 
-pub use compile::InvalidSnapshot;
+pub use compile::{InvalidNetworks, InvalidRoute, InvalidSnapshot, InvalidUpstream};
 pub use compiled::{Mode, Snapshot};
 pub use route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mismatch, PathMatch, Route};
 pub use route_index::RouteIndex;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use warden_policy::snapshot::{InvalidSnapshot, Snapshot};
+use warden_policy::snapshot::{InvalidSnapshot, InvalidUpstream, Snapshot};
 
 /// Refuses a snapshot whose upstream host names do not resolve from this sidecar: only
 /// the sidecar can tell, and serving it would turn every request on those routes into 502.
@@ -21,7 +21,10 @@ pub async fn check_resolvable(snapshot: &Snapshot) -> Result<(), InvalidSnapshot
                 Ok(Err(e)) => format!("endpoint '{ep}' does not resolve: {e}"),
                 Err(_) => format!("endpoint '{ep}' did not resolve within 2s"),
             };
-            return Err(InvalidSnapshot::Upstream { upstream: up.name.to_string(), reason });
+            return Err(InvalidSnapshot::Upstream {
+                upstream: up.name.to_string(),
+                error: InvalidUpstream::Unresolvable(reason),
+            });
         }
     }
     Ok(())
