@@ -3,12 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
-use warden_control_plane::server::{self, BearerToken, ControlPlane, SidecarTokens};
-use warden_control_plane::store::{Retention, Store};
+use warden_control_plane::ops::{ControlPlane, Options};
+use warden_control_plane::server::{self, BearerToken, SidecarTokens};
+use warden_control_plane::store::{Retention, Sqlite};
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
 #[derive(Debug, Parser)]
@@ -58,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     warden_telemetry::init_logging();
     let store =
-        Store::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        Sqlite::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let admin_token = token("--admin-token-file", args.admin_token_file.as_ref())?;
     if admin_token.is_none() {
         tracing::warn!(
@@ -94,9 +96,13 @@ async fn main() -> anyhow::Result<()> {
     if traces.is_some() {
         tracing::info!("tracing: apply -> build -> push -> ACK spans export over OTLP as configured by OTEL_*");
     }
-    let cp = ControlPlane::start_with(store, retention, traces).await?;
+    let cp = ControlPlane::start_with(Arc::new(store), Options { retention, traces }).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
-    tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
+    tracing::info!(
+        grpc = %listener.local_addr()?,
+        data_dir = %args.data_dir.display(),
+        "warden-control-plane listening"
+    );
     tokio::select! {
         r = server::serve(listener, cp, admin_token, sidecar_tokens, tls) => r?,
         _ = tokio::signal::ctrl_c() => {}
