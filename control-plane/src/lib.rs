@@ -15,10 +15,11 @@
 //!   each sidecar's latest per-route traffic; `rollout`: traces of apply → build → push →
 //!   ACKs (OTLP, when configured). Views the operations feed.
 //! - `server/`: the gRPC server (sidecar streams, admin API), translation only.
+//! - `http`: `/healthz`, `/readyz`, `/metrics` on `--http`, translation only.
 //! - `cli/`: `wardenctl`, one file per command (a gRPC client of `server/`).
 //! - `clock`: "now" in Unix milliseconds, the unit of every stored time.
 //!
-//! Imports run one way: `server` → `ops` → the views and `store`; `cli` reaches
+//! Imports run one way: `server` and `http` → `ops` → the views and `store`; `cli` reaches
 //! the control plane over gRPC only.
 //! Policy meaning (parsing, validation, building, `decide`) lives in the `warden-policy`
 //! crate; this crate stores, distributes and collects. The life of a policy is drawn in
@@ -26,6 +27,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod http;
 pub mod hub;
 pub mod ops;
 pub mod quota;

@@ -1,5 +1,7 @@
-//! `warden-control-plane`: opens the store in `--data-dir` and serves the sidecar streams
-//! and the admin API on `--listen`.
+//! `warden-control-plane`: opens the store in `--data-dir`, serves the sidecar streams and
+//! the admin API on `--listen`, and `/healthz`, `/readyz` and `/metrics` on `--http`. Once
+//! both ports are bound it logs `warden-control-plane listening` with their addresses
+//! (`grpc=`, `http=`), so port 0 works for either.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +21,9 @@ struct Args {
     /// gRPC for sidecars and wardenctl.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
+    /// HTTP for probes and Prometheus: /healthz, /readyz (the store answers), /metrics.
+    #[arg(long, env = "WARDEN_HTTP", default_value = "127.0.0.1:7071")]
+    http: SocketAddr,
     /// The embedded store.
     #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
     data_dir: PathBuf,
@@ -98,13 +103,16 @@ async fn main() -> anyhow::Result<()> {
     }
     let cp = ControlPlane::start_with(Arc::new(store), Options { retention, traces }).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
+    let http = TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
     tracing::info!(
         grpc = %listener.local_addr()?,
+        http = %http.local_addr()?,
         data_dir = %args.data_dir.display(),
         "warden-control-plane listening"
     );
     tokio::select! {
-        r = server::serve(listener, cp, admin_token, sidecar_tokens, tls) => r?,
+        r = server::serve(listener, cp.clone(), admin_token, sidecar_tokens, tls) => r?,
+        () = warden_control_plane::http::serve(http, cp) => {}
         _ = tokio::signal::ctrl_c() => {}
         () = terminate() => {}
     }

@@ -65,6 +65,7 @@ impl AdminService for AdminApi {
         let s = self.0.status(service.as_deref());
         Ok(Response::new(pb::StatusResponse {
             sidecars: s.sidecars.into_iter().map(convert::sidecar_status).collect(),
+            invalid_policies: s.invalid_policies.into_iter().map(convert::invalid_policy).collect(),
         }))
     }
 

@@ -4,7 +4,9 @@
 
 use warden_proto::v1 as pb;
 
-use crate::ops::{Applied, KeyRequest, QuotaReply, QuotaUsage, Report, RouteTraffic, SidecarStatus, TopRow};
+use crate::ops::{
+    Applied, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RouteTraffic, SidecarStatus, TopRow,
+};
 use crate::store::{Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, SecretRow, StoredDenial};
 
 /// "" is "none".
@@ -81,6 +83,10 @@ pub fn sidecar_status(s: SidecarStatus) -> pb::SidecarStatus {
         acked_credentials: s.acked_credentials,
         current_credentials: s.current_credentials,
     }
+}
+
+pub fn invalid_policy(p: InvalidPolicy) -> pb::InvalidPolicy {
+    pb::InvalidPolicy { service: p.service, version: p.version, error: p.error }
 }
 
 pub fn denial_filter(r: &pb::ListDenialsRequest) -> DenialFilter {
