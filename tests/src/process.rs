@@ -76,6 +76,55 @@ impl Proc {
         self.lines.lock().expect("lock").join("\n")
     }
 
+    /// Waits for the process's start-up line (one JSON object on stderr, with what it
+    /// bound) and returns it; panics with the output after `timeout`.
+    pub async fn started(&self, timeout: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.lines().iter().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["warden"] == "started").then_some(v)
+            });
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not start within {timeout:?}:\n{}",
+                self.name,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for a JSON line (the access log's, the start-up line) that `want` accepts,
+    /// and returns it; panics with the output after `timeout`.
+    pub async fn wait_for_json(
+        &self,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.lines().iter().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                want(&v).then_some(v)
+            });
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: no {what} within {timeout:?}:\n{}",
+                self.name,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits for a line containing `needle`; panics with the output after `timeout`.
     pub async fn wait_for(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
@@ -167,9 +216,9 @@ impl ControlPlane {
         }
         args.extend_from_slice(extra);
         let proc = Proc::spawn_env("warden-control-plane", &args, envs);
-        let line = proc.wait_for("warden-control-plane listening", Duration::from_secs(20)).await;
-        let addr = field(&line, "grpc").and_then(|a| a.parse().ok()).expect("grpc address in log");
-        let http = field(&line, "http").and_then(|a| a.parse().ok()).expect("http address in log");
+        let started = proc.started(Duration::from_secs(20)).await;
+        let addr = started["grpc"].as_str().and_then(|a| a.parse().ok()).expect("grpc address in the start-up line");
+        let http = started["http"].as_str().and_then(|a| a.parse().ok()).expect("http address in the start-up line");
         ControlPlane { proc, addr, http, data_dir: data_dir.to_owned() }
     }
 
@@ -206,9 +255,10 @@ impl Sidecar {
         let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let proc = Proc::spawn_env("warden-sidecar", &all, envs);
-        let line = proc.wait_for("warden-sidecar listening", Duration::from_secs(20)).await;
-        let proxy = field(&line, "proxy").and_then(|a| a.parse().ok()).expect("proxy address in log");
-        let admin = field(&line, "admin").and_then(|a| a.parse().ok()).expect("admin address in log");
+        let started = proc.started(Duration::from_secs(20)).await;
+        let addr = |name: &str| started[name].as_str().and_then(|a| a.parse().ok());
+        let proxy = addr("proxy").expect("proxy address in the start-up line");
+        let admin = addr("admin").expect("admin address in the start-up line");
         Sidecar { proc, proxy, admin }
     }
 

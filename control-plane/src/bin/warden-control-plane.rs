@@ -1,7 +1,7 @@
 //! `warden-control-plane`: opens the store in `--data-dir`, serves the sidecar streams and
 //! the admin API on `--listen`, and `/healthz`, `/readyz` and `/metrics` on `--http`. Once
-//! both ports are bound it logs `warden-control-plane listening` with their addresses
-//! (`grpc=`, `http=`), so port 0 works for either.
+//! both ports are bound it announces its start with one JSON line on stderr carrying both
+//! addresses (`grpc`, `http`), so port 0 works for either.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,12 +104,9 @@ async fn main() -> anyhow::Result<()> {
     let cp = ControlPlane::start_with(Arc::new(store), Options { retention, traces }).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     let http = TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
-    tracing::info!(
-        grpc = %listener.local_addr()?,
-        http = %http.local_addr()?,
-        data_dir = %args.data_dir.display(),
-        "warden-control-plane listening"
-    );
+    let (grpc_addr, http_addr) = (listener.local_addr()?, http.local_addr()?);
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %args.data_dir.display(), "warden-control-plane listening");
+    warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {
         r = server::serve(listener, cp.clone(), admin_token, sidecar_tokens, tls) => r?,
         () = warden_control_plane::http::serve(http, cp) => {}

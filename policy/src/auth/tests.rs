@@ -10,7 +10,7 @@ const NOW_MS: i64 = 1_800_000_000_000;
 const GOOD_KEY: &str = "wdn_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 fn provider(kind: pb::auth_provider::Kind) -> AuthProvider {
-    AuthProvider::compile(&pb::AuthProvider { name: "p".into(), kind: Some(kind) }, "orders", true).unwrap()
+    AuthProvider::compile(&pb::AuthProvider { name: "p".into(), kind: Some(kind) }, "orders").unwrap()
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

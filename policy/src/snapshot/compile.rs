@@ -10,10 +10,13 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
-use super::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mode, PathMatch, Route, RouteIndex, Snapshot, Upstream};
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
-use crate::limits::{Limit, LimitState};
+use crate::limits::limit::Limit;
+use crate::snapshot::compiled::{Mode, Snapshot};
+use crate::snapshot::route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, PathMatch, Route};
+use crate::snapshot::route_index::RouteIndex;
+use crate::snapshot::upstream::Upstream;
 use crate::yaml::build::{DEFAULT_CONNECT_TIMEOUT, SCHEMA};
 use crate::yaml::validate::APP_UPSTREAM;
 
@@ -44,27 +47,15 @@ pub enum InvalidSnapshot {
     Limit { limit: String, reason: String },
 }
 
-/// What a sidecar adds to a snapshot when compiling it.
-pub struct CompileContext<'a> {
-    /// The service this sidecar serves, if it must match.
-    pub service: Option<&'a str>,
-    /// Whether files the policy names on the sidecar's host (`jwks_file`) are read;
-    /// `wardenctl explain` runs elsewhere and does not.
-    pub read_files: bool,
-    /// Where limit counters come from, so they outlive snapshots.
-    pub limits: &'a LimitState,
-}
+impl TryFrom<&pb::Snapshot> for Snapshot {
+    type Error = InvalidSnapshot;
 
-impl Snapshot {
-    /// Validates and compiles a pushed snapshot.
-    pub fn compile(s: &pb::Snapshot, ctx: &CompileContext<'_>) -> Result<Snapshot, InvalidSnapshot> {
+    /// Validates and compiles a pushed snapshot. Pure: nothing is bound or read. The
+    /// sidecar then binds upstreams to pools and limits to counters, and reads the files
+    /// the policy names on its host (`jwks_file`, certificates).
+    fn try_from(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
         if s.schema > SCHEMA {
             return Err(InvalidSnapshot::SchemaTooNew { got: s.schema, max: SCHEMA });
-        }
-        if let Some(want) = ctx.service
-            && want != s.service
-        {
-            return Err(InvalidSnapshot::WrongService { got: s.service.clone(), want: want.to_owned() });
         }
         let mode = match pb::Mode::try_from(s.mode) {
             Ok(pb::Mode::Enforce | pb::Mode::Unspecified) => Mode::Enforce,
@@ -91,7 +82,7 @@ impl Snapshot {
             .auth
             .iter()
             .map(|p| {
-                AuthProvider::compile(p, &s.service, ctx.read_files)
+                AuthProvider::compile(p, &s.service)
                     .map(Arc::new)
                     .map_err(|reason| InvalidSnapshot::Auth { provider: p.name.clone(), reason })
             })
@@ -99,8 +90,9 @@ impl Snapshot {
         let limits = s
             .limits
             .iter()
-            .map(|l| {
-                Limit::compile(l, ctx.limits)
+            .enumerate()
+            .map(|(i, l)| {
+                Limit::compile(l, i)
                     .map(Arc::new)
                     .map_err(|reason| InvalidSnapshot::Limit { limit: l.name.clone(), reason })
             })
