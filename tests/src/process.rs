@@ -188,7 +188,10 @@ pub fn field(line: &str, key: &str) -> Option<String> {
 /// A running `warden-control-plane`.
 pub struct ControlPlane {
     pub proc: Proc,
+    /// The gRPC port (sidecars, wardenctl).
     pub addr: SocketAddr,
+    /// The HTTP port (`/healthz`, `/readyz`, `/metrics`).
+    pub http: SocketAddr,
     pub data_dir: PathBuf,
 }
 
@@ -203,15 +206,25 @@ impl ControlPlane {
         Self::start_env(data_dir, listen, extra, &[]).await
     }
 
-    /// Like `start_with`, with environment variables (`OTEL_*`, ...).
+    /// Like `start_with`, with environment variables (`OTEL_*`, ...). The HTTP port is
+    /// any free one unless `extra` names `--http`.
     pub async fn start_env(data_dir: &Path, listen: &str, extra: &[&str], envs: &[(&str, &str)]) -> ControlPlane {
         let data_dir_arg = data_dir.to_string_lossy();
         let mut args = vec!["--listen", listen, "--data-dir", &data_dir_arg];
+        if !extra.iter().any(|a| a.starts_with("--http")) {
+            args.extend_from_slice(&["--http", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let proc = Proc::spawn_env("warden-control-plane", &args, envs);
         let started = proc.started(Duration::from_secs(20)).await;
         let addr = started["grpc"].as_str().and_then(|a| a.parse().ok()).expect("grpc address in the start-up line");
-        ControlPlane { proc, addr, data_dir: data_dir.to_owned() }
+        let http = started["http"].as_str().and_then(|a| a.parse().ok()).expect("http address in the start-up line");
+        ControlPlane { proc, addr, http, data_dir: data_dir.to_owned() }
+    }
+
+    /// `http://<http port><path>`
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
     }
 
     pub fn url(&self) -> String {

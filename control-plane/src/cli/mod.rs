@@ -1,8 +1,12 @@
-//! `wardenctl`: one file per command, all sharing the connection, error and output
-//! helpers here. Exit codes follow the SPEC: 0 success, 1 refused (validation, NACK, not
-//! found), 2 usage, 3 the control plane cannot be reached.
+//! `wardenctl`: a gRPC client of the control plane's admin API, one file per command.
+//! `command.rs` is the command line and its dispatch; `context.rs` what every command
+//! shares (the connection, failures and exit codes, file reading); `output.rs` tables,
+//! JSON and escaping. Commands translate arguments into requests and answers into output;
+//! every rule is the control plane's (or, offline, the policy crate's).
 
 mod apply;
+pub mod command;
+mod context;
 mod denials;
 mod diff;
 mod explain;
@@ -17,188 +21,8 @@ mod status;
 mod top;
 mod validate;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use tonic::transport::Channel;
-use warden_proto::MAX_MESSAGE_BYTES;
-use warden_proto::v1::admin_service_client::AdminServiceClient;
-
-/// The command line.
-#[derive(Debug, Parser)]
-#[command(name = "wardenctl", version, about = "Apply, inspect and explain Warden policy.")]
-pub struct Cli {
-    /// Control plane URL.
-    #[arg(long, global = true, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:7070")]
-    pub server: String,
-    /// Admin bearer token.
-    #[arg(long, global = true, env = "WARDEN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// CA certificate (PEM) for an `https://` --server.
-    #[arg(long, global = true, env = "WARDEN_CA_FILE")]
-    pub ca_file: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
-    pub output: Format,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Yaml,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Validate a policy file, show the diff, store a new version and push it.
-    Apply(apply::Args),
-    /// Check a policy file offline; no server needed.
-    Validate(validate::Args),
-    /// Show a service's current (or given) policy, or list every service.
-    Get(get::Args),
-    /// Show what applying a file would change.
-    Diff(diff::Args),
-    /// List a service's versions, newest first.
-    History(history::Args),
-    /// Make an earlier version current again (as a new version).
-    Rollback(rollback::Args),
-    /// Every sidecar: service, instance, ACKed version, last NACK, last seen.
-    Status(status::Args),
-    /// Show every step the sidecar takes for a described request.
-    Explain(explain::Args),
-    /// The review queue: refused requests, newest first, or grouped.
-    Denials(denials::Args),
-    /// Per route: requests per second, share refused, p50/p99, per sidecar and merged.
-    Top(top::Args),
-    /// Add the Warden sidecar to Kubernetes workloads (prints the result).
-    Inject(inject::Args),
-    /// Create, list and revoke API keys.
-    Keys(keys::Args),
-    /// Set and list webhook secrets.
-    Secrets(secrets::Args),
-}
-
-/// How a command failed, which picks the exit code.
-#[derive(Debug)]
-pub enum Failure {
-    /// Refused: validation, NACK, not found. Exit 1.
-    Refused(String),
-    /// The command line itself is wrong in a way clap cannot see. Exit 2.
-    Usage(String),
-    /// The control plane cannot be reached. Exit 3.
-    Unreachable(String),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Refused(_) => 1,
-            Failure::Usage(_) => 2,
-            Failure::Unreachable(_) => 3,
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) => m,
-        }
-    }
-}
-
-impl From<tonic::Status> for Failure {
-    fn from(s: tonic::Status) -> Self {
-        match s.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                Failure::Unreachable(format!("cannot reach the control plane: {}", s.message()))
-            }
-            _ => Failure::Refused(s.message().to_owned()),
-        }
-    }
-}
-
-pub type Outcome = Result<(), Failure>;
-
-type Admin = AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
-
-/// Adds the admin token to every call.
-#[derive(Clone)]
-pub struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(t) = &self.0 {
-            req.metadata_mut().insert("authorization", t.clone());
-        }
-        Ok(req)
-    }
-}
-
-impl Cli {
-    /// Connects to the control plane.
-    async fn admin(&self) -> Result<Admin, Failure> {
-        let mut endpoint = tonic::transport::Endpoint::from_shared(self.server.clone())
-            .map_err(|e| Failure::Usage(format!("--server {}: {e}", self.server)))?
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(30));
-        if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
-            let tls =
-                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
-        }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Failure::Unreachable(format!("cannot reach the control plane at {}: {e}", self.server)))?;
-        let token = match &self.token {
-            Some(t) => Some(
-                format!("Bearer {t}")
-                    .parse()
-                    .map_err(|_| Failure::Usage("--token has characters a header cannot carry".into()))?,
-            ),
-            None => None,
-        };
-        Ok(AdminServiceClient::with_interceptor(channel, Auth(token)).max_decoding_message_size(MAX_MESSAGE_BYTES))
-    }
-
-    /// Runs the chosen command.
-    pub async fn run(self) -> Outcome {
-        match &self.command {
-            Command::Apply(a) => apply::run(&self, a).await,
-            Command::Validate(a) => validate::run(&self, a),
-            Command::Get(a) => get::run(&self, a).await,
-            Command::Diff(a) => diff::run(&self, a).await,
-            Command::History(a) => history::run(&self, a).await,
-            Command::Rollback(a) => rollback::run(&self, a).await,
-            Command::Status(a) => status::run(&self, a).await,
-            Command::Explain(a) => explain::run(&self, a).await,
-            Command::Denials(a) => denials::run(&self, a).await,
-            Command::Top(a) => top::run(&self, a).await,
-            Command::Inject(a) => inject::run(&self, a),
-            Command::Keys(a) => keys::run(&self, a).await,
-            Command::Secrets(a) => secrets::run(&self, a).await,
-        }
-    }
-}
-
-/// Reads a policy file (`-` = stdin).
-fn read_file(path: &str) -> Result<String, Failure> {
-    if path == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| Failure::Refused(format!("stdin: {e}")))?;
-        return Ok(s);
-    }
-    std::fs::read_to_string(path).map_err(|e| Failure::Refused(format!("{path}: {e}")))
-}
-
-/// Who is applying: `--author`, else `$USER@host`.
-fn author(explicit: Option<&str>) -> String {
-    if let Some(a) = explicit {
-        return a.to_owned();
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    if host.is_empty() { user } else { format!("{user}@{host}") }
-}
+// explain.rs still reaches these through `super::` (so `Wardenctl` is not re-exported
+// here: mod.rs → command.rs → explain.rs → mod.rs would be a cycle); the other commands
+// import `context` by its path.
+use context::read_file;
+pub use context::{Cli, Failure, Format, Outcome};

@@ -263,8 +263,10 @@ async fn main() -> ExitCode {
 
     // The processes.
     let data = dir.join("data").to_string_lossy().into_owned();
-    let cp_args =
-        |listen: &str| -> Vec<String> { vec!["--listen".into(), listen.into(), "--data-dir".into(), data.clone()] };
+    let cp_args = |listen: &str| -> Vec<String> {
+        let args = ["--listen", listen, "--data-dir", &data, "--http", "127.0.0.1:0"];
+        args.map(String::from).to_vec()
+    };
     let mut cp = Daemon::new("warden-control-plane", &cp_args("127.0.0.1:0"), &dir);
     let line = cp.start(STARTED, Duration::from_secs(20)).await.unwrap();
     let grpc = started(&line, "grpc").expect("grpc address in the start-up line");
