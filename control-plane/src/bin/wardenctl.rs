@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use warden_control_plane::cli::command::Wardenctl;
+use warden_control_plane::cli::Wardenctl;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

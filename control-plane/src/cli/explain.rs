@@ -19,7 +19,8 @@ use warden_policy::snapshot::Snapshot;
 use warden_policy::yaml::{build, format_duration, parse_service};
 use warden_proto::v1::{self as pb, GetPolicyRequest, LookupKeyRequest};
 
-use super::{Cli, Failure, Format, Outcome, output, read_file};
+use crate::cli::context::{Cli, Failure, Format, Outcome, read_file};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

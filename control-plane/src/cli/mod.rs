@@ -21,8 +21,5 @@ mod status;
 mod top;
 mod validate;
 
-// explain.rs still reaches these through `super::` (so `Wardenctl` is not re-exported
-// here: mod.rs → command.rs → explain.rs → mod.rs would be a cycle); the other commands
-// import `context` by its path.
-use context::read_file;
+pub use command::Wardenctl;
 pub use context::{Cli, Failure, Format, Outcome};
