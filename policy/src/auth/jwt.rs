@@ -147,13 +147,15 @@ impl JwtVerifier {
     }
 
     /// Verifies a token and names its client.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthFailure> {
+    /// Verifies a token at `now_ms` (Unix milliseconds: the caller's clock, not this
+    /// function's) and names its client.
+    pub fn verify(&self, token: &str, now_ms: i64) -> Result<Identity, AuthFailure> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = u64::try_from(now_ms / 1000).unwrap_or(0);
         if let Some(id) = self.cache.get(&digest, now) {
             return Ok(id);
         }
-        let (identity, claims) = self.verify_uncached(token)?;
+        let (identity, claims) = self.verify_uncached(token, now)?;
         // Remembered only within the window the checks just accepted it for.
         let number = |name: &str| claims.get(name).and_then(Value::as_u64);
         let until = number("exp").map_or(now, |exp| exp.saturating_add(self.leeway_s));
@@ -162,7 +164,11 @@ impl JwtVerifier {
         Ok(identity)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<(Identity, serde_json::Map<String, Value>), AuthFailure> {
+    fn verify_uncached(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Identity, serde_json::Map<String, Value>), AuthFailure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::TokenMalformed)?;
         let keys = self.keys.load();
         let mut candidates = keys
@@ -180,7 +186,10 @@ impl JwtVerifier {
         let mut last = AuthFailure::TokenSignature;
         for k in candidates {
             match jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &k.key, &k.validation) {
-                Ok(data) => return self.identity(&data.claims).map(|id| (id, data.claims)),
+                Ok(data) => {
+                    self.check_times(&data.claims, now)?;
+                    return self.identity(&data.claims).map(|id| (id, data.claims));
+                }
                 Err(e) => {
                     last = failure(e.kind());
                     // Another key with no kid may still match; any other verdict is final.
@@ -191,6 +200,23 @@ impl JwtVerifier {
             }
         }
         Err(last)
+    }
+
+    /// `exp` and `nbf` against `now` (Unix seconds), with the leeway, as jsonwebtoken
+    /// would check them against its own clock.
+    fn check_times(&self, claims: &serde_json::Map<String, Value>, now: u64) -> Result<(), AuthFailure> {
+        let time = |name: &str| match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)).map(Some).ok_or(AuthFailure::TokenMalformed),
+        };
+        // `exp` is required: the decoding checked it is there.
+        if time("exp")?.is_some_and(|exp| exp < now.saturating_sub(self.leeway_s)) {
+            return Err(AuthFailure::TokenExpired);
+        }
+        if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway_s)) {
+            return Err(AuthFailure::TokenNotYetValid);
+        }
+        Ok(())
     }
 
     fn identity(&self, claims: &serde_json::Map<String, Value>) -> Result<Identity, AuthFailure> {
@@ -273,7 +299,10 @@ fn verify_keys(j: &pb::JwtAuth, json: &str) -> Result<Vec<VerifyKey>, String> {
             let mut v = Validation::new(Algorithm::RS256);
             v.algorithms = algorithms;
             v.leeway = j.leeway_ms / 1000;
-            v.validate_nbf = true;
+            // The times are checked against the caller's clock (`check_times`), not the
+            // library's.
+            v.validate_exp = false;
+            v.validate_nbf = false;
             let mut required = vec!["exp"];
             if !j.issuers.is_empty() {
                 v.set_issuer(&j.issuers);

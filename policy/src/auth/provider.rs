@@ -93,7 +93,7 @@ impl AuthProvider {
                 }
                 Ok(HeadCheck::Passed(record.identity.clone()))
             }
-            AuthKind::Jwt(v) => v.verify(self.credential(headers)?).map(HeadCheck::Passed),
+            AuthKind::Jwt(v) => v.verify(self.credential(headers)?, now_ms).map(HeadCheck::Passed),
             AuthKind::Hmac(v) => v.check_head(headers, creds, &self.name, now_ms).map(HeadCheck::NeedsBody),
         }
     }
