@@ -13,7 +13,32 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use warden_proto::v1 as pb;
+/// One sidecar's requests on one key of a global limit over a report's interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub limit: String,
+    pub key: Vec<u8>,
+    pub requests: u64,
+}
+
+/// A sidecar's share of one key's quota.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Share {
+    pub limit: String,
+    pub key: Vec<u8>,
+    /// Of the limit's rate and burst, in (0, 1].
+    pub fraction: f64,
+    /// Valid this long; then the sidecar's 1/N fallback applies again.
+    pub ttl_ms: u64,
+}
+
+/// The answer to a report: shares, and how many sidecars share each of its global limits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply {
+    pub shares: Vec<Share>,
+    /// (limit, sidecars sharing it).
+    pub peers: Vec<(String, u32)>,
+}
 
 /// Demand older than this no longer counts.
 const STALE: Duration = Duration::from_secs(2);
@@ -89,14 +114,14 @@ impl QuotaBoard {
         b.housekept = None;
     }
 
-    /// Records a report and answers it with this sidecar's shares.
-    pub fn report(&self, stream: u64, batch: &pb::ReportBatch, now: Instant) -> pb::ReportReply {
+    /// Records a report of `usage` over `interval_ms` and answers it with this sidecar's shares.
+    pub fn report(&self, stream: u64, interval_ms: u64, usage: &[Usage], now: Instant) -> Reply {
         let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
         if b.housekept.is_none_or(|t| now.duration_since(t) >= HOUSEKEEPING) {
             b.housekeep(now);
         }
-        let secs = (batch.interval_ms.max(1) as f64) / 1000.0;
-        let usage = &batch.usage[..batch.usage.len().min(MAX_BATCH)];
+        let secs = (interval_ms.max(1) as f64) / 1000.0;
+        let usage = &usage[..usage.len().min(MAX_BATCH)];
         let mut shares = Vec::with_capacity(usage.len());
         // A sidecar speaks only for the global limits its own service's policy has: its
         // token must not let it weigh on (or learn) another service's quotas.
@@ -122,22 +147,13 @@ impl QuotaBoard {
             let own = d.rate;
             let total: f64 = sidecars.values().filter(|d| now.duration_since(d.at) < STALE).map(|d| d.rate).sum();
             let fraction = if total > 0.0 { own / total } else { 1.0 };
-            shares.push(pb::QuotaShare {
-                limit: u.limit.clone(),
-                key: u.key.clone(),
-                fraction,
-                ttl_ms: TTL.as_millis() as u64,
-            });
+            shares.push(Share { limit: u.limit.clone(), key: u.key.clone(), fraction, ttl_ms: TTL.as_millis() as u64 });
         }
         let peers = match b.streams.get(&stream) {
-            Some(s) => s
-                .limits
-                .iter()
-                .map(|l| pb::LimitPeers { limit: l.clone(), sidecars: b.peers.get(l).copied().unwrap_or(1) })
-                .collect(),
+            Some(s) => s.limits.iter().map(|l| (l.clone(), b.peers.get(l).copied().unwrap_or(1))).collect(),
             None => Vec::new(),
         };
-        pb::ReportReply { shares, peers }
+        Reply { shares, peers }
     }
 
     /// Keys with fresh demand.
@@ -169,12 +185,8 @@ impl Board {
 mod tests {
     use super::*;
 
-    fn batch(requests: u64) -> pb::ReportBatch {
-        pb::ReportBatch {
-            interval_ms: 250,
-            usage: vec![pb::QuotaUsage { limit: "q".into(), key: b"acme".to_vec(), requests, ..Default::default() }],
-            ..Default::default()
-        }
+    fn batch(requests: u64) -> Vec<Usage> {
+        vec![Usage { limit: "q".into(), key: b"acme".to_vec(), requests }]
     }
 
     #[test]
@@ -183,8 +195,8 @@ mod tests {
         board.open(1, vec!["theirs".into()]);
         board.open(2, vec!["mine".into()]);
         let mut foreign = batch(1000);
-        foreign.usage[0].limit = "theirs".into();
-        assert!(board.report(2, &foreign, Instant::now()).shares.is_empty());
+        foreign[0].limit = "theirs".into();
+        assert!(board.report(2, 250, &foreign, Instant::now()).shares.is_empty());
         assert_eq!(board.active_keys(), 0, "nothing recorded");
     }
 
@@ -200,9 +212,9 @@ mod tests {
         for round in 0..4 {
             let now = t0 + Duration::from_millis(250 * round);
             for (i, n) in [60, 30, 10].into_iter().enumerate() {
-                let reply = board.report(i as u64 + 1, &batch(n), now);
+                let reply = board.report(i as u64 + 1, 250, &batch(n), now);
                 fractions[i] = reply.shares[0].fraction;
-                assert_eq!(reply.peers, [pb::LimitPeers { limit: "q".into(), sidecars: 3 }]);
+                assert_eq!(reply.peers, [("q".to_owned(), 3)]);
             }
         }
         assert!((fractions[0] - 0.6).abs() < 0.01 && (fractions[2] - 0.1).abs() < 0.01, "{fractions:?}");
@@ -210,8 +222,8 @@ mod tests {
 
         // A sidecar that stops sending counts for nothing once its demand is stale.
         let later = t0 + Duration::from_secs(10);
-        assert_eq!(board.report(1, &batch(60), later).shares[0].fraction, 1.0);
+        assert_eq!(board.report(1, 250, &batch(60), later).shares[0].fraction, 1.0);
         board.close(1);
-        assert_eq!(board.report(2, &batch(10), later).peers[0].sidecars, 2);
+        assert_eq!(board.report(2, 250, &batch(10), later).peers[0].1, 2);
     }
 }

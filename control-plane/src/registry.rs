@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::store::{SidecarRecord, Store, now_unix_ms};
+use crate::clock::now_unix_ms;
+use crate::store::{SidecarRecord, Store, StoreError};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -56,8 +57,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts from what the store remembers; nobody is connected yet.
-    pub async fn load(store: Store) -> Result<Registry, crate::store::StoreError> {
+    /// Starts from what the store remembers; nobody is connected yet. A record that
+    /// cannot be saved is logged and handed to `on_save_error` (to be counted).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        on_save_error: impl Fn(&StoreError) + Send + 'static,
+    ) -> Result<Registry, StoreError> {
         let entries = store
             .sidecars()
             .await?
@@ -75,6 +80,7 @@ impl Registry {
                 }
                 if let Err(e) = store.save_sidecars(latest.into_values().collect()).await {
                     tracing::warn!(error = %e, "could not record sidecars' ACKs/NACKs");
+                    on_save_error(&e);
                 }
             }
         });
@@ -196,7 +202,8 @@ mod tests {
     #[tokio::test]
     async fn a_report_waits_for_its_own_sidecars_hello_only() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Arc::new(Registry::load(Store::open(dir.path()).unwrap()).await.unwrap());
+        let store = Arc::new(crate::store::Sqlite::open(dir.path()).unwrap());
+        let registry = Arc::new(Registry::load(store, |_| {}).await.unwrap());
         let r = registry.clone();
         let waiter = tokio::spawn(async move { r.connected_within("orders", "o-1", Duration::from_secs(10)).await });
         tokio::task::yield_now().await;

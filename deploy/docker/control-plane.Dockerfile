@@ -9,7 +9,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/warden-control-plane /usr/local/bin/warden-control-plane
 COPY --from=build /src/target/release/wardenctl /usr/local/bin/wardenctl
 USER 65532:65532
-ENV WARDEN_DATA_DIR=/data WARDEN_LISTEN=0.0.0.0:7070
+ENV WARDEN_DATA_DIR=/data WARDEN_LISTEN=0.0.0.0:7070 WARDEN_HTTP=0.0.0.0:7071
 VOLUME ["/data"]
-EXPOSE 7070
+EXPOSE 7070 7071
 ENTRYPOINT ["/usr/local/bin/warden-control-plane"]

@@ -14,13 +14,13 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warden_policy::auth::{Credentials, hash_key};
 use warden_policy::host::canonical_host;
-use warden_policy::limits::LimitState;
 use warden_policy::normalize::{decode_escaped_slashes, exact_matches, normalize_path, prefix_matches};
-use warden_policy::snapshot::{CompileContext, Snapshot};
+use warden_policy::snapshot::Snapshot;
 use warden_policy::yaml::{build, parse_file, parse_service};
 use warden_proto::v1 as pb;
+use warden_sidecar::installer::Origin;
 use warden_sidecar::listener::{ListenerConfig, serve_io};
-use warden_sidecar::live::{Live, Origin};
+use warden_sidecar::live::Live;
 
 /// A policy file: parse and validate every document (errors rendered with their line and
 /// column), then build each valid one and compile the snapshot as a sidecar would, minus
@@ -114,9 +114,7 @@ pub fn snapshot(data: &[u8]) {
 
 /// Compiles a snapshot without reading files; when it compiles, looks a route up.
 fn compile(s: &pb::Snapshot) {
-    let limits = LimitState::default();
-    let ctx = CompileContext { service: None, read_files: false, limits: &limits };
-    if let Ok(snapshot) = Snapshot::compile(s, &ctx) {
+    if let Ok(snapshot) = Snapshot::try_from(s) {
         for path in ["/", "/api/v1/x", "/ADMIN/x."] {
             let key = snapshot.routing_key(path);
             if let Some(route) = snapshot.route_for(&Method::GET, "api.example.com", &key, &HeaderMap::new()) {
@@ -264,9 +262,9 @@ impl Front {
     async fn live(&self) -> Arc<Live> {
         let live = Live::new(Authority::from_static("127.0.0.1:1"), Some("orders".into()), None);
         #[allow(clippy::expect_used)]
-        live.install(&self.snapshot, Origin::PolicyFile).await.expect("FRONT_POLICY compiles");
+        live.install(self.snapshot.clone(), Origin::PolicyFile).await.expect("FRONT_POLICY compiles");
         #[allow(clippy::expect_used)]
-        live.install_credentials(&self.credentials, Origin::PolicyFile).await.expect("the credentials compile");
+        live.install_credentials(self.credentials.clone(), Origin::PolicyFile).await.expect("the credentials compile");
         Arc::new(live)
     }
 

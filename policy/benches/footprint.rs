@@ -9,8 +9,7 @@
 #![allow(clippy::expect_used)]
 
 use warden_policy::auth::{Credentials, hash_key};
-use warden_policy::limits::LimitState;
-use warden_policy::snapshot::{CompileContext, Snapshot};
+use warden_policy::snapshot::Snapshot;
 use warden_policy::yaml::{build, parse_service};
 use warden_proto::v1 as pb;
 
@@ -33,9 +32,7 @@ fn main() {
     let before = rss_kib();
     let parsed = parse_service("big.yaml", &yaml, None).expect("policy");
     let proto = build(&parsed.policy, &parsed.source, 1);
-    let limits = LimitState::default();
-    let ctx = CompileContext { service: None, read_files: true, limits: &limits };
-    let snapshot = Snapshot::compile(&proto, &ctx).expect("compile");
+    let snapshot = Snapshot::try_from(&proto).expect("compile");
     drop(parsed);
     let after_routes = rss_kib();
     let keys = (0..100_000u32)

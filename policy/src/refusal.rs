@@ -98,6 +98,49 @@ pub enum Refusal {
     },
 }
 
+/// Whose doing a refusal is. It picks the status class, labels the deny metrics, and
+/// decides what goes to the review queue: a policy's refusals and a client's malformed
+/// requests are decisions to review; upstream failures and local overload are counted
+/// and alerted on, never queued (and, later, are what a retry may try again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The request itself is malformed or too big for the sidecar's caps (4xx).
+    Client,
+    /// A rule of the policy refused it (4xx).
+    Policy,
+    /// The upstream could not be reached, failed, was too slow or is full (5xx).
+    Upstream,
+    /// The sidecar itself: no policy yet, overloaded, a secret not set (503).
+    Local,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Client => "client",
+            Fault::Policy => "policy",
+            Fault::Upstream => "upstream",
+            Fault::Local => "local",
+        }
+    }
+
+    /// Whether a refusal of this fault goes to the review queue.
+    pub fn reviewed(self) -> bool {
+        matches!(self, Fault::Client | Fault::Policy)
+    }
+}
+
+/// One refusal's row in the table of Warden's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub status: StatusCode,
+    /// Stable, machine-readable: the `code` of the JSON body.
+    pub code: &'static str,
+    /// The RFC 9209 `proxy-status` error type.
+    pub proxy_error: &'static str,
+    pub fault: Fault,
+}
+
 /// Request facts a refusal's body names.
 pub struct DenyContext<'a> {
     pub service: Option<&'a str>,
@@ -115,58 +158,65 @@ impl Refusal {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The refusal's row in the one table of Warden's answers (docs/responses.md).
+    pub fn row(&self) -> Row {
+        use Fault::{Client, Local, Policy, Upstream};
+        use StatusCode as S;
+        let row = |status, code, proxy_error, fault| Row { status, code, proxy_error, fault };
         match self {
-            Refusal::Unauthenticated { failure, .. } => failure.status(),
-            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::NotReady | Refusal::BufferFull | Refusal::UpstreamOverloaded { .. } | Refusal::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
+            Refusal::NotReady => row(S::SERVICE_UNAVAILABLE, "not_ready", "destination_unavailable", Local),
+            Refusal::BadPath(_) => row(S::BAD_REQUEST, "bad_path", "http_request_error", Client),
+            Refusal::NoRoute => row(S::NOT_FOUND, "no_route", "destination_not_found", Policy),
+            Refusal::AddressDenied { .. } => row(S::FORBIDDEN, "address_denied", "http_request_denied", Policy),
+            Refusal::BodyTooLarge { .. } => row(S::PAYLOAD_TOO_LARGE, "body_too_large", "http_request_denied", Policy),
+            Refusal::BadBody => row(S::BAD_REQUEST, "bad_body", "http_request_error", Client),
+            Refusal::BodyTimeout { .. } => row(S::REQUEST_TIMEOUT, "body_timeout", "http_request_error", Client),
+            Refusal::BufferFull => row(S::SERVICE_UNAVAILABLE, "buffer_full", "destination_unavailable", Local),
+            Refusal::DuplicateHost => row(S::BAD_REQUEST, "duplicate_host", "http_request_error", Client),
+            Refusal::BadHost(_) => row(S::BAD_REQUEST, "bad_host", "http_request_error", Client),
+            Refusal::BadMethod => row(S::BAD_REQUEST, "bad_method", "http_request_error", Client),
+            Refusal::BadForwardedFor => row(S::BAD_REQUEST, "bad_forwarded_for", "http_request_error", Client),
+            Refusal::UriTooLong { .. } => row(S::URI_TOO_LONG, "uri_too_long", "http_request_denied", Client),
+            Refusal::HeadersTooLarge { .. } => {
+                row(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "http_request_denied", Client)
             }
-            Refusal::BadPath(_)
-            | Refusal::BadBody
-            | Refusal::DuplicateHost
-            | Refusal::BadHost(_)
-            | Refusal::BadMethod
-            | Refusal::BadForwardedFor => StatusCode::BAD_REQUEST,
-            Refusal::NoRoute => StatusCode::NOT_FOUND,
-            Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Refusal::AddressDenied { .. } => StatusCode::FORBIDDEN,
-            Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
-            Refusal::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } | Refusal::UpstreamTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
+            Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => {
+                row(S::BAD_GATEWAY, "upstream_unreachable", "connection_refused", Upstream)
             }
-            Refusal::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => {
+                row(S::GATEWAY_TIMEOUT, "upstream_connect_timeout", "connection_timeout", Upstream)
+            }
+            Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => {
+                row(S::BAD_GATEWAY, "upstream_error", "http_protocol_error", Upstream)
+            }
+            Refusal::UpstreamTimeout { .. } => {
+                row(S::GATEWAY_TIMEOUT, "upstream_timeout", "http_response_timeout", Upstream)
+            }
+            Refusal::UpstreamOverloaded { .. } => {
+                row(S::SERVICE_UNAVAILABLE, "upstream_overloaded", "connection_limit_reached", Upstream)
+            }
+            Refusal::Overloaded => row(S::SERVICE_UNAVAILABLE, "overloaded", "proxy_internal_error", Local),
+            Refusal::RateLimited { .. } => row(S::TOO_MANY_REQUESTS, "rate_limited", "http_request_denied", Policy),
+            // A secret that is not set is the operator's to fix, not the caller's.
+            Refusal::Unauthenticated { failure: f @ AuthFailure::SecretNotSet { .. }, .. } => {
+                row(f.status(), f.code(), "destination_unavailable", Local)
+            }
+            Refusal::Unauthenticated { failure: f, .. } => row(f.status(), f.code(), "http_request_denied", Policy),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.row().status
     }
 
     /// Stable machine-readable reason.
     pub fn code(&self) -> &'static str {
-        match self {
-            Refusal::Unauthenticated { failure, .. } => failure.code(),
-            Refusal::RateLimited { .. } => "rate_limited",
-            Refusal::NotReady => "not_ready",
-            Refusal::BadPath(_) => "bad_path",
-            Refusal::BadBody => "bad_body",
-            Refusal::BodyTimeout { .. } => "body_timeout",
-            Refusal::BufferFull => "buffer_full",
-            Refusal::DuplicateHost => "duplicate_host",
-            Refusal::BadHost(_) => "bad_host",
-            Refusal::BadMethod => "bad_method",
-            Refusal::BadForwardedFor => "bad_forwarded_for",
-            Refusal::NoRoute => "no_route",
-            Refusal::AddressDenied { .. } => "address_denied",
-            Refusal::BodyTooLarge { .. } => "body_too_large",
-            Refusal::UriTooLong { .. } => "uri_too_long",
-            Refusal::HeadersTooLarge { .. } => "headers_too_large",
-            Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "upstream_unreachable",
-            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "upstream_connect_timeout",
-            Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "upstream_error",
-            Refusal::UpstreamTimeout { .. } => "upstream_timeout",
-            Refusal::UpstreamOverloaded { .. } => "upstream_overloaded",
-            Refusal::Overloaded => "overloaded",
-        }
+        self.row().code
+    }
+
+    /// Whose doing the refusal is.
+    pub fn fault(&self) -> Fault {
+        self.row().fault
     }
 
     /// The rule that answered, for `x-warden-denied-by`.
@@ -190,34 +240,6 @@ impl Refusal {
             | Refusal::UpstreamTimeout { upstream, .. }
             | Refusal::UpstreamOverloaded { upstream } => format!("upstream:{upstream}"),
             Refusal::Overloaded => "max_in_flight".into(),
-        }
-    }
-
-    /// The RFC 9209 error type.
-    fn proxy_error(&self) -> &'static str {
-        match self {
-            Refusal::NotReady | Refusal::BufferFull => "destination_unavailable",
-            Refusal::BadPath(_)
-            | Refusal::BadBody
-            | Refusal::DuplicateHost
-            | Refusal::BadHost(_)
-            | Refusal::BadMethod
-            | Refusal::BadForwardedFor
-            | Refusal::BodyTimeout { .. } => "http_request_error",
-            Refusal::NoRoute => "destination_not_found",
-            Refusal::Unauthenticated { failure: AuthFailure::SecretNotSet { .. }, .. } => "destination_unavailable",
-            Refusal::AddressDenied { .. }
-            | Refusal::Unauthenticated { .. }
-            | Refusal::RateLimited { .. }
-            | Refusal::BodyTooLarge { .. }
-            | Refusal::UriTooLong { .. }
-            | Refusal::HeadersTooLarge { .. } => "http_request_denied",
-            Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => "connection_refused",
-            Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => "connection_timeout",
-            Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => "http_protocol_error",
-            Refusal::UpstreamTimeout { .. } => "http_response_timeout",
-            Refusal::UpstreamOverloaded { .. } => "connection_limit_reached",
-            Refusal::Overloaded => "proxy_internal_error",
         }
     }
 
@@ -318,7 +340,7 @@ impl Refusal {
             h.insert(RATELIMIT_POLICY, headers.policy.clone());
             h.insert(RATELIMIT, headers.limit.clone());
         }
-        let status = format!("{LAYER}; error={}; details=\"rule {}\"", self.proxy_error(), rule.replace('"', ""));
+        let status = format!("{LAYER}; error={}; details=\"rule {}\"", self.row().proxy_error, rule.replace('"', ""));
         if let Ok(v) = HeaderValue::from_str(&status) {
             h.insert("proxy-status", v);
         }

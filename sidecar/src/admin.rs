@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 
 use crate::live::Live;
 use warden_policy::ipset;
-use warden_policy::limits::Quotas;
+use warden_policy::limits::{Quotas, now_ns};
 
 /// Open admin connections at most. Probes and a scraper need a handful.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -142,7 +142,9 @@ fn peek(live: &Live, query: &str) -> Response<Full<Bytes>> {
     let (Some(name), Some(key)) = (param("limit"), param("key").and_then(|k| hex::decode(k).ok())) else {
         return text(StatusCode::BAD_REQUEST, "want ?limit=NAME&key=HEX[&plan=PLAN]\n");
     };
-    let Some(snapshot) = live.snapshot() else { return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n") };
+    let active = live.active();
+    let Some(policy) = &active.policy else { return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n") };
+    let snapshot = &policy.snapshot;
     let Some(limit) = snapshot.limits.iter().find(|l| &*l.name == name) else {
         return text(StatusCode::NOT_FOUND, "no such limit in the active policy\n");
     };
@@ -155,7 +157,7 @@ fn peek(live: &Live, query: &str) -> Response<Full<Bytes>> {
         false => (1.0, false),
     };
     let rate = if limit.global { Quotas::scaled(quota, share) } else { *quota };
-    let v = limit.peek(&key, &rate);
+    let v = policy.limits[limit.index].check(&key, &rate, now_ns(), false);
     json(&serde_json::json!({
         "limit": name,
         "applies": true,
@@ -192,11 +194,12 @@ fn json(v: &serde_json::Value) -> Response<Full<Bytes>> {
 
 fn config(live: &Live) -> Response<Full<Bytes>> {
     // Counts only: keys are hashes and secrets are secret; neither belongs in a dump.
-    let creds = live.credentials();
+    let active = live.active();
+    let creds = &active.credentials;
     let credentials = serde_json::json!({ "revision": creds.revision, "keys": creds.key_count() });
-    let body = match live.active() {
-        Some(active) => {
-            let s = &active.snapshot;
+    let body = match &active.policy {
+        Some(policy) => {
+            let s = &policy.snapshot;
             serde_json::json!({
                 "service": &*s.service,
                 "version": s.version,
@@ -207,7 +210,7 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
                 "policy": s.source_yaml,
                 "credentials": credentials,
                 // Each endpoint's circuit breakers: limits, what is open and waiting, refusals.
-                "upstreams": active.upstreams().iter().map(|u| serde_json::json!({
+                "upstreams": policy.upstreams().iter().map(|u| serde_json::json!({
                     "name": &*u.name,
                     "endpoints": u.endpoints.iter().map(|e| serde_json::json!({
                         "endpoint": e.authority().as_str(), "breakers": e.breaker_state(),
@@ -215,8 +218,8 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
                 })).collect::<Vec<_>>(),
                 "in_flight": { "max": live.limits().max_in_flight, "now": live.limits().max_in_flight - live.in_flight().available_permits() },
                 // Keys each limit tracks, and active ones dropped to stay within --limit-keys.
-                "limits": s.limits.iter().map(|l| serde_json::json!({
-                    "name": &*l.name, "keys": l.buckets.len(), "evicted": l.buckets.evicted(), "global": l.global,
+                "limits": s.limits.iter().zip(&policy.limits).map(|(l, b)| serde_json::json!({
+                    "name": &*l.name, "keys": b.len(), "evicted": b.evicted(), "global": l.global,
                 })).collect::<Vec<_>>(),
             })
         }

@@ -21,7 +21,8 @@ use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
 use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
 
-use crate::live::{Live, Origin};
+use crate::installer::Origin;
+use crate::live::{InstallError, Live};
 use warden_policy::yaml::SCHEMA;
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -133,27 +134,29 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                     None => None,
                 };
                 if let Some(creds) = creds {
-                    match live.install_credentials(&creds, Origin::ControlPlane).await {
+                    let revision = creds.revision;
+                    match live.install_credentials(creds, Origin::ControlPlane).await {
                         Ok(()) => {
-                            let ack = CredentialsAck { revision: creds.revision };
+                            let ack = CredentialsAck { revision };
                             tx.send(SidecarMessage { kind: Some(Kind::CredentialsAck(ack)) }).await?;
                         }
                         // A change that does not fit what this sidecar holds: reconnect, saying
                         // which revision it has, and get what it misses.
-                        Err(e @ warden_policy::auth::InvalidCredentials::Gap { .. }) => return Err(e.into()),
-                        Err(e) => tracing::error!(revision = creds.revision, error = %e, "credentials refused; the previous ones stay"),
+                        Err(InstallError::Invalid(e @ warden_policy::auth::InvalidCredentials::Gap { .. })) => return Err(e.into()),
+                        Err(e) => tracing::error!(revision, error = %e, "credentials refused; the previous ones stay"),
                     }
                 }
                 let Some((snapshot, encoded)) = snapshot else { continue };
-                match live.install_pushed(&snapshot, encoded).await {
+                let version = snapshot.version;
+                match live.install_pushed(snapshot, encoded).await {
                     Ok(installed) => {
-                        unwritten.push_back((installed.ticket, snapshot.version));
+                        unwritten.push_back((installed.ticket, version));
                         let written = writes.as_ref().map_or(u64::MAX, |w| *w.borrow());
                         ack_written(&mut unwritten, written, &tx).await?;
                     }
                     Err(e) => {
-                        tracing::error!(version = snapshot.version, error = %e, "snapshot refused (NACK); the previous one keeps serving");
-                        let nack = Nack { version: snapshot.version, error: e.to_string() };
+                        tracing::error!(version, error = %e, "snapshot refused (NACK); the previous one keeps serving");
+                        let nack = Nack { version, error: e.to_string() };
                         tx.send(SidecarMessage { kind: Some(Kind::Nack(nack)) }).await?;
                     }
                 }

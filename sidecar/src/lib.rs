@@ -8,22 +8,27 @@
 //! # Layout
 //!
 //! - `listener`, `detect`, `client_io`: accept TCP, TLS (`tls`), HTTP/1.1 or HTTP/2.
-//! - `proxy`: one request, top to bottom; `signed_body`: bodies a signature covers.
+//! - `proxy`: one request, top to bottom; `edge`: its size caps; `signed_body`: bodies a
+//!   signature covers.
 //! - `upstream/`: connection pools, circuit breakers, sending.
-//! - `live`: the active state and `install`; `control`, `policy_file`, `state`: how policy
-//!   arrives and is kept; `jwks_watch`: `jwks_file` reloads.
+//! - `active`: what is served, as one value; `installer`: its one writer; `live`: how the
+//!   rest reads it and sends changes; `control`, `policy_file`, `state`: how policy
+//!   arrives and is kept; `reload`: `jwks_file` and certificate reloads.
 //! - `report`: demand on global quotas out, quota shares in.
 //! - `admin`: health, readiness and the config dump; `telemetry/`: logs, metrics, traces.
 
+pub mod active;
 pub mod admin;
 pub mod client_io;
 pub mod control;
 pub mod detect;
-pub mod jwks_watch;
+pub mod edge;
+pub mod installer;
 pub mod listener;
 pub mod live;
 pub mod policy_file;
 pub mod proxy;
+pub mod reload;
 pub mod report;
 pub mod signed_body;
 pub mod state;

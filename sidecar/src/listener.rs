@@ -19,8 +19,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::client_io::ClientIo;
 use crate::detect::{Protocol, detect};
+use crate::edge::EdgeLimits;
 use crate::live::Live;
-use crate::proxy::{self, Downstream, EdgeLimits};
+use crate::proxy::{self, Downstream};
 
 /// Serves one accepted (and, with TLS, handshaken) connection until it ends; with a
 /// watcher, it drains on shutdown.
@@ -132,11 +133,11 @@ fn builder_for(builder: auto::Builder<TokioExecutor>, protocol: Protocol) -> aut
 fn connection_builder(limits: &EdgeLimits, cfg: &ListenerConfig) -> auto::Builder<TokioExecutor> {
     // hyper's own buffer cap sits above Warden's limits, so an oversized head normally gets
     // Warden's 414/431 with a reason; only a far larger one is cut off by hyper itself.
-    let buf_cap = (limits.max_uri_bytes + limits.max_header_bytes + (16 << 10)).max(8 << 10);
+    let buf_cap = (limits.head.max_uri_bytes + limits.head.max_header_bytes + (16 << 10)).max(8 << 10);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // writev(false): hyper copies head and body into one buffer, one iovec per write.
     // For the small messages a sidecar mostly carries this costs less than vectored writes
-    // (measured: about 8 % more requests/s per core, see the README's benchmarks).
+    // (see docs/performance.md, "Where Warden's time goes").
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -147,7 +148,9 @@ fn connection_builder(limits: &EdgeLimits, cfg: &ListenerConfig) -> auto::Builde
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(
+            u32::try_from(limits.head.max_header_bytes + limits.head.max_uri_bytes).unwrap_or(u32::MAX),
+        )
         .keep_alive_interval(cfg.header_read_timeout);
     builder
 }

@@ -1,141 +1,68 @@
-//! The sidecar's live state: the active snapshot behind one `ArcSwap`, the connection
-//! pools that outlive snapshots, and `install`, the one way a new policy goes live
-//! (compile → check → swap → persist), whoever delivered it.
+//! The sidecar's live state, as the rest of it sees it: what is active (one `ArcSwap`
+//! of `Active`, loaded once per request), the caps and budgets every request shares, and
+//! the way in for changes. Changes go to the installer (`installer.rs`), the one writer
+//! of `Active`, whoever delivered them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http::uri::Authority;
 use rustls::ServerConfig;
-use warden_proto::v1 as pb;
-
-use crate::proxy::EdgeLimits;
-use crate::state::{SnapshotWriter, StateFile};
-use crate::telemetry::Telemetry;
-use crate::tls::{self, CertFiles, LoadedTls};
-use crate::upstream::{BoundUpstream, Pools, check_resolvable};
+use tokio::sync::{mpsc, oneshot};
 use warden_policy::auth::{Credentials, InvalidCredentials};
 use warden_policy::limits::{LimitState, Quotas};
-use warden_policy::snapshot::{CompileContext, InvalidSnapshot, Snapshot};
+use warden_policy::snapshot::{InvalidSnapshot, Snapshot};
+use warden_proto::v1 as pb;
 
-/// Where the active snapshot came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    ControlPlane,
-    /// The last known good snapshot in `--state-dir`.
-    Disk,
-    PolicyFile,
-}
+use crate::active::{Active, TlsInUse};
+use crate::edge::EdgeLimits;
+use crate::installer::{Change, Installed, Installer, Origin};
+use crate::state::StateFile;
+use crate::telemetry::Telemetry;
+use crate::tls::{CertFiles, LoadedTls};
 
-/// The active policy: the snapshot and its upstreams bound to connection pools. One
-/// atomic load per request gets both.
-#[derive(Debug)]
-pub struct Active {
-    pub snapshot: Arc<Snapshot>,
-    /// By `Upstream::index`.
-    upstreams: Vec<BoundUpstream>,
-}
-
-impl Active {
-    /// The pools of one of the snapshot's upstreams.
-    pub fn upstream(&self, u: &warden_policy::snapshot::Upstream) -> &BoundUpstream {
-        &self.upstreams[u.index]
-    }
-
-    /// Every upstream, in the snapshot's order.
-    pub fn upstreams(&self) -> &[BoundUpstream] {
-        &self.upstreams
-    }
-}
-
-/// A snapshot `install` made active.
-#[derive(Debug)]
-pub struct Installed {
-    pub snapshot: Arc<Snapshot>,
-    /// Its write as the last known good: on disk once `Live::snapshot_writes` reaches it
-    /// (0: nothing to write).
-    pub ticket: u64,
+/// Why a change was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError<E> {
+    #[error(transparent)]
+    Invalid(#[from] E),
+    /// The installer is gone: the sidecar is stopping.
+    #[error("the sidecar is stopping")]
+    Stopped,
 }
 
 /// Shared by the listener, the admin server and whatever delivers policy.
 #[derive(Debug)]
 pub struct Live {
-    active: ArcSwapOption<Active>,
-    /// API keys and secrets; empty until the control plane (or disk) provides them.
-    credentials: ArcSwap<Credentials>,
-    origin: Mutex<Option<Origin>>,
-    swaps: AtomicU64,
+    installer: Arc<Installer>,
+    /// The installer's queue, opened (and its task started) by the first change.
+    changes: OnceLock<mpsc::Sender<Change>>,
     draining: AtomicBool,
-    pools: Pools,
-    /// Limit counters, shared by every snapshot with the same limit definition.
-    limit_state: LimitState,
     /// Shares of global quotas, and the demand to report.
     quotas: Quotas,
     /// Metrics, the access log, deny records.
     telemetry: Telemetry,
-    app: Authority,
-    service: Option<String>,
-    state: Option<StateFile>,
-    /// Writes the control plane's snapshots to `state` (group commit).
-    writer: Option<Arc<SnapshotWriter>>,
     limits: EdgeLimits,
     /// KiB of request body that may be buffered at once (`EdgeLimits::max_buffered_bytes`).
     buffer_budget: Arc<tokio::sync::Semaphore>,
     /// Requests that may wait on upstreams at once (`EdgeLimits::max_in_flight`).
     in_flight: tokio::sync::Semaphore,
-    /// The TLS configuration of the active snapshot; None: plain HTTP.
-    tls: ArcSwapOption<ServerConfig>,
-    /// Its files and their digest, for `tls::watch`.
-    tls_files: Mutex<Option<(Vec<CertFiles>, Vec<u8>)>>,
 }
 
 impl Live {
-    /// `service`: refuse snapshots for any other service. `state`: where the last known
-    /// good snapshot is kept, if anywhere.
+    /// `app`: the sidecar's `--upstream`. `service`: refuse snapshots for any other
+    /// service. `state`: where the last known good snapshot is kept, if anywhere.
     pub fn new(app: Authority, service: Option<String>, state: Option<StateFile>) -> Self {
         Live {
-            active: ArcSwapOption::empty(),
-            credentials: ArcSwap::from_pointee(Credentials::default()),
-            origin: Mutex::new(None),
-            swaps: AtomicU64::new(0),
+            installer: Arc::new(Installer::new(app, service, state)),
+            changes: OnceLock::new(),
             draining: AtomicBool::new(false),
-            pools: Pools::default(),
-            limit_state: LimitState::default(),
             quotas: Quotas::default(),
             telemetry: Telemetry::default(),
-            app,
-            service,
-            writer: state.clone().map(SnapshotWriter::new),
-            state,
             limits: EdgeLimits::default(),
             buffer_budget: Arc::new(tokio::sync::Semaphore::new(EdgeLimits::default().max_buffered_bytes >> 10)),
             in_flight: tokio::sync::Semaphore::new(EdgeLimits::default().max_in_flight),
-            tls: ArcSwapOption::empty(),
-            tls_files: Mutex::new(None),
-        }
-    }
-
-    /// The TLS configuration to terminate new connections with; None: plain HTTP.
-    pub fn tls_config(&self) -> Option<Arc<ServerConfig>> {
-        self.tls.load_full()
-    }
-
-    /// The certificate files in use and the digest of their content.
-    pub fn tls_files(&self) -> Option<(Vec<CertFiles>, Vec<u8>)> {
-        self.tls_files.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// Swaps in reloaded certificates, if `files` are still the ones in use.
-    pub fn replace_tls(&self, files: &[CertFiles], loaded: &LoadedTls) {
-        let mut current = self.tls_files.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((in_use, digest)) = current.as_mut()
-            && in_use.as_slice() == files
-        {
-            *digest = loaded.digest.clone();
-            self.tls.store(Some(loaded.config.clone()));
         }
     }
 
@@ -157,7 +84,10 @@ impl Live {
 
     /// Each rate limit tracks at most this many keys (clients, addresses) at once.
     pub fn with_limit_keys(mut self, max_keys: usize) -> Self {
-        self.limit_state = LimitState::new(max_keys);
+        // Before the installer runs, nothing else holds it.
+        if let Some(installer) = Arc::get_mut(&mut self.installer) {
+            installer.limit_state = LimitState::new(max_keys);
+        }
         self
     }
 
@@ -183,66 +113,43 @@ impl Live {
         &self.in_flight
     }
 
-    /// The active policy: one atomic load. Call once per request.
-    pub fn active(&self) -> Option<Arc<Active>> {
-        self.active.load_full()
+    /// What is active: one atomic load. Call once per request.
+    pub fn active(&self) -> Arc<Active> {
+        self.installer.active.load_full()
     }
 
     /// The active snapshot.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.active.load().as_ref().map(|a| a.snapshot.clone())
+        self.installer.active.load().policy.as_ref().map(|p| p.snapshot.clone())
     }
 
-    /// The active credentials: one atomic load. Call once per request.
+    /// The active credentials.
     pub fn credentials(&self) -> Arc<Credentials> {
-        self.credentials.load_full()
+        self.installer.active.load().credentials.clone()
     }
 
-    /// Makes pushed credentials (a whole set, or a change on top of the active ones) the
-    /// active ones, and persists the whole set when the control plane sent them. On error
-    /// the old ones stay.
-    pub async fn install_credentials(&self, proto: &pb::Credentials, origin: Origin) -> Result<(), InvalidCredentials> {
-        let service = self.service.as_deref();
-        let compiled = match proto.base_revision {
-            0 => Credentials::compile(proto, service)?,
-            _ => self.credentials().apply(proto, service)?,
-        };
-        let compiled = Arc::new(compiled);
-        self.credentials.store(compiled.clone());
-        tracing::info!(
-            revision = proto.revision,
-            changed = proto.keys.len(),
-            keys = compiled.key_count(),
-            ?origin,
-            "credentials active"
-        );
-        if origin == Origin::ControlPlane
-            && let Some(state) = &self.state
-        {
-            // A whole set is saved as it came (100,000 keys: a copy would be ~20 MB more).
-            let whole = match proto.base_revision {
-                0 => std::borrow::Cow::Borrowed(proto),
-                _ => std::borrow::Cow::Owned(compiled.to_proto(&proto.service)),
-            };
-            if let Err(e) = state.save_credentials(&whole).await {
-                tracing::warn!(error = %e, file = %state.credentials_path().display(), "could not persist the credentials");
-            }
-        }
-        Ok(())
+    /// The TLS configuration to terminate new connections with; None: plain HTTP.
+    pub fn tls_config(&self) -> Option<Arc<ServerConfig>> {
+        self.installer.active.load().tls.as_ref().map(|t| t.config.clone())
+    }
+
+    /// The certificates in use, with their files and digest.
+    pub fn tls_in_use(&self) -> Option<Arc<TlsInUse>> {
+        self.installer.active.load().tls.clone()
     }
 
     pub fn origin(&self) -> Option<Origin> {
-        *self.origin.lock().unwrap_or_else(PoisonError::into_inner)
+        self.installer.origin()
     }
 
     /// How many snapshots have gone live since start.
     pub fn swaps(&self) -> u64 {
-        self.swaps.load(Ordering::Relaxed)
+        self.installer.swaps()
     }
 
     /// Ready for traffic: a snapshot is loaded and the sidecar is not draining.
     pub fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.active.load().is_some()
+        !self.draining.load(Ordering::Relaxed) && self.installer.active.load().policy.is_some()
     }
 
     /// From now on `/readyz` says no, so load balancers stop sending new requests.
@@ -252,13 +159,13 @@ impl Live {
 
     /// The version being served, 0 for none.
     pub fn version(&self) -> u64 {
-        self.active.load().as_ref().map_or(0, |a| a.snapshot.version)
+        self.installer.active.load().version()
     }
 
     /// Writes the snapshot being served if it is still queued: on shutdown, so a restart
     /// finds what was served, not a version up to one burst older.
     pub async fn flush_snapshot(&self) {
-        if let Some(w) = &self.writer {
+        if let Some(w) = &self.installer.writer {
             w.flush().await;
         }
     }
@@ -266,99 +173,73 @@ impl Live {
     /// How far the writes of the last known good snapshot have got: an install's ticket is
     /// on disk once this reaches it. None without `--state-dir`.
     pub fn snapshot_writes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.writer.as_ref().map(|w| w.done())
+        self.installer.writer.as_ref().map(|w| w.done())
     }
 
     /// Compiles and checks a snapshot, then makes it the active one and (from the control
     /// plane) queues it to be written as the last known good. On error nothing changes:
     /// the old snapshot keeps serving.
-    pub async fn install(&self, proto: &pb::Snapshot, origin: Origin) -> Result<Installed, InvalidSnapshot> {
-        self.install_encoded(proto, origin, None).await
+    pub async fn install(
+        &self,
+        proto: pb::Snapshot,
+        origin: Origin,
+    ) -> Result<Installed, InstallError<InvalidSnapshot>> {
+        self.change(|done| Change::Snapshot { proto: Box::new(proto), origin, encoded: None, done }).await
     }
 
     /// `install` of a snapshot from the control plane, with the bytes it came as: they are
     /// what gets written as the last known good, without encoding it again.
-    pub async fn install_pushed(&self, proto: &pb::Snapshot, encoded: Bytes) -> Result<Installed, InvalidSnapshot> {
-        self.install_encoded(proto, Origin::ControlPlane, Some(encoded)).await
+    pub async fn install_pushed(
+        &self,
+        proto: pb::Snapshot,
+        encoded: Bytes,
+    ) -> Result<Installed, InstallError<InvalidSnapshot>> {
+        let origin = Origin::ControlPlane;
+        self.change(|done| Change::Snapshot { proto: Box::new(proto), origin, encoded: Some(encoded), done }).await
     }
 
-    async fn install_encoded(
+    /// Makes pushed credentials (a whole set, or a change on top of the active ones) the
+    /// active ones, and persists the whole set when the control plane sent them. On error
+    /// the old ones stay.
+    pub async fn install_credentials(
         &self,
-        proto: &pb::Snapshot,
+        proto: pb::Credentials,
         origin: Origin,
-        encoded: Option<Bytes>,
-    ) -> Result<Installed, InvalidSnapshot> {
-        if let Some(cur) = self.snapshot()
-            && cur.version == proto.version
-            && cur.content_hash == proto.content_hash
-        {
-            self.set_origin(origin);
-            // On disk once what is queued now is: it includes this snapshot.
-            let ticket = self.writer.as_ref().map_or(0, |w| w.last_ticket());
-            return Ok(Installed { snapshot: cur, ticket });
-        }
-        let ctx = CompileContext { service: self.service.as_deref(), read_files: true, limits: &self.limit_state };
-        let compiled = Snapshot::compile(proto, &ctx)?;
-        // The snapshot on disk was checked before it was written; a DNS outage at boot must not
-        // turn the last known good policy into no policy.
-        if origin != Origin::Disk {
-            check_resolvable(&compiled).await?;
-        }
-        let tls = match &proto.tls {
-            Some(t) => {
-                let files: Vec<CertFiles> = t
-                    .certificates
-                    .iter()
-                    .map(|c| CertFiles { cert: c.cert_file.clone().into(), key: c.key_file.clone().into() })
-                    .collect();
-                let to_load = files.clone();
-                let loaded = tokio::task::spawn_blocking(move || tls::load(&to_load))
-                    .await
-                    .map_err(|e| InvalidSnapshot::Tls(e.to_string()))?
-                    .map_err(InvalidSnapshot::Tls)?;
-                Some((files, loaded))
-            }
-            None => None,
-        };
-        let compiled = Arc::new(compiled);
-        let upstreams = self.pools.bind(&compiled, &self.app);
-        self.active.store(Some(Arc::new(Active { snapshot: compiled.clone(), upstreams })));
-        {
-            // Under the lock `replace_tls` takes, so a reload of the previous files cannot
-            // land after this and put their certificates back.
-            let mut files_in_use = self.tls_files.lock().unwrap_or_else(PoisonError::into_inner);
-            match tls {
-                Some((files, loaded)) => {
-                    self.tls.store(Some(loaded.config.clone()));
-                    *files_in_use = Some((files, loaded.digest));
-                }
-                None => {
-                    self.tls.store(None);
-                    *files_in_use = None;
-                }
-            }
-        }
-        self.swaps.fetch_add(1, Ordering::Relaxed);
-        self.set_origin(origin);
-        tracing::info!(service = %compiled.service, version = compiled.version, ?origin, "snapshot active");
-        // Only the control plane's snapshots are persisted: a policy file is its own
-        // durable copy, and its local version numbers must not replace the fleet's.
-        let ticket = match (&self.writer, origin) {
-            (Some(writer), Origin::ControlPlane) => {
-                writer.submit(encoded.unwrap_or_else(|| prost::Message::encode_to_vec(proto).into()))
-            }
-            _ => 0,
-        };
-        Ok(Installed { snapshot: compiled, ticket })
+    ) -> Result<(), InstallError<InvalidCredentials>> {
+        self.change(|done| Change::Credentials { proto: Box::new(proto), origin, done }).await
+    }
+
+    /// Swaps in reloaded certificates, if `files` are still the ones in use when the
+    /// installer gets to it.
+    pub async fn replace_tls(&self, files: Vec<CertFiles>, loaded: LoadedTls) {
+        let _ = self.changes().send(Change::Tls { files, loaded }).await;
+    }
+
+    /// Sends a change to the installer and waits for its outcome.
+    async fn change<T, E>(
+        &self,
+        change: impl FnOnce(oneshot::Sender<Result<T, E>>) -> Change,
+    ) -> Result<T, InstallError<E>> {
+        let (done, outcome) = oneshot::channel();
+        self.changes().send(change(done)).await.map_err(|_| InstallError::Stopped)?;
+        outcome.await.map_err(|_| InstallError::Stopped)?.map_err(InstallError::Invalid)
+    }
+
+    fn changes(&self) -> &mpsc::Sender<Change> {
+        self.changes.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(self.installer.clone().run(rx));
+            tx
+        })
     }
 
     /// Loads the last known good snapshot (and the last credentials) from `--state-dir`,
     /// if there is one.
     pub async fn load_from_disk(&self) -> Option<u64> {
-        let state = self.state.as_ref()?;
+        let state = self.installer.state.as_ref()?;
         match state.load_credentials().await {
             Ok(Some(creds)) => {
-                if let Err(e) = self.install_credentials(&creds, Origin::Disk).await {
+                if let Err(e) = self.install_credentials(creds, Origin::Disk).await {
                     tracing::warn!(error = %e, "the credentials on disk cannot be used");
                 }
             }
@@ -368,7 +249,7 @@ impl Live {
             }
         }
         match state.load().await {
-            Ok(Some(proto)) => match self.install(&proto, Origin::Disk).await {
+            Ok(Some(proto)) => match self.install(proto, Origin::Disk).await {
                 Ok(i) => Some(i.snapshot.version),
                 Err(e) => {
                     tracing::warn!(error = %e, "the snapshot on disk cannot be served");
@@ -382,8 +263,49 @@ impl Live {
             }
         }
     }
+}
 
-    fn set_origin(&self, origin: Origin) {
-        *self.origin.lock().unwrap_or_else(PoisonError::into_inner) = Some(origin);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_policy::yaml::{build, parse_service};
+
+    fn snapshot(version: u64) -> pb::Snapshot {
+        // A host name to resolve: the install waits on DNS, so two installs overlap.
+        let yaml = "service: orders\nupstreams:\n  db: { endpoints: [\"localhost:9\"] }\nroutes:\n  - name: all\n    match: { path_prefix: / }\n";
+        let p = parse_service("p.yaml", yaml, None).unwrap();
+        build(&p.policy, &p.source, version)
+    }
+
+    #[tokio::test]
+    async fn changes_from_two_sources_are_applied_one_at_a_time() {
+        let live = Live::new(Authority::from_static("127.0.0.1:1"), Some("orders".into()), None);
+        // The same version from two sources at once: the second finds it active and
+        // swaps nothing (checked and swapped in one step, not two that can interleave).
+        let (a, b) = tokio::join!(
+            live.install(snapshot(3), Origin::PolicyFile),
+            live.install(snapshot(3), Origin::ControlPlane)
+        );
+        assert_eq!((a.unwrap().snapshot.version, b.unwrap().snapshot.version), (3, 3));
+        assert_eq!(live.swaps(), 1, "one swap for one version");
+        assert_eq!(live.origin(), Some(Origin::ControlPlane), "in the order they arrived");
+
+        // Credentials and a snapshot land in one `Active`: neither undoes the other.
+        let creds = pb::Credentials { service: "orders".into(), revision: 7, epoch: 1, ..Default::default() };
+        let (s, c) = tokio::join!(
+            live.install(snapshot(4), Origin::ControlPlane),
+            live.install_credentials(creds, Origin::ControlPlane)
+        );
+        s.unwrap();
+        c.unwrap();
+        let active = live.active();
+        assert_eq!((active.version(), active.credentials.revision), (4, 7));
+
+        // A snapshot for another service is refused, and nothing changes.
+        let mut other = snapshot(5);
+        other.service = "billing".into();
+        let refused = live.install(other, Origin::ControlPlane).await.unwrap_err();
+        assert!(matches!(refused, InstallError::Invalid(InvalidSnapshot::WrongService { .. })), "{refused}");
+        assert_eq!(live.version(), 4);
     }
 }

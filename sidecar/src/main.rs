@@ -11,14 +11,15 @@ use clap::Parser;
 use http::uri::Authority;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use warden_policy::decide::HeadCaps;
 use warden_policy::yaml as policy;
 use warden_sidecar::control::{self, ControlConfig};
+use warden_sidecar::edge::EdgeLimits;
 use warden_sidecar::listener::ListenerConfig;
 use warden_sidecar::live::Live;
-use warden_sidecar::proxy::EdgeLimits;
 use warden_sidecar::state::StateFile;
 use warden_sidecar::telemetry::Telemetry;
-use warden_sidecar::{admin, listener, policy_file, tls};
+use warden_sidecar::{admin, listener, policy_file, reload};
 
 /// Warden's per-service sidecar proxy.
 #[derive(Debug, Parser)]
@@ -139,8 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.upstream.parse().with_context(|| format!("--upstream {}: expected host:port", args.upstream))?;
     let state = args.service.clone().map(|s| StateFile::new(args.state_dir.clone(), s));
     let limits = EdgeLimits {
-        max_uri_bytes: args.max_uri_bytes,
-        max_header_bytes: args.max_header_bytes,
+        head: HeadCaps { max_uri_bytes: args.max_uri_bytes, max_header_bytes: args.max_header_bytes },
         stream_idle_timeout: args.stream_idle_timeout,
         max_buffered_bytes: args.max_buffered_bytes,
         max_in_flight: args.max_in_flight,
@@ -204,8 +204,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     tokio::spawn(admin::serve(admin_listener, live.clone()));
-    tokio::spawn(tls::watch(live.clone()));
-    tokio::spawn(warden_sidecar::jwks_watch::watch(live.clone()));
+    tokio::spawn(reload::certificates(live.clone()));
+    tokio::spawn(reload::jwks(live.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let cfg = ListenerConfig {
         drain_timeout: args.drain_timeout,
@@ -215,6 +215,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, cfg));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");
+    warden_telemetry::announce_start("warden-sidecar", &[("proxy", proxy_addr), ("admin", admin_addr)]);
 
     shutdown_signal().await;
     live.start_draining();

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::live::{Live, Origin};
+use crate::installer::Origin;
+use crate::live::Live;
 use warden_policy::yaml::{build, parse_service};
 
 /// How often the file is checked. Polling (not inotify) also sees Kubernetes ConfigMap
@@ -48,7 +49,7 @@ async fn load(path: &std::path::Path, bytes: &[u8], service: Option<&str>, versi
         tracing::warn!("{w}");
     }
     let snapshot = build(&parsed.policy, &parsed.source, version);
-    if let Err(e) = live.install(&snapshot, Origin::PolicyFile).await {
+    if let Err(e) = live.install(snapshot, Origin::PolicyFile).await {
         tracing::error!(error = %e, "policy file refused; the previous policy keeps serving");
     }
 }

@@ -1,4 +1,6 @@
-//! One request, top to bottom: load the snapshot → normalize → decide → forward → answer.
+//! One request, top to bottom: load the active policy → `decide` (the policy crate's:
+//! every check that can refuse a request before it is forwarded) → execute the decision:
+//! read a signed body, forward, answer.
 //!
 //! Everything Warden refuses is answered by `deny.rs`; everything it forwards goes to the
 //! route's upstream with hop-by-hop headers stripped, `x-forwarded-*` and `x-request-id`
@@ -7,81 +9,29 @@
 //! auth signs the body (webhooks), buffered up to its `max_body` and checked first
 //! (`signed_body.rs`).
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use warden_policy::auth::Identity;
+use warden_policy::client_ip::ClientIp;
+use warden_policy::decide::{Action, BodyDecision, Env, Request as DecideRequest, body as policy_body, decide};
+use warden_policy::limits::{self, Counters};
+use warden_policy::refusal::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
+use warden_policy::snapshot::{HeaderOps, Route, Snapshot};
 
 use crate::live::Live;
 use crate::signed_body;
 use crate::telemetry::{DecisionKind, Outcome};
 use crate::upstream::{self, Affinity, SendError, UpstreamBody};
-use warden_policy::auth::{BodyCheck, Identity};
-use warden_policy::client_ip::{self, ClientIp};
-use warden_policy::decide::{Decision, RequestHead, check_method, decide, request_host};
-use warden_policy::limits::{self, LimitRequest};
-use warden_policy::normalize::{PathError, normalize_path};
-use warden_policy::refusal::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
-use warden_policy::snapshot::{HeaderOps, Mode, Route, Snapshot};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
-
-/// Limits on a request's head, checked before anything else reads it.
-#[derive(Debug, Clone, Copy)]
-pub struct EdgeLimits {
-    /// The request target (path and query); longer is 414.
-    pub max_uri_bytes: usize,
-    /// All header names and values; more is 431.
-    pub max_header_bytes: usize,
-    /// The longest an upstream may go quiet in the middle of a response body.
-    pub stream_idle_timeout: std::time::Duration,
-    /// Request bodies buffered at once, all requests together (`Live::buffer_budget`).
-    pub max_buffered_bytes: usize,
-    /// Requests waiting on upstreams at once, all together (`Live::in_flight`): the last
-    /// guard when per-endpoint circuit breakers add up to more than the process can hold.
-    pub max_in_flight: usize,
-}
-
-impl Default for EdgeLimits {
-    fn default() -> Self {
-        EdgeLimits {
-            max_uri_bytes: 8 << 10,
-            max_header_bytes: 64 << 10,
-            stream_idle_timeout: std::time::Duration::from_secs(300),
-            max_buffered_bytes: 64 << 20,
-            max_in_flight: 10_000,
-        }
-    }
-}
-
-impl EdgeLimits {
-    fn check_head(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Refusal> {
-        if let Err(r) = check_method(method) {
-            return Some(r);
-        }
-        let uri_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-        if uri_len > self.max_uri_bytes {
-            return Some(Refusal::UriTooLong { limit: self.max_uri_bytes });
-        }
-        // As sent on the wire: "name: value\r\n".
-        let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        if header_bytes > self.max_header_bytes {
-            return Some(Refusal::HeadersTooLarge { limit: self.max_header_bytes });
-        }
-        // Two Host headers: routing would use one and the app maybe the other.
-        if headers.get_all(header::HOST).iter().nth(1).is_some() {
-            return Some(Refusal::DuplicateHost);
-        }
-        None
-    }
-}
 
 /// The downstream connection a request arrived on; one per accepted connection.
 #[derive(Debug)]
@@ -154,135 +104,74 @@ async fn decide_and_forward(
     out.request_id = Some(request_id.clone());
     out.request_id_from_client = from_client;
     live.telemetry().start_span(req.headers(), out);
-    let Some(active) = live.active() else {
-        return refuse(out, &Refusal::NotReady, None, None, &request_id);
+    let active = live.active();
+    let Some(policy) = &active.policy else {
+        return refuse(out, &Refusal::NotReady, None, &request_id);
     };
-    let snapshot = &active.snapshot;
+    let snapshot = &policy.snapshot;
     let (mut parts, body) = req.into_parts();
-
-    if let Some(r) = live.limits().check_head(&parts.method, &parts.uri, &parts.headers) {
-        return refuse(out, &r, Some(snapshot), None, &request_id);
+    let head = DecideRequest { method: &parts.method, uri: &parts.uri, headers: &parts.headers, peer: conn.peer.ip() };
+    let decision = {
+        // The limit view lives for the call only: it is not Send, and the decision keeps
+        // nothing of it.
+        let now = std::time::Instant::now();
+        let counters = Counters { buckets: &policy.limits, quotas: live.quotas(), now, now_ns: limits::now_ns() };
+        let env = Env {
+            snapshot,
+            creds: &active.credentials,
+            caps: live.limits().head,
+            limits: &counters,
+            now_ms: now_unix_ms(),
+        };
+        decide(&env, &head, None)
+    };
+    out.route = decision.route.map(|r| r.name.clone());
+    if let Some(h) = &decision.host {
+        out.host = h.name().to_owned();
     }
-    let path = match normalize_path(parts.uri.path()) {
-        Ok(p) => p,
-        Err(e) => return refuse(out, &Refusal::BadPath(e), Some(snapshot), None, &request_id),
+    if let Some(p) = &decision.path {
+        out.path = p.to_string();
+    }
+    if let Some(c) = decision.client {
+        out.client_ip = Some(c.ip);
+    }
+    for r in &decision.would_deny {
+        log_would_deny(out, r, &request_id);
+    }
+    let fwd = match decision.action {
+        Action::Forward(fwd) => fwd,
+        Action::Deny(r) => return refuse(out, &r, Some(snapshot), &request_id),
     };
-    let host = match request_host(&parts.uri, &parts.headers) {
-        Ok(h) => h,
-        Err(e) => return refuse(out, &Refusal::BadHost(e), Some(snapshot), None, &request_id),
-    };
+    let (route, client) = (fwd.route, decision.client.unwrap_or(ClientIp { ip: conn.peer.ip(), peer_trusted: false }));
+    out.client = fwd.identity.as_ref().map(|i| i.client.clone());
     // The app is told the host that was routed on, spelled as routes spell it.
-    let canonical_host = match &host {
+    let canonical_host = match &decision.host {
         Some(h) if !h.unchanged() || parts.uri.authority().is_some() => HeaderValue::from_str(h.as_str()).ok(),
         _ => None,
     };
-    let host = host.as_ref().map_or("", |h| h.name());
-    let Ok(client) = client_ip::derive(&snapshot.trusted_proxies, conn.peer.ip(), &parts.headers) else {
-        return refuse(out, &Refusal::BadForwardedFor, Some(snapshot), None, &request_id);
+    let path_and_query = match fwd.path_and_query {
+        Some(pq) => pq,
+        None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
     };
-    out.host = host.to_owned();
-    out.path = path.to_string();
-    out.client_ip = Some(client.ip);
-    let creds = live.credentials();
-    let head = RequestHead {
-        method: &parts.method,
-        host,
-        path: &path,
-        headers: &parts.headers,
-        client_ip: client.ip,
-        now_ms: now_unix_ms(),
-    };
-    let (route, new_path, mut identity, body_check) = match decide(snapshot, &creds, &head) {
-        Decision::Forward { route, path, identity, body_check, would_deny } => {
-            out.route = Some(route.name.clone());
-            out.client = identity.as_ref().map(|i| i.client.clone());
-            if let Some(r) = would_deny {
-                log_would_deny(out, &r, route, &request_id, client.ip);
-            }
-            (route, path, identity, body_check)
-        }
-        Decision::Deny(r, route) => {
-            out.route = route.map(|r| r.name.clone());
-            return refuse(out, &r, Some(snapshot), route.map(|r| &*r.name), &request_id);
-        }
-    };
-    // Limits count once the caller is known (a webhook's sender is known from its header).
-    let mut ratelimit = None;
-    if !route.limits.is_empty() {
-        let who = identity.as_ref().or_else(|| body_check.as_ref().map(BodyCheck::identity));
-        let req = LimitRequest {
-            route: &route.name,
-            identity: who,
-            client_ip: client.ip,
-            headers: &parts.headers,
-            now_ns: limits::now_ns(),
-            quotas: live.quotas(),
-        };
-        match limits::admit(&route.limits, &req) {
-            Ok((tightest, would_deny)) => {
-                for r in &would_deny {
-                    log_would_deny(out, r, route, &request_id, client.ip);
-                }
-                ratelimit = tightest;
-            }
-            Err(r) => return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id),
-        }
-    }
-    // A declared length over the limit is refused before a byte of the body is read.
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > route.max_body) {
-        return refuse(
-            out,
-            &Refusal::BodyTooLarge { limit: route.max_body },
-            Some(snapshot),
-            Some(&route.name),
-            &request_id,
-        );
-    }
+    let mut identity = fwd.identity;
 
-    // The upstream request line, origin-form: the rewritten or normalized path and the
-    // original query. Unchanged paths reuse the request's own bytes.
-    // (An absolute-form URI without a path has no path-and-query: that is "/".)
-    let path_and_query = match (new_path, &path) {
-        (None, Cow::Borrowed(_)) => {
-            parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
-        }
-        (new, _) => {
-            let p = new.as_deref().unwrap_or(&path);
-            let pq = match parts.uri.query() {
-                Some(q) => format!("{p}?{q}"),
-                None => p.to_owned(),
-            };
-            match PathAndQuery::try_from(pq) {
-                Ok(pq) => pq,
-                Err(_) => {
-                    return refuse(out, &Refusal::BadPath(PathError::BadRewrite), Some(snapshot), None, &request_id);
-                }
-            }
-        }
-    };
     // Reading a signed body counts against the route's timeout: the whole exchange gets it.
-    let (body, _held, timeout) = match body_check {
+    let (body, _held, timeout) = match fwd.body_check {
         None => (Either::Left(body), None, route.timeout),
         Some(check) => {
             let started = std::time::Instant::now();
             let budget = live.buffer_budget();
             let buffered = match signed_body::read(body, route.max_body, route.timeout, &budget).await {
                 Ok(b) => b,
-                Err(f) => return refuse(out, &f.refusal(), Some(snapshot), Some(&route.name), &request_id),
+                Err(f) => return refuse(out, &f.refusal(), Some(snapshot), &request_id),
             };
-            match check.verify(&buffered.bytes) {
-                Ok(id) => {
+            match policy_body(snapshot, route, check, &buffered.bytes) {
+                BodyDecision::Passed(id) => {
                     out.client = Some(id.client.clone());
                     identity = Some(id);
                 }
-                Err(failure) => {
-                    let r = route.auth.as_deref().map_or(Refusal::BadBody, |p| Refusal::unauthenticated(p, failure));
-                    if snapshot.mode != Mode::DryRun {
-                        return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id);
-                    }
-                    log_would_deny(out, &r, route, &request_id, client.ip);
-                }
+                BodyDecision::Refused(r) => return refuse(out, &r, Some(snapshot), &request_id),
+                BodyDecision::WouldDeny(r) => log_would_deny(out, &r, &request_id),
             }
             let left = route.timeout.saturating_sub(started.elapsed());
             (Either::Right(Full::new(buffered.bytes.clone())), Some(buffered), left)
@@ -292,7 +181,7 @@ async fn decide_and_forward(
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
-    let upstream = active.upstream(&route.upstream);
+    let upstream = policy.upstream(&route.upstream);
     let endpoint = upstream.pick();
     let target = Target { route, host: canonical_host, endpoint: endpoint.authority() };
     prepare_request_headers(&mut parts.headers, target, conn, client, &request_id);
@@ -304,7 +193,7 @@ async fn decide_and_forward(
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;
     let Ok(in_flight) = live.in_flight().try_acquire() else {
-        return refuse(out, &Refusal::Overloaded, Some(snapshot), Some(&route.name), &request_id);
+        return refuse(out, &Refusal::Overloaded, Some(snapshot), &request_id);
     };
     let asked = std::time::Instant::now();
     let sent = tokio::time::timeout(timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
@@ -319,18 +208,18 @@ async fn decide_and_forward(
                 SendError::Overloaded => Refusal::UpstreamOverloaded { upstream: upstream.name.to_string() },
                 SendError::Upstream(failure) => Refusal::Upstream { upstream: upstream.name.to_string(), failure },
             };
-            return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id);
+            return refuse(out, &r, Some(snapshot), &request_id);
         }
         Err(_) => {
             let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after: route.timeout };
-            return refuse(out, &r, Some(snapshot), Some(&route.name), &request_id);
+            return refuse(out, &r, Some(snapshot), &request_id);
         }
     };
 
     let headers = resp.headers_mut();
     strip_headers(headers, Strip::Response);
     apply_ops(headers, &route.response_headers);
-    if let Some(t) = ratelimit {
+    if let Some(t) = fwd.ratelimit {
         headers.insert(RATELIMIT_POLICY, t.policy);
         headers.insert(RATELIMIT, t.limit);
     }
@@ -338,26 +227,20 @@ async fn decide_and_forward(
     resp.map(Either::Left)
 }
 
-fn log_would_deny(
-    out: &mut Outcome,
-    r: &Refusal,
-    route: &Route,
-    request_id: &HeaderValue,
-    client_ip: std::net::IpAddr,
-) {
+fn log_would_deny(out: &mut Outcome, r: &Refusal, request_id: &HeaderValue) {
     // The first rule that would have refused is the one reported.
     if out.decision != DecisionKind::WouldDeny {
         out.decision = DecisionKind::WouldDeny;
         out.rule = Some(r.rule());
         out.code = Some(r.code());
-        out.reportable = true;
+        out.fault = Some(r.fault());
     }
     tracing::info!(
         request_id = request_id.to_str().unwrap_or_default(),
-        route = &*route.name,
+        route = out.route.as_deref().unwrap_or_default(),
         rule = r.rule(),
         code = r.code(),
-        %client_ip,
+        client_ip = ?out.client_ip,
         "dry run: would deny"
     );
 }
@@ -387,26 +270,18 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, identity: Option<Identit
     }
 }
 
+/// Answers for Warden, and notes why. The route, if one matched, is already in `out`.
 fn refuse(
     out: &mut Outcome,
     r: &Refusal,
     snapshot: Option<&Arc<Snapshot>>,
-    route: Option<&str>,
     request_id: &HeaderValue,
 ) -> Response<ProxyBody> {
     out.decision = DecisionKind::Deny;
     out.rule = Some(r.rule());
     out.code = Some(r.code());
-    // Upstream failures are errors to alert on, not decisions to review.
-    out.reportable = !matches!(
-        r,
-        Refusal::Upstream { .. }
-            | Refusal::UpstreamTimeout { .. }
-            | Refusal::UpstreamOverloaded { .. }
-            | Refusal::Overloaded
-            | Refusal::NotReady
-    );
-    let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route, request_id };
+    out.fault = Some(r.fault());
+    let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route: out.route.as_deref(), request_id };
     r.response(&ctx).map(|b| Either::Right(Full::new(b)))
 }
 

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -21,8 +20,6 @@ use rustls::{ServerConfig, version};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-
-use crate::live::Live;
 
 /// One certificate chain and its key, as files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +34,6 @@ pub struct LoadedTls {
     pub config: Arc<ServerConfig>,
     pub digest: Vec<u8>,
 }
-
-/// How often certificate files are re-read.
-const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// Reads the files and builds a server configuration. Blocking: call off the runtime.
 pub fn load(files: &[CertFiles]) -> Result<LoadedTls, String> {
@@ -76,39 +70,9 @@ pub fn load(files: &[CertFiles]) -> Result<LoadedTls, String> {
     Ok(LoadedTls { config: Arc::new(config), digest: digest.finalize().to_vec() })
 }
 
-/// Re-reads the active snapshot's certificate files and swaps in changed ones. Runs
-/// forever; cheap when nothing changed (two small file reads and a hash).
-pub async fn watch(live: Arc<Live>) {
-    let mut refused: Option<Vec<u8>> = None;
-    loop {
-        tokio::time::sleep(RELOAD_EVERY).await;
-        let Some((files, current)) = live.tls_files() else { continue };
-        let files2 = files.clone();
-        let Ok(digest) = tokio::task::spawn_blocking(move || digest_of(&files2)).await else { continue };
-        let Some(digest) = digest else { continue };
-        if digest == current || refused.as_ref() == Some(&digest) {
-            continue;
-        }
-        let to_load = files.clone();
-        let loaded = tokio::task::spawn_blocking(move || load(&to_load)).await;
-        match loaded {
-            Ok(Ok(tls)) => {
-                tracing::info!("certificate files changed: new certificates in use");
-                live.replace_tls(&files, &tls);
-                refused = None;
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "certificate files changed but cannot be used; the previous certificates keep serving");
-                refused = Some(digest);
-            }
-            Err(_) => {}
-        }
-    }
-}
-
 /// The digest `load` would compute, or None if a file cannot be read right now (a
 /// rotation in progress: try again next round).
-fn digest_of(files: &[CertFiles]) -> Option<Vec<u8>> {
+pub fn digest_of(files: &[CertFiles]) -> Option<Vec<u8>> {
     let mut digest = Sha256::new();
     for f in files {
         digest.update(std::fs::read(&f.cert).ok()?);

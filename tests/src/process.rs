@@ -76,6 +76,55 @@ impl Proc {
         self.lines.lock().expect("lock").join("\n")
     }
 
+    /// Waits for the process's start-up line (one JSON object on stderr, with what it
+    /// bound) and returns it; panics with the output after `timeout`.
+    pub async fn started(&self, timeout: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.lines().iter().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["warden"] == "started").then_some(v)
+            });
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not start within {timeout:?}:\n{}",
+                self.name,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for a JSON line (the access log's, the start-up line) that `want` accepts,
+    /// and returns it; panics with the output after `timeout`.
+    pub async fn wait_for_json(
+        &self,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.lines().iter().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                want(&v).then_some(v)
+            });
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: no {what} within {timeout:?}:\n{}",
+                self.name,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits for a line containing `needle`; panics with the output after `timeout`.
     pub async fn wait_for(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
@@ -139,7 +188,10 @@ pub fn field(line: &str, key: &str) -> Option<String> {
 /// A running `warden-control-plane`.
 pub struct ControlPlane {
     pub proc: Proc,
+    /// The gRPC port (sidecars, wardenctl).
     pub addr: SocketAddr,
+    /// The HTTP port (`/healthz`, `/readyz`, `/metrics`).
+    pub http: SocketAddr,
     pub data_dir: PathBuf,
 }
 
@@ -154,15 +206,25 @@ impl ControlPlane {
         Self::start_env(data_dir, listen, extra, &[]).await
     }
 
-    /// Like `start_with`, with environment variables (`OTEL_*`, ...).
+    /// Like `start_with`, with environment variables (`OTEL_*`, ...). The HTTP port is
+    /// any free one unless `extra` names `--http`.
     pub async fn start_env(data_dir: &Path, listen: &str, extra: &[&str], envs: &[(&str, &str)]) -> ControlPlane {
         let data_dir_arg = data_dir.to_string_lossy();
         let mut args = vec!["--listen", listen, "--data-dir", &data_dir_arg];
+        if !extra.iter().any(|a| a.starts_with("--http")) {
+            args.extend_from_slice(&["--http", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let proc = Proc::spawn_env("warden-control-plane", &args, envs);
-        let line = proc.wait_for("warden-control-plane listening", Duration::from_secs(20)).await;
-        let addr = field(&line, "grpc").and_then(|a| a.parse().ok()).expect("grpc address in log");
-        ControlPlane { proc, addr, data_dir: data_dir.to_owned() }
+        let started = proc.started(Duration::from_secs(20)).await;
+        let addr = started["grpc"].as_str().and_then(|a| a.parse().ok()).expect("grpc address in the start-up line");
+        let http = started["http"].as_str().and_then(|a| a.parse().ok()).expect("http address in the start-up line");
+        ControlPlane { proc, addr, http, data_dir: data_dir.to_owned() }
+    }
+
+    /// `http://<http port><path>`
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
     }
 
     pub fn url(&self) -> String {
@@ -193,9 +255,10 @@ impl Sidecar {
         let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let proc = Proc::spawn_env("warden-sidecar", &all, envs);
-        let line = proc.wait_for("warden-sidecar listening", Duration::from_secs(20)).await;
-        let proxy = field(&line, "proxy").and_then(|a| a.parse().ok()).expect("proxy address in log");
-        let admin = field(&line, "admin").and_then(|a| a.parse().ok()).expect("admin address in log");
+        let started = proc.started(Duration::from_secs(20)).await;
+        let addr = |name: &str| started[name].as_str().and_then(|a| a.parse().ok());
+        let proxy = addr("proxy").expect("proxy address in the start-up line");
+        let admin = addr("admin").expect("admin address in the start-up line");
         Sidecar { proc, proxy, admin }
     }
 

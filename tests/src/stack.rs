@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use crate::{App, Client, ControlPlane, Sidecar, eventually, write_policy};
+use crate::app::App;
+use crate::client::{Client, Resp};
+use crate::fixtures::write_policy;
+use crate::process::{ControlPlane, Sidecar};
+use crate::wait::eventually;
 
 /// A minimal policy for `orders`: `/orders` and `/slow` go to the app.
 pub const BASIC: &str = "service: orders
@@ -163,7 +167,7 @@ impl Stack {
     }
 
     /// GET through the sidecar.
-    pub async fn get(&self, path: &str) -> crate::Resp {
+    pub async fn get(&self, path: &str) -> Resp {
         self.client.get(&self.sidecar.url(path)).await.expect("request through the sidecar")
     }
 
@@ -194,7 +198,7 @@ impl Stack {
     }
 
     /// POST through the sidecar.
-    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> crate::Resp {
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         self.client
             .send(http::Method::POST, &self.sidecar.url(path), headers, bytes::Bytes::copy_from_slice(body))
             .await
@@ -207,7 +211,7 @@ impl Stack {
     }
 
     /// GET through the sidecar with extra request headers.
-    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> crate::Resp {
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         self.client
             .send(http::Method::GET, &self.sidecar.url(path), headers, bytes::Bytes::new())
             .await

@@ -89,8 +89,16 @@ async fn dry_run_logs_what_it_would_deny_and_serves() {
     let s = Stack::start(&POLICY.replace("service: orders\n", "service: orders\nmode: dry_run\n")).await;
     let r = get_from(&s, "/admin/users", "203.0.113.50").await;
     assert_eq!(r.status, StatusCode::OK, "dry run never denies");
-    let line = s.sidecar.proc.wait_for("dry run: would deny", Duration::from_secs(5)).await;
-    assert!(line.contains("access.deny") && line.contains("203.0.113.50"), "{line}");
+    let line = s
+        .sidecar
+        .proc
+        .wait_for_json("would-deny access log line", Duration::from_secs(5), |v| v["decision"] == "would_deny")
+        .await;
+    assert_eq!(
+        (line["rule"].as_str(), line["client_ip"].as_str()),
+        (Some("access.deny"), Some("203.0.113.50")),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,6 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use warden_e2e::process::field;
 use warden_e2e::{App, Client, Proc, eventually, write_policy};
 
 /// The sidecar's admin connection cap and header timeout (`warden_sidecar::admin`).
@@ -29,9 +28,9 @@ async fn sidecar(dir: &std::path::Path, app: SocketAddr, admin: &str) -> (Proc, 
         "warden-sidecar",
         &["--listen", "127.0.0.1:0", "--admin", admin, "--policy-file", &file, "--upstream", &upstream],
     );
-    let line = proc.wait_for("warden-sidecar listening", Duration::from_secs(20)).await;
-    let addr = field(&line, "admin").and_then(|a| a.parse().ok());
-    let addr: SocketAddr = addr.unwrap_or_else(|| panic!("no admin address in: {line}"));
+    let started = proc.started(Duration::from_secs(20)).await;
+    let addr = started["admin"].as_str().and_then(|a| a.parse().ok());
+    let addr: SocketAddr = addr.unwrap_or_else(|| panic!("no admin address in: {started}"));
     (proc, addr)
 }
 

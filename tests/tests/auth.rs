@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use warden_control_plane::server::keys::generate;
+use warden_control_plane::ops::keys::generate;
+use warden_control_plane::store::Store as _;
 use warden_e2e::stack::orders_sidecar;
 use warden_e2e::{ControlPlane, Resp, Sidecar, Stack, eventually, sign, write_policy};
 
@@ -57,9 +58,12 @@ async fn until_status(s: &Stack, sidecar: &Sidecar, key: &str, status: StatusCod
 async fn a_hundred_thousand_keys_reach_the_sidecar_in_one_credentials_set() {
     // 100,000 keys make a 7.6 MB credentials message, past gRPC's usual 4 MiB limit.
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = warden_control_plane::store::Store::open(&dir.path().join("data")).expect("store");
-    let request =
-        |client: String| warden_proto::v1::CreateKeyRequest { service: "orders".into(), client, ..Default::default() };
+    let store = warden_control_plane::store::Sqlite::open(&dir.path().join("data")).expect("store");
+    let request = |client: String| warden_control_plane::ops::KeyRequest {
+        service: "orders".into(),
+        client,
+        ..Default::default()
+    };
     let keys: Vec<_> = (0..100_000).map(|i| generate(&request(format!("c{i}"))).expect("a key")).collect();
     let (last, _) = keys[keys.len() - 1].clone();
     store.create_keys(keys.into_iter().map(|(_, k)| k).collect()).await.expect("stored");

@@ -207,6 +207,30 @@ routes:
         let status: u16 = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         assert_eq!(status, *want, "sidecar {method} {url} {header:?}:\n{resp}");
     }
+    // Checks that once ran after the decision, in the proxy alone: two Host headers, and a
+    // declared body over max_body (explain said FORWARD to both).
+    let edge: &[(&[&str], &str, u16, &str)] = &[
+        (
+            &["GET", "/files/a", "-H", "host: x", "-H", "host: y"],
+            "GET /files/a HTTP/1.1\r\nHost: x\r\nHost: y",
+            400,
+            "duplicate_host",
+        ),
+        (
+            &["POST", "/login", "-H", "host: x", "-H", "content-length: 5000000"],
+            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000",
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (args, raw, want, code) in edge {
+        let out = s.cp.ctl(&[&["explain", "--service", "orders", "-o", "json"][..], args].concat()).await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!((v["status"].as_u64(), v["code"].as_str()), (Some(u64::from(*want)), Some(*code)), "{}", out.stdout);
+        let resp = s.sidecar.raw(format!("{raw}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        assert!(resp.starts_with(&format!("HTTP/1.1 {want}")), "sidecar {raw:?}:\n{resp}");
+        assert!(resp.contains(code), "{resp}");
+    }
     let out = s.cp.ctl(&["explain", "--service", "orders", "GET", "http://x/INTERNAL/Admin"]).await;
     assert!(out.stdout.contains("differs only by case"), "{}", out.stdout);
     assert!(out.stdout.contains("DENY 404 no_route"), "{}", out.stdout);

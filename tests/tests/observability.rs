@@ -58,7 +58,9 @@ async fn every_request_is_logged_counted_and_every_refusal_reaches_the_review_qu
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"warden_denials_total{rule="login-per-ip",code="rate_limited",dry_run="false"} 1"#),
+        metrics.contains(
+            r#"warden_denials_total{rule="login-per-ip",code="rate_limited",fault="policy",dry_run="false"} 1"#
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("warden_request_duration_seconds_bucket{"), "{metrics}");
@@ -96,15 +98,29 @@ async fn every_request_is_logged_counted_and_every_refusal_reaches_the_review_qu
     .await;
 }
 
+/// The value of an unlabelled counter in a `/metrics` text.
+fn counter(metrics: &str, name: &str) -> Option<u64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_access_log_can_be_switched_off() {
-    let s = Stack::start_with(POLICY, &["--access-log", "off"]).await;
-    s.get_with("/orders/1", &[("x-request-id", "quiet-1")]).await;
-    // Requests after it are counted, so by then its line would have been written.
-    eventually("the request is counted", Duration::from_secs(5), || async {
-        s.get_admin("/metrics").await.contains(r#"route="orders",status="200""#)
+    // The positive control: with the log on, the same request is written and counted as
+    // written, so the absence below means something.
+    let on = Stack::start(POLICY).await;
+    on.get_with("/orders/1", &[("x-request-id", "loud-1")]).await;
+    eventually("the line is written", Duration::from_secs(5), || async {
+        counter(&on.get_admin("/metrics").await, "warden_access_log_lines_total") == Some(1)
     })
     .await;
+    assert!(on.sidecar.proc.output().contains("loud-1"), "the line is on stdout");
+
+    let s = Stack::start_with(POLICY, &["--access-log", "off"]).await;
+    s.get_with("/orders/1", &[("x-request-id", "quiet-1")]).await;
+    let metrics = s.get_admin("/metrics").await;
+    assert!(metrics.contains(r#"route="orders",status="200""#), "the request is counted: {metrics}");
+    // With the log off there is no writer at all: nothing is, or will be, written.
+    assert_eq!(counter(&metrics, "warden_access_log_lines_total"), Some(0), "{metrics}");
     assert!(!s.sidecar.proc.output().contains("quiet-1"), "no access log line");
 }
 

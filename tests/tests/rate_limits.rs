@@ -122,9 +122,13 @@ async fn a_refused_request_uses_up_no_other_limit_and_dry_run_denies_nothing() {
     for _ in 0..3 {
         assert_eq!(from(&s, "/public", "192.0.2.9").await.status, StatusCode::OK, "dry run never refuses");
     }
-    s.sidecar.proc.wait_for("dry run: would deny", Duration::from_secs(5)).await;
-    let log = s.sidecar.proc.output();
-    assert!(log.contains("rate_limited") && log.contains("public"), "the log names the rule and the reason");
+    // The access log names the rule and the reason of what dry run would have refused.
+    let line = s
+        .sidecar
+        .proc
+        .wait_for_json("would-deny access log line", Duration::from_secs(5), |v| v["decision"] == "would_deny")
+        .await;
+    assert_eq!((line["code"].as_str(), line["route"].as_str()), (Some("rate_limited"), Some("public")), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,8 +230,14 @@ async fn a_global_quota_holds_across_sidecars_whatever_the_spread() {
         .await;
     }
     // Every sidecar knows the quota is split three ways (its fallback share).
+    let peek = format!("/limits/peek?limit=shared&key={}", hex::encode("acme"));
     for sc in [&s.sidecar, &b, &c] {
-        sc.proc.wait_for("shared by 3 sidecars", Duration::from_secs(10)).await;
+        eventually("the sidecar knows it is one of 3", Duration::from_secs(10), || async {
+            let v: serde_json::Value =
+                serde_json::from_str(&s.client.get(&sc.admin_url(&peek)).await.unwrap().text()).unwrap_or_default();
+            v["share"].as_f64().is_some_and(|f| (f - 1.0 / 3.0).abs() < 1e-9)
+        })
+        .await;
     }
     // Let the warm-up requests drain out of every bucket (10/s: 1 s is plenty).
     tokio::time::sleep(Duration::from_secs(1)).await;

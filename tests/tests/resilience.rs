@@ -14,7 +14,10 @@ use warden_proto::v1::admin_service_client::AdminServiceClient;
 async fn the_sidecar_keeps_serving_when_the_control_plane_dies() {
     let mut s = Stack::start(BASIC).await;
     s.cp.proc.kill9();
-    s.sidecar.proc.wait_for("serving the current snapshot", Duration::from_secs(10)).await;
+    eventually("the sidecar sees the control plane gone", Duration::from_secs(10), || async {
+        s.get_admin("/metrics").await.contains("warden_control_plane_connected 0")
+    })
+    .await;
     for i in 0..50 {
         let r = s.get(&format!("/orders/{i}")).await;
         assert_eq!(r.status, StatusCode::OK, "request {i} after the control plane died");
@@ -114,9 +117,10 @@ async fn sigterm_lets_in_flight_requests_finish() {
     eventually("the app has all four requests", Duration::from_secs(5), || async { s.app.requests().len() == 4 }).await;
 
     s.sidecar.proc.terminate();
-    s.sidecar.proc.wait_for("draining in-flight requests", Duration::from_secs(5)).await;
-    let ready = s.client.get(&s.sidecar.admin_url("/readyz")).await.unwrap();
-    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "unready while draining");
+    eventually("unready while draining", Duration::from_secs(5), || async {
+        s.client.get(&s.sidecar.admin_url("/readyz")).await.is_ok_and(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+    })
+    .await;
 
     // New connections are no longer accepted.
     assert!(tokio::net::TcpStream::connect(s.sidecar.proxy).await.is_err(), "the listener is closed");

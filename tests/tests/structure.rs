@@ -8,8 +8,33 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use warden_e2e::imports;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn no_import_cycle_between_source_files() {
+    let root = workspace();
+    let mut found = Vec::new();
+    let mut libs = 0;
+    for member in std::fs::read_dir(&root).unwrap() {
+        let dir = member.unwrap().path();
+        let src = dir.join("src");
+        if !src.join("lib.rs").exists() {
+            continue;
+        }
+        libs += 1;
+        let edges = imports::edges(&src).unwrap();
+        for cycle in imports::cycles(&edges) {
+            let files: Vec<String> =
+                cycle.iter().map(|f| f.strip_prefix(&root).unwrap().display().to_string()).collect();
+            found.push(files.join(" <-> "));
+        }
+    }
+    assert!(libs >= 5, "the workspace's libraries were not found under {}", root.display());
+    assert!(found.is_empty(), "import cycles between files:\n{}", found.join("\n"));
 }
 
 /// What the pure crate must never link: a runtime, an HTTP server or client, gRPC, TLS

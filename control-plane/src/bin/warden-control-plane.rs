@@ -1,14 +1,18 @@
-//! `warden-control-plane`: opens the store in `--data-dir` and serves the sidecar streams
-//! and the admin API on `--listen`.
+//! `warden-control-plane`: opens the store in `--data-dir`, serves the sidecar streams and
+//! the admin API on `--listen`, and `/healthz`, `/readyz` and `/metrics` on `--http`. Once
+//! both ports are bound it announces its start with one JSON line on stderr carrying both
+//! addresses (`grpc`, `http`), so port 0 works for either.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
-use warden_control_plane::server::{self, BearerToken, ControlPlane, SidecarTokens};
-use warden_control_plane::store::{Retention, Store};
+use warden_control_plane::ops::{ControlPlane, Options};
+use warden_control_plane::server::{self, BearerToken, SidecarTokens};
+use warden_control_plane::store::{Retention, Sqlite};
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
 #[derive(Debug, Parser)]
@@ -17,6 +21,9 @@ struct Args {
     /// gRPC for sidecars and wardenctl.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
+    /// HTTP for probes and Prometheus: /healthz, /readyz (the store answers), /metrics.
+    #[arg(long, env = "WARDEN_HTTP", default_value = "127.0.0.1:7071")]
+    http: SocketAddr,
     /// The embedded store.
     #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
     data_dir: PathBuf,
@@ -58,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     warden_telemetry::init_logging();
     let store =
-        Store::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        Sqlite::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let admin_token = token("--admin-token-file", args.admin_token_file.as_ref())?;
     if admin_token.is_none() {
         tracing::warn!(
@@ -94,11 +101,15 @@ async fn main() -> anyhow::Result<()> {
     if traces.is_some() {
         tracing::info!("tracing: apply -> build -> push -> ACK spans export over OTLP as configured by OTEL_*");
     }
-    let cp = ControlPlane::start_with(store, retention, traces).await?;
+    let cp = ControlPlane::start_with(Arc::new(store), Options { retention, traces }).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
-    tracing::info!(grpc = %listener.local_addr()?, data_dir = %args.data_dir.display(), "warden-control-plane listening");
+    let http = TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
+    let (grpc_addr, http_addr) = (listener.local_addr()?, http.local_addr()?);
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %args.data_dir.display(), "warden-control-plane listening");
+    warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {
-        r = server::serve(listener, cp, admin_token, sidecar_tokens, tls) => r?,
+        r = server::serve(listener, cp.clone(), admin_token, sidecar_tokens, tls) => r?,
+        () = warden_control_plane::http::serve(http, cp) => {}
         _ = tokio::signal::ctrl_c() => {}
         () = terminate() => {}
     }

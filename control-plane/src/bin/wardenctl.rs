@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use warden_control_plane::cli::Cli;
+use warden_control_plane::cli::Wardenctl;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.run().await {
+    let wardenctl = Wardenctl::parse();
+    match wardenctl.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             // Errors quote what others wrote (server messages, policy excerpts).

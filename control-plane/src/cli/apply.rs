@@ -4,7 +4,8 @@
 use warden_policy::yaml::parse_file;
 use warden_proto::v1::ApplyRequest;
 
-use super::{Cli, Failure, Format, Outcome, author, output, read_file};
+use crate::cli::context::{Cli, Failure, Format, Outcome, author, read_file};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -3,7 +3,8 @@
 use warden_policy::yaml::parse_file;
 use warden_proto::v1::GetPolicyRequest;
 
-use super::{Cli, Failure, Format, Outcome, output, read_file};
+use crate::cli::context::{Cli, Failure, Format, Outcome, read_file};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -14,7 +14,7 @@
 
 use yaml_serde::{Mapping, Value};
 
-use super::{Cli, Failure, Outcome, read_file};
+use crate::cli::context::{Cli, Failure, Outcome, read_file};
 
 /// The container's name, and how a second injection recognises the first.
 const NAME: &str = "warden-sidecar";

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use warden_proto::v1::{CreateKeyRequest, KeyInfo, ListKeysRequest, RevokeKeyRequest};
 
-use super::{Cli, Format, Outcome, output};
+use crate::cli::context::{Cli, Format, Outcome};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

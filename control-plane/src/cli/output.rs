@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use similar::TextDiff;
 use warden_policy::text;
 
-use super::Format;
+use crate::cli::context::Format;
 
 /// One line's worth of someone else's text, control characters escaped (`\x1b`, `\n`).
 pub fn cell(s: &str) -> Cow<'_, str> {

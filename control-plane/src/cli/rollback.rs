@@ -3,7 +3,8 @@
 
 use warden_proto::v1::RollbackRequest;
 
-use super::{Cli, Format, Outcome, author, output};
+use crate::cli::context::{Cli, Format, Outcome, author};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use warden_proto::v1::{ListSecretsRequest, SecretInfo, SetSecretRequest};
 
-use super::{Cli, Failure, Format, Outcome, output, read_file};
+use crate::cli::context::{Cli, Failure, Format, Outcome, read_file};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,10 +1,13 @@
 //! `wardenctl status [--service S]`: every sidecar the control plane knows, with the
 //! version it ACKed, the credentials revision it checks against, the last NACK and its
-//! error, and when it was last seen.
+//! error, and when it was last seen; then every service whose stored policy no longer
+//! validates with the control plane's release (not served until a valid version replaces
+//! it).
 
-use warden_proto::v1::StatusRequest;
+use warden_proto::v1::{SidecarStatus, StatusRequest};
 
-use super::{Cli, Format, Outcome, output};
+use crate::cli::context::{Cli, Format, Outcome};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,13 +16,9 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
-    let sidecars = cli
-        .admin()
-        .await?
-        .status(StatusRequest { service: a.service.clone().unwrap_or_default() })
-        .await?
-        .into_inner()
-        .sidecars;
+    let resp =
+        cli.admin().await?.status(StatusRequest { service: a.service.clone().unwrap_or_default() }).await?.into_inner();
+    let (sidecars, invalid) = (resp.sidecars, resp.invalid_policies);
     if cli.output != Format::Table {
         let rows: Vec<_> = sidecars
             .iter()
@@ -34,13 +33,38 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 })
             })
             .collect();
-        output::structured(cli.output, &serde_json::json!({ "sidecars": rows }));
+        let invalid: Vec<_> = invalid
+            .iter()
+            .map(|p| serde_json::json!({ "service": p.service, "version": p.version, "error": p.error }))
+            .collect();
+        output::structured(cli.output, &serde_json::json!({ "sidecars": rows, "invalid_policies": invalid }));
         return Ok(());
     }
     if sidecars.is_empty() {
         println!("no sidecars have connected");
-        return Ok(());
+    } else {
+        table(&sidecars);
     }
+    if !invalid.is_empty() {
+        println!();
+        println!(
+            "STORED POLICIES THAT NO LONGER VALIDATE (not served: their sidecars keep their last known good policy)"
+        );
+        for p in &invalid {
+            println!(
+                "{} v{}: apply a fixed policy or roll back to a version that validates",
+                output::cell(&p.service),
+                p.version
+            );
+            for line in output::lines(&p.error).lines() {
+                println!("    {line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn table(sidecars: &[SidecarStatus]) {
     let rows: Vec<Vec<String>> = sidecars
         .iter()
         .map(|s| {
@@ -64,5 +88,4 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         })
         .collect();
     output::table(&["SERVICE", "INSTANCE", "STATE", "ACKED", "CREDENTIALS", "LAST SEEN", "LAST NACK"], &rows);
-    Ok(())
 }

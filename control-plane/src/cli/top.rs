@@ -4,7 +4,8 @@
 
 use warden_proto::v1::{RouteStats, TopRequest};
 
-use super::{Cli, Format, Outcome, output};
+use crate::cli::context::{Cli, Format, Outcome};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,7 +2,8 @@
 
 use warden_policy::yaml::parse_file;
 
-use super::{Cli, Failure, Format, Outcome, output, read_file};
+use crate::cli::context::{Cli, Failure, Format, Outcome, read_file};
+use crate::cli::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,13 +1,10 @@
-//! `SidecarService`: one stream per sidecar. Waits for Hello, sends the service's current
-//! snapshot and every later one, and records ACKs, NACKs and heartbeats in the registry.
-//! Beside it each sidecar keeps a report stream (quota demand, deny records, traffic).
+//! `SidecarService`: one control stream and one report stream per sidecar. The control
+//! stream waits for Hello, then sends the service's snapshots and credentials as the
+//! operations layer publishes them and hands back what the sidecar says; the report
+//! stream hands each batch to the operations layer and answers with quota shares.
 //!
-//! What a sidecar may speak for: its token admits it to one service (or, the shared token,
-//! to any), and nothing finer, since tokens are per service, not per instance. So a report
-//! stream must name a service its token admits and an instance of that service that has a
-//! control stream open (visible in `wardenctl status`, with its peer address), and every
-//! batch on it must name that same service and instance. What either stream sends is
-//! checked or made safe on receipt (`receipt.rs`).
+//! What a sidecar may speak for starts here: its token admits it to one service (or, the
+//! shared token, to any), checked against the service its first message names.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,16 +17,13 @@ use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_server::SidecarService;
 use warden_proto::v1::{ReportBatch, ReportReply, SidecarMessage, SnapshotPush};
 
-use super::{Admitted, ControlPlane, receipt};
-use crate::hub::global_limits;
-use crate::registry::Event;
+use crate::ops::{ControlPlane, Event, Hello, check_names};
+use crate::server::auth::Admitted;
+use crate::server::convert;
+use crate::server::status::status;
 
 /// The sidecar-facing API over the shared control plane.
 pub struct SidecarApi(pub Arc<ControlPlane>);
-
-/// How long a report stream waits for its sidecar's Hello: a sidecar opens both streams at
-/// once, so its report may arrive first.
-const HELLO_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the token interceptor admitted; refusing when it did not run (fail safe).
 fn admitted<T>(req: &Request<T>) -> Result<Admitted, Status> {
@@ -38,9 +32,6 @@ fn admitted<T>(req: &Request<T>) -> Result<Admitted, Status> {
 
 type PushStream = Pin<Box<dyn Stream<Item = Result<SnapshotPush, Status>> + Send>>;
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<ReportReply, Status>> + Send>>;
-
-/// Report streams are numbered apart from subscriptions.
-static REPORT_STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 #[tonic::async_trait]
 impl SidecarService for SidecarApi {
@@ -55,24 +46,20 @@ impl SidecarService for SidecarApi {
             Some(SidecarMessage { kind: Some(Kind::Hello(h)) }) => h,
             _ => return Err(Status::invalid_argument("the first message must be Hello")),
         };
-        receipt::check_names(&hello.service, &hello.instance)?;
+        check_names(&hello.service, &hello.instance).map_err(status)?;
         admitted.check(&hello.service)?;
-        let stream_id = self.0.registry.connected(&hello.service, &hello.instance, &peer);
-        tracing::info!(service = %hello.service, instance = %hello.instance, %peer, version = hello.version, "sidecar connected");
-
-        let mut snapshots = self.0.hub.subscribe(&hello.service);
-        snapshots.mark_changed();
-        let mut credentials = self.0.hub.subscribe_credentials(&hello.service);
-        if credentials.borrow().is_none() {
-            // A service with keys but no policy yet has nothing published: read it now.
-            self.0.refresh_credentials(&hello.service).await.map_err(|e| Status::internal(e.to_string()))?;
-        }
-        credentials.mark_changed();
-        // What the sidecar holds: from its disk at first, then what was sent.
-        let mut held = (hello.credentials_epoch, hello.credentials_revision);
-        let mut from_hello = true;
+        let hello = Hello {
+            service: hello.service,
+            instance: hello.instance,
+            peer,
+            version: hello.version,
+            credentials_epoch: hello.credentials_epoch,
+            credentials_revision: hello.credentials_revision,
+        };
+        let mut session = self.0.hello(hello).await.map_err(status)?;
+        let mut snapshots = session.snapshots();
+        let mut credentials = session.credentials();
         let (tx, rx) = mpsc::channel(4);
-        let cp = self.0.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -83,16 +70,8 @@ impl SidecarService for SidecarApi {
                             break;
                         }
                         let Some(current) = credentials.borrow_and_update().clone() else { continue };
-                        let changes = current.since(held.0, held.1);
-                        if std::mem::take(&mut from_hello) && changes.is_empty() {
-                            // It reconnected holding the current revision (written to its disk
-                            // before it ACKed it), so nothing is sent and no ACK will come: its
-                            // Hello is the ACK, or `status` shows it behind until the next change.
-                            let ack = Event::CredentialsAck(current.full.revision);
-                            cp.registry.event(&hello.service, &hello.instance, stream_id, ack);
-                        }
                         let mut closed = false;
-                        for c in changes {
+                        for c in session.credentials_to_send(&current) {
                             let push = SnapshotPush { snapshot: None, credentials: Some(c.bytes()) };
                             if tx.send(Ok(push)).await.is_err() {
                                 closed = true;
@@ -102,7 +81,6 @@ impl SidecarService for SidecarApi {
                         if closed {
                             break;
                         }
-                        held = (current.full.epoch, current.full.revision);
                     }
                     changed = snapshots.changed() => {
                         if changed.is_err() {
@@ -119,21 +97,16 @@ impl SidecarService for SidecarApi {
                         let event = match msg {
                             Ok(Some(SidecarMessage { kind: Some(Kind::Ack(a)) })) => Event::Ack(a.version),
                             Ok(Some(SidecarMessage { kind: Some(Kind::CredentialsAck(a)) })) => Event::CredentialsAck(a.revision),
-                            Ok(Some(SidecarMessage { kind: Some(Kind::Nack(n)) })) => {
-                                let error = receipt::nack_error(&n.error);
-                                tracing::warn!(service = %hello.service, instance = %hello.instance, version = n.version, %error, "sidecar NACKed a snapshot");
-                                Event::Nack(n.version, error)
-                            }
+                            Ok(Some(SidecarMessage { kind: Some(Kind::Nack(n)) })) => Event::Nack(n.version, n.error),
                             Ok(Some(_)) => Event::Seen,
                             Ok(None) | Err(_) => break,
                         };
-                        cp.rollouts.observe(&hello.service, &hello.instance, &event);
-                        cp.registry.event(&hello.service, &hello.instance, stream_id, event);
+                        session.said(event);
                     }
                 }
             }
-            cp.registry.disconnected(&hello.service, &hello.instance, stream_id);
-            tracing::info!(service = %hello.service, instance = %hello.instance, "sidecar disconnected");
+            // Dropping the session marks the sidecar disconnected.
+            drop(session);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -142,65 +115,33 @@ impl SidecarService for SidecarApi {
         let admitted = admitted(&req)?;
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("no first batch"))?;
-        receipt::check_names(&first.service, &first.instance)?;
+        check_names(&first.service, &first.instance).map_err(status)?;
         admitted.check(&first.service)?;
-        wait_for_hello(&self.0, &first.service, &first.instance).await?;
-        let stream = REPORT_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (service, instance) = (first.service.clone(), first.instance.clone());
-        let limits_of = {
-            let service = service.clone();
-            move |cp: &ControlPlane| cp.hub.snapshot(&service).map(|s| global_limits(&s)).unwrap_or_default()
-        };
-        self.0.quotas.open(stream, limits_of(&self.0));
+        let reporter = self.0.open_report(&first.service, &first.instance).await.map_err(status)?;
         let (tx, rx) = mpsc::channel(4);
-        let cp = self.0.clone();
         tokio::spawn(async move {
             let mut batch = Some(first);
-            while let Some(mut b) = batch.take() {
-                // A stream speaks for the sidecar it opened as, and for nobody else.
-                if b.service != service || b.instance != instance {
-                    tracing::warn!(%service, %instance, "a report batch named another sidecar; closing its stream");
-                    let refusal = format!("this report stream is for {service}/{instance}; a batch named another");
-                    let _ = tx.send(Err(Status::invalid_argument(refusal))).await;
-                    break;
-                }
-                cp.quotas.set_limits(stream, limits_of(&cp));
-                let reply = cp.quotas.report(stream, &b, std::time::Instant::now());
-                let mut denials = std::mem::take(&mut b.denials);
-                let dropped = b.denials_dropped.saturating_add(receipt::clean_denials(&mut denials) as u64);
-                if dropped > 0 {
-                    tracing::warn!(%service, %instance, dropped, "a sidecar dropped deny records (its queue was full)");
-                }
-                if !b.routes.is_empty() {
-                    receipt::clean_routes(&mut b.routes);
-                    cp.traffic.report(&service, &instance, std::mem::take(&mut b.routes));
-                }
+            while let Some(b) = batch.take() {
+                let (reply, denials) = match reporter.record(convert::report(b)) {
+                    Ok(recorded) => recorded,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        break;
+                    }
+                };
                 // The quota reply first: storing deny records waits on a disk write.
-                if tx.send(Ok(reply)).await.is_err() {
+                if tx.send(Ok(convert::report_reply(reply))).await.is_err() {
                     break;
                 }
-                if !denials.is_empty()
-                    && let Err(e) = cp.store.insert_denials(&service, &instance, denials, cp.retention).await
-                {
-                    tracing::warn!(error = %e, "could not store deny records");
-                }
+                reporter.store_denials(denials).await;
                 batch = match inbound.message().await {
                     Ok(Some(next)) => Some(next),
                     Ok(None) | Err(_) => None,
                 };
             }
-            cp.quotas.close(stream);
+            // Dropping the reporter takes its demand off the quota board.
+            drop(reporter);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
-}
-
-/// Waits (up to `HELLO_WAIT`) until `instance` of `service` has a control stream open.
-async fn wait_for_hello(cp: &ControlPlane, service: &str, instance: &str) -> Result<(), Status> {
-    if cp.registry.connected_within(service, instance, HELLO_WAIT).await {
-        return Ok(());
-    }
-    Err(Status::failed_precondition(format!(
-        "no sidecar {service}/{instance} is connected: a report stream needs the instance's control stream open"
-    )))
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use warden_proto::v1 as pb;
 
-use super::Identity;
+use crate::auth::identity::Identity;
 
 /// The SHA-256 of an API key. Keys are 32 random bytes, so a fast unsalted hash is the
 /// right tool (a password hash would only slow every request). Equality is constant

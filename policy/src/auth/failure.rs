@@ -143,7 +143,7 @@ impl AuthFailure {
             AuthFailure::SignatureInvalid => "The signature does not match the request body.".into(),
             AuthFailure::SignatureStale { tolerance } => format!(
                 "The signature's timestamp is more than {} from now; a replayed or delayed delivery is refused.",
-                crate::yaml::format_duration(*tolerance)
+                crate::yaml::units::format_duration(*tolerance)
             ),
             // The secret's name is for the operator (`wardenctl explain`, apply warnings).
             AuthFailure::SecretNotSet { .. } => {

@@ -12,7 +12,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use warden_proto::v1 as pb;
 
-use super::{AuthFailure, Credentials, Identity};
+use crate::auth::credentials::Credentials;
+use crate::auth::failure::AuthFailure;
+use crate::auth::identity::Identity;
 
 const GITHUB_HEADER: &str = "x-hub-signature-256";
 const STRIPE_HEADER: &str = "stripe-signature";

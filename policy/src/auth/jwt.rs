@@ -25,7 +25,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
-use super::{AuthFailure, Identity};
+use crate::auth::failure::AuthFailure;
+use crate::auth::identity::Identity;
 
 /// One key of the JWKS, ready to verify with.
 struct VerifyKey {
@@ -41,16 +42,16 @@ pub struct JwtVerifier {
     plan_claim: String,
     leeway_s: u64,
     cache: TokenCache,
-    /// Set when the keys are in a file this process did not read (`wardenctl explain`).
-    pub unread_file: Option<String>,
-    reload: Option<Reload>,
+    /// Keys kept in a file on the sidecar's host (`jwks_file`): the sidecar reads it and
+    /// hands the text to `load_jwks`; until then there are no keys.
+    file: Option<JwksFile>,
 }
 
-/// Where the keys came from, to re-read them when the file changes.
-struct Reload {
+/// A `jwks_file`, and what was last loaded from it.
+struct JwksFile {
     path: String,
     config: pb::JwtAuth,
-    /// SHA-256 of the content last read.
+    /// SHA-256 of the content last handed over (used or refused).
     digest: Mutex<Vec<u8>>,
 }
 
@@ -103,17 +104,14 @@ pub fn has_symmetric_key(json: &str) -> bool {
 }
 
 impl JwtVerifier {
-    pub fn compile(j: &pb::JwtAuth, read_files: bool) -> Result<JwtVerifier, String> {
+    /// Compiles a pushed verifier. Keys in a `jwks_file` are not read here: see
+    /// `jwks_file` and `load_jwks`.
+    pub fn compile(j: &pb::JwtAuth) -> Result<JwtVerifier, String> {
         let file = (!j.jwks_file.is_empty()).then(|| j.jwks_file.clone());
-        let (keys, digest) = match (&file, read_files) {
-            (None, _) if j.jwks_json.is_empty() => return Err("no jwks or jwks_file".into()),
-            (None, _) => (verify_keys(j, &j.jwks_json)?, Vec::new()),
-            (Some(path), true) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("jwks_file {path}: {e}"))?;
-                let keys = verify_keys(j, &text).map_err(|e| format!("jwks_file {path}: {e}"))?;
-                (keys, Sha256::digest(text.as_bytes()).to_vec())
-            }
-            (Some(_), false) => (Vec::new(), Vec::new()),
+        let keys = match &file {
+            None if j.jwks_json.is_empty() => return Err("no jwks or jwks_file".into()),
+            None => verify_keys(j, &j.jwks_json)?,
+            Some(_) => Vec::new(),
         };
         Ok(JwtVerifier {
             keys: ArcSwap::from_pointee(keys),
@@ -121,22 +119,20 @@ impl JwtVerifier {
             plan_claim: j.plan_claim.clone(),
             leeway_s: j.leeway_ms / 1000,
             cache: TokenCache::default(),
-            unread_file: if read_files { None } else { file.clone() },
-            reload: file.filter(|_| read_files).map(|path| Reload {
-                path,
-                config: j.clone(),
-                digest: Mutex::new(digest),
-            }),
+            file: file.map(|path| JwksFile { path, config: j.clone(), digest: Mutex::new(Vec::new()) }),
         })
     }
 
-    /// Re-reads `jwks_file` if its content changed and uses the new keys (and forgets
-    /// the tokens verified with the old ones). Ok(false) when nothing changed or there is
-    /// no file; Err when the new content cannot be used, and the old keys stay.
-    pub fn reload(&self) -> Result<bool, String> {
-        let Some(r) = &self.reload else { return Ok(false) };
-        // A file mid-rotation may be missing for a moment: try again next round.
-        let Ok(text) = std::fs::read_to_string(&r.path) else { return Ok(false) };
+    /// The `jwks_file` the keys are to come from, if they are in one.
+    pub fn jwks_file(&self) -> Option<&str> {
+        self.file.as_ref().map(|f| f.path.as_str())
+    }
+
+    /// Uses the keys in `text`, the content of `jwks_file` (and forgets the tokens
+    /// verified with the old ones). Ok(false) when it is what was last handed over, or
+    /// there is no file; Err when it cannot be used, and the old keys stay.
+    pub fn load_jwks(&self, text: &str) -> Result<bool, String> {
+        let Some(r) = &self.file else { return Ok(false) };
         let digest = Sha256::digest(text.as_bytes()).to_vec();
         let mut current = r.digest.lock().unwrap_or_else(PoisonError::into_inner);
         if *current == digest {
@@ -144,20 +140,22 @@ impl JwtVerifier {
         }
         // Refused content is remembered too, so it is reported once, not every round.
         *current = digest;
-        let keys = verify_keys(&r.config, &text).map_err(|e| format!("jwks_file {}: {e}", r.path))?;
+        let keys = verify_keys(&r.config, text).map_err(|e| format!("jwks_file {}: {e}", r.path))?;
         self.keys.store(Arc::new(keys));
         self.cache.clear();
         Ok(true)
     }
 
     /// Verifies a token and names its client.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthFailure> {
+    /// Verifies a token at `now_ms` (Unix milliseconds: the caller's clock, not this
+    /// function's) and names its client.
+    pub fn verify(&self, token: &str, now_ms: i64) -> Result<Identity, AuthFailure> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = u64::try_from(now_ms / 1000).unwrap_or(0);
         if let Some(id) = self.cache.get(&digest, now) {
             return Ok(id);
         }
-        let (identity, claims) = self.verify_uncached(token)?;
+        let (identity, claims) = self.verify_uncached(token, now)?;
         // Remembered only within the window the checks just accepted it for.
         let number = |name: &str| claims.get(name).and_then(Value::as_u64);
         let until = number("exp").map_or(now, |exp| exp.saturating_add(self.leeway_s));
@@ -166,7 +164,11 @@ impl JwtVerifier {
         Ok(identity)
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<(Identity, serde_json::Map<String, Value>), AuthFailure> {
+    fn verify_uncached(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Identity, serde_json::Map<String, Value>), AuthFailure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthFailure::TokenMalformed)?;
         let keys = self.keys.load();
         let mut candidates = keys
@@ -184,7 +186,10 @@ impl JwtVerifier {
         let mut last = AuthFailure::TokenSignature;
         for k in candidates {
             match jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &k.key, &k.validation) {
-                Ok(data) => return self.identity(&data.claims).map(|id| (id, data.claims)),
+                Ok(data) => {
+                    self.check_times(&data.claims, now)?;
+                    return self.identity(&data.claims).map(|id| (id, data.claims));
+                }
                 Err(e) => {
                     last = failure(e.kind());
                     // Another key with no kid may still match; any other verdict is final.
@@ -195,6 +200,23 @@ impl JwtVerifier {
             }
         }
         Err(last)
+    }
+
+    /// `exp` and `nbf` against `now` (Unix seconds), with the leeway, as jsonwebtoken
+    /// would check them against its own clock.
+    fn check_times(&self, claims: &serde_json::Map<String, Value>, now: u64) -> Result<(), AuthFailure> {
+        let time = |name: &str| match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)).map(Some).ok_or(AuthFailure::TokenMalformed),
+        };
+        // `exp` is required: the decoding checked it is there.
+        if time("exp")?.is_some_and(|exp| exp < now.saturating_sub(self.leeway_s)) {
+            return Err(AuthFailure::TokenExpired);
+        }
+        if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway_s)) {
+            return Err(AuthFailure::TokenNotYetValid);
+        }
+        Ok(())
     }
 
     fn identity(&self, claims: &serde_json::Map<String, Value>) -> Result<Identity, AuthFailure> {
@@ -277,7 +299,10 @@ fn verify_keys(j: &pb::JwtAuth, json: &str) -> Result<Vec<VerifyKey>, String> {
             let mut v = Validation::new(Algorithm::RS256);
             v.algorithms = algorithms;
             v.leeway = j.leeway_ms / 1000;
-            v.validate_nbf = true;
+            // The times are checked against the caller's clock (`check_times`), not the
+            // library's.
+            v.validate_exp = false;
+            v.validate_nbf = false;
             let mut required = vec!["exp"];
             if !j.issuers.is_empty() {
                 v.set_issuer(&j.issuers);

@@ -10,7 +10,7 @@ const NOW_MS: i64 = 1_800_000_000_000;
 const GOOD_KEY: &str = "wdn_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 fn provider(kind: pb::auth_provider::Kind) -> AuthProvider {
-    AuthProvider::compile(&pb::AuthProvider { name: "p".into(), kind: Some(kind) }, "orders", true).unwrap()
+    AuthProvider::compile(&pb::AuthProvider { name: "p".into(), kind: Some(kind) }, "orders").unwrap()
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -132,7 +132,8 @@ fn bearer(t: &str) -> HeaderMap {
 fn jwts_are_verified_and_name_the_client_and_plan() {
     let p = jwt_provider(&["https://issuer.example"], &["orders"]);
     let c = Credentials::default();
-    let now = jsonwebtoken::get_current_timestamp();
+    // The time is the caller's (`NOW_MS`, not the wall clock), as decide passes it.
+    let now = (NOW_MS / 1000) as u64;
     let good = serde_json::json!({"sub": "acme", "plan": "pro", "iss": "https://issuer.example", "aud": "orders", "exp": now + 600});
     let check = |claims: serde_json::Value| outcome(&p, &c, &bearer(&token(claims, "k1", OCT)));
     let with = |k: &str, v: serde_json::Value| {
@@ -169,7 +170,8 @@ fn jwts_are_verified_and_name_the_client_and_plan() {
 fn a_jwt_whose_alg_its_key_does_not_allow_is_refused() {
     let p = jwt_provider(&[], &[]);
     let c = Credentials::default();
-    let now = jsonwebtoken::get_current_timestamp();
+    // The time is the caller's (`NOW_MS`, not the wall clock), as decide passes it.
+    let now = (NOW_MS / 1000) as u64;
     let mut header = Header::new(jsonwebtoken::Algorithm::HS384);
     header.kid = Some("k1".into());
     let t = jsonwebtoken::encode(

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
-use super::RateDef;
+use crate::limits::gcra::RateDef;
 
 /// The smallest share ever applied: a sidecar is never cut to zero.
 const MIN_FRACTION: f64 = 0.001;

@@ -10,10 +10,13 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
-use super::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mode, PathMatch, Route, RouteIndex, Snapshot, Upstream};
 use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
-use crate::limits::{Limit, LimitState};
+use crate::limits::limit::Limit;
+use crate::snapshot::compiled::{Mode, Snapshot};
+use crate::snapshot::route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, PathMatch, Route};
+use crate::snapshot::route_index::RouteIndex;
+use crate::snapshot::upstream::Upstream;
 use crate::yaml::build::{DEFAULT_CONNECT_TIMEOUT, SCHEMA};
 use crate::yaml::validate::APP_UPSTREAM;
 
@@ -30,12 +33,12 @@ pub enum InvalidSnapshot {
     Mode(i32),
     #[error("unknown escaped_slashes {0}")]
     EscapedSlashes(i32),
-    #[error("upstream '{upstream}': {reason}")]
-    Upstream { upstream: String, reason: String },
-    #[error("route '{route}': {reason}")]
-    Route { route: String, reason: String },
-    #[error("{field}: {reason}")]
-    Networks { field: String, reason: String },
+    #[error("upstream '{upstream}': {error}")]
+    Upstream { upstream: String, error: InvalidUpstream },
+    #[error("route '{route}': {error}")]
+    Route { route: String, error: InvalidRoute },
+    #[error(transparent)]
+    Networks(#[from] InvalidNetworks),
     #[error("tls: {0}")]
     Tls(String),
     #[error("auth '{provider}': {reason}")]
@@ -44,27 +47,67 @@ pub enum InvalidSnapshot {
     Limit { limit: String, reason: String },
 }
 
-/// What a sidecar adds to a snapshot when compiling it.
-pub struct CompileContext<'a> {
-    /// The service this sidecar serves, if it must match.
-    pub service: Option<&'a str>,
-    /// Whether files the policy names on the sidecar's host (`jwks_file`) are read;
-    /// `wardenctl explain` runs elsewhere and does not.
-    pub read_files: bool,
-    /// Where limit counters come from, so they outlive snapshots.
-    pub limits: &'a LimitState,
+/// Why an upstream cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUpstream {
+    #[error("'app' is reserved for the sidecar's --upstream")]
+    Reserved,
+    #[error("no endpoints")]
+    NoEndpoints,
+    #[error("connect timeout is 0")]
+    ZeroConnectTimeout,
+    #[error("endpoint '{0}' is not host:port")]
+    Endpoint(String),
+    /// The sidecar's own check: the endpoint's host name does not resolve from it.
+    #[error("{0}")]
+    Unresolvable(String),
 }
 
-impl Snapshot {
-    /// Validates and compiles a pushed snapshot.
-    pub fn compile(s: &pb::Snapshot, ctx: &CompileContext<'_>) -> Result<Snapshot, InvalidSnapshot> {
+/// Why a route cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRoute {
+    #[error("bad host pattern '{0}'")]
+    HostPattern(String),
+    #[error("path '{0}' must start with '/'")]
+    NotAbsolute(String),
+    #[error("bad method '{0}'")]
+    Method(String),
+    #[error("bad header name '{0}'")]
+    HeaderName(String),
+    #[error("bad value for header '{0}'")]
+    HeaderValue(String),
+    #[error("bad rewrite host '{0}'")]
+    RewriteHost(String),
+    #[error("upstream '{0}' is not defined")]
+    UnknownUpstream(String),
+    #[error("auth '{0}' is not defined")]
+    UnknownAuth(String),
+    #[error("limit '{0}' is not defined")]
+    UnknownLimit(String),
+    #[error("unknown escaped_slashes {0}")]
+    EscapedSlashes(i32),
+    #[error(transparent)]
+    Networks(#[from] InvalidNetworks),
+}
+
+/// An address list that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidNetworks {
+    /// `access.allow`, `routes.admin.access.deny`, `client_ip.trusted_proxies`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl TryFrom<&pb::Snapshot> for Snapshot {
+    type Error = InvalidSnapshot;
+
+    /// Validates and compiles a pushed snapshot. Pure: nothing is bound or read. The
+    /// sidecar then binds upstreams to pools and limits to counters, and reads the files
+    /// the policy names on its host (`jwks_file`, certificates).
+    fn try_from(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
         if s.schema > SCHEMA {
             return Err(InvalidSnapshot::SchemaTooNew { got: s.schema, max: SCHEMA });
-        }
-        if let Some(want) = ctx.service
-            && want != s.service
-        {
-            return Err(InvalidSnapshot::WrongService { got: s.service.clone(), want: want.to_owned() });
         }
         let mode = match pb::Mode::try_from(s.mode) {
             Ok(pb::Mode::Enforce | pb::Mode::Unspecified) => Mode::Enforce,
@@ -91,7 +134,7 @@ impl Snapshot {
             .auth
             .iter()
             .map(|p| {
-                AuthProvider::compile(p, &s.service, ctx.read_files)
+                AuthProvider::compile(p, &s.service)
                     .map(Arc::new)
                     .map_err(|reason| InvalidSnapshot::Auth { provider: p.name.clone(), reason })
             })
@@ -99,8 +142,9 @@ impl Snapshot {
         let limits = s
             .limits
             .iter()
-            .map(|l| {
-                Limit::compile(l, ctx.limits)
+            .enumerate()
+            .map(|(i, l)| {
+                Limit::compile(l, i)
                     .map(Arc::new)
                     .map_err(|reason| InvalidSnapshot::Limit { limit: l.name.clone(), reason })
             })
@@ -111,7 +155,7 @@ impl Snapshot {
             .iter()
             .map(|r| {
                 route(r, &named, defaults, escaped_slashes)
-                    .map_err(|reason| InvalidSnapshot::Route { route: r.name.clone(), reason })
+                    .map_err(|error| InvalidSnapshot::Route { route: r.name.clone(), error })
             })
             .collect::<Result<Vec<_>, _>>()?;
 
@@ -128,10 +172,8 @@ impl Snapshot {
             default_max_body: defaults.max_body_bytes,
             source_yaml: s.source_yaml.clone(),
             trusted_proxies: match &s.client_ip {
-                Some(c) => IpSet::parse(&c.trusted_proxies).map_err(|reason| InvalidSnapshot::Networks {
-                    field: "client_ip.trusted_proxies".into(),
-                    reason,
-                })?,
+                Some(c) => IpSet::parse(&c.trusted_proxies)
+                    .map_err(|reason| InvalidNetworks { field: "client_ip.trusted_proxies".into(), reason })?,
                 None => IpSet::default(),
             },
             access: s.access.as_ref().map(|a| access("access", a)).transpose()?,
@@ -142,23 +184,23 @@ impl Snapshot {
 }
 
 fn upstream(u: &pb::Upstream, index: usize) -> Result<Upstream, InvalidSnapshot> {
-    let err = |reason: String| InvalidSnapshot::Upstream { upstream: u.name.clone(), reason };
+    let err = |error| InvalidSnapshot::Upstream { upstream: u.name.clone(), error };
     if u.name == APP_UPSTREAM {
-        return Err(err("'app' is reserved for the sidecar's --upstream".into()));
+        return Err(err(InvalidUpstream::Reserved));
     }
     if u.endpoints.is_empty() {
-        return Err(err("no endpoints".into()));
+        return Err(err(InvalidUpstream::NoEndpoints));
     }
     let timeout = Duration::from_millis(u.connect_timeout_ms);
     if timeout.is_zero() {
-        return Err(err("connect timeout is 0".into()));
+        return Err(err(InvalidUpstream::ZeroConnectTimeout));
     }
     let endpoints = u
         .endpoints
         .iter()
         .map(|e| match e.parse::<Authority>() {
             Ok(a) if a.port_u16().is_some() => Ok(a),
-            _ => Err(err(format!("endpoint '{e}' is not host:port"))),
+            _ => Err(err(InvalidUpstream::Endpoint(e.clone()))),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Upstream {
@@ -183,7 +225,7 @@ fn route(
     named: &Named<'_>,
     defaults: &pb::Defaults,
     default_escaped_slashes: EscapedSlashes,
-) -> Result<Route, String> {
+) -> Result<Route, InvalidRoute> {
     let m = r.r#match.clone().unwrap_or_default();
     // Matching ignores case by comparing lower-cased paths with lower-cased patterns.
     let fold = |p: String| if defaults.case_insensitive_paths { p.to_ascii_lowercase() } else { p };
@@ -191,7 +233,7 @@ fn route(
         "" => HostMatch::Any,
         h => match h.strip_prefix('*') {
             Some(suffix) if suffix.starts_with('.') => HostMatch::Suffix(suffix.to_owned()),
-            Some(_) => return Err(format!("bad host pattern '{h}'")),
+            Some(_) => return Err(InvalidRoute::HostPattern(h.to_owned())),
             None => HostMatch::Exact(h.to_ascii_lowercase()),
         },
     };
@@ -203,7 +245,7 @@ fn route(
     let methods = m
         .methods
         .iter()
-        .map(|x| Method::from_bytes(x.as_bytes()).map_err(|_| format!("bad method '{x}'")))
+        .map(|x| Method::from_bytes(x.as_bytes()).map_err(|_| InvalidRoute::Method(x.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     let headers = m.headers.iter().map(header).collect::<Result<Vec<_>, _>>()?;
     let (rewrite_path, rewrite_host) = match &r.rewrite {
@@ -211,7 +253,7 @@ fn route(
         Some(rw) => (
             (!rw.path_prefix.is_empty()).then(|| absolute(rw.path_prefix.clone())).transpose()?,
             (!rw.host.is_empty())
-                .then(|| HeaderValue::from_str(&rw.host).map_err(|_| format!("bad rewrite host '{}'", rw.host)))
+                .then(|| HeaderValue::from_str(&rw.host).map_err(|_| InvalidRoute::RewriteHost(rw.host.clone())))
                 .transpose()?,
         ),
     };
@@ -221,12 +263,8 @@ fn route(
         .iter()
         .find(|u| &*u.name == wanted)
         .cloned()
-        .ok_or_else(|| format!("upstream '{wanted}' is not defined"))?;
-    let access = r
-        .access
-        .as_ref()
-        .map(|a| access(&format!("routes.{}.access", r.name), a).map_err(|e| e.to_string()))
-        .transpose()?;
+        .ok_or_else(|| InvalidRoute::UnknownUpstream(wanted.to_owned()))?;
+    let access = r.access.as_ref().map(|a| access(&format!("routes.{}.access", r.name), a)).transpose()?;
     let auth = match r.auth.as_str() {
         "" => None,
         name => Some(
@@ -235,7 +273,7 @@ fn route(
                 .iter()
                 .find(|p| &*p.name == name)
                 .cloned()
-                .ok_or_else(|| format!("auth '{name}' is not defined"))?,
+                .ok_or_else(|| InvalidRoute::UnknownAuth(name.to_owned()))?,
         ),
     };
     let limits = r
@@ -247,7 +285,7 @@ fn route(
                 .iter()
                 .find(|l| &*l.name == name)
                 .cloned()
-                .ok_or_else(|| format!("limit '{name}' is not defined"))
+                .ok_or_else(|| InvalidRoute::UnknownLimit(name.clone()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Route {
@@ -257,7 +295,7 @@ fn route(
         access,
         max_body: if r.max_body_bytes == 0 { defaults.max_body_bytes } else { r.max_body_bytes },
         escaped_slashes: escaped_slashes(r.escaped_slashes)
-            .map_err(|e| e.to_string())?
+            .map_err(|_| InvalidRoute::EscapedSlashes(r.escaped_slashes))?
             .unwrap_or(default_escaped_slashes),
         name: r.name.as_str().into(),
         host,
@@ -277,9 +315,9 @@ fn route(
     })
 }
 
-fn access(name: &str, a: &pb::Access) -> Result<AccessRule, InvalidSnapshot> {
+fn access(name: &str, a: &pb::Access) -> Result<AccessRule, InvalidNetworks> {
     let set = |list: &[String], which: &str| {
-        IpSet::parse(list).map_err(|reason| InvalidSnapshot::Networks { field: format!("{name}.{which}"), reason })
+        IpSet::parse(list).map_err(|reason| InvalidNetworks { field: format!("{name}.{which}"), reason })
     };
     Ok(AccessRule { name: name.into(), allow: set(&a.allow, "allow")?, deny: set(&a.deny, "deny")? })
 }
@@ -293,17 +331,17 @@ fn escaped_slashes(value: i32) -> Result<Option<EscapedSlashes>, InvalidSnapshot
     }
 }
 
-fn absolute(p: String) -> Result<String, String> {
-    if p.starts_with('/') { Ok(p) } else { Err(format!("path '{p}' must start with '/'")) }
+fn absolute(p: String) -> Result<String, InvalidRoute> {
+    if p.starts_with('/') { Ok(p) } else { Err(InvalidRoute::NotAbsolute(p)) }
 }
 
-fn header(h: &pb::Header) -> Result<(HeaderName, HeaderValue), String> {
-    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("bad header name '{}'", h.name))?;
-    let value = HeaderValue::from_str(&h.value).map_err(|_| format!("bad value for header '{}'", h.name))?;
+fn header(h: &pb::Header) -> Result<(HeaderName, HeaderValue), InvalidRoute> {
+    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| InvalidRoute::HeaderName(h.name.clone()))?;
+    let value = HeaderValue::from_str(&h.value).map_err(|_| InvalidRoute::HeaderValue(h.name.clone()))?;
     Ok((name, value))
 }
 
-fn header_ops(ops: Option<&pb::HeaderOps>) -> Result<HeaderOps, String> {
+fn header_ops(ops: Option<&pb::HeaderOps>) -> Result<HeaderOps, InvalidRoute> {
     let Some(ops) = ops else {
         return Ok(HeaderOps::default());
     };
@@ -312,7 +350,7 @@ fn header_ops(ops: Option<&pb::HeaderOps>) -> Result<HeaderOps, String> {
         remove: ops
             .remove
             .iter()
-            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("bad header name '{n}'")))
+            .map(|n| HeaderName::from_bytes(n.as_bytes()).map_err(|_| InvalidRoute::HeaderName(n.clone())))
             .collect::<Result<_, _>>()?,
     })
 }

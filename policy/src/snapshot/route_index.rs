@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::{PathMatch, Route};
+use crate::snapshot::route::{PathMatch, Route};
 
 #[derive(Debug, Default)]
 pub struct RouteIndex {

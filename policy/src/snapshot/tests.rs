@@ -5,8 +5,8 @@ use warden_proto::v1 as pb;
 
 use super::*;
 use crate::auth::Credentials;
-use crate::decide::{Decision, RequestHead, decide};
-use crate::limits::LimitState;
+use crate::decide::{Action, Decision, Env, HeadCaps, Request, decide};
+use crate::limits::Known;
 use crate::yaml::{SCHEMA, build, parse_service};
 
 fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
@@ -15,8 +15,7 @@ fn compile(yaml: &str) -> Result<Snapshot, InvalidSnapshot> {
 }
 
 fn compile_proto(s: &pb::Snapshot) -> Result<Snapshot, InvalidSnapshot> {
-    let ctx = CompileContext { service: Some("orders"), read_files: true, limits: &LimitState::default() };
-    Snapshot::compile(s, &ctx)
+    Snapshot::try_from(s)
 }
 
 const POLICY: &str = "service: orders
@@ -39,6 +38,39 @@ routes:
     rewrite: { path_prefix: /app }
 ";
 
+/// Decides a GET-like request for `path` (a URI path) from `ip`, with a `Host` header
+/// when `host` is not empty, and describes the decision with `f`.
+fn run(
+    s: &Snapshot,
+    method: Method,
+    host: &str,
+    path: &str,
+    headers: &[(&'static str, &'static str)],
+    ip: &str,
+    f: impl FnOnce(&Decision<'_, '_>) -> String,
+) -> String {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, HeaderValue::from_static(v));
+    }
+    if !host.is_empty() {
+        h.insert("host", HeaderValue::from_str(host).unwrap());
+    }
+    let uri: http::Uri = path.parse().unwrap();
+    let creds = Credentials::default();
+    let env = Env { snapshot: s, creds: &creds, caps: HeadCaps::default(), limits: &Known::default(), now_ms: 0 };
+    let req = Request { method: &method, uri: &uri, headers: &h, peer: ip.parse().unwrap() };
+    f(&decide(&env, &req, None))
+}
+
+/// The upstream target a forward sends: its own, or the request's path.
+fn target(d: &Decision<'_, '_>, fwd: &crate::decide::Forward<'_>) -> String {
+    match &fwd.path_and_query {
+        Some(pq) => pq.to_string(),
+        None => d.path.as_deref().unwrap_or_default().to_owned(),
+    }
+}
+
 fn route_for(
     s: &Snapshot,
     method: Method,
@@ -46,15 +78,12 @@ fn route_for(
     path: &str,
     headers: &[(&'static str, &'static str)],
 ) -> (String, String) {
-    let mut h = HeaderMap::new();
-    for (k, v) in headers {
-        h.insert(*k, HeaderValue::from_static(v));
-    }
-    let head = RequestHead { method: &method, host, path, headers: &h, client_ip: [127, 0, 0, 1].into(), now_ms: 0 };
-    match decide(s, &Credentials::default(), &head) {
-        Decision::Forward { route, path: new, .. } => (route.name.to_string(), new.unwrap_or_else(|| path.to_owned())),
-        Decision::Deny(r, _) => (format!("deny:{}", r.code()), String::new()),
-    }
+    let out = run(s, method, host, path, headers, "127.0.0.1", |d| match &d.action {
+        Action::Forward(f) => format!("{}\n{}", f.route.name, target(d, f)),
+        Action::Deny(r) => format!("deny:{}\n", r.code()),
+    });
+    let (route, path) = out.split_once('\n').unwrap();
+    (route.to_owned(), path.to_owned())
 }
 
 #[test]
@@ -104,10 +133,6 @@ fn snapshots_a_sidecar_cannot_serve_are_refused_with_a_reason() {
     assert_eq!(compile_proto(&s).unwrap_err(), InvalidSnapshot::SchemaTooNew { got: 99, max: SCHEMA });
 
     let mut s = good.clone();
-    s.service = "billing".into();
-    assert!(matches!(compile_proto(&s), Err(InvalidSnapshot::WrongService { .. })));
-
-    let mut s = good.clone();
     s.routes[0].upstream = "ghost".into();
     assert_eq!(compile_proto(&s).unwrap_err().to_string(), "route 'partner': upstream 'ghost' is not defined");
 
@@ -132,16 +157,11 @@ routes:
 ";
 
 fn decide_for(s: &Snapshot, ip: &str, path: &str) -> String {
-    let h = HeaderMap::new();
-    let head =
-        RequestHead { method: &Method::GET, host: "", path, headers: &h, client_ip: ip.parse().unwrap(), now_ms: 0 };
-    match decide(s, &Credentials::default(), &head) {
-        Decision::Forward { route, would_deny: None, .. } => format!("forward:{}", route.name),
-        Decision::Forward { route, would_deny: Some(r), .. } => {
-            format!("forward:{} would-deny:{}", route.name, r.rule())
-        }
-        Decision::Deny(r, route) => format!("{} {} {:?}", r.status().as_u16(), r.rule(), route.map(|r| &*r.name)),
-    }
+    run(s, Method::GET, "", path, &[], ip, |d| match (&d.action, d.would_deny.first()) {
+        (Action::Forward(f), None) => format!("forward:{}", f.route.name),
+        (Action::Forward(f), Some(r)) => format!("forward:{} would-deny:{}", f.route.name, r.rule()),
+        (Action::Deny(r), _) => format!("{} {} {:?}", r.status().as_u16(), r.rule(), d.route.map(|r| &*r.name)),
+    })
 }
 
 #[test]
@@ -187,21 +207,15 @@ auth:
   keys: { type: api_key, header: x-api-key }
 ";
     let decide_for = |s: &Snapshot, path: &str, ip: &str| {
-        let h = HeaderMap::new();
-        let head = RequestHead {
-            method: &Method::GET,
-            host: "",
-            path,
-            headers: &h,
-            client_ip: ip.parse().unwrap(),
-            now_ms: 0,
-        };
-        match decide(s, &Credentials::default(), &head) {
-            Decision::Forward { route, identity, would_deny, .. } => {
-                format!("forward:{}:{}:{}", route.name, identity.is_some(), would_deny.map_or("-", |r| r.code()))
-            }
-            Decision::Deny(r, _) => format!("deny:{}", r.code()),
-        }
+        run(s, Method::GET, "", path, &[], ip, |d| match &d.action {
+            Action::Forward(f) => format!(
+                "forward:{}:{}:{}",
+                f.route.name,
+                f.identity.is_some(),
+                d.would_deny.first().map_or("-", |r| r.code())
+            ),
+            Action::Deny(r) => format!("deny:{}", r.code()),
+        })
     };
     let s = compile(yaml).unwrap();
     assert_eq!(decide_for(&s, "/private/x", "192.0.2.1"), "deny:credential_missing");

@@ -10,7 +10,9 @@ use http::StatusCode;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
-use super::Outcome;
+use warden_policy::refusal::Fault;
+
+use crate::telemetry::outcome::Outcome;
 
 /// Lines waiting to be written.
 const QUEUE: usize = 8192;
@@ -30,7 +32,7 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Starts the writer thread.
-    pub(super) fn start(dropped: Counter) -> AccessLog {
+    pub(super) fn start(dropped: Counter, written: Counter) -> AccessLog {
         let (tx, mut rx) = mpsc::channel::<Record>(QUEUE);
         // A thread, not a task: a blocked stdout must not stall a runtime worker.
         std::thread::Builder::new()
@@ -41,6 +43,7 @@ impl AccessLog {
                 while let Some(r) = rx.blocking_recv() {
                     let _ = serde_json::to_writer(&mut w, &line(&r));
                     let _ = w.write_all(b"\n");
+                    written.inc();
                     if rx.is_empty() {
                         let _ = w.flush();
                     }
@@ -74,6 +77,7 @@ fn line(r: &Record) -> serde_json::Value {
         "decision": o.decision.as_str(),
         "rule": o.rule,
         "code": o.code,
+        "fault": o.fault.map(Fault::as_str),
         "bytes": r.bytes,
         "latency_ms": (r.latency.as_secs_f64() * 1e6).round() / 1e3,
         "upstream_ms": o.upstream_time.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),

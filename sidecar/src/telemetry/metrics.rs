@@ -14,7 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::{DecisionKind, Outcome};
+use warden_policy::refusal::Fault;
+
+use crate::telemetry::outcome::{DecisionKind, Outcome};
 
 /// A route name as a label value: the snapshot's own `Arc<str>`, shared rather than
 /// copied for every request.
@@ -38,6 +40,8 @@ struct RequestLabels {
 struct DenyLabels {
     rule: String,
     code: &'static str,
+    /// `client`, `policy`, `upstream` or `local` (`Fault`).
+    fault: &'static str,
     dry_run: bool,
 }
 
@@ -72,6 +76,8 @@ pub struct Metrics {
     /// queue (2,048), is what the SDK's full queue dropped.
     pub spans_ended: Counter,
     pub spans_exported: Counter,
+    /// Access log lines written (none with `--access-log off`).
+    pub access_log_lines: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +95,8 @@ impl Default for Metrics {
         let dropped = Family::<KindLabels, Counter>::default();
         let spans_ended = Counter::default();
         let spans_exported = Counter::default();
+        let access_log_lines = Counter::default();
+        registry.register("access_log_lines", "Access log lines written to stdout", access_log_lines.clone());
         registry.register("spans_ended", "Sampled request spans ended", spans_ended.clone());
         registry.register(
             "spans_exported",
@@ -133,6 +141,7 @@ impl Default for Metrics {
             dropped,
             spans_ended,
             spans_exported,
+            access_log_lines,
         }
     }
 }
@@ -152,7 +161,12 @@ impl Metrics {
         {
             let rule = out.rule.clone().unwrap_or_default();
             self.denials
-                .get_or_create(&DenyLabels { rule, code, dry_run: out.decision == DecisionKind::WouldDeny })
+                .get_or_create(&DenyLabels {
+                    rule,
+                    code,
+                    fault: out.fault.map_or("", Fault::as_str),
+                    dry_run: out.decision == DecisionKind::WouldDeny,
+                })
                 .inc();
         }
         if let Some(up) = out.upstream_time {

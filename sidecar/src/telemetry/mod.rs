@@ -12,67 +12,24 @@
 
 mod access_log;
 mod metrics;
+pub mod outcome;
+pub mod route_stats;
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Method, StatusCode};
+use http::StatusCode;
 use warden_proto::v1 as pb;
 
 pub use access_log::AccessLog;
 pub use metrics::Metrics;
+pub use outcome::{DecisionKind, Outcome};
+pub use route_stats::RouteStats;
+use warden_policy::refusal::Fault;
 pub use warden_telemetry::Traces;
 use warden_telemetry::traces;
-
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DecisionKind {
-    /// Forwarded to the app.
-    #[default]
-    Forward,
-    /// Refused by Warden.
-    Deny,
-    /// Forwarded, but a rule in dry run would have refused it.
-    WouldDeny,
-}
-
-impl DecisionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecisionKind::Forward => "forward",
-            DecisionKind::Deny => "deny",
-            DecisionKind::WouldDeny => "would_deny",
-        }
-    }
-}
-
-/// One request's facts, gathered while it is handled.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    pub request_id: Option<HeaderValue>,
-    /// The request id is the client's own `x-request-id`.
-    pub request_id_from_client: bool,
-    pub method: Method,
-    pub host: String,
-    pub path: String,
-    pub client_ip: Option<IpAddr>,
-    pub client: Option<Arc<str>>,
-    pub route: Option<Arc<str>>,
-    pub decision: DecisionKind,
-    /// The rule and reason code of a refusal (or of what dry run would have refused).
-    pub rule: Option<String>,
-    pub code: Option<&'static str>,
-    /// Whether the refusal is one to review (a rule's decision), not an upstream failure.
-    pub reportable: bool,
-    pub upstream_time: Option<Duration>,
-    /// The request's span, when tracing is on.
-    pub trace: Option<opentelemetry::Context>,
-    /// Its trace id, as hex.
-    pub trace_id: Option<String>,
-}
 
 /// Deny records waiting for the next report; the oldest are dropped when full.
 const MAX_QUEUED_DENIALS: usize = 10_000;
@@ -104,7 +61,8 @@ impl Telemetry {
     /// With `access_log`, one JSON line per request goes to stdout.
     pub fn new(access_log: bool) -> Telemetry {
         let metrics = Metrics::default();
-        let access = access_log.then(|| AccessLog::start(metrics.dropped("access_log")));
+        let access =
+            access_log.then(|| AccessLog::start(metrics.dropped("access_log"), metrics.access_log_lines.clone()));
         Telemetry {
             metrics,
             traces: None,
@@ -147,7 +105,8 @@ impl Telemetry {
         }
         // Read the wall clock only for what needs it: most requests, with the access log
         // off, neither log nor report.
-        let reported = out.reportable && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
+        let reported = out.fault.is_some_and(Fault::reviewed)
+            && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
         if !reported && self.access.is_none() {
             return;
         }
@@ -220,64 +179,4 @@ fn span_attributes(out: &Outcome, status: StatusCode) -> Vec<opentelemetry::KeyV
         a.push(KeyValue::new("warden.upstream_ms", up.as_secs_f64() * 1e3));
     }
     a
-}
-
-/// Latency buckets of `RouteStats`: bucket i counts up to 100 µs × 2^i, the last the rest.
-pub const LATENCY_BUCKETS: usize = 18;
-
-/// One route's traffic since the last report.
-#[derive(Default)]
-struct RouteWindow {
-    requests: u64,
-    denials: u64,
-    buckets: [u64; LATENCY_BUCKETS],
-}
-
-/// Per-route traffic and latency between reports (for `wardenctl top`).
-pub struct RouteStats {
-    routes: Mutex<std::collections::HashMap<Arc<str>, RouteWindow>>,
-    /// When the current window began.
-    since: Mutex<std::time::Instant>,
-}
-
-impl Default for RouteStats {
-    fn default() -> Self {
-        RouteStats { routes: Mutex::default(), since: Mutex::new(std::time::Instant::now()) }
-    }
-}
-
-impl RouteStats {
-    fn record(&self, route: Option<&Arc<str>>, denied: bool, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        // The first bucket whose bound (100 µs × 2^i) holds the latency.
-        let bucket = (0..LATENCY_BUCKETS - 1).find(|i| micros <= 100u64 << i).unwrap_or(LATENCY_BUCKETS - 1);
-        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        // Looked up by name first: only a route's first request in a window inserts.
-        let name: &str = route.map_or("", |r| r);
-        let w = match routes.get_mut(name) {
-            Some(w) => w,
-            None => routes.entry(route.cloned().unwrap_or_else(|| Arc::from(""))).or_default(),
-        };
-        w.requests += 1;
-        w.denials += u64::from(denied);
-        w.buckets[bucket] += 1;
-    }
-
-    /// The windows since the last call.
-    pub fn take(&self) -> Vec<pb::RouteStats> {
-        let now = std::time::Instant::now();
-        let began = std::mem::replace(&mut *self.since.lock().unwrap_or_else(PoisonError::into_inner), now);
-        let routes = std::mem::take(&mut *self.routes.lock().unwrap_or_else(PoisonError::into_inner));
-        let interval_ms = u64::try_from((now - began).as_millis()).unwrap_or(u64::MAX);
-        routes
-            .into_iter()
-            .map(|(route, w)| pb::RouteStats {
-                route: route.to_string(),
-                interval_ms,
-                requests: w.requests,
-                denials: w.denials,
-                latency_buckets: w.buckets.to_vec(),
-            })
-            .collect()
-    }
 }

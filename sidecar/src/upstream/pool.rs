@@ -32,7 +32,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::{SendError, UpstreamFailure};
+use warden_policy::refusal::UpstreamFailure;
+
+use crate::upstream::error::{SendError, connect_failure};
 
 /// Idle connections kept per endpoint (nginx's `keepalive 256` is the usual peer setting).
 const MAX_IDLE: usize = 256;
@@ -178,7 +180,7 @@ impl EndpointPool {
             Err(_) => return Err(UpstreamFailure::ConnectTimeout),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, endpoint = %self.authority, "upstream connect failed");
-                return Err(super::connect_failure(&e));
+                return Err(connect_failure(&e));
             }
             Ok(Ok(s)) => s,
         };

@@ -12,9 +12,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use warden_control_plane::server::keys::generate;
-use warden_control_plane::store::Store;
-use warden_proto::v1::CreateKeyRequest;
+use warden_control_plane::ops::KeyRequest;
+use warden_control_plane::ops::keys::generate;
+use warden_control_plane::store::{Sqlite, Store};
 
 /// Store seeding tool.
 #[derive(Parser)]
@@ -32,8 +32,8 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let store = Store::open(&args.data_dir).expect("open the store");
-    let request = |client: String, plan: &str| CreateKeyRequest {
+    let store = Sqlite::open(&args.data_dir).expect("open the store");
+    let request = |client: String, plan: &str| KeyRequest {
         service: args.service.clone(),
         client,
         plan: plan.to_owned(),

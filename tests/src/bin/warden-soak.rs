@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use warden_e2e::process::field;
 use warden_e2e::soak::attack::{self, Kind, Outcome, Target};
-use warden_e2e::soak::daemon::{Daemon, footprint};
+use warden_e2e::soak::daemon::{Daemon, STARTED, footprint, started};
 use warden_e2e::soak::load::{self, CurrentKey, LoadConfig, Tally};
 use warden_e2e::soak::ops::{INSTANCE, Operator, Stats, ctl, in_sync};
 use warden_e2e::soak::report::{self, Period, Row, median, quantile, spread};
@@ -263,11 +263,13 @@ async fn main() -> ExitCode {
 
     // The processes.
     let data = dir.join("data").to_string_lossy().into_owned();
-    let cp_args =
-        |listen: &str| -> Vec<String> { vec!["--listen".into(), listen.into(), "--data-dir".into(), data.clone()] };
+    let cp_args = |listen: &str| -> Vec<String> {
+        let args = ["--listen", listen, "--data-dir", &data, "--http", "127.0.0.1:0"];
+        args.map(String::from).to_vec()
+    };
     let mut cp = Daemon::new("warden-control-plane", &cp_args("127.0.0.1:0"), &dir);
-    let line = cp.start("warden-control-plane listening", Duration::from_secs(20)).await.unwrap();
-    let grpc = field(&line, "grpc").expect("grpc address in the log");
+    let line = cp.start(STARTED, Duration::from_secs(20)).await.unwrap();
+    let grpc = started(&line, "grpc").expect("grpc address in the start-up line");
     // Restarts come back on the same port, as a Service address would.
     cp.set_args(&cp_args(&grpc));
     let cp_url = format!("http://{grpc}");
@@ -335,9 +337,9 @@ async fn main() -> ExitCode {
     .map(String::from)
     .to_vec();
     let mut sidecar = Daemon::new("warden-sidecar", &sidecar_args, &dir);
-    let line = sidecar.start("warden-sidecar listening", Duration::from_secs(20)).await.unwrap();
-    op.proxy = field(&line, "proxy").and_then(|a| a.parse().ok()).expect("proxy address in the log");
-    op.admin = field(&line, "admin").and_then(|a| a.parse().ok()).expect("admin address in the log");
+    let line = sidecar.start(STARTED, Duration::from_secs(20)).await.unwrap();
+    op.proxy = started(&line, "proxy").and_then(|a| a.parse().ok()).expect("proxy address in the start-up line");
+    op.admin = started(&line, "admin").and_then(|a| a.parse().ok()).expect("admin address in the start-up line");
     let sidecar_pid = sidecar.pid().unwrap();
     let ready = Instant::now();
     while !in_sync(&cp_url).await || op.http.get(&format!("http://{}/orders/warm", op.proxy)).await.is_err() {

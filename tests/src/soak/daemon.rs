@@ -112,6 +112,15 @@ impl Drop for Daemon {
     }
 }
 
+/// What a Warden process's start-up line (one JSON object on stderr) contains.
+pub const STARTED: &str = "\"warden\":\"started\"";
+
+/// A field of a start-up line.
+pub fn started(line: &str, name: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    v[name].as_str().map(str::to_owned)
+}
+
 /// Resident memory (KiB) and open descriptors of a process; zeros once it is gone.
 pub fn footprint(pid: Option<u32>) -> (u64, u64) {
     let Some(pid) = pid else { return (0, 0) };

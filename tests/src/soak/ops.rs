@@ -274,7 +274,7 @@ impl Operator {
         // The port may still be held for a moment by the old process's sockets.
         let mut started = Err(String::new());
         for _ in 0..20 {
-            started = self.cp.start("warden-control-plane listening", Duration::from_secs(20)).await;
+            started = self.cp.start(crate::soak::daemon::STARTED, Duration::from_secs(20)).await;
             if started.is_ok() {
                 break;
             }

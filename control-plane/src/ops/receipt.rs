@@ -6,22 +6,24 @@
 //! refusing a record whose path holds odd bytes would let a client hide from the review
 //! queue by adding them.
 
-use tonic::Status;
 use warden_policy::text::{escape_within, is_instance_name};
 use warden_policy::yaml::is_service_name;
 use warden_proto::MAX_DENIALS;
-use warden_proto::v1 as pb;
+
+use crate::ops::error::OpsError;
+use crate::store::Denial;
+use crate::traffic::RouteTraffic;
 
 /// The longest text field stored from a sidecar; longer ones are cut.
 pub const MAX_FIELD_BYTES: usize = 2 << 10;
 
 /// A Hello (or a report stream's first batch) must name a valid service and instance.
-pub fn check_names(service: &str, instance: &str) -> Result<(), Status> {
+pub fn check_names(service: &str, instance: &str) -> Result<(), OpsError> {
     if !is_service_name(service) {
-        return Err(Status::invalid_argument("the service must be 1-63 characters of a-z, 0-9 and '-'"));
+        return Err(OpsError::Invalid("the service must be 1-63 characters of a-z, 0-9 and '-'".to_owned()));
     }
     if !is_instance_name(instance) {
-        return Err(Status::invalid_argument("the instance must be 1-253 printable ASCII characters, no spaces"));
+        return Err(OpsError::Invalid("the instance must be 1-253 printable ASCII characters, no spaces".to_owned()));
     }
     Ok(())
 }
@@ -33,13 +35,11 @@ pub fn nack_error(error: &str) -> String {
 
 /// Makes a batch's deny records safe to store and show; keeps at most `MAX_DENIALS` of
 /// them (what a sidecar sends at most) and returns how many it dropped.
-pub fn clean_denials(records: &mut Vec<pb::DenyRecord>) -> usize {
+pub fn clean_denials(records: &mut Vec<Denial>) -> usize {
     let dropped = records.len().saturating_sub(MAX_DENIALS);
     records.truncate(MAX_DENIALS);
     for d in records.iter_mut() {
-        let pb::DenyRecord {
-            request_id, trace_id, route, rule, code, client_id, client_ip, method, host, path, ..
-        } = d;
+        let Denial { request_id, trace_id, route, rule, code, client_id, client_ip, method, host, path, .. } = d;
         for field in [request_id, trace_id, route, rule, code, client_id, client_ip, method, host, path] {
             clean(field);
         }
@@ -48,7 +48,7 @@ pub fn clean_denials(records: &mut Vec<pb::DenyRecord>) -> usize {
 }
 
 /// Route names in a traffic report, as `wardenctl top` shows them.
-pub fn clean_routes(routes: &mut [pb::RouteStats]) {
+pub fn clean_routes(routes: &mut [RouteTraffic]) {
     for r in routes {
         clean(&mut r.route);
     }
@@ -72,13 +72,13 @@ mod tests {
             [("", "i"), ("Orders", "i"), ("orders", ""), ("orders", "i\x1b]0;x\x07"), ("orders", "a b"), ("o\rx", "i")]
         {
             let err = check_names(service, instance).unwrap_err();
-            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{service:?} {instance:?}");
+            assert!(matches!(err, OpsError::Invalid(_)), "{service:?} {instance:?}");
         }
     }
 
     #[test]
     fn deny_records_are_escaped_cut_and_counted() {
-        let planted = pb::DenyRecord {
+        let planted = Denial {
             path: "/x\x1b]0;pwned\x07\r".into(),
             host: "h\u{202e}".into(),
             client_id: "c".repeat(10_000),

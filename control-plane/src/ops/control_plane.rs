@@ -1,0 +1,75 @@
+//! `ControlPlane`: the state every operation works on. The store is the durable
+//! authority; the hub (what sidecars are sent), the registry (who is connected and what
+//! they said), the quota board and the traffic view are in-process views the operations
+//! feed. Their fields are private to `ops`, so the gRPC server, the HTTP port and the CLI
+//! reach them only through an operation.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use warden_telemetry::Traces;
+
+use crate::hub::Hub;
+use crate::ops::metrics::Metrics;
+use crate::quota::QuotaBoard;
+use crate::registry::Registry;
+use crate::rollout::Rollouts;
+use crate::store::{Retention, Store, StoreError};
+use crate::traffic::Traffic;
+
+/// How the control plane runs, beyond its store.
+#[derive(Default)]
+pub struct Options {
+    /// How much of the deny log is kept.
+    pub retention: Retention,
+    /// Where rollouts are traced (OTLP), if anywhere.
+    pub traces: Option<Traces>,
+}
+
+/// A service whose current stored policy no longer validates with this build: found at
+/// start-up, not served (its sidecars keep their last known good policy), and reported
+/// by `wardenctl status`, the log and `warden_stored_policies_invalid` until a valid
+/// version replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidPolicy {
+    pub service: String,
+    pub version: u64,
+    /// The validation errors, as `wardenctl validate` would print them.
+    pub error: String,
+}
+
+/// Everything the operations share.
+pub struct ControlPlane {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) hub: Hub,
+    pub(super) registry: Registry,
+    pub(super) quotas: QuotaBoard,
+    /// Each sidecar's latest per-route traffic.
+    pub(super) traffic: Traffic,
+    /// Policy rollouts being traced.
+    pub(super) rollouts: Arc<Rollouts>,
+    pub(super) retention: Retention,
+    pub(super) metrics: Arc<Metrics>,
+    /// One credentials refresh at a time, process-wide, so each change builds on the one
+    /// before (two refreshes reading the same base would publish diverging changes).
+    pub(super) refreshing: tokio::sync::Mutex<()>,
+    /// Services whose stored policy no longer validates, by service.
+    pub(super) invalid: Mutex<BTreeMap<String, InvalidPolicy>>,
+}
+
+impl ControlPlane {
+    /// Runs a store call, counting and logging its failure under `operation`.
+    pub(super) async fn stored<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let out = call.await;
+        if let Err(e) = &out {
+            self.metrics.store_error(operation, e);
+            tracing::error!(error = %e, operation, "store failure");
+        }
+        out
+    }
+}

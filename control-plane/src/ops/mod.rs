@@ -1,0 +1,43 @@
+//! The operations layer: every rule the control plane applies, over the `Store` interface
+//! and the in-process views (hub, registry, quota board, traffic). The gRPC server
+//! (`server/`), the HTTP port (`http.rs`) and, in time, a console call these and only
+//! translate: wire types to the domain types here and back, `OpsError` to their own
+//! status codes. One file per operation, each an `impl ControlPlane` block:
+//!
+//! - `control_plane.rs`: the state they share; `startup.rs`: loading it, and reporting
+//!   stored policies that no longer validate.
+//! - `apply.rs`, `rollback.rs`, `policies.rs`: policy versions (validate, the global-limit
+//!   check, missing-secret warnings, one store unit, publish).
+//! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
+//!   process-wide lock.
+//! - `sidecars.rs` (with `receipt.rs`): the sidecar streams; `status.rs`, `denials.rs`,
+//!   `top.rs`: what is going on; `metrics.rs`: the metrics they keep.
+//! - `error.rs`: `OpsError`.
+
+mod apply;
+mod control_plane;
+mod credentials;
+mod denials;
+mod error;
+pub mod keys;
+mod metrics;
+mod policies;
+mod receipt;
+mod rollback;
+mod secrets;
+mod sidecars;
+mod startup;
+mod status;
+mod top;
+
+pub use crate::quota::{Reply as QuotaReply, Share as QuotaShare, Usage as QuotaUsage};
+pub use crate::registry::Event;
+pub use crate::traffic::{RouteTraffic, TopRow};
+pub use apply::{Applied, ApplyRequest};
+pub use control_plane::{ControlPlane, InvalidPolicy, Options};
+pub use error::OpsError;
+pub use keys::KeyRequest;
+pub use receipt::check_names;
+pub use rollback::RollbackRequest;
+pub use sidecars::{Hello, Report, Reporter, Session};
+pub use status::{SidecarStatus, Status};

@@ -1,0 +1,227 @@
+//! The sidecars' side of the control plane. A control stream is a `Session`: its Hello
+//! registers the sidecar, it is sent the service's snapshots and the credentials it
+//! misses, and what it says (ACK, NACK, credentials ACK) goes to the registry, the rollout
+//! traces and the metrics. A report stream is a `Reporter`: quota demand in and shares
+//! out, deny records into the store, route traffic into the `top` view. Both undo what
+//! they registered when dropped, so a stream that ends any way leaves nothing behind.
+//!
+//! What a sidecar may speak for is narrower than its token (tokens are per service, not
+//! per instance): a report stream must name an instance that has a control stream open,
+//! and every batch on it that same service and instance.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use warden_proto::Encoded;
+use warden_proto::v1 as pb;
+
+use crate::hub::{CredentialsState, global_limits};
+use crate::ops::control_plane::ControlPlane;
+use crate::ops::error::OpsError;
+use crate::ops::receipt::{check_names, clean_denials, clean_routes, nack_error};
+use crate::quota::{Reply, Usage};
+use crate::registry::Event;
+use crate::store::Denial;
+use crate::traffic::RouteTraffic;
+
+/// How long a report stream waits for its sidecar's Hello: a sidecar opens both streams at
+/// once, so its report may arrive first.
+const HELLO_WAIT: Duration = Duration::from_secs(2);
+
+/// Report streams are numbered apart from control streams.
+static REPORT_STREAMS: AtomicU64 = AtomicU64::new(1);
+
+/// A sidecar's first message on its control stream.
+#[derive(Debug, Clone, Default)]
+pub struct Hello {
+    pub service: String,
+    pub instance: String,
+    /// Its address as the server saw it.
+    pub peer: String,
+    /// The policy version it holds (0: none).
+    pub version: u64,
+    /// The credentials it holds, from its state directory: nothing older is sent again.
+    pub credentials_epoch: u64,
+    pub credentials_revision: u64,
+}
+
+/// One sidecar's control stream.
+pub struct Session {
+    cp: Arc<ControlPlane>,
+    service: String,
+    instance: String,
+    stream: u64,
+    /// The credentials (epoch, revision) it holds: from its Hello, then what was sent.
+    held: (u64, u64),
+    /// Nothing has been sent yet: what it holds comes from its Hello.
+    from_hello: bool,
+}
+
+impl ControlPlane {
+    /// Registers a sidecar that said Hello, and makes sure its service's credentials are
+    /// published (a service with keys but no policy yet has nothing published).
+    pub async fn hello(self: &Arc<Self>, hello: Hello) -> Result<Session, OpsError> {
+        check_names(&hello.service, &hello.instance)?;
+        let stream = self.registry.connected(&hello.service, &hello.instance, &hello.peer);
+        tracing::info!(service = %hello.service, instance = %hello.instance, peer = %hello.peer, version = hello.version, "sidecar connected");
+        let session = Session {
+            cp: self.clone(),
+            held: (hello.credentials_epoch, hello.credentials_revision),
+            service: hello.service,
+            instance: hello.instance,
+            stream,
+            from_hello: true,
+        };
+        if self.hub.credentials(&session.service).is_none() {
+            self.refresh_credentials(&session.service).await?;
+        }
+        Ok(session)
+    }
+
+    /// Opens a report stream for `instance` of `service`, once it has a control stream
+    /// open (waiting up to `HELLO_WAIT` for its Hello).
+    pub async fn open_report(self: &Arc<Self>, service: &str, instance: &str) -> Result<Reporter, OpsError> {
+        check_names(service, instance)?;
+        if !self.registry.connected_within(service, instance, HELLO_WAIT).await {
+            return Err(OpsError::Precondition(format!(
+                "no sidecar {service}/{instance} is connected: a report stream needs the instance's control stream open"
+            )));
+        }
+        let stream = REPORT_STREAMS.fetch_add(1, Ordering::Relaxed);
+        let reporter =
+            Reporter { cp: self.clone(), stream, service: service.to_owned(), instance: instance.to_owned() };
+        self.quotas.open(stream, reporter.global_limits());
+        Ok(reporter)
+    }
+}
+
+impl Session {
+    /// The service's current snapshot and every later one (the current one is marked
+    /// unseen, so it is sent first).
+    pub fn snapshots(&self) -> watch::Receiver<Option<Arc<Encoded<pb::Snapshot>>>> {
+        let mut rx = self.cp.hub.subscribe(&self.service);
+        rx.mark_changed();
+        rx
+    }
+
+    /// The service's current credentials and every later change (the current ones marked
+    /// unseen).
+    pub fn credentials(&self) -> watch::Receiver<Option<Arc<CredentialsState>>> {
+        let mut rx = self.cp.hub.subscribe_credentials(&self.service);
+        rx.mark_changed();
+        rx
+    }
+
+    /// What to send so the sidecar holds `current`: the changes it misses, or the whole
+    /// set, or nothing. Returned messages count as held once sent.
+    pub fn credentials_to_send(&mut self, current: &CredentialsState) -> Vec<Arc<Encoded<pb::Credentials>>> {
+        let changes = current.since(self.held.0, self.held.1);
+        if std::mem::take(&mut self.from_hello) && changes.is_empty() {
+            // It reconnected holding the current revision (written to its disk before it
+            // ACKed it), so nothing is sent and no ACK will come: its Hello is the ACK, or
+            // `status` shows it behind until the next change.
+            let ack = Event::CredentialsAck(current.full.revision);
+            self.cp.registry.event(&self.service, &self.instance, self.stream, ack);
+        }
+        self.held = (current.full.epoch, current.full.revision);
+        changes
+    }
+
+    /// The sidecar said something: an ACK, a NACK (its error made safe to show), a
+    /// credentials ACK, or anything else (it is alive).
+    pub fn said(&self, event: Event) {
+        let event = match event {
+            Event::Nack(version, error) => {
+                let error = nack_error(&error);
+                tracing::warn!(service = %self.service, instance = %self.instance, version, %error, "sidecar NACKed a snapshot");
+                self.cp.metrics.nack(&self.service);
+                Event::Nack(version, error)
+            }
+            other => other,
+        };
+        self.cp.rollouts.observe(&self.service, &self.instance, &event);
+        self.cp.registry.event(&self.service, &self.instance, self.stream, event);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.cp.registry.disconnected(&self.service, &self.instance, self.stream);
+        tracing::info!(service = %self.service, instance = %self.instance, "sidecar disconnected");
+    }
+}
+
+/// One batch on a report stream.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub service: String,
+    pub instance: String,
+    /// What the batch covers, since the one before.
+    pub interval_ms: u64,
+    pub usage: Vec<Usage>,
+    pub denials: Vec<Denial>,
+    /// Deny records the sidecar dropped since its last batch (its queue was full).
+    pub denials_dropped: u64,
+    pub routes: Vec<RouteTraffic>,
+}
+
+/// One sidecar's report stream.
+pub struct Reporter {
+    cp: Arc<ControlPlane>,
+    stream: u64,
+    service: String,
+    instance: String,
+}
+
+impl Reporter {
+    /// Records a batch. Returns the quota reply, to send at once, and the deny records
+    /// made safe, to store after it (storing waits on a disk write). A batch naming
+    /// another sidecar is refused: a stream speaks for the sidecar it opened as only.
+    pub fn record(&self, report: Report) -> Result<(Reply, Vec<Denial>), OpsError> {
+        let (service, instance) = (&self.service, &self.instance);
+        if &report.service != service || &report.instance != instance {
+            tracing::warn!(%service, %instance, "a report batch named another sidecar; closing its stream");
+            return Err(OpsError::Invalid(format!(
+                "this report stream is for {service}/{instance}; a batch named another"
+            )));
+        }
+        // Its policy may have changed, and with it the global limits it may report on.
+        self.cp.quotas.set_limits(self.stream, self.global_limits());
+        let reply = self.cp.quotas.report(self.stream, report.interval_ms, &report.usage, Instant::now());
+        let mut denials = report.denials;
+        let dropped = report.denials_dropped.saturating_add(clean_denials(&mut denials) as u64);
+        if dropped > 0 {
+            tracing::warn!(%service, %instance, dropped, "a sidecar dropped deny records (its queue was full)");
+        }
+        let mut routes = report.routes;
+        if !routes.is_empty() {
+            clean_routes(&mut routes);
+            self.cp.traffic.report(service, instance, routes);
+        }
+        Ok((reply, denials))
+    }
+
+    /// Adds deny records (made safe by `record`) to the deny log; a failure is logged and
+    /// counted, and loses only these records.
+    pub async fn store_denials(&self, denials: Vec<Denial>) {
+        if denials.is_empty() {
+            return;
+        }
+        let insert = self.cp.store.insert_denials(&self.service, &self.instance, denials, self.cp.retention);
+        // Logged and counted by `stored`; the stream goes on.
+        let _ = self.cp.stored("insert_denials", insert).await;
+    }
+
+    /// The global limits its service's current policy has.
+    fn global_limits(&self) -> Vec<String> {
+        self.cp.hub.snapshot(&self.service).map(|s| global_limits(&s)).unwrap_or_default()
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.cp.quotas.close(self.stream);
+    }
+}

@@ -1,0 +1,76 @@
+//! Starting the control plane: the registry from what the store remembers, then every
+//! service's current version re-validated with this build's policy model and published,
+//! then each service's credentials. A stored policy that no longer validates (an upgrade
+//! made a rule stricter) is not served, and never silently dropped: it is logged as an
+//! error, counted in `warden_stored_policies_invalid`, and listed by `wardenctl status`
+//! until a valid version of the service replaces it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::hub::{Hub, snapshot_of};
+use crate::ops::control_plane::{ControlPlane, InvalidPolicy, Options};
+use crate::ops::metrics::Metrics;
+use crate::quota::QuotaBoard;
+use crate::registry::Registry;
+use crate::rollout::Rollouts;
+use crate::store::{Store, StoreError};
+use crate::traffic::Traffic;
+
+impl ControlPlane {
+    /// Starts over `store` with default options (no tracing, the default deny-log bounds).
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<ControlPlane>, StoreError> {
+        ControlPlane::start_with(store, Options::default()).await
+    }
+
+    /// Loads the registry, publishes every service's current version that still
+    /// validates, reports those that do not, and publishes every service's credentials.
+    pub async fn start_with(store: Arc<dyn Store>, options: Options) -> Result<Arc<ControlPlane>, StoreError> {
+        let metrics = Arc::new(Metrics::default());
+        let on_save_error = {
+            let metrics = metrics.clone();
+            move |e: &StoreError| metrics.store_error("save_sidecars", e)
+        };
+        let registry = Registry::load(store.clone(), on_save_error).await?;
+        let hub = Hub::default();
+        let mut invalid = BTreeMap::new();
+        for v in store.list_current().await? {
+            match snapshot_of(&v) {
+                Ok(s) => hub.publish(s),
+                Err(e) => {
+                    tracing::error!(
+                        service = %v.service,
+                        version = v.version,
+                        "the stored policy of service '{}' (v{}) no longer validates with this release: it is NOT \
+                         served (its sidecars keep their last known good policy) until a valid version is applied \
+                         or rolled back to; `wardenctl status` lists it:\n{e}",
+                        v.service,
+                        v.version
+                    );
+                    let service = v.service.clone();
+                    invalid.insert(
+                        service,
+                        InvalidPolicy { service: v.service, version: v.version, error: e.to_string() },
+                    );
+                }
+            }
+        }
+        metrics.invalid_policies(invalid.len());
+        let cp = Arc::new(ControlPlane {
+            store,
+            hub,
+            registry,
+            quotas: QuotaBoard::default(),
+            traffic: Traffic::default(),
+            rollouts: Rollouts::new(options.traces),
+            retention: options.retention,
+            metrics,
+            refreshing: tokio::sync::Mutex::new(()),
+            invalid: Mutex::new(invalid),
+        });
+        for service in cp.hub.services() {
+            cp.refresh_credentials(&service).await?;
+        }
+        Ok(cp)
+    }
+}

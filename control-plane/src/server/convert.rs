@@ -1,0 +1,206 @@
+//! Wire messages to the operations layer's domain types and back: the one place the gRPC
+//! server knows both. Empty strings and zeros on the wire mean "none" or "any"; here they
+//! become `Option`s where the operations read them so.
+
+use warden_proto::v1 as pb;
+
+use crate::ops::{
+    Applied, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RouteTraffic, SidecarStatus, TopRow,
+};
+use crate::store::{Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, SecretRow, StoredDenial};
+
+/// "" is "none".
+pub fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+pub fn policy_version(v: PolicyVersion) -> pb::PolicyVersion {
+    pb::PolicyVersion {
+        service: v.service,
+        version: v.version,
+        author: v.author,
+        created_unix_ms: v.created_unix_ms,
+        message: v.message,
+        content_hash: v.content_hash,
+        source_yaml: v.source_yaml,
+    }
+}
+
+pub fn apply_response(results: Vec<Applied>) -> pb::ApplyResponse {
+    pb::ApplyResponse {
+        results: results
+            .into_iter()
+            .map(|a| pb::ApplyResult {
+                service: a.service,
+                version: a.version,
+                changed: a.changed,
+                previous_version: a.previous_version,
+                previous_yaml: a.previous_yaml,
+                source_yaml: a.source_yaml,
+                warnings: a.warnings,
+            })
+            .collect(),
+    }
+}
+
+pub fn key_request(r: pb::CreateKeyRequest) -> KeyRequest {
+    KeyRequest { service: r.service, client: r.client, plan: r.plan, expires_in_ms: r.expires_in_ms }
+}
+
+/// A key as listings show it: never the key, never its hash.
+pub fn key_info(k: KeyRow) -> pb::KeyInfo {
+    pb::KeyInfo {
+        id: k.id,
+        service: k.service,
+        client: k.client,
+        plan: k.plan,
+        created_unix_ms: k.created_unix_ms,
+        expires_unix_ms: k.expires_unix_ms,
+        revoked_unix_ms: k.revoked_unix_ms,
+        prefix: k.prefix,
+    }
+}
+
+/// A secret value as listings show it: never the value.
+pub fn secret_info(s: SecretRow) -> pb::SecretInfo {
+    pb::SecretInfo { name: s.name, id: s.id, created_unix_ms: s.created_unix_ms, expires_unix_ms: s.expires_unix_ms }
+}
+
+pub fn sidecar_status(s: SidecarStatus) -> pb::SidecarStatus {
+    let r = s.record;
+    pb::SidecarStatus {
+        service: r.service,
+        instance: r.instance,
+        connected: s.connected,
+        peer: r.peer,
+        acked_version: r.acked_version,
+        acked_unix_ms: r.acked_unix_ms,
+        nacked_version: r.nacked_version,
+        nack_error: r.nack_error,
+        nacked_unix_ms: r.nacked_unix_ms,
+        last_seen_unix_ms: r.last_seen_unix_ms,
+        current_version: s.current_version,
+        acked_credentials: s.acked_credentials,
+        current_credentials: s.current_credentials,
+    }
+}
+
+pub fn invalid_policy(p: InvalidPolicy) -> pb::InvalidPolicy {
+    pb::InvalidPolicy { service: p.service, version: p.version, error: p.error }
+}
+
+pub fn denial_filter(r: &pb::ListDenialsRequest) -> DenialFilter {
+    DenialFilter {
+        service: r.service.clone(),
+        since_unix_ms: r.since_unix_ms,
+        route: r.route.clone(),
+        rule: r.rule.clone(),
+        client: r.client.clone(),
+        limit: r.limit,
+    }
+}
+
+pub fn stored_denial(d: StoredDenial) -> pb::StoredDenial {
+    let r = d.denial;
+    pb::StoredDenial {
+        service: d.service,
+        instance: d.instance,
+        record: Some(pb::DenyRecord {
+            unix_ms: r.unix_ms,
+            request_id: r.request_id,
+            trace_id: r.trace_id,
+            route: r.route,
+            rule: r.rule,
+            code: r.code,
+            status: r.status,
+            client_id: r.client_id,
+            client_ip: r.client_ip,
+            method: r.method,
+            host: r.host,
+            path: r.path,
+            dry_run: r.dry_run,
+            request_id_from_client: r.request_id_from_client,
+        }),
+    }
+}
+
+pub fn denial_group(g: DenialGroup) -> pb::DenialGroup {
+    pb::DenialGroup {
+        service: g.service,
+        route: g.route,
+        rule: g.rule,
+        code: g.code,
+        client_id: g.client_id,
+        count: g.count,
+        last_unix_ms: g.last_unix_ms,
+        dry_run: g.dry_run,
+    }
+}
+
+pub fn top_row(r: TopRow) -> pb::TopRow {
+    let t = r.traffic;
+    pb::TopRow {
+        service: r.service,
+        instance: r.instance,
+        stats: Some(pb::RouteStats {
+            route: t.route,
+            interval_ms: t.interval_ms,
+            requests: t.requests,
+            denials: t.denials,
+            latency_buckets: t.latency_buckets,
+        }),
+        unix_ms: r.unix_ms,
+    }
+}
+
+pub fn report(b: pb::ReportBatch) -> Report {
+    Report {
+        service: b.service,
+        instance: b.instance,
+        interval_ms: b.interval_ms,
+        usage: b.usage.into_iter().map(|u| QuotaUsage { limit: u.limit, key: u.key, requests: u.requests }).collect(),
+        denials: b.denials.into_iter().map(denial).collect(),
+        denials_dropped: b.denials_dropped,
+        routes: b
+            .routes
+            .into_iter()
+            .map(|r| RouteTraffic {
+                route: r.route,
+                interval_ms: r.interval_ms,
+                requests: r.requests,
+                denials: r.denials,
+                latency_buckets: r.latency_buckets,
+            })
+            .collect(),
+    }
+}
+
+fn denial(d: pb::DenyRecord) -> Denial {
+    Denial {
+        unix_ms: d.unix_ms,
+        request_id: d.request_id,
+        trace_id: d.trace_id,
+        route: d.route,
+        rule: d.rule,
+        code: d.code,
+        status: d.status,
+        client_id: d.client_id,
+        client_ip: d.client_ip,
+        method: d.method,
+        host: d.host,
+        path: d.path,
+        dry_run: d.dry_run,
+        request_id_from_client: d.request_id_from_client,
+    }
+}
+
+pub fn report_reply(r: QuotaReply) -> pb::ReportReply {
+    pb::ReportReply {
+        shares: r
+            .shares
+            .into_iter()
+            .map(|s| pb::QuotaShare { limit: s.limit, key: s.key, fraction: s.fraction, ttl_ms: s.ttl_ms })
+            .collect(),
+        peers: r.peers.into_iter().map(|(limit, sidecars)| pb::LimitPeers { limit, sidecars }).collect(),
+    }
+}

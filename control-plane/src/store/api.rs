@@ -1,0 +1,102 @@
+//! The `Store` interface: what the operations layer asks of durable storage, in domain
+//! types. Each method is one transactional unit: an apply of several documents commits
+//! all its versions or none, a key change and the credentials revision it bumps commit
+//! together, a credentials read sees one revision. SQLite (`sqlite.rs`) implements it; a
+//! networked database fits the same shape, which is why every method is async and every
+//! error may be `StoreError::Unavailable`.
+//!
+//! Methods return boxed futures rather than `async fn` so the store can be shared as
+//! `Arc<dyn Store>` (a test double, or another backend chosen at start-up), with no
+//! generic parameter threaded through the server, the CLI and the HTTP port.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::store::error::StoreError;
+use crate::store::model::{
+    CredentialRows, Denial, DenialFilter, DenialGroup, KeyRow, NewKey, NewVersion, PolicyVersion, Retention, SecretRow,
+    SidecarRecord, Stored, StoredDenial,
+};
+
+/// What a store call returns: a `Send` future, so callers can run it on any worker.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Durable storage for policy versions, sidecar records, credentials and the deny log.
+pub trait Store: Send + Sync + 'static {
+    /// The credentials epoch, fixed when the store was created: revisions count within it,
+    /// so a sidecar holding revision 7 of another store is not taken to be current.
+    fn epoch(&self) -> u64;
+
+    /// Succeeds when the store answers (what `/readyz` asks).
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    // Policy versions.
+
+    /// Stores each document as its service's next version, all or none. A document whose
+    /// content equals its service's current version is left alone (`changed: false`).
+    /// With `dry_run`, computes the same answer and writes nothing.
+    fn apply(&self, docs: Vec<NewVersion>, dry_run: bool) -> StoreFuture<'_, Vec<Stored>>;
+    /// The current (highest) version of a service, with its source.
+    fn current<'a>(&'a self, service: &'a str) -> StoreFuture<'a, Option<PolicyVersion>>;
+    /// One version of a service, with its source.
+    fn version<'a>(&'a self, service: &'a str, version: u64) -> StoreFuture<'a, Option<PolicyVersion>>;
+    /// Every version of a service, newest first, without sources.
+    fn history<'a>(&'a self, service: &'a str) -> StoreFuture<'a, Vec<PolicyVersion>>;
+    /// The current version of every service, with sources, by service name.
+    fn list_current(&self) -> StoreFuture<'_, Vec<PolicyVersion>>;
+
+    // Sidecars.
+
+    /// Records what sidecars last said, all in one unit.
+    fn save_sidecars(&self, records: Vec<SidecarRecord>) -> StoreFuture<'_, ()>;
+    /// Every sidecar ever seen, by service and instance.
+    fn sidecars(&self) -> StoreFuture<'_, Vec<SidecarRecord>>;
+
+    // Credentials: every change bumps the credentials revision in the same unit.
+
+    /// Stores new keys under one new credentials revision.
+    fn create_keys(&self, keys: Vec<NewKey>) -> StoreFuture<'_, Vec<KeyRow>>;
+    /// Keys, optionally of one service and one client, oldest first.
+    fn keys(&self, service: Option<String>, client: Option<String>) -> StoreFuture<'_, Vec<KeyRow>>;
+    /// Revokes a key (a second revoke changes nothing); None when there is no such key.
+    fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRow>>;
+    /// The key of `service` with this hash.
+    fn lookup_key<'a>(&'a self, service: &'a str, sha256: Vec<u8>) -> StoreFuture<'a, Option<KeyRow>>;
+    /// Adds a value to a named secret. Values already set keep verifying for
+    /// `retire_previous_after_ms` more (those set to retire sooner keep their date).
+    fn set_secret<'a>(
+        &'a self,
+        name: &'a str,
+        value: Vec<u8>,
+        retire_previous_after_ms: i64,
+    ) -> StoreFuture<'a, SecretRow>;
+    /// Every secret value still verifying, without the values, by name then age.
+    fn secrets(&self) -> StoreFuture<'_, Vec<SecretRow>>;
+    /// Moves the credentials revision on with no key or secret change (a policy that
+    /// starts naming other secrets changes what its sidecars hold); returns the new one.
+    fn bump_credentials_revision(&self) -> StoreFuture<'_, u64>;
+    /// What a service's sidecars get at the current revision: its keys changed after
+    /// `since` (all of them for 0), and the still-verifying values of `secret_names`.
+    fn credentials<'a>(
+        &'a self,
+        service: &'a str,
+        since: u64,
+        secret_names: Vec<String>,
+    ) -> StoreFuture<'a, CredentialRows>;
+
+    // The deny log.
+
+    /// Stores one sidecar's reported refusals, keeping the log within `retention`.
+    fn insert_denials<'a>(
+        &'a self,
+        service: &'a str,
+        instance: &'a str,
+        denials: Vec<Denial>,
+        retention: Retention,
+    ) -> StoreFuture<'a, ()>;
+    /// Refusals matching the filter, newest first.
+    fn denials(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<StoredDenial>>;
+    /// Refusals matching the filter, counted by service, route, rule, reason and client,
+    /// most first.
+    fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>>;
+}

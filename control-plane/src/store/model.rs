@@ -1,0 +1,179 @@
+//! What the store keeps, as the rest of the control plane sees it: plain domain types, no
+//! wire (protobuf) and no database types, so the operations layer reads the same values
+//! whichever store is behind the `Store` interface.
+
+/// One stored version of one service's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersion {
+    pub service: String,
+    pub version: u64,
+    pub author: String,
+    pub created_unix_ms: i64,
+    pub message: String,
+    pub content_hash: String,
+    /// Empty in listings (`history`, `list_current`).
+    pub source_yaml: String,
+}
+
+/// A document to store as the next version of its service.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub service: String,
+    pub author: String,
+    pub message: String,
+    pub content_hash: String,
+    pub source_yaml: String,
+}
+
+/// What storing a document did.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub version: PolicyVersion,
+    /// The version it replaced, if any.
+    pub previous: Option<PolicyVersion>,
+    /// False when the content equals the current version's: nothing was written.
+    pub changed: bool,
+}
+
+/// The last thing a sidecar said, as kept across control-plane restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SidecarRecord {
+    pub service: String,
+    pub instance: String,
+    pub peer: String,
+    pub acked_version: u64,
+    pub acked_unix_ms: i64,
+    pub nacked_version: u64,
+    pub nack_error: String,
+    pub nacked_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
+}
+
+/// A stored API key. The key itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: String,
+    pub service: String,
+    pub client: String,
+    pub plan: String,
+    pub sha256: Vec<u8>,
+    /// The first characters of the key, to tell keys apart in listings.
+    pub prefix: String,
+    pub created_unix_ms: i64,
+    /// 0 = never.
+    pub expires_unix_ms: i64,
+    /// 0 = active.
+    pub revoked_unix_ms: i64,
+}
+
+/// A key to store.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub id: String,
+    pub service: String,
+    pub client: String,
+    pub plan: String,
+    pub sha256: Vec<u8>,
+    pub prefix: String,
+    pub expires_unix_ms: i64,
+}
+
+/// One value of a named secret. `value` is empty in listings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    pub id: String,
+    pub name: String,
+    pub value: Vec<u8>,
+    pub created_unix_ms: i64,
+    /// 0 = no end.
+    pub expires_unix_ms: i64,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("expires_unix_ms", &self.expires_unix_ms)
+            .finish()
+    }
+}
+
+/// A service's credentials as of one revision, read together.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialRows {
+    /// The credentials revision the rows are current at.
+    pub revision: u64,
+    /// The service's keys changed after the revision asked for.
+    pub keys: Vec<KeyRow>,
+    /// The still-verifying values of the secrets asked for.
+    pub secrets: Vec<SecretRow>,
+}
+
+/// How much of the deny log is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age_ms: i64,
+    pub max_rows: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { max_age_ms: 7 * 24 * 3_600_000, max_rows: 100_000 }
+    }
+}
+
+/// One refused request (or one that would have been, in dry run), as a sidecar reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Denial {
+    pub unix_ms: i64,
+    pub request_id: String,
+    pub trace_id: String,
+    pub route: String,
+    pub rule: String,
+    /// The reason code of the response body (`key_revoked`, `rate_limited`, ...).
+    pub code: String,
+    pub status: u32,
+    pub client_id: String,
+    pub client_ip: String,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub dry_run: bool,
+    /// `request_id` is the client's own `x-request-id`, not one Warden made.
+    pub request_id_from_client: bool,
+}
+
+/// A denial with the sidecar that reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDenial {
+    pub service: String,
+    pub instance: String,
+    pub denial: Denial,
+}
+
+/// Denials counted by service, route, rule, reason and client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialGroup {
+    pub service: String,
+    pub route: String,
+    pub rule: String,
+    pub code: String,
+    pub client_id: String,
+    pub count: u64,
+    pub last_unix_ms: i64,
+    /// Of them, decided in dry run.
+    pub dry_run: u64,
+}
+
+/// Which denials to read; empty strings and 0 match everything.
+#[derive(Debug, Clone, Default)]
+pub struct DenialFilter {
+    pub service: String,
+    pub since_unix_ms: i64,
+    pub route: String,
+    pub rule: String,
+    pub client: String,
+    pub limit: u32,
+}

@@ -1,0 +1,119 @@
+//! The deny log in SQLite: every request a sidecar refused (or would have, in dry run),
+//! kept for review (`wardenctl denials`). Bounded two ways: rows older than the retention
+//! age go, and past the row cap the oldest go; pruning runs with inserts, at most every
+//! few seconds.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use rusqlite::{Connection, Row, params};
+
+use crate::clock::now_unix_ms;
+use crate::store::model::{Denial, DenialFilter, DenialGroup, Retention, StoredDenial};
+
+const WHERE: &str = "WHERE (?1 = '' OR service = ?1) AND unix_ms >= ?2 AND (?3 = '' OR route = ?3)
+                     AND (?4 = '' OR rule = ?4) AND (?5 = '' OR client_id = ?5)";
+
+/// When the log was last pruned (ms), shared by every handle.
+pub static PRUNED_AT: AtomicI64 = AtomicI64::new(0);
+const PRUNE_EVERY_MS: i64 = 5_000;
+
+fn denial_row(r: &Row<'_>) -> Result<StoredDenial, rusqlite::Error> {
+    Ok(StoredDenial {
+        service: r.get(0)?,
+        instance: r.get(1)?,
+        denial: Denial {
+            unix_ms: r.get(2)?,
+            request_id: r.get(3)?,
+            trace_id: r.get(4)?,
+            route: r.get(5)?,
+            rule: r.get(6)?,
+            code: r.get(7)?,
+            status: r.get(8)?,
+            client_id: r.get(9)?,
+            client_ip: r.get(10)?,
+            method: r.get(11)?,
+            host: r.get(12)?,
+            path: r.get(13)?,
+            dry_run: r.get(14)?,
+            request_id_from_client: r.get(15)?,
+        },
+    })
+}
+
+/// Stores one sidecar's reported refusals, then prunes if it is time.
+pub fn insert(
+    conn: &mut Connection,
+    service: &str,
+    instance: &str,
+    denials: &[Denial],
+    retention: Retention,
+) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
+                                  client_id, client_ip, method, host, path, dry_run, request_id_from_client)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        for d in denials {
+            stmt.execute(params![
+                service,
+                instance,
+                d.unix_ms,
+                d.request_id,
+                d.trace_id,
+                d.route,
+                d.rule,
+                d.code,
+                d.status,
+                d.client_id,
+                d.client_ip,
+                d.method,
+                d.host,
+                d.path,
+                d.dry_run,
+                d.request_id_from_client
+            ])?;
+        }
+    }
+    let now = now_unix_ms();
+    if now - PRUNED_AT.load(Ordering::Relaxed) >= PRUNE_EVERY_MS {
+        PRUNED_AT.store(now, Ordering::Relaxed);
+        tx.execute("DELETE FROM denials WHERE unix_ms < ?1", [now - retention.max_age_ms])?;
+        tx.execute("DELETE FROM denials WHERE id <= (SELECT MAX(id) FROM denials) - ?1", [retention.max_rows])?;
+    }
+    tx.commit()
+}
+
+/// Refusals matching `f`, newest first.
+pub fn list(c: &Connection, f: &DenialFilter) -> Result<Vec<StoredDenial>, rusqlite::Error> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
+                client_ip, method, host, path, dry_run, request_id_from_client
+         FROM denials {WHERE} ORDER BY id DESC LIMIT ?6"
+    ))?;
+    stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1)], denial_row)?
+        .collect()
+}
+
+/// Refusals matching `f`, counted by service, route, rule, reason and client, most first.
+pub fn groups(c: &Connection, f: &DenialFilter) -> Result<Vec<DenialGroup>, rusqlite::Error> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), SUM(dry_run)
+         FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
+         ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT ?6"
+    ))?;
+    stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1)], |r| {
+        Ok(DenialGroup {
+            service: r.get(0)?,
+            route: r.get(1)?,
+            rule: r.get(2)?,
+            code: r.get(3)?,
+            client_id: r.get(4)?,
+            count: r.get(5)?,
+            last_unix_ms: r.get(6)?,
+            dry_run: r.get(7)?,
+        })
+    })?
+    .collect()
+}

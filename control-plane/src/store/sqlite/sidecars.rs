@@ -1,0 +1,57 @@
+//! Sidecar records in SQLite: the last ACK, NACK and sighting of every sidecar, so
+//! `wardenctl status` survives a control-plane restart.
+
+use rusqlite::{Connection, params};
+
+use crate::store::model::SidecarRecord;
+
+/// Upserts the records in one transaction (one fsync for the lot).
+pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlite::Error> {
+    let tx = c.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (service, instance) DO UPDATE SET
+               peer = excluded.peer, acked_version = excluded.acked_version, acked_unix_ms = excluded.acked_unix_ms,
+               nacked_version = excluded.nacked_version, nack_error = excluded.nack_error,
+               nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms",
+        )?;
+        for s in records {
+            stmt.execute(params![
+                s.service,
+                s.instance,
+                s.peer,
+                s.acked_version,
+                s.acked_unix_ms,
+                s.nacked_version,
+                s.nack_error,
+                s.nacked_unix_ms,
+                s.last_seen_unix_ms
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Every sidecar ever seen.
+pub fn list(c: &Connection) -> Result<Vec<SidecarRecord>, rusqlite::Error> {
+    let mut stmt = c.prepare(
+        "SELECT service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms
+         FROM sidecars ORDER BY service, instance",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(SidecarRecord {
+            service: r.get(0)?,
+            instance: r.get(1)?,
+            peer: r.get(2)?,
+            acked_version: r.get(3)?,
+            acked_unix_ms: r.get(4)?,
+            nacked_version: r.get(5)?,
+            nack_error: r.get(6)?,
+            nacked_unix_ms: r.get(7)?,
+            last_seen_unix_ms: r.get(8)?,
+        })
+    })?
+    .collect()
+}

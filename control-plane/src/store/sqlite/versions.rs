@@ -1,0 +1,105 @@
+//! Policy versions in SQLite: one row per service and version, never rewritten. An apply
+//! of several documents runs in one transaction.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::clock::now_unix_ms;
+use crate::store::model::{NewVersion, PolicyVersion, Stored};
+
+const VERSION_COLUMNS: &str = "service, version, author, created_unix_ms, message, content_hash";
+
+/// See `Store::apply`.
+pub fn apply(conn: &mut Connection, docs: Vec<NewVersion>, dry_run: bool) -> Result<Vec<Stored>, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let now = now_unix_ms();
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let previous = current(&tx, &doc.service)?;
+        if let Some(prev) = &previous
+            && prev.content_hash == doc.content_hash
+        {
+            out.push(Stored { version: prev.clone(), previous: previous.clone(), changed: false });
+            continue;
+        }
+        let version = PolicyVersion {
+            service: doc.service,
+            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            author: doc.author,
+            created_unix_ms: now,
+            message: doc.message,
+            content_hash: doc.content_hash,
+            source_yaml: doc.source_yaml,
+        };
+        tx.execute(
+            "INSERT INTO policy_versions (service, version, author, created_unix_ms, message, content_hash, source_yaml)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                version.service,
+                version.version,
+                version.author,
+                version.created_unix_ms,
+                version.message,
+                version.content_hash,
+                version.source_yaml
+            ],
+        )?;
+        out.push(Stored { version, previous, changed: true });
+    }
+    if dry_run {
+        tx.rollback()?
+    } else {
+        tx.commit()?
+    }
+    Ok(out)
+}
+
+/// The current (highest) version of a service, with its source.
+pub fn current(c: &Connection, service: &str) -> Result<Option<PolicyVersion>, rusqlite::Error> {
+    c.query_row(
+        &format!(
+            "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions WHERE service = ?1 ORDER BY version DESC LIMIT 1"
+        ),
+        [service],
+        |r| version_row(r, true),
+    )
+    .optional()
+}
+
+/// One version of a service, with its source.
+pub fn get(c: &Connection, service: &str, version: u64) -> Result<Option<PolicyVersion>, rusqlite::Error> {
+    c.query_row(
+        &format!("SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions WHERE service = ?1 AND version = ?2"),
+        params![service, version],
+        |r| version_row(r, true),
+    )
+    .optional()
+}
+
+/// Every version of a service, newest first, without sources.
+pub fn history(c: &Connection, service: &str) -> Result<Vec<PolicyVersion>, rusqlite::Error> {
+    let mut stmt =
+        c.prepare(&format!("SELECT {VERSION_COLUMNS} FROM policy_versions WHERE service = ?1 ORDER BY version DESC"))?;
+    stmt.query_map([service], |r| version_row(r, false))?.collect()
+}
+
+/// The current version of every service, with sources, by service name.
+pub fn list_current(c: &Connection) -> Result<Vec<PolicyVersion>, rusqlite::Error> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions p
+         WHERE version = (SELECT MAX(version) FROM policy_versions q WHERE q.service = p.service)
+         ORDER BY service"
+    ))?;
+    stmt.query_map([], |r| version_row(r, true))?.collect()
+}
+
+fn version_row(r: &Row<'_>, with_source: bool) -> Result<PolicyVersion, rusqlite::Error> {
+    Ok(PolicyVersion {
+        service: r.get(0)?,
+        version: r.get(1)?,
+        author: r.get(2)?,
+        created_unix_ms: r.get(3)?,
+        message: r.get(4)?,
+        content_hash: r.get(5)?,
+        source_yaml: if with_source { r.get(6)? } else { String::new() },
+    })
+}

@@ -1,0 +1,56 @@
+//! What one request's handling found out, gathered as it goes and then turned into a
+//! metric update, an access log line, a span and, for a refusal, a deny record.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method};
+use warden_policy::refusal::Fault;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecisionKind {
+    /// Forwarded to the app.
+    #[default]
+    Forward,
+    /// Refused by Warden.
+    Deny,
+    /// Forwarded, but a rule in dry run would have refused it.
+    WouldDeny,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Forward => "forward",
+            DecisionKind::Deny => "deny",
+            DecisionKind::WouldDeny => "would_deny",
+        }
+    }
+}
+
+/// One request's facts, gathered while it is handled.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub request_id: Option<HeaderValue>,
+    /// The request id is the client's own `x-request-id`.
+    pub request_id_from_client: bool,
+    pub method: Method,
+    pub host: String,
+    pub path: String,
+    pub client_ip: Option<IpAddr>,
+    pub client: Option<Arc<str>>,
+    pub route: Option<Arc<str>>,
+    pub decision: DecisionKind,
+    /// The rule and reason code of a refusal (or of what dry run would have refused).
+    pub rule: Option<String>,
+    pub code: Option<&'static str>,
+    /// Whose doing the refusal (or what dry run would have refused) is.
+    pub fault: Option<Fault>,
+    pub upstream_time: Option<Duration>,
+    /// The request's span, when tracing is on.
+    pub trace: Option<opentelemetry::Context>,
+    /// Its trace id, as hex.
+    pub trace_id: Option<String>,
+}
