@@ -41,6 +41,11 @@ bench_init() {
   mkdir -p "$RUN" "$RESULTS"
   chmod 755 "$BENCH_HOME" "$BENCH_HOME/runs" "$RUN"  # nginx workers run as nobody when we are root
   ln -sfn "$RUN" "$BENCH_HOME/runs/$1-latest"
+  # Keep the last KEEP_RUNS (default 5) run directories of this benchmark.
+  local old
+  while read -r old; do
+    [[ -d $old && $old == "$BENCH_HOME/runs/$1-2"* ]] && rm -rf -- "$old"
+  done < <(ls -1dt "$BENCH_HOME/runs/$1"-2* 2>/dev/null | tail -n +$((${KEEP_RUNS:-5} + 1)))
   # What reproduces this run, recorded in its results: the entry point with the knobs set.
   BENCH_COMMAND="${ENV_KNOBS}tests/bench/run.sh $1"
   : >"$RUN/pids"
