@@ -4,7 +4,7 @@
 #   tests/bench/setup.sh               # once per machine: the peers and load generators
 #   tests/bench/run.sh                 # the data-plane benchmark (~15 min)
 #   tests/bench/run.sh tls auth        # named benchmarks, in turn
-#   tests/bench/run.sh all             # every benchmark with a table (~40 min)
+#   tests/bench/run.sh all             # every benchmark with a table (~25 min)
 #   tests/bench/run.sh --list          # what there is, and roughly how long each takes
 #
 # Builds the release binaries once, runs each named benchmark (tests/bench/NAME.sh), which
