@@ -26,6 +26,8 @@ pub struct Proc {
     pub name: String,
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Lines collected so far: bumped by the reader threads, watched by the waits.
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl Proc {
@@ -49,6 +51,7 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let arrived = Arc::new(tokio::sync::watch::Sender::new(0));
         for pipe in [
             child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
             child.stderr.take().map(|p| Box::new(p) as _),
@@ -56,14 +59,15 @@ impl Proc {
         .into_iter()
         .flatten()
         {
-            let lines = lines.clone();
+            let (lines, arrived) = (lines.clone(), arrived.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     lines.lock().expect("lock").push(line);
+                    arrived.send_modify(|n| *n += 1);
                 }
             });
         }
-        Proc { name: name.to_owned(), child, lines }
+        Proc { name: name.to_owned(), child, lines, arrived }
     }
 
     /// The lines logged so far.
@@ -79,23 +83,7 @@ impl Proc {
     /// Waits for the process's start-up line (one JSON object on stderr, with what it
     /// bound) and returns it; panics with the output after `timeout`.
     pub async fn started(&self, timeout: Duration) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let found = self.lines().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["warden"] == "started").then_some(v)
-            });
-            if let Some(v) = found {
-                return v;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} did not start within {timeout:?}:\n{}",
-                self.name,
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_for_json("start-up line", timeout, |v| v["warden"] == "started").await
     }
 
     /// Waits for a JSON line (the access log's, the start-up line) that `want` accepts,
@@ -106,39 +94,29 @@ impl Proc {
         timeout: Duration,
         want: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let found = self.lines().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                want(&v).then_some(v)
-            });
-            if let Some(v) = found {
-                return v;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{}: no {what} within {timeout:?}:\n{}",
-                self.name,
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_for_line(what, timeout, |l| serde_json::from_str(l).ok().filter(&want)).await
     }
 
     /// Waits for a line containing `needle`; panics with the output after `timeout`.
     pub async fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
+        self.wait_for_line(&format!("line with '{needle}'"), timeout, |l| l.contains(needle).then(|| l.to_owned()))
+            .await
+    }
+
+    /// The first line `find` accepts, looked for again each time a line arrives (no
+    /// polling); panics with the output after `timeout`.
+    async fn wait_for_line<T>(&self, what: &str, timeout: Duration, find: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut arrived = self.arrived.subscribe();
         loop {
-            if let Some(l) = self.lines.lock().expect("lock").iter().find(|l| l.contains(needle)) {
-                return l.clone();
+            // Marked seen before looking: a line that lands after the look wakes the wait.
+            arrived.borrow_and_update();
+            if let Some(t) = self.lines.lock().expect("lock").iter().find_map(|l| find(l)) {
+                return t;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not log '{needle}' within {timeout:?}; output:\n{}",
-                self.name,
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if tokio::time::timeout_at(deadline, arrived.changed()).await.is_err() {
+                panic!("{}: no {what} within {timeout:?}; output:\n{}", self.name, self.output());
+            }
         }
     }
 

@@ -113,7 +113,11 @@ async fn the_access_log_can_be_switched_off() {
         counter(&on.get_admin("/metrics").await, "warden_access_log_lines_total") == Some(1)
     })
     .await;
-    assert!(on.sidecar.proc.output().contains("loud-1"), "the line is on stdout");
+    // The line is on stdout (the harness reads the pipe on a thread of its own: waited for).
+    on.sidecar
+        .proc
+        .wait_for_json("access log line of loud-1", Duration::from_secs(5), |v| v["request_id"] == "loud-1")
+        .await;
 
     let s = Stack::start_with(POLICY, &["--access-log", "off"]).await;
     s.get_with("/orders/1", &[("x-request-id", "quiet-1")]).await;
