@@ -12,12 +12,14 @@
 //! - `auth/`: API keys, JWTs, webhook signatures, and the credentials they check against.
 //! - `limits/`: rate limit definitions, GCRA counters, global quota shares.
 //! - `normalize`, `host`, `client_ip`, `ipset`: what a request's head means.
-//! - `decide`: the decision; `refusal`: every answer Warden gives instead of the app.
+//! - `decide`: the decision; `refusal`: every answer Warden gives instead of the app;
+//!   `grpc`: how a gRPC caller is recognised and answered.
 //! - `text`: what counts as a control character, and how one is shown.
 
 pub mod auth;
 pub mod client_ip;
 pub mod decide;
+pub mod grpc;
 pub mod host;
 pub mod ipset;
 pub mod limits;

@@ -9,6 +9,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_A
 use http::{Response, StatusCode};
 
 use crate::auth::{AuthFailure, AuthProvider};
+use crate::grpc;
 use crate::host::HostError;
 use crate::normalize::PathError;
 use crate::yaml::units::{format_duration, format_size};
@@ -29,6 +30,8 @@ pub enum UpstreamFailure {
     ConnectTimeout,
     /// The upstream broke the HTTP exchange.
     Protocol,
+    /// The TLS handshake with the upstream failed (its certificate, or no common ground).
+    Tls,
 }
 
 /// The `RateLimit-Policy` and `RateLimit` fields of the limit closest to refusing: on a 429,
@@ -78,6 +81,9 @@ pub enum Refusal {
     UpstreamOverloaded { upstream: String },
     /// The sidecar already has `--max-in-flight` requests waiting on upstreams.
     Overloaded,
+    /// A gRPC call routed to an upstream that speaks only HTTP/1.1: never sent, since
+    /// HTTP/1.1 cannot carry its trailers.
+    ProtocolMismatch { upstream: String },
     /// A limit's budget for this caller is spent.
     RateLimited {
         rule: std::sync::Arc<str>,
@@ -139,13 +145,17 @@ pub struct Row {
     /// The RFC 9209 `proxy-status` error type.
     pub proxy_error: &'static str,
     pub fault: Fault,
+    /// What a gRPC caller is told instead of `status`.
+    pub grpc: grpc::Status,
 }
 
-/// Request facts a refusal's body names.
+/// Request facts a refusal's body names, and how the caller is answered.
 pub struct DenyContext<'a> {
     pub service: Option<&'a str>,
     pub route: Option<&'a str>,
     pub request_id: &'a HeaderValue,
+    /// A gRPC caller gets a gRPC status (HTTP 200, `grpc-status`, `grpc-message`).
+    pub grpc: Option<grpc::Caller>,
 }
 
 impl Refusal {
@@ -162,46 +172,80 @@ impl Refusal {
     pub fn row(&self) -> Row {
         use Fault::{Client, Local, Policy, Upstream};
         use StatusCode as S;
-        let row = |status, code, proxy_error, fault| Row { status, code, proxy_error, fault };
+        use grpc::Status as G;
+        let row = |status, code, proxy_error, fault, grpc| Row { status, code, proxy_error, fault, grpc };
         match self {
-            Refusal::NotReady => row(S::SERVICE_UNAVAILABLE, "not_ready", "destination_unavailable", Local),
-            Refusal::BadPath(_) => row(S::BAD_REQUEST, "bad_path", "http_request_error", Client),
-            Refusal::NoRoute => row(S::NOT_FOUND, "no_route", "destination_not_found", Policy),
-            Refusal::AddressDenied { .. } => row(S::FORBIDDEN, "address_denied", "http_request_denied", Policy),
-            Refusal::BodyTooLarge { .. } => row(S::PAYLOAD_TOO_LARGE, "body_too_large", "http_request_denied", Policy),
-            Refusal::BadBody => row(S::BAD_REQUEST, "bad_body", "http_request_error", Client),
-            Refusal::BodyTimeout { .. } => row(S::REQUEST_TIMEOUT, "body_timeout", "http_request_error", Client),
-            Refusal::BufferFull => row(S::SERVICE_UNAVAILABLE, "buffer_full", "destination_unavailable", Local),
-            Refusal::DuplicateHost => row(S::BAD_REQUEST, "duplicate_host", "http_request_error", Client),
-            Refusal::BadHost(_) => row(S::BAD_REQUEST, "bad_host", "http_request_error", Client),
-            Refusal::BadMethod => row(S::BAD_REQUEST, "bad_method", "http_request_error", Client),
-            Refusal::BadForwardedFor => row(S::BAD_REQUEST, "bad_forwarded_for", "http_request_error", Client),
-            Refusal::UriTooLong { .. } => row(S::URI_TOO_LONG, "uri_too_long", "http_request_denied", Client),
-            Refusal::HeadersTooLarge { .. } => {
-                row(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "http_request_denied", Client)
+            Refusal::NotReady => {
+                row(S::SERVICE_UNAVAILABLE, "not_ready", "destination_unavailable", Local, G::Unavailable)
             }
+            Refusal::BadPath(_) => row(S::BAD_REQUEST, "bad_path", "http_request_error", Client, G::InvalidArgument),
+            Refusal::NoRoute => row(S::NOT_FOUND, "no_route", "destination_not_found", Policy, G::Unimplemented),
+            Refusal::AddressDenied { .. } => {
+                row(S::FORBIDDEN, "address_denied", "http_request_denied", Policy, G::PermissionDenied)
+            }
+            // gRPC's own word for a message over the size limit.
+            Refusal::BodyTooLarge { .. } => {
+                row(S::PAYLOAD_TOO_LARGE, "body_too_large", "http_request_denied", Policy, G::ResourceExhausted)
+            }
+            Refusal::BadBody => row(S::BAD_REQUEST, "bad_body", "http_request_error", Client, G::InvalidArgument),
+            Refusal::BodyTimeout { .. } => {
+                row(S::REQUEST_TIMEOUT, "body_timeout", "http_request_error", Client, G::DeadlineExceeded)
+            }
+            Refusal::BufferFull => {
+                row(S::SERVICE_UNAVAILABLE, "buffer_full", "destination_unavailable", Local, G::Unavailable)
+            }
+            Refusal::DuplicateHost => {
+                row(S::BAD_REQUEST, "duplicate_host", "http_request_error", Client, G::InvalidArgument)
+            }
+            Refusal::BadHost(_) => row(S::BAD_REQUEST, "bad_host", "http_request_error", Client, G::InvalidArgument),
+            Refusal::BadMethod => row(S::BAD_REQUEST, "bad_method", "http_request_error", Client, G::InvalidArgument),
+            Refusal::BadForwardedFor => {
+                row(S::BAD_REQUEST, "bad_forwarded_for", "http_request_error", Client, G::InvalidArgument)
+            }
+            Refusal::UriTooLong { .. } => {
+                row(S::URI_TOO_LONG, "uri_too_long", "http_request_denied", Client, G::InvalidArgument)
+            }
+            Refusal::HeadersTooLarge { .. } => row(
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "http_request_denied",
+                Client,
+                G::InvalidArgument,
+            ),
             Refusal::Upstream { failure: UpstreamFailure::Refused, .. } => {
-                row(S::BAD_GATEWAY, "upstream_unreachable", "connection_refused", Upstream)
+                row(S::BAD_GATEWAY, "upstream_unreachable", "connection_refused", Upstream, G::Unavailable)
             }
             Refusal::Upstream { failure: UpstreamFailure::ConnectTimeout, .. } => {
-                row(S::GATEWAY_TIMEOUT, "upstream_connect_timeout", "connection_timeout", Upstream)
+                row(S::GATEWAY_TIMEOUT, "upstream_connect_timeout", "connection_timeout", Upstream, G::Unavailable)
             }
             Refusal::Upstream { failure: UpstreamFailure::Protocol, .. } => {
-                row(S::BAD_GATEWAY, "upstream_error", "http_protocol_error", Upstream)
+                row(S::BAD_GATEWAY, "upstream_error", "http_protocol_error", Upstream, G::Unavailable)
+            }
+            Refusal::Upstream { failure: UpstreamFailure::Tls, .. } => {
+                row(S::BAD_GATEWAY, "upstream_tls_error", "tls_protocol_error", Upstream, G::Unavailable)
             }
             Refusal::UpstreamTimeout { .. } => {
-                row(S::GATEWAY_TIMEOUT, "upstream_timeout", "http_response_timeout", Upstream)
+                row(S::GATEWAY_TIMEOUT, "upstream_timeout", "http_response_timeout", Upstream, G::DeadlineExceeded)
             }
             Refusal::UpstreamOverloaded { .. } => {
-                row(S::SERVICE_UNAVAILABLE, "upstream_overloaded", "connection_limit_reached", Upstream)
+                row(S::SERVICE_UNAVAILABLE, "upstream_overloaded", "connection_limit_reached", Upstream, G::Unavailable)
             }
-            Refusal::Overloaded => row(S::SERVICE_UNAVAILABLE, "overloaded", "proxy_internal_error", Local),
-            Refusal::RateLimited { .. } => row(S::TOO_MANY_REQUESTS, "rate_limited", "http_request_denied", Policy),
+            Refusal::Overloaded => {
+                row(S::SERVICE_UNAVAILABLE, "overloaded", "proxy_internal_error", Local, G::Unavailable)
+            }
+            Refusal::ProtocolMismatch { .. } => {
+                row(S::BAD_GATEWAY, "protocol_mismatch", "http_protocol_error", Upstream, G::Internal)
+            }
+            Refusal::RateLimited { .. } => {
+                row(S::TOO_MANY_REQUESTS, "rate_limited", "http_request_denied", Policy, G::ResourceExhausted)
+            }
             // A secret that is not set is the operator's to fix, not the caller's.
             Refusal::Unauthenticated { failure: f @ AuthFailure::SecretNotSet { .. }, .. } => {
-                row(f.status(), f.code(), "destination_unavailable", Local)
+                row(f.status(), f.code(), "destination_unavailable", Local, G::Unavailable)
             }
-            Refusal::Unauthenticated { failure: f, .. } => row(f.status(), f.code(), "http_request_denied", Policy),
+            Refusal::Unauthenticated { failure: f, .. } => {
+                row(f.status(), f.code(), "http_request_denied", Policy, G::Unauthenticated)
+            }
         }
     }
 
@@ -240,6 +284,7 @@ impl Refusal {
             | Refusal::UpstreamTimeout { upstream, .. }
             | Refusal::UpstreamOverloaded { upstream } => format!("upstream:{upstream}"),
             Refusal::Overloaded => "max_in_flight".into(),
+            Refusal::ProtocolMismatch { upstream } => format!("upstream:{upstream}"),
         }
     }
 
@@ -286,38 +331,69 @@ impl Refusal {
             Refusal::Upstream { upstream, failure: UpstreamFailure::Protocol } => {
                 format!("'{service}' failed to answer (upstream '{upstream}' broke the connection).")
             }
+            Refusal::Upstream { upstream, failure: UpstreamFailure::Tls } => {
+                format!("'{service}' could not be reached securely (TLS to upstream '{upstream}' failed).")
+            }
             Refusal::UpstreamOverloaded { upstream } => format!(
                 "'{service}' is busy: upstream '{upstream}' has as many requests as it may take at once. Retry in a few seconds."
             ),
             Refusal::Overloaded => {
                 "The proxy is handling as many requests as it may at once. Retry in a few seconds.".into()
             }
+            Refusal::ProtocolMismatch { upstream } => format!(
+                "'{service}' is not set up for gRPC here: upstream '{upstream}' speaks HTTP/1.1 (give it protocol: http2)."
+            ),
             Refusal::UpstreamTimeout { upstream, after } => {
                 format!("'{service}' did not answer within {} (upstream '{upstream}').", format_duration(*after))
             }
         }
     }
 
-    /// The full response.
+    /// What a gRPC caller reads in `grpc-message`: `<code> (rule <rule>): <message>`.
+    pub fn grpc_message(&self, service: Option<&str>) -> String {
+        format!("{} (rule {}): {}", self.code(), self.rule(), self.message(service))
+    }
+
+    /// The full response: JSON with the row's status, or to a gRPC caller a Trailers-Only
+    /// answer (HTTP 200, no body, `grpc-status` and `grpc-message` in the head).
     pub fn response(&self, ctx: &DenyContext<'_>) -> Response<Bytes> {
         let rule = self.rule();
-        let body = serde_json::json!({
-            "error": {
-                "code": self.code(),
-                "message": self.message(ctx.service),
-                "rule": rule,
-                "route": ctx.route,
-                "service": ctx.service,
-                "layer": LAYER,
-                "request_id": ctx.request_id.to_str().unwrap_or_default(),
+        let mut resp = match ctx.grpc {
+            None => {
+                let body = serde_json::json!({
+                    "error": {
+                        "code": self.code(),
+                        "message": self.message(ctx.service),
+                        "rule": rule,
+                        "route": ctx.route,
+                        "service": ctx.service,
+                        "layer": LAYER,
+                        "request_id": ctx.request_id.to_str().unwrap_or_default(),
+                    }
+                });
+                let mut body = serde_json::to_vec(&body).unwrap_or_default();
+                body.push(b'\n');
+                let mut resp = Response::new(Bytes::from(body));
+                *resp.status_mut() = self.status();
+                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp
             }
-        });
-        let mut body = serde_json::to_vec(&body).unwrap_or_default();
-        body.push(b'\n');
-        let mut resp = Response::new(Bytes::from(body));
-        *resp.status_mut() = self.status();
+            Some(caller) => {
+                let mut resp = Response::new(Bytes::new());
+                let h = resp.headers_mut();
+                let content_type = match caller {
+                    grpc::Caller::Native => "application/grpc",
+                    grpc::Caller::Web => "application/grpc-web+proto",
+                };
+                h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                h.insert(grpc::GRPC_STATUS, HeaderValue::from(u16::from(self.row().grpc.code())));
+                if let Ok(v) = HeaderValue::try_from(grpc::encode_message(&self.grpc_message(ctx.service))) {
+                    h.insert(grpc::GRPC_MESSAGE, v);
+                }
+                resp
+            }
+        };
         let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert("x-request-id", ctx.request_id.clone());
         if let Ok(v) = HeaderValue::from_str(&rule) {

@@ -64,6 +64,8 @@ fn every_refusal() -> Vec<Refusal> {
         Refusal::Upstream { upstream: upstream.clone(), failure: UpstreamFailure::Refused },
         Refusal::Upstream { upstream: upstream.clone(), failure: UpstreamFailure::ConnectTimeout },
         Refusal::Upstream { upstream: upstream.clone(), failure: UpstreamFailure::Protocol },
+        Refusal::Upstream { upstream: upstream.clone(), failure: UpstreamFailure::Tls },
+        Refusal::ProtocolMismatch { upstream: upstream.clone() },
         Refusal::UpstreamTimeout { upstream: upstream.clone(), after: Duration::from_secs(1) },
         Refusal::UpstreamOverloaded { upstream },
         Refusal::Overloaded,
@@ -81,8 +83,8 @@ fn every_refusal() -> Vec<Refusal> {
     all
 }
 
-/// The docs' rows: (status, codes, proxy-status error, fault).
-fn documented() -> Vec<(u16, Vec<String>, String, String)> {
+/// The docs' rows: (status, codes, proxy-status error, fault, gRPC status).
+fn documented() -> Vec<(u16, Vec<String>, String, String, String)> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/responses.md")).unwrap();
     let table = doc.split("| situation | status |").nth(1).expect("the table of Warden's own responses");
     table
@@ -93,7 +95,7 @@ fn documented() -> Vec<(u16, Vec<String>, String, String)> {
             let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
             let tick = |c: &str| c.trim_matches('`').to_owned();
             let codes = cells[2].split('/').map(|c| tick(c.trim())).collect();
-            (cells[1].parse().unwrap(), codes, tick(cells[3]), cells[4].to_owned())
+            (cells[1].parse().unwrap(), codes, tick(cells[3]), cells[4].to_owned(), cells[5].replace('`', ""))
         })
         .collect()
 }
@@ -105,11 +107,13 @@ fn the_docs_table_is_the_refusal_table() {
     for r in every_refusal() {
         let row = r.row();
         let doc = rows.iter().find(|(_, codes, ..)| codes.iter().any(|c| c == row.code));
-        let Some((status, _, proxy_error, fault)) = doc else {
+        let Some((status, _, proxy_error, fault, grpc)) = doc else {
             panic!("docs/responses.md has no row for `{}`", row.code)
         };
-        let want = (row.status.as_u16(), row.proxy_error, row.fault.as_str());
-        assert_eq!((*status, proxy_error.as_str(), fault.as_str()), want, "the docs' row for `{}`", row.code);
+        let grpc_want = format!("{} {}", row.grpc.code(), row.grpc.name());
+        let want = (row.status.as_u16(), row.proxy_error, row.fault.as_str(), grpc_want.as_str());
+        let got = (*status, proxy_error.as_str(), fault.as_str(), grpc.as_str());
+        assert_eq!(got, want, "the docs' row for `{}`", row.code);
         seen.insert(row.code.to_owned());
     }
     let listed: BTreeSet<String> = rows.iter().flat_map(|(_, codes, ..)| codes.iter().cloned()).collect();

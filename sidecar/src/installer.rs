@@ -22,7 +22,7 @@ use warden_proto::v1 as pb;
 use crate::active::{Active, Policy, TlsInUse};
 use crate::state::{SnapshotWriter, StateFile};
 use crate::tls::{self, CertFiles, LoadedTls};
-use crate::upstream::{Pools, check_resolvable};
+use crate::upstream::{self, Pools, check_resolvable};
 
 /// Where the active snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -174,8 +174,12 @@ impl Installer {
             None => None,
         };
         let snapshot = Arc::new(compiled);
+        let to_load = snapshot.clone();
+        let upstream_tls = tokio::task::spawn_blocking(move || upstream::tls::load_all(&to_load))
+            .await
+            .map_err(|e| InvalidSnapshot::Tls(e.to_string()))??;
         let policy = Policy {
-            upstreams: self.pools.bind(&snapshot, &self.app),
+            upstreams: self.pools.bind(&snapshot, &self.app, &upstream_tls),
             limits: self.limit_state.bind(&snapshot),
             snapshot: snapshot.clone(),
         };

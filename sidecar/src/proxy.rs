@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use warden_policy::auth::Identity;
 use warden_policy::client_ip::ClientIp;
 use warden_policy::decide::{Action, BodyDecision, Env, Request as DecideRequest, body as policy_body, decide};
+use warden_policy::grpc::{self, Caller};
 use warden_policy::limits::{self, Counters};
 use warden_policy::refusal::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
 use warden_policy::snapshot::{HeaderOps, Route, Snapshot};
@@ -28,7 +29,7 @@ use warden_policy::snapshot::{HeaderOps, Route, Snapshot};
 use crate::live::Live;
 use crate::signed_body;
 use crate::telemetry::{DecisionKind, Outcome};
-use crate::upstream::{self, Affinity, SendError, UpstreamBody};
+use crate::upstream::{self, Affinity, Deadline, SendError, UpstreamBody};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -104,9 +105,16 @@ async fn decide_and_forward(
     out.request_id = Some(request_id.clone());
     out.request_id_from_client = from_client;
     live.telemetry().start_span(req.headers(), out);
+    let caller = Caller::of(req.headers());
+    // The whole call's deadline runs from its arrival.
+    let grpc_timeout = caller.and_then(|_| grpc::timeout(req.headers()));
+    let arrived = tokio::time::Instant::now();
+    let refuse = |out: &mut Outcome, r: &Refusal, snapshot: Option<&Arc<Snapshot>>| {
+        answer_refusal(out, r, snapshot, &request_id, caller)
+    };
     let active = live.active();
     let Some(policy) = &active.policy else {
-        return refuse(out, &Refusal::NotReady, None, &request_id);
+        return refuse(out, &Refusal::NotReady, None);
     };
     let snapshot = &policy.snapshot;
     let (mut parts, body) = req.into_parts();
@@ -140,7 +148,7 @@ async fn decide_and_forward(
     }
     let fwd = match decision.action {
         Action::Forward(fwd) => fwd,
-        Action::Deny(r) => return refuse(out, &r, Some(snapshot), &request_id),
+        Action::Deny(r) => return refuse(out, &r, Some(snapshot)),
     };
     let (route, client) = (fwd.route, decision.client.unwrap_or(ClientIp { ip: conn.peer.ip(), peer_trusted: false }));
     out.client = fwd.identity.as_ref().map(|i| i.client.clone());
@@ -163,14 +171,14 @@ async fn decide_and_forward(
             let budget = live.buffer_budget();
             let buffered = match signed_body::read(body, route.max_body, route.timeout, &budget).await {
                 Ok(b) => b,
-                Err(f) => return refuse(out, &f.refusal(), Some(snapshot), &request_id),
+                Err(f) => return refuse(out, &f.refusal(), Some(snapshot)),
             };
             match policy_body(snapshot, route, check, &buffered.bytes) {
                 BodyDecision::Passed(id) => {
                     out.client = Some(id.client.clone());
                     identity = Some(id);
                 }
-                BodyDecision::Refused(r) => return refuse(out, &r, Some(snapshot), &request_id),
+                BodyDecision::Refused(r) => return refuse(out, &r, Some(snapshot)),
                 BodyDecision::WouldDeny(r) => log_would_deny(out, &r, &request_id),
             }
             let left = route.timeout.saturating_sub(started.elapsed());
@@ -178,25 +186,56 @@ async fn decide_and_forward(
         }
     };
 
-    parts.uri = Uri::from(path_and_query);
-    parts.version = Version::HTTP_11;
-
     let upstream = policy.upstream(&route.upstream);
     let endpoint = upstream.pick();
+    let version = upstream.protocol.version_for(parts.version);
+    // HTTP/2 allows `te: trailers` alone, and gRPC servers want it.
+    let te_trailers = version == Version::HTTP_2 && asks_for_trailers(&parts.headers);
     let target = Target { route, host: canonical_host, endpoint: endpoint.authority() };
     prepare_request_headers(&mut parts.headers, target, conn, client, &request_id);
     set_identity(&mut parts.headers, route, identity);
     if let (Some(t), Some(cx)) = (&live.telemetry().traces, &out.trace) {
         t.inject(cx, &mut parts.headers);
     }
+    // The caller's deadline, capped by the route's; the app is told the one that holds.
+    let deadline = grpc_timeout.map(|t| route.max_grpc_timeout.map_or(t, |max| t.min(max)));
+    if let Some(d) = deadline
+        && let Ok(v) = HeaderValue::try_from(grpc::timeout_value(d))
+    {
+        parts.headers.insert(grpc::GRPC_TIMEOUT, v);
+    }
+    parts.version = version;
+    parts.uri = match version {
+        Version::HTTP_2 => {
+            // `:scheme` and `:authority` come from the URI; `Host` must not disagree.
+            let authority = parts.headers.remove(header::HOST).and_then(|h| Authority::try_from(h.as_bytes()).ok());
+            let authority = authority.unwrap_or_else(|| endpoint.authority().clone());
+            let scheme = if endpoint.tls() { Scheme::HTTPS } else { Scheme::HTTP };
+            if te_trailers {
+                parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            Uri::from_parts({
+                let mut p = http::uri::Parts::default();
+                p.scheme = Some(scheme);
+                p.authority = Some(authority);
+                p.path_and_query = Some(path_and_query);
+                p
+            })
+            .unwrap_or_default()
+        }
+        _ => Uri::from(path_and_query),
+    };
 
     let req = Request::from_parts(parts, body);
     let idle = live.limits().stream_idle_timeout;
     let Ok(in_flight) = live.in_flight().try_acquire() else {
-        return refuse(out, &Refusal::Overloaded, Some(snapshot), &request_id);
+        return refuse(out, &Refusal::Overloaded, Some(snapshot));
     };
     let asked = std::time::Instant::now();
-    let sent = tokio::time::timeout(timeout, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
+    // Until the response head: the route's timeout, or what is left of the call's deadline.
+    let call_left = deadline.map(|d| (arrived + d).saturating_duration_since(tokio::time::Instant::now()));
+    let wait = call_left.map_or(timeout, |left| left.min(timeout));
+    let sent = tokio::time::timeout(wait, upstream::send(endpoint, &conn.affinity, req, route.max_body, idle)).await;
     drop(in_flight);
     out.upstream_time = Some(asked.elapsed());
     let mut resp = match sent {
@@ -208,13 +247,24 @@ async fn decide_and_forward(
                 SendError::Overloaded => Refusal::UpstreamOverloaded { upstream: upstream.name.to_string() },
                 SendError::Upstream(failure) => Refusal::Upstream { upstream: upstream.name.to_string(), failure },
             };
-            return refuse(out, &r, Some(snapshot), &request_id);
+            return refuse(out, &r, Some(snapshot));
         }
         Err(_) => {
-            let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after: route.timeout };
-            return refuse(out, &r, Some(snapshot), &request_id);
+            let after = if wait < timeout { deadline.unwrap_or(wait) } else { route.timeout };
+            let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after };
+            return refuse(out, &r, Some(snapshot));
         }
     };
+    // Past the head, the deadline still holds: the call ends DEADLINE_EXCEEDED.
+    if let Some(d) = deadline {
+        let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after: d };
+        let mut trailers = HeaderMap::with_capacity(2);
+        trailers.insert(grpc::GRPC_STATUS, HeaderValue::from(u16::from(r.row().grpc.code())));
+        if let Ok(v) = HeaderValue::try_from(grpc::encode_message(&r.grpc_message(Some(&snapshot.service)))) {
+            trailers.insert(grpc::GRPC_MESSAGE, v);
+        }
+        resp = resp.map(|b| b.with_deadline(Deadline { at: arrived + d, trailers }));
+    }
 
     let headers = resp.headers_mut();
     strip_headers(headers, Strip::Response);
@@ -270,18 +320,21 @@ fn set_identity(headers: &mut HeaderMap, route: &Route, identity: Option<Identit
     }
 }
 
-/// Answers for Warden, and notes why. The route, if one matched, is already in `out`.
-fn refuse(
+/// Answers for Warden, in the caller's protocol, and notes why. The route, if one matched,
+/// is already in `out`.
+fn answer_refusal(
     out: &mut Outcome,
     r: &Refusal,
     snapshot: Option<&Arc<Snapshot>>,
     request_id: &HeaderValue,
+    grpc: Option<Caller>,
 ) -> Response<ProxyBody> {
     out.decision = DecisionKind::Deny;
     out.rule = Some(r.rule());
     out.code = Some(r.code());
     out.fault = Some(r.fault());
-    let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route: out.route.as_deref(), request_id };
+    out.grpc_status = grpc.map(|_| r.row().grpc.code());
+    let ctx = DenyContext { service: snapshot.map(|s| &*s.service), route: out.route.as_deref(), request_id, grpc };
     r.response(&ctx).map(|b| Either::Right(Full::new(b)))
 }
 
@@ -425,6 +478,16 @@ fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
     for (name, value) in &ops.set {
         headers.insert(name.clone(), value.clone());
     }
+}
+
+/// Whether the client's `te` asks for trailers (a gRPC client's always does).
+fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers")))
 }
 
 /// Keeps a well-formed incoming `x-request-id` (1-128 of `[A-Za-z0-9._:-]`: nothing a log,

@@ -28,6 +28,9 @@ pub struct Seen {
     pub body: Bytes,
     /// The connection it came on (the proxy's side of it).
     pub peer: std::net::SocketAddr,
+    pub version: http::Version,
+    /// The URI's authority (HTTP/2's `:authority`), if it had one.
+    pub authority: Option<String>,
 }
 
 /// A running app.
@@ -104,6 +107,8 @@ async fn handle(
             body_len: body.len(),
             body: body.clone(),
             peer,
+            version: parts.version,
+            authority: parts.uri.authority().map(ToString::to_string),
         });
     }
     let path = parts.uri.path();
@@ -151,7 +156,7 @@ async fn handle(
         .collect();
     let echo = serde_json::json!({
         "app": name, "method": parts.method.as_str(), "path": path_and_query,
-        "headers": headers, "body_len": body.len(),
+        "headers": headers, "body_len": body.len(), "version": format!("{:?}", parts.version),
     });
     let resp = Response::builder()
         .header("content-type", "application/json")

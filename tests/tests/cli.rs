@@ -143,11 +143,47 @@ routes:
         "partner-api  MATCH",
         "path /api/v1/orders/7 -> /v2/orders/7",
         "remove cookie",
-        "app (the sidecar's --upstream), timeout 5s",
+        "app (the sidecar's --upstream), http1, timeout 5s",
         "203.0.113.9",
     ] {
         assert!(steps.contains(want), "missing {want:?} in {steps}");
     }
+    // A gRPC caller is told in gRPC's terms, with the same code and rule.
+    let grpc = wardenctl(
+        "http://127.0.0.1:1",
+        &[
+            "explain",
+            "-f",
+            &file,
+            "POST",
+            "http://api.example.com/api/v1/orders.v1.Orders/Get",
+            "-H",
+            "content-type: application/grpc",
+        ],
+    )
+    .await;
+    assert_eq!(grpc.code, 0, "{grpc:?}");
+    assert!(grpc.stdout.contains("DENY gRPC 13 INTERNAL protocol_mismatch (rule upstream:app)"), "{}", grpc.stdout);
+    let grpc = wardenctl(
+        "http://127.0.0.1:1",
+        &[
+            "explain",
+            "-f",
+            &file,
+            "POST",
+            "http://x/nowhere.v1.Svc/Get",
+            "-H",
+            "content-type: application/grpc+proto",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&grpc.stdout).unwrap();
+    assert_eq!(
+        (v["status"].as_u64(), v["grpc_status"].as_u64(), v["code"].as_str()),
+        (Some(404), Some(12), Some("no_route"))
+    );
 
     let s = Stack::start(BASIC).await;
     let out = s.cp.ctl(&["explain", "--service", "orders", "DELETE", "/nowhere", "-H", "host: x.io"]).await;

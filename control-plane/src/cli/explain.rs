@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use warden_policy::auth::{AuthKind, Credentials, hash_key};
 use warden_policy::decide::{Action, Env, Forward, HeadCaps, Request, Trace, decide};
+use warden_policy::grpc::Caller;
 use warden_policy::limits::view::{Asked, Known};
 use warden_policy::limits::{LimitView, Verdict};
 use warden_policy::refusal::Refusal;
@@ -84,6 +85,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     }
     let peer = a.client_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let req = Request { method: &method, uri: &uri, headers: &headers, peer };
+    let caller = Caller::of(&headers);
     let now_ms = crate::store::now_unix_ms();
 
     // The route decides which credentials the auth step needs: a first look finds it.
@@ -151,8 +153,13 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         } else {
             up.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         };
-        steps
-            .push(("upstream".into(), format!("{} ({target}), timeout {}", up.name, format_duration(f.route.timeout))));
+        steps.push((
+            "upstream".into(),
+            format!("{} ({target}), {}, timeout {}", up.name, up.protocol.as_str(), format_duration(f.route.timeout)),
+        ));
+        if let (Some(_), Some(max)) = (caller, f.route.max_grpc_timeout) {
+            steps.push(("deadline".into(), format!("the caller's grpc-timeout, at most {}", format_duration(max))));
+        }
     }
     let refused = match (&decision.action, decision.route, &unsure) {
         (Action::Forward(f), _, _) => {
@@ -170,15 +177,14 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             None
         }
         (Action::Deny(r), _, _) => {
+            // A gRPC caller is told the gRPC status; the code and rule are the same.
+            let status = match caller {
+                Some(_) => format!("gRPC {} {}", r.row().grpc.code(), r.row().grpc.name()),
+                None => r.status().as_u16().to_string(),
+            };
             steps.push((
                 "decision".into(),
-                format!(
-                    "DENY {} {} (rule {}): {}",
-                    r.status().as_u16(),
-                    r.code(),
-                    r.rule(),
-                    r.message(Some(&snapshot.service))
-                ),
+                format!("DENY {status} {} (rule {}): {}", r.code(), r.rule(), r.message(Some(&snapshot.service))),
             ));
             Some(r)
         }
@@ -192,6 +198,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 "service": &*snapshot.service,
                 "decision": if refused.is_some() { "deny" } else { "forward" },
                 "status": refused.map(|r| r.status().as_u16()),
+                "grpc_status": refused.filter(|_| caller.is_some()).map(|r| r.row().grpc.code()),
                 "code": refused.map(Refusal::code),
                 "fault": refused.map(|r| r.fault().as_str()),
                 "steps": rows,

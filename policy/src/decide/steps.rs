@@ -1,7 +1,7 @@
 //! The decision, in the order it is made: the request's form (method, sizes, one Host),
 //! its path, host and client address → the service's access list → the route (on the
 //! path as an app sees it: `%2F` decoded) → escaped slashes → the route's access list →
-//! auth → limits → the declared body size → the rewrite. In `mode: dry_run` a rule that
+//! the upstream's protocol (a gRPC call needs HTTP/2) → auth → limits → the declared body size → the rewrite. In `mode: dry_run` a rule that
 //! would refuse is noted and the request goes on; a malformed request is refused in any
 //! mode. The sidecar runs this for every request; `wardenctl explain` runs it with a
 //! read-only limit view and a trace.
@@ -17,12 +17,14 @@ use crate::client_ip::{self, ClientIp};
 use crate::decide::decision::{Action, BodyDecision, Decision, Env, Forward};
 use crate::decide::request::{Request, check_head, request_host};
 use crate::decide::trace::{Trace, note};
+use crate::grpc;
 use crate::limits::admit::admit;
 use crate::limits::limit::LimitRequest;
 use crate::normalize::{PathError, decode_escaped_slashes, normalize_path};
 use crate::refusal::Refusal;
 use crate::snapshot::compiled::{Mode, Snapshot};
 use crate::snapshot::route::{AccessRule, EscapedSlashes, Mismatch, Route};
+use crate::snapshot::upstream::Protocol;
 
 /// Decides what happens to a request. `trace`, when given, gets each step in words.
 pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&mut Trace>) -> Decision<'s, 'r> {
@@ -89,6 +91,14 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
         if let Some(r) = enforce(snapshot, &mut d.would_deny, rule.check(client.ip)) {
             return deny(d, r);
         }
+    }
+
+    // HTTP/1.1 cannot carry a gRPC call's trailers: refused, whatever the mode, never sent.
+    if route.upstream.protocol == Protocol::Http1 && grpc::Caller::of(req.headers) == Some(grpc::Caller::Native) {
+        note(&mut trace, "protocol", || {
+            format!("refused: gRPC, but upstream '{}' speaks HTTP/1.1", route.upstream.name)
+        });
+        return deny(d, Refusal::ProtocolMismatch { upstream: route.upstream.name.to_string() });
     }
 
     let (mut identity, mut body_check) = (None, None);

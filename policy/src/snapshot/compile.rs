@@ -16,9 +16,9 @@ use crate::limits::limit::Limit;
 use crate::snapshot::compiled::{Mode, Snapshot};
 use crate::snapshot::route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, PathMatch, Route};
 use crate::snapshot::route_index::RouteIndex;
-use crate::snapshot::upstream::Upstream;
+use crate::snapshot::upstream::{DEFAULT_MAX_CONCURRENT_STREAMS, Protocol, Upstream, UpstreamTls};
 use crate::yaml::build::{DEFAULT_CONNECT_TIMEOUT, SCHEMA};
-use crate::yaml::validate::APP_UPSTREAM;
+use crate::yaml::model::APP_UPSTREAM;
 
 /// Why a snapshot cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,8 +50,13 @@ pub enum InvalidSnapshot {
 /// Why an upstream cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidUpstream {
-    #[error("'app' is reserved for the sidecar's --upstream")]
+    #[error("'app' has no endpoints: its one endpoint is the sidecar's --upstream")]
     Reserved,
+    #[error("unknown protocol {0}")]
+    Protocol(i32),
+    /// Bad TLS settings, or (the sidecar's check) files that do not load.
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("no endpoints")]
     NoEndpoints,
     #[error("connect timeout is 0")]
@@ -117,16 +122,23 @@ impl TryFrom<&pb::Snapshot> for Snapshot {
         let defaults = s.defaults.as_ref().ok_or(InvalidSnapshot::Missing("defaults"))?;
         let escaped_slashes = escaped_slashes(defaults.escaped_slashes)?.unwrap_or(EscapedSlashes::Reject);
 
-        let app = Upstream {
-            name: APP_UPSTREAM.into(),
-            index: 0,
-            endpoints: Vec::new(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            max_connections: 0,
-            max_pending: 0,
+        // `app` comes first, with the policy's settings if it gives any.
+        let app = match s.upstreams.iter().find(|u| u.name == APP_UPSTREAM) {
+            Some(u) => upstream(u, 0)?,
+            None => Upstream {
+                name: APP_UPSTREAM.into(),
+                index: 0,
+                endpoints: Vec::new(),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                max_connections: 0,
+                max_pending: 0,
+                protocol: Protocol::Http1,
+                max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+                tls: None,
+            },
         };
         let mut upstreams = vec![Arc::new(app)];
-        for u in &s.upstreams {
+        for u in s.upstreams.iter().filter(|u| u.name != APP_UPSTREAM) {
             upstreams.push(Arc::new(upstream(u, upstreams.len())?));
         }
 
@@ -185,11 +197,10 @@ impl TryFrom<&pb::Snapshot> for Snapshot {
 
 fn upstream(u: &pb::Upstream, index: usize) -> Result<Upstream, InvalidSnapshot> {
     let err = |error| InvalidSnapshot::Upstream { upstream: u.name.clone(), error };
-    if u.name == APP_UPSTREAM {
-        return Err(err(InvalidUpstream::Reserved));
-    }
-    if u.endpoints.is_empty() {
-        return Err(err(InvalidUpstream::NoEndpoints));
+    match (u.name == APP_UPSTREAM, u.endpoints.is_empty()) {
+        (true, false) => return Err(err(InvalidUpstream::Reserved)),
+        (false, true) => return Err(err(InvalidUpstream::NoEndpoints)),
+        _ => {}
     }
     let timeout = Duration::from_millis(u.connect_timeout_ms);
     if timeout.is_zero() {
@@ -210,7 +221,28 @@ fn upstream(u: &pb::Upstream, index: usize) -> Result<Upstream, InvalidSnapshot>
         connect_timeout: timeout,
         max_connections: u.max_connections,
         max_pending: u.max_pending,
+        protocol: match pb::UpstreamProtocol::try_from(u.protocol) {
+            Ok(pb::UpstreamProtocol::Unspecified | pb::UpstreamProtocol::Http1) => Protocol::Http1,
+            Ok(pb::UpstreamProtocol::Http2) => Protocol::Http2,
+            Ok(pb::UpstreamProtocol::Auto) => Protocol::Auto,
+            Err(_) => return Err(err(InvalidUpstream::Protocol(u.protocol))),
+        },
+        max_concurrent_streams: match u.max_concurrent_streams {
+            0 => DEFAULT_MAX_CONCURRENT_STREAMS,
+            n => n,
+        },
+        tls: u.tls.as_ref().map(upstream_tls).transpose().map_err(err)?,
     })
+}
+
+fn upstream_tls(t: &pb::UpstreamTls) -> Result<UpstreamTls, InvalidUpstream> {
+    let given = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let client_cert = match (given(&t.cert_file), given(&t.key_file)) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(InvalidUpstream::Tls("a client certificate needs both cert_file and key_file".into())),
+    };
+    Ok(UpstreamTls { ca_file: given(&t.ca_file), server_name: given(&t.server_name), client_cert })
 }
 
 /// What routes refer to by name.
@@ -298,6 +330,7 @@ fn route(
             .map_err(|_| InvalidRoute::EscapedSlashes(r.escaped_slashes))?
             .unwrap_or(default_escaped_slashes),
         name: r.name.as_str().into(),
+        max_grpc_timeout: (r.max_grpc_timeout_ms > 0).then(|| Duration::from_millis(r.max_grpc_timeout_ms)),
         host,
         path,
         methods,

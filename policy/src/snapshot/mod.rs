@@ -12,7 +12,7 @@ pub use compile::{InvalidNetworks, InvalidRoute, InvalidSnapshot, InvalidUpstrea
 pub use compiled::{Mode, Snapshot};
 pub use route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mismatch, PathMatch, Route};
 pub use route_index::RouteIndex;
-pub use upstream::Upstream;
+pub use upstream::{DEFAULT_MAX_CONCURRENT_STREAMS, Protocol, Upstream, UpstreamTls};
 
 #[cfg(test)]
 mod tests;

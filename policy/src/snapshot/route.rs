@@ -74,6 +74,8 @@ pub struct Route {
     pub limits: Vec<Arc<Limit>>,
     /// What a path with `%2F` that routed here gets.
     pub escaped_slashes: EscapedSlashes,
+    /// The longest deadline a gRPC caller's `grpc-timeout` may set.
+    pub max_grpc_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,12 +10,12 @@ use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
 use super::model::{
-    AccessSpec, AuthKind, AuthSpec, EscapedSlashes, HeaderOpsSpec, HmacScheme, LimitSpec, Mode, Policy, Rate,
-    RouteSpec, Scope,
+    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, EscapedSlashes, HeaderOpsSpec, HmacScheme, LimitSpec, Mode, Policy,
+    Rate, RouteSpec, Scope, UpstreamProtocol,
 };
 
 /// The newest snapshot format this build writes and understands.
-pub const SCHEMA: u32 = 5;
+pub const SCHEMA: u32 = 6;
 /// Clock skew allowed on a JWT's `exp` and `nbf` when the policy sets no `leeway`.
 pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
 /// How old a Stripe signature's timestamp may be when the policy sets no `tolerance`.
@@ -40,7 +40,15 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
     // access rules must refuse the snapshot, not serve it without them.
     let uses_access =
         policy.client_ip.is_some() || policy.access.is_some() || policy.routes.iter().any(|r| r.access.is_some());
-    let schema = if !policy.limits.is_empty() {
+    let uses_protocols = policy.upstreams.iter().any(|(name, u)| {
+        name == APP_UPSTREAM
+            || u.protocol.is_some_and(|p| p != UpstreamProtocol::Http1)
+            || u.tls.is_some()
+            || u.max_concurrent_streams.is_some()
+    }) || policy.routes.iter().any(|r| r.max_grpc_timeout.is_some());
+    let schema = if uses_protocols {
+        6
+    } else if !policy.limits.is_empty() {
         5
     } else if !policy.auth.is_empty() {
         4
@@ -69,6 +77,18 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
                 connect_timeout_ms: millis(up.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0)),
                 max_connections: up.max_connections.unwrap_or(0),
                 max_pending: up.max_pending.unwrap_or(0),
+                protocol: match up.protocol.unwrap_or_default() {
+                    UpstreamProtocol::Http1 => pb::UpstreamProtocol::Unspecified,
+                    UpstreamProtocol::Http2 => pb::UpstreamProtocol::Http2,
+                    UpstreamProtocol::Auto => pb::UpstreamProtocol::Auto,
+                } as i32,
+                tls: up.tls.as_ref().map(|t| pb::UpstreamTls {
+                    ca_file: t.ca_file.clone().unwrap_or_default(),
+                    server_name: t.server_name.clone().unwrap_or_default(),
+                    cert_file: t.cert_file.clone().unwrap_or_default(),
+                    key_file: t.key_file.clone().unwrap_or_default(),
+                }),
+                max_concurrent_streams: up.max_concurrent_streams.unwrap_or(0),
             })
             .collect(),
         defaults: Some(pb::Defaults {
@@ -189,6 +209,7 @@ fn route(r: &RouteSpec) -> pb::Route {
         forward_credentials: r.forward_credentials,
         limits: r.limits.clone(),
         escaped_slashes: escaped_slashes(r.escaped_slashes),
+        max_grpc_timeout_ms: r.max_grpc_timeout.map_or(0, |d| millis(d.0)),
     }
 }
 

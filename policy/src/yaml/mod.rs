@@ -16,13 +16,15 @@ pub use build::{
     DEFAULT_AUTH_HEADER, DEFAULT_CONNECT_TIMEOUT, DEFAULT_JWT_LEEWAY, DEFAULT_MAX_BODY, DEFAULT_STRIPE_TOLERANCE,
     DEFAULT_TIMEOUT, SCHEMA, build, content_hash,
 };
+pub use model::APP_UPSTREAM;
 pub use model::{
     AccessSpec, AuthKind, AuthSpec, CertSpec, ClientIpSpec, DefaultsSpec, Dur, EscapedSlashes, HeaderOpsSpec,
-    HmacScheme, LimitSpec, MatchSpec, Mode, Policy, Rate, RewriteSpec, RouteSpec, Scope, Size, TlsSpec, UpstreamSpec,
+    HmacScheme, LimitSpec, MatchSpec, Mode, Policy, Rate, RewriteSpec, RouteSpec, Scope, Size, TlsSpec,
+    UpstreamProtocol, UpstreamSpec, UpstreamTlsSpec,
 };
 pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
 pub use units::{format_duration, format_rate, format_size, parse_duration, parse_rate, parse_size, period_word};
-pub use validate::{APP_UPSTREAM, is_secret_name, is_service_name};
+pub use validate::{is_secret_name, is_service_name};
 
 #[cfg(test)]
 mod tests;

@@ -217,6 +217,8 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
+    /// `host:port` each; none for `app`, whose one endpoint is the sidecar's `--upstream`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<Dur>,
@@ -226,6 +228,47 @@ pub struct UpstreamSpec {
     /// Requests per endpoint waiting for a connection at most (default 1024); past it, 503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<u32>,
+    /// What is spoken to it (default `http1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<UpstreamProtocol>,
+    /// Present: TLS to every endpoint (`tls: {}` trusts the bundled webpki roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsSpec>,
+    /// Requests at once on one HTTP/2 connection (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<u32>,
+}
+
+/// The upstream every sidecar has: its `--upstream`.
+pub const APP_UPSTREAM: &str = "app";
+
+/// What the sidecar speaks to an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2: prior knowledge on plain TCP, ALPN `h2` with TLS. gRPC needs it.
+    Http2,
+    /// HTTP/2 when the downstream request is HTTP/2, else HTTP/1.1.
+    Auto,
+}
+
+/// TLS to an upstream. Paths are on the sidecar's host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// PEM roots to trust instead of the bundled webpki roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The name the endpoint's certificate must carry (default: the endpoint's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// A client certificate (PEM chain) to present, with `key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -287,6 +330,9 @@ pub struct RouteSpec {
     /// Overrides `defaults.escaped_slashes` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escaped_slashes: Option<EscapedSlashes>,
+    /// The longest deadline a gRPC caller's `grpc-timeout` may set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grpc_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -47,7 +47,35 @@ fn mistakes_are_reported_with_line_column_and_field() {
         ),
         (
             "service: o\nupstreams:\n  app: { endpoints: [\"127.0.0.1:1\"] }\n",
-            "p.yaml:3:8: upstreams.app: 'app' is reserved",
+            "p.yaml:3:21: upstreams.app.endpoints: 'app' has no endpoints here",
+        ),
+        (
+            "service: o\nupstreams:\n  g: { endpoints: [\"127.0.0.1:1\"], protocol: h2 }\n",
+            "p.yaml:3:46: upstreams.g.protocol: unknown variant `h2`, expected one of `http1`, `http2`, `auto`",
+        ),
+        (
+            "service: o\nupstreams:\n  g: { protocol: http2 }\n",
+            "p.yaml:3:6: upstreams.g.endpoints: an upstream needs at least one endpoint",
+        ),
+        (
+            "service: o\nupstreams:\n  g:\n    endpoints: [\"b.internal:443\"]\n    tls: { cert_file: /c.pem }\n",
+            "p.yaml:5:23: upstreams.g.tls.cert_file: a client certificate needs its key_file",
+        ),
+        (
+            "service: o\nupstreams:\n  g:\n    endpoints: [\"b.internal:443\"]\n    tls: { server_name: \"*.internal\" }\n",
+            "p.yaml:5:25: upstreams.g.tls.server_name: '*.internal' is not a server name",
+        ),
+        (
+            "service: o\nupstreams:\n  g:\n    endpoints: [\"b.internal:443\"]\n    tls: { ca: /ca.pem }\n",
+            "p.yaml:5:12: upstreams.g.tls: unknown field `ca`",
+        ),
+        (
+            "service: o\nupstreams:\n  g: { endpoints: [\"127.0.0.1:1\"], max_concurrent_streams: 0 }\n",
+            "p.yaml:3:60: upstreams.g.max_concurrent_streams: max_concurrent_streams must be more than 0",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    max_grpc_timeout: 0s\n",
+            "p.yaml:4:23: routes[0].max_grpc_timeout: max_grpc_timeout must be more than 0",
         ),
         (
             "service: o\nupstreams:\n  b: { endpoints: [\"nohost\"] }\n",
@@ -233,5 +261,27 @@ routes:
     assert_eq!(build(&p.policy, &p.source, 7).schema, 4, "a sidecar without auth must not let everyone in");
     let with_limits = format!("{yaml}limits: {{ l: {{ key: client_ip, rate: 5/min }} }}\n");
     let p = parse_service("p.yaml", &with_limits, None).unwrap();
-    assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "nor one without limits serve unlimited");
+    assert_eq!(build(&p.policy, &p.source, 7).schema, 5, "nor one without limits serve unlimited");
+    let http1 = yaml.replace("connect_timeout: 250ms", "connect_timeout: 250ms, protocol: http1");
+    let p = parse_service("p.yaml", &http1, None).unwrap();
+    assert_eq!(build(&p.policy, &p.source, 7).schema, 1, "saying the default needs nothing new");
+    for (change, why) in [
+        (
+            "connect_timeout: 250ms, protocol: http2",
+            "an HTTP/1.1-only sidecar must not speak HTTP/1.1 to a gRPC server",
+        ),
+        ("connect_timeout: 250ms, tls: {}", "nor plain TCP to a TLS upstream"),
+    ] {
+        let p = parse_service("p.yaml", &yaml.replace("connect_timeout: 250ms", change), None).unwrap();
+        assert_eq!(build(&p.policy, &p.source, 7).schema, SCHEMA, "{why}");
+    }
+    let app = yaml.replace("upstreams:\n", "upstreams:\n  app: { protocol: http2 }\n");
+    let p = parse_service("p.yaml", &app, None).unwrap();
+    let built = build(&p.policy, &p.source, 7);
+    assert_eq!(built.schema, SCHEMA, "nor ignore the app's own settings");
+    assert_eq!(built.upstreams[1].name, "app", "listed, in name order");
+    let compiled = crate::snapshot::Snapshot::try_from(&built).unwrap();
+    assert_eq!(compiled.upstreams[0].protocol, crate::snapshot::Protocol::Http2, "app is still first");
+    assert!(compiled.upstreams[0].endpoints.is_empty());
+    assert_eq!(compiled.upstreams.len(), 3);
 }

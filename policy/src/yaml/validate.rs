@@ -9,7 +9,8 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::locate::Seg;
 use super::model::{
-    AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, MatchSpec, Policy, RouteSpec,
+    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, MatchSpec, Policy, RouteSpec,
+    UpstreamTlsSpec,
 };
 use crate::ipset::parse_net;
 use crate::normalize::{normalize_path, prefix_matches};
@@ -20,9 +21,6 @@ pub struct Finding {
     pub path: Vec<Seg>,
     pub message: String,
 }
-
-/// The upstream every sidecar has: its `--upstream`.
-pub const APP_UPSTREAM: &str = "app";
 
 /// Headers a route may not set or remove: hop-by-hop ones, and the ones Warden owns.
 const RESERVED_HEADERS: &[&str] = &[
@@ -67,11 +65,15 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
     for (name, up) in &policy.upstreams {
         let base = vec![key("upstreams"), key(name)];
         if name == APP_UPSTREAM {
-            c.error(base.clone(), "'app' is reserved: it is always the sidecar's --upstream");
+            if !up.endpoints.is_empty() {
+                c.error(
+                    at(&base, &["endpoints"]),
+                    "'app' has no endpoints here: its one endpoint is always the sidecar's --upstream",
+                );
+            }
         } else if !is_name(name) {
             c.error(base.clone(), "upstream names are 1-63 characters of a-z, 0-9 and '-'");
-        }
-        if up.endpoints.is_empty() {
+        } else if up.endpoints.is_empty() {
             c.error(at(&base, &["endpoints"]), "an upstream needs at least one endpoint");
         }
         for (i, ep) in up.endpoints.iter().enumerate() {
@@ -82,10 +84,20 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         if up.connect_timeout.is_some_and(|d| d.0.is_zero()) {
             c.error(at(&base, &["connect_timeout"]), "connect_timeout must be more than 0");
         }
-        for (field, value) in [("max_connections", up.max_connections), ("max_pending", up.max_pending)] {
+        for (field, value, default) in [
+            ("max_connections", up.max_connections, 1024),
+            ("max_pending", up.max_pending, 1024),
+            ("max_concurrent_streams", up.max_concurrent_streams, 100),
+        ] {
             if value == Some(0) {
-                c.error(at(&base, &[field]), format!("{field} must be more than 0 (omit it for the default, 1024)"));
+                c.error(
+                    at(&base, &[field]),
+                    format!("{field} must be more than 0 (omit it for the default, {default})"),
+                );
             }
+        }
+        if let Some(tls) = &up.tls {
+            check_upstream_tls(&mut c, &at(&base, &["tls"]), tls);
         }
     }
 
@@ -256,11 +268,15 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
         }
         _ => {}
     }
+    if route.max_grpc_timeout.is_some_and(|d| d.0.is_zero()) {
+        c.error(at(base, &["max_grpc_timeout"]), "max_grpc_timeout must be more than 0 (omit it for no cap)");
+    }
     if let Some(up) = &route.upstream
         && up != APP_UPSTREAM
         && !policy.upstreams.contains_key(up)
     {
-        let mut defined: Vec<&str> = policy.upstreams.keys().map(String::as_str).collect();
+        let mut defined: Vec<&str> =
+            policy.upstreams.keys().map(String::as_str).filter(|n| *n != APP_UPSTREAM).collect();
         defined.insert(0, APP_UPSTREAM);
         c.error(at(base, &["upstream"]), format!("upstream '{up}' is not defined (defined: {})", defined.join(", ")));
     }
@@ -531,6 +547,30 @@ fn check_writable(name: &str) -> Result<(), String> {
         return Err(format!("'{name}': x-warden-* headers are reserved for Warden"));
     }
     Ok(())
+}
+
+fn check_upstream_tls(c: &mut Checker, base: &[Seg], tls: &UpstreamTlsSpec) {
+    for (field, path) in [("ca_file", &tls.ca_file), ("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+        if path.as_ref().is_some_and(|p| p.trim().is_empty()) {
+            c.error(at(base, &[field]), "a file path is required (omit the field instead)");
+        }
+    }
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(_), None) => c.error(at(base, &["cert_file"]), "a client certificate needs its key_file"),
+        (None, Some(_)) => c.error(at(base, &["key_file"]), "a client key needs its cert_file"),
+        _ => {}
+    }
+    if let Some(name) = &tls.server_name
+        && name.parse::<std::net::IpAddr>().is_err()
+        && (name.starts_with("*.") || check_host_pattern(name).is_err())
+    {
+        c.error(
+            at(base, &["server_name"]),
+            format!(
+                "'{name}' is not a server name: use a lower-case host name like billing.internal, or an IP address"
+            ),
+        );
+    }
 }
 
 fn check_endpoint(ep: &str) -> Result<(), String> {

@@ -74,6 +74,7 @@ fn line(r: &Record) -> serde_json::Value {
         "path": o.path,
         "route": o.route.as_deref(),
         "status": r.status.as_u16(),
+        "grpc_status": o.grpc_status,
         "decision": o.decision.as_str(),
         "rule": o.rule,
         "code": o.code,

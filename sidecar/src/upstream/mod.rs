@@ -1,16 +1,24 @@
-//! Talking to upstreams: the per-endpoint connection pools (`pool.rs`), the registry that
-//! shares them across snapshots so a policy push never drops warm connections, sending a
-//! request, and sorting failures into the refusals the client sees.
+//! Talking to upstreams: dialling (TCP, TLS, the HTTP/1.1 or HTTP/2 handshake:
+//! `connect.rs`, `tls.rs`), the per-endpoint connection pools (`pool.rs`), the registry
+//! that shares them across snapshots so a policy push never drops warm connections
+//! (`pools.rs`), the bodies on their way (`request_body.rs`, `response_body.rs`), sending a request (`send.rs`), and
+//! sorting failures into the refusals the client sees.
 
+pub mod connect;
 pub mod error;
 pub mod pool;
 pub mod pools;
+pub mod request_body;
 pub mod resolve;
+pub mod response_body;
 pub mod send;
+pub mod tls;
 
 pub use error::SendError;
-pub use pool::{Affinity, Breakers, EndpointPool, InboundBody, RequestBody, UpstreamBody};
+pub use pool::{Affinity, Breakers, EndpointPool};
 pub use pools::{BoundUpstream, Pools};
+pub use request_body::{InboundBody, RequestBody};
 pub use resolve::check_resolvable;
+pub use response_body::{Deadline, UpstreamBody};
 pub use send::send;
 pub use warden_policy::refusal::UpstreamFailure;

@@ -1,18 +1,24 @@
-//! Sending one request on a pooled connection, retrying only what provably never left.
+//! Sending one request on a pooled connection, HTTP/1.1 or HTTP/2, retrying only what
+//! provably never left.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use warden_policy::refusal::UpstreamFailure;
 
+use crate::upstream::connect::UPSTREAM_BUFFER;
 use crate::upstream::error::SendError;
-use crate::upstream::pool::{self, Affinity, EndpointPool, InboundBody, RequestBody, UpstreamBody};
+use crate::upstream::pool::{Affinity, EndpointPool};
+use crate::upstream::request_body::{InboundBody, RequestBody};
+use crate::upstream::response_body::{Lease, UpstreamBody};
 
-/// Sends a request (origin-form URI, Host set) to `endpoint` on a pooled connection,
-/// preferring the one this downstream connection used last, streaming at most
-/// `max_body` bytes of body. A reused connection that turns out closed before the
-/// request was written is retried on another; once written, a failure is the caller's.
+/// Sends a request to `endpoint` on a pooled connection, streaming at most `max_body`
+/// bytes of body: as HTTP/2 when the request's version says so (its URI then absolute, for
+/// `:scheme` and `:authority`), else as HTTP/1.1 (origin-form URI, Host set), preferring
+/// the connection this downstream connection used last. A request that provably never
+/// left (a reused connection found closed) is sent again on another; once written, a
+/// failure is the caller's.
 pub async fn send(
     endpoint: &Arc<EndpointPool>,
     affinity: &Arc<Affinity>,
@@ -20,7 +26,7 @@ pub async fn send(
     max_body: u64,
     stream_idle_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
-    let mut req = req.map(|b| RequestBody::new(b, max_body));
+    let req = req.map(|b| RequestBody::new(b, max_body));
     let upload = req.body().upload();
     let failed = |f: UpstreamFailure| {
         use std::sync::atomic::Ordering::Acquire;
@@ -30,6 +36,24 @@ pub async fn send(
             _ => SendError::Upstream(f),
         }
     };
+    let sent = match req.version() {
+        Version::HTTP_2 => send_http2(endpoint, req).await,
+        _ => send_http1(endpoint, affinity, req).await,
+    };
+    match sent {
+        Ok((resp, lease)) => Ok(resp.map(|body| UpstreamBody::new(body, upload.clone(), lease, stream_idle_timeout))),
+        Err(SendError::Upstream(f)) => Err(failed(f)),
+        Err(e) => Err(e),
+    }
+}
+
+type Sent = (Response<hyper::body::Incoming>, Lease);
+
+async fn send_http1(
+    endpoint: &Arc<EndpointPool>,
+    affinity: &Arc<Affinity>,
+    mut req: Request<RequestBody>,
+) -> Result<Sent, SendError> {
     // Two reused connections may be stale; the third attempt always dials (or waits).
     for attempt in 0..3 {
         let reused = if attempt < 2 { affinity.take(endpoint).or_else(|| endpoint.take_idle()) } else { None };
@@ -39,32 +63,54 @@ pub async fn send(
         };
         if sender.ready().await.is_err() {
             if fresh {
-                return Err(failed(UpstreamFailure::Protocol));
+                return Err(UpstreamFailure::Protocol.into());
             }
             continue;
         }
         match sender.try_send_request(req).await {
-            Ok(resp) if head_bytes(resp.headers()) > pool::UPSTREAM_BUFFER => {
+            Ok(resp) if head_bytes(resp.headers()) > UPSTREAM_BUFFER => {
                 // hyper's buffer cap is a soft one (one read may bring more): the same
                 // limit, held exactly. The connection is mid-message and goes with `sender`.
                 tracing::debug!(endpoint = %endpoint.authority(), "upstream response head too large");
-                return Err(failed(UpstreamFailure::Protocol));
+                return Err(UpstreamFailure::Protocol.into());
             }
             Ok(resp) => {
-                let upload = upload.clone();
-                let lease = (sender, endpoint.clone(), affinity.clone());
-                return Ok(resp.map(|body| UpstreamBody::new(body, upload, lease, stream_idle_timeout)));
+                let lease = Lease::Http1 { sender, endpoint: endpoint.clone(), affinity: affinity.clone() };
+                return Ok((resp, lease));
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if !fresh => req = unsent,
                 _ => {
                     tracing::debug!(error = %e.error(), endpoint = %endpoint.authority(), "upstream request failed");
-                    return Err(failed(UpstreamFailure::Protocol));
+                    return Err(UpstreamFailure::Protocol.into());
                 }
             },
         }
     }
-    Err(failed(UpstreamFailure::Protocol))
+    Err(UpstreamFailure::Protocol.into())
+}
+
+async fn send_http2(endpoint: &Arc<EndpointPool>, mut req: Request<RequestBody>) -> Result<Sent, SendError> {
+    // A connection that went away (GOAWAY, closed) before taking the request hands it
+    // back: once on another open one, then on a new one.
+    for _ in 0..2 {
+        let (mut sender, slot, fresh) = endpoint.acquire_stream().await?;
+        match sender.try_send_request(req).await {
+            Ok(resp) if head_bytes(resp.headers()) > UPSTREAM_BUFFER => {
+                tracing::debug!(endpoint = %endpoint.authority(), "upstream response head too large");
+                return Err(UpstreamFailure::Protocol.into());
+            }
+            Ok(resp) => return Ok((resp, Lease::Http2(slot))),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh => req = unsent,
+                _ => {
+                    tracing::debug!(error = %e.error(), endpoint = %endpoint.authority(), "upstream HTTP/2 request failed");
+                    return Err(UpstreamFailure::Protocol.into());
+                }
+            },
+        }
+    }
+    Err(UpstreamFailure::Protocol.into())
 }
 
 /// A response head's size as sent: "name: value\r\n" per field.
