@@ -221,6 +221,19 @@ def parse_tls(text):
             "rows": [{"target": r[0], "rps": num(r[1]), "cpu_us": num(r[2])} for r in rows_after(lines, "target")]}
 
 
+def parse_grpc(text):
+    lines = text.splitlines()
+    m = re.search(r"-D(\d+) x (\d+) rounds.*latency at (\d+) calls/s", lines[0])
+    envoy = re.search(r"envoy ([^ ;]+)", lines[0])
+    rows = [{"target": r[0], "rps": num(r[1]), "cpu_us": num(r[2]), "per_core": num(r[3]) if r[3] != "-" else None,
+             "p50_us": num(r[4]), "p99_us": num(r[5]), "added_p99_us": num(r[6]) if r[6] != "-" else None}
+            for r in rows_after(lines, "target")]
+    return {"bench": "grpc", "date": date_of(lines[0]),
+            "params": {"dur": int(m.group(1)), "rounds": int(m.group(2)), "rate": int(m.group(3)),
+                       "envoy": envoy.group(1) if envoy else None},
+            "rows": rows}
+
+
 def parse_tracing(text):
     lines = text.splitlines()
     m = re.search(r"-d(\d+)s x (\d+) rounds", lines[0])
@@ -340,7 +353,7 @@ def parse_swap(text):
     return {"bench": "swap", "date": date_of(lines[0]), "loads": loads}
 
 
-PARSERS = {"dataplane": parse_dataplane, "tls": parse_tls, "tracing": parse_tracing, "auth": parse_auth,
+PARSERS = {"dataplane": parse_dataplane, "grpc": parse_grpc, "tls": parse_tls, "tracing": parse_tracing, "auth": parse_auth,
            "limits": parse_limits, "quota": parse_quota, "cp-scale": parse_cp_scale, "swap": parse_swap}
 
 

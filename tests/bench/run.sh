@@ -4,7 +4,7 @@
 #   tests/bench/setup.sh               # once per machine: the peers and load generators
 #   tests/bench/run.sh                 # the data-plane benchmark (~15 min)
 #   tests/bench/run.sh tls auth        # named benchmarks, in turn
-#   tests/bench/run.sh all             # every benchmark with a table (~25 min)
+#   tests/bench/run.sh all             # every benchmark with a table (~27 min)
 #   tests/bench/run.sh --list          # what there is, and roughly how long each takes
 #
 # Builds the release binaries once, runs each named benchmark (tests/bench/NAME.sh), which
@@ -23,6 +23,7 @@ ROOT=$(cd "$BENCH/../.." && pwd)
 
 declare -A ABOUT=(
   [dataplane]="direct, nginx, HAProxy, Envoy and Warden three ways; HTTP/1.1 and HTTP/2, 20 B and 64 KiB (~15 min)"
+  [grpc]="gRPC unary calls: Envoy and Warden, plain and full policy (~2 min)"
   [tls]="nginx and Warden with and without TLS (~2 min)"
   [tracing]="Warden with tracing off, 100 %, 1 %, collector down (~2 min)"
   [auth]="what API keys and JWTs cost per request; revocation latency (~5 min)"
@@ -32,7 +33,7 @@ declare -A ABOUT=(
   [swap]="policy swaps under load (~2.5 min)"
   [soak]="an hour of everything at once, attacks included (1 h; SOAK_DURATION=5m for a look)"
 )
-ORDER="dataplane tls tracing auth limits quota cp-scale swap soak"
+ORDER="dataplane grpc tls tracing auth limits quota cp-scale swap soak"
 
 tables=1 names=()
 for a in "$@"; do

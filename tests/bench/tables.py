@@ -301,6 +301,26 @@ def render_tls(res):
     return source(d, f" ({rounds(p['rounds'])} of {p['dur']} s, medians)") + "\n\n" + table(["target", "req/s", "proxy CPU µs/req"], rows) + tail
 
 
+def render_grpc(res):
+    d = res("grpc")
+    p = d["params"]
+    names = {"direct": "direct (no proxy)", "envoy": f"Envoy {p.get('envoy') or ''}".strip(),
+             "warden": "Warden, one route", "warden-full": "Warden, full policy"}
+    rows = [[names.get(r["target"], r["target"]), n0(r["rps"]), "" if r["target"] == "direct" else f"{r['cpu_us']:.1f}",
+             n0(r["per_core"]), f"{r['p50_us']:,.0f}", f"{r['p99_us']:,.0f}",
+             "" if r["added_p99_us"] is None else f"{r['added_p99_us']:+,.0f}"] for r in d["rows"]]
+    by = {r["target"]: r for r in d["rows"]}
+    tail = ""
+    if "envoy" in by and "warden-full" in by:
+        full, envoy = by["warden-full"], by["envoy"]
+        tail = (f"\n\nWith the full policy, Warden served {x(ratio(full['per_core'], envoy['per_core']))} Envoy's calls per "
+                f"core of the proxy (target ≥ 1.5×) and added {full['added_p99_us']:+,.0f} µs to the p99 at "
+                f"{p['rate']:,} calls/s against Envoy's {envoy['added_p99_us']:+,.0f} µs (target: no more than Envoy's).")
+    return (source(d, f" ({rounds(p['rounds'])} of {p['dur']} s, medians; latency at {p['rate']:,} calls/s)") + "\n\n"
+            + table(["target", "calls/s", "proxy CPU µs/call", "calls/s per proxy core", "p50 µs", "p99 µs", "added p99"], rows)
+            + tail)
+
+
 def render_tracing(res):
     d = res("tracing")
     p = d["params"]
@@ -415,6 +435,7 @@ BLOCKS = {
     "dataplane-targets": render_dataplane_targets,
     "dataplane-anchors": render_dataplane_anchors,
     "dataplane-before-after": render_dataplane_before_after,
+    "grpc": render_grpc,
     "tls": render_tls,
     "tracing": render_tracing,
     "auth": render_auth,
