@@ -110,6 +110,32 @@ impl Status {
     }
 }
 
+/// The status codes by their names as a policy writes them (`unavailable`,
+/// `deadline-exceeded`; gRPC's own `UNAVAILABLE` spelling is accepted too).
+pub fn code_of(name: &str) -> Option<u8> {
+    const NAMES: [&str; 17] = [
+        "ok",
+        "cancelled",
+        "unknown",
+        "invalid-argument",
+        "deadline-exceeded",
+        "not-found",
+        "already-exists",
+        "permission-denied",
+        "resource-exhausted",
+        "failed-precondition",
+        "aborted",
+        "out-of-range",
+        "unimplemented",
+        "internal",
+        "unavailable",
+        "data-loss",
+        "unauthenticated",
+    ];
+    let name = name.to_ascii_lowercase().replace('_', "-");
+    NAMES.iter().position(|n| *n == name).and_then(|i| u8::try_from(i).ok())
+}
+
 /// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%`.
 const MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 
@@ -166,6 +192,15 @@ mod tests {
         let back = timeout(&with("grpc-timeout", "1500m"));
         assert_eq!(back, Some(Duration::from_millis(1500)));
         assert_eq!(timeout_value(Duration::from_secs(200_000)), "200000S");
+    }
+
+    #[test]
+    fn status_names_are_read_as_policies_write_them() {
+        assert_eq!(code_of("unavailable"), Some(14));
+        assert_eq!(code_of("DEADLINE_EXCEEDED"), Some(4));
+        assert_eq!(code_of("resource-exhausted"), Some(8));
+        assert_eq!(code_of("ok"), Some(0));
+        assert_eq!(code_of("nope"), None);
     }
 
     #[test]

@@ -209,11 +209,15 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
                 "ready": live.ready(),
                 "policy": s.source_yaml,
                 "credentials": credentials,
-                // Each endpoint's circuit breakers: limits, what is open and waiting, refusals.
+                // Each endpoint's circuit breakers (limits, what is open and waiting, refusals)
+                // and health (outstanding requests, failures in a row, ejection).
                 "upstreams": policy.upstreams().iter().map(|u| serde_json::json!({
                     "name": &*u.name,
+                    "protocol": u.protocol.as_str(),
+                    "retry_budget_exhausted": u.budget.exhausted.load(std::sync::atomic::Ordering::Relaxed),
                     "endpoints": u.endpoints.iter().map(|e| serde_json::json!({
                         "endpoint": e.authority().as_str(), "breakers": e.breaker_state(),
+                        "health": e.health.state(crate::upstream::health::now_ms()),
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "in_flight": { "max": live.limits().max_in_flight, "now": live.limits().max_in_flight - live.in_flight().available_permits() },

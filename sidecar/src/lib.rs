@@ -10,7 +10,8 @@
 //! - `listener`, `detect`, `client_io`: accept TCP, TLS (`tls`), HTTP/1.1 or HTTP/2.
 //! - `proxy`: one request, top to bottom; `edge`: its size caps; `signed_body`: bodies a
 //!   signature covers.
-//! - `upstream/`: connection pools, circuit breakers, sending.
+//! - `exchange`: a request's tries on the upstream (balancing, retries); `upstream/`:
+//!   connection pools, circuit breakers, endpoint health, sending.
 //! - `active`: what is served, as one value; `installer`: its one writer; `live`: how the
 //!   rest reads it and sends changes; `control`, `policy_file`, `state`: how policy
 //!   arrives and is kept; `reload`: `jwks_file` and certificate reloads.
@@ -23,6 +24,7 @@ pub mod client_io;
 pub mod control;
 pub mod detect;
 pub mod edge;
+pub mod exchange;
 pub mod installer;
 pub mod listener;
 pub mod live;

@@ -26,10 +26,11 @@ use warden_policy::limits::{self, Counters};
 use warden_policy::refusal::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
 use warden_policy::snapshot::{HeaderOps, Route, Snapshot};
 
+use crate::exchange::{Exchange, Failed, Replay, exchange};
 use crate::live::Live;
 use crate::signed_body;
 use crate::telemetry::{DecisionKind, Outcome};
-use crate::upstream::{self, Affinity, Deadline, SendError, UpstreamBody};
+use crate::upstream::{Affinity, Deadline, SendError, UpstreamBody, UpstreamFailure};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -164,8 +165,12 @@ async fn decide_and_forward(
     let mut identity = fwd.identity;
 
     // Reading a signed body counts against the route's timeout: the whole exchange gets it.
-    let (body, _held, timeout) = match fwd.body_check {
-        None => (Either::Left(body), None, route.timeout),
+    // The body whole when it is (none, or a signed body read already): a retry can resend it.
+    let (body, _held, timeout, whole) = match fwd.body_check {
+        None => {
+            let whole = http_body::Body::is_end_stream(&body).then(Bytes::new);
+            (Either::Left(body), None, route.timeout, whole)
+        }
         Some(check) => {
             let started = std::time::Instant::now();
             let budget = live.buffer_budget();
@@ -182,12 +187,20 @@ async fn decide_and_forward(
                 BodyDecision::WouldDeny(r) => log_would_deny(out, &r, &request_id),
             }
             let left = route.timeout.saturating_sub(started.elapsed());
-            (Either::Right(Full::new(buffered.bytes.clone())), Some(buffered), left)
+            let whole = Some(buffered.bytes.clone());
+            (Either::Right(Full::new(buffered.bytes.clone())), Some(buffered), left, whole)
         }
     };
 
     let upstream = policy.upstream(&route.upstream);
-    let endpoint = upstream.pick();
+    let Some(first) = upstream.pick(&[]) else {
+        return refuse(
+            out,
+            &Refusal::Upstream { upstream: upstream.name.to_string(), failure: UpstreamFailure::Refused },
+            Some(snapshot),
+        );
+    };
+    let endpoint = &upstream.endpoints[first];
     let version = upstream.protocol.version_for(parts.version);
     // HTTP/2 allows `te: trailers` alone, and gRPC servers want it.
     let te_trailers = version == Version::HTTP_2 && asks_for_trailers(&parts.headers);
@@ -226,8 +239,8 @@ async fn decide_and_forward(
         _ => Uri::from(path_and_query),
     };
 
+    let replay = Replay::new(route, &parts, whole.as_ref());
     let req = Request::from_parts(parts, body);
-    let idle = live.limits().stream_idle_timeout;
     let Ok(in_flight) = live.in_flight().try_acquire() else {
         return refuse(out, &Refusal::Overloaded, Some(snapshot));
     };
@@ -235,15 +248,24 @@ async fn decide_and_forward(
     // Until the response head: the route's timeout, or what is left of the call's deadline.
     let call_left = deadline.map(|d| (arrived + d).saturating_duration_since(tokio::time::Instant::now()));
     let wait = call_left.map_or(timeout, |left| left.min(timeout));
+    let x = Exchange {
+        upstream,
+        first,
+        affinity: &conn.affinity,
+        route,
+        stream_idle_timeout: live.limits().stream_idle_timeout,
+        deadline: tokio::time::Instant::now() + wait,
+        replay,
+    };
     // Boxed: the exchange's state machine is large, and this future is moved whole into
     // the task an HTTP/2 stream runs in (a memcpy per request that showed in profiles).
-    let exchange = Box::pin(upstream::send(endpoint, &conn.affinity, req, route.max_body, idle));
-    let sent = tokio::time::timeout(wait, exchange).await;
+    let exchanged = Box::pin(exchange(x, req)).await;
     drop(in_flight);
     out.upstream_time = Some(asked.elapsed());
-    let mut resp = match sent {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
+    out.attempts = exchanged.attempts;
+    let mut resp = match exchanged.result {
+        Ok(resp) => resp,
+        Err(Failed::Send(e)) => {
             let r = match e {
                 SendError::BodyTooLarge => Refusal::BodyTooLarge { limit: route.max_body },
                 SendError::BadRequestBody => Refusal::BadBody,
@@ -252,7 +274,7 @@ async fn decide_and_forward(
             };
             return refuse(out, &r, Some(snapshot));
         }
-        Err(_) => {
+        Err(Failed::Timeout) => {
             let after = if wait < timeout { deadline.unwrap_or(wait) } else { route.timeout };
             let r = Refusal::UpstreamTimeout { upstream: upstream.name.to_string(), after };
             return refuse(out, &r, Some(snapshot));

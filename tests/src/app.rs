@@ -2,7 +2,7 @@
 //! describing what it received (method, path, headers, body size), so a test can assert
 //! what crossed the proxy. `/slow/<ms>` waits before answering; `/stream/<n>` sends n
 //! chunks of 1 KiB; `/bulk/<n>` sends n KiB as fast as it is taken; `/stall/<ms>` sends 1 KiB,
-//! goes quiet for ms, then sends 1 KiB more.
+//! goes quiet for ms, then sends 1 KiB more; `/fail...` answers 503.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -124,6 +124,12 @@ async fn handle(
         });
         let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         return Ok(Response::builder().header("x-app", name).body(BodyExt::boxed(body)).expect("response"));
+    }
+    if path.starts_with("/fail") {
+        // An app having a bad time: 503 for everything under /fail.
+        let resp =
+            Response::builder().status(503).header("x-app", name).body(Full::new(Bytes::from_static(b"down")).boxed());
+        return Ok(resp.expect("response"));
     }
     if let Some(kib) = path.strip_prefix("/big-head/").and_then(|s| s.parse::<usize>().ok()) {
         // A response head of about `kib` KiB: that many 1 KiB headers.

@@ -14,10 +14,16 @@ use crate::auth::AuthProvider;
 use crate::ipset::IpSet;
 use crate::limits::limit::Limit;
 use crate::snapshot::compiled::{Mode, Snapshot};
+use crate::snapshot::route::Retries;
 use crate::snapshot::route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, PathMatch, Route};
 use crate::snapshot::route_index::RouteIndex;
-use crate::snapshot::upstream::{DEFAULT_MAX_CONCURRENT_STREAMS, Protocol, Upstream, UpstreamTls};
-use crate::yaml::build::{DEFAULT_CONNECT_TIMEOUT, SCHEMA};
+use crate::snapshot::upstream::{
+    DEFAULT_DNS_REFRESH, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_BUDGET, Outlier, Protocol, RetryBudget,
+    Upstream, UpstreamTls,
+};
+use crate::yaml::build::{
+    DEFAULT_BASE_EJECTION, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_MAX_EJECTED_PERCENT, SCHEMA,
+};
 use crate::yaml::model::APP_UPSTREAM;
 
 /// Why a snapshot cannot be served.
@@ -91,6 +97,8 @@ pub enum InvalidRoute {
     UnknownLimit(String),
     #[error("unknown escaped_slashes {0}")]
     EscapedSlashes(i32),
+    #[error("retries: {0} is not a status to retry on")]
+    RetryOn(u32),
     #[error(transparent)]
     Networks(#[from] InvalidNetworks),
 }
@@ -123,8 +131,9 @@ impl TryFrom<&pb::Snapshot> for Snapshot {
         let escaped_slashes = escaped_slashes(defaults.escaped_slashes)?.unwrap_or(EscapedSlashes::Reject);
 
         // `app` comes first, with the policy's settings if it gives any.
+        let default_budget = defaults.retry_budget.as_ref().map_or(DEFAULT_RETRY_BUDGET, retry_budget);
         let app = match s.upstreams.iter().find(|u| u.name == APP_UPSTREAM) {
-            Some(u) => upstream(u, 0)?,
+            Some(u) => upstream(u, 0, default_budget)?,
             None => Upstream {
                 name: APP_UPSTREAM.into(),
                 index: 0,
@@ -135,11 +144,14 @@ impl TryFrom<&pb::Snapshot> for Snapshot {
                 protocol: Protocol::Http1,
                 max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
                 tls: None,
+                dns_refresh: DEFAULT_DNS_REFRESH,
+                outlier: DEFAULT_OUTLIER,
+                retry_budget: default_budget,
             },
         };
         let mut upstreams = vec![Arc::new(app)];
         for u in s.upstreams.iter().filter(|u| u.name != APP_UPSTREAM) {
-            upstreams.push(Arc::new(upstream(u, upstreams.len())?));
+            upstreams.push(Arc::new(upstream(u, upstreams.len(), default_budget)?));
         }
 
         let auth = s
@@ -195,7 +207,22 @@ impl TryFrom<&pb::Snapshot> for Snapshot {
     }
 }
 
-fn upstream(u: &pb::Upstream, index: usize) -> Result<Upstream, InvalidSnapshot> {
+/// What a policy that says nothing of outlier detection gets.
+const DEFAULT_OUTLIER: Outlier = Outlier {
+    consecutive_failures: DEFAULT_CONSECUTIVE_FAILURES,
+    base_ejection: DEFAULT_BASE_EJECTION,
+    max_ejected_percent: DEFAULT_MAX_EJECTED_PERCENT,
+};
+
+fn retry_budget(b: &pb::RetryBudget) -> RetryBudget {
+    let (min_count, min_period) = b
+        .min_rate
+        .as_ref()
+        .map_or((0, Duration::from_secs(1)), |r| (r.count, Duration::from_millis(r.period_ms.max(1))));
+    RetryBudget { ratio_percent: b.ratio_percent.min(100), min_count, min_period }
+}
+
+fn upstream(u: &pb::Upstream, index: usize, default_budget: RetryBudget) -> Result<Upstream, InvalidSnapshot> {
     let err = |error| InvalidSnapshot::Upstream { upstream: u.name.clone(), error };
     match (u.name == APP_UPSTREAM, u.endpoints.is_empty()) {
         (true, false) => return Err(err(InvalidUpstream::Reserved)),
@@ -232,6 +259,32 @@ fn upstream(u: &pb::Upstream, index: usize) -> Result<Upstream, InvalidSnapshot>
             n => n,
         },
         tls: u.tls.as_ref().map(upstream_tls).transpose().map_err(err)?,
+        dns_refresh: match u.dns_refresh_ms {
+            0 => DEFAULT_DNS_REFRESH,
+            ms => Duration::from_millis(ms),
+        },
+        outlier: u.outlier.as_ref().map_or(DEFAULT_OUTLIER, |o| Outlier {
+            consecutive_failures: o.consecutive_failures.max(1),
+            base_ejection: Duration::from_millis(o.base_ejection_ms.max(1)),
+            max_ejected_percent: o.max_ejected_percent.min(100),
+        }),
+        retry_budget: u.retry_budget.as_ref().map_or(default_budget, retry_budget),
+    })
+}
+
+fn retries(r: &pb::Retries) -> Result<Retries, InvalidRoute> {
+    let narrow = |v: &[u32], max: u32| -> Result<Vec<_>, InvalidRoute> {
+        v.iter().map(|&n| if n <= max { Ok(n) } else { Err(InvalidRoute::RetryOn(n)) }).collect()
+    };
+    Ok(Retries {
+        attempts: r.attempts.clamp(1, 5),
+        on_connect_failure: r.on_connect_failure,
+        on_reset: r.on_reset,
+        on_refused_stream: r.on_refused_stream,
+        on_5xx: r.on_5xx,
+        on_status: narrow(&r.on_status, 599)?.into_iter().map(|n| n as u16).collect(),
+        on_grpc_status: narrow(&r.on_grpc_status, 16)?.into_iter().map(|n| n as u8).collect(),
+        per_try_timeout: (r.per_try_timeout_ms > 0).then(|| Duration::from_millis(r.per_try_timeout_ms)),
     })
 }
 
@@ -331,6 +384,8 @@ fn route(
             .unwrap_or(default_escaped_slashes),
         name: r.name.as_str().into(),
         max_grpc_timeout: (r.max_grpc_timeout_ms > 0).then(|| Duration::from_millis(r.max_grpc_timeout_ms)),
+        retries: r.retries.as_ref().map(retries).transpose()?,
+        non_idempotent: r.non_idempotent,
         host,
         path,
         methods,

@@ -10,9 +10,9 @@ pub mod upstream;
 
 pub use compile::{InvalidNetworks, InvalidRoute, InvalidSnapshot, InvalidUpstream};
 pub use compiled::{Mode, Snapshot};
-pub use route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mismatch, PathMatch, Route};
+pub use route::{AccessRule, EscapedSlashes, HeaderOps, HostMatch, Mismatch, PathMatch, Retries, Route};
 pub use route_index::RouteIndex;
-pub use upstream::{DEFAULT_MAX_CONCURRENT_STREAMS, Protocol, Upstream, UpstreamTls};
+pub use upstream::{DEFAULT_MAX_CONCURRENT_STREAMS, Outlier, Protocol, RetryBudget, Upstream, UpstreamTls};
 
 #[cfg(test)]
 mod tests;

@@ -76,6 +76,35 @@ pub struct Route {
     pub escaped_slashes: EscapedSlashes,
     /// The longest deadline a gRPC caller's `grpc-timeout` may set.
     pub max_grpc_timeout: Option<Duration>,
+    /// Tries made again when one fails; None: only a request never sent is.
+    pub retries: Option<Retries>,
+    /// Retries may repeat non-idempotent methods.
+    pub non_idempotent: bool,
+}
+
+/// A route's retries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retries {
+    /// Tries in all, the first included.
+    pub attempts: u32,
+    pub on_connect_failure: bool,
+    pub on_reset: bool,
+    pub on_refused_stream: bool,
+    pub on_5xx: bool,
+    pub on_status: Vec<u16>,
+    pub on_grpc_status: Vec<u8>,
+    /// The longest one try may take until its response head.
+    pub per_try_timeout: Option<Duration>,
+}
+
+impl Retries {
+    /// Whether an answer with this status (and, for gRPC, this `grpc-status` in its head)
+    /// is tried again.
+    pub fn on_response(&self, status: u16, grpc_status: Option<u8>) -> bool {
+        (self.on_5xx && (500..=599).contains(&status))
+            || self.on_status.contains(&status)
+            || grpc_status.is_some_and(|g| self.on_grpc_status.contains(&g))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

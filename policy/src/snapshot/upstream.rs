@@ -25,7 +25,50 @@ pub struct Upstream {
     /// Requests at once on one HTTP/2 connection.
     pub max_concurrent_streams: u32,
     pub tls: Option<UpstreamTls>,
+    /// How often endpoint names are resolved again.
+    pub dns_refresh: Duration,
+    pub outlier: Outlier,
+    pub retry_budget: RetryBudget,
 }
+
+/// Passive outlier detection: `consecutive_failures` in a row eject an endpoint for
+/// `base_ejection`, doubled for each ejection after; at most `max_ejected_percent` of the
+/// endpoints, rounded down, are out at once (so one endpoint alone never is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejected_percent: u32,
+}
+
+impl Outlier {
+    /// How many of `n` endpoints may be out at once.
+    pub fn max_ejected(&self, n: usize) -> usize {
+        n * self.max_ejected_percent.min(100) as usize / 100
+    }
+}
+
+/// Retries an upstream takes on top of its requests: `ratio_percent` of them, and at
+/// least `min_count` per `min_period` whatever the ratio (Linkerd's and Finagle's retry
+/// budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    pub ratio_percent: u32,
+    pub min_count: u64,
+    pub min_period: Duration,
+}
+
+impl RetryBudget {
+    pub fn min_per_second(&self) -> f64 {
+        if self.min_period.is_zero() { 0.0 } else { self.min_count as f64 / self.min_period.as_secs_f64() }
+    }
+}
+
+/// How often names are resolved again when the policy says nothing.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+/// The retry budget when the policy says nothing: 20 %, 10/s.
+pub const DEFAULT_RETRY_BUDGET: RetryBudget =
+    RetryBudget { ratio_percent: 20, min_count: 10, min_period: Duration::from_secs(1) };
 
 /// Requests at once on one HTTP/2 upstream connection when the policy says nothing.
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;

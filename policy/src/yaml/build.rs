@@ -11,7 +11,7 @@ use warden_proto::v1 as pb;
 
 use super::model::{
     APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, EscapedSlashes, HeaderOpsSpec, HmacScheme, LimitSpec, Mode, Policy,
-    Rate, RouteSpec, Scope, UpstreamProtocol,
+    Rate, RetriesSpec, RetryBudgetSpec, RetryOnSpec, RouteSpec, Scope, UpstreamProtocol,
 };
 
 /// The newest snapshot format this build writes and understands.
@@ -26,6 +26,11 @@ pub const DEFAULT_AUTH_HEADER: &str = "authorization";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Used when the policy sets no `defaults.max_body`.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+/// Outlier detection when an upstream says nothing of it: 5 failures in a row eject an
+/// endpoint for 30 s (doubling each time after), at most half an upstream's endpoints.
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_EJECTED_PERCENT: u32 = 50;
 /// Used when an upstream sets no `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -45,7 +50,11 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
             || u.protocol.is_some_and(|p| p != UpstreamProtocol::Http1)
             || u.tls.is_some()
             || u.max_concurrent_streams.is_some()
-    }) || policy.routes.iter().any(|r| r.max_grpc_timeout.is_some());
+            || u.dns_refresh.is_some()
+            || u.outlier.is_some()
+            || u.retry_budget.is_some()
+    }) || policy.defaults.retry_budget.is_some()
+        || policy.routes.iter().any(|r| r.max_grpc_timeout.is_some() || r.retries.is_some() || r.non_idempotent);
     let schema = if uses_protocols {
         6
     } else if !policy.limits.is_empty() {
@@ -89,6 +98,13 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
                     key_file: t.key_file.clone().unwrap_or_default(),
                 }),
                 max_concurrent_streams: up.max_concurrent_streams.unwrap_or(0),
+                dns_refresh_ms: up.dns_refresh.map_or(0, |d| millis(d.0)),
+                outlier: up.outlier.as_ref().map(|o| pb::Outlier {
+                    consecutive_failures: o.consecutive_failures.unwrap_or(DEFAULT_CONSECUTIVE_FAILURES),
+                    base_ejection_ms: millis(o.base_ejection.map_or(DEFAULT_BASE_EJECTION, |d| d.0)),
+                    max_ejected_percent: o.max_ejected.map_or(DEFAULT_MAX_EJECTED_PERCENT, |p| p.0),
+                }),
+                retry_budget: up.retry_budget.as_ref().map(retry_budget),
             })
             .collect(),
         defaults: Some(pb::Defaults {
@@ -96,6 +112,7 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
             max_body_bytes: policy.defaults.max_body.map_or(DEFAULT_MAX_BODY, |s| s.0),
             escaped_slashes: escaped_slashes(Some(policy.defaults.escaped_slashes.unwrap_or_default())),
             case_insensitive_paths: policy.defaults.case_insensitive_paths,
+            retry_budget: policy.defaults.retry_budget.as_ref().map(retry_budget),
         }),
         routes: policy.routes.iter().map(route).collect(),
         source_yaml: source.to_owned(),
@@ -210,7 +227,41 @@ fn route(r: &RouteSpec) -> pb::Route {
         limits: r.limits.clone(),
         escaped_slashes: escaped_slashes(r.escaped_slashes),
         max_grpc_timeout_ms: r.max_grpc_timeout.map_or(0, |d| millis(d.0)),
+        retries: r.retries.as_ref().map(retries),
+        non_idempotent: r.non_idempotent,
     }
+}
+
+fn retry_budget(b: &RetryBudgetSpec) -> pb::RetryBudget {
+    pb::RetryBudget {
+        ratio_percent: b.ratio.0,
+        min_rate: Some(pb::Rate { count: b.min_rate.count, period_ms: millis(b.min_rate.period) }),
+    }
+}
+
+fn retries(r: &RetriesSpec) -> pb::Retries {
+    let mut out = pb::Retries {
+        attempts: r.attempts,
+        per_try_timeout_ms: r.per_try_timeout.map_or(0, |d| millis(d.0)),
+        ..pb::Retries::default()
+    };
+    for on in &r.on {
+        match on {
+            RetryOnSpec::Status(code) => out.on_status.push(u32::from(*code)),
+            RetryOnSpec::Word(w) => match w.as_str() {
+                "connect-failure" => out.on_connect_failure = true,
+                "reset" => out.on_reset = true,
+                "refused-stream" => out.on_refused_stream = true,
+                "5xx" => out.on_5xx = true,
+                name => out.on_grpc_status.extend(crate::grpc::code_of(name).map(u32::from)),
+            },
+        }
+    }
+    out.on_status.sort_unstable();
+    out.on_status.dedup();
+    out.on_grpc_status.sort_unstable();
+    out.on_grpc_status.dedup();
+    out
 }
 
 fn escaped_slashes(e: Option<EscapedSlashes>) -> i32 {

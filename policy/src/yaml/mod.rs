@@ -19,8 +19,8 @@ pub use build::{
 pub use model::APP_UPSTREAM;
 pub use model::{
     AccessSpec, AuthKind, AuthSpec, CertSpec, ClientIpSpec, DefaultsSpec, Dur, EscapedSlashes, HeaderOpsSpec,
-    HmacScheme, LimitSpec, MatchSpec, Mode, Policy, Rate, RewriteSpec, RouteSpec, Scope, Size, TlsSpec,
-    UpstreamProtocol, UpstreamSpec, UpstreamTlsSpec,
+    HmacScheme, LimitSpec, MatchSpec, Mode, OutlierSpec, Percent, Policy, Rate, RetriesSpec, RetryBudgetSpec,
+    RetryOnSpec, RewriteSpec, RouteSpec, Scope, Size, TlsSpec, UpstreamProtocol, UpstreamSpec, UpstreamTlsSpec,
 };
 pub use parse::{Diagnostic, ParsedPolicy, PolicyErrors, parse_file, parse_service};
 pub use units::{format_duration, format_rate, format_size, parse_duration, parse_rate, parse_size, period_word};

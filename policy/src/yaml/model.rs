@@ -237,6 +237,92 @@ pub struct UpstreamSpec {
     /// Requests at once on one HTTP/2 connection (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_streams: Option<u32>,
+    /// How often endpoint names are resolved again (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_refresh: Option<Dur>,
+    /// Passive outlier detection (on by default: 5 failures, 30s, 50%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierSpec>,
+    /// Overrides `defaults.retry_budget` for this upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudgetSpec>,
+}
+
+/// When an endpoint is taken out of rotation for failing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierSpec {
+    /// Failures in a row that eject an endpoint (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// The first ejection's length, doubled for each one after (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ejection: Option<Dur>,
+    /// The most of an upstream's endpoints ejected at once, rounded down (default 50%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejected: Option<Percent>,
+}
+
+/// How many retries an upstream takes on top of its requests (Linkerd's and Finagle's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetSpec {
+    /// Retries as a share of requests (default 20%).
+    pub ratio: Percent,
+    /// Retries a second allowed whatever the ratio (default 10/s).
+    pub min_rate: Rate,
+}
+
+/// Which attempts a route makes again, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesSpec {
+    /// Tries in all, the first included (gRPC's `maxAttempts`).
+    pub attempts: u32,
+    /// `connect-failure`, `reset`, `refused-stream`, `5xx`, a status code, a gRPC status name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<RetryOnSpec>,
+    /// The longest one try may take until its response head (default: the route's timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<Dur>,
+}
+
+/// One `retries.on` entry: a word, or a status code written as a number.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RetryOnSpec {
+    Status(u16),
+    Word(String),
+}
+
+/// A share written `20%`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percent(pub u32);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a percentage like 20%")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Percent, E> {
+                let n = v.trim().strip_suffix('%').and_then(|n| n.trim().parse::<u32>().ok());
+                match n {
+                    Some(n) if n <= 100 => Ok(Percent(n)),
+                    _ => Err(E::custom(format!("'{v}' is not a percentage: write 0% to 100%, like 20%"))),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}%", self.0))
+    }
 }
 
 /// The upstream every sidecar has: its `--upstream`.
@@ -284,6 +370,9 @@ pub struct DefaultsSpec {
     /// Routes match paths ignoring ASCII case (for apps that route that way).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub case_insensitive_paths: bool,
+    /// Every upstream's retry budget unless it sets its own (default 20%, 10/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudgetSpec>,
 }
 
 /// A path with an escaped slash (`%2F`) is routed as the app sees it, decoded; then it is
@@ -333,6 +422,12 @@ pub struct RouteSpec {
     /// The longest deadline a gRPC caller's `grpc-timeout` may set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grpc_timeout: Option<Dur>,
+    /// Tries made again when an attempt fails (a request never sent always is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetriesSpec>,
+    /// Retries may repeat POST, PATCH and other non-idempotent methods on this route.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_idempotent: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

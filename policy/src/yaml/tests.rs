@@ -74,6 +74,26 @@ fn mistakes_are_reported_with_line_column_and_field() {
             "p.yaml:3:60: upstreams.g.max_concurrent_streams: max_concurrent_streams must be more than 0",
         ),
         (
+            "service: o\nroutes:\n  - name: a\n    retries: { attempts: 3, on: [reset, teapot] }\n",
+            "p.yaml:4:41: routes[0].retries.on[1]: 'teapot' is not a retry condition",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    retries: { attempts: 9 }\n",
+            "p.yaml:4:26: routes[0].retries.attempts: attempts counts every try, the first included: 1 to 5",
+        ),
+        (
+            "service: o\nroutes:\n  - name: a\n    retries: { attempts: 2, on: [302] }\n",
+            "routes[0].retries.on[0]: '302' is not a retry condition",
+        ),
+        (
+            "service: o\ndefaults:\n  retry_budget: { ratio: 120%, min_rate: 1/s }\n",
+            "p.yaml:3:26: defaults.retry_budget.ratio: '120%' is not a percentage",
+        ),
+        (
+            "service: o\nupstreams:\n  g: { endpoints: [\"127.0.0.1:1\"], outlier: { consecutive_failures: 0 } }\n",
+            "upstreams.g.outlier.consecutive_failures: consecutive_failures must be more than 0",
+        ),
+        (
             "service: o\nroutes:\n  - name: a\n    max_grpc_timeout: 0s\n",
             "p.yaml:4:23: routes[0].max_grpc_timeout: max_grpc_timeout must be more than 0",
         ),

@@ -9,8 +9,8 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::locate::Seg;
 use super::model::{
-    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, MatchSpec, Policy, RouteSpec,
-    UpstreamTlsSpec,
+    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, MatchSpec, Policy, RetriesSpec,
+    RetryOnSpec, RouteSpec, UpstreamTlsSpec,
 };
 use crate::ipset::parse_net;
 use crate::normalize::{normalize_path, prefix_matches};
@@ -98,6 +98,24 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         }
         if let Some(tls) = &up.tls {
             check_upstream_tls(&mut c, &at(&base, &["tls"]), tls);
+        }
+        if up.dns_refresh.is_some_and(|d| d.0 < std::time::Duration::from_secs(1)) {
+            c.error(at(&base, &["dns_refresh"]), "dns_refresh must be at least 1s");
+        } else if up.dns_refresh.is_some() {
+            c.warnings.push(Finding {
+                path: at(&base, &["dns_refresh"]),
+                message: "dns_refresh is not acted on yet: each new connection resolves the name again (see docs/upstreams.md)"
+                    .into(),
+            });
+        }
+        if let Some(o) = &up.outlier {
+            let ob = at(&base, &["outlier"]);
+            if o.consecutive_failures == Some(0) {
+                c.error(at(&ob, &["consecutive_failures"]), "consecutive_failures must be more than 0");
+            }
+            if o.base_ejection.is_some_and(|d| d.0.is_zero()) {
+                c.error(at(&ob, &["base_ejection"]), "base_ejection must be more than 0");
+            }
         }
     }
 
@@ -267,6 +285,9 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
             c.error(at(base, &["forward_credentials"]), "forward_credentials needs auth on the route");
         }
         _ => {}
+    }
+    if let Some(r) = &route.retries {
+        check_retries(c, &at(base, &["retries"]), r);
     }
     if route.max_grpc_timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(at(base, &["max_grpc_timeout"]), "max_grpc_timeout must be more than 0 (omit it for no cap)");
@@ -547,6 +568,38 @@ fn check_writable(name: &str) -> Result<(), String> {
         return Err(format!("'{name}': x-warden-* headers are reserved for Warden"));
     }
     Ok(())
+}
+
+/// Most tries a route may make for one request.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The words `retries.on` takes besides status codes and gRPC status names.
+pub const RETRY_ON_WORDS: [&str; 4] = ["connect-failure", "reset", "refused-stream", "5xx"];
+
+fn check_retries(c: &mut Checker, base: &[Seg], r: &RetriesSpec) {
+    if !(1..=MAX_ATTEMPTS).contains(&r.attempts) {
+        c.error(at(base, &["attempts"]), format!("attempts counts every try, the first included: 1 to {MAX_ATTEMPTS}"));
+    }
+    if r.per_try_timeout.is_some_and(|d| d.0.is_zero()) {
+        c.error(at(base, &["per_try_timeout"]), "per_try_timeout must be more than 0");
+    }
+    for (i, on) in r.on.iter().enumerate() {
+        let (ok, what) = match on {
+            RetryOnSpec::Status(code) => ((400..=599).contains(code), code.to_string()),
+            RetryOnSpec::Word(w) => {
+                (RETRY_ON_WORDS.contains(&w.as_str()) || crate::grpc::code_of(w).is_some_and(|c| c > 0), w.clone())
+            }
+        };
+        if !ok {
+            c.error(
+                [at(base, &["on"]), vec![Seg::Index(i)]].concat(),
+                format!(
+                    "'{what}' is not a retry condition: use {}, a status code 400-599, or a gRPC status name like unavailable",
+                    RETRY_ON_WORDS.join(", ")
+                ),
+            );
+        }
+    }
 }
 
 fn check_upstream_tls(c: &mut Checker, base: &[Seg], tls: &UpstreamTlsSpec) {

@@ -82,5 +82,6 @@ fn line(r: &Record) -> serde_json::Value {
         "bytes": r.bytes,
         "latency_ms": (r.latency.as_secs_f64() * 1e6).round() / 1e3,
         "upstream_ms": o.upstream_time.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+        "attempts": o.attempts,
     })
 }

@@ -49,6 +49,8 @@ pub struct Outcome {
     /// Whose doing the refusal (or what dry run would have refused) is.
     pub fault: Option<Fault>,
     pub upstream_time: Option<Duration>,
+    /// Tries sent to the upstream (more than 1: retried).
+    pub attempts: u32,
     /// The gRPC status Warden answered a gRPC caller's refusal with.
     pub grpc_status: Option<u8>,
     /// The request's span, when tracing is on.

@@ -4,8 +4,10 @@
 //! (`pools.rs`), the bodies on their way (`request_body.rs`, `response_body.rs`), sending a request (`send.rs`), and
 //! sorting failures into the refusals the client sees.
 
+pub mod budget;
 pub mod connect;
 pub mod error;
+pub mod health;
 pub mod pool;
 pub mod pools;
 pub mod request_body;
@@ -20,5 +22,5 @@ pub use pools::{BoundUpstream, Pools};
 pub use request_body::{InboundBody, RequestBody};
 pub use resolve::check_resolvable;
 pub use response_body::{Deadline, UpstreamBody};
-pub use send::send;
+pub use send::{SendFailure, send};
 pub use warden_policy::refusal::UpstreamFailure;

@@ -31,6 +31,7 @@ use warden_policy::refusal::UpstreamFailure;
 
 use crate::upstream::connect::{self, Http1Sender, Http2Sender};
 use crate::upstream::error::SendError;
+use crate::upstream::health::Health;
 use crate::upstream::tls::ClientTls;
 
 /// Idle connections kept per endpoint (nginx's `keepalive 256` is the usual peer setting).
@@ -87,6 +88,8 @@ pub struct EndpointPool {
     streams_freed: Notify,
     /// Requests refused because the breakers were open, since start.
     overflows: AtomicU64,
+    /// What its answers say about it: shared, like the pool, by every snapshot.
+    pub health: Arc<Health>,
 }
 
 /// An open HTTP/2 connection and how many of its streams are in use.
@@ -134,6 +137,7 @@ impl EndpointPool {
             returned: Notify::new(),
             streams_freed: Notify::new(),
             overflows: AtomicU64::new(0),
+            health: Arc::default(),
         }
     }
 

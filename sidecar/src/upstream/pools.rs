@@ -2,12 +2,13 @@
 //! drops warm connections, and a snapshot's upstreams bound to those pools.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use http::uri::Authority;
-use warden_policy::snapshot::{Protocol, Snapshot, UpstreamTls};
+use warden_policy::snapshot::{Outlier, Protocol, RetryBudget, Snapshot, UpstreamTls};
 
+use crate::upstream::budget::Budget;
+use crate::upstream::health::now_ms;
 use crate::upstream::pool::{Breakers, EndpointPool};
 use crate::upstream::tls::ClientTls;
 
@@ -57,26 +58,80 @@ impl Pools {
                     true => vec![self.endpoint(app, breakers, tls)],
                     false => u.endpoints.iter().map(|e| self.endpoint(e, breakers, tls)).collect(),
                 };
-                BoundUpstream { name: u.name.clone(), protocol: u.protocol, endpoints, next: AtomicUsize::new(0) }
+                BoundUpstream {
+                    name: u.name.clone(),
+                    protocol: u.protocol,
+                    endpoints,
+                    outlier: u.outlier,
+                    retry_budget: u.retry_budget,
+                    budget: Budget::default(),
+                }
             })
             .collect()
     }
 }
 
-/// An upstream of the active snapshot with its endpoints' pools, picked round-robin.
+/// An upstream of the active snapshot with its endpoints' pools.
+///
+/// Balancing is the power of two choices over outstanding requests (linkerd2-proxy's P2C,
+/// with the load it can see without a clock: requests in flight): two endpoints at random,
+/// the less busy one wins. It needs no shared cursor, sends a slow or stalled endpoint
+/// fewer requests at once, and its state (the counts) lives with the pools, so a swap keeps
+/// it. An EWMA of latency would react to slowness that is not yet queueing, at the price of
+/// a timestamp per request; in-flight counts already follow what a sidecar sees.
 #[derive(Debug)]
 pub struct BoundUpstream {
     pub name: Arc<str>,
     pub protocol: Protocol,
     pub endpoints: Vec<Arc<EndpointPool>>,
-    next: AtomicUsize,
+    pub outlier: Outlier,
+    pub retry_budget: RetryBudget,
+    /// Requests and retries counted against the budget (starts afresh with each snapshot).
+    pub budget: Budget,
 }
 
 impl BoundUpstream {
-    /// The next endpoint in round-robin order.
-    pub fn pick(&self) -> &Arc<EndpointPool> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.endpoints[i % self.endpoints.len()]
+    /// An endpoint for the next try: of those not `tried` yet, the less busy of two picked at
+    /// random among the ones in rotation (or among all of them when every one is ejected);
+    /// None when every endpoint was tried.
+    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let n = self.endpoints.len();
+        if n == 1 {
+            return (!tried.contains(&0)).then_some(0);
+        }
+        let now = now_ms();
+        let fresh = |i: &usize| !tried.contains(i);
+        let in_rotation = |i: &usize| fresh(i) && !self.endpoints[*i].health.ejected(now);
+        let mut count = (0..n).filter(in_rotation).count();
+        let candidates: &dyn Fn(&usize) -> bool = if count > 0 {
+            &in_rotation
+        } else {
+            count = (0..n).filter(fresh).count();
+            &fresh
+        };
+        if count == 0 {
+            return None;
+        }
+        let nth = |k: usize| (0..n).filter(candidates).nth(k);
+        let a = fastrand::usize(..count);
+        if count == 1 {
+            return nth(a);
+        }
+        let b = (a + 1 + fastrand::usize(..count - 1)) % count;
+        let (a, b) = (nth(a)?, nth(b)?);
+        Some(if self.endpoints[b].health.outstanding() < self.endpoints[a].health.outstanding() { b } else { a })
+    }
+
+    /// Notes how a try on endpoint `i` went, for outlier detection; an endpoint is ejected
+    /// only while fewer than `max_ejected` of the upstream's are.
+    pub fn report(&self, i: usize, ok: bool) {
+        let now = now_ms();
+        let Some(endpoint) = self.endpoints.get(i) else { return };
+        let out = self.endpoints.iter().filter(|e| e.health.ejected(now)).count();
+        let may_eject = out < self.outlier.max_ejected(self.endpoints.len());
+        if endpoint.health.report(ok, &self.outlier, may_eject, now) {
+            tracing::warn!(upstream = %self.name, endpoint = %endpoint.authority(), "endpoint ejected after failures in a row");
+        }
     }
 }
 
@@ -101,12 +156,37 @@ routes:
     }
 
     #[test]
-    fn endpoints_rotate_and_app_is_the_sidecars_upstream() {
+    fn the_less_busy_endpoint_is_picked_and_tried_ones_are_not_again() {
         let app = Authority::from_static("127.0.0.1:8080");
         let bound = Pools::default().bind(&compile(), &app, &[]);
-        let picks: Vec<String> = (0..4).map(|_| bound[1].pick().authority().to_string()).collect();
-        assert_eq!(picks, ["127.0.0.1:9090", "127.0.0.1:9091", "127.0.0.1:9090", "127.0.0.1:9091"]);
-        assert_eq!(bound[0].pick().authority(), &app);
+        assert_eq!(bound[0].endpoints[0].authority(), &app, "app is the sidecar's --upstream");
+        assert_eq!((bound[0].pick(&[]), bound[0].pick(&[0])), (Some(0), None));
+        let admin = &bound[1];
+        let _busy = admin.endpoints[0].health.begin();
+        assert!((0..20).all(|_| admin.pick(&[]) == Some(1)), "two endpoints: P2C always compares both");
+        assert_eq!(admin.pick(&[1]), Some(0), "a retry goes to an endpoint not tried yet");
+        assert_eq!(admin.pick(&[0, 1]), None);
+    }
+
+    #[test]
+    fn failures_eject_an_endpoint_but_never_more_than_max_ejected() {
+        let (pools, app) = (Pools::default(), Authority::from_static("127.0.0.1:8080"));
+        let bound = pools.bind(&compile(), &app, &[]);
+        let admin = &bound[1];
+        for _ in 0..5 {
+            admin.report(0, false);
+            admin.report(1, false);
+        }
+        let now = now_ms();
+        let ejected: Vec<bool> = admin.endpoints.iter().map(|e| e.health.ejected(now)).collect();
+        assert_eq!(ejected, [true, false], "50 % of two endpoints is one");
+        assert!((0..20).all(|_| admin.pick(&[]) == Some(1)), "an ejected endpoint gets no new requests");
+        let again = pools.bind(&compile(), &app, &[]);
+        assert!(again[1].endpoints[0].health.ejected(now_ms()), "the ejection outlives a swap");
+        for _ in 0..5 {
+            bound[0].report(0, false);
+        }
+        assert!(!bound[0].endpoints[0].health.ejected(now_ms()), "a lone endpoint is never ejected");
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl RequestBody {
     pub(super) fn upload(&self) -> Option<Arc<Upload>> {
         self.upload.clone()
     }
+
+    /// The body as it came, for a request that was never sent.
+    pub(super) fn into_inner(self) -> InboundBody {
+        self.inner
+    }
 }
 
 impl Body for RequestBody {

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::upstream::connect::Http1Sender;
+use crate::upstream::health::Outstanding;
 use crate::upstream::pool::{Affinity, EndpointPool, StreamSlot};
 use crate::upstream::request_body::Upload;
 
@@ -47,6 +48,8 @@ pub struct UpstreamBody {
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, HeaderMap)>,
     /// Ended by Warden (the deadline's trailers were sent).
     cut: bool,
+    /// Counts the exchange as outstanding on its endpoint until the body is done.
+    _outstanding: Option<Outstanding>,
 }
 
 /// The error a stalled response body ends with.
@@ -65,7 +68,14 @@ impl UpstreamBody {
             idle: None,
             deadline: None,
             cut: false,
+            _outstanding: None,
         }
+    }
+
+    /// Keeps the exchange counted on its endpoint until the body is dropped.
+    pub fn outstanding(mut self, o: Outstanding) -> Self {
+        self._outstanding = Some(o);
+        self
     }
 
     /// Ends the body with `d.trailers` if it is still going at `d.at`.

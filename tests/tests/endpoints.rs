@@ -1,0 +1,214 @@
+//! Upstreams of several endpoints: balancing, passive outlier detection, retries and the
+//! retry budget, with real processes killed and started again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use warden_e2e::process::{Proc, bin, field};
+use warden_e2e::{App, Client, Sidecar, eventually, write_policy};
+
+/// A `warden-demo-app` process answering as `name` (its JSON says which app answered).
+async fn demo_app(name: &str, listen: &str) -> (Proc, String) {
+    let mut cmd = Command::new(bin("warden-demo-app"));
+    cmd.args(["--listen", listen, "--name", name]);
+    let proc = Proc::spawn_command(name, cmd);
+    let line = proc.wait_for("listening app=", Duration::from_secs(10)).await;
+    let addr = field(&line, "app").expect("the app's address");
+    (proc, addr)
+}
+
+async fn sidecar(dir: &std::path::Path, policy: &str, upstream: &str) -> Sidecar {
+    let file = write_policy(dir, "p.yaml", policy);
+    let sidecar = Sidecar::start(&["--policy-file", &file, "--upstream", upstream]).await;
+    let (client, ready) = (Client::default(), sidecar.admin_url("/readyz"));
+    eventually("the sidecar has its policy", Duration::from_secs(10), || async {
+        client.get(&ready).await.is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    sidecar
+}
+
+/// A server that answers every request 503 and closes.
+async fn always_503() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndown",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_killed_and_brought_back_mid_load_fails_no_request() {
+    let (a, a_addr) = demo_app("a", "127.0.0.1:0").await;
+    let (mut b, b_addr) = demo_app("b", "127.0.0.1:0").await;
+    let (c, c_addr) = demo_app("c", "127.0.0.1:0").await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "service: orders
+upstreams:
+  pool:
+    endpoints: [\"{a_addr}\", \"{b_addr}\", \"{c_addr}\"]
+    outlier: {{ consecutive_failures: 1, base_ejection: 1s }}
+routes:
+  - name: pool
+    match: {{ path_prefix: / }}
+    upstream: pool
+    retries: {{ attempts: 3, on: [connect-failure, reset, 5xx] }}
+"
+    );
+    let sidecar = sidecar(dir.path(), &policy, &a_addr).await;
+    let url = sidecar.url("/orders");
+
+    let (stop, answered) = (Arc::new(AtomicBool::new(false)), Arc::new(std::sync::Mutex::new(Vec::new())));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, answered, failed, url) = (stop.clone(), answered.clone(), failed.clone(), url.clone());
+            tokio::spawn(async move {
+                let client = Client::default();
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get(&url).await {
+                        Ok(r) if r.status == 200 => {
+                            let app = r.json()["app"].as_str().unwrap_or_default().to_owned();
+                            answered.lock().unwrap().push(app);
+                        }
+                        other => {
+                            eprintln!("failed: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let served_by = |app: &str| answered.lock().unwrap().iter().filter(|a| *a == app).count();
+    eventually("b serves its share", Duration::from_secs(10), || async { served_by("b") >= 20 }).await;
+
+    b.kill9();
+    let before = answered.lock().unwrap().len();
+    eventually("traffic goes on without b", Duration::from_secs(10), || async {
+        answered.lock().unwrap().len() >= before + 200
+    })
+    .await;
+    let config: serde_json::Value = Client::default().get(&sidecar.admin_url("/config")).await.unwrap().json();
+    let b_health = &config["upstreams"][1]["endpoints"][1]["health"];
+    assert!(b_health["ejections"].as_u64() >= Some(1), "b was ejected: {config:#}");
+
+    let (_b_again, _) = demo_app("b", &b_addr).await;
+    let served_before = served_by("b");
+    eventually("b is back in rotation once its ejection ends", Duration::from_secs(15), || async {
+        served_by("b") >= served_before + 20
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let total = answered.lock().unwrap().len();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed out of {total}");
+    let mut by_app = BTreeMap::new();
+    for app in answered.lock().unwrap().iter() {
+        *by_app.entry(app.clone()).or_insert(0) += 1;
+    }
+    assert!(by_app.get("a") > Some(&20) && by_app.get("c") > Some(&20), "{by_app:?}");
+    drop((a, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_never_sent_goes_to_another_endpoint_and_5xx_are_retried_where_the_route_says() {
+    let good = App::start("good").await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let bad = always_503().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "service: orders
+upstreams:
+  flaky: {{ endpoints: [\"{dead}\", \"{}\"], outlier: {{ consecutive_failures: 1000 }} }}
+  half: {{ endpoints: [\"{bad}\", \"{}\"], outlier: {{ consecutive_failures: 1000 }} }}
+routes:
+  - {{ name: plain, match: {{ path_prefix: /plain }}, upstream: flaky }}
+  - name: retried
+    match: {{ path_prefix: /retried }}
+    upstream: half
+    retries: {{ attempts: 2, on: [503] }}
+  - {{ name: not-retried, match: {{ path_prefix: /not-retried }}, upstream: half }}
+  - name: post
+    match: {{ path_prefix: /post }}
+    upstream: half
+    retries: {{ attempts: 2, on: [503] }}
+",
+        good.addr, good.addr
+    );
+    let sidecar = sidecar(dir.path(), &policy, &good.addr.to_string()).await;
+    let client = Client::default();
+    for _ in 0..20 {
+        let r = client.get(&sidecar.url("/plain")).await.unwrap();
+        assert_eq!(r.status, 200, "a connect that failed is tried on the other endpoint, with no retry policy");
+        let r = client.get(&sidecar.url("/retried")).await.unwrap();
+        assert_eq!(r.status, 200, "a 503 the route names is tried again on the other endpoint");
+    }
+    let statuses: Vec<u16> = futures_statuses(&client, &sidecar.url("/not-retried"), 20).await;
+    assert!(statuses.contains(&503), "without retries a 503 reaches the client: {statuses:?}");
+    let mut posts = Vec::new();
+    for _ in 0..20 {
+        let r = client.send(http::Method::POST, &sidecar.url("/post"), &[], "x".into()).await.unwrap();
+        posts.push(r.status.as_u16());
+    }
+    assert!(posts.contains(&503), "a POST is not repeated unless the route says non_idempotent: {posts:?}");
+}
+
+async fn futures_statuses(client: &Client, url: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(client.get(url).await.unwrap().status.as_u16());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_upstream_sees_retries_within_the_budget() {
+    let app = App::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "service: orders
+upstreams:
+  down: {{ endpoints: [\"{}\"], retry_budget: {{ ratio: 20%, min_rate: 1/s }} }}
+routes:
+  - name: down
+    match: {{ path_prefix: /fail }}
+    upstream: down
+    retries: {{ attempts: 3, on: [5xx] }}
+",
+        app.addr
+    );
+    let sidecar = sidecar(dir.path(), &policy, &app.addr.to_string()).await;
+    let client = Client::default();
+    let n = 300;
+    for _ in 0..n {
+        assert_eq!(client.get(&sidecar.url("/fail")).await.unwrap().status, 503);
+    }
+    let seen = app.requests().iter().filter(|s| s.path_and_query == "/fail").count();
+    // Without a budget: 3 tries each, 900. With it: 20 % of 300 plus 1/s over the 20 s the
+    // budget counts, at most.
+    assert!(seen > n, "retries were made: {seen}");
+    assert!(seen <= n + n / 5 + 20, "{seen} requests for {n}: over the budget");
+    let config: serde_json::Value = client.get(&sidecar.admin_url("/config")).await.unwrap().json();
+    assert!(config["upstreams"][1]["retry_budget_exhausted"].as_u64() > Some(0), "{config:#}");
+}
