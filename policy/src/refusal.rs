@@ -79,6 +79,8 @@ pub enum Refusal {
     UpstreamTimeout { upstream: String, after: Duration },
     /// The endpoint's circuit breakers are open (`max_connections` busy, `max_pending` waiting).
     UpstreamOverloaded { upstream: String },
+    /// The upstream has no endpoints now: its names resolve to no address.
+    NoEndpoints { upstream: String },
     /// The sidecar already has `--max-in-flight` requests waiting on upstreams.
     Overloaded,
     /// A gRPC call routed to an upstream that speaks only HTTP/1.1: never sent, since
@@ -230,6 +232,9 @@ impl Refusal {
             Refusal::UpstreamOverloaded { .. } => {
                 row(S::SERVICE_UNAVAILABLE, "upstream_overloaded", "connection_limit_reached", Upstream, G::Unavailable)
             }
+            Refusal::NoEndpoints { .. } => {
+                row(S::SERVICE_UNAVAILABLE, "no_endpoints", "destination_ip_unroutable", Upstream, G::Unavailable)
+            }
             Refusal::Overloaded => {
                 row(S::SERVICE_UNAVAILABLE, "overloaded", "proxy_internal_error", Local, G::Unavailable)
             }
@@ -282,7 +287,8 @@ impl Refusal {
             Refusal::HeadersTooLarge { .. } => "max_header_bytes".into(),
             Refusal::Upstream { upstream, .. }
             | Refusal::UpstreamTimeout { upstream, .. }
-            | Refusal::UpstreamOverloaded { upstream } => format!("upstream:{upstream}"),
+            | Refusal::UpstreamOverloaded { upstream }
+            | Refusal::NoEndpoints { upstream } => format!("upstream:{upstream}"),
             Refusal::Overloaded => "max_in_flight".into(),
             Refusal::ProtocolMismatch { upstream } => format!("upstream:{upstream}"),
         }
@@ -339,6 +345,9 @@ impl Refusal {
             ),
             Refusal::Overloaded => {
                 "The proxy is handling as many requests as it may at once. Retry in a few seconds.".into()
+            }
+            Refusal::NoEndpoints { upstream } => {
+                format!("'{service}' has no endpoints right now (upstream '{upstream}' resolves to no address).")
             }
             Refusal::ProtocolMismatch { upstream } => format!(
                 "'{service}' is not set up for gRPC here: upstream '{upstream}' speaks HTTP/1.1 (give it protocol: http2)."

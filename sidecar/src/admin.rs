@@ -215,7 +215,7 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
                     "name": &*u.name,
                     "protocol": u.protocol.as_str(),
                     "retry_budget_exhausted": u.budget.exhausted.load(std::sync::atomic::Ordering::Relaxed),
-                    "endpoints": u.endpoints.iter().map(|e| serde_json::json!({
+                    "endpoints": u.set.current().iter().map(|e| serde_json::json!({
                         "endpoint": e.authority().as_str(), "breakers": e.breaker_state(),
                         "health": e.health.state(crate::upstream::health::now_ms()),
                     })).collect::<Vec<_>>(),

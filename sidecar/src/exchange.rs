@@ -17,11 +17,13 @@ use warden_policy::grpc;
 use warden_policy::refusal::UpstreamFailure;
 use warden_policy::snapshot::{Retries, Route};
 
-use crate::upstream::{Affinity, BoundUpstream, InboundBody, SendError, SendFailure, UpstreamBody, send};
+use crate::upstream::{Affinity, BoundUpstream, EndpointPool, InboundBody, SendError, SendFailure, UpstreamBody, send};
 
 /// What an exchange needs besides the request.
 pub struct Exchange<'a> {
     pub upstream: &'a BoundUpstream,
+    /// Its endpoints as they were when the request came (DNS may change them meanwhile).
+    pub endpoints: Arc<Vec<Arc<EndpointPool>>>,
     /// The endpoint the first try goes to (picked before the request was written, since
     /// an HTTP/1.0 request without a Host is sent its name).
     pub first: usize,
@@ -91,7 +93,7 @@ impl Replay {
 
 /// Runs the exchange.
 pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
-    let (upstream, retries) = (x.upstream, x.route.retries.as_ref());
+    let (upstream, retries, endpoints) = (x.upstream, x.route.retries.as_ref(), &x.endpoints[..]);
     let max_attempts = retries.map_or(1, |r| r.attempts);
     let per_try = retries.and_then(|r| r.per_try_timeout);
     upstream.budget.request();
@@ -102,7 +104,7 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
         };
         attempts += 1;
         tried.push(endpoint);
-        let pool = &upstream.endpoints[endpoint];
+        let pool = &endpoints[endpoint];
         let left = x.deadline.saturating_duration_since(Instant::now());
         let try_for = per_try.map_or(left, |p| p.min(left));
         let outstanding = pool.health.begin();
@@ -115,7 +117,7 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 let grpc_status = resp.headers().get(grpc::GRPC_STATUS).and_then(|v| v.to_str().ok()?.parse().ok());
-                upstream.report(endpoint, status < 500 && grpc_status != Some(14));
+                upstream.report(endpoints, endpoint, status < 500 && grpc_status != Some(14));
                 let again = retries.is_some_and(|r| r.on_response(status, grpc_status));
                 if !(again && may_retry(attempts) && upstream.budget.withdraw(&upstream.retry_budget)) {
                     return Exchanged { result: Ok(resp.map(|b| b.outstanding(outstanding))), attempts };
@@ -124,12 +126,12 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
             }
             Ok(Err(SendFailure { error, unsent })) => {
                 if matches!(error, SendError::Upstream(_)) {
-                    upstream.report(endpoint, false);
+                    upstream.report(endpoints, endpoint, false);
                 }
                 let client_side = matches!(error, SendError::BodyTooLarge | SendError::BadRequestBody);
                 match unsent {
                     // Never sent: another endpoint, for every route and method.
-                    Some(req) if !client_side && upstream.pick(&tried).is_some() => next = Some(*req),
+                    Some(req) if !client_side && upstream.pick(endpoints, &tried).is_some() => next = Some(*req),
                     Some(req) if retries.is_some_and(|r| retry_on(r, error, true)) && attempts < max_attempts => {
                         next = Some(*req);
                     }
@@ -141,7 +143,7 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
                 }
             }
             Err(_) => {
-                upstream.report(endpoint, false);
+                upstream.report(endpoints, endpoint, false);
                 // A try past its own timeout counts as a 504; past the deadline, none is left.
                 let again = retries.is_some_and(|r| r.on_response(504, None));
                 if !(again && may_retry(attempts) && upstream.budget.withdraw(&upstream.retry_budget)) {
@@ -150,7 +152,7 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
             }
         }
         // Another endpoint when there is one not tried yet, else any.
-        endpoint = upstream.pick(&tried).or_else(|| upstream.pick(&[])).unwrap_or(endpoint);
+        endpoint = upstream.pick(endpoints, &tried).or_else(|| upstream.pick(endpoints, &[])).unwrap_or(endpoint);
     }
 }
 

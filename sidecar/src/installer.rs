@@ -22,7 +22,7 @@ use warden_proto::v1 as pb;
 use crate::active::{Active, Policy, TlsInUse};
 use crate::state::{SnapshotWriter, StateFile};
 use crate::tls::{self, CertFiles, LoadedTls};
-use crate::upstream::{self, Pools, check_resolvable};
+use crate::upstream::{self, Pools};
 
 /// Where the active snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -67,7 +67,7 @@ pub enum Change {
 /// What the installer reads and writes; `Live` reads it too.
 pub struct Installer {
     pub active: ArcSwap<Active>,
-    pub(crate) pools: Pools,
+    pub(crate) pools: Arc<Pools>,
     /// Limit counters, shared by every snapshot with the same limit definition.
     pub(crate) limit_state: LimitState,
     pub(crate) app: Authority,
@@ -89,7 +89,7 @@ impl Installer {
     pub fn new(app: Authority, service: Option<String>, state: Option<StateFile>) -> Self {
         Installer {
             active: ArcSwap::default(),
-            pools: Pools::default(),
+            pools: Arc::default(),
             limit_state: LimitState::default(),
             app,
             service,
@@ -152,11 +152,9 @@ impl Installer {
         }
         let compiled = Snapshot::try_from(proto)?;
         load_jwks_files(&compiled).await?;
-        // The snapshot on disk was checked before it was written; a DNS outage at boot must not
-        // turn the last known good policy into no policy.
-        if origin != Origin::Disk {
-            check_resolvable(&compiled).await?;
-        }
+        // A name that does not resolve leaves its upstream without endpoints (503
+        // no_endpoints) until it does: a DNS outage must not turn a policy into no policy.
+        let resolved = upstream::resolve_all(&compiled).await;
         let tls = match &proto.tls {
             Some(t) => {
                 let files: Vec<CertFiles> = t
@@ -178,11 +176,12 @@ impl Installer {
         let upstream_tls = tokio::task::spawn_blocking(move || upstream::tls::load_all(&to_load))
             .await
             .map_err(|e| InvalidSnapshot::Tls(e.to_string()))??;
-        let policy = Policy {
-            upstreams: self.pools.bind(&snapshot, &self.app, &upstream_tls),
-            limits: self.limit_state.bind(&snapshot),
-            snapshot: snapshot.clone(),
-        };
+        let upstreams = self.pools.bind(&snapshot, &self.app, &upstream_tls, &resolved);
+        for (u, bound) in snapshot.upstreams.iter().zip(&upstreams) {
+            let tls = upstream_tls.get(u.index).cloned().flatten();
+            upstream::spawn_refresh(self.pools.clone(), &bound.set, u.clone(), tls);
+        }
+        let policy = Policy { upstreams, limits: self.limit_state.bind(&snapshot), snapshot: snapshot.clone() };
         self.swap(|cur| Active { policy: Some(Arc::new(policy)), credentials: cur.credentials.clone(), tls });
         self.swaps.fetch_add(1, Ordering::Relaxed);
         self.set_origin(origin);

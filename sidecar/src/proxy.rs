@@ -30,7 +30,7 @@ use crate::exchange::{Exchange, Failed, Replay, exchange};
 use crate::live::Live;
 use crate::signed_body;
 use crate::telemetry::{DecisionKind, Outcome};
-use crate::upstream::{Affinity, Deadline, SendError, UpstreamBody, UpstreamFailure};
+use crate::upstream::{Affinity, Deadline, SendError, UpstreamBody};
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -193,14 +193,11 @@ async fn decide_and_forward(
     };
 
     let upstream = policy.upstream(&route.upstream);
-    let Some(first) = upstream.pick(&[]) else {
-        return refuse(
-            out,
-            &Refusal::Upstream { upstream: upstream.name.to_string(), failure: UpstreamFailure::Refused },
-            Some(snapshot),
-        );
+    let endpoints = upstream.set.current();
+    let Some(first) = upstream.pick(&endpoints, &[]) else {
+        return refuse(out, &Refusal::NoEndpoints { upstream: upstream.name.to_string() }, Some(snapshot));
     };
-    let endpoint = &upstream.endpoints[first];
+    let endpoint = &endpoints[first];
     let version = upstream.protocol.version_for(parts.version);
     // HTTP/2 allows `te: trailers` alone, and gRPC servers want it.
     let te_trailers = version == Version::HTTP_2 && asks_for_trailers(&parts.headers);
@@ -250,6 +247,7 @@ async fn decide_and_forward(
     let wait = call_left.map_or(timeout, |left| left.min(timeout));
     let x = Exchange {
         upstream,
+        endpoints: endpoints.clone(),
         first,
         affinity: &conn.affinity,
         route,

@@ -464,7 +464,7 @@ async fn buffered_webhook_bodies_share_one_memory_budget() {
     let headers = [("x-hub-signature-256", zeros.as_str())];
     let body = vec![b'x'; 8 * 1024];
     let small = || s.post("/hooks/github", &headers, &body);
-    eventually("the secret reaches the sidecar", Duration::from_secs(5), || async {
+    eventually("the secret reaches the sidecar", Duration::from_secs(15), || async {
         small().await.status == StatusCode::UNAUTHORIZED
     })
     .await;
@@ -486,13 +486,13 @@ async fn buffered_webhook_bodies_share_one_memory_budget() {
     let mut slow = tokio::net::TcpStream::connect(s.sidecar.proxy).await.expect("connect");
     slow.write_all(head.as_bytes()).await.expect("write");
     slow.write_all(&[b'x'; 58 * 1024]).await.expect("write");
-    eventually("the budget is spent", Duration::from_secs(5), || async {
+    eventually("the budget is spent", Duration::from_secs(15), || async {
         let r = small().await;
         r.status == StatusCode::SERVICE_UNAVAILABLE && r.json()["error"]["code"] == "buffer_full"
     })
     .await;
     drop(slow);
-    eventually("the budget comes back", Duration::from_secs(5), || async {
+    eventually("the budget comes back", Duration::from_secs(15), || async {
         small().await.status == StatusCode::UNAUTHORIZED
     })
     .await;

@@ -40,17 +40,17 @@ async fn probes_and_metrics_show_the_fleet_its_skew_nacks_and_applies() {
         assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
     }
 
-    // v2 is valid for the control plane, but its upstream cannot resolve at the sidecar.
+    // v2 is valid for the control plane, but its upstream's CA file is not on the sidecar's host.
     let bad = format!(
         "{BASIC}  - name: billing
     match: {{ path_prefix: /billing }}
     upstream: billing
 upstreams:
-  billing: {{ endpoints: [\"billing.invalid:8080\"] }}
+  billing: {{ endpoints: [\"127.0.0.1:8080\"], tls: {{ ca_file: /nonexistent/billing-ca.pem }} }}
 "
     );
     let v2 = s.apply(&bad).await;
-    s.wait_for_nack(v2, "billing.invalid").await;
+    s.wait_for_nack(v2, "billing-ca.pem").await;
     let refused = s.cp.ctl(&["rollback", "orders", "--to", "9"]).await;
     assert_eq!(refused.code, 1, "{refused:?}");
     eventually("the metrics show the NACK and the skew", Duration::from_secs(5), || async {

@@ -212,3 +212,42 @@ routes:
     let config: serde_json::Value = client.get(&sidecar.admin_url("/config")).await.unwrap().json();
     assert!(config["upstreams"][1]["retry_budget_exhausted"].as_u64() > Some(0), "{config:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_address_of_a_name_is_an_endpoint_and_a_name_without_any_answers_503() {
+    let app = App::start("app").await;
+    let port = app.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = format!(
+        "service: orders
+upstreams:
+  local: {{ endpoints: [\"localhost:{port}\"], dns_refresh: 1s }}
+  nowhere: {{ endpoints: [\"nowhere.invalid:{port}\"] }}
+routes:
+  - {{ name: local, match: {{ path_prefix: /local }}, upstream: local }}
+  - {{ name: nowhere, match: {{ path_prefix: /nowhere }}, upstream: nowhere }}
+"
+    );
+    let sidecar = sidecar(dir.path(), &policy, &app.addr.to_string()).await;
+    let client = Client::default();
+    // The same resolver the sidecar asks.
+    let mut want: Vec<String> =
+        tokio::net::lookup_host(format!("localhost:{port}")).await.unwrap().map(|a| a.to_string()).collect();
+    want.sort();
+    want.dedup();
+    let config: serde_json::Value = client.get(&sidecar.admin_url("/config")).await.unwrap().json();
+    let local = config["upstreams"].as_array().unwrap().iter().find(|u| u["name"] == "local").unwrap();
+    let mut got: Vec<String> =
+        local["endpoints"].as_array().unwrap().iter().map(|e| e["endpoint"].as_str().unwrap().to_owned()).collect();
+    got.sort();
+    assert_eq!(got, want, "one endpoint per address record");
+    for _ in 0..10 {
+        // Whichever address the app does not listen on is never sent anything, so tried again.
+        assert_eq!(client.get(&sidecar.url("/local")).await.unwrap().status, 200);
+    }
+
+    let r = client.get(&sidecar.url("/nowhere")).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "no_endpoints");
+    assert_eq!(config["version"], 1, "the policy was taken, not refused for a name that does not resolve");
+}

@@ -60,19 +60,19 @@ async fn fifty_applies_while_a_client_keeps_sending_lose_no_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_the_sidecar_cannot_use_is_nacked_and_the_old_one_keeps_serving() {
     let s = Stack::start(BASIC).await;
-    // Valid for the control plane, but this host name cannot resolve from the sidecar.
+    // Valid for the control plane, but the CA file it names is not on the sidecar's host.
     let bad = format!(
         "{BASIC}  - name: billing
     match: {{ path_prefix: /billing }}
     upstream: billing
 upstreams:
-  billing: {{ endpoints: [\"billing.invalid:8080\"] }}
+  billing: {{ endpoints: [\"127.0.0.1:8080\"], tls: {{ ca_file: /nonexistent/billing-ca.pem }} }}
 "
     );
     let v2 = s.apply(&bad).await;
     assert_eq!(v2, 2);
 
-    s.wait_for_nack(v2, "billing.invalid").await;
+    s.wait_for_nack(v2, "billing-ca.pem").await;
     let out = s.cp.ctl(&["status", "-o", "json"]).await;
     let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let sc = &status["sidecars"][0];
@@ -81,7 +81,7 @@ upstreams:
     assert_eq!(sc["current_version"], 2);
     assert_eq!(sc["in_sync"], false);
     let err = sc["nack_error"].as_str().unwrap();
-    assert!(err.contains("billing.invalid"), "the NACK says why: {err}");
+    assert!(err.contains("/nonexistent/billing-ca.pem"), "the NACK says why: {err}");
 
     let table = s.cp.ctl(&["status"]).await;
     assert!(table.stdout.contains("v2: upstream 'billing'"), "{}", table.stdout);

@@ -69,9 +69,6 @@ pub enum InvalidUpstream {
     ZeroConnectTimeout,
     #[error("endpoint '{0}' is not host:port")]
     Endpoint(String),
-    /// The sidecar's own check: the endpoint's host name does not resolve from it.
-    #[error("{0}")]
-    Unresolvable(String),
 }
 
 /// Why a route cannot be served.

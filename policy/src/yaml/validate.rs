@@ -101,12 +101,6 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         }
         if up.dns_refresh.is_some_and(|d| d.0 < std::time::Duration::from_secs(1)) {
             c.error(at(&base, &["dns_refresh"]), "dns_refresh must be at least 1s");
-        } else if up.dns_refresh.is_some() {
-            c.warnings.push(Finding {
-                path: at(&base, &["dns_refresh"]),
-                message: "dns_refresh is not acted on yet: each new connection resolves the name again (see docs/upstreams.md)"
-                    .into(),
-            });
         }
         if let Some(o) = &up.outlier {
             let ob = at(&base, &["outlier"]);

@@ -33,10 +33,12 @@ pub(super) enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// Connects within `connect_timeout`, with TLS when `tls` is given (its ALPN offering
-/// `h2` when `http2`).
+/// Connects to `authority` within `connect_timeout`, with TLS when `tls` is given (its ALPN
+/// offering `h2` when `http2`; the certificate checked against `name`'s host, the endpoint
+/// as written, unless the policy names a server).
 pub(super) async fn dial(
     authority: &Authority,
+    name: &Authority,
     connect_timeout: Duration,
     tls: Option<&ClientTls>,
     http2: bool,
@@ -48,7 +50,7 @@ pub(super) async fn dial(
         })?;
         let _ = stream.set_nodelay(true);
         let Some(tls) = tls else { return Ok(Io::Plain(stream)) };
-        let name = tls.server_name(authority).map_err(|_| UpstreamFailure::Protocol)?;
+        let name = tls.server_name(name).map_err(|_| UpstreamFailure::Protocol)?;
         let connector = TlsConnector::from(tls.config(http2));
         match connector.connect(name, stream).await {
             Ok(s) => Ok(Io::Tls(Box::new(s))),

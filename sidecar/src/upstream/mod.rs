@@ -1,7 +1,8 @@
 //! Talking to upstreams: dialling (TCP, TLS, the HTTP/1.1 or HTTP/2 handshake:
 //! `connect.rs`, `tls.rs`), the per-endpoint connection pools (`pool.rs`), the registry
 //! that shares them across snapshots so a policy push never drops warm connections
-//! (`pools.rs`), the bodies on their way (`request_body.rs`, `response_body.rs`), sending a request (`send.rs`), and
+//! (`pools.rs`), endpoint names resolved and refreshed (`resolve.rs`), each endpoint's health
+//! and the retry budget (`health.rs`, `budget.rs`), the bodies on their way (`request_body.rs`, `response_body.rs`), sending a request (`send.rs`), and
 //! sorting failures into the refusals the client sees.
 
 pub mod budget;
@@ -18,9 +19,9 @@ pub mod tls;
 
 pub use error::SendError;
 pub use pool::{Affinity, Breakers, EndpointPool};
-pub use pools::{BoundUpstream, Pools};
+pub use pools::{BoundUpstream, EndpointSet, Pools, Resolved};
 pub use request_body::{InboundBody, RequestBody};
-pub use resolve::check_resolvable;
+pub use resolve::{resolve_all, spawn_refresh};
 pub use response_body::{Deadline, UpstreamBody};
 pub use send::{SendFailure, send};
 pub use warden_policy::refusal::UpstreamFailure;

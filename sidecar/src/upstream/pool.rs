@@ -70,7 +70,11 @@ impl Breakers {
 /// One endpoint's pool.
 #[derive(Debug)]
 pub struct EndpointPool {
+    /// The address dialled.
     authority: Authority,
+    /// The endpoint as the policy wrote it (a name resolves to several addresses): the
+    /// name TLS expects.
+    name: Authority,
     breakers: Breakers,
     tls: Option<Arc<ClientTls>>,
     idle: Mutex<Vec<(Http1Sender, Instant)>>,
@@ -124,9 +128,10 @@ pub struct BreakerState {
 }
 
 impl EndpointPool {
-    pub fn new(authority: Authority, breakers: Breakers, tls: Option<Arc<ClientTls>>) -> Self {
+    pub fn new(authority: Authority, name: Authority, breakers: Breakers, tls: Option<Arc<ClientTls>>) -> Self {
         EndpointPool {
             authority,
+            name,
             breakers,
             tls,
             idle: Mutex::new(Vec::new()),
@@ -218,7 +223,8 @@ impl EndpointPool {
     }
 
     async fn connect_http1(&self, permit: OwnedSemaphorePermit) -> Result<Http1Sender, UpstreamFailure> {
-        let io = connect::dial(&self.authority, self.breakers.connect_timeout, self.tls.as_deref(), false).await?;
+        let io = connect::dial(&self.authority, &self.name, self.breakers.connect_timeout, self.tls.as_deref(), false)
+            .await?;
         connect::http1(io, permit, self.authority.clone()).await
     }
 
@@ -284,7 +290,8 @@ impl EndpointPool {
     }
 
     async fn connect_http2(&self, permit: OwnedSemaphorePermit) -> Result<Http2Sender, SendError> {
-        let io = connect::dial(&self.authority, self.breakers.connect_timeout, self.tls.as_deref(), true).await?;
+        let io = connect::dial(&self.authority, &self.name, self.breakers.connect_timeout, self.tls.as_deref(), true)
+            .await?;
         Ok(connect::http2(io, permit, self.authority.clone()).await?)
     }
 }
