@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::live::Live;
+use crate::telemetry::{EndpointLabels, EndpointSample};
 use warden_policy::ipset;
 use warden_policy::limits::{Quotas, now_ns};
 
@@ -178,6 +179,20 @@ fn metrics(live: &Live) -> Response<Full<Bytes>> {
     let m = &live.telemetry().metrics;
     m.snapshot_version.set(i64::try_from(live.version()).unwrap_or(i64::MAX));
     m.snapshot_swaps.set(i64::try_from(live.swaps()).unwrap_or(i64::MAX));
+    if let Some(policy) = &live.active().policy {
+        let now = crate::upstream::health::now_ms();
+        m.endpoints(policy.upstreams().iter().flat_map(|u| {
+            u.set
+                .current()
+                .iter()
+                .map(|e| EndpointSample {
+                    labels: EndpointLabels { upstream: u.name.to_string(), endpoint: e.authority().to_string() },
+                    outstanding: e.health.outstanding(),
+                    ejected: e.health.ejected(now),
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
     let mut resp = Response::new(Full::new(Bytes::from(m.encode())));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -221,6 +236,11 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "in_flight": { "max": live.limits().max_in_flight, "now": live.limits().max_in_flight - live.in_flight().available_permits() },
+                // Request bodies held to check their signature (--max-buffered-bytes), in KiB.
+                "buffered_kib": {
+                    "max": live.limits().max_buffered_bytes.div_ceil(1024),
+                    "now": live.limits().max_buffered_bytes.div_ceil(1024).saturating_sub(live.buffer_budget().available_permits()),
+                },
                 // Keys each limit tracks, and active ones dropped to stay within --limit-keys.
                 "limits": s.limits.iter().zip(&policy.limits).map(|(l, b)| serde_json::json!({
                     "name": &*l.name, "keys": b.len(), "evicted": b.evicted(), "global": l.global,

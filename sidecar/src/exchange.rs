@@ -36,10 +36,14 @@ pub struct Exchange<'a> {
     pub replay: Option<Replay>,
 }
 
-/// How the exchange ended, and after how many tries.
+/// How the exchange ended, after how many tries, and what it did to the upstream's state.
 pub struct Exchanged {
     pub result: Result<Response<UpstreamBody>, Failed>,
     pub attempts: u32,
+    /// Retries the budget refused (0 or 1).
+    pub budget_refused: u32,
+    /// Endpoints this exchange's failures ejected (nearly always none).
+    pub ejected: Vec<String>,
 }
 
 /// Why no answer came.
@@ -97,57 +101,71 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
     let max_attempts = retries.map_or(1, |r| r.attempts);
     let per_try = retries.and_then(|r| r.per_try_timeout);
     upstream.budget.request();
-    let (mut tried, mut attempts, mut endpoint, mut next) = (Vec::with_capacity(2), 0, x.first, Some(req));
+    let mut done = Exchanged { result: Err(Failed::Timeout), attempts: 0, budget_refused: 0, ejected: Vec::new() };
+    let (mut tried, mut endpoint, mut next) = (Vec::with_capacity(2), x.first, Some(req));
+    let report = |done: &mut Exchanged, i: usize, ok: bool| {
+        if upstream.report(endpoints, i, ok) {
+            done.ejected.push(endpoints[i].authority().to_string());
+        }
+    };
+    // A failure the route's retries name, with attempts, time and a body to send again:
+    // tried again if the budget allows.
+    let retry = |done: &mut Exchanged, named: bool| {
+        let eligible = named && done.attempts < max_attempts && Instant::now() < x.deadline && x.replay.is_some();
+        if !eligible {
+            return false;
+        }
+        let granted = upstream.budget.withdraw(&upstream.retry_budget);
+        done.budget_refused += u32::from(!granted);
+        granted
+    };
     loop {
         let Some(req) = next.take().or_else(|| x.replay.as_ref().map(Replay::request)) else {
-            return Exchanged { result: Err(Failed::Send(SendError::Upstream(UpstreamFailure::Protocol))), attempts };
+            done.result = Err(Failed::Send(SendError::Upstream(UpstreamFailure::Protocol)));
+            return done;
         };
-        attempts += 1;
+        done.attempts += 1;
         tried.push(endpoint);
         let pool = &endpoints[endpoint];
         let left = x.deadline.saturating_duration_since(Instant::now());
         let try_for = per_try.map_or(left, |p| p.min(left));
         let outstanding = pool.health.begin();
         let sent = Box::pin(send(pool, x.affinity, req, x.route.max_body, x.stream_idle_timeout));
-        // May this failure be tried again under the route's retries?
-        let may_retry = |attempts: u32| {
-            retries.is_some() && attempts < max_attempts && Instant::now() < x.deadline && x.replay.is_some()
-        };
         match tokio::time::timeout(try_for, sent).await {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 let grpc_status = resp.headers().get(grpc::GRPC_STATUS).and_then(|v| v.to_str().ok()?.parse().ok());
-                upstream.report(endpoints, endpoint, status < 500 && grpc_status != Some(14));
-                let again = retries.is_some_and(|r| r.on_response(status, grpc_status));
-                if !(again && may_retry(attempts) && upstream.budget.withdraw(&upstream.retry_budget)) {
-                    return Exchanged { result: Ok(resp.map(|b| b.outstanding(outstanding))), attempts };
+                report(&mut done, endpoint, status < 500 && grpc_status != Some(14));
+                if !retry(&mut done, retries.is_some_and(|r| r.on_response(status, grpc_status))) {
+                    done.result = Ok(resp.map(|b| b.outstanding(outstanding)));
+                    return done;
                 }
-                tracing::debug!(upstream = %upstream.name, status, attempts, "retrying an answer the route's retries name");
+                tracing::debug!(upstream = %upstream.name, status, attempts = done.attempts, "retrying an answer the route names");
             }
             Ok(Err(SendFailure { error, unsent })) => {
                 if matches!(error, SendError::Upstream(_)) {
-                    upstream.report(endpoints, endpoint, false);
+                    report(&mut done, endpoint, false);
                 }
                 let client_side = matches!(error, SendError::BodyTooLarge | SendError::BadRequestBody);
                 match unsent {
                     // Never sent: another endpoint, for every route and method.
                     Some(req) if !client_side && upstream.pick(endpoints, &tried).is_some() => next = Some(*req),
-                    Some(req) if retries.is_some_and(|r| retry_on(r, error, true)) && attempts < max_attempts => {
+                    Some(req) if retries.is_some_and(|r| retry_on(r, error, true)) && done.attempts < max_attempts => {
                         next = Some(*req);
                     }
-                    _ if !client_side
-                        && retries.is_some_and(|r| retry_on(r, error, false))
-                        && may_retry(attempts)
-                        && upstream.budget.withdraw(&upstream.retry_budget) => {}
-                    _ => return Exchanged { result: Err(Failed::Send(error)), attempts },
+                    _ if !client_side && retry(&mut done, retries.is_some_and(|r| retry_on(r, error, false))) => {}
+                    _ => {
+                        done.result = Err(Failed::Send(error));
+                        return done;
+                    }
                 }
             }
             Err(_) => {
-                upstream.report(endpoints, endpoint, false);
+                report(&mut done, endpoint, false);
                 // A try past its own timeout counts as a 504; past the deadline, none is left.
-                let again = retries.is_some_and(|r| r.on_response(504, None));
-                if !(again && may_retry(attempts) && upstream.budget.withdraw(&upstream.retry_budget)) {
-                    return Exchanged { result: Err(Failed::Timeout), attempts };
+                if !retry(&mut done, retries.is_some_and(|r| r.on_response(504, None))) {
+                    done.result = Err(Failed::Timeout);
+                    return done;
                 }
             }
         }

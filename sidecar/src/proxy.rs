@@ -261,6 +261,12 @@ async fn decide_and_forward(
     drop(in_flight);
     out.upstream_time = Some(asked.elapsed());
     out.attempts = exchanged.attempts;
+    live.telemetry().metrics.upstream_events(
+        &upstream.name,
+        exchanged.attempts.saturating_sub(1),
+        exchanged.budget_refused,
+        &exchanged.ejected,
+    );
     let mut resp = match exchanged.result {
         Ok(resp) => resp,
         Err(Failed::Send(e)) => {

@@ -486,6 +486,13 @@ async fn buffered_webhook_bodies_share_one_memory_budget() {
     let mut slow = tokio::net::TcpStream::connect(s.sidecar.proxy).await.expect("connect");
     slow.write_all(head.as_bytes()).await.expect("write");
     slow.write_all(&[b'x'; 58 * 1024]).await.expect("write");
+    // Only once the sidecar holds those bytes: a small body sent while they are still in
+    // flight could take its share first, and the slow one would be the one refused.
+    eventually("the sidecar holds the slow body", Duration::from_secs(15), || async {
+        let config = s.client.get(&s.sidecar.admin_url("/config")).await.unwrap().json();
+        config["buffered_kib"]["now"].as_u64() >= Some(58)
+    })
+    .await;
     eventually("the budget is spent", Duration::from_secs(15), || async {
         let r = small().await;
         r.status == StatusCode::SERVICE_UNAVAILABLE && r.json()["error"]["code"] == "buffer_full"

@@ -110,6 +110,9 @@ routes:
     let config: serde_json::Value = Client::default().get(&sidecar.admin_url("/config")).await.unwrap().json();
     let b_health = &config["upstreams"][1]["endpoints"][1]["health"];
     assert!(b_health["ejections"].as_u64() >= Some(1), "b was ejected: {config:#}");
+    let metrics = Client::default().get(&sidecar.admin_url("/metrics")).await.unwrap().text();
+    let ejections = format!(r#"warden_upstream_ejections_total{{upstream="pool",endpoint="{b_addr}"}}"#);
+    assert!(metrics.lines().any(|l| l.starts_with(&ejections)), "{metrics}");
 
     let (_b_again, _) = demo_app("b", &b_addr).await;
     let served_before = served_by("b");
@@ -211,6 +214,16 @@ routes:
     assert!(seen <= n + n / 5 + 20, "{seen} requests for {n}: over the budget");
     let config: serde_json::Value = client.get(&sidecar.admin_url("/config")).await.unwrap().json();
     assert!(config["upstreams"][1]["retry_budget_exhausted"].as_u64() > Some(0), "{config:#}");
+    let metrics = client.get(&sidecar.admin_url("/metrics")).await.unwrap().text();
+    let value = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let retried = value(r#"warden_upstream_retries_total{upstream="down"}"#);
+    assert_eq!(retried as usize, seen - n, "every retry counted");
+    assert!(value(r#"warden_upstream_retry_budget_exhausted_total{upstream="down"}"#) > 0);
+    let endpoint = format!(r#"warden_upstream_endpoint_outstanding{{upstream="down",endpoint="{}"}}"#, app.addr);
+    assert_eq!(value(&endpoint), 0, "nothing outstanding once the answers are read");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

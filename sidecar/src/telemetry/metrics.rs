@@ -55,6 +55,25 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub upstream: String,
+    pub endpoint: String,
+}
+
+/// One endpoint as `/metrics` shows it.
+#[derive(Debug, Clone)]
+pub struct EndpointSample {
+    pub labels: EndpointLabels,
+    pub outstanding: usize,
+    pub ejected: bool,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs to ~13 s.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 18))
@@ -78,6 +97,11 @@ pub struct Metrics {
     pub spans_exported: Counter,
     /// Access log lines written (none with `--access-log off`).
     pub access_log_lines: Counter,
+    retries: Family<UpstreamLabels, Counter>,
+    budget_exhausted: Family<UpstreamLabels, Counter>,
+    ejections: Family<EndpointLabels, Counter>,
+    endpoint_outstanding: Family<EndpointLabels, Gauge>,
+    endpoint_ejected: Family<EndpointLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,6 +120,28 @@ impl Default for Metrics {
         let spans_ended = Counter::default();
         let spans_exported = Counter::default();
         let access_log_lines = Counter::default();
+        let retries = Family::<UpstreamLabels, Counter>::default();
+        let budget_exhausted = Family::<UpstreamLabels, Counter>::default();
+        let ejections = Family::<EndpointLabels, Counter>::default();
+        let endpoint_outstanding = Family::<EndpointLabels, Gauge>::default();
+        let endpoint_ejected = Family::<EndpointLabels, Gauge>::default();
+        registry.register("upstream_retries", "Tries made again, by upstream", retries.clone());
+        registry.register(
+            "upstream_retry_budget_exhausted",
+            "Retries not made because the upstream's retry budget was spent",
+            budget_exhausted.clone(),
+        );
+        registry.register("upstream_ejections", "Endpoints ejected by outlier detection", ejections.clone());
+        registry.register(
+            "upstream_endpoint_outstanding",
+            "Requests outstanding on each endpoint now",
+            endpoint_outstanding.clone(),
+        );
+        registry.register(
+            "upstream_endpoint_ejected",
+            "1 while an endpoint is out of rotation (outlier detection)",
+            endpoint_ejected.clone(),
+        );
         registry.register("access_log_lines", "Access log lines written to stdout", access_log_lines.clone());
         registry.register("spans_ended", "Sampled request spans ended", spans_ended.clone());
         registry.register(
@@ -142,6 +188,11 @@ impl Default for Metrics {
             spans_ended,
             spans_exported,
             access_log_lines,
+            retries,
+            budget_exhausted,
+            ejections,
+            endpoint_outstanding,
+            endpoint_ejected,
         }
     }
 }
@@ -173,6 +224,32 @@ impl Metrics {
             self.upstream_latency.get_or_create(&RouteLabels { route: route.clone() }).observe(up.as_secs_f64());
         }
         self.latency.get_or_create(&RouteLabels { route }).observe(latency.as_secs_f64());
+    }
+
+    /// What one exchange with `upstream` did besides answering: tries made again, retries
+    /// the budget refused, endpoints it ejected.
+    pub fn upstream_events(&self, upstream: &str, retried: u32, budget_refused: u32, ejected: &[String]) {
+        if retried > 0 {
+            self.retries.get_or_create(&UpstreamLabels { upstream: upstream.to_owned() }).inc_by(u64::from(retried));
+        }
+        if budget_refused > 0 {
+            let labels = UpstreamLabels { upstream: upstream.to_owned() };
+            self.budget_exhausted.get_or_create(&labels).inc_by(u64::from(budget_refused));
+        }
+        for endpoint in ejected {
+            let labels = EndpointLabels { upstream: upstream.to_owned(), endpoint: endpoint.clone() };
+            self.ejections.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Sets the per-endpoint gauges to the endpoints there are now (and only those).
+    pub fn endpoints(&self, samples: impl IntoIterator<Item = EndpointSample>) {
+        self.endpoint_outstanding.clear();
+        self.endpoint_ejected.clear();
+        for s in samples {
+            self.endpoint_outstanding.get_or_create(&s.labels).set(i64::try_from(s.outstanding).unwrap_or(i64::MAX));
+            self.endpoint_ejected.get_or_create(&s.labels).set(i64::from(s.ejected));
+        }
     }
 
     /// The counter of dropped telemetry of one kind.

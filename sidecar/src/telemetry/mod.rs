@@ -24,7 +24,7 @@ use http::StatusCode;
 use warden_proto::v1 as pb;
 
 pub use access_log::AccessLog;
-pub use metrics::Metrics;
+pub use metrics::{EndpointLabels, EndpointSample, Metrics};
 pub use outcome::{DecisionKind, Outcome};
 pub use route_stats::RouteStats;
 use warden_policy::refusal::Fault;
@@ -177,6 +177,9 @@ fn span_attributes(out: &Outcome, status: StatusCode) -> Vec<opentelemetry::KeyV
     opt("warden.request_id", out.request_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned));
     if let Some(up) = out.upstream_time {
         a.push(KeyValue::new("warden.upstream_ms", up.as_secs_f64() * 1e3));
+    }
+    if out.attempts > 1 {
+        a.push(KeyValue::new("warden.attempts", i64::from(out.attempts)));
     }
     a
 }

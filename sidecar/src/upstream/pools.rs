@@ -175,15 +175,17 @@ impl BoundUpstream {
     }
 
     /// Notes how a try on endpoint `i` went, for outlier detection; an endpoint is ejected
-    /// only while fewer than `max_ejected` of the upstream's are.
-    pub fn report(&self, endpoints: &[Arc<EndpointPool>], i: usize, ok: bool) {
+    /// only while fewer than `max_ejected` of the upstream's are. True when this ejected it.
+    pub fn report(&self, endpoints: &[Arc<EndpointPool>], i: usize, ok: bool) -> bool {
         let now = now_ms();
-        let Some(endpoint) = endpoints.get(i) else { return };
+        let Some(endpoint) = endpoints.get(i) else { return false };
         let out = endpoints.iter().filter(|e| e.health.ejected(now)).count();
         let may_eject = out < self.outlier.max_ejected(endpoints.len());
-        if endpoint.health.report(ok, &self.outlier, may_eject, now) {
+        let ejected = endpoint.health.report(ok, &self.outlier, may_eject, now);
+        if ejected {
             tracing::warn!(upstream = %self.name, endpoint = %endpoint.authority(), "endpoint ejected after failures in a row");
         }
+        ejected
     }
 }
 
