@@ -234,6 +234,13 @@ def parse_grpc(text):
             "rows": rows}
 
 
+def parse_retries(text):
+    lines = text.splitlines()
+    m = re.search(r"-d(\d+)s x (\d+) rounds", lines[0])
+    return {"bench": "retries", "date": date_of(lines[0]), "params": {"dur": int(m.group(1)), "rounds": int(m.group(2))},
+            "rows": [{"target": r[0], "rps": num(r[1]), "cpu_us": num(r[2])} for r in rows_after(lines, "target")]}
+
+
 def parse_tracing(text):
     lines = text.splitlines()
     m = re.search(r"-d(\d+)s x (\d+) rounds", lines[0])
@@ -353,7 +360,7 @@ def parse_swap(text):
     return {"bench": "swap", "date": date_of(lines[0]), "loads": loads}
 
 
-PARSERS = {"dataplane": parse_dataplane, "grpc": parse_grpc, "tls": parse_tls, "tracing": parse_tracing, "auth": parse_auth,
+PARSERS = {"dataplane": parse_dataplane, "grpc": parse_grpc, "retries": parse_retries, "tls": parse_tls, "tracing": parse_tracing, "auth": parse_auth,
            "limits": parse_limits, "quota": parse_quota, "cp-scale": parse_cp_scale, "swap": parse_swap}
 
 

@@ -24,6 +24,7 @@ ROOT=$(cd "$BENCH/../.." && pwd)
 declare -A ABOUT=(
   [dataplane]="direct, nginx, HAProxy, Envoy and Warden three ways; HTTP/1.1 and HTTP/2, 20 B and 64 KiB (~15 min)"
   [grpc]="gRPC unary calls: Envoy and Warden, plain and full policy (~2 min)"
+  [retries]="what a retry-enabled route costs when nothing fails (~1.5 min)"
   [tls]="nginx and Warden with and without TLS (~2 min)"
   [tracing]="Warden with tracing off, 100 %, 1 %, collector down (~2 min)"
   [auth]="what API keys and JWTs cost per request; revocation latency (~5 min)"
@@ -33,7 +34,7 @@ declare -A ABOUT=(
   [swap]="policy swaps under load (~2.5 min)"
   [soak]="an hour of everything at once, attacks included (1 h; SOAK_DURATION=5m for a look)"
 )
-ORDER="dataplane grpc tls tracing auth limits quota cp-scale swap soak"
+ORDER="dataplane grpc retries tls tracing auth limits quota cp-scale swap soak"
 
 tables=1 names=()
 for a in "$@"; do
