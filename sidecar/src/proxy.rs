@@ -251,7 +251,7 @@ async fn decide_and_forward(
         first,
         affinity: &conn.affinity,
         route,
-        stream_idle_timeout: live.limits().stream_idle_timeout,
+        stream_idle_timeout: route.idle_timeout.unwrap_or(live.limits().stream_idle_timeout),
         deadline: tokio::time::Instant::now() + wait,
         replay,
     };

@@ -2,7 +2,8 @@
 //! describing what it received (method, path, headers, body size), so a test can assert
 //! what crossed the proxy. `/slow/<ms>` waits before answering; `/stream/<n>` sends n
 //! chunks of 1 KiB; `/bulk/<n>` sends n KiB as fast as it is taken; `/stall/<ms>` sends 1 KiB,
-//! goes quiet for ms, then sends 1 KiB more; `/fail...` answers 503.
+//! goes quiet for ms, then sends 1 KiB more; `/events/<ms>` is a server-sent event stream of
+//! two events `ms` apart; `/fail...` answers 503.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -124,6 +125,21 @@ async fn handle(
         });
         let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         return Ok(Response::builder().header("x-app", name).body(BodyExt::boxed(body)).expect("response"));
+    }
+    if let Some(ms) = path.strip_prefix("/events/").and_then(|s| s.parse::<u64>().ok()) {
+        // Server-sent events: one at once, one more after `ms`, then the end.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: first\n\n")))).await;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: second\n\n")))).await;
+        });
+        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        return Ok(Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("x-app", name)
+            .body(BodyExt::boxed(body))
+            .expect("response"));
     }
     if path.starts_with("/fail") {
         // An app having a bad time: 503 for everything under /fail.

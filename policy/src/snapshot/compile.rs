@@ -383,6 +383,7 @@ fn route(
         max_grpc_timeout: (r.max_grpc_timeout_ms > 0).then(|| Duration::from_millis(r.max_grpc_timeout_ms)),
         retries: r.retries.as_ref().map(retries).transpose()?,
         non_idempotent: r.non_idempotent,
+        idle_timeout: (r.idle_timeout_ms > 0).then(|| Duration::from_millis(r.idle_timeout_ms)),
         host,
         path,
         methods,

@@ -80,6 +80,8 @@ pub struct Route {
     pub retries: Option<Retries>,
     /// Retries may repeat non-idempotent methods.
     pub non_idempotent: bool,
+    /// The longest a streamed response may go quiet (None: the sidecar's default).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A route's retries.

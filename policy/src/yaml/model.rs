@@ -428,6 +428,10 @@ pub struct RouteSpec {
     /// Retries may repeat POST, PATCH and other non-idempotent methods on this route.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub non_idempotent: bool,
+    /// The longest a streamed response (a gRPC stream, server-sent events) may go quiet;
+    /// overrides `--stream-idle-timeout` here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

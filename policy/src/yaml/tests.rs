@@ -94,6 +94,10 @@ fn mistakes_are_reported_with_line_column_and_field() {
             "upstreams.g.outlier.consecutive_failures: consecutive_failures must be more than 0",
         ),
         (
+            "service: o\nroutes:\n  - name: a\n    idle_timeout: 0s\n",
+            "routes[0].idle_timeout: idle_timeout must be more than 0",
+        ),
+        (
             "service: o\nroutes:\n  - name: a\n    max_grpc_timeout: 0s\n",
             "p.yaml:4:23: routes[0].max_grpc_timeout: max_grpc_timeout must be more than 0",
         ),

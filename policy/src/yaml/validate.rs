@@ -283,6 +283,9 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     if let Some(r) = &route.retries {
         check_retries(c, &at(base, &["retries"]), r);
     }
+    if route.idle_timeout.is_some_and(|d| d.0.is_zero()) {
+        c.error(at(base, &["idle_timeout"]), "idle_timeout must be more than 0");
+    }
     if route.max_grpc_timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(at(base, &["max_grpc_timeout"]), "max_grpc_timeout must be more than 0 (omit it for no cap)");
     }
