@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use warden_e2e::process::{Proc, bin, field};
-use warden_e2e::{App, Client, Sidecar, eventually, write_policy};
+use warden_e2e::{App, Client, Sidecar, eventually, wardenctl, write_policy};
 
 /// A `warden-demo-app` process answering as `name` (its JSON says which app answered).
 async fn demo_app(name: &str, listen: &str) -> (Proc, String) {
@@ -113,6 +113,14 @@ routes:
     let metrics = Client::default().get(&sidecar.admin_url("/metrics")).await.unwrap().text();
     let ejections = format!(r#"warden_upstream_ejections_total{{upstream="pool",endpoint="{b_addr}"}}"#);
     assert!(metrics.lines().any(|l| l.starts_with(&ejections)), "{metrics}");
+    // explain, reading the running sidecar, says the same.
+    let file = dir.path().join("p.yaml").to_string_lossy().into_owned();
+    let admin = sidecar.admin.to_string();
+    let out =
+        wardenctl("http://127.0.0.1:1", &["explain", "-f", &file, "GET", "http://x/orders", "--sidecar", &admin]).await;
+    assert!(out.stdout.contains("up to 3 attempts"), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("{b_addr} EJECTED for")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("{a_addr} in rotation")), "{}", out.stdout);
 
     let (_b_again, _) = demo_app("b", &b_addr).await;
     let served_before = served_by("b");

@@ -157,8 +157,20 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             "upstream".into(),
             format!("{} ({target}), {}, timeout {}", up.name, up.protocol.as_str(), format_duration(f.route.timeout)),
         ));
+        if let Some(r) = &f.route.retries {
+            let per_try = r.per_try_timeout.map(|d| format!(", {} a try", format_duration(d))).unwrap_or_default();
+            steps.push(("retries".into(), format!("up to {} attempts{per_try}", r.attempts)));
+        }
         if let (Some(_), Some(max)) = (caller, f.route.max_grpc_timeout) {
             steps.push(("deadline".into(), format!("the caller's grpc-timeout, at most {}", format_duration(max))));
+        }
+        // What a running sidecar knows of the upstream's endpoints now.
+        if let Some(admin) = &a.sidecar {
+            let detail = match fetch_json(&format!("http://{admin}/config")).await {
+                Ok(config) => describe_endpoints(&config, &up.name),
+                Err(e) => format!("not read ({admin}: {e})"),
+            };
+            steps.push(("endpoints".into(), detail));
         }
     }
     let refused = match (&decision.action, decision.route, &unsure) {
@@ -305,6 +317,37 @@ async fn fetch_json(url: &str) -> Result<serde_json::Value, String> {
         return Err(format!("{status}: {}", String::from_utf8_lossy(&body).trim()));
     }
     serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// An upstream's endpoints as a sidecar's `/config` shows them: each address, what it has
+/// outstanding, and whether outlier detection has it out of rotation.
+fn describe_endpoints(config: &serde_json::Value, upstream: &str) -> String {
+    let Some(up) = config["upstreams"].as_array().and_then(|u| u.iter().find(|u| u["name"] == upstream)) else {
+        return format!("the sidecar has no upstream '{upstream}' (another policy version?)");
+    };
+    let endpoints: Vec<String> = up["endpoints"]
+        .as_array()
+        .map(|eps| {
+            eps.iter()
+                .map(|e| {
+                    let h = &e["health"];
+                    let state = match h["ejected_for_ms"].as_u64().unwrap_or(0) {
+                        0 => "in rotation".to_owned(),
+                        ms => format!("EJECTED for {}", format_duration(std::time::Duration::from_millis(ms))),
+                    };
+                    format!(
+                        "{} {state}, {} outstanding",
+                        warden_policy::text::escape(e["endpoint"].as_str().unwrap_or("?")),
+                        h["outstanding"].as_u64().unwrap_or(0)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if endpoints.is_empty() {
+        return "none: its names resolve to no address (503 no_endpoints)".into();
+    }
+    endpoints.join("; ")
 }
 
 fn describe_ops(steps: &mut Vec<(String, String)>, label: &str, ops: &warden_policy::snapshot::HeaderOps) {
