@@ -23,7 +23,7 @@ use crate::upstream::{Affinity, BoundUpstream, EndpointPool, InboundBody, SendEr
 pub struct Exchange<'a> {
     pub upstream: &'a BoundUpstream,
     /// Its endpoints as they were when the request came (DNS may change them meanwhile).
-    pub endpoints: Arc<Vec<Arc<EndpointPool>>>,
+    pub endpoints: &'a [Arc<EndpointPool>],
     /// The endpoint the first try goes to (picked before the request was written, since
     /// an HTTP/1.0 request without a Host is sent its name).
     pub first: usize,
@@ -97,10 +97,13 @@ impl Replay {
 
 /// Runs the exchange.
 pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
-    let (upstream, retries, endpoints) = (x.upstream, x.route.retries.as_ref(), &x.endpoints[..]);
+    let (upstream, retries, endpoints) = (x.upstream, x.route.retries.as_ref(), x.endpoints);
     let max_attempts = retries.map_or(1, |r| r.attempts);
     let per_try = retries.and_then(|r| r.per_try_timeout);
-    upstream.budget.request();
+    // The budget is a share of the requests that may be retried.
+    if retries.is_some() {
+        upstream.budget.request();
+    }
     let mut done = Exchanged { result: Err(Failed::Timeout), attempts: 0, budget_refused: 0, ejected: Vec::new() };
     let (mut tried, mut endpoint, mut next) = (Vec::with_capacity(2), x.first, Some(req));
     let report = |done: &mut Exchanged, i: usize, ok: bool| {
@@ -130,7 +133,7 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
         let left = x.deadline.saturating_duration_since(Instant::now());
         let try_for = per_try.map_or(left, |p| p.min(left));
         let outstanding = pool.health.begin();
-        let sent = Box::pin(send(pool, x.affinity, req, x.route.max_body, x.stream_idle_timeout));
+        let sent = send(pool, x.affinity, req, x.route.max_body, x.stream_idle_timeout);
         match tokio::time::timeout(try_for, sent).await {
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();

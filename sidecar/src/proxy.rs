@@ -247,7 +247,7 @@ async fn decide_and_forward(
     let wait = call_left.map_or(timeout, |left| left.min(timeout));
     let x = Exchange {
         upstream,
-        endpoints: endpoints.clone(),
+        endpoints: &endpoints,
         first,
         affinity: &conn.affinity,
         route,
