@@ -10,7 +10,8 @@
 //! - `listener`, `detect`, `client_io`: accept TCP, TLS (`tls`), HTTP/1.1 or HTTP/2.
 //! - `proxy`: one request, top to bottom; `edge`: its size caps; `signed_body`: bodies a
 //!   signature covers.
-//! - `exchange`: a request's tries on the upstream (balancing, retries); `upstream/`:
+//! - `tunnel`: WebSocket upgrades joined to the app's; `exchange`: a request's tries on the
+//!   upstream (balancing, retries); `upstream/`:
 //!   connection pools, circuit breakers, endpoint health, sending.
 //! - `active`: what is served, as one value; `installer`: its one writer; `live`: how the
 //!   rest reads it and sends changes; `control`, `policy_file`, `state`: how policy
@@ -36,4 +37,5 @@ pub mod signed_body;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;

@@ -40,7 +40,8 @@ async fn serve_connection<I>(
         let (live, conn) = (live.clone(), conn.clone());
         async move { Ok::<_, Infallible>(proxy::handle(&live, req, &conn).await) }
     });
-    let conn = builder.serve_connection(io, service).into_owned();
+    // With upgrades: a WebSocket handshake hands the connection to a tunnel (`tunnel.rs`).
+    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let ended = match watcher {
         Some(watcher) => watcher.watch(conn).await,
         None => conn.await,

@@ -30,7 +30,9 @@ use crate::exchange::{Exchange, Failed, Replay, exchange};
 use crate::live::Live;
 use crate::signed_body;
 use crate::telemetry::{DecisionKind, Outcome};
+use crate::tunnel;
 use crate::upstream::{Affinity, Deadline, SendError, UpstreamBody};
+use hyper::upgrade::OnUpgrade;
 
 /// What a proxied response carries: the upstream's streamed body, or Warden's own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -192,18 +194,25 @@ async fn decide_and_forward(
         }
     };
 
+    // A WebSocket on a route that takes them: the client's side of the tunnel, for later.
+    let websocket = route.upgrades && parts.version == Version::HTTP_11 && tunnel::wants_websocket(&parts.headers);
+    let client_upgrade = websocket.then(|| parts.extensions.remove::<OnUpgrade>()).flatten();
     let upstream = policy.upstream(&route.upstream);
     let endpoints = upstream.set.current();
     let Some(first) = upstream.pick(&endpoints, &[]) else {
         return refuse(out, &Refusal::NoEndpoints { upstream: upstream.name.to_string() }, Some(snapshot));
     };
     let endpoint = &endpoints[first];
-    let version = upstream.protocol.version_for(parts.version);
+    // A WebSocket handshake is HTTP/1.1 on both sides.
+    let version = if websocket { Version::HTTP_11 } else { upstream.protocol.version_for(parts.version) };
     // HTTP/2 allows `te: trailers` alone, and gRPC servers want it.
     let te_trailers = version == Version::HTTP_2 && asks_for_trailers(&parts.headers);
     let target = Target { route, host: canonical_host, endpoint: endpoint.authority() };
     prepare_request_headers(&mut parts.headers, target, conn, client, &request_id);
     set_identity(&mut parts.headers, route, identity);
+    if client_upgrade.is_some() {
+        set_upgrade(&mut parts.headers);
+    }
     if let (Some(t), Some(cx)) = (&live.telemetry().traces, &out.trace) {
         t.inject(cx, &mut parts.headers);
     }
@@ -295,8 +304,19 @@ async fn decide_and_forward(
         resp = resp.map(|b| b.with_deadline(Deadline { at: arrived + d, trailers }));
     }
 
+    let tunnel = match client_upgrade {
+        Some(client) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            let idle = route.idle_timeout.unwrap_or(live.limits().stream_idle_timeout);
+            tunnel::join(client, hyper::upgrade::on(&mut resp), idle, route.name.clone());
+            true
+        }
+        _ => false,
+    };
     let headers = resp.headers_mut();
     strip_headers(headers, Strip::Response);
+    if tunnel {
+        set_upgrade(headers);
+    }
     apply_ops(headers, &route.response_headers);
     if let Some(t) = fwd.ratelimit {
         headers.insert(RATELIMIT_POLICY, t.policy);
@@ -507,6 +527,12 @@ fn apply_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
     for (name, value) in &ops.set {
         headers.insert(name.clone(), value.clone());
     }
+}
+
+/// The headers a WebSocket handshake carries across (hop-by-hop everywhere else).
+fn set_upgrade(headers: &mut HeaderMap) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
 /// Whether the client's `te` asks for trailers (a gRPC client's always does).

@@ -384,6 +384,7 @@ fn route(
         retries: r.retries.as_ref().map(retries).transpose()?,
         non_idempotent: r.non_idempotent,
         idle_timeout: (r.idle_timeout_ms > 0).then(|| Duration::from_millis(r.idle_timeout_ms)),
+        upgrades: r.upgrades,
         host,
         path,
         methods,

@@ -82,6 +82,8 @@ pub struct Route {
     pub non_idempotent: bool,
     /// The longest a streamed response may go quiet (None: the sidecar's default).
     pub idle_timeout: Option<Duration>,
+    /// WebSocket upgrades are tunnelled to the app.
+    pub upgrades: bool,
 }
 
 /// A route's retries.

@@ -55,7 +55,11 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
             || u.retry_budget.is_some()
     }) || policy.defaults.retry_budget.is_some()
         || policy.routes.iter().any(|r| {
-            r.max_grpc_timeout.is_some() || r.retries.is_some() || r.non_idempotent || r.idle_timeout.is_some()
+            r.max_grpc_timeout.is_some()
+                || r.retries.is_some()
+                || r.non_idempotent
+                || r.idle_timeout.is_some()
+                || r.upgrades
         });
     let schema = if uses_protocols {
         6
@@ -232,6 +236,7 @@ fn route(r: &RouteSpec) -> pb::Route {
         retries: r.retries.as_ref().map(retries),
         non_idempotent: r.non_idempotent,
         idle_timeout_ms: r.idle_timeout.map_or(0, |d| millis(d.0)),
+        upgrades: r.upgrades,
     }
 }
 

@@ -432,6 +432,9 @@ pub struct RouteSpec {
     /// overrides `--stream-idle-timeout` here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Dur>,
+    /// WebSocket upgrades are tunnelled to the app on this route (default: stripped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub upgrades: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

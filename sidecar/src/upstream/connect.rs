@@ -83,7 +83,8 @@ pub(super) async fn http1(
         .map_err(|_| UpstreamFailure::Protocol)?;
     tokio::spawn(async move {
         let _open = permit;
-        if let Err(e) = conn.await {
+        // with_upgrades: a 101 hands the connection to a WebSocket tunnel (`tunnel.rs`).
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, %endpoint, "upstream connection closed with an error");
         }
     });

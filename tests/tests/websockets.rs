@@ -1,0 +1,78 @@
+//! WebSockets through the sidecar, with a server and a client Warden did not write
+//! (Python's `websockets`, `tools/ws_peer.py`): an echo, auth on the upgrade request, a
+//! route that does not take upgrades, and a policy swap while a tunnel is open.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use warden_e2e::process::Proc;
+use warden_e2e::{Client, Sidecar, eventually, write_policy};
+
+fn script() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tools/ws_peer.py")
+}
+
+const POLICY: &str = "service: orders
+auth:
+  keys: { type: api_key, header: x-api-key }
+routes:
+  - { name: ws, match: { path_prefix: /ws }, upgrades: true, idle_timeout: 30s }
+  - { name: locked, match: { path_prefix: /locked }, upgrades: true, auth: keys }
+  - { name: plain, match: { path_prefix: / } }
+";
+
+/// The talk process, started; its last line is the result.
+fn talk(url: &str, spec: serde_json::Value) -> Proc {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script()).arg("talk").arg(url).arg(spec.to_string());
+    Proc::spawn_command("ws_peer.py talk", cmd)
+}
+
+async fn result(p: &Proc) -> serde_json::Value {
+    p.wait_for_json("the talk's result", Duration::from_secs(30), |v| v.get("status").is_some()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_tunnelled_where_routes_allow_them_auth_applies_and_a_swap_cuts_nothing() {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script()).arg("serve");
+    let server = Proc::spawn_command("ws_peer.py serve", cmd);
+    let line = server
+        .wait_for_json("listening line (pip install websockets?)", Duration::from_secs(20), |v| v["listening"].is_u64())
+        .await;
+    let upstream = format!("127.0.0.1:{}", line["listening"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_policy(dir.path(), "p.yaml", POLICY);
+    let sidecar = Sidecar::start(&["--policy-file", &file, "--upstream", &upstream]).await;
+    let (client, config) = (Client::default(), sidecar.admin_url("/config"));
+    let version = || async { client.get(&config).await.map(|r| r.json()["version"].as_u64()).ok().flatten() };
+    eventually("the policy", Duration::from_secs(10), || async { version().await == Some(1) }).await;
+    let ws = |path: &str| format!("ws://{}{path}", sidecar.proxy);
+
+    let echo = result(&talk(&ws("/ws/chat"), serde_json::json!({"messages": ["hello", "again"]}))).await;
+    assert_eq!(echo["status"], 101, "{echo}");
+    assert_eq!(echo["echoes"], serde_json::json!(["HELLO", "AGAIN"]), "{echo}");
+
+    let locked = result(&talk(&ws("/locked"), serde_json::json!({"messages": ["x"]}))).await;
+    assert_eq!(locked["status"], 401, "the upgrade request passes auth like any other: {locked}");
+    assert!(locked["error"].as_str().unwrap_or_default().contains("credential_missing"), "{locked}");
+
+    let plain = result(&talk(&ws("/elsewhere"), serde_json::json!({"messages": ["x"]}))).await;
+    assert_ne!(plain["status"], 101, "a route without upgrades strips Upgrade: the app sees a plain GET: {plain}");
+
+    // A tunnel opened under v1 keeps working after v2, which has no WebSocket route at all.
+    let open = talk(&ws("/ws/long"), serde_json::json!({"messages": ["before", "after"], "pause": 1.5}));
+    open.wait_for_json("the tunnel is open", Duration::from_secs(20), |v| v["sent"] == 0).await;
+    write_policy(
+        dir.path(),
+        "p.yaml",
+        "service: orders\nroutes:\n  - { name: other, match: { path_prefix: /other } }\n",
+    );
+    eventually("v2 is in use", Duration::from_secs(10), || async { version().await == Some(2) }).await;
+    let swapped = result(&open).await;
+    assert_eq!(swapped["echoes"], serde_json::json!(["BEFORE", "AFTER"]), "{swapped}");
+    let refused = result(&talk(&ws("/ws/new"), serde_json::json!({"messages": ["x"]}))).await;
+    assert_eq!(refused["status"], 404, "a new tunnel follows the new policy: {refused}");
+}

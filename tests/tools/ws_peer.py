@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""A WebSocket server and client Warden did not write (the `websockets` package), for the
+end-to-end tests.
+
+  ws_peer.py serve          echoes every message upper-cased on 127.0.0.1 (a free port);
+                            prints {"listening": PORT}
+  ws_peer.py talk URL JSON  opens URL (extra headers from JSON's "headers"), sends each of
+                            JSON's "messages" and reads the echo, waiting "pause" seconds
+                            before each (so a policy can change meanwhile: a line
+                            {"sent": i} is printed before each pause); prints the result:
+                            {"status": 101 | the refusal's status, "echoes": [...], "error": ...}
+"""
+
+import asyncio
+import json
+import sys
+
+import websockets
+
+
+async def serve():
+    async def echo(ws):
+        async for message in ws:
+            await ws.send(message.upper())
+
+    async with websockets.serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(json.dumps({"listening": port}), flush=True)
+        await asyncio.Future()
+
+
+async def talk(url, spec):
+    spec = json.loads(spec)
+    out = {"status": None, "echoes": [], "error": None}
+    try:
+        async with websockets.connect(url, additional_headers=spec.get("headers", {}), proxy=None) as ws:
+            out["status"] = 101
+            for i, m in enumerate(spec.get("messages", [])):
+                print(json.dumps({"sent": i}), flush=True)
+                await asyncio.sleep(spec.get("pause", 0))
+                await ws.send(m)
+                out["echoes"].append(await asyncio.wait_for(ws.recv(), 10))
+    except websockets.exceptions.InvalidStatus as e:
+        out["status"] = e.response.status_code
+        out["error"] = e.response.body.decode(errors="replace") if e.response.body else str(e)
+    except Exception as e:  # noqa: BLE001 - the test reads what went wrong
+        out["error"] = f"{type(e).__name__}: {e}"
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        asyncio.run(serve())
+    else:
+        asyncio.run(talk(sys.argv[2], sys.argv[3]))
