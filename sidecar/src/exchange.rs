@@ -105,7 +105,9 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
         upstream.budget.request();
     }
     let mut done = Exchanged { result: Err(Failed::Timeout), attempts: 0, budget_refused: 0, ejected: Vec::new() };
-    let (mut tried, mut endpoint, mut next) = (Vec::with_capacity(2), x.first, Some(req));
+    // Endpoints that failed a try: filled only on the way to a retry, so an answered
+    // request allocates nothing for it.
+    let (mut tried, mut endpoint, mut next) = (Vec::new(), x.first, Some(req));
     let report = |done: &mut Exchanged, i: usize, ok: bool| {
         if upstream.report(endpoints, i, ok) {
             done.ejected.push(endpoints[i].authority().to_string());
@@ -128,7 +130,6 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
             return done;
         };
         done.attempts += 1;
-        tried.push(endpoint);
         let pool = &endpoints[endpoint];
         let left = x.deadline.saturating_duration_since(Instant::now());
         let try_for = per_try.map_or(left, |p| p.min(left));
@@ -143,9 +144,11 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
                     done.result = Ok(resp.map(|b| b.outstanding(outstanding)));
                     return done;
                 }
+                tried.push(endpoint);
                 tracing::debug!(upstream = %upstream.name, status, attempts = done.attempts, "retrying an answer the route names");
             }
             Ok(Err(SendFailure { error, unsent })) => {
+                tried.push(endpoint);
                 if matches!(error, SendError::Upstream(_)) {
                     report(&mut done, endpoint, false);
                 }
@@ -164,6 +167,7 @@ pub async fn exchange(x: Exchange<'_>, req: Request<InboundBody>) -> Exchanged {
                 }
             }
             Err(_) => {
+                tried.push(endpoint);
                 report(&mut done, endpoint, false);
                 // A try past its own timeout counts as a 504; past the deadline, none is left.
                 if !retry(&mut done, retries.is_some_and(|r| r.on_response(504, None))) {

@@ -239,6 +239,34 @@ measure() {
   CPU[$t]+=" $(awk -v t=$((after - before)) -v n="$n" -v c="$CLK" 'BEGIN{printf "%.2f", t/c*1e6/n}')"
 }
 
+# wrk_compare TITLE NOTE WIDTH: every target in $TARGETS (its URL[t], measured process
+# MPID[t]) must answer the upstream's greeting; then ROUNDS interleaved rounds of wrk (2 s
+# to warm up, DUR s measured, CONNS connections) and the table of median req/s and CPU µs
+# per request (first column WIDTH wide), written as results/NAME-latest.{txt,json}.
+wrk_compare() {
+  local title=$1 note=$2 width=$3 t r
+  for t in $TARGETS; do
+    wait_http "${URL[$t]}" 10 || true
+    [[ $(curl -ks "${URL[$t]}") == "hello from upstream" ]] || die "$t is not answering (logs: $RUN/$t.log)"
+  done
+  declare -gA RPS=() CPU=()  # measure appends to them
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for t in $TARGETS; do
+      "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null
+      measure "$t" "${MPID[$t]}" "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/wrk-report.lua" "${URL[$t]}"
+    done
+  done
+  {
+    echo "# $title $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median), $note"
+    printf "%-${width}s %10s %16s\n" target req/s proxy_cpu_us/req
+    for t in $TARGETS; do
+      # shellcheck disable=SC2086
+      printf "%-${width}s %10s %16s\n" "$t" "$(med ${RPS[$t]})" "$(med ${CPU[$t]})"
+    done
+  } | tee "$RUN/table.txt"
+  finish_txt
+}
+
 # Versions of what a run used, one line.
 versions() {
   echo "$(nginx -v 2>&1 | sed 's/nginx version: //') | haproxy $(haproxy -v | awk 'NR==1{print $3}') |" \

@@ -28,23 +28,4 @@ sidecar retries "$RUN/policy-retries.yaml" "$RETRIES" "$RETRIES_ADMIN"
 declare -A URL=([plain]=http://127.0.0.1:$PLAIN/ [retries]=http://127.0.0.1:$RETRIES/)
 declare -A MPID=([plain]=${PID[plain]} [retries]=${PID[retries]})
 TARGETS="plain retries"
-for t in $TARGETS; do
-  wait_http "${URL[$t]}" 10 || true
-  [[ $(curl -s "${URL[$t]}") == "hello from upstream" ]] || die "$t is not answering (logs: $RUN/$t.log)"
-done
-declare -A RPS CPU
-for ((r = 1; r <= ROUNDS; r++)); do
-  for t in $TARGETS; do
-    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null
-    measure "$t" "${MPID[$t]}" "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/wrk-report.lua" "${URL[$t]}"
-  done
-done
-{
-  echo "# Retries benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median), small HTTP/1.1 GETs; sidecar and upstream on CPU 1, wrk on CPU 0"
-  printf '%-9s %10s %16s\n' target req/s proxy_cpu_us/req
-  for t in $TARGETS; do
-    # shellcheck disable=SC2086
-    printf '%-9s %10s %16s\n' "$t" "$(med ${RPS[$t]})" "$(med ${CPU[$t]})"
-  done
-} | tee "$RUN/table.txt"
-finish_txt
+wrk_compare "Retries benchmark" "small HTTP/1.1 GETs; sidecar and upstream on CPU 1, wrk on CPU 0" 9

@@ -37,23 +37,4 @@ declare -A URL=([nginx]=http://127.0.0.1:$NGINX_H1/ [nginx-tls]=https://127.0.0.
 # The process that handles the traffic: nginx's worker, or the sidecar.
 declare -A MPID=([nginx]=${WORKER[nginx]} [nginx-tls]=${WORKER[nginx-tls]} [warden]=${PID[warden]} [warden-tls]=${PID[warden-tls]})
 TARGETS="nginx nginx-tls warden warden-tls"
-for t in $TARGETS; do
-  wait_http "${URL[$t]}" 10 || true
-  [[ $(curl -ks "${URL[$t]}") == "hello from upstream" ]] || die "$t is not answering (logs: $RUN/$t.log)"
-done
-declare -A RPS CPU
-for ((r = 1; r <= ROUNDS; r++)); do
-  for t in $TARGETS; do
-    "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d2s "${URL[$t]}" >/dev/null
-    measure "$t" "${MPID[$t]}" "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$BENCH/wrk-report.lua" "${URL[$t]}"
-  done
-done
-{
-  echo "# TLS benchmark $(date -Is): wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds (median), keep-alive; proxy and upstream on CPU 1, wrk on CPU 0"
-  printf '%-11s %10s %16s\n' target req/s proxy_cpu_us/req
-  for t in $TARGETS; do
-    # shellcheck disable=SC2086
-    printf '%-11s %10s %16s\n' "$t" "$(med ${RPS[$t]})" "$(med ${CPU[$t]})"
-  done
-} | tee "$RUN/table.txt"
-finish_txt
+wrk_compare "TLS benchmark" "keep-alive; proxy and upstream on CPU 1, wrk on CPU 0" 11

@@ -14,6 +14,11 @@ pub fn sign(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A port on 127.0.0.1 nothing listens on (bound, then let go).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
 /// Writes a policy file into `dir` and returns its path as a string.
 pub fn write_policy(dir: &std::path::Path, name: &str, yaml: &str) -> String {
     let path = dir.join(name);

@@ -28,7 +28,7 @@ pub mod wait;
 
 pub use app::App;
 pub use client::{Client, Resp};
-pub use fixtures::{sign, write_policy};
+pub use fixtures::{closed_port, sign, write_policy};
 pub use grpc_peer::{CallResult, GrpcServer, grpc_calls};
 pub use lenient::LenientApp;
 pub use measure::{cpu_secs, percentile};

@@ -240,6 +240,19 @@ impl Sidecar {
         Sidecar { proc, proxy, admin }
     }
 
+    /// Serves `policy` from `dir/p.yaml` (`--policy-file`; rewrite that file to change it)
+    /// in front of `upstream`, once the policy is loaded (`/readyz`).
+    pub async fn with_policy(dir: &Path, policy: &str, upstream: &str) -> Sidecar {
+        let file = crate::fixtures::write_policy(dir, "p.yaml", policy);
+        let sidecar = Sidecar::start(&["--policy-file", &file, "--upstream", upstream]).await;
+        let (client, ready) = (crate::client::Client::default(), sidecar.admin_url("/readyz"));
+        crate::wait::eventually("the sidecar has its policy", Duration::from_secs(10), || async {
+            client.get(&ready).await.is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        sidecar
+    }
+
     /// `http://<proxy><path>`
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)

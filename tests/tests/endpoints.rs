@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use warden_e2e::process::{Proc, bin, field};
-use warden_e2e::{App, Client, Sidecar, eventually, wardenctl, write_policy};
+use warden_e2e::{App, Client, Sidecar, closed_port, eventually, wardenctl};
 
 /// A `warden-demo-app` process answering as `name` (its JSON says which app answered).
 async fn demo_app(name: &str, listen: &str) -> (Proc, String) {
@@ -20,17 +20,6 @@ async fn demo_app(name: &str, listen: &str) -> (Proc, String) {
     let line = proc.wait_for("listening app=", Duration::from_secs(10)).await;
     let addr = field(&line, "app").expect("the app's address");
     (proc, addr)
-}
-
-async fn sidecar(dir: &std::path::Path, policy: &str, upstream: &str) -> Sidecar {
-    let file = write_policy(dir, "p.yaml", policy);
-    let sidecar = Sidecar::start(&["--policy-file", &file, "--upstream", upstream]).await;
-    let (client, ready) = (Client::default(), sidecar.admin_url("/readyz"));
-    eventually("the sidecar has its policy", Duration::from_secs(10), || async {
-        client.get(&ready).await.is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    sidecar
 }
 
 /// A server that answers every request 503 and closes.
@@ -73,7 +62,7 @@ routes:
     retries: {{ attempts: 3, on: [connect-failure, reset, 5xx] }}
 "
     );
-    let sidecar = sidecar(dir.path(), &policy, &a_addr).await;
+    let sidecar = Sidecar::with_policy(dir.path(), &policy, &a_addr).await;
     let url = sidecar.url("/orders");
 
     let (stop, answered) = (Arc::new(AtomicBool::new(false)), Arc::new(std::sync::Mutex::new(Vec::new())));
@@ -145,7 +134,7 @@ routes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_never_sent_goes_to_another_endpoint_and_5xx_are_retried_where_the_route_says() {
     let good = App::start("good").await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let dead = format!("127.0.0.1:{}", closed_port());
     let bad = always_503().await;
     let dir = tempfile::tempdir().unwrap();
     let policy = format!(
@@ -167,7 +156,7 @@ routes:
 ",
         good.addr, good.addr
     );
-    let sidecar = sidecar(dir.path(), &policy, &good.addr.to_string()).await;
+    let sidecar = Sidecar::with_policy(dir.path(), &policy, &good.addr.to_string()).await;
     let client = Client::default();
     for _ in 0..20 {
         let r = client.get(&sidecar.url("/plain")).await.unwrap();
@@ -209,7 +198,7 @@ routes:
 ",
         app.addr
     );
-    let sidecar = sidecar(dir.path(), &policy, &app.addr.to_string()).await;
+    let sidecar = Sidecar::with_policy(dir.path(), &policy, &app.addr.to_string()).await;
     let client = Client::default();
     let n = 300;
     for _ in 0..n {
@@ -249,7 +238,7 @@ routes:
   - {{ name: nowhere, match: {{ path_prefix: /nowhere }}, upstream: nowhere }}
 "
     );
-    let sidecar = sidecar(dir.path(), &policy, &app.addr.to_string()).await;
+    let sidecar = Sidecar::with_policy(dir.path(), &policy, &app.addr.to_string()).await;
     let client = Client::default();
     // The same resolver the sidecar asks.
     let mut want: Vec<String> =

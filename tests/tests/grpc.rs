@@ -4,27 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use serde_json::json;
 use warden_e2e::tls::cert;
-use warden_e2e::{CallResult, Client, GrpcServer, Sidecar, eventually, grpc_calls, write_policy};
+use warden_e2e::{CallResult, GrpcServer, Sidecar, closed_port, grpc_calls};
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A sidecar serving `policy` from a file in front of `upstream`, once it is ready.
-async fn sidecar(dir: &std::path::Path, policy: &str, upstream: std::net::SocketAddr) -> Sidecar {
-    let file = write_policy(dir, "p.yaml", policy);
-    let sidecar = Sidecar::start(&["--policy-file", &file, "--upstream", &upstream.to_string()]).await;
-    let (client, ready) = (Client::default(), sidecar.admin_url("/readyz"));
-    eventually("the sidecar has its policy", Duration::from_secs(10), || async {
-        client.get(&ready).await.is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    sidecar
+/// A unary call named `name` to `service`'s `Unary` method.
+fn unary(name: &str, service: &str) -> serde_json::Value {
+    json!({"name": name, "method": format!("/{service}/Unary"), "messages": ["m"]})
 }
 
 fn by_name<'a>(results: &'a [CallResult], name: &str) -> &'a CallResult {
@@ -42,7 +28,7 @@ routes:
   - name: echo
     match: { path_prefix: /warden.test.Echo }
 ";
-    let sidecar = sidecar(dir.path(), policy, server.addr).await;
+    let sidecar = Sidecar::with_policy(dir.path(), policy, &server.addr.to_string()).await;
     let results = grpc_calls(
         sidecar.proxy,
         json!([
@@ -118,19 +104,17 @@ routes:
     upstream: gone
 "
     );
-    let sidecar = sidecar(dir.path(), &policy, server.addr).await;
-    let call =
-        |name: &str, service: &str| json!({"name": name, "method": format!("/{service}/Unary"), "messages": ["m"]});
+    let sidecar = Sidecar::with_policy(dir.path(), &policy, &server.addr.to_string()).await;
     let results = grpc_calls(
         sidecar.proxy,
         json!([
-            call("no credential", "warden.test.Locked"),
-            call("address", "warden.test.Private"),
-            call("first", "warden.test.Limited"),
-            call("limited", "warden.test.Limited"),
-            call("no route", "other.v1.Nothing"),
-            call("http1 upstream", "warden.test.Legacy"),
-            call("upstream down", "warden.test.Gone"),
+            unary("no credential", "warden.test.Locked"),
+            unary("address", "warden.test.Private"),
+            unary("first", "warden.test.Limited"),
+            unary("limited", "warden.test.Limited"),
+            unary("no route", "other.v1.Nothing"),
+            unary("http1 upstream", "warden.test.Legacy"),
+            unary("upstream down", "warden.test.Gone"),
         ]),
     )
     .await;
@@ -177,14 +161,14 @@ routes:
   - name: echo
     match: { path_prefix: /warden.test.Echo }
 ";
-    let sidecar = sidecar(dir.path(), policy, server.addr).await;
+    let sidecar = Sidecar::with_policy(dir.path(), policy, &server.addr.to_string()).await;
     let results = grpc_calls(
         sidecar.proxy,
         json!([
             {"name": "own", "method": "/warden.test.Echo/Deadline", "timeout": 20},
             {"name": "capped", "method": "/warden.test.Capped/Deadline", "timeout": 20},
             {"name": "slow stream", "method": "/warden.test.Capped/Bidi", "kind": "bidi", "timeout": 20,
-             "messages": ["a"], "hold": 3},
+             "messages": ["a"], "hold": true},
         ]),
     )
     .await;
@@ -238,16 +222,14 @@ routes:
   - {{ name: public-roots, match: {{ path_prefix: /warden.test.Public }}, upstream: public-roots }}
 "
     );
-    let sidecar = sidecar(dir.path(), &policy, server.addr).await;
-    let call =
-        |name: &str, service: &str| json!({"name": name, "method": format!("/{service}/Unary"), "messages": ["m"]});
+    let sidecar = Sidecar::with_policy(dir.path(), &policy, &server.addr.to_string()).await;
     let results = grpc_calls(
         sidecar.proxy,
         json!([
-            call("secure", "warden.test.Secure"),
-            call("anonymous", "warden.test.Anonymous"),
-            call("misnamed", "warden.test.Misnamed"),
-            call("public roots", "warden.test.Public"),
+            unary("secure", "warden.test.Secure"),
+            unary("anonymous", "warden.test.Anonymous"),
+            unary("misnamed", "warden.test.Misnamed"),
+            unary("public roots", "warden.test.Public"),
         ]),
     )
     .await;

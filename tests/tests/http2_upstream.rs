@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use warden_e2e::{App, Client, Sidecar, eventually, write_policy};
 
-async fn sidecar(file: &str, app: &App) -> Sidecar {
-    let sidecar = Sidecar::start(&["--policy-file", file, "--upstream", &app.addr.to_string()]).await;
-    let (client, ready) = (Client::default(), sidecar.admin_url("/readyz"));
-    eventually("the sidecar has its policy", Duration::from_secs(10), || async {
-        client.get(&ready).await.is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    sidecar
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_follows_the_callers_protocol_and_http2_always_speaks_it() {
     let app = App::start("app").await;
@@ -33,7 +23,7 @@ routes:
 ",
         app.addr
     );
-    let sidecar = sidecar(&write_policy(dir.path(), "p.yaml", &policy), &app).await;
+    let sidecar = Sidecar::with_policy(dir.path(), &policy, &app.addr.to_string()).await;
     let version = |r: warden_e2e::Resp| r.json()["version"].as_str().unwrap_or_default().to_owned();
 
     let h1 = Client::default().get(&sidecar.url("/auto")).await.unwrap();
@@ -71,8 +61,7 @@ routes:
             app.addr
         )
     };
-    let file = write_policy(dir.path(), "p.yaml", &policy(""));
-    let sidecar = sidecar(&file, &app).await;
+    let sidecar = Sidecar::with_policy(dir.path(), &policy(""), &app.addr.to_string()).await;
 
     // 20 requests at once, each held 300 ms by the app, from 20 HTTP/1.1 connections.
     let burst = |host: &'static str| {

@@ -7,6 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
 use warden_e2e::process::Proc;
 use warden_e2e::{Client, Sidecar, eventually, write_policy};
 
@@ -30,6 +32,54 @@ fn talk(url: &str, spec: serde_json::Value) -> Proc {
     Proc::spawn_command("ws_peer.py talk", cmd)
 }
 
+/// A `ws_peer.py chat` client: the test says each message when it is ready.
+struct Chat {
+    child: tokio::process::Child,
+    /// Dropped to end the chat (end of stdin).
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Chat {
+    async fn open(url: &str) -> Chat {
+        let mut child = tokio::process::Command::new("python3")
+            .arg(script())
+            .arg("chat")
+            .arg(url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run python3");
+        let stdin = child.stdin.take();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut chat = Chat { child, stdin, lines };
+        assert_eq!(chat.line("the tunnel opening").await["status"], 101);
+        chat
+    }
+
+    async fn line(&mut self, what: &str) -> serde_json::Value {
+        let line = tokio::time::timeout(Duration::from_secs(20), self.lines.next_line()).await;
+        let line =
+            line.unwrap_or_else(|_| panic!("no answer within 20 s: {what}")).unwrap().expect("the chat printed a line");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Sends `message` and returns its echo.
+    async fn say(&mut self, message: &str) -> String {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{message}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        self.line(&format!("the echo of {message}")).await["echo"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn close(mut self) {
+        self.stdin = None;
+        assert_eq!(self.line("the close").await["closed"], true);
+        let _ = self.child.wait().await;
+    }
+}
+
 async fn result(p: &Proc) -> serde_json::Value {
     p.wait_for_json("the talk's result", Duration::from_secs(30), |v| v.get("status").is_some()).await
 }
@@ -44,11 +94,9 @@ async fn websockets_are_tunnelled_where_routes_allow_them_auth_applies_and_a_swa
         .await;
     let upstream = format!("127.0.0.1:{}", line["listening"]);
     let dir = tempfile::tempdir().unwrap();
-    let file = write_policy(dir.path(), "p.yaml", POLICY);
-    let sidecar = Sidecar::start(&["--policy-file", &file, "--upstream", &upstream]).await;
+    let sidecar = Sidecar::with_policy(dir.path(), POLICY, &upstream).await;
     let (client, config) = (Client::default(), sidecar.admin_url("/config"));
     let version = || async { client.get(&config).await.map(|r| r.json()["version"].as_u64()).ok().flatten() };
-    eventually("the policy", Duration::from_secs(10), || async { version().await == Some(1) }).await;
     let ws = |path: &str| format!("ws://{}{path}", sidecar.proxy);
 
     let echo = result(&talk(&ws("/ws/chat"), serde_json::json!({"messages": ["hello", "again"]}))).await;
@@ -63,16 +111,16 @@ async fn websockets_are_tunnelled_where_routes_allow_them_auth_applies_and_a_swa
     assert_ne!(plain["status"], 101, "a route without upgrades strips Upgrade: the app sees a plain GET: {plain}");
 
     // A tunnel opened under v1 keeps working after v2, which has no WebSocket route at all.
-    let open = talk(&ws("/ws/long"), serde_json::json!({"messages": ["before", "after"], "pause": 1.5}));
-    open.wait_for_json("the tunnel is open", Duration::from_secs(20), |v| v["sent"] == 0).await;
+    let mut chat = Chat::open(&ws("/ws/long")).await;
+    assert_eq!(chat.say("before").await, "BEFORE");
     write_policy(
         dir.path(),
         "p.yaml",
         "service: orders\nroutes:\n  - { name: other, match: { path_prefix: /other } }\n",
     );
     eventually("v2 is in use", Duration::from_secs(10), || async { version().await == Some(2) }).await;
-    let swapped = result(&open).await;
-    assert_eq!(swapped["echoes"], serde_json::json!(["BEFORE", "AFTER"]), "{swapped}");
+    assert_eq!(chat.say("after").await, "AFTER", "the open tunnel outlives the swap");
+    chat.close().await;
     let refused = result(&talk(&ws("/ws/new"), serde_json::json!({"messages": ["x"]}))).await;
     assert_eq!(refused["status"], 404, "a new tunnel follows the new policy: {refused}");
 }

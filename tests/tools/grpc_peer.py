@@ -6,8 +6,8 @@ end-to-end tests. No generated code: generic handlers and raw bytes.
       Serves warden.test.Echo on 127.0.0.1 (a free port); prints {"listening": PORT}.
   grpc_peer.py calls TARGET JSON
       Makes the calls JSON lists, each {"name", "method", "kind": unary|server|client|bidi,
-      "messages": [str], "metadata": {k: v}, "timeout": seconds, "hold": seconds the
-      client keeps its stream open after its messages}, over plaintext HTTP/2 to
+      "messages": [str], "metadata": {k: v}, "timeout": seconds, "hold": true for a
+      client that keeps its side open after its messages until the call ends}, over plaintext HTTP/2 to
       TARGET, and prints one JSON list of results: name, code, details, responses,
       initial and trailing metadata, seconds taken.
 
@@ -23,6 +23,7 @@ The service (any service name is answered, so routes can sort calls by service):
 
 import json
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -106,15 +107,16 @@ def serve(args):
 def call(channel, c):
     kind, method = c.get("kind", "unary"), c["method"]
     msgs = [m.encode() for m in c.get("messages", [""])]
-    hold = c.get("hold", 0)
+    timeout = c.get("timeout", 20)
+    ended = threading.Event()
 
     def stream():
         yield from msgs
-        # A client that keeps its side open (a long bidi call) for `hold` seconds.
-        time.sleep(hold)
+        # A client that keeps its side open (a long bidi call) until the call ends.
+        if c.get("hold"):
+            ended.wait(timeout)
 
     md = list(c.get("metadata", {}).items())
-    timeout = c.get("timeout", 20)
     started = time.monotonic()
     result = {"name": c.get("name", method), "responses": []}
     rpc = None
@@ -137,6 +139,8 @@ def call(channel, c):
         rpc = e
         result["code"] = e.code().name
         result["details"] = e.details()
+    finally:
+        ended.set()
     result["seconds"] = round(time.monotonic() - started, 3)
     for which in ("initial_metadata", "trailing_metadata"):
         try:

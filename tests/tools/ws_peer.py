@@ -5,10 +5,12 @@ end-to-end tests.
   ws_peer.py serve          echoes every message upper-cased on 127.0.0.1 (a free port);
                             prints {"listening": PORT}
   ws_peer.py talk URL JSON  opens URL (extra headers from JSON's "headers"), sends each of
-                            JSON's "messages" and reads the echo, waiting "pause" seconds
-                            before each (so a policy can change meanwhile: a line
-                            {"sent": i} is printed before each pause); prints the result:
+                            JSON's "messages" and reads its echo; prints the result:
                             {"status": 101 | the refusal's status, "echoes": [...], "error": ...}
+  ws_peer.py chat URL       opens URL and prints {"status": 101}; then sends each line read
+                            from stdin and prints {"echo": ...} for it; at the end of stdin
+                            closes and prints {"closed": true}. The test decides when each
+                            message goes (after a policy change, say), not a timer.
 """
 
 import asyncio
@@ -35,9 +37,7 @@ async def talk(url, spec):
     try:
         async with websockets.connect(url, additional_headers=spec.get("headers", {}), proxy=None) as ws:
             out["status"] = 101
-            for i, m in enumerate(spec.get("messages", [])):
-                print(json.dumps({"sent": i}), flush=True)
-                await asyncio.sleep(spec.get("pause", 0))
+            for m in spec.get("messages", []):
                 await ws.send(m)
                 out["echoes"].append(await asyncio.wait_for(ws.recv(), 10))
     except websockets.exceptions.InvalidStatus as e:
@@ -48,8 +48,22 @@ async def talk(url, spec):
     print(json.dumps(out), flush=True)
 
 
+async def chat(url):
+    lines = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), sys.stdin)
+    async with websockets.connect(url, proxy=None) as ws:
+        print(json.dumps({"status": 101}), flush=True)
+        while line := await lines.readline():
+            await ws.send(line.decode().strip())
+            print(json.dumps({"echo": await asyncio.wait_for(ws.recv(), 10)}), flush=True)
+    print(json.dumps({"closed": True}), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         asyncio.run(serve())
+    elif sys.argv[1] == "chat":
+        asyncio.run(chat(sys.argv[2]))
     else:
         asyncio.run(talk(sys.argv[2], sys.argv[3]))
