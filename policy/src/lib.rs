@@ -13,11 +13,12 @@
 //! - `limits/`: rate limit definitions, GCRA counters, global quota shares.
 //! - `normalize`, `host`, `client_ip`, `ipset`: what a request's head means.
 //! - `decide`: the decision; `refusal`: every answer Warden gives instead of the app;
-//!   `grpc`: how a gRPC caller is recognised and answered.
+//!   `grpc`: how a gRPC caller is recognised and answered; `cors`: what browsers are told.
 //! - `text`: what counts as a control character, and how one is shown.
 
 pub mod auth;
 pub mod client_ip;
+pub mod cors;
 pub mod decide;
 pub mod grpc;
 pub mod host;

@@ -86,6 +86,12 @@ pub enum Refusal {
     /// A gRPC call routed to an upstream that speaks only HTTP/1.1: never sent, since
     /// HTTP/1.1 cannot carry its trailers.
     ProtocolMismatch { upstream: String },
+    /// A CORS preflight from an origin the route's `cors` does not allow.
+    CorsOriginNotAllowed {
+        route: std::sync::Arc<str>,
+        /// As sent, escaped and cut short (it is the caller's text).
+        origin: String,
+    },
     /// A limit's budget for this caller is spent.
     RateLimited {
         rule: std::sync::Arc<str>,
@@ -241,6 +247,9 @@ impl Refusal {
             Refusal::ProtocolMismatch { .. } => {
                 row(S::BAD_GATEWAY, "protocol_mismatch", "http_protocol_error", Upstream, G::Internal)
             }
+            Refusal::CorsOriginNotAllowed { .. } => {
+                row(S::FORBIDDEN, "cors_origin_not_allowed", "http_request_denied", Policy, G::PermissionDenied)
+            }
             Refusal::RateLimited { .. } => {
                 row(S::TOO_MANY_REQUESTS, "rate_limited", "http_request_denied", Policy, G::ResourceExhausted)
             }
@@ -291,6 +300,7 @@ impl Refusal {
             | Refusal::NoEndpoints { upstream } => format!("upstream:{upstream}"),
             Refusal::Overloaded => "max_in_flight".into(),
             Refusal::ProtocolMismatch { upstream } => format!("upstream:{upstream}"),
+            Refusal::CorsOriginNotAllowed { route, .. } => format!("routes.{route}.cors"),
         }
     }
 
@@ -352,6 +362,9 @@ impl Refusal {
             Refusal::ProtocolMismatch { upstream } => format!(
                 "'{service}' is not set up for gRPC here: upstream '{upstream}' speaks HTTP/1.1 (give it protocol: http2)."
             ),
+            Refusal::CorsOriginNotAllowed { origin, .. } => {
+                format!("Pages at {origin} may not call '{service}' here (CORS).")
+            }
             Refusal::UpstreamTimeout { upstream, after } => {
                 format!("'{service}' did not answer within {} (upstream '{upstream}').", format_duration(*after))
             }

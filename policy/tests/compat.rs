@@ -73,6 +73,7 @@ fn decide_status(
     match decide(&env, &req, None).action {
         Action::Forward(f) => format!("forward {}", f.route.name),
         Action::Deny(r) => format!("{} {}", r.status().as_u16(), r.code()),
+        Action::Preflight(p) => format!("preflight {}", p.origin.is_some()),
     }
 }
 

@@ -67,6 +67,7 @@ fn every_refusal() -> Vec<Refusal> {
         Refusal::Upstream { upstream: upstream.clone(), failure: UpstreamFailure::Tls },
         Refusal::ProtocolMismatch { upstream: upstream.clone() },
         Refusal::NoEndpoints { upstream: upstream.clone() },
+        Refusal::CorsOriginNotAllowed { route: "web".into(), origin: "https://evil.example".into() },
         Refusal::UpstreamTimeout { upstream: upstream.clone(), after: Duration::from_secs(1) },
         Refusal::UpstreamOverloaded { upstream },
         Refusal::Overloaded,

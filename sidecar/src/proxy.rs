@@ -20,6 +20,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use warden_policy::auth::Identity;
 use warden_policy::client_ip::ClientIp;
+use warden_policy::cors::Cors;
 use warden_policy::decide::{Action, BodyDecision, Env, Request as DecideRequest, body as policy_body, decide};
 use warden_policy::grpc::{self, Caller};
 use warden_policy::limits::{self, Counters};
@@ -92,7 +93,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> Response<ProxyBody> {
     let started = std::time::Instant::now();
     let mut out = Outcome { method: req.method().clone(), client_ip: Some(conn.peer.ip()), ..Outcome::default() };
-    let resp = decide_and_forward(live, req, conn, &mut out).await;
+    // CORS is set on the way out, on the app's answers and on Warden's own alike.
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut cors = None;
+    let mut resp = decide_and_forward(live, req, conn, &mut out, &mut cors).await;
+    if let Some(c) = cors {
+        c.apply(origin.as_ref(), resp.headers_mut());
+    }
     let bytes = http_body::Body::size_hint(resp.body()).exact();
     live.telemetry().record(out, resp.status(), started.elapsed(), bytes);
     resp
@@ -103,6 +110,7 @@ async fn decide_and_forward(
     req: Request<Incoming>,
     conn: &Downstream,
     out: &mut Outcome,
+    cors: &mut Option<Arc<Cors>>,
 ) -> Response<ProxyBody> {
     let (request_id, from_client) = request_id(req.headers());
     out.request_id = Some(request_id.clone());
@@ -149,9 +157,18 @@ async fn decide_and_forward(
     for r in &decision.would_deny {
         log_would_deny(out, r, &request_id);
     }
+    *cors = decision.route.and_then(|r| r.cors.clone());
     let fwd = match decision.action {
         Action::Forward(fwd) => fwd,
         Action::Deny(r) => return refuse(out, &r, Some(snapshot)),
+        Action::Preflight(p) => {
+            // Answered here, whole: nothing of it goes to the app.
+            *cors = None;
+            if out.decision == DecisionKind::Forward {
+                out.decision = DecisionKind::Preflight;
+            }
+            return p.cors.preflight_response(p.origin.as_ref(), &request_id).map(|b| Either::Right(Full::new(b)));
+        }
     };
     let (route, client) = (fwd.route, decision.client.unwrap_or(ClientIp { ip: conn.peer.ip(), peer_trusted: false }));
     out.client = fwd.identity.as_ref().map(|i| i.client.clone());

@@ -180,12 +180,12 @@ async fn handle(
         "app": name, "method": parts.method.as_str(), "path": path_and_query,
         "headers": headers, "body_len": body.len(), "version": format!("{:?}", parts.version),
     });
-    let resp = Response::builder()
-        .header("content-type", "application/json")
-        .header("x-app", name)
-        .body(Full::new(Bytes::from(echo.to_string())).boxed())
-        .expect("response");
-    Ok(resp)
+    let mut resp = Response::builder().header("content-type", "application/json").header("x-app", name);
+    if path.starts_with("/app-cors") {
+        // An app that answers CORS its own (too generous) way.
+        resp = resp.header("access-control-allow-origin", "*");
+    }
+    Ok(resp.body(Full::new(Bytes::from(echo.to_string())).boxed()).expect("response"))
 }
 
 /// A stream of frames, yielding between chunks so the body really streams.

@@ -188,6 +188,15 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             ));
             None
         }
+        (Action::Preflight(p), route, _) => {
+            let route = route.map_or("?", |r| &*r.name);
+            let verdict = match &p.origin {
+                Some(_) => format!("ANSWER 204 to the CORS preflight for route '{route}' (never forwarded)"),
+                None => format!("ANSWER 204 without CORS headers for route '{route}' (dry run; never forwarded)"),
+            };
+            steps.push(("decision".into(), verdict));
+            None
+        }
         (Action::Deny(r), _, _) => {
             // A gRPC caller is told the gRPC status; the code and rule are the same.
             let status = match caller {
@@ -208,7 +217,11 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             cli.output,
             &serde_json::json!({
                 "service": &*snapshot.service,
-                "decision": if refused.is_some() { "deny" } else { "forward" },
+                "decision": match (&decision.action, refused) {
+                    (_, Some(_)) => "deny",
+                    (Action::Preflight(_), None) => "preflight",
+                    _ => "forward",
+                },
                 "status": refused.map(|r| r.status().as_u16()),
                 "grpc_status": refused.filter(|_| caller.is_some()).map(|r| r.row().grpc.code()),
                 "code": refused.map(Refusal::code),

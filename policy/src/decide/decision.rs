@@ -3,12 +3,14 @@
 
 use std::borrow::Cow;
 
+use http::HeaderValue;
 use http::uri::PathAndQuery;
 
 use crate::auth::credentials::Credentials;
 use crate::auth::hmac::BodyCheck;
 use crate::auth::identity::Identity;
 use crate::client_ip::ClientIp;
+use crate::cors::Cors;
 use crate::decide::request::HeadCaps;
 use crate::host::CanonicalHost;
 use crate::limits::view::LimitView;
@@ -45,11 +47,20 @@ pub struct Decision<'s, 'r> {
     pub would_deny: Vec<Refusal>,
 }
 
-/// Forward, or refuse.
+/// Forward, refuse, or answer a CORS preflight.
 #[derive(Debug)]
 pub enum Action<'s> {
     Forward(Forward<'s>),
     Deny(Refusal),
+    Preflight(Preflight<'s>),
+}
+
+/// A CORS preflight Warden answers itself (never forwarded).
+#[derive(Debug)]
+pub struct Preflight<'s> {
+    pub cors: &'s Cors,
+    /// The origin, when it is allowed (in dry run a refused one is answered without CORS).
+    pub origin: Option<HeaderValue>,
 }
 
 /// How to forward a request.
@@ -95,7 +106,7 @@ impl<'s> Decision<'s, '_> {
     pub fn refusal(&self) -> Option<&Refusal> {
         match &self.action {
             Action::Deny(r) => Some(r),
-            Action::Forward(_) => None,
+            Action::Forward(_) | Action::Preflight(_) => None,
         }
     }
 }

@@ -8,7 +8,7 @@ pub mod request;
 pub mod steps;
 pub mod trace;
 
-pub use decision::{Action, BodyDecision, Decision, Env, Forward};
+pub use decision::{Action, BodyDecision, Decision, Env, Forward, Preflight};
 pub use request::{HeadCaps, Request, check_head, check_method, request_host};
 pub use steps::{body, decide};
 pub use trace::{Step, Trace};

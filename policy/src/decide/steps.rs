@@ -1,7 +1,9 @@
 //! The decision, in the order it is made: the request's form (method, sizes, one Host),
 //! its path, host and client address → the service's access list → the route (on the
 //! path as an app sees it: `%2F` decoded) → escaped slashes → the route's access list →
-//! the upstream's protocol (a gRPC call needs HTTP/2) → auth → limits → the declared body size → the rewrite. In `mode: dry_run` a rule that
+//! CORS (a preflight is answered here, before auth: browsers send it without credentials)
+//! → the upstream's protocol (a gRPC call needs HTTP/2) → auth → limits → the declared
+//! body size → the rewrite. In `mode: dry_run` a rule that
 //! would refuse is noted and the request goes on; a malformed request is refused in any
 //! mode. The sidecar runs this for every request; `wardenctl explain` runs it with a
 //! read-only limit view and a trace.
@@ -10,11 +12,13 @@ use std::borrow::Cow;
 
 use http::header;
 use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method};
 
 use crate::auth::hmac::BodyCheck;
 use crate::auth::provider::{AuthKind, AuthProvider, HeadCheck};
 use crate::client_ip::{self, ClientIp};
-use crate::decide::decision::{Action, BodyDecision, Decision, Env, Forward};
+use crate::cors::{self, Cors};
+use crate::decide::decision::{Action, BodyDecision, Decision, Env, Forward, Preflight};
 use crate::decide::request::{Request, check_head, request_host};
 use crate::decide::trace::{Trace, note};
 use crate::grpc;
@@ -73,10 +77,22 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
         note(&mut trace, "routed as", || format!("{decoded}  (escaped slashes decoded, as the app sees them)"));
     }
     let key = snapshot.routing_key(&decoded);
+    // A CORS preflight finds the route of the method it asks about; one whose route has
+    // no CORS is the app's own OPTIONS request.
+    let asked = cors::preflight_method(req.method, req.headers);
+    let preflight =
+        asked.as_ref().and_then(|m| snapshot.route_for(m, host, &key, req.headers)).filter(|r| r.cors.is_some());
+    let method = match (&asked, preflight) {
+        (Some(m), Some(_)) => m,
+        _ => req.method,
+    };
     if let Some(t) = trace.as_deref_mut() {
-        trace_routes(t, snapshot, req, host, &key);
+        if preflight.is_some() {
+            t.push("preflight", format!("CORS preflight: routes match by the method it asks for, {method}"));
+        }
+        trace_routes(t, snapshot, method, req.headers, host, &key);
     }
-    let Some(route) = snapshot.route_for(req.method, host, &key, req.headers) else {
+    let Some(route) = preflight.or_else(|| snapshot.route_for(req.method, host, &key, req.headers)) else {
         return deny(d, Refusal::NoRoute);
     };
     d.route = Some(route);
@@ -90,6 +106,25 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
         note(&mut trace, "route access", || access_verdict(rule, client));
         if let Some(r) = enforce(snapshot, &mut d.would_deny, rule.check(client.ip)) {
             return deny(d, r);
+        }
+    }
+
+    if let Some(cors) = &route.cors {
+        let origin = req.headers.get(header::ORIGIN);
+        let allowed = origin.filter(|o| cors.allows(o));
+        note(&mut trace, "cors", || cors_verdict(cors, origin, allowed.is_some(), preflight.is_some()));
+        if preflight.is_some() {
+            if allowed.is_none() {
+                let origin = origin.map(|o| String::from_utf8_lossy(o.as_bytes())).unwrap_or_default();
+                let origin = crate::text::escape_within(&origin, 200).into_owned();
+                let r = Refusal::CorsOriginNotAllowed { route: route.name.clone(), origin };
+                if let Some(r) = enforce(snapshot, &mut d.would_deny, Some(r)) {
+                    return deny(d, r);
+                }
+            }
+            // Browsers send no credentials on a preflight: auth and limits are for the call.
+            d.action = Action::Preflight(Preflight { cors, origin: allowed.cloned() });
+            return d;
         }
     }
 
@@ -218,9 +253,9 @@ fn upstream_target(
 
 /// Every route in file order up to the first that matches, and why each other did not.
 /// The request path finds the same route through the route index.
-fn trace_routes(t: &mut Trace, snapshot: &Snapshot, req: &Request<'_>, host: &str, key: &str) {
+fn trace_routes(t: &mut Trace, snapshot: &Snapshot, method: &Method, headers: &HeaderMap, host: &str, key: &str) {
     for (i, route) in snapshot.routes.iter().enumerate() {
-        let verdict = match route.mismatch(req.method, host, key, req.headers) {
+        let verdict = match route.mismatch(method, host, key, headers) {
             None => "MATCH".to_owned(),
             Some(Mismatch::Path) if !snapshot.case_insensitive_paths && route.path_matches_ignoring_case(key) => {
                 "no: path differs only by case (an app that ignores case routes it here: \
@@ -234,6 +269,22 @@ fn trace_routes(t: &mut Trace, snapshot: &Snapshot, req: &Request<'_>, host: &st
         if matched {
             return;
         }
+    }
+}
+
+fn cors_verdict(cors: &Cors, origin: Option<&HeaderValue>, allowed: bool, preflight: bool) -> String {
+    let Some(origin) = origin else {
+        return "no origin: not a browser's cross-origin call (the app's access-control-* headers are removed)".into();
+    };
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    let origin = crate::text::escape_within(&origin, 200);
+    match (allowed, preflight) {
+        (true, true) => format!("origin {origin} allowed: Warden answers the preflight 204 ({})", cors.describe()),
+        (false, true) => format!("origin {origin} is not allowed: the preflight is refused"),
+        (true, false) => format!("origin {origin} allowed: the response gets access-control-allow-origin {origin}"),
+        (false, false) => format!(
+            "origin {origin} is not allowed: forwarded without CORS headers (the browser keeps the answer from the page)"
+        ),
     }
 }
 

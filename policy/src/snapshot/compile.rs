@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue, Method};
 use warden_proto::v1 as pb;
 
 use crate::auth::AuthProvider;
+use crate::cors::{Cors, CorsFields, InvalidCors};
 use crate::ipset::IpSet;
 use crate::limits::limit::Limit;
 use crate::snapshot::compiled::{Mode, Snapshot};
@@ -98,6 +99,8 @@ pub enum InvalidRoute {
     RetryOn(u32),
     #[error(transparent)]
     Networks(#[from] InvalidNetworks),
+    #[error(transparent)]
+    Cors(#[from] InvalidCors),
 }
 
 /// An address list that does not parse.
@@ -210,6 +213,17 @@ const DEFAULT_OUTLIER: Outlier = Outlier {
     base_ejection: DEFAULT_BASE_EJECTION,
     max_ejected_percent: DEFAULT_MAX_EJECTED_PERCENT,
 };
+
+fn cors(c: &pb::Cors) -> Result<Cors, InvalidCors> {
+    Cors::compile(&CorsFields {
+        allow_origins: &c.allow_origins,
+        allow_methods: &c.allow_methods,
+        allow_headers: &c.allow_headers,
+        expose_headers: &c.expose_headers,
+        max_age_secs: (c.max_age_ms > 0).then_some(c.max_age_ms / 1000),
+        allow_credentials: c.allow_credentials,
+    })
+}
 
 fn retry_budget(b: &pb::RetryBudget) -> RetryBudget {
     let (min_count, min_period) = b
@@ -385,6 +399,7 @@ fn route(
         non_idempotent: r.non_idempotent,
         idle_timeout: (r.idle_timeout_ms > 0).then(|| Duration::from_millis(r.idle_timeout_ms)),
         upgrades: r.upgrades,
+        cors: r.cors.as_ref().map(cors).transpose()?.map(Arc::new),
         host,
         path,
         methods,

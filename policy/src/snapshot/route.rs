@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::auth::AuthProvider;
+use crate::cors::Cors;
 use crate::ipset::IpSet;
 use crate::limits::limit::Limit;
 use crate::normalize::{exact_matches, prefix_matches};
@@ -84,6 +85,8 @@ pub struct Route {
     pub idle_timeout: Option<Duration>,
     /// WebSocket upgrades are tunnelled to the app.
     pub upgrades: bool,
+    /// CORS answered by Warden (the defaults' merged in).
+    pub cors: Option<Arc<Cors>>,
 }
 
 /// A route's retries.

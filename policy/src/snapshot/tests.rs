@@ -81,6 +81,7 @@ fn route_for(
     let out = run(s, method, host, path, headers, "127.0.0.1", |d| match &d.action {
         Action::Forward(f) => format!("{}\n{}", f.route.name, target(d, f)),
         Action::Deny(r) => format!("deny:{}\n", r.code()),
+        Action::Preflight(_) => "preflight\n".into(),
     });
     let (route, path) = out.split_once('\n').unwrap();
     (route.to_owned(), path.to_owned())
@@ -161,6 +162,7 @@ fn decide_for(s: &Snapshot, ip: &str, path: &str) -> String {
         (Action::Forward(f), None) => format!("forward:{}", f.route.name),
         (Action::Forward(f), Some(r)) => format!("forward:{} would-deny:{}", f.route.name, r.rule()),
         (Action::Deny(r), _) => format!("{} {} {:?}", r.status().as_u16(), r.rule(), d.route.map(|r| &*r.name)),
+        (Action::Preflight(_), _) => "preflight".into(),
     })
 }
 
@@ -215,6 +217,7 @@ auth:
                 d.would_deny.first().map_or("-", |r| r.code())
             ),
             Action::Deny(r) => format!("deny:{}", r.code()),
+            Action::Preflight(_) => "preflight".into(),
         })
     };
     let s = compile(yaml).unwrap();
@@ -306,4 +309,78 @@ fn exact_paths_take_one_trailing_slash_and_case_folds_only_when_asked() {
     assert_eq!(route_for(&s, Method::POST, "", "/Auth/LOGIN/", &[]).0, "login");
     // The upstream still gets the case the client sent.
     assert_eq!(route_for(&s, Method::GET, "", "/Files/Report", &[]), ("files".into(), "/store/Report".into()));
+}
+
+#[test]
+fn preflights_are_answered_by_the_route_of_the_method_they_ask_about() {
+    let yaml = "service: orders
+defaults:
+  cors: { allow_origins: [\"https://app.example.com\"], allow_methods: [GET, PUT], allow_credentials: true }
+routes:
+  - name: admin
+    match: { path_prefix: /api/admin }
+    access: { allow: [10.0.0.0/8] }
+  - name: put
+    match: { path_prefix: /api, methods: [PUT] }
+    auth: keys
+    cors: { allow_origins: [\"https://*.example.com\"] }
+  - name: options
+    match: { path_prefix: /own, methods: [OPTIONS] }
+    cors: { allow_origins: [\"https://app.example.com\"] }
+  - name: app
+    match: { path_prefix: / }
+auth:
+  keys: { type: api_key, header: x-api-key }
+";
+    let preflight = |s: &Snapshot, path: &str, origin: &'static str, ip: &str| {
+        let h = [("origin", origin), ("access-control-request-method", "PUT")];
+        run(s, Method::OPTIONS, "", path, &h, ip, |d| match &d.action {
+            Action::Preflight(p) => format!(
+                "preflight:{}:{}:{}",
+                d.route.map_or("-", |r| &*r.name),
+                p.origin.as_ref().map_or("-", |o| o.to_str().unwrap()),
+                d.would_deny.first().map_or("-".into(), |r| r.rule())
+            ),
+            Action::Forward(f) => format!("forward:{}", f.route.name),
+            Action::Deny(r) => format!("deny:{}:{}", r.code(), r.rule()),
+        })
+    };
+    let s = compile(yaml).unwrap();
+    let ok = "https://a.example.com";
+    assert_eq!(preflight(&s, "/api/x", ok, "192.0.2.1"), "preflight:put:https://a.example.com:-", "no key needed");
+    assert_eq!(preflight(&s, "/api/x", "https://evil.io", "192.0.2.1"), "deny:cors_origin_not_allowed:routes.put.cors");
+    assert_eq!(
+        preflight(&s, "/api/admin/x", "https://app.example.com", "192.0.2.1"),
+        "deny:address_denied:routes.admin.access.allow",
+        "access lists hold"
+    );
+    assert_eq!(
+        preflight(&s, "/api/admin/x", "https://app.example.com", "10.0.0.1"),
+        "preflight:admin:https://app.example.com:-",
+        "the defaults' CORS"
+    );
+    assert_eq!(
+        preflight(&s, "/own", "https://app.example.com", "192.0.2.1"),
+        "preflight:app:https://app.example.com:-"
+    );
+    let defaults = "defaults:\n  cors: { allow_origins: [\"https://app.example.com\"], allow_methods: [GET, PUT], allow_credentials: true }\n";
+    let own = compile(&yaml.replace(defaults, "")).unwrap();
+    assert_eq!(
+        preflight(&own, "/own", ok, "192.0.2.1"),
+        "forward:options",
+        "PUT's route has no CORS: the app's OPTIONS"
+    );
+    // An actual call from a browser goes through auth as always.
+    let put = run(&s, Method::PUT, "", "/api/x", &[("origin", ok)], "192.0.2.1", |d| match &d.action {
+        Action::Deny(r) => r.code().to_owned(),
+        _ => "other".into(),
+    });
+    assert_eq!(put, "credential_missing");
+
+    let dry = compile(&format!("mode: dry_run\n{yaml}")).unwrap();
+    assert_eq!(
+        preflight(&dry, "/api/x", "https://evil.io", "192.0.2.1"),
+        "preflight:put:-:routes.put.cors",
+        "answered without CORS"
+    );
 }

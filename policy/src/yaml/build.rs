@@ -10,12 +10,12 @@ use sha2::{Digest, Sha256};
 use warden_proto::v1 as pb;
 
 use super::model::{
-    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, EscapedSlashes, HeaderOpsSpec, HmacScheme, LimitSpec, Mode, Policy,
-    Rate, RetriesSpec, RetryBudgetSpec, RetryOnSpec, RouteSpec, Scope, UpstreamProtocol,
+    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, CorsSpec, EscapedSlashes, HeaderOpsSpec, HmacScheme, LimitSpec, Mode,
+    Policy, Rate, RetriesSpec, RetryBudgetSpec, RetryOnSpec, RouteSpec, Scope, UpstreamProtocol,
 };
 
 /// The newest snapshot format this build writes and understands.
-pub const SCHEMA: u32 = 6;
+pub const SCHEMA: u32 = 7;
 /// Clock skew allowed on a JWT's `exp` and `nbf` when the policy sets no `leeway`.
 pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
 /// How old a Stripe signature's timestamp may be when the policy sets no `tolerance`.
@@ -61,7 +61,10 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
                 || r.idle_timeout.is_some()
                 || r.upgrades
         });
-    let schema = if uses_protocols {
+    let uses_cors = policy.defaults.cors.is_some() || policy.routes.iter().any(|r| r.cors.is_some());
+    let schema = if uses_cors {
+        7
+    } else if uses_protocols {
         6
     } else if !policy.limits.is_empty() {
         5
@@ -120,7 +123,7 @@ pub fn build(policy: &Policy, source: &str, version: u64) -> pb::Snapshot {
             case_insensitive_paths: policy.defaults.case_insensitive_paths,
             retry_budget: policy.defaults.retry_budget.as_ref().map(retry_budget),
         }),
-        routes: policy.routes.iter().map(route).collect(),
+        routes: policy.routes.iter().map(|r| route(r, policy.defaults.cors.as_ref())).collect(),
         source_yaml: source.to_owned(),
         client_ip: policy.client_ip.as_ref().map(|c| pb::ClientIp { trusted_proxies: c.trusted_proxies.clone() }),
         access: policy.access.as_ref().map(access),
@@ -204,7 +207,7 @@ fn access(a: &AccessSpec) -> pb::Access {
     pb::Access { allow: a.allow.clone(), deny: a.deny.clone() }
 }
 
-fn route(r: &RouteSpec) -> pb::Route {
+fn route(r: &RouteSpec, default_cors: Option<&CorsSpec>) -> pb::Route {
     let m = &r.matches;
     pb::Route {
         name: r.name.clone(),
@@ -237,6 +240,14 @@ fn route(r: &RouteSpec) -> pb::Route {
         non_idempotent: r.non_idempotent,
         idle_timeout_ms: r.idle_timeout.map_or(0, |d| millis(d.0)),
         upgrades: r.upgrades,
+        cors: r.cors.as_ref().map(|c| c.over(default_cors)).or_else(|| default_cors.cloned()).map(|c| pb::Cors {
+            allow_origins: c.allow_origins.unwrap_or_default(),
+            allow_methods: c.allow_methods.unwrap_or_default(),
+            allow_headers: c.allow_headers.unwrap_or_default().iter().map(|h| h.to_ascii_lowercase()).collect(),
+            expose_headers: c.expose_headers.unwrap_or_default().iter().map(|h| h.to_ascii_lowercase()).collect(),
+            max_age_ms: c.max_age.map_or(0, |d| millis(d.0)),
+            allow_credentials: c.allow_credentials.unwrap_or(false),
+        }),
     }
 }
 

@@ -373,6 +373,46 @@ pub struct DefaultsSpec {
     /// Every upstream's retry budget unless it sets its own (default 20%, 10/s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_budget: Option<RetryBudgetSpec>,
+    /// CORS for every route; a route's `cors` overrides it field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+}
+
+/// Which browser origins may call, answered by Warden (`docs/cors.md`). Every field is
+/// optional so a route's block can override the defaults' field by field.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// `https://app.example.com`, `https://*.example.com` (subdomains only), or `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_origins: Option<Vec<String>>,
+    /// Default: GET, HEAD, POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_methods: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_headers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose_headers: Option<Vec<String>>,
+    /// How long a browser may reuse a preflight's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+}
+
+impl CorsSpec {
+    /// This block over `base`, field by field.
+    pub fn over(&self, base: Option<&CorsSpec>) -> CorsSpec {
+        let Some(b) = base else { return self.clone() };
+        CorsSpec {
+            allow_origins: self.allow_origins.clone().or_else(|| b.allow_origins.clone()),
+            allow_methods: self.allow_methods.clone().or_else(|| b.allow_methods.clone()),
+            allow_headers: self.allow_headers.clone().or_else(|| b.allow_headers.clone()),
+            expose_headers: self.expose_headers.clone().or_else(|| b.expose_headers.clone()),
+            max_age: self.max_age.or(b.max_age),
+            allow_credentials: self.allow_credentials.or(b.allow_credentials),
+        }
+    }
 }
 
 /// A path with an escaped slash (`%2F`) is routed as the app sees it, decoded; then it is
@@ -435,6 +475,9 @@ pub struct RouteSpec {
     /// WebSocket upgrades are tunnelled to the app on this route (default: stripped).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub upgrades: bool,
+    /// Overrides `defaults.cors` field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -9,8 +9,8 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::locate::Seg;
 use super::model::{
-    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, HeaderOpsSpec, HmacScheme, LimitSpec, MatchSpec, Policy, RetriesSpec,
-    RetryOnSpec, RouteSpec, UpstreamTlsSpec,
+    APP_UPSTREAM, AccessSpec, AuthKind, AuthSpec, CorsSpec, HeaderOpsSpec, HmacScheme, LimitSpec, MatchSpec, Policy,
+    RetriesSpec, RetryOnSpec, RouteSpec, UpstreamTlsSpec,
 };
 use crate::ipset::parse_net;
 use crate::normalize::{normalize_path, prefix_matches};
@@ -162,6 +162,10 @@ pub fn validate(policy: &Policy) -> (Vec<Finding>, Vec<Finding>) {
         c.error(vec![key("defaults"), key("timeout")], "timeout must be more than 0");
     }
 
+    if let Some(cors) = &policy.defaults.cors {
+        check_cors(&mut c, &[key("defaults"), key("cors")], cors, None);
+    }
+
     if policy.routes.is_empty() {
         c.warnings.push(Finding {
             path: vec![key("service")],
@@ -283,6 +287,9 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
     if let Some(r) = &route.retries {
         check_retries(c, &at(base, &["retries"]), r);
     }
+    if let Some(cors) = &route.cors {
+        check_cors(c, &at(base, &["cors"]), cors, policy.defaults.cors.as_ref());
+    }
     if route.idle_timeout.is_some_and(|d| d.0.is_zero()) {
         c.error(at(base, &["idle_timeout"]), "idle_timeout must be more than 0");
     }
@@ -298,6 +305,70 @@ fn check_route(c: &mut Checker, policy: &Policy, base: &[Seg], route: &RouteSpec
         defined.insert(0, APP_UPSTREAM);
         c.error(at(base, &["upstream"]), format!("upstream '{up}' is not defined (defined: {})", defined.join(", ")));
     }
+}
+
+/// A CORS block's own fields, then the block over the defaults' (what the route will serve).
+fn check_cors(c: &mut Checker, base: &[Seg], cors: &CorsSpec, defaults: Option<&CorsSpec>) {
+    let item = |field: &str, i: usize| [at(base, &[field]), vec![Seg::Index(i)]].concat();
+    let origins = cors.allow_origins.as_deref().unwrap_or_default();
+    for (i, o) in origins.iter().enumerate() {
+        if let Err(msg) = check_origin(o) {
+            c.error(item("allow_origins", i), msg);
+        } else if o == "*" && origins.len() > 1 {
+            c.error(item("allow_origins", i), "'*' allows every origin: list it alone");
+        }
+    }
+    for (i, m) in cors.allow_methods.iter().flatten().enumerate() {
+        if Method::from_bytes(m.as_bytes()).is_err() || m.to_ascii_uppercase() != *m {
+            c.error(
+                item("allow_methods", i),
+                format!("'{m}' is not an HTTP method: write it in capitals, like GET or POST"),
+            );
+        }
+    }
+    for field in ["allow_headers", "expose_headers"] {
+        let names = if field == "allow_headers" { &cors.allow_headers } else { &cors.expose_headers };
+        for (i, h) in names.iter().flatten().enumerate() {
+            if HeaderName::from_bytes(h.as_bytes()).is_err() {
+                c.error(item(field, i), format!("'{h}' is not a valid header name"));
+            }
+        }
+    }
+    let merged = cors.over(defaults);
+    let Some(all) = &merged.allow_origins else {
+        let here = if defaults.is_some() { "here or in defaults.cors" } else { "here" };
+        return c.error(base.to_vec(), format!("cors needs allow_origins ({here})"));
+    };
+    // Browsers refuse `access-control-allow-origin: *` on a call with credentials.
+    if merged.allow_credentials == Some(true) && all.iter().any(|o| o == "*") {
+        let msg = "'*' cannot be used with allow_credentials: true (browsers refuse it): list the origins";
+        match origins.iter().position(|o| o == "*") {
+            Some(i) => c.error(item("allow_origins", i), msg),
+            None => c.error(at(base, &["allow_credentials"]), msg),
+        }
+    }
+}
+
+/// `*`, `https://app.example.com[:port]`, or `https://*.example.com[:port]`: what a
+/// browser's `origin` header can be, with nothing after the host.
+fn check_origin(o: &str) -> Result<(), String> {
+    if o == "*" {
+        return Ok(());
+    }
+    let Some((scheme, rest)) = o.split_once("://").filter(|(s, _)| matches!(*s, "http" | "https")) else {
+        return Err(format!("'{o}' is not an origin: write the scheme and host, like https://app.example.com"));
+    };
+    if rest.contains(['/', '?', '#', '@']) {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        return Err(format!("'{o}': an origin has no path or user, only {scheme}://{host}"));
+    }
+    let host = rest.strip_prefix("*.").unwrap_or(rest);
+    if host.is_empty() || host.contains('*') || host.parse::<http::uri::Authority>().is_err() {
+        return Err(format!(
+            "'{o}' is not an origin: a wildcard only stands for subdomains at the front, like https://*.example.com"
+        ));
+    }
+    Ok(())
 }
 
 /// Most clock skew a JWT check may allow: more turns `exp` into a suggestion.

@@ -18,6 +18,8 @@ pub enum DecisionKind {
     Deny,
     /// Forwarded, but a rule in dry run would have refused it.
     WouldDeny,
+    /// A CORS preflight Warden answered itself.
+    Preflight,
 }
 
 impl DecisionKind {
@@ -26,6 +28,7 @@ impl DecisionKind {
             DecisionKind::Forward => "forward",
             DecisionKind::Deny => "deny",
             DecisionKind::WouldDeny => "would_deny",
+            DecisionKind::Preflight => "preflight",
         }
     }
 }
