@@ -22,6 +22,7 @@ use crate::detect::{Protocol, detect};
 use crate::edge::EdgeLimits;
 use crate::live::Live;
 use crate::proxy::{self, Downstream};
+use crate::telemetry::metrics::Open;
 
 /// Serves one accepted (and, with TLS, handshaken) connection until it ends; with a
 /// watcher, it drains on shutdown.
@@ -211,24 +212,14 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::
     }
     drop(listener);
     tracing::info!(timeout = ?cfg.drain_timeout, "draining in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("drained"),
-        () = tokio::time::sleep(cfg.drain_timeout) => tracing::warn!("drain timeout reached; closing the remaining connections"),
-    }
-}
-
-/// Counts a connection in `warden_active_connections` for as long as it is open.
-struct Open(prometheus_client::metrics::gauge::Gauge);
-
-impl Open {
-    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Open {
-        gauge.inc();
-        Open(gauge.clone())
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
+    // HTTP/2 connections get GOAWAY, HTTP/1.1 ones close after their request; tunnels,
+    // which left hyper at their upgrade, run on meanwhile. All share one deadline.
+    let deadline = tokio::time::Instant::now() + cfg.drain_timeout;
+    let connections = async {
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("drained"),
+            () = tokio::time::sleep_until(deadline) => tracing::warn!("drain timeout reached; closing the remaining connections"),
+        }
+    };
+    tokio::join!(connections, live.tunnels().drain(deadline));
 }

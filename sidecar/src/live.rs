@@ -21,6 +21,7 @@ use crate::installer::{Change, Installed, Installer, Origin};
 use crate::state::StateFile;
 use crate::telemetry::Telemetry;
 use crate::tls::{CertFiles, LoadedTls};
+use crate::tunnel::Tunnels;
 
 /// Why a change was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub struct Live {
     buffer_budget: Arc<tokio::sync::Semaphore>,
     /// Requests that may wait on upstreams at once (`EdgeLimits::max_in_flight`).
     in_flight: tokio::sync::Semaphore,
+    /// Open WebSocket tunnels, drained on shutdown.
+    tunnels: Tunnels,
 }
 
 impl Live {
@@ -63,12 +66,17 @@ impl Live {
             limits: EdgeLimits::default(),
             buffer_budget: Arc::new(tokio::sync::Semaphore::new(EdgeLimits::default().max_buffered_bytes >> 10)),
             in_flight: tokio::sync::Semaphore::new(EdgeLimits::default().max_in_flight),
+            tunnels: Tunnels::default(),
         }
     }
 
     /// Where requests are counted and logged.
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
+    }
+
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     /// Sets up telemetry (the access log on or off).

@@ -223,9 +223,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     server.await?;
     live.flush_snapshot().await;
-    // Flush queued spans; off the runtime thread, which must keep driving the gRPC channel.
+    // Flush the access log and queued spans; off the runtime thread, which must keep driving the gRPC channel.
     let flushing = live.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        flushing.telemetry().flush_access_log(Duration::from_secs(2));
         if let Some(t) = &flushing.telemetry().traces {
             t.shutdown();
         }

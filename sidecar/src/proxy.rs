@@ -90,7 +90,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Handles one request, and records how it ended (metrics, access log, deny record).
-pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> Response<ProxyBody> {
+pub async fn handle(live: &Arc<Live>, req: Request<Incoming>, conn: &Downstream) -> Response<ProxyBody> {
     let started = std::time::Instant::now();
     let mut out = Outcome { method: req.method().clone(), client_ip: Some(conn.peer.ip()), ..Outcome::default() };
     // CORS is set on the way out, on the app's answers and on Warden's own alike.
@@ -106,7 +106,7 @@ pub async fn handle(live: &Live, req: Request<Incoming>, conn: &Downstream) -> R
 }
 
 async fn decide_and_forward(
-    live: &Live,
+    live: &Arc<Live>,
     req: Request<Incoming>,
     conn: &Downstream,
     out: &mut Outcome,
@@ -324,7 +324,12 @@ async fn decide_and_forward(
     let tunnel = match client_upgrade {
         Some(client) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
             let idle = route.idle_timeout.unwrap_or(live.limits().stream_idle_timeout);
-            tunnel::join(client, hyper::upgrade::on(&mut resp), idle, route.name.clone());
+            // The close is logged, traced and counted against the upgrade request.
+            let (held, out, open) = (live.clone(), out.clone(), live.telemetry().metrics.tunnel_opened());
+            tunnel::join(live.tunnels(), client, hyper::upgrade::on(&mut resp), idle, move |stats| {
+                drop(open);
+                held.telemetry().tunnel_closed(out, stats);
+            });
             true
         }
         _ => false,

@@ -89,6 +89,13 @@ impl Traces {
         parent.with_span(span)
     }
 
+    /// Starts a span inside `parent`'s trace that began at `start` (a tunnel, recorded
+    /// when it closes).
+    pub fn child(&self, parent: &Context, name: &'static str, start: std::time::SystemTime) -> Context {
+        let span = self.tracer.span_builder(name).with_start_time(start).start_with_context(&self.tracer, parent);
+        parent.with_span(span)
+    }
+
     /// Sets `traceparent` (and `tracestate`) for the upstream: Warden's span is the parent.
     pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
         self.propagator.inject_context(cx, &mut HeaderInjector(headers));

@@ -1,6 +1,7 @@
 //! WebSockets through the sidecar, with a server and a client Warden did not write
 //! (Python's `websockets`, `tools/ws_peer.py`): an echo, auth on the upgrade request, a
-//! route that does not take upgrades, and a policy swap while a tunnel is open.
+//! route that does not take upgrades, a policy swap while a tunnel is open, and a drain:
+//! a tunnel gets the drain period, then is closed, and every close is logged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -73,6 +74,16 @@ impl Chat {
         self.line(&format!("the echo of {message}")).await["echo"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Waits for the other side (the sidecar) to close the tunnel.
+    async fn closed_by_peer(&mut self) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(b"?wait-close\n").await.unwrap();
+        stdin.flush().await.unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await;
+        let line = line.expect("the tunnel closed within 30 s").unwrap().expect("the chat printed a line");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&line).unwrap()["peer_closed"], true, "{line}");
+    }
+
     async fn close(mut self) {
         self.stdin = None;
         assert_eq!(self.line("the close").await["closed"], true);
@@ -121,6 +132,53 @@ async fn websockets_are_tunnelled_where_routes_allow_them_auth_applies_and_a_swa
     eventually("v2 is in use", Duration::from_secs(10), || async { version().await == Some(2) }).await;
     assert_eq!(chat.say("after").await, "AFTER", "the open tunnel outlives the swap");
     chat.close().await;
+    let closed = sidecar
+        .proc
+        .wait_for_json("the tunnel's close in the access log", Duration::from_secs(10), |v| v["tunnel"].is_object())
+        .await;
+    assert_eq!((closed["route"].as_str(), closed["status"].as_u64()), (Some("ws"), Some(101)), "{closed}");
+    assert_eq!(closed["tunnel"]["closed"], "closed", "{closed}");
+    // "before" and "after", each in a masked frame (6 bytes of header), and the close frame.
+    assert!(closed["tunnel"]["bytes_to_app"].as_u64().unwrap() >= 2 * (6 + 6), "{closed}");
+    assert!(closed["tunnel"]["bytes_to_client"].as_u64().unwrap() >= 2 * (2 + 6), "{closed}");
+    let metrics = client.get(&sidecar.admin_url("/metrics")).await.unwrap().text();
+    // The echo's tunnel and the chat's: each counted once, at its close.
+    assert!(metrics.contains("warden_tunnels_closed_total{route=\"ws\",closed=\"closed\"} 2"), "{metrics}");
+    assert!(metrics.contains("warden_tunnels_open 0"), "{metrics}");
     let refused = result(&talk(&ws("/ws/new"), serde_json::json!({"messages": ["x"]}))).await;
     assert_eq!(refused["status"], 404, "a new tunnel follows the new policy: {refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_a_tunnel_runs_through_the_drain_period_then_is_closed_and_logged() {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script()).arg("serve");
+    let server = Proc::spawn_command("ws_peer.py serve", cmd);
+    let line = server.wait_for_json("listening line", Duration::from_secs(20), |v| v["listening"].is_u64()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_policy(dir.path(), "p.yaml", POLICY);
+    let upstream = format!("127.0.0.1:{}", line["listening"]);
+    let args = ["--policy-file", &file, "--upstream", &upstream, "--drain-timeout", "3s"];
+    let mut sidecar = Sidecar::start(&args).await;
+    let (client, ready) = (Client::default(), sidecar.admin_url("/readyz"));
+    eventually("ready", Duration::from_secs(10), || async { client.get(&ready).await.is_ok_and(|r| r.status == 200) })
+        .await;
+
+    let mut chat = Chat::open(&format!("ws://{}/ws/drain", sidecar.proxy)).await;
+    assert_eq!(chat.say("before").await, "BEFORE");
+    sidecar.proc.terminate();
+    eventually("draining (readiness off)", Duration::from_secs(10), || async {
+        client.get(&ready).await.is_ok_and(|r| r.status == 503)
+    })
+    .await;
+    assert_eq!(chat.say("during").await, "DURING", "an open tunnel keeps working while the sidecar drains");
+    chat.closed_by_peer().await;
+    let closed = sidecar
+        .proc
+        .wait_for_json("the tunnel's close in the access log", Duration::from_secs(10), |v| v["tunnel"].is_object())
+        .await;
+    assert_eq!(closed["tunnel"]["closed"], "shutdown", "{closed}");
+    assert!(closed["latency_ms"].as_f64().unwrap() >= 3000.0, "it had the whole drain period: {closed}");
+    let exit = sidecar.proc.wait_exit(Duration::from_secs(10)).await.expect("the sidecar exits after the drain");
+    assert!(exit.success(), "{exit:?}");
 }

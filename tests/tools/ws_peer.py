@@ -10,7 +10,9 @@ end-to-end tests.
   ws_peer.py chat URL       opens URL and prints {"status": 101}; then sends each line read
                             from stdin and prints {"echo": ...} for it; at the end of stdin
                             closes and prints {"closed": true}. The test decides when each
-                            message goes (after a policy change, say), not a timer.
+                            message goes (after a policy change, say), not a timer. The
+                            line "?wait-close" sends nothing: it waits for the other side
+                            to close and prints {"peer_closed": true}.
 """
 
 import asyncio
@@ -55,6 +57,13 @@ async def chat(url):
     async with websockets.connect(url, proxy=None) as ws:
         print(json.dumps({"status": 101}), flush=True)
         while line := await lines.readline():
+            if line.strip() == b"?wait-close":
+                try:
+                    await asyncio.wait_for(ws.recv(), 60)
+                except websockets.ConnectionClosed:
+                    print(json.dumps({"peer_closed": True}), flush=True)
+                    return
+                continue
             await ws.send(line.decode().strip())
             print(json.dumps({"echo": await asyncio.wait_for(ws.recv(), 10)}), flush=True)
     print(json.dumps({"closed": True}), flush=True)

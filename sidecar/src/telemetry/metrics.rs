@@ -1,7 +1,7 @@
 //! Prometheus metrics (the `prometheus-client` crate; OpenMetrics text on `/metrics`):
 //! requests by route, status and decision; refusals by rule and reason; request and
-//! upstream latency histograms; active connections; the snapshot in use and swaps; the
-//! control-plane connection; telemetry dropped.
+//! upstream latency histograms; active connections and WebSocket tunnels; the snapshot in
+//! use and swaps; the control-plane connection; telemetry dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 
 use warden_policy::refusal::Fault;
 
-use crate::telemetry::outcome::{DecisionKind, Outcome};
+use crate::telemetry::outcome::{DecisionKind, Outcome, TunnelStats};
 
 /// A route name as a label value: the snapshot's own `Arc<str>`, shared rather than
 /// copied for every request.
@@ -48,6 +48,20 @@ struct DenyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: RouteName,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TunnelLabels {
+    route: RouteName,
+    /// `closed`, `broken`, `idle` or `shutdown`.
+    closed: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TunnelBytesLabels {
+    route: RouteName,
+    /// `to_app` or `to_client`.
+    direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +116,25 @@ pub struct Metrics {
     ejections: Family<EndpointLabels, Counter>,
     endpoint_outstanding: Family<EndpointLabels, Gauge>,
     endpoint_ejected: Family<EndpointLabels, Gauge>,
+    tunnels_open: Gauge,
+    tunnels_closed: Family<TunnelLabels, Counter>,
+    tunnel_bytes: Family<TunnelBytesLabels, Counter>,
+}
+
+/// Counts something in a gauge for as long as it is open (a connection, a tunnel).
+pub struct Open(Gauge);
+
+impl Open {
+    pub fn new(gauge: &Gauge) -> Open {
+        gauge.inc();
+        Open(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -125,6 +158,16 @@ impl Default for Metrics {
         let ejections = Family::<EndpointLabels, Counter>::default();
         let endpoint_outstanding = Family::<EndpointLabels, Gauge>::default();
         let endpoint_ejected = Family::<EndpointLabels, Gauge>::default();
+        let tunnels_open = Gauge::default();
+        let tunnels_closed = Family::<TunnelLabels, Counter>::default();
+        let tunnel_bytes = Family::<TunnelBytesLabels, Counter>::default();
+        registry.register("tunnels_open", "WebSocket tunnels open now", tunnels_open.clone());
+        registry.register("tunnels_closed", "WebSocket tunnels closed, by route and why", tunnels_closed.clone());
+        registry.register(
+            "tunnel_bytes",
+            "Bytes through WebSocket tunnels, by route and direction",
+            tunnel_bytes.clone(),
+        );
         registry.register("upstream_retries", "Tries made again, by upstream", retries.clone());
         registry.register(
             "upstream_retry_budget_exhausted",
@@ -193,6 +236,9 @@ impl Default for Metrics {
             ejections,
             endpoint_outstanding,
             endpoint_ejected,
+            tunnels_open,
+            tunnels_closed,
+            tunnel_bytes,
         }
     }
 }
@@ -239,6 +285,19 @@ impl Metrics {
         for endpoint in ejected {
             let labels = EndpointLabels { upstream: upstream.to_owned(), endpoint: endpoint.clone() };
             self.ejections.get_or_create(&labels).inc();
+        }
+    }
+
+    /// A tunnel opened: counted open until the guard drops.
+    pub fn tunnel_opened(&self) -> Open {
+        Open::new(&self.tunnels_open)
+    }
+
+    pub(super) fn tunnel_closed(&self, route: Option<&Arc<str>>, t: &TunnelStats) {
+        let route = RouteName(route.cloned());
+        self.tunnels_closed.get_or_create(&TunnelLabels { route: route.clone(), closed: t.closed.as_str() }).inc();
+        for (direction, n) in [("to_app", t.bytes_to_app), ("to_client", t.bytes_to_client)] {
+            self.tunnel_bytes.get_or_create(&TunnelBytesLabels { route: route.clone(), direction }).inc_by(n);
         }
     }
 

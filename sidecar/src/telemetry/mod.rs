@@ -11,7 +11,7 @@
 //! (`warden_telemetry_dropped_total`).
 
 mod access_log;
-mod metrics;
+pub mod metrics;
 pub mod outcome;
 pub mod route_stats;
 
@@ -25,7 +25,7 @@ use warden_proto::v1 as pb;
 
 pub use access_log::AccessLog;
 pub use metrics::{EndpointLabels, EndpointSample, Metrics};
-pub use outcome::{DecisionKind, Outcome};
+pub use outcome::{Closed, DecisionKind, Outcome, TunnelStats};
 pub use route_stats::RouteStats;
 use warden_policy::refusal::Fault;
 pub use warden_telemetry::Traces;
@@ -116,6 +116,42 @@ impl Telemetry {
         }
         if let Some(log) = &self.access {
             log.send(access_log::Record { out, status, latency, bytes, at: now });
+        }
+    }
+
+    /// Records a WebSocket tunnel's close against its upgrade request: metrics, a span
+    /// (a child of the request's) and an access log line with `tunnel` set.
+    pub fn tunnel_closed(&self, mut out: Outcome, t: TunnelStats) {
+        self.metrics.tunnel_closed(out.route.as_ref(), &t);
+        if let (Some(traces), Some(cx)) = (&self.traces, &out.trace)
+            && traces::recording(cx)
+        {
+            use opentelemetry::KeyValue;
+            let span = traces.child(cx, "warden.tunnel", t.opened);
+            traces::finish(
+                &span,
+                vec![
+                    KeyValue::new("warden.tunnel.closed", t.closed.as_str()),
+                    KeyValue::new("warden.tunnel.bytes_to_app", i64::try_from(t.bytes_to_app).unwrap_or(i64::MAX)),
+                    KeyValue::new(
+                        "warden.tunnel.bytes_to_client",
+                        i64::try_from(t.bytes_to_client).unwrap_or(i64::MAX),
+                    ),
+                ],
+            );
+        }
+        if let Some(log) = &self.access {
+            let (latency, bytes) = (t.lasted, Some(t.bytes_to_client));
+            out.tunnel = Some(t);
+            let status = StatusCode::SWITCHING_PROTOCOLS;
+            log.send(access_log::Record { out, status, latency, bytes, at: SystemTime::now() });
+        }
+    }
+
+    /// Writes out the access log lines queued so far (blocking; at shutdown).
+    pub fn flush_access_log(&self, within: Duration) {
+        if let Some(log) = &self.access {
+            log.flush(within);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method};
 use warden_policy::refusal::Fault;
@@ -34,7 +34,7 @@ impl DecisionKind {
 }
 
 /// One request's facts, gathered while it is handled.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub request_id: Option<HeaderValue>,
     /// The request id is the client's own `x-request-id`.
@@ -60,4 +60,40 @@ pub struct Outcome {
     pub trace: Option<opentelemetry::Context>,
     /// Its trace id, as hex.
     pub trace_id: Option<String>,
+    /// Set on the record of a WebSocket tunnel's close (`tunnel.rs`).
+    pub tunnel: Option<TunnelStats>,
+}
+
+/// Why a tunnel ended, as the access log, span and metrics say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// One side closed its connection (the other's is then closed too).
+    Closed,
+    /// A read or write failed.
+    Broken,
+    /// Nothing moved for the route's idle timeout.
+    Idle,
+    /// The sidecar shut down and the drain period ran out.
+    Shutdown,
+}
+
+impl Closed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::Closed => "closed",
+            Closed::Broken => "broken",
+            Closed::Idle => "idle",
+            Closed::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A closed tunnel's account.
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelStats {
+    pub closed: Closed,
+    pub bytes_to_app: u64,
+    pub bytes_to_client: u64,
+    pub opened: SystemTime,
+    pub lasted: Duration,
 }
