@@ -241,6 +241,19 @@ def parse_retries(text):
             "rows": [{"target": r[0], "rps": num(r[1]), "cpu_us": num(r[2])} for r in rows_after(lines, "target")]}
 
 
+def parse_websocket(text):
+    lines = text.splitlines()
+    m = re.search(r"over (\d+) connections x (\d+) in flight, (\d+)s x (\d+) rounds", lines[0])
+    nginx = re.search(r"; (nginx/[^ ;]+)", lines[0])
+    rows = [{"target": r[0], "size": num(r[1]), "eps": num(r[2]), "cpu_us": num(r[3]),
+             "per_core": num(r[4]) if r[4] != "-" else None, "vs_nginx": num(r[5]) if r[5] != "-" else None}
+            for r in rows_after(lines, "target")]
+    return {"bench": "websocket", "date": date_of(lines[0]),
+            "params": {"conns": int(m.group(1)), "window": int(m.group(2)), "dur": int(m.group(3)), "rounds": int(m.group(4)),
+                       "nginx": nginx.group(1) if nginx else None},
+            "rows": rows}
+
+
 def parse_tracing(text):
     lines = text.splitlines()
     m = re.search(r"-d(\d+)s x (\d+) rounds", lines[0])
@@ -360,7 +373,7 @@ def parse_swap(text):
     return {"bench": "swap", "date": date_of(lines[0]), "loads": loads}
 
 
-PARSERS = {"dataplane": parse_dataplane, "grpc": parse_grpc, "retries": parse_retries, "tls": parse_tls, "tracing": parse_tracing, "auth": parse_auth,
+PARSERS = {"dataplane": parse_dataplane, "grpc": parse_grpc, "retries": parse_retries, "websocket": parse_websocket, "tls": parse_tls, "tracing": parse_tracing, "auth": parse_auth,
            "limits": parse_limits, "quota": parse_quota, "cp-scale": parse_cp_scale, "swap": parse_swap}
 
 

@@ -4,7 +4,7 @@
 #   tests/bench/setup.sh               # once per machine: the peers and load generators
 #   tests/bench/run.sh                 # the data-plane benchmark (~15 min)
 #   tests/bench/run.sh tls auth        # named benchmarks, in turn
-#   tests/bench/run.sh all             # every benchmark with a table (~27 min)
+#   tests/bench/run.sh all             # every benchmark with a table (~28 min)
 #   tests/bench/run.sh --list          # what there is, and roughly how long each takes
 #
 # Builds the release binaries once, runs each named benchmark (tests/bench/NAME.sh), which
@@ -25,6 +25,7 @@ declare -A ABOUT=(
   [dataplane]="direct, nginx, HAProxy, Envoy and Warden three ways; HTTP/1.1 and HTTP/2, 20 B and 64 KiB (~15 min)"
   [grpc]="gRPC unary calls: Envoy and Warden, plain and full policy (~2 min)"
   [retries]="what a retry-enabled route costs when nothing fails (~1.5 min)"
+  [websocket]="WebSocket echoes: nginx and Warden (~1.5 min)"
   [tls]="nginx and Warden with and without TLS (~2 min)"
   [tracing]="Warden with tracing off, 100 %, 1 %, collector down (~2 min)"
   [auth]="what API keys and JWTs cost per request; revocation latency (~5 min)"
@@ -34,7 +35,7 @@ declare -A ABOUT=(
   [swap]="policy swaps under load (~2.5 min)"
   [soak]="an hour of everything at once, attacks included (1 h; SOAK_DURATION=5m for a look)"
 )
-ORDER="dataplane grpc retries tls tracing auth limits quota cp-scale swap soak"
+ORDER="dataplane grpc retries websocket tls tracing auth limits quota cp-scale swap soak"
 
 tables=1 names=()
 for a in "$@"; do

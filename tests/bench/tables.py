@@ -336,6 +336,22 @@ def render_retries(res):
             + table(["route", "req/s", "sidecar CPU µs/req"], rows) + tail)
 
 
+def render_websocket(res):
+    d = res("websocket")
+    p = d["params"]
+    names = {"direct": "direct (no proxy)", "nginx": p.get("nginx") or "nginx", "warden": "Warden, `upgrades: true`"}
+    rows = [[names.get(r["target"], r["target"]), f"{r['size']} B", n0(r["eps"]),
+             "" if r["target"] == "direct" else f"{r['cpu_us']:.2f}", n0(r["per_core"]),
+             "" if r["vs_nginx"] is None else x(r["vs_nginx"])] for r in d["rows"]]
+    tail = "".join(
+        f"\n\nWith {r['size']}-byte messages Warden echoed {x(r['vs_nginx'])} nginx's messages per core of the proxy "
+        f"(target ≥ 1×; {'met' if r['vs_nginx'] >= 1 else 'not met'})."
+        for r in d["rows"] if r["target"] == "warden" and r["vs_nginx"] is not None)
+    return (source(d, f" ({p['conns']} connections × {p['window']} messages in flight, {rounds(p['rounds'])} of {p['dur']} s, medians)")
+            + "\n\n" + table(["target", "message", "echoes/s", "proxy CPU µs/echo", "echoes/s per proxy core", "vs nginx"], rows)
+            + tail)
+
+
 def render_tracing(res):
     d = res("tracing")
     p = d["params"]
@@ -452,6 +468,7 @@ BLOCKS = {
     "dataplane-before-after": render_dataplane_before_after,
     "grpc": render_grpc,
     "retries": render_retries,
+    "websocket": render_websocket,
     "tls": render_tls,
     "tracing": render_tracing,
     "auth": render_auth,

@@ -22,6 +22,7 @@ auth:
   keys: { type: api_key, header: x-api-key }
 routes:
   - { name: ws, match: { path_prefix: /ws }, upgrades: true, idle_timeout: 30s }
+  - { name: quiet, match: { path_prefix: /quiet }, upgrades: true, idle_timeout: 300ms }
   - { name: locked, match: { path_prefix: /locked }, upgrades: true, auth: keys }
   - { name: plain, match: { path_prefix: / } }
 ";
@@ -121,6 +122,19 @@ async fn websockets_are_tunnelled_where_routes_allow_them_auth_applies_and_a_swa
     let plain = result(&talk(&ws("/elsewhere"), serde_json::json!({"messages": ["x"]}))).await;
     assert_ne!(plain["status"], 101, "a route without upgrades strips Upgrade: the app sees a plain GET: {plain}");
 
+    // A tunnel quiet for its route's idle_timeout is closed, and says so.
+    let mut quiet = Chat::open(&ws("/quiet")).await;
+    assert_eq!(quiet.say("once").await, "ONCE");
+    quiet.closed_by_peer().await;
+    let idle = sidecar
+        .proc
+        .wait_for_json("the quiet tunnel's close", Duration::from_secs(10), |v| {
+            v["route"] == "quiet" && v["tunnel"].is_object()
+        })
+        .await;
+    assert_eq!(idle["tunnel"]["closed"], "idle", "{idle}");
+    let lasted = idle["latency_ms"].as_f64().unwrap();
+    assert!((300.0..5_000.0).contains(&lasted), "closed after its idle timeout, not long after: {idle}");
     // A tunnel opened under v1 keeps working after v2, which has no WebSocket route at all.
     let mut chat = Chat::open(&ws("/ws/long")).await;
     assert_eq!(chat.say("before").await, "BEFORE");
@@ -134,7 +148,9 @@ async fn websockets_are_tunnelled_where_routes_allow_them_auth_applies_and_a_swa
     chat.close().await;
     let closed = sidecar
         .proc
-        .wait_for_json("the tunnel's close in the access log", Duration::from_secs(10), |v| v["tunnel"].is_object())
+        .wait_for_json("the tunnel's close in the access log", Duration::from_secs(10), |v| {
+            v["tunnel"].is_object() && v["route"] == "ws"
+        })
         .await;
     assert_eq!((closed["route"].as_str(), closed["status"].as_u64()), (Some("ws"), Some(101)), "{closed}");
     assert_eq!(closed["tunnel"]["closed"], "closed", "{closed}");
