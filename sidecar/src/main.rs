@@ -58,7 +58,8 @@ struct Args {
     /// This sidecar's name in `wardenctl status` (default: host name and listen port).
     #[arg(long, env = "WARDEN_INSTANCE")]
     instance: Option<String>,
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: the CPUs this process may use: its cgroup's CPU quota,
+    /// rounded down, and its affinity; a pod limited to 1.5 CPUs or less gets one).
     #[arg(long, env = "WARDEN_THREADS")]
     threads: Option<usize>,
     /// How long in-flight requests may take to finish after SIGTERM.
@@ -111,21 +112,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     warden_telemetry::init_logging();
-    // One thread: a current-thread runtime skips the work-stealing scheduler's cross-thread
-    // bookkeeping, which is pure overhead when there is nobody to steal from.
-    let mut rt = match args.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
+    // Sized by what the process may use, not by the node's cores: the standard library
+    // reads the cgroup's CPU quota (v1 and v2) and the affinity mask, as Go's automaxprocs
+    // does. One thread: a current-thread runtime skips the work-stealing scheduler's
+    // cross-thread bookkeeping, which is pure overhead when there is nobody to steal from.
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+    let mut rt = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.max(1));
+            b.worker_threads(n);
             b
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
     };
-    rt.enable_all().build()?.block_on(run(args))
+    rt.enable_all().build()?.block_on(run(args, threads))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
     if args.control_plane.is_some() && args.service.is_none() {
         anyhow::bail!("--service is required with --control-plane");
     }
@@ -152,6 +155,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if telemetry.traces.is_some() {
         tracing::info!("tracing: spans export over OTLP as configured by OTEL_*");
     }
+    telemetry.metrics.worker_threads.set(i64::try_from(threads).unwrap_or(i64::MAX));
     let live = Arc::new(
         Live::new(app, args.service.clone(), state)
             .with_limits(limits)
@@ -214,7 +218,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         send_timeout: args.send_timeout,
     };
     let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, cfg));
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, "warden-sidecar listening");
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, threads, "warden-sidecar listening");
     warden_telemetry::announce_start("warden-sidecar", &[("proxy", proxy_addr), ("admin", admin_addr)]);
 
     shutdown_signal().await;

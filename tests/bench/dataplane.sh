@@ -15,7 +15,10 @@
 #                   tracing at 1 % to a real OTLP receiver, from a running control plane
 #   warden-big      the same with 999 more routes in front (1,000) and 100,000 API keys
 #   nginx-log       nginx with its access log on, buffered (buffer=64k flush=1s)
-#   warden-defaults plain routing with Warden's defaults (access log on, default threads)
+#   warden-log      plain routing, --threads 1 with the access log on (its default): what
+#                   the log costs beside `warden`
+#   warden-defaults plain routing with Warden's defaults (access log on, threads sized by
+#                   the CPUs it may use: pinned to one here, so one)
 #   warden-base     plain routing with the sidecar of another revision, WARDEN_BASE_REV=rev
 #                   (built here from `git archive`), or WARDEN_BASE_BIN=path: before/after
 #                   comparisons in one run
@@ -150,6 +153,7 @@ sidecar() {  # name binary flags...: a sidecar on a port of its own (HTTP/1.1 an
   H1[$name]=$port H2[$name]=$port MPID[$name]=${PID[$name]}
 }
 target_warden() { sidecar warden "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1 --access-log off; }
+target_warden-log() { sidecar warden-log "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1; }
 target_warden-defaults() { sidecar warden-defaults "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml"; }
 target_warden-base() { sidecar warden-base "$WARDEN_BASE_BIN" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1 --access-log off; }
 cp_sidecar() {  # name service
@@ -256,7 +260,7 @@ sample_load end
 [[ -n ${SINK_PORT:-} ]] && emit kind=note text="OTLP receiver (1 % sampling of warden-full and warden-big): $(tail -1 "$RUN/otlp-sink.log")"
 
 # Access logs (nginx-log, warden-defaults) grow by hundreds of MB a run: keep their tails.
-for f in "$RUN/nginx-log/access.log" "$RUN/warden-defaults.log"; do
+for f in "$RUN/nginx-log/access.log" "$RUN/warden-log.log" "$RUN/warden-defaults.log"; do
   [[ -f $f ]] && { tail -n 1000 "$f" >"$f.tail"; rm -f "$f"; }
 done
 python3 "$BENCH/report.py" dataplane "$RAW" --command "$BENCH_COMMAND" \

@@ -232,7 +232,19 @@ impl Sidecar {
     pub async fn start_env(args: &[&str], envs: &[(&str, &str)]) -> Sidecar {
         let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let proc = Proc::spawn_env("warden-sidecar", &all, envs);
+        Sidecar::started(Proc::spawn_env("warden-sidecar", &all, envs)).await
+    }
+
+    /// Starts `warden-sidecar` through `wrapper` (`taskset -c 0`, a shell that moves
+    /// itself into a cgroup first, ...), with `start`'s arguments.
+    pub async fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Sidecar {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(bin("warden-sidecar"));
+        cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]).args(args);
+        Sidecar::started(Proc::spawn_command("warden-sidecar", cmd)).await
+    }
+
+    async fn started(proc: Proc) -> Sidecar {
         let started = proc.started(Duration::from_secs(20)).await;
         let addr = |name: &str| started[name].as_str().and_then(|a| a.parse().ok());
         let proxy = addr("proxy").expect("proxy address in the start-up line");

@@ -101,6 +101,8 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub active_connections: Gauge,
+    /// The runtime's worker threads (1: a current-thread runtime).
+    pub worker_threads: Gauge,
     pub snapshot_version: Gauge,
     pub snapshot_swaps: Gauge,
     pub control_plane_connected: Gauge,
@@ -146,6 +148,7 @@ impl Default for Metrics {
         let upstream_latency =
             Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let active_connections = Gauge::default();
+        let worker_threads = Gauge::default();
         let snapshot_version = Gauge::default();
         let snapshot_swaps = Gauge::default();
         let control_plane_connected = Gauge::default();
@@ -205,6 +208,11 @@ impl Default for Metrics {
             upstream_latency.clone(),
         );
         registry.register("active_connections", "Downstream connections open", active_connections.clone());
+        registry.register(
+            "worker_threads",
+            "Runtime worker threads: --threads, or the CPUs the process may use (cgroup quota, affinity)",
+            worker_threads.clone(),
+        );
         registry.register("snapshot_version", "Policy version in use (0: none)", snapshot_version.clone());
         registry.register("snapshot_swaps", "Snapshots made active since start", snapshot_swaps.clone());
         registry.register(
@@ -224,6 +232,7 @@ impl Default for Metrics {
             latency,
             upstream_latency,
             active_connections,
+            worker_threads,
             snapshot_version,
             snapshot_swaps,
             control_plane_connected,

@@ -1,7 +1,8 @@
 //! What the sidecar tells about the requests it handles. Every request ends in one `Outcome` (filled in by `proxy.rs` as it decides),
 //! which becomes:
 //! - a metric update (`metrics.rs`, Prometheus text on the admin port's `/metrics`);
-//! - an access log line (`access_log.rs`, JSON on stdout, written by its own task);
+//! - an access log line (`access_log.rs`, JSON on stdout, buffered per worker and written
+//!   by a thread of its own);
 //! - for a refusal, a deny record queued for the control plane (`denials`, sent on the
 //!   report stream by `report.rs`);
 //! - with an OTLP endpoint configured, a server span (`warden_telemetry::traces`).
@@ -115,7 +116,7 @@ impl Telemetry {
             self.queue_denial(&out, status, now);
         }
         if let Some(log) = &self.access {
-            log.send(access_log::Record { out, status, latency, bytes, at: now });
+            log.write(&access_log::Record { out, status, latency, bytes, at: now });
         }
     }
 
@@ -144,7 +145,7 @@ impl Telemetry {
             let (latency, bytes) = (t.lasted, Some(t.bytes_to_client));
             out.tunnel = Some(t);
             let status = StatusCode::SWITCHING_PROTOCOLS;
-            log.send(access_log::Record { out, status, latency, bytes, at: SystemTime::now() });
+            log.write(&access_log::Record { out, status, latency, bytes, at: SystemTime::now() });
         }
     }
 
