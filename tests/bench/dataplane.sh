@@ -3,7 +3,7 @@
 # side in one run, over HTTP/1.1 keep-alive and HTTP/2 (h2c), with small (20 B) and 64 KiB
 # response bodies. Run it through tests/bench/run.sh (after tests/bench/setup.sh).
 #
-# Targets (TARGETS=..., in this order; default the first seven):
+# Targets (TARGETS=..., in this order; default all but warden-base):
 #   direct          no proxy: the upstream itself
 #   nginx           nginx, one worker, access log off
 #   haproxy         HAProxy, one thread
@@ -36,7 +36,7 @@
 #     ROUNDS rounds: p50 / p99 / p99.9 (median over rounds), and the p99 added over direct;
 #   - RSS: idle (after start, before any load) and under load (sampled mid-run).
 #
-#   tests/bench/run.sh dataplane                                   # ROUNDS=2 DUR=5, ~15 min
+#   tests/bench/run.sh dataplane                                   # ROUNDS=2 DUR=5, ~17 min
 #   ROUNDS=1 DUR=3 MODES=h1-small tests/bench/run.sh dataplane     # a quick look
 #   PERF=warden-full ROUNDS=1 MODES=h1-small tests/bench/run.sh dataplane   # + a perf profile
 #
@@ -47,7 +47,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} DUR_LAT=${DUR_LAT:-5} RATE=${RATE:-5000} KEYS=${KEYS:-100000} WARMUP=${WARMUP:-2}
 MODES=${MODES:-"h1-small h1-64k h2-small h2-64k"}
-TARGETS=${TARGETS:-"direct nginx haproxy envoy warden warden-full warden-big"}
+TARGETS=${TARGETS:-"direct nginx nginx-log haproxy envoy warden warden-log warden-defaults warden-full warden-big"}
 bench_init dataplane
 RAW=$RUN/raw.jsonl
 : >"$RAW"

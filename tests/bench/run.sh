@@ -2,9 +2,9 @@
 # The benchmarks' one entry point. From a fresh clone:
 #
 #   tests/bench/setup.sh               # once per machine: the peers and load generators
-#   tests/bench/run.sh                 # the data-plane benchmark (~15 min)
+#   tests/bench/run.sh                 # the data-plane benchmark (~17 min)
 #   tests/bench/run.sh tls auth        # named benchmarks, in turn
-#   tests/bench/run.sh all             # every benchmark with a table (~28 min)
+#   tests/bench/run.sh all             # every benchmark with a table (~30 min)
 #   tests/bench/run.sh --list          # what there is, and roughly how long each takes
 #
 # Builds the release binaries once, runs each named benchmark (tests/bench/NAME.sh), which
@@ -22,7 +22,7 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH/../.." && pwd)
 
 declare -A ABOUT=(
-  [dataplane]="direct, nginx, HAProxy, Envoy and Warden three ways; HTTP/1.1 and HTTP/2, 20 B and 64 KiB (~15 min)"
+  [dataplane]="direct, nginx, HAProxy, Envoy and Warden three ways; HTTP/1.1 and HTTP/2, 20 B and 64 KiB (~17 min)"
   [grpc]="gRPC unary calls: Envoy and Warden, plain and full policy (~2 min)"
   [retries]="what a retry-enabled route costs when nothing fails (~1.5 min)"
   [websocket]="WebSocket echoes: nginx and Warden (~1.5 min)"

@@ -259,6 +259,32 @@ def render_dataplane_anchors(res):
     return source(d) + "\n\n" + out
 
 
+def render_dataplane_access_log(res):
+    """What the access log costs per request, Warden's against nginx's, and Warden's defaults."""
+    d = res("dataplane")
+    have = [(m, name) for m, name in MODES if m in d["modes"]]
+    rows, verdicts = [], []
+    for m, name in have:
+        row = d["modes"][m]
+        cpu = {t: row[t]["cpu_us"] for t in ("nginx", "nginx-log", "warden", "warden-log", "warden-defaults") if t in row}
+        if "warden" not in cpu or "warden-log" not in cpu:
+            continue
+        added = cpu["warden-log"] - cpu["warden"]
+        nginx_added = cpu["nginx-log"] - cpu["nginx"] if "nginx-log" in cpu and "nginx" in cpu else None
+        rows.append([name, n2(cpu.get("nginx")), n2(cpu.get("nginx-log")), "" if nginx_added is None else f"{nginx_added:+.2f}",
+                     n2(cpu["warden"]), n2(cpu["warden-log"]), f"{added:+.2f}", n2(cpu.get("warden-defaults"))])
+        if m == "h1-small":
+            verdicts.append(f"On small HTTP/1.1 requests Warden's access log added {added:+.2f} µs of CPU per request "
+                            f"(target ≤ 2 µs; {'met' if added <= 2 else 'not met'}), nginx's "
+                            + ("n/a" if nginx_added is None else f"{nginx_added:+.2f} µs") + ".")
+    if not rows:
+        return source(d) + "\n\nThis run had no `warden-log` row."
+    return (source(d) + "\n\n" + table(["mode", "nginx", "nginx, log on", "added", "Warden `--threads 1 --access-log off`",
+                                         "Warden `--threads 1`, log on", "added", "Warden, defaults"], rows)
+            + "\n\nCPU µs per request; differences within about a microsecond are this machine's run-to-run noise. "
+            + " ".join(verdicts))
+
+
 def render_dataplane_before_after(res):
     """This revision's plain routing against another revision's, measured in the same run."""
     d = res("dataplane")
@@ -466,6 +492,7 @@ BLOCKS = {
     "dataplane-latency": render_dataplane_latency,
     "dataplane-targets": render_dataplane_targets,
     "dataplane-anchors": render_dataplane_anchors,
+    "dataplane-access-log": render_dataplane_access_log,
     "dataplane-before-after": render_dataplane_before_after,
     "grpc": render_grpc,
     "retries": render_retries,
