@@ -99,17 +99,18 @@ impl Cors {
 
     /// Whether a browser at `origin` may call the route.
     pub fn allows(&self, origin: &HeaderValue) -> bool {
-        let Ok(origin) = origin.to_str() else { return false };
+        // Compared as bytes, ignoring ASCII case: no copy per request.
+        let o = origin.as_bytes();
         match &self.origins {
             Origins::Any => true,
             Origins::Listed { exact, wildcards } => {
-                let origin = origin.to_ascii_lowercase();
-                exact.contains(&origin)
+                exact.iter().any(|e| e.as_bytes().eq_ignore_ascii_case(o))
                     || wildcards.iter().any(|(scheme, suffix)| {
-                        origin
-                            .strip_prefix(scheme.as_str())
-                            .and_then(|o| o.strip_suffix(suffix.as_str()))
-                            .is_some_and(is_subdomain_labels)
+                        let (scheme, suffix) = (scheme.as_bytes(), suffix.as_bytes());
+                        o.len() > scheme.len() + suffix.len()
+                            && o[..scheme.len()].eq_ignore_ascii_case(scheme)
+                            && o[o.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                            && is_subdomain_labels(&o[scheme.len()..o.len() - suffix.len()])
                     })
             }
         }
@@ -198,11 +199,9 @@ pub fn preflight_method(method: &Method, headers: &HeaderMap) -> Option<Method> 
 
 /// `a`, `a.b`: what a `*` of `https://*.example.com` may stand for (never empty, so the
 /// pattern does not match `https://example.com`).
-fn is_subdomain_labels(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|label| {
-            !label.is_empty() && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
+fn is_subdomain_labels(s: &[u8]) -> bool {
+    s.split(|b| *b == b'.')
+        .all(|label| !label.is_empty() && label.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-'))
 }
 
 #[cfg(test)]

@@ -94,10 +94,9 @@ pub async fn handle(live: &Arc<Live>, req: Request<Incoming>, conn: &Downstream)
     let started = std::time::Instant::now();
     let mut out = Outcome { method: req.method().clone(), client_ip: Some(conn.peer.ip()), ..Outcome::default() };
     // CORS is set on the way out, on the app's answers and on Warden's own alike.
-    let origin = req.headers().get(header::ORIGIN).cloned();
     let mut cors = None;
     let mut resp = decide_and_forward(live, req, conn, &mut out, &mut cors).await;
-    if let Some(c) = cors {
+    if let Some((c, origin)) = cors {
         c.apply(origin.as_ref(), resp.headers_mut());
     }
     let bytes = http_body::Body::size_hint(resp.body()).exact();
@@ -110,7 +109,7 @@ async fn decide_and_forward(
     req: Request<Incoming>,
     conn: &Downstream,
     out: &mut Outcome,
-    cors: &mut Option<Arc<Cors>>,
+    cors: &mut Option<(Arc<Cors>, Option<HeaderValue>)>,
 ) -> Response<ProxyBody> {
     let (request_id, from_client) = request_id(req.headers());
     out.request_id = Some(request_id.clone());
@@ -157,7 +156,8 @@ async fn decide_and_forward(
     for r in &decision.would_deny {
         log_would_deny(out, r, &request_id);
     }
-    *cors = decision.route.and_then(|r| r.cors.clone());
+    // The route's CORS and the request's origin, read only on a route that has CORS.
+    *cors = decision.route.and_then(|r| r.cors.clone()).map(|c| (c, parts.headers.get(header::ORIGIN).cloned()));
     let fwd = match decision.action {
         Action::Forward(fwd) => fwd,
         Action::Deny(r) => return refuse(out, &r, Some(snapshot)),
@@ -271,13 +271,15 @@ async fn decide_and_forward(
     // Until the response head: the route's timeout, or what is left of the call's deadline.
     let call_left = deadline.map(|d| (arrived + d).saturating_duration_since(tokio::time::Instant::now()));
     let wait = call_left.map_or(timeout, |left| left.min(timeout));
+    // How long a streamed response or a tunnel may go quiet here.
+    let idle = route.idle_timeout.unwrap_or(live.limits().stream_idle_timeout);
     let x = Exchange {
         upstream,
         endpoints: &endpoints,
         first,
         affinity: &conn.affinity,
         route,
-        stream_idle_timeout: route.idle_timeout.unwrap_or(live.limits().stream_idle_timeout),
+        stream_idle_timeout: idle,
         deadline: tokio::time::Instant::now() + wait,
         replay,
     };
@@ -323,7 +325,6 @@ async fn decide_and_forward(
 
     let tunnel = match client_upgrade {
         Some(client) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-            let idle = route.idle_timeout.unwrap_or(live.limits().stream_idle_timeout);
             // The close is logged, traced and counted against the upgrade request.
             let (held, out, open) = (live.clone(), out.clone(), live.telemetry().metrics.tunnel_opened());
             tunnel::join(live.tunnels(), client, hyper::upgrade::on(&mut resp), idle, move |stats| {

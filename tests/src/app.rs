@@ -2,8 +2,9 @@
 //! describing what it received (method, path, headers, body size), so a test can assert
 //! what crossed the proxy. `/slow/<ms>` waits before answering; `/stream/<n>` sends n
 //! chunks of 1 KiB; `/bulk/<n>` sends n KiB as fast as it is taken; `/stall/<ms>` sends 1 KiB,
-//! goes quiet for ms, then sends 1 KiB more; `/events/<ms>` is a server-sent event stream of
-//! two events `ms` apart; `/fail...` answers 503.
+//! goes quiet for ms, then sends 1 KiB more; `/events` is a server-sent event stream whose
+//! first event comes at once and second when `/events-release` is asked for (the test says
+//! when, not a timer); `/fail...` answers 503.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +19,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+
+/// Releases the second event of every open `/events` stream.
+static EVENTS_RELEASED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// What the app saw of one request.
 #[derive(Debug, Clone)]
@@ -126,12 +130,20 @@ async fn handle(
         let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         return Ok(Response::builder().header("x-app", name).body(BodyExt::boxed(body)).expect("response"));
     }
-    if let Some(ms) = path.strip_prefix("/events/").and_then(|s| s.parse::<u64>().ok()) {
-        // Server-sent events: one at once, one more after `ms`, then the end.
+    if path == "/events-release" {
+        EVENTS_RELEASED.notify_waiters();
+        return Ok(Response::new(Full::new(Bytes::from_static(b"released")).boxed()));
+    }
+    if path == "/events" {
+        // Server-sent events: one at once, the next when the test releases it, then the end.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
         tokio::spawn(async move {
+            // Listening before the first event goes, so a release that follows it is heard.
+            let released = EVENTS_RELEASED.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
             let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: first\n\n")))).await;
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            released.await;
             let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: second\n\n")))).await;
         });
         let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));

@@ -111,9 +111,12 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
 
     if let Some(cors) = &route.cors {
         let origin = req.headers.get(header::ORIGIN);
-        let allowed = origin.filter(|o| cors.allows(o));
-        note(&mut trace, "cors", || cors_verdict(cors, origin, allowed.is_some(), preflight.is_some()));
+        // An actual request's origin is checked once, when its response is answered.
+        note(&mut trace, "cors", || {
+            cors_verdict(cors, origin, origin.is_some_and(|o| cors.allows(o)), preflight.is_some())
+        });
         if preflight.is_some() {
+            let allowed = origin.filter(|o| cors.allows(o));
             if allowed.is_none() {
                 let origin = origin.map(|o| String::from_utf8_lossy(o.as_bytes())).unwrap_or_default();
                 let origin = crate::text::escape_within(&origin, 200).into_owned();

@@ -326,8 +326,7 @@ fn check_cors(c: &mut Checker, base: &[Seg], cors: &CorsSpec, defaults: Option<&
             );
         }
     }
-    for field in ["allow_headers", "expose_headers"] {
-        let names = if field == "allow_headers" { &cors.allow_headers } else { &cors.expose_headers };
+    for (field, names) in [("allow_headers", &cors.allow_headers), ("expose_headers", &cors.expose_headers)] {
         for (i, h) in names.iter().flatten().enumerate() {
             if HeaderName::from_bytes(h.as_bytes()).is_err() {
                 c.error(item(field, i), format!("'{h}' is not a valid header name"));
