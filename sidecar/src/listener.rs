@@ -2,6 +2,12 @@
 //! active policy has certificates, serves HTTP/1.1 and HTTP/2 (h2c, or h2 by ALPN) on the
 //! same port (the protocol found under the header-read deadline, `detect.rs`), hands each
 //! request to `proxy::handle`, and drains in-flight connections on shutdown.
+//!
+//! With several workers, each is a thread running a current-thread runtime with an accept
+//! loop of its own on the shared socket, as nginx's and Envoy's workers are: a connection
+//! lives on the worker that accepted it, with the tasks it spawns (its upstream connections,
+//! HTTP/2 streams, tunnels), so a request never crosses threads and no work-stealing
+//! scheduler's bookkeeping is paid for it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -171,12 +177,57 @@ pub struct ListenerConfig {
     pub send_timeout: Duration,
 }
 
-/// Serves until `shutdown` flips to true, then stops accepting and waits up to
-/// `drain_timeout` for in-flight requests to finish.
-pub async fn serve(listener: TcpListener, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, cfg: ListenerConfig) {
+/// Serves on `workers` threads (this one and `workers - 1` more, `warden-worker-N`, started
+/// here) until `shutdown` flips to true, then stops accepting and waits up to
+/// `drain_timeout` for in-flight requests to finish on every worker. The future is this
+/// thread's worker; it ends when every worker has drained.
+pub fn serve(
+    listener: TcpListener,
+    live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
+    cfg: ListenerConfig,
+    workers: usize,
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    // The connection cap holds across workers.
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let socket = listener.into_std()?;
+    let mut finished = Vec::new();
+    for n in 1..workers {
+        let (socket, live, shutdown, slots) = (socket.try_clone()?, live.clone(), shutdown.clone(), slots.clone());
+        let (done, finish) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(format!("warden-worker-{n}")).spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => accept(listener, live, shutdown, cfg, slots).await,
+                    Err(e) => tracing::error!(error = %e, worker = n, "a worker could not take the listening socket"),
+                }
+            });
+            // Dropping the runtime ends what the worker's connections left behind.
+            drop(runtime);
+            drop(done);
+        })?;
+        finished.push(finish);
+    }
+    let listener = TcpListener::from_std(socket)?;
+    Ok(async move {
+        accept(listener, live, shutdown, cfg, slots).await;
+        for worker in finished {
+            let _ = worker.await;
+        }
+    })
+}
+
+/// One worker's accept loop, then its drain.
+async fn accept(
+    listener: TcpListener,
+    live: Arc<Live>,
+    mut shutdown: watch::Receiver<bool>,
+    cfg: ListenerConfig,
+    slots: Arc<Semaphore>,
+) {
     let builder = connection_builder(live.limits(), &cfg);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(cfg.max_connections));
 
     loop {
         // At the connection cap, stop accepting: new connections wait in the kernel's

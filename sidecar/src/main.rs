@@ -114,18 +114,10 @@ fn main() -> anyhow::Result<()> {
     warden_telemetry::init_logging();
     // Sized by what the process may use, not by the node's cores: the standard library
     // reads the cgroup's CPU quota (v1 and v2) and the affinity mask, as Go's automaxprocs
-    // does. One thread: a current-thread runtime skips the work-stealing scheduler's
-    // cross-thread bookkeeping, which is pure overhead when there is nobody to steal from.
+    // does. Each worker is a current-thread runtime of its own (`listener.rs`); this
+    // thread's also runs the control-plane stream, the admin port and the reloads.
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
-    let mut rt = match threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-    };
-    rt.enable_all().build()?.block_on(run(args, threads))
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(run(args, threads))
 }
 
 async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
@@ -217,7 +209,9 @@ async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
         max_connections: args.max_connections.max(1),
         send_timeout: args.send_timeout,
     };
-    let server = tokio::spawn(listener::serve(proxy_listener, live.clone(), stop_rx, cfg));
+    let workers =
+        listener::serve(proxy_listener, live.clone(), stop_rx, cfg, threads).context("starting the workers")?;
+    let server = tokio::spawn(workers);
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, threads, "warden-sidecar listening");
     warden_telemetry::announce_start("warden-sidecar", &[("proxy", proxy_addr), ("admin", admin_addr)]);
 

@@ -506,30 +506,32 @@ enum Strip {
 /// Removes hop-by-hop headers, the headers `Connection` names, and what `which` adds.
 /// One pass over the names decides; most messages have none of them.
 fn strip_headers(headers: &mut HeaderMap, which: Strip) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        let drop = HOP_BY_HOP.contains(name)
-            || match which {
-                Strip::Response => false,
-                Strip::Request { peer_trusted } => {
-                    !plain_name(name)
-                        || name.as_str().starts_with("x-warden-")
-                        || (!peer_trusted && UNTRUSTED_FORWARDING.contains(name))
-                }
-            };
-        if drop {
-            doomed.push(name.clone());
+    // The names `Connection` lists are hop-by-hop too. Its values are shared with the
+    // parsed head (a clone copies nothing), and a name looked up as `&str` is not copied.
+    let mut i = 0;
+    while let Some(listed) = headers.get_all(header::CONNECTION).iter().nth(i).cloned() {
+        i += 1;
+        for name in listed.to_str().unwrap_or_default().split(',').map(str::trim) {
+            if !name.eq_ignore_ascii_case(header::CONNECTION.as_str()) {
+                headers.remove(name);
+            }
         }
     }
-    if doomed.is_empty() {
-        return;
-    }
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(listed) = value.to_str() else { continue };
-        doomed.extend(listed.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()));
-    }
-    for name in doomed {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+    let Strip::Request { peer_trusted } = which else { return };
+    let forged = |name: &HeaderName| {
+        !plain_name(name)
+            || name.as_str().starts_with("x-warden-")
+            || (!peer_trusted && UNTRUSTED_FORWARDING.contains(name))
+    };
+    // Rare: collected only when there is one.
+    if headers.keys().any(forged) {
+        let doomed: Vec<HeaderName> = headers.keys().filter(|n| forged(n)).cloned().collect();
+        for name in doomed {
+            headers.remove(name);
+        }
     }
 }
 
@@ -580,8 +582,12 @@ fn request_id(headers: &HeaderMap) -> (HeaderValue, bool) {
         }
     }
     let mut buf = [0u8; ulid::ULID_LEN];
-    let id = ulid::Ulid::new();
-    (HeaderValue::from_str(id.array_to_str(&mut buf)).unwrap_or_else(|_| HeaderValue::from_static("invalid")), false)
+    ulid::Ulid::new().array_to_str(&mut buf);
+    // One allocation that every clone of the id (the response's, the log's) shares; a
+    // copied string would be copied again at its first clone.
+    let id =
+        HeaderValue::from_maybe_shared(Bytes::from_owner(buf)).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    (id, false)
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //!
 //! Each request gets one server span. An incoming W3C `traceparent` is continued (else a
 //! trace starts), and the app receives a `traceparent` naming Warden's span as its parent.
-//! Spans leave through the SDK's batch processor: a bounded queue (2,048 by default) and a
-//! thread of its own, so a slow or dead collector costs the request path nothing; spans
+//! Spans leave through the SDK's batch processor: a bounded queue (512 by default here,
+//! sent in batches of 128; `OTEL_BSP_MAX_QUEUE_SIZE` and `_EXPORT_BATCH_SIZE` override) and
+//! a thread of its own, so a slow or dead collector costs the request path nothing; spans
 //! that do not fit are dropped (`warden_spans_ended_total` minus
 //! `warden_spans_exported_total`, less what is still queued), and spans of failed exports
 //! are counted (`warden_telemetry_dropped_total{kind="spans"}`).
@@ -17,7 +18,9 @@ use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchConfig, BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+};
 use prometheus_client::metrics::counter::Counter;
 
 /// The span exporter, counting the spans of exports that fail.
@@ -74,10 +77,11 @@ impl Traces {
         if !set("OTEL_SERVICE_NAME") {
             resource = resource.with_service_name(default_service_name.to_owned());
         }
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(Counting { inner: exporter, exported, dropped })
-            .with_resource(resource.build())
+        let processor = BatchSpanProcessor::builder(Counting { inner: exporter, exported, dropped })
+            .with_batch_config(batch_config(|k| std::env::var(k).ok()))
             .build();
+        let provider =
+            SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.build()).build();
         let tracer = provider.tracer("warden-sidecar");
         Ok(Some(Traces { provider, tracer, propagator: TraceContextPropagator::new() }))
     }
@@ -110,6 +114,26 @@ impl Traces {
     pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
     }
+}
+
+/// The span queue's size when `OTEL_BSP_MAX_QUEUE_SIZE` does not say: the SDK's 2,048
+/// slots are allocated up front (~750 KiB, most of a sidecar's idle heap), and a 1 %
+/// sample of tens of thousands of requests a second fills a quarter of 512 between
+/// exports, since a batch leaves as soon as `EXPORT_BATCH` spans wait.
+const QUEUE: usize = 512;
+const EXPORT_BATCH: usize = 128;
+
+/// The batch processor's settings: the `OTEL_BSP_*` environment where set, else Warden's
+/// queue and batch sizes (`env`: how to read a variable).
+fn batch_config(env: impl Fn(&str) -> Option<String>) -> BatchConfig {
+    let mut config = BatchConfigBuilder::default();
+    if env("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+        config = config.with_max_queue_size(QUEUE);
+    }
+    if env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").is_none() {
+        config = config.with_max_export_batch_size(EXPORT_BATCH);
+    }
+    config.build()
 }
 
 /// The trace id of a context's span, as hex; None when there is no valid span.
@@ -150,5 +174,19 @@ impl Injector for HeaderInjector<'_> {
         if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
             self.0.insert(k, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_is_small_unless_the_environment_says_otherwise() {
+        // The SDK keeps its fields to itself; its Debug output says them.
+        let ours = format!("{:?}", batch_config(|_| None));
+        assert!(ours.contains("max_queue_size: 512") && ours.contains("max_export_batch_size: 128"), "{ours}");
+        let theirs = format!("{:?}", batch_config(|k| Some(k.to_owned())));
+        assert!(theirs.contains("max_queue_size: 2048"), "{theirs}");
     }
 }

@@ -9,6 +9,8 @@
 #   haproxy         HAProxy, one thread
 #   envoy           Envoy, --concurrency 1 (skipped, with a note in the results, when
 #                   setup.sh could not install it)
+#   pingora         a minimal Pingora proxy, one thread, one header set, no access log
+#                   (tests/bench/pingora-peer: a cargo project of its own, built here)
 #   warden          plain routing: the 10-route policy, standalone (--policy-file),
 #                   --threads 1 --access-log off
 #   warden-full     API key auth + two rate limits + request/response header rewrites +
@@ -19,6 +21,10 @@
 #                   the log costs beside `warden`
 #   warden-defaults plain routing with Warden's defaults (access log on, threads sized by
 #                   the CPUs it may use: pinned to one here, so one)
+#   warden-threads1 plain routing, --threads 1 --access-log off, on both CPUs (the load
+#                   generator's too): the baseline for
+#   warden-threads2 the same with two workers, on both CPUs: what a second worker costs
+#                   per request (issue 16: at most 5 % more CPU than one)
 #   warden-base     plain routing with the sidecar of another revision, WARDEN_BASE_REV=rev
 #                   (built here from `git archive`), or WARDEN_BASE_BIN=path: before/after
 #                   comparisons in one run
@@ -47,7 +53,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-2} DUR=${DUR:-5} DUR_LAT=${DUR_LAT:-5} RATE=${RATE:-5000} KEYS=${KEYS:-100000} WARMUP=${WARMUP:-2}
 MODES=${MODES:-"h1-small h1-64k h2-small h2-64k"}
-TARGETS=${TARGETS:-"direct nginx nginx-log haproxy envoy warden warden-log warden-defaults warden-full warden-big"}
+TARGETS=${TARGETS:-"direct nginx nginx-log haproxy envoy pingora warden warden-log warden-defaults warden-threads1 warden-threads2 warden-full warden-big"}
 bench_init dataplane
 RAW=$RUN/raw.jsonl
 : >"$RAW"
@@ -84,6 +90,11 @@ if [[ " $TARGETS " == *" warden-base "* && -z ${WARDEN_BASE_BIN:-} ]]; then
 fi
 [[ " $TARGETS " != *" warden-base "* || -x $WARDEN_BASE_BIN ]] || die "WARDEN_BASE_BIN=$WARDEN_BASE_BIN is not an executable"
 build warden-sidecar warden-control-plane warden-e2e
+if [[ " $TARGETS " == *" pingora "* && ${SKIP_BUILD:-} != 1 ]]; then
+  log "cargo build --release (tests/bench/pingora-peer)"
+  (cd "$ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target} cargo build --quiet --release \
+    --manifest-path tests/bench/pingora-peer/Cargo.toml)
+fi
 emit kind=meta date="$(date -Is)" cpus="$(nproc)" kernel="$(uname -r)" git="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   versions="$(versions)" rounds="$ROUNDS" dur="$DUR" dur_lat="$DUR_LAT" rate="$RATE" keys="$KEYS" modes="$MODES" targets="$TARGETS" \
   load_cpu="$LOAD_CPU" proxy_cpu="$PROXY_CPU" pinned="$((${#PIN_PROXY[@]} > 0))" base_name="${WARDEN_BASE_NAME:-}"
@@ -143,18 +154,38 @@ target_envoy() {
   start envoy "${PIN_PROXY[@]}" "$ENVOY_BIN" -c "$RUN/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn
   H1[envoy]=$h1 H2[envoy]=$h1 MPID[envoy]=${PID[envoy]}
 }
+target_pingora() {
+  local port
+  alloc_ports port
+  start pingora "${PIN_PROXY[@]}" "$BIN/pingora-peer" "127.0.0.1:$port" "127.0.0.1:$UP_PORT"
+  H1[pingora]=$port H2[pingora]=$port MPID[pingora]=${PID[pingora]}
+}
 SIDECAR_ENV=()
+SIDECAR_PIN=()
 sidecar() {  # name binary flags...: a sidecar on a port of its own (HTTP/1.1 and h2c)
-  local name=$1 bin=$2 port admin
+  local name=$1 bin=$2 port admin pin=("${PIN_PROXY[@]}")
   shift 2
   alloc_ports port admin
-  start "$name" "${PIN_PROXY[@]}" env WARDEN_LOG=warn "${SIDECAR_ENV[@]}" "$bin" --listen "127.0.0.1:$port" \
+  ((${#SIDECAR_PIN[@]})) && pin=("${SIDECAR_PIN[@]}")
+  start "$name" "${pin[@]}" env WARDEN_LOG=warn "${SIDECAR_ENV[@]}" "$bin" --listen "127.0.0.1:$port" \
     --upstream "127.0.0.1:$UP_PORT" --admin "127.0.0.1:$admin" "$@"
   H1[$name]=$port H2[$name]=$port MPID[$name]=${PID[$name]}
 }
 target_warden() { sidecar warden "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1 --access-log off; }
 target_warden-log() { sidecar warden-log "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1; }
 target_warden-defaults() { sidecar warden-defaults "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml"; }
+# Both CPUs: a worker per CPU, where a second worker's cost (cross-core wake-ups, shared
+# cache lines) would show. The 1-worker row runs the same way, so the two compare.
+target_warden-threads1() {
+  SIDECAR_PIN=(taskset -c "$LOAD_CPU,$PROXY_CPU")
+  sidecar warden-threads1 "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1 --access-log off
+  SIDECAR_PIN=()
+}
+target_warden-threads2() {
+  SIDECAR_PIN=(taskset -c "$LOAD_CPU,$PROXY_CPU")
+  sidecar warden-threads2 "$BIN/warden-sidecar" --policy-file "$BENCH/policy-10-routes.yaml" --threads 2 --access-log off
+  SIDECAR_PIN=()
+}
 target_warden-base() { sidecar warden-base "$WARDEN_BASE_BIN" --policy-file "$BENCH/policy-10-routes.yaml" --threads 1 --access-log off; }
 cp_sidecar() {  # name service
   SIDECAR_ENV=("${TRACING[@]}")

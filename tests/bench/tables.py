@@ -33,9 +33,12 @@ LABELS = {
     "nginx-log": "nginx, access log on (`buffer=64k`)",
     "haproxy": "HAProxy",
     "envoy": "Envoy",
+    "pingora": "Pingora (minimal proxy)",
     "warden": "Warden, plain",
     "warden-log": "Warden, plain, `--threads 1`, access log on",
     "warden-defaults": "Warden, plain, defaults (access log on, threads sized by the CPUs it may use)",
+    "warden-threads1": "Warden, plain, 1 worker on both CPUs",
+    "warden-threads2": "Warden, plain, 2 workers on both CPUs",
     "warden-base": "Warden, plain, base build {base}",
     "warden-full": "**Warden, full policy**",
     "warden-big": "Warden, 1,000 routes + {keys} keys",
@@ -217,6 +220,14 @@ def render_dataplane_targets(res):
     r = [ratio(pc(m, "warden"), pc(m, "nginx")) for m in have]
     rows.append(["plain routing ≥ 1.1× nginx's requests/s per core (issue 16)", "; ".join(f"{x(v)} ({names[m]})" for m, v in zip(have, r)), verdict(r, 1.1)])
 
+    if any("pingora" in M[m] for m in have):
+        worst = []
+        for m in have:
+            ws = [t for t in ("warden", "warden-log", "warden-defaults", "warden-full") if t in M[m]]
+            worst.append(min((ratio(pc(m, t), pc(m, "pingora")) for t in ws), default=None))
+        rows.append(["every Warden row ahead of Pingora's requests/s per core (issue 16; the least of plain, log, defaults, full)",
+                     "; ".join(f"{x(v)} ({names[m]})" for m, v in zip(have, worst)), verdict(worst, 1.0)])
+
     def add(m, t):
         return M[m].get(t, {}).get("add_p99_us")
     r = [None if add(m, "envoy") in (None, 0) or add(m, "warden-full") is None else add(m, "warden-full") / add(m, "envoy") for m in have]
@@ -283,6 +294,25 @@ def render_dataplane_access_log(res):
                                          "Warden `--threads 1`, log on", "added", "Warden, defaults"], rows)
             + "\n\nCPU µs per request; differences within about a microsecond are this machine's run-to-run noise. "
             + " ".join(verdicts))
+
+
+def render_dataplane_workers(res):
+    """What a second worker costs per request: 2 workers against 1, both on both CPUs."""
+    d = res("dataplane")
+    rows, verdicts = [], []
+    for m, name in MODES:
+        row = d["modes"].get(m, {})
+        one, two = row.get("warden-threads1"), row.get("warden-threads2")
+        if not one or not two:
+            continue
+        r = ratio(two["cpu_us"], one["cpu_us"])
+        rows.append([name, n2(one["cpu_us"]), n2(two["cpu_us"]), x(r), n0(one["rps"]), n0(two["rps"])])
+        verdicts.append(r is not None and r <= 1.05)
+    if not rows:
+        return source(d) + "\n\nThis run had no `warden-threads1`/`warden-threads2` rows."
+    verdict = "met" if all(verdicts) else ("not met" if not any(verdicts) else "met in some modes")
+    return (source(d) + "\n\n" + table(["mode", "CPU µs/request, 1 worker", "2 workers", "ratio", "req/s, 1 worker", "2 workers"], rows)
+            + f"\n\nTarget: 2 workers ≤ 1.05× one worker's CPU per request in every mode: {verdict}.")
 
 
 def render_dataplane_before_after(res):
@@ -493,6 +523,7 @@ BLOCKS = {
     "dataplane-targets": render_dataplane_targets,
     "dataplane-anchors": render_dataplane_anchors,
     "dataplane-access-log": render_dataplane_access_log,
+    "dataplane-workers": render_dataplane_workers,
     "dataplane-before-after": render_dataplane_before_after,
     "grpc": render_grpc,
     "retries": render_retries,

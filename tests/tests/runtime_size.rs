@@ -1,11 +1,24 @@
 //! The sidecar sizes its runtime from the CPUs it may use, not the node's: a CPU quota on
 //! its cgroup (what a pod's `limits.cpu` becomes) or an affinity mask of one CPU gives it
 //! one thread, a current-thread runtime, exactly as `--threads 1` does. Read from
-//! `warden_worker_threads` on the admin port.
+//! `warden_worker_threads` on the admin port; the workers beyond the first are threads of
+//! their own (`warden-worker-N`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use warden_e2e::{Client, Sidecar, write_policy};
+
+/// The process's threads that serve connections besides its main one.
+fn extra_workers(s: &Sidecar) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", s.proc.pid())).unwrap();
+    let mut names: Vec<String> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("warden-worker-"))
+        .collect();
+    names.sort();
+    names
+}
 
 async fn worker_threads(s: &Sidecar) -> u64 {
     let metrics = Client::default().get(&s.admin_url("/metrics")).await.unwrap().text();
@@ -62,9 +75,11 @@ async fn the_runtime_is_sized_by_the_cpus_the_process_may_use() {
     assert_eq!(worker_threads(&free).await, here, "without a limit: one worker per CPU it may use");
     let flag = Sidecar::start(&[&args[..], &["--threads", "3"]].concat()).await;
     assert_eq!(worker_threads(&flag).await, 3, "--threads wins");
+    assert_eq!(extra_workers(&flag), ["warden-worker-1", "warden-worker-2"]);
 
     let pinned = Sidecar::start_wrapped(&["taskset", "-c", "0"], &args).await;
     assert_eq!(worker_threads(&pinned).await, 1, "an affinity of one CPU");
+    assert!(extra_workers(&pinned).is_empty(), "one worker: the main thread's");
 
     let group = HalfCpu::create();
     let script = format!("echo $$ > {} && exec \"$0\" \"$@\"", group.procs());

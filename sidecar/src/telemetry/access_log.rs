@@ -9,12 +9,10 @@
 //! Bounded: when the writer falls behind (a stdout nobody reads fast enough), a full
 //! buffer is dropped and its lines counted in `warden_telemetry_dropped_total`.
 
-use std::cell::Cell;
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
@@ -24,6 +22,7 @@ use serde::Serialize;
 use warden_policy::refusal::Fault;
 
 use crate::telemetry::outcome::Outcome;
+use crate::telemetry::shards::Sharded;
 
 /// A buffer this full goes to the writer.
 const BUFFER: usize = 64 << 10;
@@ -31,9 +30,6 @@ const BUFFER: usize = 64 << 10;
 const INTERVAL: Duration = Duration::from_millis(100);
 /// Full buffers waiting for the writer (4 MiB); past this they are dropped.
 const QUEUE: usize = 64;
-/// Shards: a worker's index modulo this picks its own. More than this machine's workers
-/// share, which costs nothing but an occasional wait.
-const SHARDS: usize = 16;
 
 pub(super) struct Record {
     pub out: Outcome,
@@ -50,11 +46,6 @@ struct Lines {
     count: u64,
 }
 
-/// One worker's buffer, on a cache line of its own.
-#[repr(align(128))]
-#[derive(Default)]
-struct Shard(Mutex<Lines>);
-
 /// What the writer thread is handed.
 enum Item {
     Full(Lines),
@@ -63,7 +54,7 @@ enum Item {
 }
 
 pub struct AccessLog {
-    shards: Arc<[Shard]>,
+    shards: Arc<Sharded<Lines>>,
     tx: SyncSender<Item>,
     dropped: Counter,
 }
@@ -71,7 +62,7 @@ pub struct AccessLog {
 impl AccessLog {
     /// Starts the writer thread.
     pub(super) fn start(dropped: Counter, written: Counter) -> AccessLog {
-        let shards: Arc<[Shard]> = (0..SHARDS).map(|_| Shard::default()).collect();
+        let shards: Arc<Sharded<Lines>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let swept = shards.clone();
         // A thread, not a task: a blocked stdout must not stall a runtime worker.
@@ -81,8 +72,7 @@ impl AccessLog {
 
     /// Formats `r`'s line into this worker's buffer.
     pub(super) fn write(&self, r: &Record) {
-        let shard = &self.shards[worker_index() % SHARDS];
-        let mut lines = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lines = self.shards.mine();
         if serde_json::to_writer(&mut lines.bytes, &Line::of(r)).is_err() {
             return;
         }
@@ -111,7 +101,7 @@ impl AccessLog {
 }
 
 /// The writer thread: full buffers as they come, every shard each `INTERVAL`.
-fn write_lines(rx: &Receiver<Item>, shards: &[Shard], written: &Counter) {
+fn write_lines(rx: &Receiver<Item>, shards: &Sharded<Lines>, written: &Counter) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     loop {
@@ -138,27 +128,13 @@ fn put(out: &mut impl Write, lines: Lines, written: &Counter) {
 }
 
 /// Writes out what every shard holds.
-fn sweep(out: &mut impl Write, shards: &[Shard], written: &Counter) {
-    for shard in shards {
-        let taken = std::mem::take(&mut *shard.0.lock().unwrap_or_else(PoisonError::into_inner));
+fn sweep(out: &mut impl Write, shards: &Sharded<Lines>, written: &Counter) {
+    for mut lines in shards.each() {
+        let taken = std::mem::take(&mut *lines);
+        drop(lines);
         put(out, taken, written);
     }
     let _ = out.flush();
-}
-
-/// This thread's shard index, handed out in turn the first time a thread logs.
-fn worker_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
-    }
-    INDEX.with(|i| {
-        i.get().unwrap_or_else(|| {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            i.set(Some(n));
-            n
-        })
-    })
 }
 
 /// One line, serialized straight into the buffer (no intermediate JSON value).

@@ -1,40 +1,22 @@
 //! Prometheus metrics (the `prometheus-client` crate; OpenMetrics text on `/metrics`):
-//! requests by route, status and decision; refusals by rule and reason; request and
-//! upstream latency histograms; active connections and WebSocket tunnels; the snapshot in
+//! requests by route, status and decision and their latency (counted per worker,
+//! `request_counts.rs`); refusals by rule and reason; active connections and WebSocket tunnels; the snapshot in
 //! use and swaps; the control-plane connection; telemetry dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use warden_policy::refusal::Fault;
 
 use crate::telemetry::outcome::{DecisionKind, Outcome, TunnelStats};
-
-/// A route name as a label value: the snapshot's own `Arc<str>`, shared rather than
-/// copied for every request.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct RouteName(Option<Arc<str>>);
-
-impl EncodeLabelValue for RouteName {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        EncodeLabelValue::encode(&self.0.as_deref().unwrap_or(""), encoder)
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: RouteName,
-    status: u16,
-    decision: &'static str,
-}
+use crate::telemetry::request_counts::{RequestCounts, RouteName};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DenyLabels {
@@ -43,11 +25,6 @@ struct DenyLabels {
     /// `client`, `policy`, `upstream` or `local` (`Fault`).
     fault: &'static str,
     dry_run: bool,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: RouteName,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,18 +65,12 @@ pub struct EndpointSample {
     pub ejected: bool,
 }
 
-fn latency_histogram() -> Histogram {
-    // 100 µs to ~13 s.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 18))
-}
-
 /// The sidecar's metrics.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
+    /// Requests and their latency by route: per worker, summed when scraped.
+    requests: Arc<RequestCounts>,
     denials: Family<DenyLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub active_connections: Gauge,
     /// The runtime's worker threads (1: a current-thread runtime).
     pub worker_threads: Gauge,
@@ -142,11 +113,8 @@ impl Drop for Open {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("warden");
-        let requests = Family::<RequestLabels, Counter>::default();
+        let requests = Arc::new(RequestCounts::default());
         let denials = Family::<DenyLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
-        let upstream_latency =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let active_connections = Gauge::default();
         let worker_threads = Gauge::default();
         let snapshot_version = Gauge::default();
@@ -195,17 +163,11 @@ impl Default for Metrics {
             "Spans handed to the OTLP exporter (sent or failed)",
             spans_exported.clone(),
         );
-        registry.register("requests", "Requests by route, status and decision", requests.clone());
+        registry.register_collector(Box::new(requests.clone()));
         registry.register(
             "denials",
             "Requests refused (or, in dry run, that would be) by rule and reason",
             denials.clone(),
-        );
-        registry.register("request_duration_seconds", "Time from request to response head, by route", latency.clone());
-        registry.register(
-            "upstream_duration_seconds",
-            "Time the upstream took to answer, by route",
-            upstream_latency.clone(),
         );
         registry.register("active_connections", "Downstream connections open", active_connections.clone());
         registry.register(
@@ -229,8 +191,6 @@ impl Default for Metrics {
             registry,
             requests,
             denials,
-            latency,
-            upstream_latency,
             active_connections,
             worker_threads,
             snapshot_version,
@@ -254,14 +214,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub(super) fn request(&self, out: &Outcome, status: StatusCode, latency: Duration) {
-        let route = RouteName(out.route.clone());
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                status: status.as_u16(),
-                decision: out.decision.as_str(),
-            })
-            .inc();
+        self.requests.record(out.route.as_ref(), status.as_u16(), out.decision.as_str(), latency, out.upstream_time);
         if matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny)
             && let Some(code) = out.code
         {
@@ -275,10 +228,6 @@ impl Metrics {
                 })
                 .inc();
         }
-        if let Some(up) = out.upstream_time {
-            self.upstream_latency.get_or_create(&RouteLabels { route: route.clone() }).observe(up.as_secs_f64());
-        }
-        self.latency.get_or_create(&RouteLabels { route }).observe(latency.as_secs_f64());
     }
 
     /// What one exchange with `upstream` did besides answering: tries made again, retries

@@ -1,39 +1,47 @@
-//! Per-route traffic and latency between reports (for `wardenctl top`), counted without a
-//! lock: each route's counters are atomics, found in a map that is replaced, not changed,
-//! when a route is seen for the first time. A request does one map load and three
-//! relaxed increments; only a route's first request ever (or a report) takes the mutex.
+//! Per-route traffic and latency between reports (for `wardenctl top`), counted in each
+//! worker's own slot (`shards.rs`): a request does one map lookup and three increments in
+//! memory no other worker touches. A report takes every slot's windows and merges them;
+//! a route quiet for a whole window is then forgotten, so routes a policy dropped do not
+//! pile up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use warden_proto::v1 as pb;
+
+use crate::telemetry::shards::Sharded;
 
 /// Latency buckets: bucket i counts up to 100 µs × 2^i, the last the rest.
 pub const LATENCY_BUCKETS: usize = 18;
 
-/// One route's counters since the last report.
+/// One route's counts since the last report.
 #[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    denials: AtomicU64,
-    buckets: [AtomicU64; LATENCY_BUCKETS],
+struct Window {
+    requests: u64,
+    denials: u64,
+    buckets: [u64; LATENCY_BUCKETS],
 }
 
-type Routes = HashMap<Arc<str>, Arc<Counters>>;
+impl Window {
+    fn add(&mut self, other: &Window) {
+        self.requests += other.requests;
+        self.denials += other.denials;
+        self.buckets.iter_mut().zip(&other.buckets).for_each(|(a, b)| *a += b);
+    }
+}
 
-/// Every route's counters, and when the current window began.
+type Routes = HashMap<Arc<str>, Window, foldhash::fast::RandomState>;
+
+/// Every route's windows, and when the current one began.
 pub struct RouteStats {
-    routes: ArcSwap<Routes>,
-    /// Held to add a route or to close a window, never by a request of a known route.
-    writer: Mutex<Instant>,
+    windows: Sharded<Routes>,
+    since: Mutex<Instant>,
 }
 
 impl Default for RouteStats {
     fn default() -> Self {
-        RouteStats { routes: ArcSwap::default(), writer: Mutex::new(Instant::now()) }
+        RouteStats { windows: Sharded::default(), since: Mutex::new(Instant::now()) }
     }
 }
 
@@ -43,67 +51,43 @@ impl RouteStats {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         // The first bucket whose bound (100 µs × 2^i) holds the latency.
         let bucket = (0..LATENCY_BUCKETS - 1).find(|i| micros <= 100u64 << i).unwrap_or(LATENCY_BUCKETS - 1);
-        let name: &str = route.map_or("", |r| r);
-        let count = |c: &Counters| {
-            c.requests.fetch_add(1, Relaxed);
-            c.denials.fetch_add(u64::from(denied), Relaxed);
-            c.buckets[bucket].fetch_add(1, Relaxed);
+        let count = |w: &mut Window| {
+            w.requests += 1;
+            w.denials += u64::from(denied);
+            w.buckets[bucket] += 1;
         };
-        // Counted through the loaded map: no reference count to bump on the common path.
-        match self.routes.load().get(name) {
-            Some(c) => count(c),
-            None => count(&self.add(route)),
+        let mut routes = self.windows.mine();
+        // Looked up by name: the route's `Arc` is cloned only the first time in a window.
+        if let Some(w) = routes.get_mut(route.map_or("", |r| &**r)) {
+            return count(w);
         }
+        count(routes.entry(route.cloned().unwrap_or_else(|| Arc::from(""))).or_default());
     }
 
-    /// A route's first request: a new map with it added.
-    fn add(&self, route: Option<&Arc<str>>) -> Arc<Counters> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = route.cloned().unwrap_or_else(|| Arc::from(""));
-        // Another request may have added it since the caller looked.
-        if let Some(c) = self.routes.load().get(&name) {
-            return c.clone();
-        }
-        let mut routes = Routes::clone(&self.routes.load());
-        let counters = routes.entry(name).or_default().clone();
-        self.routes.store(Arc::new(routes));
-        counters
-    }
-
-    /// The window since the last call, per route that had requests in it. Routes quiet
-    /// for a whole window are forgotten, so routes a policy dropped do not pile up.
+    /// The window since the last call, per route that had requests in it.
     pub fn take(&self) -> Vec<pb::RouteStats> {
-        let mut since = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let interval_ms = u64::try_from((now - *since).as_millis()).unwrap_or(u64::MAX);
         *since = now;
-        let routes = self.routes.load_full();
-        let mut out = Vec::with_capacity(routes.len());
-        let mut quiet = Vec::new();
-        for (route, c) in routes.iter() {
-            let requests = c.requests.swap(0, Relaxed);
-            if requests == 0 {
-                quiet.push(route.clone());
-                continue;
+        let mut merged = Routes::default();
+        for mut routes in self.windows.each() {
+            let taken = std::mem::take(&mut *routes);
+            drop(routes);
+            for (route, w) in taken {
+                merged.entry(route).or_default().add(&w);
             }
-            out.push(pb::RouteStats {
+        }
+        merged
+            .into_iter()
+            .map(|(route, w)| pb::RouteStats {
                 route: route.to_string(),
                 interval_ms,
-                requests,
-                denials: c.denials.swap(0, Relaxed),
-                latency_buckets: c.buckets.iter().map(|b| b.swap(0, Relaxed)).collect(),
-            });
-        }
-        if !quiet.is_empty() {
-            // A request that loaded the old map may still count into a forgotten route's
-            // counters: one request lost from a window of a route that was idle.
-            let mut kept = Routes::clone(&routes);
-            for r in &quiet {
-                kept.remove(r);
-            }
-            self.routes.store(Arc::new(kept));
-        }
-        out
+                requests: w.requests,
+                denials: w.denials,
+                latency_buckets: w.buckets.to_vec(),
+            })
+            .collect()
     }
 }
 
@@ -131,7 +115,6 @@ mod tests {
         let second = stats.take();
         assert_eq!(second.len(), 1, "only a had requests: {second:?}");
         assert_eq!(second[0].requests, 1, "a window starts from zero");
-        assert_eq!(stats.routes.load().len(), 1, "the quiet routes are forgotten");
         stats.record(Some(&b), false, Duration::ZERO);
         assert_eq!(stats.take().iter().map(|s| &*s.route).collect::<Vec<_>>(), ["b"], "and come back when used");
     }
