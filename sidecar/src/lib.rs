@@ -18,6 +18,7 @@
 //!   arrives and is kept; `reload`: `jwks_file` and certificate reloads.
 //! - `report`: demand on global quotas out, quota shares in.
 //! - `admin`: health, readiness and the config dump; `telemetry/`: logs, metrics, traces.
+//! - `shards`: per-worker slots for what every request updates.
 
 pub mod active;
 pub mod admin;
@@ -33,6 +34,7 @@ pub mod policy_file;
 pub mod proxy;
 pub mod reload;
 pub mod report;
+pub mod shards;
 pub mod signed_body;
 pub mod state;
 pub mod telemetry;

@@ -218,8 +218,20 @@ pub fn serve(
     })
 }
 
-/// One worker's accept loop, then its drain.
-async fn accept(
+/// One worker's accept loop, then its drain. Behind a `dyn` future: its two callers would
+/// otherwise each inline their own copy of every connection's code (~650 KB of text, half
+/// a MiB more of a sidecar's resident memory).
+fn accept(
+    listener: TcpListener,
+    live: Arc<Live>,
+    shutdown: watch::Receiver<bool>,
+    cfg: ListenerConfig,
+    slots: Arc<Semaphore>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(accept_loop(listener, live, shutdown, cfg, slots))
+}
+
+async fn accept_loop(
     listener: TcpListener,
     live: Arc<Live>,
     mut shutdown: watch::Receiver<bool>,

@@ -21,8 +21,8 @@ use serde::Serialize;
 
 use warden_policy::refusal::Fault;
 
+use crate::shards::Sharded;
 use crate::telemetry::outcome::Outcome;
-use crate::telemetry::shards::Sharded;
 
 /// A buffer this full goes to the writer.
 const BUFFER: usize = 64 << 10;

@@ -16,7 +16,6 @@ pub mod metrics;
 pub mod outcome;
 mod request_counts;
 pub mod route_stats;
-mod shards;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! The metrics every request updates: `warden_requests_total{route,status,decision}` and
 //! the request and upstream latency histograms by route. Counted in each worker's own slot
-//! (`shards.rs`) and summed when `/metrics` is scraped: a `Family` would take a shared lock
+//! (`crate::shards`) and summed when `/metrics` is scraped: a `Family` would take a shared lock
 //! and a histogram's mutex per request, the lines every worker writes.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +11,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use crate::telemetry::shards::Sharded;
+use crate::shards::Sharded;
 
 /// A route name as a label value: the snapshot's own `Arc<str>`, shared rather than
 /// copied for every request.

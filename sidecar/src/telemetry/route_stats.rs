@@ -1,5 +1,5 @@
 //! Per-route traffic and latency between reports (for `wardenctl top`), counted in each
-//! worker's own slot (`shards.rs`): a request does one map lookup and three increments in
+//! worker's own slot (`crate::shards`): a request does one map lookup and three increments in
 //! memory no other worker touches. A report takes every slot's windows and merges them;
 //! a route quiet for a whole window is then forgotten, so routes a policy dropped do not
 //! pile up.
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use warden_proto::v1 as pb;
 
-use crate::telemetry::shards::Sharded;
+use crate::shards::Sharded;
 
 /// Latency buckets: bucket i counts up to 100 µs × 2^i, the last the rest.
 pub const LATENCY_BUCKETS: usize = 18;

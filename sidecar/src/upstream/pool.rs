@@ -6,7 +6,10 @@
 //! its requests one after another, so the upstream connection it used last is free again
 //! when its next request comes. Each downstream connection keeps that one connection aside
 //! (`Affinity`) and reuses it without touching the shared pool; other requests take an
-//! idle connection from the endpoint's LIFO list or dial a new one. A connection goes back
+//! idle connection from the endpoint's LIFO list or dial a new one. The idle lists are per
+//! worker (`crate::shards`): a connection's I/O task runs on the worker that dialled it,
+//! and a request on another worker would wake that one for every read and write; only a
+//! request waiting at the breakers' limit takes another worker's idle connection. A connection goes back
 //! only when its request body was sent whole and its response body read to the end
 //! (`response_body.rs`); one abandoned mid-body, or answered before the client finished uploading,
 //! is closed, never reused. An HTTP/2 request takes a stream on the least busy open
@@ -29,12 +32,14 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use warden_policy::refusal::UpstreamFailure;
 
+use crate::shards::Sharded;
 use crate::upstream::connect::{self, Http1Sender, Http2Sender};
 use crate::upstream::error::SendError;
 use crate::upstream::health::Health;
 use crate::upstream::tls::ClientTls;
 
-/// Idle connections kept per endpoint (nginx's `keepalive 256` is the usual peer setting).
+/// Idle connections kept per endpoint and worker (nginx's `keepalive 256` is the usual
+/// peer setting).
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed instead of reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -77,7 +82,8 @@ pub struct EndpointPool {
     name: Authority,
     breakers: Breakers,
     tls: Option<Arc<ClientTls>>,
-    idle: Mutex<Vec<(Http1Sender, Instant)>>,
+    /// Per worker: its own connections, most recently used last.
+    idle: Sharded<Vec<(Http1Sender, Instant)>>,
     /// Open HTTP/2 connections.
     multiplexed: Mutex<Vec<Arc<Multiplexed>>>,
     /// Held while an HTTP/2 connection is dialled.
@@ -134,7 +140,7 @@ impl EndpointPool {
             name,
             breakers,
             tls,
-            idle: Mutex::new(Vec::new()),
+            idle: Sharded::default(),
             multiplexed: Mutex::new(Vec::new()),
             dialing: tokio::sync::Mutex::new(()),
             connections: Arc::new(Semaphore::new(breakers.max_connections as usize)),
@@ -186,7 +192,8 @@ impl EndpointPool {
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            if let Some(sender) = self.take_idle() {
+            // At the limit: any worker's idle connection beats waiting.
+            if let Some(sender) = self.take_idle().or_else(|| self.idle.each().find_map(|mut i| fresh(&mut i))) {
                 return Ok((sender, false));
             }
             tokio::select! {
@@ -199,22 +206,18 @@ impl EndpointPool {
         }
     }
 
-    /// The most recently used idle connection that is still open and fresh.
+    /// This worker's most recently used idle connection that is still open and fresh.
     pub(super) fn take_idle(&self) -> Option<Http1Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((sender, since)) = idle.pop() {
-            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(sender);
-            }
-        }
-        None
+        fresh(&mut self.idle.mine())
     }
 
+    /// Back to this worker's idle list (the worker that used it last: the one whose
+    /// requests it serves, and nearly always the one that dialled it).
     fn put(&self, sender: Http1Sender) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.idle.mine();
         if idle.len() < MAX_IDLE {
             idle.push((sender, Instant::now()));
             drop(idle);
@@ -294,6 +297,17 @@ impl EndpointPool {
             .await?;
         Ok(connect::http2(io, permit, self.authority.clone()).await?)
     }
+}
+
+/// The most recently used connection of an idle list that is still open and fresh; the
+/// closed and stale ones above it are dropped.
+fn fresh(idle: &mut Vec<(Http1Sender, Instant)>) -> Option<Http1Sender> {
+    while let Some((sender, since)) = idle.pop() {
+        if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
+            return Some(sender);
+        }
+    }
+    None
 }
 
 /// Counts a request among an endpoint's waiters while it waits.

@@ -1,7 +1,8 @@
 //! Per-worker slots for what every request updates (metric counts, route windows, access
-//! log lines). Each worker thread takes a slot of its own, on a cache line of its own, the
-//! first time it records: a request's update neither waits on another worker nor takes a
-//! cache line from it. Readers (a scrape, a report, the log writer) visit every slot.
+//! log lines, idle upstream connections). Each worker thread takes a slot of its own, on a
+//! cache line of its own, the first time it asks: a request's update neither waits on
+//! another worker nor takes a cache line from it. Readers (a scrape, a report, the log
+//! writer) visit every slot.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,12 @@ struct Slot<T>(Mutex<T>);
 
 /// A `T` per worker.
 pub struct Sharded<T>(Box<[Slot<T>]>);
+
+impl<T> std::fmt::Debug for Sharded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sharded({} slots)", self.0.len())
+    }
+}
 
 impl<T: Default> Default for Sharded<T> {
     fn default() -> Self {
