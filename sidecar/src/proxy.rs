@@ -504,7 +504,7 @@ enum Strip {
 }
 
 /// Removes hop-by-hop headers, the headers `Connection` names, and what `which` adds.
-/// One pass over the names decides; most messages have none of them.
+/// Nothing is copied or collected unless a request carries a forged name (rare).
 fn strip_headers(headers: &mut HeaderMap, which: Strip) {
     // The names `Connection` lists are hop-by-hop too. Its values are shared with the
     // parsed head (a clone copies nothing), and a name looked up as `&str` is not copied.
@@ -526,7 +526,6 @@ fn strip_headers(headers: &mut HeaderMap, which: Strip) {
             || name.as_str().starts_with("x-warden-")
             || (!peer_trusted && UNTRUSTED_FORWARDING.contains(name))
     };
-    // Rare: collected only when there is one.
     if headers.keys().any(forged) {
         let doomed: Vec<HeaderName> = headers.keys().filter(|n| forged(n)).cloned().collect();
         for name in doomed {

@@ -107,22 +107,23 @@ impl RequestCounts {
         latency: Duration,
         upstream: Option<Duration>,
     ) {
+        let count = |r: &mut Route| {
+            match r.outcomes.iter_mut().find(|(s, d, _)| *s == status && *d == decision) {
+                Some((_, _, n)) => *n += 1,
+                None => r.outcomes.push((status, decision, 1)),
+            }
+            r.latency.observe(latency);
+            if let Some(u) = upstream {
+                r.upstream.observe(u);
+            }
+        };
         let mut routes = self.slots.mine();
         // Looked up by name: the route's `Arc` (shared by every worker) is cloned only the
         // first time this worker counts it.
-        let name = route.map_or("", |r| &**r);
-        if !routes.contains_key(name) {
-            routes.insert(route.cloned().unwrap_or_else(|| Arc::from("")), Route::default());
+        if let Some(r) = routes.get_mut(route.map_or("", |r| &**r)) {
+            return count(r);
         }
-        let Some(r) = routes.get_mut(name) else { return };
-        match r.outcomes.iter_mut().find(|(s, d, _)| *s == status && *d == decision) {
-            Some((_, _, n)) => *n += 1,
-            None => r.outcomes.push((status, decision, 1)),
-        }
-        r.latency.observe(latency);
-        if let Some(u) = upstream {
-            r.upstream.observe(u);
-        }
+        count(routes.entry(route.cloned().unwrap_or_else(|| Arc::from(""))).or_default());
     }
 
     /// Every slot summed, in a stable order.

@@ -9,10 +9,10 @@
 //! idle connection from the endpoint's LIFO list or dial a new one. The idle lists are per
 //! worker (`crate::shards`): a connection's I/O task runs on the worker that dialled it,
 //! and a request on another worker would wake that one for every read and write; only a
-//! request waiting at the breakers' limit takes another worker's idle connection. A connection goes back
-//! only when its request body was sent whole and its response body read to the end
-//! (`response_body.rs`); one abandoned mid-body, or answered before the client finished uploading,
-//! is closed, never reused. An HTTP/2 request takes a stream on the least busy open
+//! request waiting at the breakers' limit takes another worker's idle connection. A
+//! connection goes back only when its request body was sent whole and its response body
+//! read to the end (`response_body.rs`); one abandoned mid-body, or answered before the
+//! client finished uploading, is closed, never reused. An HTTP/2 request takes a stream on the least busy open
 //! connection with one free; one connection is dialled at a time, and the requests that
 //! arrive meanwhile wait for its streams instead of each dialling their own.
 //!
