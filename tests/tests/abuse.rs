@@ -188,15 +188,17 @@ async fn under_attack(s: &Stack, conns: usize, rounds: usize, within: Duration, 
         }
         peaks.push(peak.peak());
         fds_peak = fds_peak.max(peak.peak_fds());
+        // Every descriptor a round opened is closed again before the next round starts
+        // (the attacker hangs up first; the sidecar may still be reading what a flood
+        // left in its buffers, and the bound is on one round's connections).
+        eventually("the attack's descriptors are closed", Duration::from_secs(10), || async {
+            attacks::fds(pid) <= fds_before + 2
+        })
+        .await;
         after.push(attacks::rss_kib(pid));
     }
     stop.store(true, Ordering::Relaxed);
     let (served, failed) = legit.await.unwrap();
-    // Every descriptor an attack opened is closed again.
-    eventually("the attack's descriptors are closed", Duration::from_secs(10), || async {
-        attacks::fds(pid) <= fds_before + 2
-    })
-    .await;
     Cost {
         baseline,
         peaks,
