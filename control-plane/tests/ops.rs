@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use warden_control_plane::ops::{ApplyRequest, ControlPlane, OpsError};
 use warden_control_plane::store::{
-    CredentialRows, Denial, DenialFilter, DenialGroup, KeyRow, NewKey, NewVersion, PolicyVersion, Retention, SecretRow,
-    SidecarRecord, Sqlite, Store, StoreError, StoreFuture, Stored, StoredDenial,
+    CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
+    SecretRow, SidecarRecord, Sqlite, Store, StoreError, StoreFuture, Stored, StoredDenial,
 };
 
 /// Valid once; this release refuses a route whose upstream is not defined.
@@ -130,6 +130,9 @@ impl Store for Switched {
     }
     fn list_current(&self) -> StoreFuture<'_, Vec<PolicyVersion>> {
         self.check(self.inner.list_current())
+    }
+    fn heads(&self) -> StoreFuture<'_, Heads> {
+        self.check(self.inner.heads())
     }
     fn save_sidecars(&self, records: Vec<SidecarRecord>) -> StoreFuture<'_, ()> {
         self.check(self.inner.save_sidecars(records))

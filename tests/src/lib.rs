@@ -20,6 +20,7 @@ pub mod lenient;
 pub mod measure;
 pub mod otlp;
 pub mod plot;
+pub mod postgres;
 pub mod process;
 pub mod soak;
 pub mod stack;

@@ -179,7 +179,12 @@ impl ControlPlane {
         Self::start_with(data_dir, listen, &[]).await
     }
 
-    /// Like `start`, with more flags.
+    /// A replica on the database at `url` (`--database-url`; `sqlite://` or `postgres://`).
+    pub async fn on_database(url: &str) -> ControlPlane {
+        Self::start_with(Path::new(""), "127.0.0.1:0", &["--database-url", url]).await
+    }
+
+    /// Like `start`, with more flags (`--database-url` in them replaces `--data-dir`).
     pub async fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> ControlPlane {
         Self::start_env(data_dir, listen, extra, &[]).await
     }
@@ -188,7 +193,10 @@ impl ControlPlane {
     /// any free one unless `extra` names `--http`.
     pub async fn start_env(data_dir: &Path, listen: &str, extra: &[&str], envs: &[(&str, &str)]) -> ControlPlane {
         let data_dir_arg = data_dir.to_string_lossy();
-        let mut args = vec!["--listen", listen, "--data-dir", &data_dir_arg];
+        let mut args = vec!["--listen", listen];
+        if !extra.contains(&"--database-url") {
+            args.extend_from_slice(&["--data-dir", &data_dir_arg]);
+        }
         if !extra.iter().any(|a| a.starts_with("--http")) {
             args.extend_from_slice(&["--http", "127.0.0.1:0"]);
         }

@@ -1,18 +1,17 @@
-//! `warden-control-plane`: opens the store in `--data-dir`, serves the sidecar streams and
+//! `warden-control-plane`: opens the store (`--database-url`, or `--data-dir`), serves the sidecar streams and
 //! the admin API on `--listen`, and `/healthz`, `/readyz` and `/metrics` on `--http`. Once
 //! both ports are bound it announces its start with one JSON line on stderr carrying both
 //! addresses (`grpc`, `http`), so port 0 works for either.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 use warden_control_plane::ops::{ControlPlane, Options};
 use warden_control_plane::server::{self, BearerToken, SidecarTokens};
-use warden_control_plane::store::{Retention, Sqlite};
+use warden_control_plane::store::{Location, Retention};
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
 #[derive(Debug, Parser)]
@@ -24,9 +23,16 @@ struct Args {
     /// HTTP for probes and Prometheus: /healthz, /readyz (the store answers), /metrics.
     #[arg(long, env = "WARDEN_HTTP", default_value = "127.0.0.1:7071")]
     http: SocketAddr,
-    /// The embedded store.
-    #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
-    data_dir: PathBuf,
+    /// The store: sqlite:///path/to/warden.db (embedded, one replica) or
+    /// postgres://user@host/db (several replicas; ?sslmode=require for TLS).
+    #[arg(long, env = "WARDEN_DATABASE_URL", conflicts_with = "data_dir")]
+    database_url: Option<String>,
+    /// Shorthand for --database-url sqlite://DIR/warden.db (the default: ./warden-data).
+    #[arg(long, env = "WARDEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A private CA (PEM) for the database's TLS, beside Mozilla's roots.
+    #[arg(long, env = "WARDEN_DATABASE_CA_FILE")]
+    database_ca_file: Option<PathBuf>,
     /// File holding the bearer token `wardenctl` must present.
     #[arg(long, env = "WARDEN_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
@@ -64,8 +70,8 @@ fn token(flag: &str, path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     warden_telemetry::init_logging();
-    let store =
-        Sqlite::open(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let location = location(&args)?;
+    let store = location.open().await.with_context(|| format!("opening the store ({})", location.describe()))?;
     let admin_token = token("--admin-token-file", args.admin_token_file.as_ref())?;
     if admin_token.is_none() {
         tracing::warn!(
@@ -101,11 +107,11 @@ async fn main() -> anyhow::Result<()> {
     if traces.is_some() {
         tracing::info!("tracing: apply -> build -> push -> ACK spans export over OTLP as configured by OTEL_*");
     }
-    let cp = ControlPlane::start_with(Arc::new(store), Options { retention, traces }).await?;
+    let cp = ControlPlane::start_with(store, Options { retention, traces }).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     let http = TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
     let (grpc_addr, http_addr) = (listener.local_addr()?, http.local_addr()?);
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %args.data_dir.display(), "warden-control-plane listening");
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %location.describe(), "warden-control-plane listening");
     warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {
         r = server::serve(listener, cp.clone(), admin_token, sidecar_tokens, tls) => r?,
@@ -115,6 +121,21 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store the flags name.
+fn location(args: &Args) -> anyhow::Result<Location> {
+    let ca = match &args.database_ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading --database-ca-file {}", path.display()))?)
+        }
+        None => None,
+    };
+    Ok(match (&args.database_url, &args.data_dir) {
+        (Some(url), _) => Location::parse(url, ca.as_deref())?,
+        (None, Some(dir)) => Location::data_dir(dir.clone()),
+        (None, None) => Location::data_dir(PathBuf::from("./warden-data")),
+    })
 }
 
 /// Per-service sidecar tokens from a directory: file name = service, content = token.

@@ -165,7 +165,7 @@ impl ControlPlane {
     }
 
     /// A valid version of `service` is being served: it is no longer reported invalid.
-    fn valid_again(&self, service: &str) {
+    pub(super) fn valid_again(&self, service: &str) {
         let mut invalid = self.invalid.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if invalid.remove(service).is_some() {
             self.metrics.invalid_policies(invalid.len());

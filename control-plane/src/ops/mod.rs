@@ -5,7 +5,8 @@
 //! status codes. One file per operation, each an `impl ControlPlane` block:
 //!
 //! - `control_plane.rs`: the state they share; `startup.rs`: loading it, and reporting
-//!   stored policies that no longer validate.
+//!   stored policies that no longer validate; `follow.rs`: keeping it current with
+//!   changes made through other replicas.
 //! - `apply.rs`, `rollback.rs`, `policies.rs`: policy versions (validate, the global-limit
 //!   check, missing-secret warnings, one store unit, publish).
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
@@ -19,6 +20,7 @@ mod control_plane;
 mod credentials;
 mod denials;
 mod error;
+mod follow;
 pub mod keys;
 mod metrics;
 mod policies;

@@ -1,9 +1,9 @@
 //! Starting the control plane: the registry from what the store remembers, then every
-//! service's current version re-validated with this build's policy model and published,
-//! then each service's credentials. A stored policy that no longer validates (an upgrade
-//! made a rule stricter) is not served, and never silently dropped: it is logged as an
-//! error, counted in `warden_stored_policies_invalid`, and listed by `wardenctl status`
-//! until a valid version of the service replaces it.
+//! service's current version re-validated with this build's policy model and published
+//! with its credentials, then the change feed followed (`follow.rs`). A stored policy that
+//! no longer validates (an upgrade made a rule stricter) is not served, and never silently
+//! dropped: it is logged as an error, counted in `warden_stored_policies_invalid`, and
+//! listed by `wardenctl status` until a valid version of the service replaces it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use crate::ops::metrics::Metrics;
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
 use crate::rollout::Rollouts;
-use crate::store::{Store, StoreError};
+use crate::store::{PolicyVersion, Store, StoreError};
 use crate::traffic::Traffic;
 
 impl ControlPlane {
@@ -24,7 +24,8 @@ impl ControlPlane {
     }
 
     /// Loads the registry, publishes every service's current version that still
-    /// validates, reports those that do not, and publishes every service's credentials.
+    /// validates (with its credentials), reports those that do not, and follows the
+    /// changes other replicas make.
     pub async fn start_with(store: Arc<dyn Store>, options: Options) -> Result<Arc<ControlPlane>, StoreError> {
         let metrics = Arc::new(Metrics::default());
         let on_save_error = {
@@ -32,33 +33,10 @@ impl ControlPlane {
             move |e: &StoreError| metrics.store_error("save_sidecars", e)
         };
         let registry = Registry::load(store.clone(), on_save_error).await?;
-        let hub = Hub::default();
-        let mut invalid = BTreeMap::new();
-        for v in store.list_current().await? {
-            match snapshot_of(&v) {
-                Ok(s) => hub.publish(s),
-                Err(e) => {
-                    tracing::error!(
-                        service = %v.service,
-                        version = v.version,
-                        "the stored policy of service '{}' (v{}) no longer validates with this release: it is NOT \
-                         served (its sidecars keep their last known good policy) until a valid version is applied \
-                         or rolled back to; `wardenctl status` lists it:\n{e}",
-                        v.service,
-                        v.version
-                    );
-                    let service = v.service.clone();
-                    invalid.insert(
-                        service,
-                        InvalidPolicy { service: v.service, version: v.version, error: e.to_string() },
-                    );
-                }
-            }
-        }
-        metrics.invalid_policies(invalid.len());
+        let changes = store.changes();
         let cp = Arc::new(ControlPlane {
             store,
-            hub,
+            hub: Hub::default(),
             registry,
             quotas: QuotaBoard::default(),
             traffic: Traffic::default(),
@@ -66,11 +44,47 @@ impl ControlPlane {
             retention: options.retention,
             metrics,
             refreshing: tokio::sync::Mutex::new(()),
-            invalid: Mutex::new(invalid),
+            invalid: Mutex::new(BTreeMap::new()),
         });
-        for service in cp.hub.services() {
-            cp.refresh_credentials(&service).await?;
+        for v in cp.store.list_current().await? {
+            cp.serve_stored(v).await?;
+        }
+        if let Some(changes) = changes {
+            cp.follow(changes);
         }
         Ok(cp)
+    }
+
+    /// Serves a stored version that is newer than the one served, with its credentials;
+    /// one that no longer validates is reported instead (once per version).
+    pub(super) async fn serve_stored(&self, v: PolicyVersion) -> Result<(), StoreError> {
+        if v.version <= self.hub.current_version(&v.service) {
+            return Ok(());
+        }
+        match snapshot_of(&v) {
+            Ok(snapshot) => {
+                self.publish_with_credentials(&v.service, Some(snapshot)).await?;
+                self.valid_again(&v.service);
+            }
+            Err(e) => {
+                let mut invalid = self.invalid.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if invalid.get(&v.service).is_some_and(|i| i.version == v.version) {
+                    return Ok(());
+                }
+                tracing::error!(
+                    service = %v.service,
+                    version = v.version,
+                    "the stored policy of service '{}' (v{}) no longer validates with this release: it is NOT \
+                     served (its sidecars keep their last known good policy) until a valid version is applied \
+                     or rolled back to; `wardenctl status` lists it:\n{e}",
+                    v.service,
+                    v.version
+                );
+                let service = v.service.clone();
+                invalid.insert(service, InvalidPolicy { service: v.service, version: v.version, error: e.to_string() });
+                self.metrics.invalid_policies(invalid.len());
+            }
+        }
+        Ok(())
     }
 }

@@ -14,8 +14,8 @@ use std::pin::Pin;
 
 use crate::store::error::StoreError;
 use crate::store::model::{
-    CredentialRows, Denial, DenialFilter, DenialGroup, KeyRow, NewKey, NewVersion, PolicyVersion, Retention, SecretRow,
-    SidecarRecord, Stored, StoredDenial,
+    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
+    Retention, SecretRow, SidecarRecord, Stored, StoredDenial,
 };
 
 /// What a store call returns: a `Send` future, so callers can run it on any worker.
@@ -27,8 +27,14 @@ pub trait Store: Send + Sync + 'static {
     /// so a sidecar holding revision 7 of another store is not taken to be current.
     fn epoch(&self) -> u64;
 
-    /// Succeeds when the store answers (what `/readyz` asks).
+    /// Succeeds when the store answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Changes made through other replicas, as they commit; None for a store only this
+    /// process writes (SQLite).
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        None
+    }
 
     // Policy versions.
 
@@ -44,6 +50,8 @@ pub trait Store: Send + Sync + 'static {
     fn history<'a>(&'a self, service: &'a str) -> StoreFuture<'a, Vec<PolicyVersion>>;
     /// The current version of every service, with sources, by service name.
     fn list_current(&self) -> StoreFuture<'_, Vec<PolicyVersion>>;
+    /// Every service's current version and the credentials revision.
+    fn heads(&self) -> StoreFuture<'_, Heads>;
 
     // Sidecars.
 

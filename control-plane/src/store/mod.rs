@@ -1,19 +1,23 @@
 //! Durable storage behind one interface: `api.rs` (the async `Store` trait, one
 //! transactional unit per method), `model.rs` (the domain types it speaks), `error.rs`
-//! (`StoreError`, with `Unavailable` for a store that cannot answer now), and `sqlite.rs`
-//! (the implementation: every version of every service's policy, every sidecar's last
-//! word, API key hashes, webhook secrets and the deny log).
+//! (`StoreError`, with `Unavailable` for a store that cannot answer now), the two
+//! implementations, `sqlite.rs` (embedded, one replica) and `postgres.rs` (several
+//! replicas on one database), and `location.rs` (which one a database URL names).
 
 mod api;
 mod error;
+mod location;
 mod model;
+mod postgres;
 mod sqlite;
 
 pub use crate::clock::now_unix_ms;
 pub use api::{Store, StoreFuture};
 pub use error::StoreError;
+pub use location::Location;
 pub use model::{
-    CredentialRows, Denial, DenialFilter, DenialGroup, KeyRow, NewKey, NewVersion, PolicyVersion, Retention, SecretRow,
-    SidecarRecord, Stored, StoredDenial,
+    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
+    Retention, SecretRow, SidecarRecord, Stored, StoredDenial,
 };
+pub use postgres::{Postgres, Target};
 pub use sqlite::Sqlite;

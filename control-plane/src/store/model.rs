@@ -15,6 +15,15 @@ pub struct PolicyVersion {
     pub source_yaml: String,
 }
 
+/// What is current, cheaply: every service's current version and the credentials
+/// revision (what a replica compares with what it serves).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heads {
+    /// By service name.
+    pub versions: Vec<(String, u64)>,
+    pub credentials_revision: u64,
+}
+
 /// A document to store as the next version of its service.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -176,4 +185,15 @@ pub struct DenialFilter {
     pub rule: String,
     pub client: String,
     pub limit: u32,
+}
+
+/// A change made through another replica, from the store's change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A service has a new current version.
+    Policy(String),
+    /// A service's keys changed (Some), or secrets, which any service may use (None).
+    Credentials(Option<String>),
+    /// Anything may have changed (the feed was down): compare everything.
+    Resync,
 }

@@ -1,7 +1,7 @@
-//! The SQLite store (bundled, WAL, `synchronous=FULL`) in `--data-dir`: the one
-//! implementation of `Store`. Every call runs on a blocking thread, never on the async
-//! runtime's workers, over one shared connection; each is one transaction, and a
-//! committed one survives `kill -9`. The SQL lives in one file per kind of data; this file
+//! The SQLite store (bundled, WAL, `synchronous=FULL`) in one file: the embedded
+//! implementation of `Store`, for one control-plane replica. Every call runs on a
+//! blocking thread, never on the async runtime's workers, over one shared connection;
+//! each is one transaction, and a committed one survives `kill -9`. The SQL lives in one file per kind of data; this file
 //! opens the store, classifies SQLite's errors, and maps each `Store` method onto the SQL.
 
 mod credentials;
@@ -10,6 +10,7 @@ mod schema;
 mod sidecars;
 #[cfg(test)]
 mod tests;
+mod transaction;
 mod versions;
 
 use std::path::Path;
@@ -20,8 +21,8 @@ use rusqlite::{Connection, ErrorCode};
 use crate::store::api::{Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
-    CredentialRows, Denial, DenialFilter, DenialGroup, KeyRow, NewKey, NewVersion, PolicyVersion, Retention, SecretRow,
-    SidecarRecord, Stored, StoredDenial,
+    CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
+    SecretRow, SidecarRecord, Stored, StoredDenial,
 };
 
 /// A handle to the SQLite store; clones share one connection.
@@ -35,14 +36,20 @@ pub struct Sqlite {
 impl Sqlite {
     /// Opens (or creates) the store in `dir`, bringing an older store's schema up to date.
     pub fn open(dir: &Path) -> Result<Sqlite, StoreError> {
-        let io = |e: std::io::Error| StoreError::Failed(format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let path = dir.join("warden.db");
-        let conn = Connection::open(&path)?;
+        Sqlite::open_file(&dir.join("warden.db"))
+    }
+
+    /// Opens (or creates) the store in the file `path`, making its directory if need be.
+    pub fn open_file(path: &Path) -> Result<Sqlite, StoreError> {
+        let io = |e: std::io::Error| StoreError::Failed(format!("{}: {e}", path.display()));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let conn = Connection::open(path)?;
         // It holds webhook secrets: owner-only, like an SSH key.
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         }
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before apply answers, so kill -9 loses nothing acknowledged.
@@ -124,6 +131,13 @@ impl Store for Sqlite {
 
     fn list_current(&self) -> StoreFuture<'_, Vec<PolicyVersion>> {
         Box::pin(self.with(|c| versions::list_current(c)))
+    }
+
+    fn heads(&self) -> StoreFuture<'_, Heads> {
+        Box::pin(self.with(|c| {
+            let versions = versions::heads(c)?;
+            Ok(Heads { versions, credentials_revision: credentials::revision_in(c)? })
+        }))
     }
 
     fn save_sidecars(&self, records: Vec<SidecarRecord>) -> StoreFuture<'_, ()> {

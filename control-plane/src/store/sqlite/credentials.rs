@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use crate::clock::now_unix_ms;
 use crate::store::error::StoreError;
 use crate::store::model::{CredentialRows, KeyRow, NewKey, SecretRow};
+use crate::store::sqlite::transaction::write;
 
 const KEY_COLUMNS: &str =
     "id, service, client, plan, sha256, prefix, created_unix_ms, expires_unix_ms, revoked_unix_ms";
@@ -47,13 +48,13 @@ pub fn epoch(c: &Connection) -> Result<u64, StoreError> {
     Ok(c.query_row("SELECT value FROM counters WHERE name = 'epoch'", [], |r| r.get(0))?)
 }
 
-fn revision_in(c: &Connection) -> Result<u64, rusqlite::Error> {
+pub fn revision_in(c: &Connection) -> Result<u64, rusqlite::Error> {
     Ok(c.query_row("SELECT value FROM counters WHERE name = 'credentials'", [], |r| r.get(0)).optional()?.unwrap_or(0))
 }
 
 /// Stores new keys in one transaction, under one credentials revision.
 pub fn create_keys(conn: &mut Connection, keys: Vec<NewKey>) -> Result<Vec<KeyRow>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = write(conn)?;
     let revision = bump(&tx)?;
     let created_unix_ms = now_unix_ms();
     let mut rows = Vec::with_capacity(keys.len());
@@ -102,7 +103,7 @@ pub fn keys(c: &Connection, service: Option<&str>, client: Option<&str>) -> Resu
 
 /// Revokes a key (a second revoke changes nothing); None when there is no such key.
 pub fn revoke_key(conn: &mut Connection, id: &str) -> Result<Option<KeyRow>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = write(conn)?;
     let active: bool = tx
         .query_row("SELECT revoked_unix_ms = 0 FROM api_keys WHERE id = ?1", [id], |r| r.get(0))
         .optional()?
@@ -137,7 +138,7 @@ pub fn set_secret(
     value: Vec<u8>,
     retire_previous_after_ms: i64,
 ) -> Result<SecretRow, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = write(conn)?;
     let now = now_unix_ms();
     let retire_at = now.saturating_add(retire_previous_after_ms);
     tx.execute(
@@ -175,7 +176,7 @@ pub fn secrets(c: &Connection) -> Result<Vec<SecretRow>, rusqlite::Error> {
 
 /// Moves the credentials revision on without a key or secret change.
 pub fn bump_revision(conn: &mut Connection) -> Result<u64, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = write(conn)?;
     let revision = bump(&tx)?;
     tx.commit()?;
     Ok(revision)

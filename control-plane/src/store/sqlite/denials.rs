@@ -9,12 +9,13 @@ use rusqlite::{Connection, Row, params};
 
 use crate::clock::now_unix_ms;
 use crate::store::model::{Denial, DenialFilter, DenialGroup, Retention, StoredDenial};
+use crate::store::sqlite::transaction::write;
 
 const WHERE: &str = "WHERE (?1 = '' OR service = ?1) AND unix_ms >= ?2 AND (?3 = '' OR route = ?3)
                      AND (?4 = '' OR rule = ?4) AND (?5 = '' OR client_id = ?5)";
 
 /// When the log was last pruned (ms), shared by every handle.
-pub static PRUNED_AT: AtomicI64 = AtomicI64::new(0);
+static PRUNED_AT: AtomicI64 = AtomicI64::new(0);
 const PRUNE_EVERY_MS: i64 = 5_000;
 
 fn denial_row(r: &Row<'_>) -> Result<StoredDenial, rusqlite::Error> {
@@ -48,7 +49,7 @@ pub fn insert(
     denials: &[Denial],
     retention: Retention,
 ) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = write(conn)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,

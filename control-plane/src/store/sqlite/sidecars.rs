@@ -4,10 +4,11 @@
 use rusqlite::{Connection, params};
 
 use crate::store::model::SidecarRecord;
+use crate::store::sqlite::transaction::write;
 
 /// Upserts the records in one transaction (one fsync for the lot).
 pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlite::Error> {
-    let tx = c.transaction()?;
+    let tx = write(c)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms)

@@ -5,12 +5,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::clock::now_unix_ms;
 use crate::store::model::{NewVersion, PolicyVersion, Stored};
+use crate::store::sqlite::transaction::write;
 
 const VERSION_COLUMNS: &str = "service, version, author, created_unix_ms, message, content_hash";
 
 /// See `Store::apply`.
 pub fn apply(conn: &mut Connection, docs: Vec<NewVersion>, dry_run: bool) -> Result<Vec<Stored>, rusqlite::Error> {
-    let tx = conn.transaction()?;
+    let tx = write(conn)?;
     let now = now_unix_ms();
     let mut out = Vec::with_capacity(docs.len());
     for doc in docs {
@@ -90,6 +91,12 @@ pub fn list_current(c: &Connection) -> Result<Vec<PolicyVersion>, rusqlite::Erro
          ORDER BY service"
     ))?;
     stmt.query_map([], |r| version_row(r, true))?.collect()
+}
+
+/// Every service's current version, by service name.
+pub fn heads(c: &Connection) -> Result<Vec<(String, u64)>, rusqlite::Error> {
+    let mut stmt = c.prepare("SELECT service, MAX(version) FROM policy_versions GROUP BY service ORDER BY service")?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
 }
 
 fn version_row(r: &Row<'_>, with_source: bool) -> Result<PolicyVersion, rusqlite::Error> {

@@ -1,0 +1,205 @@
+//! The PostgreSQL store, for several control-plane replicas on one database: the same
+//! `Store` as SQLite, over a pool of connections (deadpool-postgres over tokio-postgres,
+//! TLS by rustls when the URL asks for it). Every call is one transaction and gives up
+//! within `CALL_TIMEOUT`, so an apply against a dead database fails in seconds with a
+//! message naming the database instead of hanging. Schema changes are numbered migrations
+//! (`migrations.rs`) applied at start-up. Changes that sidecars on other replicas must see
+//! are announced with `NOTIFY` in the same transaction (`change_feed.rs` listens).
+
+mod bigint;
+mod change_feed;
+mod credentials;
+mod denials;
+mod migrations;
+mod sidecars;
+mod target;
+mod versions;
+
+pub use target::Target;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+
+use crate::store::api::{Store, StoreFuture};
+use crate::store::error::StoreError;
+use crate::store::model::{
+    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
+    Retention, SecretRow, SidecarRecord, Stored, StoredDenial,
+};
+use crate::store::postgres::target::CALL_TIMEOUT;
+
+/// Connections per replica.
+const POOL_SIZE: usize = 16;
+
+/// A handle to the PostgreSQL store; clones share the pool.
+#[derive(Clone)]
+pub struct Postgres {
+    pool: Pool,
+    target: Arc<Target>,
+    epoch: u64,
+    /// When this replica last pruned the deny log (ms).
+    pruned_at: Arc<AtomicI64>,
+}
+
+impl Postgres {
+    /// Connects, applies the migrations this database lacks and reads the epoch.
+    pub async fn open(target: Target) -> Result<Postgres, StoreError> {
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match &target.tls {
+            Some(tls) => Manager::from_config(target.config.clone(), tls.clone(), manager_config),
+            None => Manager::from_config(target.config.clone(), tokio_postgres::NoTls, manager_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CALL_TIMEOUT))
+            .create_timeout(Some(CALL_TIMEOUT))
+            .recycle_timeout(Some(CALL_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Failed(format!("{}: {e}", target.name)))?;
+        let mut store = Postgres { pool, target: Arc::new(target), epoch: 0, pruned_at: Arc::new(AtomicI64::new(0)) };
+        let mut client = store.client().await?;
+        migrations::run(&mut client).await.map_err(|e| store.target.error(e))?;
+        store.epoch = credentials::epoch(&client).await?;
+        Ok(store)
+    }
+
+    /// Where it is, for messages.
+    pub fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => self.target.error(e),
+            PoolError::Timeout(_) => self.target.unavailable("no connection within the timeout"),
+            e => self.target.unavailable(e),
+        })
+    }
+
+    /// Runs one store call on a pooled connection, within `CALL_TIMEOUT`.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut Object) -> Result<T, tokio_postgres::Error>,
+    {
+        let call = async {
+            let mut client = self.client().await?;
+            f(&mut client).await.map_err(|e| self.target.error(e))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.target.unavailable("no answer within the timeout"))?
+    }
+}
+
+impl Store for Postgres {
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(async |c| c.execute("SELECT 1", &[]).await.map(drop)))
+    }
+
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        Some(change_feed::listen(Target::clone(&self.target)))
+    }
+
+    fn apply(&self, docs: Vec<NewVersion>, dry_run: bool) -> StoreFuture<'_, Vec<Stored>> {
+        Box::pin(self.with(async move |c| versions::apply(c, docs, dry_run).await))
+    }
+
+    fn current<'a>(&'a self, service: &'a str) -> StoreFuture<'a, Option<PolicyVersion>> {
+        Box::pin(self.with(async move |c| versions::current(&*c, service).await))
+    }
+
+    fn version<'a>(&'a self, service: &'a str, version: u64) -> StoreFuture<'a, Option<PolicyVersion>> {
+        Box::pin(self.with(async move |c| versions::get(c, service, version).await))
+    }
+
+    fn history<'a>(&'a self, service: &'a str) -> StoreFuture<'a, Vec<PolicyVersion>> {
+        Box::pin(self.with(async move |c| versions::history(c, service).await))
+    }
+
+    fn list_current(&self) -> StoreFuture<'_, Vec<PolicyVersion>> {
+        Box::pin(self.with(async |c| versions::list_current(c).await))
+    }
+
+    fn heads(&self) -> StoreFuture<'_, Heads> {
+        Box::pin(self.with(async |c| {
+            let versions = versions::heads(c).await?;
+            Ok(Heads { versions, credentials_revision: credentials::revision(c).await? })
+        }))
+    }
+
+    fn save_sidecars(&self, records: Vec<SidecarRecord>) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(async move |c| sidecars::save(c, &records).await))
+    }
+
+    fn sidecars(&self) -> StoreFuture<'_, Vec<SidecarRecord>> {
+        Box::pin(self.with(async |c| sidecars::list(c).await))
+    }
+
+    fn create_keys(&self, keys: Vec<NewKey>) -> StoreFuture<'_, Vec<KeyRow>> {
+        Box::pin(self.with(async move |c| credentials::create_keys(c, keys).await))
+    }
+
+    fn keys(&self, service: Option<String>, client: Option<String>) -> StoreFuture<'_, Vec<KeyRow>> {
+        Box::pin(self.with(async move |c| credentials::keys(c, service.as_deref(), client.as_deref()).await))
+    }
+
+    fn revoke_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRow>> {
+        Box::pin(self.with(async move |c| credentials::revoke_key(c, id).await))
+    }
+
+    fn lookup_key<'a>(&'a self, service: &'a str, sha256: Vec<u8>) -> StoreFuture<'a, Option<KeyRow>> {
+        Box::pin(self.with(async move |c| credentials::lookup_key(c, service, &sha256).await))
+    }
+
+    fn set_secret<'a>(
+        &'a self,
+        name: &'a str,
+        value: Vec<u8>,
+        retire_previous_after_ms: i64,
+    ) -> StoreFuture<'a, SecretRow> {
+        Box::pin(self.with(async move |c| credentials::set_secret(c, name, value, retire_previous_after_ms).await))
+    }
+
+    fn secrets(&self) -> StoreFuture<'_, Vec<SecretRow>> {
+        Box::pin(self.with(async |c| credentials::secrets(c).await))
+    }
+
+    fn bump_credentials_revision(&self) -> StoreFuture<'_, u64> {
+        Box::pin(self.with(async |c| credentials::bump_revision(c).await))
+    }
+
+    fn credentials<'a>(
+        &'a self,
+        service: &'a str,
+        since: u64,
+        secret_names: Vec<String>,
+    ) -> StoreFuture<'a, CredentialRows> {
+        Box::pin(self.with(async move |c| credentials::credentials(c, service, since, &secret_names).await))
+    }
+
+    fn insert_denials<'a>(
+        &'a self,
+        service: &'a str,
+        instance: &'a str,
+        records: Vec<Denial>,
+        retention: Retention,
+    ) -> StoreFuture<'a, ()> {
+        let pruned_at = self.pruned_at.clone();
+        Box::pin(self.with(async move |c| denials::insert(c, service, instance, &records, retention, &pruned_at).await))
+    }
+
+    fn denials(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<StoredDenial>> {
+        Box::pin(self.with(async move |c| denials::list(c, &filter).await))
+    }
+
+    fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
+        Box::pin(self.with(async move |c| denials::groups(c, &filter).await))
+    }
+}

@@ -1,0 +1,130 @@
+//! The deny log in PostgreSQL, as in SQLite: every refusal sidecars report, a report per
+//! statement, bounded by age and by row count, pruned with inserts at most every few
+//! seconds per replica.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use deadpool_postgres::Object;
+use tokio_postgres::Row;
+use tokio_postgres::error::Error;
+
+use crate::clock::now_unix_ms;
+use crate::store::model::{Denial, DenialFilter, DenialGroup, Retention, StoredDenial};
+use crate::store::postgres::bigint::small;
+
+const WHERE: &str = "WHERE ($1 = '' OR service = $1) AND unix_ms >= $2 AND ($3 = '' OR route = $3)
+                     AND ($4 = '' OR rule = $4) AND ($5 = '' OR client_id = $5)";
+const PRUNE_EVERY_MS: i64 = 5_000;
+
+fn denial_row(r: &Row) -> StoredDenial {
+    StoredDenial {
+        service: r.get(0),
+        instance: r.get(1),
+        denial: Denial {
+            unix_ms: r.get(2),
+            request_id: r.get(3),
+            trace_id: r.get(4),
+            route: r.get(5),
+            rule: r.get(6),
+            code: r.get(7),
+            status: u32::try_from(r.get::<_, i32>(8)).unwrap_or(0),
+            client_id: r.get(9),
+            client_ip: r.get(10),
+            method: r.get(11),
+            host: r.get(12),
+            path: r.get(13),
+            dry_run: r.get(14),
+            request_id_from_client: r.get(15),
+        },
+    }
+}
+
+/// Stores one sidecar's reported refusals, then prunes if it is time.
+pub async fn insert(
+    c: &mut Object,
+    service: &str,
+    instance: &str,
+    denials: &[Denial],
+    retention: Retention,
+    pruned_at: &AtomicI64,
+) -> Result<(), Error> {
+    let text = |f: fn(&Denial) -> &str| denials.iter().map(f).collect::<Vec<_>>();
+    let flag = |f: fn(&Denial) -> bool| denials.iter().map(f).collect::<Vec<_>>();
+    let tx = c.transaction().await?;
+    tx.execute(
+        "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
+                              client_ip, method, host, path, dry_run, request_id_from_client)
+         SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[],
+                                      $9::INTEGER[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[],
+                                      $15::BOOLEAN[], $16::BOOLEAN[])",
+        &[
+            &service,
+            &instance,
+            &denials.iter().map(|d| d.unix_ms).collect::<Vec<_>>(),
+            &text(|d| &d.request_id),
+            &text(|d| &d.trace_id),
+            &text(|d| &d.route),
+            &text(|d| &d.rule),
+            &text(|d| &d.code),
+            &denials.iter().map(|d| i32::try_from(d.status).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+            &text(|d| &d.client_id),
+            &text(|d| &d.client_ip),
+            &text(|d| &d.method),
+            &text(|d| &d.host),
+            &text(|d| &d.path),
+            &flag(|d| d.dry_run),
+            &flag(|d| d.request_id_from_client),
+        ],
+    )
+    .await?;
+    let now = now_unix_ms();
+    if now - pruned_at.load(Ordering::Relaxed) >= PRUNE_EVERY_MS {
+        pruned_at.store(now, Ordering::Relaxed);
+        tx.execute("DELETE FROM denials WHERE unix_ms < $1", &[&(now - retention.max_age_ms)]).await?;
+        tx.execute("DELETE FROM denials WHERE id <= (SELECT MAX(id) FROM denials) - $1", &[&retention.max_rows])
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// Refusals matching `f`, newest first.
+pub async fn list(c: &Object, f: &DenialFilter) -> Result<Vec<StoredDenial>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
+                        client_ip, method, host, path, dry_run, request_id_from_client
+                 FROM denials {WHERE} ORDER BY id DESC LIMIT $6"
+            ),
+            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1))],
+        )
+        .await?;
+    Ok(rows.iter().map(denial_row).collect())
+}
+
+/// Refusals matching `f`, counted by service, route, rule, reason and client, most first.
+pub async fn groups(c: &Object, f: &DenialFilter) -> Result<Vec<DenialGroup>, Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), COUNT(*) FILTER (WHERE dry_run)
+                 FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
+                 ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT $6"
+            ),
+            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1))],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DenialGroup {
+            service: r.get(0),
+            route: r.get(1),
+            rule: r.get(2),
+            code: r.get(3),
+            client_id: r.get(4),
+            count: small(r.get(5)),
+            last_unix_ms: r.get(6),
+            dry_run: small(r.get(7)),
+        })
+        .collect())
+}

@@ -1,0 +1,117 @@
+//! The PostgreSQL schema as numbered migrations, applied at start-up in order, each in
+//! its own transaction, under one advisory lock so replicas starting together apply each
+//! migration once. Rolling upgrades: a migration only adds (tables, indexes, columns with
+//! defaults), so the previous release keeps working against the migrated schema; a column
+//! the code stops reading is dropped two releases later, never in the release that stops.
+//! A store migrated by a newer release (numbers this one does not know) is used as it is.
+
+use tokio_postgres::Client;
+
+/// (number, what it does, SQL). Append only; never edit a released one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "policy versions, sidecars, credentials, the deny log",
+    "
+CREATE TABLE policy_versions (
+    service         TEXT   NOT NULL,
+    version         BIGINT NOT NULL,
+    author          TEXT   NOT NULL,
+    created_unix_ms BIGINT NOT NULL,
+    message         TEXT   NOT NULL,
+    content_hash    TEXT   NOT NULL,
+    source_yaml     TEXT   NOT NULL,
+    PRIMARY KEY (service, version)
+);
+CREATE TABLE sidecars (
+    service           TEXT   NOT NULL,
+    instance          TEXT   NOT NULL,
+    peer              TEXT   NOT NULL,
+    acked_version     BIGINT NOT NULL,
+    acked_unix_ms     BIGINT NOT NULL,
+    nacked_version    BIGINT NOT NULL,
+    nack_error        TEXT   NOT NULL,
+    nacked_unix_ms    BIGINT NOT NULL,
+    last_seen_unix_ms BIGINT NOT NULL,
+    PRIMARY KEY (service, instance)
+);
+CREATE TABLE api_keys (
+    id              TEXT   PRIMARY KEY,
+    service         TEXT   NOT NULL,
+    client          TEXT   NOT NULL,
+    plan            TEXT   NOT NULL,
+    sha256          BYTEA  NOT NULL UNIQUE,
+    prefix          TEXT   NOT NULL,
+    created_unix_ms BIGINT NOT NULL,
+    expires_unix_ms BIGINT NOT NULL,
+    revoked_unix_ms BIGINT NOT NULL,
+    revision        BIGINT NOT NULL
+);
+CREATE INDEX api_keys_by_service ON api_keys (service, revision);
+CREATE TABLE secrets (
+    id              TEXT   PRIMARY KEY,
+    name            TEXT   NOT NULL,
+    value           BYTEA  NOT NULL,
+    created_unix_ms BIGINT NOT NULL,
+    expires_unix_ms BIGINT NOT NULL
+);
+CREATE INDEX secrets_by_name ON secrets (name);
+CREATE TABLE denials (
+    id         BIGSERIAL PRIMARY KEY,
+    service    TEXT    NOT NULL,
+    instance   TEXT    NOT NULL,
+    unix_ms    BIGINT  NOT NULL,
+    request_id TEXT    NOT NULL,
+    trace_id   TEXT    NOT NULL,
+    route      TEXT    NOT NULL,
+    rule       TEXT    NOT NULL,
+    code       TEXT    NOT NULL,
+    status     INTEGER NOT NULL,
+    client_id  TEXT    NOT NULL,
+    client_ip  TEXT    NOT NULL,
+    method     TEXT    NOT NULL,
+    host       TEXT    NOT NULL,
+    path       TEXT    NOT NULL,
+    dry_run    BOOLEAN NOT NULL,
+    request_id_from_client BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX denials_by_time ON denials (unix_ms);
+CREATE TABLE counters (
+    name  TEXT   PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+",
+)];
+
+/// Any number, the same in every release: the lock replicas take to migrate.
+const MIGRATION_LOCK: i64 = 0x5741_5244_454e_0001;
+
+/// Applies the migrations this store lacks; returns how many ran.
+pub async fn run(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS warden_migrations (
+                 number          BIGINT PRIMARY KEY,
+                 description     TEXT   NOT NULL,
+                 applied_unix_ms BIGINT NOT NULL
+             )",
+        )
+        .await?;
+    let mut ran = 0;
+    for (number, description, sql) in MIGRATIONS {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        let done = tx.query_opt("SELECT 1 FROM warden_migrations WHERE number = $1", &[number]).await?.is_some();
+        if !done {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO warden_migrations (number, description, applied_unix_ms) VALUES ($1, $2, $3)",
+                &[number, description, &crate::clock::now_unix_ms()],
+            )
+            .await?;
+            tracing::info!(migration = number, description, "database migrated");
+            ran += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(ran)
+}

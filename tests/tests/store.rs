@@ -1,0 +1,250 @@
+//! Both stores keep the same contract: every scenario here runs on the embedded SQLite
+//! file and on a real PostgreSQL (a database of its own on the test server, see
+//! `warden_e2e::postgres`), through the `Store` interface the operations layer uses.
+//! Two handles on one database stand for two control-plane replicas.
+
+// A test: failing loudly at the spot is what it is for (the helpers below are not #[test]s).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_control_plane::clock::now_unix_ms;
+use warden_control_plane::store::{Change, Denial, DenialFilter, Location, NewKey, NewVersion, Retention, Store};
+use warden_e2e::postgres;
+
+/// A store, and how to open another handle on it (another replica).
+struct Backend {
+    location: Location,
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse(&format!("sqlite://{}/sub/warden.db", dir.path().display()), None).unwrap();
+        let store = location.open().await.unwrap();
+        Backend { location, store, _dir: Some(dir) }
+    }
+
+    async fn postgres() -> Backend {
+        let db = postgres::database().await;
+        let location = Location::parse(&db.url, None).unwrap();
+        let store = location.open().await.unwrap();
+        Backend { location, store, _dir: None }
+    }
+
+    async fn another(&self) -> Arc<dyn Store> {
+        self.location.open().await.unwrap()
+    }
+}
+
+/// Runs a scenario on both stores.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$name(super::Backend::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$name(super::Backend::postgres().await).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    versions_are_numbered_per_service_and_unchanged_content_is_not_stored,
+    a_dry_run_writes_nothing_and_another_handle_sees_what_was_committed,
+    concurrent_applies_to_one_service_get_one_number_each,
+    keys_are_per_service_revocation_sticks_and_every_change_bumps_the_revision,
+    a_new_secret_value_keeps_the_old_one_verifying_until_it_retires,
+    the_deny_log_is_filtered_grouped_and_kept_within_its_bounds,
+    sidecar_records_are_upserted_in_batches,
+);
+
+fn doc(service: &str, yaml: &str) -> NewVersion {
+    NewVersion {
+        service: service.into(),
+        author: "alice".into(),
+        message: "m".into(),
+        content_hash: warden_policy::yaml::content_hash(yaml),
+        source_yaml: yaml.into(),
+    }
+}
+
+async fn versions_are_numbered_per_service_and_unchanged_content_is_not_stored(b: Backend) {
+    let store = &b.store;
+    let r = store.apply(vec![doc("a", "x: 1"), doc("b", "y: 1")], false).await.unwrap();
+    assert_eq!(r.iter().map(|s| (s.version.version, s.changed)).collect::<Vec<_>>(), [(1, true), (1, true)]);
+    let r = store.apply(vec![doc("a", "x: 1"), doc("b", "y: 2")], false).await.unwrap();
+    assert_eq!(r.iter().map(|s| (s.version.version, s.changed)).collect::<Vec<_>>(), [(1, false), (2, true)]);
+    assert_eq!(r[1].previous.as_ref().unwrap().source_yaml, "y: 1");
+    let h = store.history("b").await.unwrap();
+    assert_eq!(h.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+    assert!(h.iter().all(|v| v.source_yaml.is_empty() && v.author == "alice"), "listings carry no sources");
+    assert_eq!(store.version("b", 1).await.unwrap().unwrap().source_yaml, "y: 1");
+    assert_eq!(store.current("b").await.unwrap().unwrap().source_yaml, "y: 2");
+    let current = store.list_current().await.unwrap();
+    assert_eq!(current.iter().map(|v| (v.service.as_str(), v.version)).collect::<Vec<_>>(), [("a", 1), ("b", 2)]);
+    let heads = store.heads().await.unwrap();
+    assert_eq!(heads.versions, [("a".to_owned(), 1), ("b".to_owned(), 2)]);
+}
+
+async fn a_dry_run_writes_nothing_and_another_handle_sees_what_was_committed(b: Backend) {
+    b.store.apply(vec![doc("a", "x: 1")], false).await.unwrap();
+    let r = b.store.apply(vec![doc("a", "x: 2")], true).await.unwrap();
+    assert_eq!(r[0].version.version, 2, "a dry run says what the version would be");
+    let other = b.another().await;
+    let cur = other.current("a").await.unwrap().unwrap();
+    assert_eq!((cur.version, cur.source_yaml.as_str()), (1, "x: 1"));
+    assert_eq!(other.epoch(), b.store.epoch(), "one store, one credentials epoch, whichever handle reads it");
+    other.ping().await.unwrap();
+}
+
+/// Two replicas applying to one service at once: every apply gets its own number, none
+/// is lost, none is numbered twice.
+async fn concurrent_applies_to_one_service_get_one_number_each(b: Backend) {
+    let other = b.another().await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { b.store.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move { store.apply(vec![doc("orders", &format!("x: {i}"))], false).await }));
+    }
+    let mut numbers: Vec<u64> = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap().unwrap()[0].version.version);
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=10).collect::<Vec<_>>());
+    assert_eq!(b.store.history("orders").await.unwrap().len(), 10);
+}
+
+fn key(id: &str, service: &str, hash: u8) -> NewKey {
+    NewKey {
+        id: id.into(),
+        service: service.into(),
+        client: "acme".into(),
+        plan: "pro".into(),
+        sha256: vec![hash; 32],
+        prefix: "wdn_ab".into(),
+        expires_unix_ms: 0,
+    }
+}
+
+async fn keys_are_per_service_revocation_sticks_and_every_change_bumps_the_revision(b: Backend) {
+    let store = &b.store;
+    store.create_keys(vec![key("k1", "orders", 1)]).await.unwrap();
+    store.create_keys(vec![key("k2", "orders", 2)]).await.unwrap();
+    store.create_keys(vec![key("k3", "billing", 3)]).await.unwrap();
+    assert!(store.create_keys(vec![key("k4", "orders", 1)]).await.is_err(), "a hash is unique");
+    let read = store.credentials("orders", 0, vec![]).await.unwrap();
+    assert_eq!((read.revision, read.keys.len()), (3, 2));
+    assert_eq!(store.heads().await.unwrap().credentials_revision, 3);
+
+    let revoked = store.revoke_key("k1").await.unwrap().unwrap();
+    assert!(revoked.revoked_unix_ms > 0);
+    let again = b.another().await.revoke_key("k1").await.unwrap().unwrap();
+    assert_eq!(again.revoked_unix_ms, revoked.revoked_unix_ms, "a second revoke changes nothing");
+    assert_eq!(store.revoke_key("nope").await.unwrap(), None);
+    let read = store.credentials("orders", 3, vec![]).await.unwrap();
+    assert_eq!(read.revision, 4);
+    assert_eq!(read.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["k1"], "only what changed after r3");
+    assert_eq!(store.credentials("orders", 4, vec![]).await.unwrap().keys, []);
+    assert_eq!(store.lookup_key("orders", vec![2; 32]).await.unwrap().unwrap().id, "k2");
+    assert_eq!(store.lookup_key("billing", vec![2; 32]).await.unwrap(), None);
+    assert_eq!(store.keys(Some("orders".into()), None).await.unwrap().len(), 2);
+    assert_eq!(store.keys(None, Some("acme".into())).await.unwrap().len(), 3);
+    assert_eq!(store.bump_credentials_revision().await.unwrap(), 5);
+}
+
+async fn a_new_secret_value_keeps_the_old_one_verifying_until_it_retires(b: Backend) {
+    let store = &b.store;
+    store.set_secret("stripe", b"one".to_vec(), 0).await.unwrap();
+    store.set_secret("stripe", b"two".to_vec(), 3_600_000).await.unwrap();
+    store.set_secret("github", b"gh".to_vec(), 0).await.unwrap();
+    let secrets = store.credentials("orders", 0, vec!["stripe".into()]).await.unwrap().secrets;
+    let values: Vec<&[u8]> = secrets.iter().map(|s| s.value.as_slice()).collect();
+    assert_eq!(values, [b"one".as_slice(), b"two".as_slice()]);
+    assert!(secrets[0].expires_unix_ms > now_unix_ms() && secrets[1].expires_unix_ms == 0);
+
+    store.set_secret("stripe", b"three".to_vec(), 0).await.unwrap();
+    let secrets = store.credentials("orders", 0, vec!["stripe".into(), "github".into()]).await.unwrap().secrets;
+    let values: Vec<&[u8]> = secrets.iter().map(|s| s.value.as_slice()).collect();
+    assert_eq!(values, [b"three".as_slice(), b"gh".as_slice()], "in the order asked for");
+    let listed = store.secrets().await.unwrap();
+    assert_eq!(listed.len(), 2, "github and the one active stripe value");
+    assert!(listed.iter().all(|s| s.value.is_empty()), "listings carry no values");
+}
+
+fn denial(at: i64, rule: &str, client: &str) -> Denial {
+    Denial {
+        unix_ms: at,
+        request_id: format!("r{at}"),
+        rule: rule.into(),
+        code: "rate_limited".into(),
+        client_id: client.into(),
+        status: 429,
+        dry_run: client == "b",
+        ..Default::default()
+    }
+}
+
+async fn the_deny_log_is_filtered_grouped_and_kept_within_its_bounds(b: Backend) {
+    let store = &b.store;
+    let now = now_unix_ms();
+    let keep = Retention { max_age_ms: 60_000, max_rows: 4 };
+    let mut records = vec![denial(now - 120_000, "old", "a"), denial(now, "l", "b")];
+    records.extend((1..=4).map(|i| denial(now + i, "l", "a")));
+    // The first insert of a store prunes: past the retention age, then past the row cap.
+    store.insert_denials("orders", "i1", records, keep).await.unwrap();
+    let all = store.denials(DenialFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 4, "the old one aged out, then the oldest past the cap: {all:?}");
+    assert_eq!(all[0].denial.request_id, format!("r{}", now + 4), "newest first");
+    assert_eq!((all[0].service.as_str(), all[0].instance.as_str(), all[0].denial.status), ("orders", "i1", 429));
+    let only_rule = DenialFilter { rule: "l".into(), since_unix_ms: now + 3, limit: 10, ..Default::default() };
+    assert_eq!(store.denials(only_rule).await.unwrap().len(), 2);
+    let groups = store.denial_groups(DenialFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!((groups[0].client_id.as_str(), groups[0].count, groups[0].dry_run), ("a", 4, 0));
+    assert_eq!(groups[0].last_unix_ms, now + 4);
+}
+
+async fn sidecar_records_are_upserted_in_batches(b: Backend) {
+    use warden_control_plane::store::SidecarRecord;
+    let record = |instance: &str, acked: u64| SidecarRecord {
+        service: "orders".into(),
+        instance: instance.into(),
+        peer: "127.0.0.1:1".into(),
+        acked_version: acked,
+        last_seen_unix_ms: 5,
+        ..Default::default()
+    };
+    b.store.save_sidecars(vec![record("i1", 1), record("i2", 1)]).await.unwrap();
+    b.another().await.save_sidecars(vec![record("i2", 2)]).await.unwrap();
+    let all = b.store.sidecars().await.unwrap();
+    assert_eq!(all, [record("i1", 1), record("i2", 2)]);
+}
+
+/// On PostgreSQL, a change committed through one handle is announced to the others' change
+/// feeds as it commits; a dry run announces nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_announces_committed_changes_to_every_replica() {
+    let b = Backend::postgres().await;
+    let mut feed = b.another().await.changes().expect("PostgreSQL has a change feed");
+    let next = async |feed: &mut tokio::sync::mpsc::Receiver<Change>| {
+        tokio::time::timeout(Duration::from_secs(5), feed.recv()).await.expect("a change within 5 s").unwrap()
+    };
+    assert_eq!(next(&mut feed).await, Change::Resync, "a new feed first says: compare everything");
+    b.store.apply(vec![doc("orders", "x: 1")], true).await.unwrap();
+    b.store.apply(vec![doc("orders", "x: 2")], false).await.unwrap();
+    assert_eq!(next(&mut feed).await, Change::Policy("orders".into()), "the dry run was not announced");
+    b.store.create_keys(vec![key("k1", "orders", 1)]).await.unwrap();
+    assert_eq!(next(&mut feed).await, Change::Credentials(Some("orders".into())));
+    b.store.set_secret("stripe", b"s".to_vec(), 0).await.unwrap();
+    assert_eq!(next(&mut feed).await, Change::Credentials(None));
+    assert!(Backend::sqlite().await.store.changes().is_none(), "SQLite has one writer: no feed");
+}
