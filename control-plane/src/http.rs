@@ -1,6 +1,7 @@
 //! The control plane's HTTP port (`--http`, default `127.0.0.1:7071`): `/healthz` (the
-//! process answers), `/readyz` (the store answers: a replica that cannot reach its store
-//! should get no traffic) and `/metrics` (Prometheus / OpenMetrics text). Translation
+//! process answers; its body says whether the store does), `/readyz` (it serves streams,
+//! which it does from what it holds even while its database is down: readiness does not
+//! follow the store) and `/metrics` (Prometheus / OpenMetrics text). Translation
 //! only, like the gRPC server; the console will be served here too.
 //!
 //! Bounded like the sidecar's admin port: a connection must send a whole request head
@@ -86,11 +87,16 @@ async fn route(cp: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Byte
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
     }
     match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => match cp.ready().await {
-            Ok(()) => text(StatusCode::OK, "ready\n".into()),
-            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        },
+        "/healthz" => {
+            let store = cp.store_health();
+            let detail = match store.up {
+                true => format!("store: up ({})", store.name),
+                false => format!("store: DOWN ({}): {}", store.name, store.error),
+            };
+            text(StatusCode::OK, format!("ok\n{detail}\n"))
+        }
+        // Serving streams needs no database: what the hub holds keeps going out.
+        "/readyz" => text(StatusCode::OK, "ready\n".into()),
         "/metrics" => {
             let mut resp = Response::new(Full::new(Bytes::from(cp.metrics_text())));
             resp.headers_mut().insert(

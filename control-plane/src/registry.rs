@@ -1,6 +1,8 @@
 //! Who is connected and what they said: per sidecar instance, the version it ACKed, the
 //! last NACK and its error, and when it was last seen. Kept in memory for `wardenctl
-//! status`, and written to the store on every ACK/NACK so it survives a restart. One
+//! status`, and written to the store on every connect, ACK, NACK and disconnect, and for
+//! every connected sidecar each `beat` (so other replicas see it as alive and
+//! a restart remembers it), with the name of the replica it is on. One
 //! writer task saves records in the order they happened, batching whatever queued up
 //! meanwhile into one transaction (an apply to 10,000 sidecars is 10,000 ACKs: one fsync
 //! each would fall hopelessly behind), keeping only each sidecar's latest record.
@@ -21,10 +23,6 @@ struct Entry {
     /// Which stream owns the entry; a reconnect replaces it, so a late disconnect of
     /// the old stream does not mark the new one gone.
     stream: Option<u64>,
-    /// The credentials revision ACKed on the current stream (or held, by its Hello, when
-    /// that is the current one and nothing is sent); not persisted, since every stream
-    /// starts from what the sidecar says it holds.
-    credentials: u64,
 }
 
 /// What a sidecar told us.
@@ -45,6 +43,8 @@ pub struct Status {
 }
 
 pub struct Registry {
+    /// This replica's name, written with the records of the sidecars connected to it.
+    replica: String,
     entries: Mutex<HashMap<(String, String), Entry>>,
     next_stream: AtomicU64,
     /// To the writer task. Unbounded because ACK/NACK events come at the rate of applies
@@ -61,13 +61,14 @@ impl Registry {
     /// cannot be saved is logged and handed to `on_save_error` (to be counted).
     pub async fn load(
         store: Arc<dyn Store>,
+        replica: String,
         on_save_error: impl Fn(&StoreError) + Send + 'static,
     ) -> Result<Registry, StoreError> {
         let entries = store
             .sidecars()
             .await?
             .into_iter()
-            .map(|r| ((r.service.clone(), r.instance.clone()), Entry { record: r, stream: None, credentials: 0 }))
+            .map(|r| ((r.service.clone(), r.instance.clone()), Entry { record: r, stream: None }))
             .collect();
         let (saves, mut pending) = mpsc::unbounded_channel::<SidecarRecord>();
         tokio::spawn(async move {
@@ -84,7 +85,13 @@ impl Registry {
                 }
             }
         });
-        Ok(Registry { entries: Mutex::new(entries), next_stream: AtomicU64::new(1), saves, waiting: Mutex::default() })
+        Ok(Registry {
+            replica,
+            entries: Mutex::new(entries),
+            next_stream: AtomicU64::new(1),
+            saves,
+            waiting: Mutex::default(),
+        })
     }
 
     /// A sidecar said hello; returns its stream id.
@@ -94,12 +101,15 @@ impl Registry {
         let e = entries.entry((service.to_owned(), instance.to_owned())).or_insert_with(|| Entry {
             record: SidecarRecord { service: service.to_owned(), instance: instance.to_owned(), ..Default::default() },
             stream: None,
-            credentials: 0,
         });
         e.stream = Some(stream);
-        e.credentials = 0;
+        // Every stream starts from what the sidecar says it holds.
+        e.record.acked_credentials = 0;
         e.record.peer = peer.to_owned();
         e.record.last_seen_unix_ms = now_unix_ms();
+        e.record.replica.clone_from(&self.replica);
+        e.record.connected = true;
+        let _ = self.saves.send(e.record.clone());
         drop(entries);
         let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = waiting.get(&(service.to_owned(), instance.to_owned())) {
@@ -150,10 +160,7 @@ impl Registry {
         e.record.last_seen_unix_ms = now;
         match event {
             Event::Seen => return,
-            Event::CredentialsAck(revision) => {
-                e.credentials = revision;
-                return;
-            }
+            Event::CredentialsAck(revision) => e.record.acked_credentials = revision,
             Event::Ack(v) => {
                 e.record.acked_version = v;
                 e.record.acked_unix_ms = now;
@@ -175,6 +182,18 @@ impl Registry {
             && e.stream == Some(stream)
         {
             e.stream = None;
+            e.record.connected = false;
+            e.record.last_seen_unix_ms = now_unix_ms();
+            let _ = self.saves.send(e.record.clone());
+        }
+    }
+
+    /// Queues the records of every sidecar connected here, with when each was last seen:
+    /// one batch for the lot (not a write per sidecar per heartbeat).
+    pub fn beat(&self) {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in entries.values().filter(|e| e.stream.is_some()) {
+            let _ = self.saves.send(e.record.clone());
         }
     }
 
@@ -187,7 +206,7 @@ impl Registry {
             .map(|e| Status {
                 record: e.record.clone(),
                 connected: e.stream.is_some(),
-                acked_credentials: e.credentials,
+                acked_credentials: e.record.acked_credentials,
             })
             .collect();
         out.sort_by(|a, b| (&a.record.service, &a.record.instance).cmp(&(&b.record.service, &b.record.instance)));
@@ -203,7 +222,7 @@ mod tests {
     async fn a_report_waits_for_its_own_sidecars_hello_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::store::Sqlite::open(dir.path()).unwrap());
-        let registry = Arc::new(Registry::load(store, |_| {}).await.unwrap());
+        let registry = Arc::new(Registry::load(store, "cp-0".into(), |_| {}).await.unwrap());
         let r = registry.clone();
         let waiter = tokio::spawn(async move { r.connected_within("orders", "o-1", Duration::from_secs(10)).await });
         tokio::task::yield_now().await;

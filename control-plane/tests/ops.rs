@@ -1,6 +1,6 @@
 //! The operations layer through its public API, over a real SQLite store or a store that
 //! can be switched off: what is reported when a stored policy no longer validates, and
-//! what happens when the store cannot answer (not ready, UNAVAILABLE errors, counted).
+//! what happens when the store cannot answer (reported, UNAVAILABLE errors, counted).
 
 #![allow(clippy::unwrap_used)]
 
@@ -49,16 +49,16 @@ async fn a_stored_policy_that_no_longer_validates_is_reported_until_a_valid_vers
     store.apply(vec![old], false).await.unwrap();
 
     let cp = ControlPlane::start(Arc::new(store)).await.unwrap();
-    let invalid = cp.status(None).invalid_policies;
+    let invalid = cp.status(None).await.invalid_policies;
     assert_eq!(invalid.len(), 1, "{invalid:?}");
     assert_eq!((invalid[0].service.as_str(), invalid[0].version), ("orders", 1));
     assert!(invalid[0].error.contains("upstream 'gone' is not defined"), "{}", invalid[0].error);
-    assert!(cp.status(Some("billing")).invalid_policies.is_empty(), "filtered by service");
+    assert!(cp.status(Some("billing")).await.invalid_policies.is_empty(), "filtered by service");
     assert!(has_line(&cp.metrics_text(), "warden_stored_policies_invalid 1"));
 
     let applied = cp.apply(apply(VALID)).await.unwrap();
     assert_eq!((applied[0].version, applied[0].changed), (2, true));
-    assert!(cp.status(None).invalid_policies.is_empty(), "a valid v2 replaced it");
+    assert!(cp.status(None).await.invalid_policies.is_empty(), "a valid v2 replaced it");
     let metrics = cp.metrics_text();
     assert!(has_line(&metrics, "warden_stored_policies_invalid 0"), "{metrics}");
     assert!(has_line(&metrics, r#"warden_service_version{service="orders"} 2"#), "{metrics}");
@@ -66,20 +66,24 @@ async fn a_stored_policy_that_no_longer_validates_is_reported_until_a_valid_vers
 }
 
 #[tokio::test]
-async fn a_store_that_cannot_answer_makes_the_control_plane_unready_and_is_counted() {
+async fn a_store_that_cannot_answer_is_reported_and_counted_and_changes_fail() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Switched { inner: Sqlite::open(dir.path()).unwrap(), down: AtomicBool::new(false) });
     let cp = ControlPlane::start(store.clone()).await.unwrap();
-    cp.ready().await.unwrap();
+    assert!(cp.check_store().await.up);
+    assert!(has_line(&cp.metrics_text(), "warden_store_up 1"));
 
     store.down.store(true, Ordering::Relaxed);
-    assert!(matches!(cp.ready().await, Err(OpsError::Store(StoreError::Unavailable(_)))));
+    let health = cp.check_store().await;
+    assert!(!health.up && health.error.contains("connection refused"), "{health:?}");
+    assert_eq!(cp.status(None).await.store, health, "status carries the store's health");
     let refused = cp.apply(apply(VALID)).await;
     assert!(matches!(refused, Err(OpsError::Store(StoreError::Unavailable(_)))), "{refused:?}");
     let invalid = cp.apply(apply("service: orders\nroutes: 7\n")).await;
     assert!(matches!(invalid, Err(OpsError::Invalid(_))), "refused before the store: {invalid:?}");
     let metrics = cp.metrics_text();
     for line in [
+        "warden_store_up 0",
         r#"warden_store_errors_total{operation="ping",kind="unavailable"} 1"#,
         r#"warden_store_errors_total{operation="apply",kind="unavailable"} 1"#,
         r#"warden_applies_total{operation="apply",result="failed"} 1"#,
@@ -89,8 +93,8 @@ async fn a_store_that_cannot_answer_makes_the_control_plane_unready_and_is_count
     }
 
     store.down.store(false, Ordering::Relaxed);
-    cp.ready().await.unwrap();
     cp.apply(apply(VALID)).await.unwrap();
+    assert!(cp.store_health().up, "a call that succeeds marks the store up again");
 }
 
 /// SQLite that answers every call with `Unavailable` while `down`, as a networked store

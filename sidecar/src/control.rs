@@ -2,10 +2,13 @@
 //! version it serves, installs every snapshot pushed to it and answers ACK (once its write
 //! as the last known good has finished; a failed write is logged) or NACK, sends
 //! heartbeats, and reconnects with jittered exponential backoff when the stream breaks.
-//! While it is disconnected the sidecar keeps serving what it has.
+//! While it is disconnected the sidecar keeps serving what it has. Given several replicas'
+//! URLs it starts at a random one (so a fleet spreads over them) and, when a replica does
+//! not answer, tries the next; both streams move together.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prost::Message;
@@ -32,12 +35,24 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Who this sidecar is to the control plane.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
-    pub url: String,
+    /// The replicas, any of which will do.
+    pub urls: Vec<String>,
+    /// The index in `urls` of the replica last connected to, where both streams start.
+    pub current: Arc<AtomicUsize>,
     pub service: String,
     pub instance: String,
     pub token: Option<String>,
     /// PEM CA for an `https://` control plane.
     pub ca: Option<Vec<u8>>,
+}
+
+impl ControlConfig {
+    /// `urls` is `--control-plane`: one URL or several, comma-separated.
+    pub fn new(urls: &str, service: String, instance: String, token: Option<String>, ca: Option<Vec<u8>>) -> Self {
+        let urls: Vec<String> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        let start = fastrand::usize(..urls.len().max(1));
+        ControlConfig { urls, current: Arc::new(AtomicUsize::new(start)), service, instance, token, ca }
+    }
 }
 
 /// Runs forever: connect, follow the stream, back off, reconnect.
@@ -48,10 +63,10 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
         live.telemetry().metrics.control_plane_connected.set(0);
         match ended {
             Ok(()) => {
-                tracing::warn!(url = %cfg.url, "control plane closed the stream; serving the current snapshot and reconnecting")
+                tracing::warn!("control plane closed the stream; serving the current snapshot and reconnecting")
             }
             Err(e) => {
-                tracing::warn!(url = %cfg.url, error = format!("{e:#}"), "control plane unreachable; serving the current snapshot")
+                tracing::warn!(error = format!("{e:#}"), "control plane unreachable; serving the current snapshot")
             }
         }
         failures = failures.saturating_add(1);
@@ -81,26 +96,47 @@ impl Interceptor for Bearer {
 
 pub(crate) type Client = SidecarServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// Connects to the control plane (both streams use this).
-pub(crate) async fn connect(cfg: &ControlConfig) -> anyhow::Result<Client> {
-    let mut endpoint = Endpoint::from_shared(cfg.url.clone())?;
+/// Connects to a control-plane replica (both streams use this): the one last connected
+/// to, else each other in turn; returns the client and the URL that answered.
+pub(crate) async fn connect(cfg: &ControlConfig) -> anyhow::Result<(Client, String)> {
+    let token = cfg.token.as_ref().map(|t| MetadataValue::try_from(format!("Bearer {t}"))).transpose()?;
+    let first = cfg.current.load(Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for i in 0..cfg.urls.len() {
+        let index = (first + i) % cfg.urls.len();
+        let url = &cfg.urls[index];
+        match channel(cfg, url).await {
+            Ok(channel) => {
+                cfg.current.store(index, Ordering::Relaxed);
+                let client = SidecarServiceClient::with_interceptor(channel, Bearer(token))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+                return Ok((client, url.clone()));
+            }
+            Err(e) => errors.push(format!("{url}: {e:#}")),
+        }
+    }
+    anyhow::bail!("no control-plane replica answered: {}", errors.join("; "))
+}
+
+/// A channel to one replica. A DNS name with several addresses is tried address by
+/// address (hyper-util's connector), within the connect timeout.
+async fn channel(cfg: &ControlConfig, url: &str) -> anyhow::Result<Channel> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())?;
     if let Some(ca) = &cfg.ca {
         endpoint = endpoint.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))?;
     }
-    let channel = endpoint
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect()
-        .await?;
-    let token = cfg.token.as_ref().map(|t| MetadataValue::try_from(format!("Bearer {t}"))).transpose()?;
-    Ok(SidecarServiceClient::with_interceptor(channel, Bearer(token)).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .await?)
 }
 
 async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow::Result<()> {
-    let mut client = connect(cfg).await?;
+    let (mut client, url) = connect(cfg).await?;
 
     let (tx, rx) = mpsc::channel(16);
     let hello = Hello {
@@ -114,7 +150,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
     };
     tx.send(SidecarMessage { kind: Some(Kind::Hello(hello)) }).await?;
     let mut pushes = client.subscribe(ReceiverStream::new(rx)).await?.into_inner();
-    tracing::info!(url = %cfg.url, service = %cfg.service, instance = %cfg.instance, "connected to the control plane");
+    tracing::info!(%url, service = %cfg.service, instance = %cfg.instance, "connected to the control plane");
     live.telemetry().metrics.control_plane_connected.set(1);
     *failures = 0;
 

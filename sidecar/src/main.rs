@@ -29,7 +29,8 @@ struct Args {
     /// Which service's policy this sidecar receives.
     #[arg(long, env = "WARDEN_SERVICE")]
     service: Option<String>,
-    /// Control plane URL, e.g. http://127.0.0.1:7070.
+    /// Control plane URL, e.g. http://127.0.0.1:7070; several replicas' URLs,
+    /// comma-separated, to fail over between.
     #[arg(long, env = "WARDEN_CONTROL_PLANE")]
     control_plane: Option<String>,
     /// Run standalone from this YAML file, reloaded when it changes.
@@ -168,7 +169,7 @@ async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
 
     if let Some(url) = args.control_plane.clone() {
         anyhow::ensure!(
-            args.control_plane_ca.is_none() || url.starts_with("https://"),
+            args.control_plane_ca.is_none() || url.split(',').all(|u| u.trim().starts_with("https://")),
             "--control-plane-ca is for an https:// --control-plane (got {url})"
         );
         let token = match &args.token_file {
@@ -181,18 +182,13 @@ async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
             None => None,
         };
         let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "sidecar".into());
-        let cfg = ControlConfig {
-            url,
-            service: args.service.clone().unwrap_or_default(),
-            instance: args.instance.clone().unwrap_or_else(|| format!("{host}:{}", proxy_addr.port())),
-            token,
-            ca: match &args.control_plane_ca {
-                Some(f) => {
-                    Some(std::fs::read(f).with_context(|| format!("reading --control-plane-ca {}", f.display()))?)
-                }
-                None => None,
-            },
+        let ca = match &args.control_plane_ca {
+            Some(f) => Some(std::fs::read(f).with_context(|| format!("reading --control-plane-ca {}", f.display()))?),
+            None => None,
         };
+        let instance = args.instance.clone().unwrap_or_else(|| format!("{host}:{}", proxy_addr.port()));
+        let cfg = ControlConfig::new(&url, args.service.clone().unwrap_or_default(), instance, token, ca);
+        anyhow::ensure!(!cfg.urls.is_empty(), "--control-plane names no URL");
         tokio::spawn(warden_sidecar::report::run(cfg.clone(), live.clone()));
         tokio::spawn(control::run(cfg, live.clone()));
     } else if let Some(path) = args.policy_file.clone() {

@@ -39,7 +39,7 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
 }
 
 async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow::Result<()> {
-    let mut client = connect(cfg).await?;
+    let (mut client, _) = connect(cfg).await?;
     let (tx, rx) = mpsc::channel(4);
     let first = ReportBatch { service: cfg.service.clone(), instance: cfg.instance.clone(), ..Default::default() };
     tx.send(first).await?;

@@ -4,7 +4,8 @@
 //! share it: the first takes a file lock, runs `initdb` (as the `postgres` user when run
 //! as root, which `initdb` refuses) and starts it; the others find it running. A watchdog
 //! stops it and removes its files when the test runner exits. Every test gets a database
-//! of its own (`database()`), so tests never see each other's rows.
+//! of its own (`database()`), so tests never see each other's rows. A test that stops the
+//! database starts a cluster of its own (`Cluster`).
 
 use std::fs::File;
 use std::io::Write;
@@ -21,7 +22,10 @@ pub struct Database {
 
 /// Makes a new database on the test server (starting the server first if need be).
 pub async fn database() -> Database {
-    let server = server();
+    database_on(server()).await
+}
+
+async fn database_on(server: String) -> Database {
     let name = format!("warden_{:016x}", fastrand::u64(..));
     let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
         .await
@@ -33,6 +37,46 @@ pub async fn database() -> Database {
         None => panic!("WARDEN_TEST_DATABASE_URL must name a database: {server}"),
     };
     Database { url, server }
+}
+
+/// A cluster of one test's own, which the test may stop and start again (the database
+/// going away under the control plane); stopped and removed when dropped.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Cluster {
+    /// Makes and starts a cluster; returns it with a fresh database's URL.
+    pub async fn start() -> (Cluster, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = start(dir.path(), false);
+        let cluster = Cluster { dir, port };
+        let server = cluster.server();
+        (cluster, database_on(server).await)
+    }
+
+    fn server(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server (fast: connections are cut, as when a database host goes away).
+    pub fn stop(&self) {
+        pg_ctl(self.dir.path(), &["-m", "fast", "stop"]);
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&self) {
+        pg_ctl(self.dir.path(), &["-o", &options(self.dir.path(), self.port), "-w", "-t", "30", "start"]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut stop = as_owner(&bin_dir().join("pg_ctl"));
+        stop.args(["-D"]).arg(self.dir.path().join("data")).args(["-m", "immediate", "stop"]);
+        let _ = stop.output();
+    }
 }
 
 /// The admin URL of the server tests use, starting the run's cluster if need be.
@@ -51,7 +95,7 @@ pub fn server() -> String {
     let port = match std::fs::read_to_string(&port_file) {
         Ok(port) => port.trim().parse::<u16>().unwrap(),
         Err(_) => {
-            let port = start(&dir);
+            let port = start(&dir, true);
             std::fs::File::create(&port_file).unwrap().write_all(port.to_string().as_bytes()).unwrap();
             port
         }
@@ -109,32 +153,24 @@ fn run(mut cmd: Command, what: &str) {
     );
 }
 
-/// Makes and starts a cluster in `dir`; returns its port.
-fn start(dir: &Path) -> u16 {
+/// Makes and starts a cluster in `dir`; returns its port. With `watched`, a watchdog
+/// stops and removes it when the test runner exits.
+fn start(dir: &Path, watched: bool) -> u16 {
     let bin = bin_dir();
     let data = dir.join("data");
     if is_root() {
-        run(
-            {
-                let mut c = Command::new("chown");
-                c.args(["-R", "postgres:postgres"]).arg(dir);
-                c
-            },
-            "chown the test cluster's directory",
-        );
+        let mut chown = Command::new("chown");
+        chown.args(["-R", "postgres:postgres"]).arg(dir);
+        run(chown, "chown the test cluster's directory");
     }
     let mut initdb = as_owner(&bin.join("initdb"));
     initdb.args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"]).arg(&data);
     run(initdb, "initdb");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let options = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB",
-        dir.display()
-    );
-    let mut pg_ctl = as_owner(&bin.join("pg_ctl"));
-    pg_ctl.args(["-D"]).arg(&data).args(["-l"]).arg(dir.join("log")).args(["-o", &options, "-w", "-t", "30", "start"]);
-    run(pg_ctl, "pg_ctl start");
+    pg_ctl(dir, &["-o", &options(dir, port), "-w", "-t", "30", "start"]);
+    if !watched {
+        return port;
+    }
     // Stops the cluster and removes it when the test runner is gone (not `kill -0`, which
     // the postgres user may not send to a root runner).
     let watchdog = format!(
@@ -157,4 +193,21 @@ fn start(dir: &Path) -> u16 {
     // setsid -f: the watchdog runs on in a session of its own; this returns at once.
     assert!(sh.status().expect("the test cluster's watchdog").success(), "the test cluster's watchdog did not start");
     port
+}
+
+/// The server's settings: loopback only, its socket in `dir`, durability off (a test
+/// database need not survive a crash), room for many replicas' pools.
+fn options(dir: &Path, port: u16) -> String {
+    format!(
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB",
+        dir.display()
+    )
+}
+
+/// `pg_ctl -D dir/data -l dir/log ARGS`, as the cluster's owner.
+fn pg_ctl(dir: &Path, args: &[&str]) {
+    let mut pg_ctl = as_owner(&bin_dir().join("pg_ctl"));
+    pg_ctl.args(["-D"]).arg(dir.join("data")).args(["-l"]).arg(dir.join("log")).args(args);
+    run(pg_ctl, &format!("pg_ctl {}", args.last().unwrap_or(&"")));
 }

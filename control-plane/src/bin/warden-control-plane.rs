@@ -30,6 +30,9 @@ struct Args {
     /// Shorthand for --database-url sqlite://DIR/warden.db (the default: ./warden-data).
     #[arg(long, env = "WARDEN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// This replica's name in `wardenctl status` (default: host name and gRPC port).
+    #[arg(long, env = "WARDEN_REPLICA_NAME")]
+    replica_name: Option<String>,
     /// A private CA (PEM) for the database's TLS, beside Mozilla's roots.
     #[arg(long, env = "WARDEN_DATABASE_CA_FILE")]
     database_ca_file: Option<PathBuf>,
@@ -107,11 +110,17 @@ async fn main() -> anyhow::Result<()> {
     if traces.is_some() {
         tracing::info!("tracing: apply -> build -> push -> ACK spans export over OTLP as configured by OTEL_*");
     }
-    let cp = ControlPlane::start_with(store, Options { retention, traces }).await?;
+    // Bound before starting (connections wait in the backlog meanwhile), so the replica's
+    // default name can carry the port actually bound.
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     let http = TcpListener::bind(args.http).await.with_context(|| format!("binding --http {}", args.http))?;
     let (grpc_addr, http_addr) = (listener.local_addr()?, http.local_addr()?);
-    tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %location.describe(), "warden-control-plane listening");
+    let replica = args.replica_name.clone().unwrap_or_else(|| {
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "control-plane".into());
+        format!("{host}:{}", grpc_addr.port())
+    });
+    let cp = ControlPlane::start_with(store, Options { replica: replica.clone(), retention, traces }).await?;
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %location.describe(), %replica, "warden-control-plane listening");
     warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {
         r = server::serve(listener, cp.clone(), admin_token, sidecar_tokens, tls) => r?,

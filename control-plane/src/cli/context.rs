@@ -12,7 +12,8 @@ use warden_proto::v1::admin_service_client::AdminServiceClient;
 /// The global options: where the control plane is, how to prove who we are, what to print.
 #[derive(Debug, clap::Args)]
 pub struct Cli {
-    /// Control plane URL.
+    /// Control plane URL; several, comma-separated, are tried in turn until one answers
+    /// (replicas on one database).
     #[arg(long, global = true, env = "WARDEN_SERVER", default_value = "http://127.0.0.1:7070")]
     pub server: String,
     /// Admin bearer token.
@@ -63,9 +64,13 @@ impl Failure {
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Self {
         match s.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                Failure::Unreachable(format!("cannot reach the control plane: {}", s.message()))
-            }
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => match s.message() {
+                m if m.starts_with("store unavailable: ") => Failure::Unreachable(format!(
+                    "the control plane cannot reach its database: {}",
+                    &m["store unavailable: ".len()..]
+                )),
+                m => Failure::Unreachable(format!("cannot reach the control plane: {m}")),
+            },
             _ => Failure::Refused(s.message().to_owned()),
         }
     }
@@ -89,22 +94,8 @@ impl tonic::service::Interceptor for Auth {
 }
 
 impl Cli {
-    /// Connects to the control plane.
+    /// Connects to the control plane: the first of `--server`'s URLs that answers.
     pub async fn admin(&self) -> Result<Admin, Failure> {
-        let mut endpoint = tonic::transport::Endpoint::from_shared(self.server.clone())
-            .map_err(|e| Failure::Usage(format!("--server {}: {e}", self.server)))?
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(30));
-        if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
-            let tls =
-                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
-        }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Failure::Unreachable(format!("cannot reach the control plane at {}: {e}", self.server)))?;
         let token = match &self.token {
             Some(t) => Some(
                 format!("Bearer {t}")
@@ -113,7 +104,36 @@ impl Cli {
             ),
             None => None,
         };
-        Ok(AdminServiceClient::with_interceptor(channel, Auth(token)).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        let mut unreachable = Vec::new();
+        for url in self.server.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            match self.channel(url).await? {
+                Ok(channel) => {
+                    return Ok(AdminServiceClient::with_interceptor(channel, Auth(token))
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES));
+                }
+                Err(e) => unreachable.push(format!("{url}: {e}")),
+            }
+        }
+        match unreachable.len() {
+            0 => Err(Failure::Usage("--server names no URL".into())),
+            1 => Err(Failure::Unreachable(format!("cannot reach the control plane at {}", unreachable[0]))),
+            _ => Err(Failure::Unreachable(format!("cannot reach any control plane: {}", unreachable.join("; ")))),
+        }
+    }
+
+    /// A channel to one URL: a usage error when the URL or CA is bad, else whether it connected.
+    async fn channel(&self, url: &str) -> Result<Result<Channel, tonic::transport::Error>, Failure> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Failure::Usage(format!("--server {url}: {e}")))?
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(30));
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
+            let tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Usage(format!("--ca-file {ca}: {e}")))?;
+        }
+        Ok(endpoint.connect().await)
     }
 }
 

@@ -2,7 +2,7 @@
 //! version it ACKed, the credentials revision it checks against, the last NACK and its
 //! error, and when it was last seen; then every service whose stored policy no longer
 //! validates with the control plane's release (not served until a valid version replaces
-//! it).
+//! it), and whether the control plane's store answers.
 
 use warden_proto::v1::{SidecarStatus, StatusRequest};
 
@@ -18,7 +18,7 @@ pub struct Args {
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let resp =
         cli.admin().await?.status(StatusRequest { service: a.service.clone().unwrap_or_default() }).await?.into_inner();
-    let (sidecars, invalid) = (resp.sidecars, resp.invalid_policies);
+    let (sidecars, invalid, store) = (resp.sidecars, resp.invalid_policies, resp.store.unwrap_or_default());
     if cli.output != Format::Table {
         let rows: Vec<_> = sidecars
             .iter()
@@ -29,7 +29,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     "current_version": s.current_version, "in_sync": s.acked_version == s.current_version,
                     "acked_credentials": s.acked_credentials, "current_credentials": s.current_credentials,
                     "nacked_version": s.nacked_version, "nack_error": s.nack_error, "nacked": output::time(s.nacked_unix_ms),
-                    "last_seen": output::time(s.last_seen_unix_ms),
+                    "last_seen": output::time(s.last_seen_unix_ms), "replica": s.replica,
                 })
             })
             .collect();
@@ -37,8 +37,23 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             .iter()
             .map(|p| serde_json::json!({ "service": p.service, "version": p.version, "error": p.error }))
             .collect();
-        output::structured(cli.output, &serde_json::json!({ "sidecars": rows, "invalid_policies": invalid }));
+        let store = serde_json::json!({
+            "name": store.name, "up": store.up, "error": store.error, "since": output::time(store.since_unix_ms),
+        });
+        output::structured(
+            cli.output,
+            &serde_json::json!({ "sidecars": rows, "invalid_policies": invalid, "store": store }),
+        );
         return Ok(());
+    }
+    match store.up {
+        true => println!("store: up ({})", output::cell(&store.name)),
+        false => println!(
+            "store: DOWN since {} ({}): {} (sidecars keep being served; changes fail until it is back)",
+            output::ago(store.since_unix_ms),
+            output::cell(&store.name),
+            output::cell(&store.error)
+        ),
     }
     if sidecars.is_empty() {
         println!("no sidecars have connected");
@@ -68,14 +83,18 @@ fn table(sidecars: &[SidecarStatus]) {
     let rows: Vec<Vec<String>> = sidecars
         .iter()
         .map(|s| {
-            let state = if s.connected { "connected" } else { "gone" };
+            let state = match (s.connected, s.replica.as_str()) {
+                (true, "") => "connected".to_owned(),
+                (true, replica) => format!("connected ({})", output::cell(replica)),
+                (false, _) => "gone".to_owned(),
+            };
             let sync = if s.acked_version == s.current_version { "in sync" } else { "behind" };
             let nack =
                 if s.nacked_version == 0 { "-".to_owned() } else { format!("v{}: {}", s.nacked_version, s.nack_error) };
             vec![
                 s.service.clone(),
                 s.instance.clone(),
-                state.to_owned(),
+                state,
                 format!("v{} ({sync}, current v{})", s.acked_version, s.current_version),
                 format!(
                     "r{}{}",

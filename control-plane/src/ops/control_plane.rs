@@ -21,6 +21,8 @@ use crate::traffic::Traffic;
 /// How the control plane runs, beyond its store.
 #[derive(Default)]
 pub struct Options {
+    /// This replica's name in `wardenctl status` ("" = "local").
+    pub replica: String,
     /// How much of the deny log is kept.
     pub retention: Retention,
     /// Where rollouts are traced (OTLP), if anywhere.
@@ -37,6 +39,18 @@ pub struct InvalidPolicy {
     pub version: u64,
     /// The validation errors, as `wardenctl validate` would print them.
     pub error: String,
+}
+
+/// The store's health, as last seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Which store (`SQLite at …`, `PostgreSQL at host:port/db`).
+    pub name: String,
+    pub up: bool,
+    /// Why it is down; empty when up.
+    pub error: String,
+    /// Since when it has been up or down (ms).
+    pub since_unix_ms: i64,
 }
 
 /// Everything the operations share.
@@ -56,6 +70,8 @@ pub struct ControlPlane {
     pub(super) refreshing: tokio::sync::Mutex<()>,
     /// Services whose stored policy no longer validates, by service.
     pub(super) invalid: Mutex<BTreeMap<String, InvalidPolicy>>,
+    /// Whether the store answers (`health.rs`).
+    pub(super) health: Mutex<StoreHealth>,
 }
 
 impl ControlPlane {
@@ -66,9 +82,13 @@ impl ControlPlane {
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let out = call.await;
-        if let Err(e) = &out {
-            self.metrics.store_error(operation, e);
-            tracing::error!(error = %e, operation, "store failure");
+        match &out {
+            Ok(_) => self.store_answered(),
+            Err(e) => {
+                self.metrics.store_error(operation, e);
+                self.store_failed(e);
+                tracing::error!(error = %e, operation, "store failure");
+            }
         }
         out
     }

@@ -79,6 +79,7 @@ pub struct Metrics {
     nacks: Family<ServiceLabels, Counter>,
     applies: Family<ApplyLabels, Counter>,
     store_errors: Family<StoreErrorLabels, Counter>,
+    store_up: Gauge,
     invalid_policies: Gauge,
 }
 
@@ -96,6 +97,11 @@ impl Metrics {
     /// A store call (`operation`: the `Store` method) failed.
     pub fn store_error(&self, operation: &'static str, e: &StoreError) {
         self.store_errors.get_or_create(&StoreErrorLabels { operation, kind: e.kind() }).inc();
+    }
+
+    /// Whether the store answered when last asked.
+    pub fn store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
     }
 
     /// How many services' current stored policy no longer validates.
@@ -146,6 +152,11 @@ impl Metrics {
             "store_errors",
             "Failed store calls by operation and kind (unavailable, failed)",
             self.store_errors.clone(),
+        );
+        registry.register(
+            "store_up",
+            "1 when the store (the database) answered the last check, else 0; readiness does not depend on it",
+            self.store_up.clone(),
         );
         registry.register(
             "stored_policies_invalid",

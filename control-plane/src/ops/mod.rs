@@ -6,7 +6,7 @@
 //!
 //! - `control_plane.rs`: the state they share; `startup.rs`: loading it, and reporting
 //!   stored policies that no longer validate; `follow.rs`: keeping it current with
-//!   changes made through other replicas.
+//!   changes made through other replicas; `health.rs`: whether the store answers.
 //! - `apply.rs`, `rollback.rs`, `policies.rs`: policy versions (validate, the global-limit
 //!   check, missing-secret warnings, one store unit, publish).
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
@@ -21,6 +21,7 @@ mod credentials;
 mod denials;
 mod error;
 mod follow;
+mod health;
 pub mod keys;
 mod metrics;
 mod policies;
@@ -36,7 +37,7 @@ pub use crate::quota::{Reply as QuotaReply, Share as QuotaShare, Usage as QuotaU
 pub use crate::registry::Event;
 pub use crate::traffic::{RouteTraffic, TopRow};
 pub use apply::{Applied, ApplyRequest};
-pub use control_plane::{ControlPlane, InvalidPolicy, Options};
+pub use control_plane::{ControlPlane, InvalidPolicy, Options, StoreHealth};
 pub use error::OpsError;
 pub use keys::KeyRequest;
 pub use receipt::check_names;

@@ -30,6 +30,10 @@ use crate::traffic::RouteTraffic;
 /// once, so its report may arrive first.
 const HELLO_WAIT: Duration = Duration::from_secs(2);
 
+/// How often the records of the sidecars connected here are written (with when each was
+/// last seen), so other replicas count them as connected: one batch each time.
+const BEAT: Duration = Duration::from_secs(5);
+
 /// Report streams are numbered apart from control streams.
 static REPORT_STREAMS: AtomicU64 = AtomicU64::new(1);
 
@@ -60,6 +64,20 @@ pub struct Session {
 }
 
 impl ControlPlane {
+    /// Writes the connected sidecars' records every `BEAT` until the control plane is
+    /// dropped.
+    pub(super) fn beat_sidecars(self: &Arc<Self>) {
+        let cp = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(BEAT);
+            loop {
+                every.tick().await;
+                let Some(cp) = cp.upgrade() else { return };
+                cp.registry.beat();
+            }
+        });
+    }
+
     /// Registers a sidecar that said Hello, and makes sure its service's credentials are
     /// published (a service with keys but no policy yet has nothing published).
     pub async fn hello(self: &Arc<Self>, hello: Hello) -> Result<Session, OpsError> {

@@ -1,6 +1,7 @@
 //! Starting the control plane: the registry from what the store remembers, then every
 //! service's current version re-validated with this build's policy model and published
-//! with its credentials, then the change feed followed (`follow.rs`). A stored policy that
+//! with its credentials, then the store's health watched (`health.rs`) and the change
+//! feed followed (`follow.rs`). A stored policy that
 //! no longer validates (an upgrade made a rule stricter) is not served, and never silently
 //! dropped: it is logged as an error, counted in `warden_stored_policies_invalid`, and
 //! listed by `wardenctl status` until a valid version of the service replaces it.
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::hub::{Hub, snapshot_of};
-use crate::ops::control_plane::{ControlPlane, InvalidPolicy, Options};
+use crate::ops::control_plane::{ControlPlane, InvalidPolicy, Options, StoreHealth};
 use crate::ops::metrics::Metrics;
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
@@ -32,8 +33,10 @@ impl ControlPlane {
             let metrics = metrics.clone();
             move |e: &StoreError| metrics.store_error("save_sidecars", e)
         };
-        let registry = Registry::load(store.clone(), on_save_error).await?;
+        let replica = if options.replica.is_empty() { "local".to_owned() } else { options.replica };
+        let registry = Registry::load(store.clone(), replica, on_save_error).await?;
         let changes = store.changes();
+        let store_name = store.describe();
         let cp = Arc::new(ControlPlane {
             store,
             hub: Hub::default(),
@@ -45,10 +48,14 @@ impl ControlPlane {
             metrics,
             refreshing: tokio::sync::Mutex::new(()),
             invalid: Mutex::new(BTreeMap::new()),
+            health: Mutex::new(StoreHealth { name: store_name, ..StoreHealth::default() }),
         });
         for v in cp.store.list_current().await? {
             cp.serve_stored(v).await?;
         }
+        cp.store_answered();
+        cp.watch_store();
+        cp.beat_sidecars();
         if let Some(changes) = changes {
             cp.follow(changes);
         }

@@ -1,17 +1,16 @@
 //! What is going on: every sidecar's state against its service's current version and
-//! credentials revision, the stored policies that no longer validate, whether the store
-//! answers (`/readyz`), and the metrics (`/metrics`).
+//! credentials revision, the stored policies that no longer validate, the store's health,
+//! and the metrics (`/metrics`). With several replicas the fleet is what this replica
+//! holds plus what the others wrote to the store: a sidecar on another replica counts as
+//! connected while that replica's record of it is fresh (it rewrites them every beat).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use crate::ops::control_plane::{ControlPlane, InvalidPolicy};
-use crate::ops::error::OpsError;
+use crate::clock::now_unix_ms;
+use crate::ops::control_plane::{ControlPlane, InvalidPolicy, StoreHealth};
 use crate::ops::metrics::FleetMember;
-use crate::store::{SidecarRecord, StoreError};
-
-/// How long `/readyz` waits for the store: past it the store counts as unavailable.
-const READY_WAIT: Duration = Duration::from_secs(2);
+use crate::registry::Status as Sidecar;
+use crate::store::SidecarRecord;
 
 /// One sidecar, as `wardenctl status` shows it.
 #[derive(Debug, Clone)]
@@ -31,15 +30,36 @@ pub struct Status {
     pub sidecars: Vec<SidecarStatus>,
     /// Services whose current stored policy no longer validates (not served).
     pub invalid_policies: Vec<InvalidPolicy>,
+    /// Whether the store answers.
+    pub store: StoreHealth,
 }
+
+/// A record another replica wrote is of a connected sidecar while it is this fresh: a
+/// few of its beats.
+const FRESH_MS: i64 = 15_000;
 
 impl ControlPlane {
     /// Every known sidecar and every invalid stored policy, optionally of one service.
-    pub fn status(&self, service: Option<&str>) -> Status {
-        let sidecars = self
-            .registry
-            .list(service)
-            .into_iter()
+    /// With the store down, the sidecars this replica holds and what it remembers.
+    pub async fn status(&self, service: Option<&str>) -> Status {
+        let mut fleet: BTreeMap<(String, String), Sidecar> = BTreeMap::new();
+        for s in self.registry.list(service) {
+            fleet.insert((s.record.service.clone(), s.record.instance.clone()), s);
+        }
+        if let Ok(stored) = self.stored("sidecars", self.store.sidecars()).await {
+            let now = now_unix_ms();
+            for r in stored.into_iter().filter(|r| service.is_none_or(|s| r.service == s)) {
+                let key = (r.service.clone(), r.instance.clone());
+                let held_here = fleet.get(&key).is_some_and(|s| s.connected);
+                let newer = fleet.get(&key).is_none_or(|s| r.last_seen_unix_ms > s.record.last_seen_unix_ms);
+                if !held_here && newer {
+                    let connected = r.connected && now - r.last_seen_unix_ms < FRESH_MS;
+                    fleet.insert(key, Sidecar { acked_credentials: r.acked_credentials, record: r, connected });
+                }
+            }
+        }
+        let sidecars = fleet
+            .into_values()
             .map(|s| SidecarStatus {
                 current_version: self.hub.current_version(&s.record.service),
                 current_credentials: self.hub.current_credentials(&s.record.service),
@@ -50,20 +70,7 @@ impl ControlPlane {
             .collect();
         let invalid = self.invalid.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let invalid_policies = invalid.values().filter(|p| service.is_none_or(|s| p.service == s)).cloned().collect();
-        Status { sidecars, invalid_policies }
-    }
-
-    /// Succeeds when the store answers within `READY_WAIT`.
-    pub async fn ready(&self) -> Result<(), OpsError> {
-        let ping = self.stored("ping", self.store.ping());
-        match tokio::time::timeout(READY_WAIT, ping).await {
-            Ok(answered) => Ok(answered?),
-            Err(_) => {
-                let e = StoreError::Unavailable(format!("no answer within {READY_WAIT:?}"));
-                self.metrics.store_error("ping", &e);
-                Err(e.into())
-            }
-        }
+        Status { sidecars, invalid_policies, store: self.store_health() }
     }
 
     /// The metrics in Prometheus / OpenMetrics text.

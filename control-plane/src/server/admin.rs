@@ -62,10 +62,11 @@ impl AdminService for AdminApi {
 
     async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let service = non_empty(req.into_inner().service);
-        let s = self.0.status(service.as_deref());
+        let s = self.0.status(service.as_deref()).await;
         Ok(Response::new(pb::StatusResponse {
             sidecars: s.sidecars.into_iter().map(convert::sidecar_status).collect(),
             invalid_policies: s.invalid_policies.into_iter().map(convert::invalid_policy).collect(),
+            store: Some(convert::store_health(s.store)),
         }))
     }
 

@@ -82,7 +82,13 @@ pub fn sidecar_status(s: SidecarStatus) -> pb::SidecarStatus {
         current_version: s.current_version,
         acked_credentials: s.acked_credentials,
         current_credentials: s.current_credentials,
+        replica: r.replica,
     }
+}
+
+/// The store's health, for `wardenctl status`.
+pub fn store_health(h: crate::ops::StoreHealth) -> pb::StoreHealth {
+    pb::StoreHealth { name: h.name, up: h.up, error: h.error, since_unix_ms: h.since_unix_ms }
 }
 
 pub fn invalid_policy(p: InvalidPolicy) -> pb::InvalidPolicy {

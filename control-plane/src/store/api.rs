@@ -30,6 +30,12 @@ pub trait Store: Send + Sync + 'static {
     /// Succeeds when the store answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
 
+    /// Which store this is, for messages (`SQLite at …`, `PostgreSQL at host:port/db`;
+    /// never a password).
+    fn describe(&self) -> String {
+        "the store".to_owned()
+    }
+
     /// Changes made through other replicas, as they commit; None for a store only this
     /// process writes (SQLite).
     fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {

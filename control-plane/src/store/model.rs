@@ -56,6 +56,12 @@ pub struct SidecarRecord {
     pub nack_error: String,
     pub nacked_unix_ms: i64,
     pub last_seen_unix_ms: i64,
+    /// The credentials revision it ACKed on its current stream.
+    pub acked_credentials: u64,
+    /// The replica its stream is (or was last) on.
+    pub replica: String,
+    /// Whether that replica had its stream open when it wrote this.
+    pub connected: bool,
 }
 
 /// A stored API key. The key itself is never stored.

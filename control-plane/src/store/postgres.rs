@@ -66,11 +66,6 @@ impl Postgres {
         Ok(store)
     }
 
-    /// Where it is, for messages.
-    pub fn name(&self) -> &str {
-        &self.target.name
-    }
-
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => self.target.error(e),
@@ -101,6 +96,10 @@ impl Store for Postgres {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.with(async |c| c.execute("SELECT 1", &[]).await.map(drop)))
+    }
+
+    fn describe(&self) -> String {
+        self.target.name.clone()
     }
 
     fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {

@@ -29,6 +29,8 @@ use crate::store::model::{
 #[derive(Clone)]
 pub struct Sqlite {
     conn: Arc<Mutex<Connection>>,
+    /// The file, for messages.
+    path: std::path::PathBuf,
     /// Random, made when the store was created; see `Store::epoch`.
     epoch: u64,
 }
@@ -58,7 +60,7 @@ impl Sqlite {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::create(&conn)?;
         let epoch = credentials::epoch(&conn)?;
-        Ok(Sqlite { conn: Arc::new(Mutex::new(conn)), epoch })
+        Ok(Sqlite { conn: Arc::new(Mutex::new(conn)), path: path.to_owned(), epoch })
     }
 
     /// Runs `f` on a blocking thread with the connection.
@@ -103,6 +105,10 @@ impl From<rusqlite::Error> for StoreError {
 impl Store for Sqlite {
     fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    fn describe(&self) -> String {
+        format!("SQLite at {}", self.path.display())
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

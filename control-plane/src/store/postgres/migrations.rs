@@ -8,10 +8,11 @@
 use tokio_postgres::Client;
 
 /// (number, what it does, SQL). Append only; never edit a released one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "policy versions, sidecars, credentials, the deny log",
-    "
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "policy versions, sidecars, credentials, the deny log",
+        "
 CREATE TABLE policy_versions (
     service         TEXT   NOT NULL,
     version         BIGINT NOT NULL,
@@ -80,7 +81,15 @@ CREATE TABLE counters (
     value BIGINT NOT NULL
 );
 ",
-)];
+    ),
+    (
+        2,
+        "which replica each sidecar is on, for status from any replica",
+        "ALTER TABLE sidecars ADD COLUMN replica TEXT NOT NULL DEFAULT '',
+                             ADD COLUMN connected BOOLEAN NOT NULL DEFAULT FALSE,
+                             ADD COLUMN acked_credentials BIGINT NOT NULL DEFAULT 0;",
+    ),
+];
 
 /// Any number, the same in every release: the lock replicas take to migrate.
 const MIGRATION_LOCK: i64 = 0x5741_5244_454e_0001;

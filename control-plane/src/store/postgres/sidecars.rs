@@ -14,13 +14,16 @@ pub async fn save(c: &Object, records: &[SidecarRecord]) -> Result<(), Error> {
     let num = |f: fn(&SidecarRecord) -> i64| records.iter().map(f).collect::<Vec<_>>();
     c.execute(
         "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error,
-                               nacked_unix_ms, last_seen_unix_ms)
+                               nacked_unix_ms, last_seen_unix_ms, replica, connected,
+                               acked_credentials)
          SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[],
-                              $7::TEXT[], $8::BIGINT[], $9::BIGINT[])
+                              $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[], $11::BOOLEAN[],
+                              $12::BIGINT[])
          ON CONFLICT (service, instance) DO UPDATE SET
            peer = excluded.peer, acked_version = excluded.acked_version, acked_unix_ms = excluded.acked_unix_ms,
            nacked_version = excluded.nacked_version, nack_error = excluded.nack_error,
-           nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms",
+           nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms,
+           replica = excluded.replica, connected = excluded.connected, acked_credentials = excluded.acked_credentials",
         &[
             &col(|s| s.service.clone()),
             &col(|s| s.instance.clone()),
@@ -31,6 +34,9 @@ pub async fn save(c: &Object, records: &[SidecarRecord]) -> Result<(), Error> {
             &col(|s| s.nack_error.clone()),
             &num(|s| s.nacked_unix_ms),
             &num(|s| s.last_seen_unix_ms),
+            &col(|s| s.replica.clone()),
+            &records.iter().map(|s| s.connected).collect::<Vec<_>>(),
+            &num(|s| big(s.acked_credentials)),
         ],
     )
     .await?;
@@ -42,7 +48,7 @@ pub async fn list(c: &Object) -> Result<Vec<SidecarRecord>, Error> {
     let rows = c
         .query(
             "SELECT service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms,
-                    last_seen_unix_ms
+                    last_seen_unix_ms, replica, connected, acked_credentials
              FROM sidecars ORDER BY service, instance",
             &[],
         )
@@ -59,6 +65,9 @@ pub async fn list(c: &Object) -> Result<Vec<SidecarRecord>, Error> {
             nack_error: r.get(6),
             nacked_unix_ms: r.get(7),
             last_seen_unix_ms: r.get(8),
+            replica: r.get(9),
+            connected: r.get(10),
+            acked_credentials: small(r.get(11)),
         })
         .collect())
 }

@@ -78,7 +78,12 @@ CREATE TABLE IF NOT EXISTS counters (
 
 /// Columns added after a table was first released: `CREATE TABLE IF NOT EXISTS` leaves an
 /// older store's table as it was, so they are added here (with defaults the older rows take).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("denials", "request_id_from_client", "INTEGER NOT NULL DEFAULT 0")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("denials", "request_id_from_client", "INTEGER NOT NULL DEFAULT 0"),
+    ("sidecars", "replica", "TEXT NOT NULL DEFAULT ''"),
+    ("sidecars", "connected", "INTEGER NOT NULL DEFAULT 0"),
+    ("sidecars", "acked_credentials", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
     for (table, column, decl) in ADDED_COLUMNS {

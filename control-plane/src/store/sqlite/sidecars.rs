@@ -11,12 +11,13 @@ pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlit
     let tx = write(c)?;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms, replica, connected, acked_credentials)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (service, instance) DO UPDATE SET
                peer = excluded.peer, acked_version = excluded.acked_version, acked_unix_ms = excluded.acked_unix_ms,
                nacked_version = excluded.nacked_version, nack_error = excluded.nack_error,
-               nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms",
+               nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms,
+               replica = excluded.replica, connected = excluded.connected, acked_credentials = excluded.acked_credentials",
         )?;
         for s in records {
             stmt.execute(params![
@@ -28,7 +29,10 @@ pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlit
                 s.nacked_version,
                 s.nack_error,
                 s.nacked_unix_ms,
-                s.last_seen_unix_ms
+                s.last_seen_unix_ms,
+                s.replica,
+                s.connected,
+                s.acked_credentials
             ])?;
         }
     }
@@ -38,7 +42,8 @@ pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlit
 /// Every sidecar ever seen.
 pub fn list(c: &Connection) -> Result<Vec<SidecarRecord>, rusqlite::Error> {
     let mut stmt = c.prepare(
-        "SELECT service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms
+        "SELECT service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms,
+                replica, connected, acked_credentials
          FROM sidecars ORDER BY service, instance",
     )?;
     stmt.query_map([], |r| {
@@ -52,6 +57,9 @@ pub fn list(c: &Connection) -> Result<Vec<SidecarRecord>, rusqlite::Error> {
             nack_error: r.get(6)?,
             nacked_unix_ms: r.get(7)?,
             last_seen_unix_ms: r.get(8)?,
+            replica: r.get(9)?,
+            connected: r.get(10)?,
+            acked_credentials: r.get(11)?,
         })
     })?
     .collect()
