@@ -8,6 +8,11 @@
 //! Demand not refreshed for `STALE` counts as zero and is forgotten; a share is valid for
 //! `TTL`, after which a sidecar falls back to 1/N of the quota (N = the sidecars sharing the
 //! limit, sent with every answer).
+//!
+//! With several replicas, each sees only the sidecars connected to it: the others'
+//! demand (and how many sidecars share each limit there) comes in through the store
+//! (`ops/quotas.rs` exchanges it) and counts in every denominator here, so the shares of
+//! all sidecars on all replicas still add up to the whole quota.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -73,6 +78,19 @@ struct Board {
     streams: HashMap<u64, Stream>,
     peers: HashMap<String, u32>,
     housekept: Option<Instant>,
+    /// Other replicas' demand (requests per second), by limit and key, as last exchanged.
+    remote: HashMap<String, HashMap<Vec<u8>, f64>>,
+    /// How many sidecars share each limit on other replicas.
+    remote_peers: HashMap<String, u32>,
+}
+
+/// One replica's demand on one key of a global limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDemand {
+    pub limit: String,
+    pub key: Vec<u8>,
+    /// Requests per second, smoothed.
+    pub rate: f64,
 }
 
 /// Every sidecar's demand on every global quota key.
@@ -145,15 +163,54 @@ impl QuotaBoard {
             }
             d.at = now;
             let own = d.rate;
-            let total: f64 = sidecars.values().filter(|d| now.duration_since(d.at) < STALE).map(|d| d.rate).sum();
+            let local: f64 = sidecars.values().filter(|d| now.duration_since(d.at) < STALE).map(|d| d.rate).sum();
+            let remote = b.remote.get(&u.limit).and_then(|k| k.get(u.key.as_slice())).copied().unwrap_or(0.0);
+            let total = local + remote;
             let fraction = if total > 0.0 { own / total } else { 1.0 };
             shares.push(Share { limit: u.limit.clone(), key: u.key.clone(), fraction, ttl_ms: TTL.as_millis() as u64 });
         }
         let peers = match b.streams.get(&stream) {
-            Some(s) => s.limits.iter().map(|l| (l.clone(), b.peers.get(l).copied().unwrap_or(1))).collect(),
+            Some(s) => s
+                .limits
+                .iter()
+                .map(|l| {
+                    let here = b.peers.get(l).copied().unwrap_or(1);
+                    (l.clone(), here + b.remote_peers.get(l).copied().unwrap_or(0))
+                })
+                .collect(),
             None => Vec::new(),
         };
         Reply { shares, peers }
+    }
+
+    /// This replica's fresh demand, summed over its sidecars, and how many of its
+    /// sidecars share each global limit: what it tells the other replicas.
+    pub fn local(&self, now: Instant) -> (Vec<KeyDemand>, Vec<(String, u32)>) {
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        if b.housekept.is_none_or(|t| now.duration_since(t) >= HOUSEKEEPING) {
+            b.housekeep(now);
+        }
+        let mut demand = Vec::new();
+        for (limit, keys) in &b.demand {
+            for (key, sidecars) in keys {
+                let rate: f64 = sidecars.values().filter(|d| now.duration_since(d.at) < STALE).map(|d| d.rate).sum();
+                if rate > 0.0 {
+                    demand.push(KeyDemand { limit: limit.clone(), key: key.clone(), rate });
+                }
+            }
+        }
+        (demand, b.peers.iter().map(|(l, n)| (l.clone(), *n)).collect())
+    }
+
+    /// What the other replicas' sidecars demand, and how many share each limit there.
+    pub fn set_remote(&self, demand: Vec<KeyDemand>, peers: Vec<(String, u32)>) {
+        let mut remote: HashMap<String, HashMap<Vec<u8>, f64>> = HashMap::new();
+        for d in demand {
+            *remote.entry(d.limit).or_default().entry(d.key).or_default() += d.rate;
+        }
+        let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        b.remote = remote;
+        b.remote_peers = peers.into_iter().collect();
     }
 
     /// Keys with fresh demand.
@@ -219,6 +276,21 @@ mod tests {
         }
         assert!((fractions[0] - 0.6).abs() < 0.01 && (fractions[2] - 0.1).abs() < 0.01, "{fractions:?}");
         assert!((fractions.iter().sum::<f64>() - 1.0).abs() < 0.01, "{fractions:?}");
+
+        // Another replica's sidecars demanding as much again halve every share here, and
+        // count among the peers.
+        board.set_remote(
+            vec![KeyDemand { limit: "q".into(), key: b"acme".to_vec(), rate: 400.0 }],
+            vec![("q".into(), 2)],
+        );
+        let reply = board.report(1, 250, &batch(60), t0 + Duration::from_millis(1_000));
+        assert!((reply.shares[0].fraction - 0.3).abs() < 0.01, "{reply:?}");
+        assert_eq!(reply.peers, [("q".to_owned(), 5)]);
+        let (local, peers) = board.local(t0 + Duration::from_millis(1_000));
+        assert_eq!(local.len(), 1);
+        assert!((local[0].rate - 400.0).abs() < 1.0, "60+30+10 per 250 ms: {local:?}");
+        assert_eq!(peers, [("q".to_owned(), 3)]);
+        board.set_remote(Vec::new(), Vec::new());
 
         // A sidecar that stops sending counts for nothing once its demand is stale.
         let later = t0 + Duration::from_secs(10);

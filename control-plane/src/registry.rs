@@ -94,6 +94,11 @@ impl Registry {
         })
     }
 
+    /// This replica's name.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
     /// A sidecar said hello; returns its stream id.
     pub fn connected(&self, service: &str, instance: &str, peer: &str) -> u64 {
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);

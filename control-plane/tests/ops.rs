@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use warden_control_plane::ops::{ApplyRequest, ControlPlane, OpsError};
 use warden_control_plane::store::{
     CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    SecretRow, SidecarRecord, Sqlite, Store, StoreError, StoreFuture, Stored, StoredDenial,
+    SecretRow, SidecarRecord, Sqlite, Store, StoreCopy, StoreError, StoreFuture, Stored, StoredDenial,
 };
 
 /// Valid once; this release refuses a route whose upstream is not defined.
@@ -137,6 +137,9 @@ impl Store for Switched {
     }
     fn heads(&self) -> StoreFuture<'_, Heads> {
         self.check(self.inner.heads())
+    }
+    fn import(&self, data: StoreCopy) -> StoreFuture<'_, ()> {
+        self.check(self.inner.import(data))
     }
     fn save_sidecars(&self, records: Vec<SidecarRecord>) -> StoreFuture<'_, ()> {
         self.check(self.inner.save_sidecars(records))

@@ -262,3 +262,175 @@ async fn with_the_database_down_sidecars_keep_serving_and_changes_fail_clearly_u
     })
     .await;
 }
+
+const GLOBAL: &str = "service: orders
+routes:
+  - name: api
+    match: { path_prefix: /api }
+    auth: keys
+    limits: [shared]
+auth:
+  keys: { type: api_key, header: x-api-key }
+limits:
+  shared: { key: client_id, rate: 600/min, burst: 5, scope: global }
+";
+
+/// A global quota holds when the sidecars sharing it are on different replicas: the
+/// replicas exchange demand through the database, so each sidecar's share is of the whole
+/// fleet's demand (the same bound as on one replica, `rate_limits.rs`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_quota_holds_across_sidecars_on_different_replicas() {
+    let db = postgres::database().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(ControlPlane::on_database(&db.url).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_policy(dir.path(), "p.yaml", GLOBAL);
+    json(&replicas[0], &["apply", "-f", &file, "-o", "json"]).await;
+    let key =
+        json(&replicas[1], &["keys", "create", "--service", "orders", "--client", "acme", "-o", "json"]).await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let app = App::start("orders-app").await;
+    let mut sidecars = Vec::new();
+    for (i, cp) in replicas.iter().enumerate() {
+        let state = dir.path().join(format!("s{i}"));
+        sidecars.push(orders_sidecar(&cp.url(), app.addr, &state, &format!("orders-{i}"), &[]).await);
+    }
+    let client = Client::default();
+    let call = async |sidecar: &warden_e2e::Sidecar, path: &str| {
+        let r = client.send(http::Method::GET, &sidecar.url(path), &[("x-api-key", &key)], Default::default()).await;
+        r.map(|r| r.status).ok()
+    };
+    for sc in &sidecars {
+        eventually("every sidecar has the key", Duration::from_secs(10), || async {
+            call(sc, "/api/warm").await.is_some_and(|s| s != StatusCode::UNAUTHORIZED)
+        })
+        .await;
+    }
+    // Each replica holds one sidecar, yet every sidecar learns the quota is split three ways.
+    let peek = format!("/limits/peek?limit=shared&key={}", hex::encode("acme"));
+    for sc in &sidecars {
+        eventually("the sidecar knows it is one of 3, across replicas", Duration::from_secs(10), || async {
+            let text = client.get(&sc.admin_url(&peek)).await.map(|r| r.text()).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            v["share"].as_f64().is_some_and(|f| (f - 1.0 / 3.0).abs() < 1e-9)
+        })
+        .await;
+    }
+    // Let the warm-up requests drain out of every bucket (10/s: 1 s is plenty).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // 100 requests/s offered (10x the quota of 10/s), spread 70/20/10 over the three
+    // replicas' sidecars, for 5 s.
+    let mut tasks = Vec::new();
+    for (sc, rate) in sidecars.iter().zip([70u64, 20, 10]) {
+        let (client, url, key) = (client.clone(), sc.url("/api/x"), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let mut ok = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                tick.tick().await;
+                let r = client.send(http::Method::GET, &url, &[("x-api-key", &key)], Default::default()).await;
+                ok += u64::from(r.is_ok_and(|r| r.status == StatusCode::OK));
+            }
+            ok
+        }));
+    }
+    let mut admitted = Vec::new();
+    for t in tasks {
+        admitted.push(t.await.unwrap());
+    }
+    let total: u64 = admitted.iter().sum();
+    // One limiter would admit 5 (burst) + 5 s x 10/s = 55; three replicas each dividing
+    // the quota among their own sidecars only, ~150.
+    assert!((40..=70).contains(&total), "admitted {admitted:?} = {total}, want about 55");
+}
+
+/// `copy-store` moves a SQLite store to PostgreSQL: every version, key, secret, sidecar
+/// record and denial, verified; a replica on the copy serves the same fleet, and the keys
+/// still work. A second copy into the now non-empty database is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_store_moves_everything_from_sqlite_to_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_url = format!("sqlite://{}/warden.db", dir.path().display());
+    let mut old = ControlPlane::on_database(&file_url).await;
+    let app = App::start("orders-app").await;
+    for tag in ["one", "two"] {
+        let file = write_policy(dir.path(), "p.yaml", &policy(tag));
+        json(&old, &["apply", "-f", &file, "-o", "json"]).await;
+    }
+    let billing =
+        write_policy(dir.path(), "b.yaml", "service: billing\nroutes:\n  - name: all\n    match: { path_prefix: / }\n");
+    json(&old, &["apply", "-f", &billing, "-o", "json"]).await;
+    let kept = json(&old, &["keys", "create", "--service", "orders", "--client", "acme", "-o", "json"]).await;
+    let gone = json(&old, &["keys", "create", "--service", "orders", "--client", "acme", "-o", "json"]).await;
+    json(&old, &["keys", "revoke", gone["id"].as_str().unwrap(), "-o", "json"]).await;
+    let secret = write_policy(dir.path(), "s.secret", "whsec_1\n");
+    assert_eq!(old.ctl(&["secrets", "set", "stripe", "--from-file", &secret]).await.code, 0);
+    let sidecar = orders_sidecar(&old.url(), app.addr, &dir.path().join("s"), "orders-1", &[]).await;
+    let client = Client::default();
+    let key = kept["key"].as_str().unwrap().to_owned();
+    eventually("a refusal reaches the deny log", Duration::from_secs(10), || async {
+        let _ = client.get(&sidecar.url("/orders/no-key")).await;
+        json(&old, &["denials", "-o", "json"]).await["denials"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    let before = (
+        json(&old, &["history", "orders", "-o", "json"]).await,
+        json(&old, &["keys", "list", "-o", "json"]).await,
+        json(&old, &["denials", "-o", "json"]).await,
+    );
+    old.proc.kill9();
+
+    let db = postgres::database().await;
+    let copy = |to: String| {
+        let (from, dir) = (file_url.clone(), dir.path().to_owned());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(warden_e2e::process::bin("warden-control-plane"))
+                    .args(["copy-store", "--from", &from, "--to", &to])
+                    .current_dir(dir)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = copy(db.url.clone()).await;
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&report["services"], &report["versions"], &report["keys"], &report["secrets"], &report["verified"]),
+        (&2.into(), &3.into(), &2.into(), &1.into(), &true.into()),
+        "{report}"
+    );
+    assert!(report["sidecars"].as_u64() >= Some(1) && report["denials"].as_u64() >= Some(1), "{report}");
+
+    let new = ControlPlane::on_database(&db.url).await;
+    assert_eq!(json(&new, &["history", "orders", "-o", "json"]).await, before.0, "the same history");
+    assert_eq!(json(&new, &["keys", "list", "-o", "json"]).await, before.1, "the same keys");
+    assert_eq!(json(&new, &["denials", "-o", "json"]).await, before.2, "the same deny log");
+    let status = new.ctl(&["status"]).await;
+    assert!(status.stdout.contains("orders-1"), "the sidecar records came along: {status:?}");
+    // The sidecar moves over: its key still opens the door, the revoked one does not.
+    let moved = orders_sidecar(&new.url(), app.addr, &dir.path().join("s2"), "orders-2", &[]).await;
+    let with = async |k: &str| {
+        client
+            .send(http::Method::GET, &moved.url("/orders/1"), &[("x-api-key", k)], Default::default())
+            .await
+            .map(|r| r.status)
+    };
+    eventually("the copied key works on the new store", Duration::from_secs(10), || async {
+        with(&key).await.is_ok_and(|s| s == StatusCode::OK)
+    })
+    .await;
+    assert_eq!(with(gone["key"].as_str().unwrap()).await.unwrap(), StatusCode::UNAUTHORIZED);
+
+    let again = copy(db.url.clone()).await;
+    assert!(!again.status.success(), "a copy into a store that holds policy is refused: {again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"), "{again:?}");
+}

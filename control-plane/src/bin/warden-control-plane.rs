@@ -15,8 +15,10 @@ use warden_control_plane::store::{Location, Retention};
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
 #[derive(Debug, Parser)]
-#[command(name = "warden-control-plane", version)]
+#[command(name = "warden-control-plane", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// gRPC for sidecars and wardenctl.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
@@ -60,6 +62,49 @@ struct Args {
     deny_max_rows: i64,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Copies every version, key, secret, sidecar record and denial from one store into
+    /// another, empty one (SQLite to PostgreSQL, or back), then reads both back and
+    /// compares them; reports success only if they match. Stop the control plane first.
+    CopyStore {
+        /// The store to copy: sqlite:///path/warden.db or postgres://...
+        #[arg(long)]
+        from: String,
+        /// The empty store to copy into.
+        #[arg(long)]
+        to: String,
+        /// A private CA (PEM) for either database's TLS.
+        #[arg(long)]
+        database_ca_file: Option<PathBuf>,
+    },
+}
+
+/// `copy-store`: prints what was copied, as one JSON line on stdout.
+async fn copy_store(from: &str, to: &str, ca_file: Option<&PathBuf>) -> anyhow::Result<()> {
+    let ca = match ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading --database-ca-file {}", path.display()))?)
+        }
+        None => None,
+    };
+    let (from, to) = (Location::parse(from, ca.as_deref())?, Location::parse(to, ca.as_deref())?);
+    let source = from.open().await.with_context(|| format!("opening the source ({})", from.describe()))?;
+    let destination = to.open().await.with_context(|| format!("opening the destination ({})", to.describe()))?;
+    let copied = warden_control_plane::ops::copy_store(source, destination)
+        .await
+        .with_context(|| format!("copying {} to {}", from.describe(), to.describe()))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "from": from.describe(), "to": to.describe(), "services": copied.services, "versions": copied.versions,
+            "keys": copied.keys, "secrets": copied.secrets, "sidecars": copied.sidecars, "denials": copied.denials,
+            "sha256": copied.digest, "verified": true,
+        })
+    );
+    Ok(())
+}
+
 /// Reads a token file; None when the flag is absent.
 fn token(flag: &str, path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
     let Some(path) = path else { return Ok(None) };
@@ -73,6 +118,9 @@ fn token(flag: &str, path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     warden_telemetry::init_logging();
+    if let Some(Command::CopyStore { from, to, database_ca_file }) = &args.command {
+        return copy_store(from, to, database_ca_file.as_ref()).await;
+    }
     let location = location(&args)?;
     let store = location.open().await.with_context(|| format!("opening the store ({})", location.describe()))?;
     let admin_token = token("--admin-token-file", args.admin_token_file.as_ref())?;

@@ -6,17 +6,20 @@
 //!
 //! - `control_plane.rs`: the state they share; `startup.rs`: loading it, and reporting
 //!   stored policies that no longer validate; `follow.rs`: keeping it current with
-//!   changes made through other replicas; `health.rs`: whether the store answers.
+//!   changes made through other replicas; `health.rs`: whether the store answers;
+//!   `quotas.rs`: global quota demand shared with other replicas.
 //! - `apply.rs`, `rollback.rs`, `policies.rs`: policy versions (validate, the global-limit
 //!   check, missing-secret warnings, one store unit, publish).
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
 //!   process-wide lock.
 //! - `sidecars.rs` (with `receipt.rs`): the sidecar streams; `status.rs`, `denials.rs`,
 //!   `top.rs`: what is going on; `metrics.rs`: the metrics they keep.
+//! - `copy.rs`: moving a store to another database, verified.
 //! - `error.rs`: `OpsError`.
 
 mod apply;
 mod control_plane;
+mod copy;
 mod credentials;
 mod denials;
 mod error;
@@ -25,6 +28,7 @@ mod health;
 pub mod keys;
 mod metrics;
 mod policies;
+mod quotas;
 mod receipt;
 mod rollback;
 mod secrets;
@@ -38,6 +42,7 @@ pub use crate::registry::Event;
 pub use crate::traffic::{RouteTraffic, TopRow};
 pub use apply::{Applied, ApplyRequest};
 pub use control_plane::{ControlPlane, InvalidPolicy, Options, StoreHealth};
+pub use copy::{Copied, copy_store};
 pub use error::OpsError;
 pub use keys::KeyRequest;
 pub use receipt::check_names;

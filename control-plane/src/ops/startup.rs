@@ -56,8 +56,11 @@ impl ControlPlane {
         cp.store_answered();
         cp.watch_store();
         cp.beat_sidecars();
+        // A store several replicas share: follow what the others change, and share
+        // global quotas with them.
         if let Some(changes) = changes {
             cp.follow(changes);
+            cp.exchange_quota_demand();
         }
         Ok(cp)
     }

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use crate::store::error::StoreError;
 use crate::store::model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    Retention, SecretRow, SidecarRecord, Stored, StoredDenial,
+    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial,
 };
 
 /// What a store call returns: a `Send` future, so callers can run it on any worker.
@@ -97,6 +97,29 @@ pub trait Store: Send + Sync + 'static {
         since: u64,
         secret_names: Vec<String>,
     ) -> StoreFuture<'a, CredentialRows>;
+
+    // Moving stores (`copy-store`).
+
+    /// Writes `data` as it is (version numbers, authors, times, key ids and hashes, secret
+    /// values) into this store, which must hold no policy version and no key, in one
+    /// transaction. Keys come in at credentials revision 1; the store keeps its own epoch,
+    /// so sidecars that meet it get whole key sets.
+    fn import(&self, data: StoreCopy) -> StoreFuture<'_, ()>;
+
+    // Global quotas across replicas.
+
+    /// Publishes this replica's quota demand and returns the other replicas' (summed over
+    /// those that published within `fresh_ms`). A store only one replica uses has no one
+    /// to exchange with.
+    fn exchange_demand<'a>(
+        &'a self,
+        replica: &'a str,
+        mine: QuotaDemand,
+        fresh_ms: i64,
+    ) -> StoreFuture<'a, QuotaDemand> {
+        let _ = (replica, mine, fresh_ms);
+        Box::pin(async { Ok(QuotaDemand::default()) })
+    }
 
     // The deny log.
 

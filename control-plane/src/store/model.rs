@@ -24,6 +24,26 @@ pub struct Heads {
     pub credentials_revision: u64,
 }
 
+/// Quota demand one replica tells the others: per global limit and key, requests per
+/// second (summed over its sidecars); and how many of its sidecars share each limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuotaDemand {
+    pub keys: Vec<(String, Vec<u8>, f64)>,
+    pub peers: Vec<(String, u32)>,
+}
+
+/// Everything a store holds that `copy-store` carries, as it was written.
+#[derive(Debug, Clone, Default)]
+pub struct StoreCopy {
+    /// Every version of every service, with sources.
+    pub versions: Vec<PolicyVersion>,
+    pub keys: Vec<KeyRow>,
+    /// The secret values still verifying, with their values.
+    pub secrets: Vec<SecretRow>,
+    pub sidecars: Vec<SidecarRecord>,
+    pub denials: Vec<StoredDenial>,
+}
+
 /// A document to store as the next version of its service.
 #[derive(Debug, Clone)]
 pub struct NewVersion {

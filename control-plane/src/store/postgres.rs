@@ -10,7 +10,9 @@ mod bigint;
 mod change_feed;
 mod credentials;
 mod denials;
+mod import;
 mod migrations;
+mod quotas;
 mod sidecars;
 mod target;
 mod versions;
@@ -26,7 +28,7 @@ use crate::store::api::{Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    Retention, SecretRow, SidecarRecord, Stored, StoredDenial,
+    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial,
 };
 use crate::store::postgres::target::CALL_TIMEOUT;
 
@@ -181,6 +183,19 @@ impl Store for Postgres {
         secret_names: Vec<String>,
     ) -> StoreFuture<'a, CredentialRows> {
         Box::pin(self.with(async move |c| credentials::credentials(c, service, since, &secret_names).await))
+    }
+
+    fn exchange_demand<'a>(
+        &'a self,
+        replica: &'a str,
+        mine: QuotaDemand,
+        fresh_ms: i64,
+    ) -> StoreFuture<'a, QuotaDemand> {
+        Box::pin(self.with(async move |c| quotas::exchange(c, replica, mine, fresh_ms).await))
+    }
+
+    fn import(&self, data: StoreCopy) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(async move |c| import::import(c, &data).await))
     }
 
     fn insert_denials<'a>(

@@ -6,6 +6,7 @@
 
 mod credentials;
 mod denials;
+mod import;
 mod schema;
 mod sidecars;
 #[cfg(test)]
@@ -22,7 +23,7 @@ use crate::store::api::{Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
     CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    SecretRow, SidecarRecord, Stored, StoredDenial,
+    SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial,
 };
 
 /// A handle to the SQLite store; clones share one connection.
@@ -198,6 +199,10 @@ impl Store for Sqlite {
     ) -> StoreFuture<'a, CredentialRows> {
         let service = service.to_owned();
         Box::pin(self.with(move |c| credentials::credentials(c, &service, since, &secret_names)))
+    }
+
+    fn import(&self, data: StoreCopy) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(move |c| import::import(c, &data)))
     }
 
     fn insert_denials<'a>(

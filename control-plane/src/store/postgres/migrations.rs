@@ -89,6 +89,29 @@ CREATE TABLE counters (
                              ADD COLUMN connected BOOLEAN NOT NULL DEFAULT FALSE,
                              ADD COLUMN acked_credentials BIGINT NOT NULL DEFAULT 0;",
     ),
+    (
+        3,
+        "global quota demand exchanged between replicas",
+        // UNLOGGED: rewritten every quarter second and worthless after a crash, so not
+        // worth the write-ahead log.
+        "CREATE UNLOGGED TABLE quota_replicas (
+             replica         TEXT   PRIMARY KEY,
+             updated_unix_ms BIGINT NOT NULL
+         );
+         CREATE UNLOGGED TABLE quota_demand (
+             replica    TEXT             NOT NULL,
+             limit_name TEXT             NOT NULL,
+             key        BYTEA            NOT NULL,
+             rate       DOUBLE PRECISION NOT NULL,
+             PRIMARY KEY (replica, limit_name, key)
+         );
+         CREATE UNLOGGED TABLE quota_peers (
+             replica    TEXT    NOT NULL,
+             limit_name TEXT    NOT NULL,
+             sidecars   INTEGER NOT NULL,
+             PRIMARY KEY (replica, limit_name)
+         );",
+    ),
 ];
 
 /// Any number, the same in every release: the lock replicas take to migrate.

@@ -2,7 +2,7 @@
 //! by whichever replica it is connected to, a batch per statement (arrays unnested), so
 //! `wardenctl status` on any replica sees the whole fleet.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::error::Error;
 
 use crate::store::model::SidecarRecord;
@@ -10,6 +10,11 @@ use crate::store::postgres::bigint::{big, small};
 
 /// Upserts the records in one statement.
 pub async fn save(c: &Object, records: &[SidecarRecord]) -> Result<(), Error> {
+    save_in(c, records).await
+}
+
+/// Upserts the records in one statement, on `c` (a connection or a transaction).
+pub async fn save_in(c: &impl GenericClient, records: &[SidecarRecord]) -> Result<(), Error> {
     let col = |f: fn(&SidecarRecord) -> String| records.iter().map(f).collect::<Vec<_>>();
     let num = |f: fn(&SidecarRecord) -> i64| records.iter().map(f).collect::<Vec<_>>();
     c.execute(

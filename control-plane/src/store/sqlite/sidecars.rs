@@ -1,7 +1,7 @@
 //! Sidecar records in SQLite: the last ACK, NACK and sighting of every sidecar, so
 //! `wardenctl status` survives a control-plane restart.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 
 use crate::store::model::SidecarRecord;
 use crate::store::sqlite::transaction::write;
@@ -9,6 +9,12 @@ use crate::store::sqlite::transaction::write;
 /// Upserts the records in one transaction (one fsync for the lot).
 pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlite::Error> {
     let tx = write(c)?;
+    save_in(&tx, records)?;
+    tx.commit()
+}
+
+/// Upserts the records inside `tx`.
+pub fn save_in(tx: &Transaction<'_>, records: &[SidecarRecord]) -> Result<(), rusqlite::Error> {
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms, replica, connected, acked_credentials)
@@ -36,7 +42,7 @@ pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlit
             ])?;
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Every sidecar ever seen.
