@@ -324,8 +324,10 @@ def parse_cp_scale(text):
     for line in lines:
         if line.startswith("## "):
             title = line[3:].strip()
-            m = re.match(r"(\d+) sidecars(?:, a (\d+)-route policy)?", title)
+            m = re.match(r"(\d+) sidecars(?:, a (\d+)-route policy)?(?: over (\d+) replicas)?", title)
             cur = {"title": title, "sidecars": int(m.group(1)), "routes": int(m.group(2)) if m.group(2) else None}
+            if m.group(3):
+                cur["replicas"] = int(m.group(3))
             runs.append(cur)
             continue
         if cur is None:
@@ -333,7 +335,19 @@ def parse_cp_scale(text):
         m = re.match(r"(\d+) streams over (\d+) connections: all on v1 after (.*)", line)
         if m:
             cur["connections"], cur["connected_ms"] = int(m.group(2)), duration_ms(m.group(3))
-        m = re.match(r"apply -> all \d+ ACKed.*: p50 (\S+), p99 (\S+), max (\S+)", line)
+        m = re.match(r"\d+ streams over \d+ replicas \((\d+) connections each\): all on v1 after (.*)", line)
+        if m:
+            cur["connections"], cur["connected_ms"] = int(m.group(1)) * cur["replicas"], duration_ms(m.group(2))
+        m = re.match(r"key revocation through replica 1 -> every stream holds it.*: p50 (\S+), p99 (\S+), max (\S+)", line)
+        if m:
+            cur["revoke_p50_ms"], cur["revoke_p99_ms"], cur["revoke_max_ms"] = (duration_ms(x) for x in m.groups())
+        m = re.match(r"replicas' RSS \(MiB\) with \d+ streams spread over them: (.*)", line)
+        if m:
+            cur["replica_rss_mib"] = [float(x) for x in m.group(1).split(",")]
+        m = re.match(r"replica \d+ of \d+ killed \(kill -9\): its (\d+) streams back on the others after (.*)", line)
+        if m:
+            cur["orphans"], cur["failover_ms"] = int(m.group(1)), duration_ms(m.group(2))
+        m = re.match(r"apply (?:through replica 1 )?-> all \d+ ACKed.*: p50 (\S+), p99 (\S+), max (\S+)", line)
         if m:
             cur["apply_p50_ms"], cur["apply_p99_ms"], cur["apply_max_ms"] = (duration_ms(x) for x in m.groups())
         m = re.match(r"control plane: RSS ([0-9.]+) MiB with the streams idle, ([0-9.]+) MiB after the applies; CPU ([0-9.]+) s", line)

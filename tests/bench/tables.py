@@ -470,7 +470,7 @@ def render_quota(res):
 def render_cp_scale(res):
     d = res("cp-scale")
     rows = []
-    for r in d["runs"]:
+    for r in [r for r in d["runs"] if not r.get("replicas")]:
         what = f"{r['sidecars']:,} ({r['connections']:,})" + (f", a {r['routes']:,}-route policy" if r.get("routes") else "")
         rows.append([what, f"{ms(r['apply_p50_ms'])} / {ms(r['apply_p99_ms'])}", f"{r['rss_idle_mib']:.0f} MiB / {r['rss_after_mib']:.0f} MiB",
                      f"{r['cpu_s']:.2f} s", f"{r['storm_ms'] / 1000:.2f} s"])
@@ -478,9 +478,10 @@ def render_cp_scale(res):
            + table(["sidecars (connections)", "apply → all ACKed p50 / p99", "control-plane RSS idle / after the applies",
                     f"CPU for {d['params']['applies']} applies", "reconnect storm (kill -9, restart): all back"], rows))
     # The targets: 1,000 sidecars all ACKed in <= 300 ms p99 (a small policy); 10,000 streams in <= 1 GiB.
-    small = [r for r in d["runs"] if r["sidecars"] == 1000 and not r.get("routes")]
-    big_policy = [r for r in d["runs"] if r["sidecars"] == 1000 and r.get("routes")]
-    many = [r for r in d["runs"] if r["sidecars"] == 10000]
+    one = [r for r in d["runs"] if not r.get("replicas")]
+    small = [r for r in one if r["sidecars"] == 1000 and not r.get("routes")]
+    big_policy = [r for r in one if r["sidecars"] == 1000 and r.get("routes")]
+    many = [r for r in one if r["sidecars"] == 10000]
     verdicts = []
     if small:
         p99 = small[0]["apply_p99_ms"]
@@ -492,6 +493,34 @@ def render_cp_scale(res):
     if verdicts:
         out += "\n\nTargets: " + "; ".join(verdicts) + "."
     return out
+
+
+def render_cp_replicas(res):
+    d = res("cp-scale")
+    runs = [r for r in d["runs"] if r.get("replicas")]
+    if not runs:
+        raise Missing("cp-scale-latest.json has no run over several replicas: run `tests/bench/run.sh cp-scale`")
+    rows = []
+    for r in runs:
+        rss = " / ".join(f"{x:.0f}" for x in r["replica_rss_mib"])
+        rows.append([f"{r['sidecars']:,} over {r['replicas']}", f"{ms(r['apply_p50_ms'])} / {ms(r['apply_p99_ms'])}",
+                     f"{ms(r['revoke_p50_ms'])} / {ms(r['revoke_p99_ms'])}", f"{rss} MiB",
+                     f"{r['orphans']:,} in {ms(r['failover_ms'])}"])
+    out = (source(d, f" ({d['params']['applies']} applies and 20 revocations each, through the first replica)") + "\n\n"
+           + table(["sidecars over replicas", "apply → all ACKed p50 / p99", "key revoked → all hold it p50 / p99",
+                    "each replica's RSS", "last replica killed: its streams back"], rows))
+    small = [r for r in runs if r["sidecars"] == 1000]
+    verdicts = []
+    if small:
+        r = small[0]
+        verdicts.append(f"apply to 1,000 sidecars over {r['replicas']} replicas all ACKed in ≤ 300 ms p99: "
+                        f"{'met' if r['apply_p99_ms'] <= 300 else 'not met'} ({ms(r['apply_p99_ms'])})")
+        verdicts.append(f"key revocation fleet-wide p99 ≤ 1 s across replicas: {'met' if r['revoke_p99_ms'] <= 1000 else 'not met'} "
+                        f"({ms(r['revoke_p99_ms'])})")
+    worst = max((r["failover_ms"] or float("inf")) for r in runs)
+    verdicts.append(f"every orphaned sidecar back on another replica within 5 s: {'met' if worst <= 5000 else 'not met'} "
+                    f"(at most {ms(worst)})")
+    return out + "\n\nTargets: " + "; ".join(verdicts) + "."
 
 
 def render_swap(res):
@@ -534,6 +563,7 @@ BLOCKS = {
     "limits": render_limits,
     "quota": render_quota,
     "cp-scale": render_cp_scale,
+    "cp-replicas": render_cp_replicas,
     "swap": render_swap,
 }
 

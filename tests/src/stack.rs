@@ -22,6 +22,19 @@ routes:
     match: { path_prefix: /stream }
 ";
 
+/// `orders` behind API keys with a global quota of 10/s (burst 5) per client.
+pub const GLOBAL: &str = "service: orders
+routes:
+  - name: api
+    match: { path_prefix: /api }
+    auth: keys
+    limits: [shared]
+auth:
+  keys: { type: api_key, header: x-api-key }
+limits:
+  shared: { key: client_id, rate: 600/min, burst: 5, scope: global }
+";
+
 /// A sidecar for `orders` in front of `app`, following the control plane at `cp_url`,
 /// keeping its state in `state`.
 pub async fn orders_sidecar(

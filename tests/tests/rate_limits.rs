@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
+use warden_e2e::stack::GLOBAL;
 use warden_e2e::{Resp, Stack, eventually};
 
 const POLICY: &str = "service: orders
@@ -177,18 +178,6 @@ async fn explain_reads_the_remaining_budget_from_a_running_sidecar() {
     let out = s.cp.ctl(&[&args[..], &["--sidecar", &admin]].concat()).await;
     assert!(out.stdout.contains("SPENT"), "{out:?}");
 }
-
-const GLOBAL: &str = "service: orders
-routes:
-  - name: api
-    match: { path_prefix: /api }
-    auth: keys
-    limits: [shared]
-auth:
-  keys: { type: api_key, header: x-api-key }
-limits:
-  shared: { key: client_id, rate: 600/min, burst: 5, scope: global }
-";
 
 /// Sends to each sidecar at its own steady rate for `secs`; returns what each admitted.
 async fn offer(s: &Stack, sidecars: &[&warden_e2e::Sidecar], per_sec: &[u64], key: &str, secs: u64) -> Vec<u64> {

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use warden_e2e::stack::orders_sidecar;
+use warden_e2e::stack::{GLOBAL, orders_sidecar};
 use warden_e2e::{App, Client, ControlPlane, eventually, postgres, write_policy};
 
 fn policy(tag: &str) -> String {
@@ -69,6 +69,13 @@ async fn applies_rollbacks_and_key_changes_through_one_replica_reach_sidecars_on
     .await;
     eventually("A's status shows the sidecar, connected to B", Duration::from_secs(10), || {
         connected_to(&a, "orders-1", &b)
+    })
+    .await;
+    eventually("A's top shows the traffic B's sidecar reported", Duration::from_secs(15), || async {
+        let _ = get(&key).await;
+        json(&a, &["top", "-o", "json"]).await["routes"].as_array().is_some_and(|rows| {
+            rows.iter().any(|r| r["sidecar"] == "orders-1" && r["route"] == "orders" && r["rps"].as_f64() > Some(0.0))
+        })
     })
     .await;
     let history = json(&a, &["history", "orders", "-o", "json"]).await;
@@ -262,18 +269,6 @@ async fn with_the_database_down_sidecars_keep_serving_and_changes_fail_clearly_u
     })
     .await;
 }
-
-const GLOBAL: &str = "service: orders
-routes:
-  - name: api
-    match: { path_prefix: /api }
-    auth: keys
-    limits: [shared]
-auth:
-  keys: { type: api_key, header: x-api-key }
-limits:
-  shared: { key: client_id, rate: 600/min, burst: 5, scope: global }
-";
 
 /// A global quota holds when the sidecars sharing it are on different replicas: the
 /// replicas exchange demand through the database, so each sidecar's share is of the whole

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use warden_telemetry::Traces;
 
@@ -75,6 +76,25 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// Runs `tick` every `period` (a tick that runs long delays the next, never bunches
+    /// them) until the control plane is dropped: the background duties of the operations.
+    pub(super) fn every<F, Fut>(self: &Arc<Self>, period: Duration, tick: F)
+    where
+        F: Fn(Arc<ControlPlane>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let cp = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(cp) = cp.upgrade() else { return };
+                tick(cp).await;
+            }
+        });
+    }
+
     /// Runs a store call, counting and logging its failure under `operation`.
     pub(super) async fn stored<T>(
         &self,

@@ -19,14 +19,8 @@ const PING_WAIT: Duration = Duration::from_secs(2);
 impl ControlPlane {
     /// Pings the store every `CHECK_EVERY` until the control plane is dropped.
     pub(super) fn watch_store(self: &Arc<Self>) {
-        let cp = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(CHECK_EVERY);
-            loop {
-                every.tick().await;
-                let Some(cp) = cp.upgrade() else { return };
-                cp.check_store().await;
-            }
+        self.every(CHECK_EVERY, |cp| async move {
+            cp.check_store().await;
         });
     }
 

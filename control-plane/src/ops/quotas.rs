@@ -21,22 +21,15 @@ const FRESH_MS: i64 = 2_000;
 impl ControlPlane {
     /// Exchanges quota demand with the other replicas until the control plane is dropped.
     pub(super) fn exchange_quota_demand(self: &Arc<Self>) {
-        let cp = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(EXCHANGE_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                let Some(cp) = cp.upgrade() else { return };
-                let (demand, peers) = cp.quotas.local(Instant::now());
-                let mine = QuotaDemand { keys: demand.into_iter().map(|d| (d.limit, d.key, d.rate)).collect(), peers };
-                match cp.store.exchange_demand(cp.registry.replica(), mine, FRESH_MS).await {
-                    Ok(theirs) => {
-                        let keys = theirs.keys.into_iter().map(|(limit, key, rate)| KeyDemand { limit, key, rate });
-                        cp.quotas.set_remote(keys.collect(), theirs.peers);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "quota demand not exchanged; the last known counts"),
+        self.every(EXCHANGE_EVERY, |cp| async move {
+            let (demand, peers) = cp.quotas.local(Instant::now());
+            let mine = QuotaDemand { keys: demand.into_iter().map(|d| (d.limit, d.key, d.rate)).collect(), peers };
+            match cp.store.exchange_demand(cp.registry.replica(), mine, FRESH_MS).await {
+                Ok(theirs) => {
+                    let keys = theirs.keys.into_iter().map(|(limit, key, rate)| KeyDemand { limit, key, rate });
+                    cp.quotas.set_remote(keys.collect(), theirs.peers);
                 }
+                Err(e) => tracing::debug!(error = %e, "quota demand not exchanged; the last known counts"),
             }
         });
     }

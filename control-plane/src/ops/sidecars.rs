@@ -67,15 +67,7 @@ impl ControlPlane {
     /// Writes the connected sidecars' records every `BEAT` until the control plane is
     /// dropped.
     pub(super) fn beat_sidecars(self: &Arc<Self>) {
-        let cp = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(BEAT);
-            loop {
-                every.tick().await;
-                let Some(cp) = cp.upgrade() else { return };
-                cp.registry.beat();
-            }
-        });
+        self.every(BEAT, |cp| async move { cp.registry.beat() });
     }
 
     /// Registers a sidecar that said Hello, and makes sure its service's credentials are

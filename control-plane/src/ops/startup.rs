@@ -57,10 +57,11 @@ impl ControlPlane {
         cp.watch_store();
         cp.beat_sidecars();
         // A store several replicas share: follow what the others change, and share
-        // global quotas with them.
+        // global quotas and `top`'s traffic with them.
         if let Some(changes) = changes {
             cp.follow(changes);
             cp.exchange_quota_demand();
+            cp.share_traffic();
         }
         Ok(cp)
     }

@@ -129,7 +129,7 @@ impl AdminService for AdminApi {
     }
 
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
-        let rows = self.0.top(&req.into_inner().service);
+        let rows = self.0.top(&req.into_inner().service).await;
         Ok(Response::new(pb::TopResponse { rows: rows.into_iter().map(convert::top_row).collect() }))
     }
 }

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use crate::store::error::StoreError;
 use crate::store::model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial,
+    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
 };
 
 /// What a store call returns: a `Send` future, so callers can run it on any worker.
@@ -97,6 +97,20 @@ pub trait Store: Send + Sync + 'static {
         since: u64,
         secret_names: Vec<String>,
     ) -> StoreFuture<'a, CredentialRows>;
+
+    // `top` across replicas.
+
+    /// Shares the latest traffic windows of the sidecars connected to this replica. A
+    /// store only one replica uses keeps nothing (that replica has them all in memory).
+    fn save_traffic(&self, rows: Vec<TrafficRow>) -> StoreFuture<'_, ()> {
+        let _ = rows;
+        Box::pin(async { Ok(()) })
+    }
+    /// The windows every replica shared that are newer than `since_unix_ms`.
+    fn traffic(&self, since_unix_ms: i64) -> StoreFuture<'_, Vec<TrafficRow>> {
+        let _ = since_unix_ms;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     // Moving stores (`copy-store`).
 

@@ -17,7 +17,7 @@ pub use error::StoreError;
 pub use location::Location;
 pub use model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial,
+    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
 };
 pub use postgres::{Postgres, Target};
 pub use sqlite::Sqlite;

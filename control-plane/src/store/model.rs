@@ -44,6 +44,21 @@ pub struct StoreCopy {
     pub denials: Vec<StoredDenial>,
 }
 
+/// One route's latest traffic window on one sidecar, as a replica shares it for
+/// `wardenctl top` on the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrafficRow {
+    pub service: String,
+    pub instance: String,
+    pub route: String,
+    /// When the sidecar reported it.
+    pub unix_ms: i64,
+    pub interval_ms: u64,
+    pub requests: u64,
+    pub denials: u64,
+    pub latency_buckets: Vec<u64>,
+}
+
 /// A document to store as the next version of its service.
 #[derive(Debug, Clone)]
 pub struct NewVersion {

@@ -15,6 +15,7 @@ mod migrations;
 mod quotas;
 mod sidecars;
 mod target;
+mod traffic;
 mod versions;
 
 pub use target::Target;
@@ -28,7 +29,7 @@ use crate::store::api::{Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial,
+    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
 };
 use crate::store::postgres::target::CALL_TIMEOUT;
 
@@ -192,6 +193,14 @@ impl Store for Postgres {
         fresh_ms: i64,
     ) -> StoreFuture<'a, QuotaDemand> {
         Box::pin(self.with(async move |c| quotas::exchange(c, replica, mine, fresh_ms).await))
+    }
+
+    fn save_traffic(&self, rows: Vec<TrafficRow>) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(async move |c| traffic::save(c, &rows).await))
+    }
+
+    fn traffic(&self, since_unix_ms: i64) -> StoreFuture<'_, Vec<TrafficRow>> {
+        Box::pin(self.with(async move |c| traffic::since(c, since_unix_ms).await))
     }
 
     fn import(&self, data: StoreCopy) -> StoreFuture<'_, ()> {

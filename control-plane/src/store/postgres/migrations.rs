@@ -112,6 +112,22 @@ CREATE TABLE counters (
              PRIMARY KEY (replica, limit_name)
          );",
     ),
+    (
+        4,
+        "each sidecar's latest traffic per route, for top from any replica",
+        "CREATE UNLOGGED TABLE traffic (
+             service         TEXT     NOT NULL,
+             instance        TEXT     NOT NULL,
+             route           TEXT     NOT NULL,
+             unix_ms         BIGINT   NOT NULL,
+             interval_ms     BIGINT   NOT NULL,
+             requests        BIGINT   NOT NULL,
+             denials         BIGINT   NOT NULL,
+             latency_buckets BIGINT[] NOT NULL,
+             PRIMARY KEY (service, instance, route)
+         );
+         CREATE INDEX traffic_by_time ON traffic (unix_ms);",
+    ),
 ];
 
 /// Any number, the same in every release: the lock replicas take to migrate.
