@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, Row, Transaction, params};
 
 use crate::clock::now_unix_ms;
 use crate::store::model::{Denial, DenialFilter, DenialGroup, Retention, StoredDenial};
@@ -50,33 +50,7 @@ pub fn insert(
     retention: Retention,
 ) -> Result<(), rusqlite::Error> {
     let tx = write(conn)?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
-                                  client_id, client_ip, method, host, path, dry_run, request_id_from_client)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
-        for d in denials {
-            stmt.execute(params![
-                service,
-                instance,
-                d.unix_ms,
-                d.request_id,
-                d.trace_id,
-                d.route,
-                d.rule,
-                d.code,
-                d.status,
-                d.client_id,
-                d.client_ip,
-                d.method,
-                d.host,
-                d.path,
-                d.dry_run,
-                d.request_id_from_client
-            ])?;
-        }
-    }
+    insert_in(&tx, service, instance, denials)?;
     let now = now_unix_ms();
     if now - PRUNED_AT.load(Ordering::Relaxed) >= PRUNE_EVERY_MS {
         PRUNED_AT.store(now, Ordering::Relaxed);
@@ -84,6 +58,41 @@ pub fn insert(
         tx.execute("DELETE FROM denials WHERE id <= (SELECT MAX(id) FROM denials) - ?1", [retention.max_rows])?;
     }
     tx.commit()
+}
+
+/// Inserts one sidecar's refusals inside `tx`.
+pub fn insert_in(
+    tx: &Transaction<'_>,
+    service: &str,
+    instance: &str,
+    denials: &[Denial],
+) -> Result<(), rusqlite::Error> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
+                              client_id, client_ip, method, host, path, dry_run, request_id_from_client)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    for d in denials {
+        stmt.execute(params![
+            service,
+            instance,
+            d.unix_ms,
+            d.request_id,
+            d.trace_id,
+            d.route,
+            d.rule,
+            d.code,
+            d.status,
+            d.client_id,
+            d.client_ip,
+            d.method,
+            d.host,
+            d.path,
+            d.dry_run,
+            d.request_id_from_client
+        ])?;
+    }
+    Ok(())
 }
 
 /// Refusals matching `f`, newest first.

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, params};
 
 use crate::store::model::StoreCopy;
+use crate::store::sqlite::denials::insert_in;
 use crate::store::sqlite::sidecars::save_in;
 use crate::store::sqlite::transaction::write;
 
@@ -60,32 +61,9 @@ pub fn import(conn: &mut Connection, data: &StoreCopy) -> Result<(), rusqlite::E
         for s in &data.secrets {
             stmt.execute(params![s.id, s.name, s.value, s.created_unix_ms, s.expires_unix_ms])?;
         }
-        let mut stmt = tx.prepare(
-            "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
-                                  client_id, client_ip, method, host, path, dry_run, request_id_from_client)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
         // Oldest first, so the copy's row order (the deny log's "newest first") is the same.
         for s in data.denials.iter().rev() {
-            let d = &s.denial;
-            stmt.execute(params![
-                s.service,
-                s.instance,
-                d.unix_ms,
-                d.request_id,
-                d.trace_id,
-                d.route,
-                d.rule,
-                d.code,
-                d.status,
-                d.client_id,
-                d.client_ip,
-                d.method,
-                d.host,
-                d.path,
-                d.dry_run,
-                d.request_id_from_client
-            ])?;
+            insert_in(&tx, &s.service, &s.instance, std::slice::from_ref(&s.denial))?;
         }
     }
     tx.execute(
