@@ -66,7 +66,13 @@ pub async fn run(cfg: ControlConfig, live: Arc<Live>) {
                 tracing::warn!("control plane closed the stream; serving the current snapshot and reconnecting")
             }
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "control plane unreachable; serving the current snapshot")
+                tracing::warn!(error = format!("{e:#}"), "control plane unreachable; serving the current snapshot");
+                // A replica that accepts connections but fails the stream (stuck, overloaded)
+                // is not tried first again: both streams move on to the next.
+                if cfg.urls.len() > 1 {
+                    let next = (cfg.current.load(Ordering::Relaxed) + 1) % cfg.urls.len();
+                    cfg.current.store(next, Ordering::Relaxed);
+                }
             }
         }
         failures = failures.saturating_add(1);

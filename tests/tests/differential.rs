@@ -114,11 +114,14 @@ async fn differential(seed: u64, escaped: &str, fold: bool, requests: usize) {
     );
     // Not vacuous: plenty of both outcomes.
     assert!(forwarded >= requests / 10 && refused >= requests / 10, "forwarded {forwarded}, refused {refused}");
-    // Exactly the forwarded requests reached the app: none that Warden refused.
-    eventually("the app's log catches up", Duration::from_secs(5), || async {
-        app.answered().len() - warmup == forwarded
+    // Exactly the forwarded requests reached the app: none that Warden refused. (Its log
+    // lines trail its answers; on a loaded machine by seconds.)
+    eventually("the app's log catches up", Duration::from_secs(20), || async {
+        app.answered().len() - warmup >= forwarded
     })
     .await;
+    let reached = app.answered().len() - warmup;
+    assert_eq!(reached, forwarded, "requests the app answered vs requests Warden forwarded");
     assert!(sidecar.proc.output().lines().all(|l| !l.contains("panicked")), "{}", sidecar.proc.output());
 }
 

@@ -27,7 +27,7 @@ struct Args {
     http: SocketAddr,
     /// The store: sqlite:///path/to/warden.db (embedded, one replica) or
     /// postgres://user@host/db (several replicas; ?sslmode=require for TLS).
-    #[arg(long, env = "WARDEN_DATABASE_URL", conflicts_with = "data_dir")]
+    #[arg(long, env = "WARDEN_DATABASE_URL", conflicts_with = "data_dir", hide_env_values = true)]
     database_url: Option<String>,
     /// Shorthand for --database-url sqlite://DIR/warden.db (the default: ./warden-data).
     #[arg(long, env = "WARDEN_DATA_DIR")]

@@ -27,6 +27,11 @@ impl ControlPlane {
         snapshot: Option<pb::Snapshot>,
     ) -> Result<(), StoreError> {
         let _one_at_a_time = self.refreshing.lock().await;
+        // A newer version was published while this one waited (another replica's change
+        // read before a local apply): its credentials, for its secret names, stay.
+        if snapshot.as_ref().is_some_and(|s| s.version <= self.hub.current_version(service)) {
+            return Ok(());
+        }
         let names = match &snapshot {
             Some(s) => secret_names(s),
             None => self.hub.secret_names(service),

@@ -22,6 +22,7 @@ pub use target::Target;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 
@@ -35,6 +36,8 @@ use crate::store::postgres::target::CALL_TIMEOUT;
 
 /// Connections per replica.
 const POOL_SIZE: usize = 16;
+/// How long `copy-store`'s import may take.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A handle to the PostgreSQL store; clones share the pool.
 #[derive(Clone)]
@@ -82,13 +85,43 @@ impl Postgres {
     where
         F: AsyncFnOnce(&mut Object) -> Result<T, tokio_postgres::Error>,
     {
+        self.with_timeout(CALL_TIMEOUT, f).await
+    }
+
+    /// `with`, within `limit`. A call cut off by it never returns its connection to the
+    /// pool: the server may still be working on it, and the next borrower would wait.
+    async fn with_timeout<T, F>(&self, limit: Duration, f: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut Object) -> Result<T, tokio_postgres::Error>,
+    {
         let call = async {
-            let mut client = self.client().await?;
-            f(&mut client).await.map_err(|e| self.target.error(e))
+            let mut client = Borrowed(Some(self.client().await?));
+            let out = match client.0.as_mut() {
+                Some(c) => f(c).await.map_err(|e| self.target.error(e)),
+                None => Err(self.target.unavailable("no connection")),
+            };
+            client.give_back();
+            out
         };
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| self.target.unavailable("no answer within the timeout"))?
+        tokio::time::timeout(limit, call).await.map_err(|_| self.target.unavailable("no answer within the timeout"))?
+    }
+}
+
+/// A pooled connection that goes back to the pool only when `give_back` says the call
+/// finished; dropped otherwise (a call cut off midway), it is taken out and closed.
+struct Borrowed(Option<Object>);
+
+impl Borrowed {
+    fn give_back(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
     }
 }
 
@@ -204,7 +237,8 @@ impl Store for Postgres {
     }
 
     fn import(&self, data: StoreCopy) -> StoreFuture<'_, ()> {
-        Box::pin(self.with(async move |c| import::import(c, &data).await))
+        // A whole store in one transaction: far longer than any other call.
+        Box::pin(self.with_timeout(IMPORT_TIMEOUT, async move |c| import::import(c, &data).await))
     }
 
     fn insert_denials<'a>(

@@ -135,6 +135,15 @@ const MIGRATION_LOCK: i64 = 0x5741_5244_454e_0001;
 
 /// Applies the migrations this store lacks; returns how many ran.
 pub async fn run(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
+    // Held for the whole run: two replicas creating the table at once can collide in
+    // PostgreSQL's catalog even with IF NOT EXISTS.
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let ran = migrate(client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    ran
+}
+
+async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS warden_migrations (
@@ -147,7 +156,6 @@ pub async fn run(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
     let mut ran = 0;
     for (number, description, sql) in MIGRATIONS {
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
         let done = tx.query_opt("SELECT 1 FROM warden_migrations WHERE number = $1", &[number]).await?.is_some();
         if !done {
             tx.batch_execute(sql).await?;

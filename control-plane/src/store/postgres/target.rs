@@ -12,6 +12,8 @@ use crate::store::error::StoreError;
 
 /// The most any store call may take, waiting for a connection included.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+/// The server's limit on one statement or lock wait: under `CALL_TIMEOUT`.
+const SERVER_TIMEOUT_MS: u64 = 3_500;
 
 /// How to reach the database: the parsed URL and the TLS it asks for.
 #[derive(Clone)]
@@ -29,8 +31,19 @@ impl Target {
         // tokio-postgres knows sslmode disable/prefer/require; verify-full is require here,
         // since every TLS connection is verified.
         let url = url.replace("sslmode=verify-full", "sslmode=require");
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Failed(format!("the database URL: {e}")))?;
+        // A database host that vanishes without a reset (a failover, a partition) is noticed
+        // in seconds, not after the kernel's two-hour keepalive; and the server gives up on
+        // a statement or a lock wait before the call's own timeout does, so a connection
+        // never goes back to the pool with work still queued on it.
+        config.keepalives_idle(Duration::from_secs(10)).tcp_user_timeout(Duration::from_secs(10));
+        let limits = format!("-c statement_timeout={0} -c lock_timeout={0}", SERVER_TIMEOUT_MS);
+        let options = match config.get_options() {
+            Some(theirs) => format!("{theirs} {limits}"),
+            None => limits,
+        };
+        config.options(&options);
         let host = match config.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
             Some(Host::Unix(p)) => p.display().to_string(),
@@ -52,14 +65,25 @@ impl Target {
     /// Classifies a driver error: the database unreachable, shutting down, out of
     /// resources or in recovery may answer a later call; anything else is this call's.
     pub(crate) fn error(&self, e: tokio_postgres::Error) -> StoreError {
+        // Without a SQLSTATE only a lost or failed connection is the database's state; a
+        // value that does not convert is this call's own bug.
+        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
         let transient = e.is_closed()
-            || e.as_db_error().is_none() && e.code().is_none()
+            || io
             || e.code().is_some_and(|c| {
                 let c = c.code();
                 c.starts_with("08")
                     || c.starts_with("53")
                     || c.starts_with("57")
-                    || c == SqlState::T_R_SERIALIZATION_FAILURE.code()
+                    || [
+                        SqlState::T_R_SERIALIZATION_FAILURE,
+                        SqlState::T_R_DEADLOCK_DETECTED,
+                        SqlState::LOCK_NOT_AVAILABLE,
+                        // A demoted primary after a failover, still reached by old connections.
+                        SqlState::READ_ONLY_SQL_TRANSACTION,
+                    ]
+                    .iter()
+                    .any(|s| s.code() == c)
             });
         let text = match e.as_db_error() {
             Some(db) => db.message().to_owned(),
