@@ -163,6 +163,11 @@ pub fn field(line: &str, key: &str) -> Option<String> {
     Some(line[start..].split_whitespace().next()?.trim_matches('"').to_owned())
 }
 
+/// How long a binary may take to announce its start. Generous: on a loaded CI machine a
+/// start can stall for seconds on disk (a browser test starting beside it), and the wait
+/// ends as soon as the line arrives.
+const STARTUP: Duration = Duration::from_secs(60);
+
 /// A running `warden-control-plane`.
 pub struct ControlPlane {
     pub proc: Proc,
@@ -202,7 +207,7 @@ impl ControlPlane {
         }
         args.extend_from_slice(extra);
         let proc = Proc::spawn_env("warden-control-plane", &args, envs);
-        let started = proc.started(Duration::from_secs(20)).await;
+        let started = proc.started(STARTUP).await;
         let addr = started["grpc"].as_str().and_then(|a| a.parse().ok()).expect("grpc address in the start-up line");
         let http = started["http"].as_str().and_then(|a| a.parse().ok()).expect("http address in the start-up line");
         ControlPlane { proc, addr, http, data_dir: data_dir.to_owned() }
@@ -253,7 +258,7 @@ impl Sidecar {
     }
 
     async fn started(proc: Proc) -> Sidecar {
-        let started = proc.started(Duration::from_secs(20)).await;
+        let started = proc.started(STARTUP).await;
         let addr = |name: &str| started[name].as_str().and_then(|a| a.parse().ok());
         let proxy = addr("proxy").expect("proxy address in the start-up line");
         let admin = addr("admin").expect("admin address in the start-up line");
