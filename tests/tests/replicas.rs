@@ -315,8 +315,15 @@ async fn a_global_quota_holds_across_sidecars_on_different_replicas() {
         })
         .await;
     }
-    // Let the warm-up requests drain out of every bucket (10/s: 1 s is plenty).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The warm-up requests drained out of every bucket: each holds its whole burst again.
+    for sc in &sidecars {
+        eventually("the sidecar's bucket is full again", Duration::from_secs(10), || async {
+            let text = client.get(&sc.admin_url(&peek)).await.map(|r| r.text()).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            v["remaining"].as_u64().is_some_and(|r| Some(r) == v["burst"].as_u64())
+        })
+        .await;
+    }
     // 100 requests/s offered (10x the quota of 10/s), spread 70/20/10 over the three
     // replicas' sidecars, for 5 s.
     let mut tasks = Vec::new();
