@@ -17,6 +17,7 @@
 //! - `server/`: the gRPC server (sidecar streams, admin API), translation only.
 //! - `http`: `/healthz`, `/readyz`, `/metrics` on `--http`, translation only.
 //! - `cli/`: `wardenctl`, one file per command (a gRPC client of `server/`).
+//! - `signing`: the fallback signing key file (`--fallback-signing-key`).
 //! - `clock`: "now" in Unix milliseconds, the unit of every stored time.
 //!
 //! Imports run one way: `server` and `http` → `ops` → the views and `store`; `cli` reaches
@@ -34,5 +35,6 @@ pub mod quota;
 pub mod registry;
 pub mod rollout;
 pub mod server;
+pub mod signing;
 pub mod store;
 pub mod traffic;

@@ -14,12 +14,15 @@
 //! - `normalize`, `host`, `client_ip`, `ipset`: what a request's head means.
 //! - `decide`: the decision; `refusal`: every answer Warden gives instead of the app;
 //!   `grpc`: how a gRPC caller is recognised and answered; `cors`: what browsers are told.
+//! - `fallback`: signed bundles of a snapshot and key hashes for a sidecar that starts
+//!   while no control-plane replica answers.
 //! - `text`: what counts as a control character, and how one is shown.
 
 pub mod auth;
 pub mod client_ip;
 pub mod cors;
 pub mod decide;
+pub mod fallback;
 pub mod grpc;
 pub mod host;
 pub mod ipset;

@@ -32,6 +32,8 @@ pub enum Origin {
     /// The last known good snapshot in `--state-dir`.
     Disk,
     PolicyFile,
+    /// A signed bundle (`--fallback-snapshot`), until a replica answers.
+    Fallback,
 }
 
 /// A snapshot the installer made active.
@@ -140,9 +142,17 @@ impl Installer {
             && cur.snapshot.version == proto.version
             && cur.snapshot.content_hash == proto.content_hash
         {
+            let ticket = match (&self.writer, self.origin(), origin) {
+                // The control plane confirms a fallback bundle's version: now it is the
+                // last known good, on disk.
+                (Some(writer), Some(Origin::Fallback), Origin::ControlPlane) => {
+                    writer.submit(encoded.unwrap_or_else(|| prost::Message::encode_to_vec(proto).into()))
+                }
+                // On disk once what is queued now is: it includes this snapshot.
+                (Some(writer), ..) => writer.last_ticket(),
+                (None, ..) => 0,
+            };
             self.set_origin(origin);
-            // On disk once what is queued now is: it includes this snapshot.
-            let ticket = self.writer.as_ref().map_or(0, |w| w.last_ticket());
             return Ok(Installed { snapshot: cur.snapshot.clone(), ticket });
         }
         if let Some(want) = self.service.as_deref()

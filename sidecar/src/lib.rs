@@ -14,8 +14,8 @@
 //!   upstream (balancing, retries); `upstream/`:
 //!   connection pools, circuit breakers, endpoint health, sending.
 //! - `active`: what is served, as one value; `installer`: its one writer; `live`: how the
-//!   rest reads it and sends changes; `control`, `policy_file`, `state`: how policy
-//!   arrives and is kept; `reload`: `jwks_file` and certificate reloads.
+//!   rest reads it and sends changes; `control`, `policy_file`, `state`, `fallback`: how
+//!   policy arrives and is kept; `reload`: `jwks_file` and certificate reloads.
 //! - `report`: demand on global quotas out, quota shares in.
 //! - `admin`: health, readiness and the config dump; `telemetry/`: logs, metrics, traces.
 //! - `shards`: per-worker slots for what every request updates.
@@ -27,6 +27,7 @@ pub mod control;
 pub mod detect;
 pub mod edge;
 pub mod exchange;
+pub mod fallback;
 pub mod installer;
 pub mod listener;
 pub mod live;

@@ -19,7 +19,7 @@ use warden_sidecar::listener::ListenerConfig;
 use warden_sidecar::live::Live;
 use warden_sidecar::state::StateFile;
 use warden_sidecar::telemetry::Telemetry;
-use warden_sidecar::{admin, listener, policy_file, reload};
+use warden_sidecar::{admin, fallback, listener, policy_file, reload};
 
 /// Warden's per-service sidecar proxy.
 #[derive(Debug, Parser)]
@@ -49,6 +49,14 @@ struct Args {
     /// while the control plane is down still serves. Needs --service.
     #[arg(long, env = "WARDEN_STATE_DIR", default_value = "./warden-state")]
     state_dir: PathBuf,
+    /// A signed bundle from `wardenctl fallback export`, served when it is newer than the
+    /// last known good until a control-plane replica answers. Needs --fallback-key.
+    #[arg(long, env = "WARDEN_FALLBACK_SNAPSHOT", requires_all = ["fallback_key", "control_plane"])]
+    fallback_snapshot: Option<PathBuf>,
+    /// The public key(s) a --fallback-snapshot must be signed with: 64 hex digits each,
+    /// comma-separated (old and new during a key rotation).
+    #[arg(long, env = "WARDEN_FALLBACK_KEY", requires = "fallback_snapshot")]
+    fallback_key: Option<fallback::TrustedKeys>,
     /// Bearer token for the control plane.
     #[arg(long, env = "WARDEN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -165,6 +173,18 @@ async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
 
     if let Some(v) = live.load_from_disk().await {
         tracing::info!(version = v, "serving the last known good snapshot from disk until the control plane answers");
+    }
+    if let (Some(file), Some(keys)) = (&args.fallback_snapshot, &args.fallback_key) {
+        let loaded = fallback::load(file, keys, &live)
+            .await
+            .with_context(|| format!("--fallback-snapshot {}", file.display()))?;
+        tracing::info!(
+            version = loaded.version,
+            serving = loaded.serving,
+            keys = loaded.keys,
+            signed_by = %loaded.signed_by,
+            "fallback bundle verified; what in it is newer than the last known good is served until the control plane answers"
+        );
     }
 
     if let Some(url) = args.control_plane.clone() {

@@ -197,6 +197,52 @@ async fn a_sidecar_fails_over_to_another_replica_and_keeps_serving() {
     assert_eq!(dead_only.code, 3, "{dead_only:?}");
 }
 
+/// Whether `cp` says (on `/metrics`) that it is the evaluator.
+async fn evaluates(cp: &ControlPlane) -> bool {
+    let metrics = Client::default().get(&cp.http_url("/metrics")).await.map(|r| r.text()).unwrap_or_default();
+    metrics.lines().any(|l| l == "warden_control_plane_evaluator 1")
+}
+
+/// One replica is the evaluator (the canary's automatic abort will run there) and every
+/// replica's `status` names it; when it dies, another takes its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_is_the_evaluator_and_another_takes_over_when_it_dies() {
+    let db = postgres::database().await;
+    let mut replicas = Vec::new();
+    for name in ["cp-0", "cp-1", "cp-2"] {
+        let args = ["--database-url", db.url.as_str(), "--replica-name", name];
+        replicas.push((name, ControlPlane::start_with(std::path::Path::new(""), "127.0.0.1:0", &args).await));
+    }
+    // The one replica that evaluates, if exactly one does and every replica names it.
+    let elected = async |replicas: &[(&'static str, ControlPlane)]| -> Option<&'static str> {
+        let mut leading = Vec::new();
+        for (name, cp) in replicas {
+            if evaluates(cp).await {
+                leading.push(*name);
+            }
+        }
+        let [one] = leading[..] else { return None };
+        for (_, cp) in replicas {
+            if json(cp, &["status", "-o", "json"]).await["evaluator"]["replica"] != one {
+                return None;
+            }
+        }
+        Some(one)
+    };
+    eventually("exactly one evaluator, named by every replica", Duration::from_secs(15), || async {
+        elected(&replicas).await.is_some()
+    })
+    .await;
+    let first = elected(&replicas).await.expect("still one evaluator");
+    let at = replicas.iter().position(|(name, _)| *name == first).unwrap();
+    let (_, mut dead) = replicas.remove(at);
+    dead.proc.kill9();
+    eventually("a surviving replica takes over", Duration::from_secs(15), || async {
+        elected(&replicas).await.is_some_and(|now| now != first)
+    })
+    .await;
+}
+
 /// The database stopped under load: sidecars keep serving, the replicas stay ready and
 /// keep streaming what they have (a sidecar that connects meanwhile gets the policy), an
 /// apply fails within seconds with exit code 3 and a message naming the database, and

@@ -248,3 +248,26 @@ async fn postgres_announces_committed_changes_to_every_replica() {
     assert_eq!(next(&mut feed).await, Change::Credentials(None));
     assert!(Backend::sqlite().await.store.changes().is_none(), "SQLite has one writer: no feed");
 }
+
+/// On PostgreSQL one candidate leads at a time, and the store records which; when the
+/// leader's session ends another candidate leads at its next try. A SQLite store's one
+/// replica always leads.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_elects_one_leader_at_a_time() {
+    let b = Backend::postgres().await;
+    let other = b.another().await;
+    let (mut a, mut c) = (b.store.candidate("cp-a"), other.candidate("cp-c"));
+    assert!(a.lead().await.unwrap(), "the first to stand leads");
+    assert!(!c.lead().await.unwrap(), "a second does not while the first holds");
+    assert!(a.lead().await.unwrap(), "the leader confirms it still leads");
+    assert_eq!(other.leader().await.unwrap().map(|l| l.replica), Some("cp-a".to_owned()));
+    drop(a);
+    // Dropping the candidate closes its session; PostgreSQL then frees the lock.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !c.lead().await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "the second candidate never led");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.store.leader().await.unwrap().map(|l| l.replica), Some("cp-c".to_owned()));
+    assert!(Backend::sqlite().await.store.candidate("local").lead().await.unwrap());
+}

@@ -1,17 +1,21 @@
 //! `warden-control-plane`: opens the store (`--database-url`, or `--data-dir`), serves the sidecar streams and
 //! the admin API on `--listen`, and `/healthz`, `/readyz` and `/metrics` on `--http`. Once
 //! both ports are bound it announces its start with one JSON line on stderr carrying both
-//! addresses (`grpc`, `http`), so port 0 works for either.
+//! addresses (`grpc`, `http`), so port 0 works for either. Subcommands: `copy-store`
+//! (moving to another database) and `fallback-key` (making the bundle signing key).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 use warden_control_plane::ops::{ControlPlane, Options};
 use warden_control_plane::server::{self, BearerToken, SidecarTokens};
+use warden_control_plane::signing;
 use warden_control_plane::store::{Location, Retention};
+use warden_policy::fallback::PublicKey;
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
 #[derive(Debug, Parser)]
@@ -60,6 +64,10 @@ struct Args {
     /// The most refused requests the deny log keeps (the oldest go first).
     #[arg(long, env = "WARDEN_DENY_MAX_ROWS", default_value_t = 100_000)]
     deny_max_rows: i64,
+    /// The Ed25519 private key (PKCS#8 PEM) `wardenctl fallback export` signs bundles
+    /// with; every replica loads the same one (`fallback-key new` makes one).
+    #[arg(long, env = "WARDEN_FALLBACK_SIGNING_KEY")]
+    fallback_signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -78,6 +86,23 @@ enum Command {
         #[arg(long)]
         database_ca_file: Option<PathBuf>,
     },
+    /// Fallback signing keys: `new --out FILE` makes one (and prints its public key),
+    /// `show FILE` prints the public key of one, for the sidecars' --fallback-key.
+    FallbackKey {
+        #[command(subcommand)]
+        command: FallbackKeyCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum FallbackKeyCommand {
+    /// Makes a new Ed25519 key in a file that must not exist yet (mode 0600).
+    New {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Prints the public key of a key file.
+    Show { key: PathBuf },
 }
 
 /// `copy-store`: prints what was copied, as one JSON line on stdout.
@@ -118,9 +143,28 @@ fn token(flag: &str, path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     warden_telemetry::init_logging();
-    if let Some(Command::CopyStore { from, to, database_ca_file }) = &args.command {
-        return copy_store(from, to, database_ca_file.as_ref()).await;
+    match &args.command {
+        Some(Command::CopyStore { from, to, database_ca_file }) => {
+            return copy_store(from, to, database_ca_file.as_ref()).await;
+        }
+        Some(Command::FallbackKey { command: FallbackKeyCommand::New { out } }) => {
+            println!("{}", signing::generate(out)?);
+            return Ok(());
+        }
+        Some(Command::FallbackKey { command: FallbackKeyCommand::Show { key } }) => {
+            println!("{}", PublicKey::of(&signing::load(key)?));
+            return Ok(());
+        }
+        None => {}
     }
+    let fallback_key = match &args.fallback_signing_key {
+        Some(path) => {
+            let key = signing::load(path).context("--fallback-signing-key")?;
+            tracing::info!(public_key = %PublicKey::of(&key), "fallback bundles are signed with this key");
+            Some(Arc::new(key))
+        }
+        None => None,
+    };
     let location = location(&args)?;
     let store = location.open().await.with_context(|| format!("opening the store ({})", location.describe()))?;
     let admin_token = token("--admin-token-file", args.admin_token_file.as_ref())?;
@@ -167,7 +211,8 @@ async fn main() -> anyhow::Result<()> {
         let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "control-plane".into());
         format!("{host}:{}", grpc_addr.port())
     });
-    let cp = ControlPlane::start_with(store, Options { replica: replica.clone(), retention, traces }).await?;
+    let cp =
+        ControlPlane::start_with(store, Options { replica: replica.clone(), retention, traces, fallback_key }).await?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %location.describe(), %replica, "warden-control-plane listening");
     warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {

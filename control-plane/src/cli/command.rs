@@ -4,7 +4,9 @@
 use clap::{Parser, Subcommand};
 
 use crate::cli::context::{Cli, Outcome};
-use crate::cli::{apply, denials, diff, explain, get, history, inject, keys, rollback, secrets, status, top, validate};
+use crate::cli::{
+    apply, denials, diff, explain, fallback, get, history, inject, keys, rollback, secrets, status, top, validate,
+};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -44,11 +46,19 @@ pub enum Command {
     Keys(keys::Args),
     /// Set and list webhook secrets.
     Secrets(secrets::Args),
+    /// Signed bundles of a service's policy for pods that start while no replica answers.
+    Fallback(fallback::Args),
 }
 
 impl Wardenctl {
     /// Runs the chosen command.
-    pub async fn run(self) -> Outcome {
+    pub async fn run(mut self) -> Outcome {
+        // `fallback export -o FILE`: the one command whose --output is a file.
+        let file = match &self.command {
+            Command::Fallback(_) => self.cli.output_arg.take(),
+            _ => None,
+        };
+        self.cli.read_format()?;
         let cli = &self.cli;
         match &self.command {
             Command::Apply(a) => apply::run(cli, a).await,
@@ -64,6 +74,7 @@ impl Wardenctl {
             Command::Inject(a) => inject::run(cli, a),
             Command::Keys(a) => keys::run(cli, a).await,
             Command::Secrets(a) => secrets::run(cli, a).await,
+            Command::Fallback(a) => fallback::run(cli, a, file).await,
         }
     }
 }

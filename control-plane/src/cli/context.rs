@@ -22,13 +22,32 @@ pub struct Cli {
     /// CA certificate (PEM) for an `https://` --server.
     #[arg(long, global = true, env = "WARDEN_CA_FILE")]
     pub ca_file: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format: table (the default), json or yaml. For `fallback export`: the file
+    /// to write.
+    #[arg(short = 'o', long = "output", global = true, value_name = "FORMAT")]
+    pub output_arg: Option<String>,
+    /// `--output` as a format (`Cli::read_format`).
+    #[arg(skip)]
     pub output: Format,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+impl Cli {
+    /// Reads `--output` as a format: one flag is a format for every command but the one
+    /// that writes a file, so clap cannot check it alone.
+    pub fn read_format(&mut self) -> Result<(), Failure> {
+        self.output = match self.output_arg.as_deref() {
+            None => Format::Table,
+            Some(s) => Format::from_str(s, true).map_err(|_| {
+                Failure::Usage(format!("invalid value '{s}' for '--output <FORMAT>': table, json or yaml"))
+            })?,
+        };
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    #[default]
     Table,
     Json,
     Yaml,

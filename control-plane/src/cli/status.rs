@@ -2,7 +2,7 @@
 //! version it ACKed, the credentials revision it checks against, the last NACK and its
 //! error, and when it was last seen; then every service whose stored policy no longer
 //! validates with the control plane's release (not served until a valid version replaces
-//! it), and whether the control plane's store answers.
+//! it), whether the control plane's store answers, and which replica is the evaluator.
 
 use warden_proto::v1::{SidecarStatus, StatusRequest};
 
@@ -19,6 +19,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let resp =
         cli.admin().await?.status(StatusRequest { service: a.service.clone().unwrap_or_default() }).await?.into_inner();
     let (sidecars, invalid, store) = (resp.sidecars, resp.invalid_policies, resp.store.unwrap_or_default());
+    let evaluator = resp.evaluator;
     if cli.output != Format::Table {
         let rows: Vec<_> = sidecars
             .iter()
@@ -40,9 +41,11 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         let store = serde_json::json!({
             "name": store.name, "up": store.up, "error": store.error, "since": output::time(store.since_unix_ms),
         });
+        let evaluator =
+            evaluator.map(|e| serde_json::json!({ "replica": e.replica, "since": output::time(e.since_unix_ms) }));
         output::structured(
             cli.output,
-            &serde_json::json!({ "sidecars": rows, "invalid_policies": invalid, "store": store }),
+            &serde_json::json!({ "sidecars": rows, "invalid_policies": invalid, "store": store, "evaluator": evaluator }),
         );
         return Ok(());
     }
@@ -54,6 +57,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             output::cell(&store.name),
             output::cell(&store.error)
         ),
+    }
+    match evaluator {
+        Some(e) => println!("evaluator: {} (since {})", output::cell(&e.replica), output::ago(e.since_unix_ms)),
+        None => println!("evaluator: none elected now (one is within seconds of a replica reaching the database)"),
     }
     if sidecars.is_empty() {
         println!("no sidecars have connected");

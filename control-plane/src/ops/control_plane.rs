@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ring::signature::Ed25519KeyPair;
 use warden_telemetry::Traces;
 
 use crate::hub::Hub;
@@ -28,6 +29,8 @@ pub struct Options {
     pub retention: Retention,
     /// Where rollouts are traced (OTLP), if anywhere.
     pub traces: Option<Traces>,
+    /// The key fallback bundles are signed with (`--fallback-signing-key`), if any.
+    pub fallback_key: Option<Arc<Ed25519KeyPair>>,
 }
 
 /// A service whose current stored policy no longer validates with this build: found at
@@ -73,6 +76,10 @@ pub struct ControlPlane {
     pub(super) invalid: Mutex<BTreeMap<String, InvalidPolicy>>,
     /// Whether the store answers (`health.rs`).
     pub(super) health: Mutex<StoreHealth>,
+    /// Since when this replica is the evaluator (ms); None while it is not (`leader.rs`).
+    pub(super) leading: Mutex<Option<i64>>,
+    /// Signs fallback bundles (`fallback.rs`).
+    pub(super) fallback_key: Option<Arc<Ed25519KeyPair>>,
 }
 
 impl ControlPlane {

@@ -81,6 +81,7 @@ pub struct Metrics {
     store_errors: Family<StoreErrorLabels, Counter>,
     store_up: Gauge,
     invalid_policies: Gauge,
+    evaluator: Gauge,
 }
 
 impl Metrics {
@@ -102,6 +103,11 @@ impl Metrics {
     /// Whether the store answered when last asked.
     pub fn store_up(&self, up: bool) {
         self.store_up.set(i64::from(up));
+    }
+
+    /// Whether this replica is the evaluator.
+    pub fn evaluator(&self, leads: bool) {
+        self.evaluator.set(i64::from(leads));
     }
 
     /// How many services' current stored policy no longer validates.
@@ -162,6 +168,11 @@ impl Metrics {
             "stored_policies_invalid",
             "Services whose current stored policy no longer validates: not served; see wardenctl status",
             self.invalid_policies.clone(),
+        );
+        registry.register(
+            "control_plane_evaluator",
+            "1 on the replica elected to evaluate (the canary's automatic abort), else 0: one replica of a fleet",
+            self.evaluator.clone(),
         );
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -7,14 +7,16 @@
 //! - `control_plane.rs`: the state they share; `startup.rs`: loading it, and reporting
 //!   stored policies that no longer validate; `follow.rs`: keeping it current with
 //!   changes made through other replicas; `health.rs`: whether the store answers;
-//!   `quotas.rs`: global quota demand shared with other replicas.
+//!   `quotas.rs`: global quota demand shared with other replicas; `leader.rs`: which
+//!   replica is the evaluator.
 //! - `apply.rs`, `rollback.rs`, `policies.rs`: policy versions (validate, the global-limit
 //!   check, missing-secret warnings, one store unit, publish).
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
 //!   process-wide lock.
 //! - `sidecars.rs` (with `receipt.rs`): the sidecar streams; `status.rs`, `denials.rs`,
 //!   `top.rs`: what is going on; `metrics.rs`: the metrics they keep.
-//! - `copy.rs`: moving a store to another database, verified.
+//! - `copy.rs`: moving a store to another database, verified; `fallback.rs`: signed
+//!   bundles for sidecars that start while no replica answers.
 //! - `error.rs`: `OpsError`.
 
 mod apply;
@@ -23,9 +25,11 @@ mod copy;
 mod credentials;
 mod denials;
 mod error;
+mod fallback;
 mod follow;
 mod health;
 pub mod keys;
+mod leader;
 mod metrics;
 mod policies;
 mod quotas;
@@ -44,6 +48,7 @@ pub use apply::{Applied, ApplyRequest};
 pub use control_plane::{ControlPlane, InvalidPolicy, Options, StoreHealth};
 pub use copy::{Copied, copy_store};
 pub use error::OpsError;
+pub use fallback::FallbackExport;
 pub use keys::KeyRequest;
 pub use receipt::check_names;
 pub use rollback::RollbackRequest;

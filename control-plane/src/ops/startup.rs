@@ -49,6 +49,8 @@ impl ControlPlane {
             refreshing: tokio::sync::Mutex::new(()),
             invalid: Mutex::new(BTreeMap::new()),
             health: Mutex::new(StoreHealth { name: store_name, ..StoreHealth::default() }),
+            leading: Mutex::new(None),
+            fallback_key: options.fallback_key,
         });
         for v in cp.store.list_current().await? {
             cp.serve_stored(v).await?;
@@ -56,6 +58,7 @@ impl ControlPlane {
         cp.store_answered();
         cp.watch_store();
         cp.beat_sidecars();
+        cp.stand_for_evaluator();
         // A store several replicas share: follow what the others change, and share
         // global quotas and `top`'s traffic with them.
         if let Some(changes) = changes {

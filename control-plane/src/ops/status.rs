@@ -1,6 +1,6 @@
 //! What is going on: every sidecar's state against its service's current version and
 //! credentials revision, the stored policies that no longer validate, the store's health,
-//! and the metrics (`/metrics`). With several replicas the fleet is what this replica
+//! which replica is the evaluator, and the metrics (`/metrics`). With several replicas the fleet is what this replica
 //! holds plus what the others wrote to the store: a sidecar on another replica counts as
 //! connected while that replica's record of it is fresh (it rewrites them every beat).
 
@@ -10,7 +10,7 @@ use crate::clock::now_unix_ms;
 use crate::ops::control_plane::{ControlPlane, InvalidPolicy, StoreHealth};
 use crate::ops::metrics::FleetMember;
 use crate::registry::Status as Sidecar;
-use crate::store::SidecarRecord;
+use crate::store::{Leader, SidecarRecord};
 
 /// One sidecar, as `wardenctl status` shows it.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct Status {
     pub invalid_policies: Vec<InvalidPolicy>,
     /// Whether the store answers.
     pub store: StoreHealth,
+    /// The replica elected to evaluate, if one is.
+    pub evaluator: Option<Leader>,
 }
 
 /// A record another replica wrote is of a connected sidecar while it is this fresh: a
@@ -68,9 +70,11 @@ impl ControlPlane {
                 acked_credentials: s.acked_credentials,
             })
             .collect();
-        let invalid = self.invalid.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let invalid_policies = invalid.values().filter(|p| service.is_none_or(|s| p.service == s)).cloned().collect();
-        Status { sidecars, invalid_policies, store: self.store_health() }
+        let invalid_policies = {
+            let invalid = self.invalid.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            invalid.values().filter(|p| service.is_none_or(|s| p.service == s)).cloned().collect()
+        };
+        Status { sidecars, invalid_policies, store: self.store_health(), evaluator: self.evaluator().await }
     }
 
     /// The metrics in Prometheus / OpenMetrics text.

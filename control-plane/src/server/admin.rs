@@ -67,6 +67,7 @@ impl AdminService for AdminApi {
             sidecars: s.sidecars.into_iter().map(convert::sidecar_status).collect(),
             invalid_policies: s.invalid_policies.into_iter().map(convert::invalid_policy).collect(),
             store: Some(convert::store_health(s.store)),
+            evaluator: s.evaluator.map(|l| pb::Evaluator { replica: l.replica, since_unix_ms: l.since_unix_ms }),
         }))
     }
 
@@ -131,5 +132,18 @@ impl AdminService for AdminApi {
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
         let rows = self.0.top(&req.into_inner().service).await;
         Ok(Response::new(pb::TopResponse { rows: rows.into_iter().map(convert::top_row).collect() }))
+    }
+
+    async fn export_fallback(
+        &self,
+        req: Request<pb::ExportFallbackRequest>,
+    ) -> Result<Response<pb::ExportFallbackResponse>, Status> {
+        let e = self.0.export_fallback(&req.into_inner().service).map_err(status)?;
+        Ok(Response::new(pb::ExportFallbackResponse {
+            bundle: e.bundle,
+            version: e.version,
+            keys: u32::try_from(e.keys).unwrap_or(u32::MAX),
+            public_key: e.public_key.to_string(),
+        }))
     }
 }

@@ -14,8 +14,8 @@ use std::pin::Pin;
 
 use crate::store::error::StoreError;
 use crate::store::model::{
-    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
+    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
+    PolicyVersion, QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
 };
 
 /// What a store call returns: a `Send` future, so callers can run it on any worker.
@@ -135,6 +135,19 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(QuotaDemand::default()) })
     }
 
+    // Electing one replica: the evaluator (the canary's automatic abort).
+
+    /// This replica's candidacy. A store only one replica uses elects that replica.
+    fn candidate(&self, replica: &str) -> Box<dyn Candidate> {
+        let _ = replica;
+        Box::new(Unopposed)
+    }
+    /// Which replica leads, as the store records it; None when nobody has led yet, or for a
+    /// store only one replica uses.
+    fn leader(&self) -> StoreFuture<'_, Option<Leader>> {
+        Box::pin(async { Ok(None) })
+    }
+
     // The deny log.
 
     /// Stores one sidecar's reported refusals, keeping the log within `retention`.
@@ -150,4 +163,20 @@ pub trait Store: Send + Sync + 'static {
     /// Refusals matching the filter, counted by service, route, rule, reason and client,
     /// most first.
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>>;
+}
+
+/// One replica's standing in the election, asked again every tick (`ops/leader.rs`).
+pub trait Candidate: Send {
+    /// Takes the lead if it is free, confirms it if held: true while this replica leads.
+    /// An error means it does not lead (now, or any more).
+    fn lead(&mut self) -> StoreFuture<'_, bool>;
+}
+
+/// The one replica of a store no other replica uses: it always leads.
+struct Unopposed;
+
+impl Candidate for Unopposed {
+    fn lead(&mut self) -> StoreFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
 }

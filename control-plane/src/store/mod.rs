@@ -12,12 +12,12 @@ mod postgres;
 mod sqlite;
 
 pub use crate::clock::now_unix_ms;
-pub use api::{Store, StoreFuture};
+pub use api::{Candidate, Store, StoreFuture};
 pub use error::StoreError;
 pub use location::Location;
 pub use model::{
-    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
+    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
+    PolicyVersion, QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
 };
 pub use postgres::{Postgres, Target};
 pub use sqlite::Sqlite;

@@ -24,6 +24,16 @@ pub struct Heads {
     pub credentials_revision: u64,
 }
 
+/// The replica elected to evaluate (the canary's automatic abort), as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub replica: String,
+    /// Since when it leads (ms).
+    pub since_unix_ms: i64,
+    /// When it last confirmed it still leads (ms).
+    pub renewed_unix_ms: i64,
+}
+
 /// Quota demand one replica tells the others: per global limit and key, requests per
 /// second (summed over its sidecars); and how many of its sidecars share each limit.
 #[derive(Debug, Clone, Default, PartialEq)]

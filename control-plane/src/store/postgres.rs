@@ -4,15 +4,18 @@
 //! within `CALL_TIMEOUT`, so an apply against a dead database fails in seconds with a
 //! message naming the database instead of hanging. Schema changes are numbered migrations
 //! (`migrations.rs`) applied at start-up. Changes that sidecars on other replicas must see
-//! are announced with `NOTIFY` in the same transaction (`change_feed.rs` listens).
+//! are announced with `NOTIFY` in the same transaction (`change_feed.rs` listens, on a
+//! connection of its own: `session.rs`); `election.rs` elects the evaluator.
 
 mod bigint;
 mod change_feed;
 mod credentials;
 mod denials;
+mod election;
 mod import;
 mod migrations;
 mod quotas;
+mod session;
 mod sidecars;
 mod target;
 mod traffic;
@@ -26,11 +29,11 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 
-use crate::store::api::{Store, StoreFuture};
+use crate::store::api::{Candidate, Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
-    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion,
-    QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
+    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
+    PolicyVersion, QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
 };
 use crate::store::postgres::target::CALL_TIMEOUT;
 
@@ -136,6 +139,14 @@ impl Store for Postgres {
 
     fn describe(&self) -> String {
         self.target.name.clone()
+    }
+
+    fn candidate(&self, replica: &str) -> Box<dyn Candidate> {
+        Box::new(election::PgCandidate::new(Target::clone(&self.target), replica.to_owned()))
+    }
+
+    fn leader(&self) -> StoreFuture<'_, Option<Leader>> {
+        Box::pin(self.with(async |c| election::leader(c).await))
     }
 
     fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {

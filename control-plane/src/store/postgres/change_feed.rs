@@ -8,11 +8,10 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Connection};
 
-use crate::store::error::StoreError;
 use crate::store::model::Change;
-use crate::store::postgres::target::{CALL_TIMEOUT, Target};
+use crate::store::postgres::session::connect;
+use crate::store::postgres::target::Target;
 
 /// The channel changes are announced on.
 const CHANNEL: &str = "warden_changes";
@@ -20,46 +19,6 @@ const CHANNEL: &str = "warden_changes";
 /// Announces a change to every replica's feed when (and only if) `tx` commits.
 pub async fn notify(tx: &deadpool_postgres::Transaction<'_>, payload: &str) -> Result<(), tokio_postgres::Error> {
     tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map(drop)
-}
-
-/// One connection of its own (the change feed's), its I/O driven on a task.
-async fn connect(target: &Target) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<String>), StoreError> {
-    let connecting = async {
-        match &target.tls {
-            Some(tls) => {
-                let (client, conn) = target.config.connect(tls.clone()).await?;
-                Ok((client, drive(conn)))
-            }
-            None => {
-                let (client, conn) = target.config.connect(tokio_postgres::NoTls).await?;
-                Ok((client, drive(conn)))
-            }
-        }
-    };
-    tokio::time::timeout(CALL_TIMEOUT, connecting)
-        .await
-        .map_err(|_| target.unavailable("connecting timed out"))?
-        .map_err(|e: tokio_postgres::Error| target.error(e))
-}
-
-/// Drives a connection's I/O on a task of its own, passing on the payloads of the
-/// notifications it receives; the receiver ends when the connection does.
-fn drive<S, T>(mut conn: Connection<S, T>) -> mpsc::UnboundedReceiver<String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-            if let AsyncMessage::Notification(n) = message
-                && n.channel() == CHANNEL
-            {
-                let _ = tx.send(n.payload().to_owned());
-            }
-        }
-    });
-    rx
 }
 
 /// Listens for changes on `target` until the receiver is dropped.
@@ -76,7 +35,10 @@ pub fn listen(target: Target) -> mpsc::Receiver<Change> {
                         if tx.send(Change::Resync).await.is_err() {
                             return;
                         }
-                        while let Some(payload) = notes.recv().await {
+                        while let Some((channel, payload)) = notes.recv().await {
+                            if channel != CHANNEL {
+                                continue;
+                            }
                             let change = match payload.split_once(':') {
                                 Some(("policy", service)) => Change::Policy(service.to_owned()),
                                 Some((_, service)) => Change::Credentials(Some(service.to_owned())),

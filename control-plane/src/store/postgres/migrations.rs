@@ -128,6 +128,16 @@ CREATE TABLE counters (
          );
          CREATE INDEX traffic_by_time ON traffic (unix_ms);",
     ),
+    (
+        5,
+        "which replica is elected to evaluate, for status from any replica",
+        "CREATE UNLOGGED TABLE leaders (
+             role            TEXT   PRIMARY KEY,
+             replica         TEXT   NOT NULL,
+             since_unix_ms   BIGINT NOT NULL,
+             renewed_unix_ms BIGINT NOT NULL
+         );",
+    ),
 ];
 
 /// Any number, the same in every release: the lock replicas take to migrate.
