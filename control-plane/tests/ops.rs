@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use warden_control_plane::ops::{ApplyRequest, ControlPlane, OpsError};
 use warden_control_plane::store::{
     CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    SecretRow, SidecarRecord, Sqlite, Store, StoreCopy, StoreError, StoreFuture, Stored, StoredDenial,
+    Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, Sqlite, Store, StoreCopy, StoreError, StoreFuture,
+    Stored, StoredDenial, StoredSample,
 };
 
 /// Valid once; this release refuses a route whose upstream is not defined.
@@ -185,5 +186,17 @@ impl Store for Switched {
     }
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
         self.check(self.inner.denial_groups(filter))
+    }
+    fn insert_samples<'a>(
+        &'a self,
+        service: &'a str,
+        instance: &'a str,
+        samples: Vec<Sample>,
+        retention: SampleRetention,
+    ) -> StoreFuture<'a, ()> {
+        self.check(self.inner.insert_samples(service, instance, samples, retention))
+    }
+    fn samples(&self, filter: SampleFilter) -> StoreFuture<'_, Vec<StoredSample>> {
+        self.check(self.inner.samples(filter))
     }
 }

@@ -16,6 +16,7 @@
 //!   `grpc`: how a gRPC caller is recognised and answered; `cors`: what browsers are told.
 //! - `fallback`: signed bundles of a snapshot and key hashes for a sidecar that starts
 //!   while no control-plane replica answers.
+//! - `sample`: what a decision sample keeps of a request's headers.
 //! - `text`: what counts as a control character, and how one is shown.
 
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod ipset;
 pub mod limits;
 pub mod normalize;
 pub mod refusal;
+pub mod sample;
 pub mod snapshot;
 pub mod text;
 pub mod yaml;

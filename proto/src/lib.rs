@@ -25,6 +25,9 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// more of one report.
 pub const MAX_DENIALS: usize = 2_000;
 
+/// Decision samples per report at most, likewise.
+pub const MAX_SAMPLES: usize = 5_000;
+
 /// A message with its encoding, made once, on first use: the control plane keeps each
 /// snapshot version and credentials change this way, so a push to 10,000 streams costs one
 /// encoding and 10,000 reference counts, not 10,000 deep copies and encodings (and a whole

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use warden_policy::auth::Credentials;
 use warden_policy::limits::Buckets;
+use warden_policy::sample::SampledHeaders;
 use warden_policy::snapshot::{Snapshot, Upstream};
 
 use crate::tls::CertFiles;
@@ -42,6 +43,8 @@ pub struct Policy {
     /// Each limit's counters, by `Limit::index`: shared with every snapshot that has the
     /// same definition, so a push resets no budget.
     pub limits: Vec<Arc<Buckets>>,
+    /// What decision samples and deny records keep of a request's headers.
+    pub sampled: SampledHeaders,
 }
 
 impl Policy {

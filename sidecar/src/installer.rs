@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use warden_policy::auth::AuthKind;
 use warden_policy::auth::{Credentials, InvalidCredentials};
 use warden_policy::limits::LimitState;
+use warden_policy::sample::SampledHeaders;
 use warden_policy::snapshot::{InvalidSnapshot, Snapshot};
 use warden_proto::v1 as pb;
 
@@ -191,7 +192,12 @@ impl Installer {
             let tls = upstream_tls.get(u.index).cloned().flatten();
             upstream::spawn_refresh(self.pools.clone(), &bound.set, u.clone(), tls);
         }
-        let policy = Policy { upstreams, limits: self.limit_state.bind(&snapshot), snapshot: snapshot.clone() };
+        let policy = Policy {
+            upstreams,
+            limits: self.limit_state.bind(&snapshot),
+            sampled: SampledHeaders::of(&snapshot),
+            snapshot: snapshot.clone(),
+        };
         self.swap(|cur| Active { policy: Some(Arc::new(policy)), credentials: cur.credentials.clone(), tls });
         self.swaps.fetch_add(1, Ordering::Relaxed);
         self.set_origin(origin);

@@ -105,6 +105,10 @@ struct Args {
     /// first, then some active ones (which start over with a full budget).
     #[arg(long, env = "WARDEN_LIMIT_KEYS", default_value_t = 100_000)]
     limit_keys: usize,
+    /// Decision samples (for `wardenctl apply --preview`): per route and second, this many
+    /// requests kept whole and as many drawn from the rest, weighted; 0 turns sampling off.
+    #[arg(long, env = "WARDEN_SAMPLES_PER_ROUTE", default_value_t = warden_sidecar::telemetry::samples::DEFAULT_PER_ROUTE)]
+    samples_per_route: u32,
     /// One JSON line per request on stdout (`on`), or none (`off`).
     #[arg(long, env = "WARDEN_ACCESS_LOG", default_value = "on", value_parser = ["on", "off"])]
     access_log: String,
@@ -151,6 +155,8 @@ async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
     };
     let service_name = format!("warden-sidecar-{}", args.service.as_deref().unwrap_or("standalone"));
     let telemetry = Telemetry::new(args.access_log == "on")
+        // Samples are for the control plane: a standalone sidecar draws none.
+        .with_sampling(if args.control_plane.is_some() { args.samples_per_route } else { 0 }, threads)
         .with_traces_from_env(&service_name)
         .context("setting up OTLP tracing from the OTEL_* environment")?;
     if telemetry.traces.is_some() {

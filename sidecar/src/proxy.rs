@@ -30,7 +30,7 @@ use warden_policy::snapshot::{HeaderOps, Route, Snapshot};
 use crate::exchange::{Exchange, Failed, Replay, exchange};
 use crate::live::Live;
 use crate::signed_body;
-use crate::telemetry::{DecisionKind, Outcome};
+use crate::telemetry::{DecisionKind, Outcome, SampledHead};
 use crate::tunnel;
 use crate::upstream::{Affinity, Deadline, SendError, UpstreamBody};
 use hyper::upgrade::OnUpgrade;
@@ -156,6 +156,13 @@ async fn decide_and_forward(
     for r in &decision.would_deny {
         log_would_deny(out, r, &request_id);
     }
+    out.policy_version = snapshot.version;
+    // A drawn request and every refusal keep the headers the policy reads (no credential).
+    out.sample = live.telemetry().samples.pick(out.route.as_ref());
+    if out.sample.is_some() || decision.refusal().is_some() || !decision.would_deny.is_empty() {
+        let (headers, credential_headers) = policy.sampled.capture(&parts.headers);
+        out.head = Some(Box::new(SampledHead { headers, credential_headers }));
+    }
     // The route's CORS and the request's origin, read only on a route that has CORS.
     *cors = decision.route.and_then(|r| r.cors.clone()).map(|c| (c, parts.headers.get(header::ORIGIN).cloned()));
     let fwd = match decision.action {
@@ -171,7 +178,11 @@ async fn decide_and_forward(
         }
     };
     let (route, client) = (fwd.route, decision.client.unwrap_or(ClientIp { ip: conn.peer.ip(), peer_trusted: false }));
-    out.client = fwd.identity.as_ref().map(|i| i.client.clone());
+    if let Some(id) = &fwd.identity {
+        out.client = Some(id.client.clone());
+        out.auth_provider = route.auth.as_ref().map(|a| a.name.clone());
+        out.key_id.clone_from(&id.key_id);
+    }
     // The app is told the host that was routed on, spelled as routes spell it.
     let canonical_host = match &decision.host {
         Some(h) if !h.unchanged() || parts.uri.authority().is_some() => HeaderValue::from_str(h.as_str()).ok(),
@@ -200,6 +211,7 @@ async fn decide_and_forward(
             match policy_body(snapshot, route, check, &buffered.bytes) {
                 BodyDecision::Passed(id) => {
                     out.client = Some(id.client.clone());
+                    out.auth_provider = route.auth.as_ref().map(|a| a.name.clone());
                     identity = Some(id);
                 }
                 BodyDecision::Refused(r) => return refuse(out, &r, Some(snapshot)),

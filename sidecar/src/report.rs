@@ -1,6 +1,6 @@
-//! The report stream: every 250 ms, this sidecar's demand on global quotas and the
-//! requests it refused go to the control plane (and every 2 s each route's traffic and
-//! latency, for `wardenctl top`); each answer brings back this sidecar's quota shares
+//! The report stream: every 250 ms, this sidecar's demand on global quotas, the
+//! requests it refused and its decision samples go to the control plane (and every 2 s
+//! each route's traffic and latency, for `wardenctl top`); each answer brings back this sidecar's quota shares
 //! (`limits/global.rs`).
 //! A batch with no demand is sent every second, to keep the peer counts fresh.
 //! When the stream is down nothing waits on it: requests use the shares they have, then
@@ -16,7 +16,7 @@ use warden_proto::v1::ReportBatch;
 
 use crate::control::{ControlConfig, backoff, connect};
 use crate::live::Live;
-use warden_proto::MAX_DENIALS;
+use warden_proto::{MAX_DENIALS, MAX_SAMPLES};
 
 const EVERY: Duration = Duration::from_millis(250);
 const IDLE_EVERY: Duration = Duration::from_secs(1);
@@ -57,6 +57,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
             _ = tick.tick() => {
                 let usage = live.quotas().take_usage();
                 let (denials, denials_dropped) = live.telemetry().take_denials(MAX_DENIALS);
+                let (samples, samples_dropped) = live.telemetry().samples.take(MAX_SAMPLES);
                 let now = Instant::now();
                 let routes = if now.duration_since(routes_sent) >= ROUTES_EVERY {
                     routes_sent = now;
@@ -64,7 +65,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                 } else {
                     Vec::new()
                 };
-                if usage.is_empty() && denials.is_empty() && routes.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
+                if usage.is_empty() && denials.is_empty() && routes.is_empty() && samples.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
                     last = now;
                     continue;
                 }
@@ -77,6 +78,8 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                     denials,
                     denials_dropped,
                     routes,
+                    samples,
+                    samples_dropped,
                 };
                 tx.send(batch).await?;
                 (last, last_sent) = (now, now);

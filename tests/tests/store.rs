@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use warden_control_plane::clock::now_unix_ms;
-use warden_control_plane::store::{Change, Denial, DenialFilter, Location, NewKey, NewVersion, Retention, Store};
+use warden_control_plane::store::{
+    Change, Denial, DenialFilter, Location, NewKey, NewVersion, Retention, Sample, SampleFilter, SampleRetention, Store,
+};
 use warden_e2e::postgres;
 
 /// A store, and how to open another handle on it (another replica).
@@ -64,6 +66,7 @@ on_both!(
     a_new_secret_value_keeps_the_old_one_verifying_until_it_retires,
     the_deny_log_is_filtered_grouped_and_kept_within_its_bounds,
     sidecar_records_are_upserted_in_batches,
+    samples_come_back_whole_and_are_kept_per_service_within_their_bounds,
 );
 
 fn doc(service: &str, yaml: &str) -> NewVersion {
@@ -189,6 +192,10 @@ fn denial(at: i64, rule: &str, client: &str) -> Denial {
         client_id: client.into(),
         status: 429,
         dry_run: client == "b",
+        policy_version: 7,
+        headers: vec![("x-tenant".into(), "acme".into())],
+        auth_provider: "keys".into(),
+        key_id: "key_1".into(),
         ..Default::default()
     }
 }
@@ -205,12 +212,57 @@ async fn the_deny_log_is_filtered_grouped_and_kept_within_its_bounds(b: Backend)
     assert_eq!(all.len(), 4, "the old one aged out, then the oldest past the cap: {all:?}");
     assert_eq!(all[0].denial.request_id, format!("r{}", now + 4), "newest first");
     assert_eq!((all[0].service.as_str(), all[0].instance.as_str(), all[0].denial.status), ("orders", "i1", 429));
+    assert_eq!(all[0].denial, denial(now + 4, "l", "a"), "every field comes back, head fields too");
     let only_rule = DenialFilter { rule: "l".into(), since_unix_ms: now + 3, limit: 10, ..Default::default() };
     assert_eq!(store.denials(only_rule).await.unwrap().len(), 2);
     let groups = store.denial_groups(DenialFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(groups.len(), 1);
     assert_eq!((groups[0].client_id.as_str(), groups[0].count, groups[0].dry_run), ("a", 4, 0));
     assert_eq!(groups[0].last_unix_ms, now + 4);
+}
+
+fn sample(at: i64, route: &str) -> Sample {
+    Sample {
+        unix_ms: at,
+        request_id: format!("r{at}"),
+        method: "GET".into(),
+        host: "api.example.com".into(),
+        path: format!("/{route}"),
+        client_ip: "10.0.0.1".into(),
+        client_id: "acme".into(),
+        auth_provider: "keys".into(),
+        key_id: "key_1".into(),
+        headers: vec![("x-tenant".into(), "acme".into()), ("x-region".into(), "eu".into())],
+        credential_headers: vec!["x-api-key".into()],
+        route: route.into(),
+        decision: "forward".into(),
+        status: 200,
+        policy_version: 3,
+        weight: 12.5,
+        ..Default::default()
+    }
+}
+
+async fn samples_come_back_whole_and_are_kept_per_service_within_their_bounds(b: Backend) {
+    let now = now_unix_ms();
+    let keep = SampleRetention { max_age_ms: 60_000, max_rows: 3 };
+    let mut orders = vec![sample(now - 120_000, "old")];
+    orders.extend((1..=5).map(|i| sample(now + i, "a")));
+    // The first insert of a store prunes: past the age, then each service past its cap.
+    b.store.insert_samples("orders", "i1", orders, keep).await.unwrap();
+    b.another()
+        .await
+        .insert_samples("billing", "i2", vec![sample(now, "b"), sample(now + 1, "b")], keep)
+        .await
+        .unwrap();
+    let of = |service: &str| SampleFilter { service: service.into(), limit: 100, ..Default::default() };
+    let kept = b.store.samples(of("orders")).await.unwrap();
+    assert_eq!(kept.iter().map(|s| s.sample.unix_ms).collect::<Vec<_>>(), [now + 5, now + 4, now + 3], "newest first");
+    assert_eq!((kept[0].service.as_str(), kept[0].instance.as_str()), ("orders", "i1"));
+    assert_eq!(kept[0].sample, sample(now + 5, "a"), "every field comes back");
+    assert_eq!(b.store.samples(of("billing")).await.unwrap().len(), 2, "a quiet service keeps its own");
+    let recent = SampleFilter { since_unix_ms: now + 4, limit: 100, ..Default::default() };
+    assert_eq!(b.store.samples(recent).await.unwrap().len(), 2);
 }
 
 async fn sidecar_records_are_upserted_in_batches(b: Backend) {

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use warden_control_plane::ops::{ControlPlane, Options};
 use warden_control_plane::server::{self, BearerToken, SidecarTokens};
 use warden_control_plane::signing;
-use warden_control_plane::store::{Location, Retention};
+use warden_control_plane::store::{Location, Retention, SampleRetention};
 use warden_policy::fallback::PublicKey;
 
 /// Warden's control plane: versioned policy, pushed to sidecars.
@@ -64,6 +64,12 @@ struct Args {
     /// The most refused requests the deny log keeps (the oldest go first).
     #[arg(long, env = "WARDEN_DENY_MAX_ROWS", default_value_t = 100_000)]
     deny_max_rows: i64,
+    /// How long decision samples (what `apply --preview` replays) are kept.
+    #[arg(long, env = "WARDEN_SAMPLE_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    sample_retention: std::time::Duration,
+    /// The most decision samples kept per service (the oldest go first).
+    #[arg(long, env = "WARDEN_SAMPLE_MAX_ROWS", default_value_t = 100_000)]
+    sample_max_rows: i64,
     /// The Ed25519 private key (PKCS#8 PEM) `wardenctl fallback export` signs bundles
     /// with; every replica loads the same one (`fallback-key new` makes one).
     #[arg(long, env = "WARDEN_FALLBACK_SIGNING_KEY")]
@@ -197,6 +203,10 @@ async fn main() -> anyhow::Result<()> {
         max_age_ms: i64::try_from(args.deny_retention.as_millis()).unwrap_or(i64::MAX),
         max_rows: args.deny_max_rows,
     };
+    let sample_retention = SampleRetention {
+        max_age_ms: i64::try_from(args.sample_retention.as_millis()).unwrap_or(i64::MAX),
+        max_rows: args.sample_max_rows,
+    };
     let traces = warden_telemetry::Traces::from_env("warden-control-plane", Default::default(), Default::default())
         .context("setting up OTLP tracing from the OTEL_* environment")?;
     if traces.is_some() {
@@ -211,8 +221,11 @@ async fn main() -> anyhow::Result<()> {
         let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "control-plane".into());
         format!("{host}:{}", grpc_addr.port())
     });
-    let cp =
-        ControlPlane::start_with(store, Options { replica: replica.clone(), retention, traces, fallback_key }).await?;
+    let cp = ControlPlane::start_with(
+        store,
+        Options { replica: replica.clone(), retention, sample_retention, traces, fallback_key },
+    )
+    .await?;
     tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %location.describe(), %replica, "warden-control-plane listening");
     warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {

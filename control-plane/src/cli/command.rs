@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::context::{Cli, Outcome};
 use crate::cli::{
-    apply, denials, diff, explain, fallback, get, history, inject, keys, rollback, secrets, status, top, validate,
+    apply, denials, diff, explain, fallback, get, history, inject, keys, rollback, samples, secrets, status, top,
+    validate,
 };
 
 /// The command line.
@@ -40,6 +41,8 @@ pub enum Command {
     Denials(denials::Args),
     /// Per route: requests per second, share refused, p50/p99, per sidecar and merged.
     Top(top::Args),
+    /// Decision samples: the recent requests `apply --preview` replays, newest first.
+    Samples(samples::Args),
     /// Add the Warden sidecar to Kubernetes workloads (prints the result).
     Inject(inject::Args),
     /// Create, list and revoke API keys.
@@ -71,6 +74,7 @@ impl Wardenctl {
             Command::Explain(a) => explain::run(cli, a).await,
             Command::Denials(a) => denials::run(cli, a).await,
             Command::Top(a) => top::run(cli, a).await,
+            Command::Samples(a) => samples::run(cli, a).await,
             Command::Inject(a) => inject::run(cli, a),
             Command::Keys(a) => keys::run(cli, a).await,
             Command::Secrets(a) => secrets::run(cli, a).await,

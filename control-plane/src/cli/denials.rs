@@ -85,7 +85,8 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     "request_id": r.request_id, "trace_id": r.trace_id, "route": r.route, "rule": r.rule, "code": r.code,
                     "status": r.status, "client_id": r.client_id, "client_ip": r.client_ip, "method": r.method,
                     "host": r.host, "path": r.path, "dry_run": r.dry_run,
-                    "request_id_from_client": r.request_id_from_client})
+                    "request_id_from_client": r.request_id_from_client, "policy_version": r.policy_version,
+                    "headers": output::header_pairs(&r.headers), "auth_provider": r.auth_provider, "key_id": r.key_id})
             })
             .collect();
         output::structured(cli.output, &serde_json::json!({ "denials": rows }));

@@ -17,6 +17,7 @@ mod inject;
 mod keys;
 mod output;
 mod rollback;
+mod samples;
 mod secrets;
 mod status;
 mod top;

@@ -98,6 +98,11 @@ pub fn diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
     TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(old_name, new_name).to_string()
 }
 
+/// Header pairs as `-o json` prints them: `[[name, value], ...]`.
+pub fn header_pairs(headers: &[warden_proto::v1::Header]) -> serde_json::Value {
+    headers.iter().map(|h| serde_json::json!([h.name, h.value])).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use crate::ops::metrics::Metrics;
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
 use crate::rollout::Rollouts;
-use crate::store::{Retention, Store, StoreError};
+use crate::store::{Retention, SampleRetention, Store, StoreError};
 use crate::traffic::Traffic;
 
 /// How the control plane runs, beyond its store.
@@ -27,6 +27,8 @@ pub struct Options {
     pub replica: String,
     /// How much of the deny log is kept.
     pub retention: Retention,
+    /// How many decision samples are kept.
+    pub sample_retention: SampleRetention,
     /// Where rollouts are traced (OTLP), if anywhere.
     pub traces: Option<Traces>,
     /// The key fallback bundles are signed with (`--fallback-signing-key`), if any.
@@ -68,6 +70,7 @@ pub struct ControlPlane {
     /// Policy rollouts being traced.
     pub(super) rollouts: Arc<Rollouts>,
     pub(super) retention: Retention,
+    pub(super) sample_retention: SampleRetention,
     pub(super) metrics: Arc<Metrics>,
     /// One credentials refresh at a time, process-wide, so each change builds on the one
     /// before (two refreshes reading the same base would publish diverging changes).

@@ -1,13 +1,16 @@
 //! The review queue: refused requests as the sidecars reported them, newest first or
-//! counted by service, route, rule, reason and client.
+//! counted by service, route, rule, reason and client; and the decision samples beside
+//! them, the traffic `apply --preview` replays.
 
 use crate::ops::control_plane::ControlPlane;
 use crate::ops::error::OpsError;
-use crate::store::{DenialFilter, DenialGroup, StoredDenial};
+use crate::store::{DenialFilter, DenialGroup, SampleFilter, StoredDenial, StoredSample};
 
 /// Rows when the caller asks for none in particular, and the most ever returned.
 const DEFAULT_ROWS: u32 = 50;
 const MAX_ROWS: u32 = 10_000;
+/// Samples are read by the hundred thousand (a preview).
+const MAX_SAMPLE_ROWS: u32 = 1_000_000;
 
 fn bounded(mut filter: DenialFilter) -> DenialFilter {
     filter.limit = if filter.limit == 0 { DEFAULT_ROWS } else { filter.limit.min(MAX_ROWS) };
@@ -23,5 +26,11 @@ impl ControlPlane {
     /// Refusals matching `filter`, counted, most first.
     pub async fn denial_groups(&self, filter: DenialFilter) -> Result<Vec<DenialGroup>, OpsError> {
         Ok(self.stored("denial_groups", self.store.denial_groups(bounded(filter))).await?)
+    }
+
+    /// Decision samples matching `filter`, newest first.
+    pub async fn samples(&self, mut filter: SampleFilter) -> Result<Vec<StoredSample>, OpsError> {
+        filter.limit = if filter.limit == 0 { DEFAULT_ROWS } else { filter.limit.min(MAX_SAMPLE_ROWS) };
+        Ok(self.stored("samples", self.store.samples(filter)).await?)
     }
 }

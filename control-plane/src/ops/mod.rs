@@ -52,5 +52,5 @@ pub use fallback::FallbackExport;
 pub use keys::KeyRequest;
 pub use receipt::check_names;
 pub use rollback::RollbackRequest;
-pub use sidecars::{Hello, Report, Reporter, Session};
+pub use sidecars::{Hello, Report, Reporter, Session, ToStore};
 pub use status::{SidecarStatus, Status};

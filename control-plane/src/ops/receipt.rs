@@ -2,20 +2,22 @@
 //! be stolen, and what sidecars send ends up in front of people (`wardenctl status`,
 //! `denials`, `top`) and in the store: so names must be names, and free text (a NACK
 //! error, a deny record's path or client) is kept with its control characters written out
-//! (`\x1b`) and cut to `MAX_FIELD_BYTES`. Deny records are made safe rather than refused:
+//! (`\x1b`) and cut to `MAX_FIELD_BYTES`. Deny records and decision samples are made safe rather than refused:
 //! refusing a record whose path holds odd bytes would let a client hide from the review
 //! queue by adding them.
 
 use warden_policy::text::{escape_within, is_instance_name};
 use warden_policy::yaml::is_service_name;
-use warden_proto::MAX_DENIALS;
+use warden_proto::{MAX_DENIALS, MAX_SAMPLES};
 
 use crate::ops::error::OpsError;
-use crate::store::Denial;
+use crate::store::{Denial, Sample};
 use crate::traffic::RouteTraffic;
 
 /// The longest text field stored from a sidecar; longer ones are cut.
 pub const MAX_FIELD_BYTES: usize = 2 << 10;
+/// The most headers kept with one deny record or sample.
+const MAX_HEADERS: usize = 32;
 
 /// A Hello (or a report stream's first batch) must name a valid service and instance.
 pub fn check_names(service: &str, instance: &str) -> Result<(), OpsError> {
@@ -39,12 +41,77 @@ pub fn clean_denials(records: &mut Vec<Denial>) -> usize {
     let dropped = records.len().saturating_sub(MAX_DENIALS);
     records.truncate(MAX_DENIALS);
     for d in records.iter_mut() {
-        let Denial { request_id, trace_id, route, rule, code, client_id, client_ip, method, host, path, .. } = d;
+        let Denial {
+            request_id,
+            trace_id,
+            route,
+            rule,
+            code,
+            client_id,
+            client_ip,
+            method,
+            host,
+            path,
+            auth_provider,
+            key_id,
+            ..
+        } = d;
         for field in [request_id, trace_id, route, rule, code, client_id, client_ip, method, host, path] {
             clean(field);
         }
+        for field in [auth_provider, key_id] {
+            clean(field);
+        }
+        clean_headers(&mut d.headers);
     }
     dropped
+}
+
+/// Makes a batch's decision samples safe to store and show, as deny records; keeps at
+/// most `MAX_SAMPLES` and returns how many it dropped.
+pub fn clean_samples(samples: &mut Vec<Sample>) -> usize {
+    let dropped = samples.len().saturating_sub(MAX_SAMPLES);
+    samples.truncate(MAX_SAMPLES);
+    for s in samples.iter_mut() {
+        let Sample {
+            request_id,
+            method,
+            host,
+            path,
+            client_ip,
+            client_id,
+            auth_provider,
+            key_id,
+            route,
+            decision,
+            rule,
+            code,
+            ..
+        } = s;
+        for field in [request_id, method, host, path, client_ip, client_id, auth_provider, key_id, route, decision] {
+            clean(field);
+        }
+        for field in [rule, code] {
+            clean(field);
+        }
+        clean_headers(&mut s.headers);
+        s.credential_headers.truncate(MAX_HEADERS);
+        s.credential_headers.iter_mut().for_each(clean);
+        // A weight is a count of requests: nothing else is stored.
+        if !s.weight.is_finite() || s.weight < 0.0 {
+            s.weight = 0.0;
+        }
+    }
+    dropped
+}
+
+/// Headers kept with a record: at most `MAX_HEADERS`, each name and value made safe.
+fn clean_headers(headers: &mut Vec<(String, String)>) {
+    headers.truncate(MAX_HEADERS);
+    for (name, value) in headers.iter_mut() {
+        clean(name);
+        clean(value);
+    }
 }
 
 /// Route names in a traffic report, as `wardenctl top` shows them.

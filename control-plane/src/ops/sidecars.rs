@@ -20,10 +20,10 @@ use warden_proto::v1 as pb;
 use crate::hub::{CredentialsState, global_limits};
 use crate::ops::control_plane::ControlPlane;
 use crate::ops::error::OpsError;
-use crate::ops::receipt::{check_names, clean_denials, clean_routes, nack_error};
+use crate::ops::receipt::{check_names, clean_denials, clean_routes, clean_samples, nack_error};
 use crate::quota::{Reply, Usage};
 use crate::registry::Event;
-use crate::store::Denial;
+use crate::store::{Denial, Sample};
 use crate::traffic::RouteTraffic;
 
 /// How long a report stream waits for its sidecar's Hello: a sidecar opens both streams at
@@ -175,6 +175,16 @@ pub struct Report {
     /// Deny records the sidecar dropped since its last batch (its queue was full).
     pub denials_dropped: u64,
     pub routes: Vec<RouteTraffic>,
+    pub samples: Vec<Sample>,
+    /// Samples the sidecar dropped since its last batch.
+    pub samples_dropped: u64,
+}
+
+/// What a batch brought to be stored, once the quota reply is on its way.
+#[derive(Debug, Default)]
+pub struct ToStore {
+    denials: Vec<Denial>,
+    samples: Vec<Sample>,
 }
 
 /// One sidecar's report stream.
@@ -187,9 +197,9 @@ pub struct Reporter {
 
 impl Reporter {
     /// Records a batch. Returns the quota reply, to send at once, and the deny records
-    /// made safe, to store after it (storing waits on a disk write). A batch naming
-    /// another sidecar is refused: a stream speaks for the sidecar it opened as only.
-    pub fn record(&self, report: Report) -> Result<(Reply, Vec<Denial>), OpsError> {
+    /// and samples made safe, to store after it (storing waits on a disk write). A batch
+    /// naming another sidecar is refused: a stream speaks for the sidecar it opened as only.
+    pub fn record(&self, report: Report) -> Result<(Reply, ToStore), OpsError> {
         let (service, instance) = (&self.service, &self.instance);
         if &report.service != service || &report.instance != instance {
             tracing::warn!(%service, %instance, "a report batch named another sidecar; closing its stream");
@@ -210,18 +220,28 @@ impl Reporter {
             clean_routes(&mut routes);
             self.cp.traffic.report(service, instance, routes);
         }
-        Ok((reply, denials))
+        let mut samples = report.samples;
+        let dropped = report.samples_dropped.saturating_add(clean_samples(&mut samples) as u64);
+        if dropped > 0 {
+            tracing::debug!(%service, %instance, dropped, "a sidecar dropped decision samples (its queue was full)");
+        }
+        Ok((reply, ToStore { denials, samples }))
     }
 
-    /// Adds deny records (made safe by `record`) to the deny log; a failure is logged and
-    /// counted, and loses only these records.
-    pub async fn store_denials(&self, denials: Vec<Denial>) {
-        if denials.is_empty() {
-            return;
-        }
-        let insert = self.cp.store.insert_denials(&self.service, &self.instance, denials, self.cp.retention);
+    /// Adds deny records to the deny log and samples to the samples (made safe by
+    /// `record`); a failure is logged and counted, and loses only these.
+    pub async fn store(&self, records: ToStore) {
         // Logged and counted by `stored`; the stream goes on.
-        let _ = self.cp.stored("insert_denials", insert).await;
+        if !records.denials.is_empty() {
+            let insert =
+                self.cp.store.insert_denials(&self.service, &self.instance, records.denials, self.cp.retention);
+            let _ = self.cp.stored("insert_denials", insert).await;
+        }
+        if !records.samples.is_empty() {
+            let retention = self.cp.sample_retention;
+            let insert = self.cp.store.insert_samples(&self.service, &self.instance, records.samples, retention);
+            let _ = self.cp.stored("insert_samples", insert).await;
+        }
     }
 
     /// The global limits its service's current policy has.

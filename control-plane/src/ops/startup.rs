@@ -45,6 +45,7 @@ impl ControlPlane {
             traffic: Traffic::default(),
             rollouts: Rollouts::new(options.traces),
             retention: options.retention,
+            sample_retention: options.sample_retention,
             metrics,
             refreshing: tokio::sync::Mutex::new(()),
             invalid: Mutex::new(BTreeMap::new()),

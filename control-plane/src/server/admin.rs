@@ -11,6 +11,7 @@ use warden_proto::v1::admin_service_server::AdminService;
 use crate::ops::{ApplyRequest, ControlPlane, RollbackRequest};
 use crate::server::convert::{self, non_empty};
 use crate::server::status::status;
+use crate::store::SampleFilter;
 
 /// The admin API over the shared control plane.
 pub struct AdminApi(pub Arc<ControlPlane>);
@@ -132,6 +133,18 @@ impl AdminService for AdminApi {
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
         let rows = self.0.top(&req.into_inner().service).await;
         Ok(Response::new(pb::TopResponse { rows: rows.into_iter().map(convert::top_row).collect() }))
+    }
+
+    async fn list_samples(
+        &self,
+        req: Request<pb::ListSamplesRequest>,
+    ) -> Result<Response<pb::ListSamplesResponse>, Status> {
+        let r = req.into_inner();
+        let filter = SampleFilter { service: r.service, since_unix_ms: r.since_unix_ms, limit: r.limit };
+        let samples = self.0.samples(filter).await.map_err(status)?;
+        Ok(Response::new(pb::ListSamplesResponse {
+            samples: samples.into_iter().map(convert::stored_sample).collect(),
+        }))
     }
 
     async fn export_fallback(

@@ -7,7 +7,9 @@ use warden_proto::v1 as pb;
 use crate::ops::{
     Applied, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RouteTraffic, SidecarStatus, TopRow,
 };
-use crate::store::{Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, SecretRow, StoredDenial};
+use crate::store::{
+    Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, Sample, SecretRow, StoredDenial, StoredSample,
+};
 
 /// "" is "none".
 pub fn non_empty(s: String) -> Option<String> {
@@ -126,6 +128,38 @@ pub fn stored_denial(d: StoredDenial) -> pb::StoredDenial {
             path: r.path,
             dry_run: r.dry_run,
             request_id_from_client: r.request_id_from_client,
+            policy_version: r.policy_version,
+            headers: r.headers.into_iter().map(|(name, value)| pb::Header { name, value }).collect(),
+            auth_provider: r.auth_provider,
+            key_id: r.key_id,
+        }),
+    }
+}
+
+pub fn stored_sample(s: StoredSample) -> pb::StoredSample {
+    let x = s.sample;
+    pb::StoredSample {
+        service: s.service,
+        instance: s.instance,
+        sample: Some(pb::DecisionSample {
+            unix_ms: x.unix_ms,
+            request_id: x.request_id,
+            method: x.method,
+            host: x.host,
+            path: x.path,
+            client_ip: x.client_ip,
+            client_id: x.client_id,
+            auth_provider: x.auth_provider,
+            key_id: x.key_id,
+            headers: x.headers.into_iter().map(|(name, value)| pb::Header { name, value }).collect(),
+            credential_headers: x.credential_headers,
+            route: x.route,
+            decision: x.decision,
+            rule: x.rule,
+            code: x.code,
+            status: x.status,
+            policy_version: x.policy_version,
+            weight: x.weight,
         }),
     }
 }
@@ -178,6 +212,8 @@ pub fn report(b: pb::ReportBatch) -> Report {
                 latency_buckets: r.latency_buckets,
             })
             .collect(),
+        samples: b.samples.into_iter().map(sample).collect(),
+        samples_dropped: b.samples_dropped,
     }
 }
 
@@ -197,6 +233,33 @@ fn denial(d: pb::DenyRecord) -> Denial {
         path: d.path,
         dry_run: d.dry_run,
         request_id_from_client: d.request_id_from_client,
+        policy_version: d.policy_version,
+        headers: d.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        auth_provider: d.auth_provider,
+        key_id: d.key_id,
+    }
+}
+
+fn sample(s: pb::DecisionSample) -> Sample {
+    Sample {
+        unix_ms: s.unix_ms,
+        request_id: s.request_id,
+        method: s.method,
+        host: s.host,
+        path: s.path,
+        client_ip: s.client_ip,
+        client_id: s.client_id,
+        auth_provider: s.auth_provider,
+        key_id: s.key_id,
+        headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        credential_headers: s.credential_headers,
+        route: s.route,
+        decision: s.decision,
+        rule: s.rule,
+        code: s.code,
+        status: s.status,
+        policy_version: s.policy_version,
+        weight: s.weight,
     }
 }
 

@@ -122,18 +122,18 @@ impl SidecarService for SidecarApi {
         tokio::spawn(async move {
             let mut batch = Some(first);
             while let Some(b) = batch.take() {
-                let (reply, denials) = match reporter.record(convert::report(b)) {
+                let (reply, to_store) = match reporter.record(convert::report(b)) {
                     Ok(recorded) => recorded,
                     Err(e) => {
                         let _ = tx.send(Err(status(e))).await;
                         break;
                     }
                 };
-                // The quota reply first: storing deny records waits on a disk write.
+                // The quota reply first: storing deny records and samples waits on a disk write.
                 if tx.send(Ok(convert::report_reply(reply))).await.is_err() {
                     break;
                 }
-                reporter.store_denials(denials).await;
+                reporter.store(to_store).await;
                 batch = match inbound.message().await {
                     Ok(Some(next)) => Some(next),
                     Ok(None) | Err(_) => None,

@@ -15,7 +15,8 @@ use std::pin::Pin;
 use crate::store::error::StoreError;
 use crate::store::model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
-    PolicyVersion, QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
+    PolicyVersion, QuotaDemand, Retention, Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, StoreCopy,
+    Stored, StoredDenial, StoredSample, TrafficRow,
 };
 
 /// What a store call returns: a `Send` future, so callers can run it on any worker.
@@ -147,6 +148,19 @@ pub trait Store: Send + Sync + 'static {
     fn leader(&self) -> StoreFuture<'_, Option<Leader>> {
         Box::pin(async { Ok(None) })
     }
+
+    // Decision samples.
+
+    /// Stores one sidecar's decision samples, keeping each service's within `retention`.
+    fn insert_samples<'a>(
+        &'a self,
+        service: &'a str,
+        instance: &'a str,
+        samples: Vec<Sample>,
+        retention: SampleRetention,
+    ) -> StoreFuture<'a, ()>;
+    /// Samples matching the filter, newest first.
+    fn samples(&self, filter: SampleFilter) -> StoreFuture<'_, Vec<StoredSample>>;
 
     // The deny log.
 

@@ -17,7 +17,8 @@ pub use error::StoreError;
 pub use location::Location;
 pub use model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
-    PolicyVersion, QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
+    PolicyVersion, QuotaDemand, Retention, Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, StoreCopy,
+    Stored, StoredDenial, StoredSample, TrafficRow,
 };
 pub use postgres::{Postgres, Target};
 pub use sqlite::Sqlite;

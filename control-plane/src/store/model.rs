@@ -203,6 +203,13 @@ pub struct Denial {
     pub dry_run: bool,
     /// `request_id` is the client's own `x-request-id`, not one Warden made.
     pub request_id_from_client: bool,
+    /// The policy version that refused it (0: reported by a sidecar too old to say).
+    pub policy_version: u64,
+    /// The headers its policy reads, never a credential: (name, value).
+    pub headers: Vec<(String, String)>,
+    /// The auth provider the caller proved itself to, and with which API key (its id).
+    pub auth_provider: String,
+    pub key_id: String,
 }
 
 /// A denial with the sidecar that reported it.
@@ -238,6 +245,66 @@ pub struct DenialFilter {
     pub limit: u32,
 }
 
+/// How many decision samples are kept: the newest `max_rows` per service, none older
+/// than `max_age_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRetention {
+    pub max_age_ms: i64,
+    pub max_rows: i64,
+}
+
+impl Default for SampleRetention {
+    fn default() -> Self {
+        SampleRetention { max_age_ms: 3_600_000, max_rows: 100_000 }
+    }
+}
+
+/// One request's head and the decision taken on it, as a sidecar sampled it (what
+/// `apply --preview` replays).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub unix_ms: i64,
+    pub request_id: String,
+    pub method: String,
+    pub host: String,
+    /// Normalized, without the query string.
+    pub path: String,
+    pub client_ip: String,
+    pub client_id: String,
+    pub auth_provider: String,
+    pub key_id: String,
+    /// The headers the policy reads, never a credential: (name, value).
+    pub headers: Vec<(String, String)>,
+    /// Names of the credential headers it carried.
+    pub credential_headers: Vec<String>,
+    pub route: String,
+    /// forward, deny, would_deny or preflight.
+    pub decision: String,
+    pub rule: String,
+    pub code: String,
+    pub status: u32,
+    pub policy_version: u64,
+    /// How many requests it stands for.
+    pub weight: f64,
+}
+
+/// A sample with the sidecar that took it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample {
+    pub service: String,
+    pub instance: String,
+    pub sample: Sample,
+}
+
+/// Which samples to read: of a service (or all), since a time, newest first, at most
+/// `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct SampleFilter {
+    pub service: String,
+    pub since_unix_ms: i64,
+    pub limit: u32,
+}
+
 /// A change made through another replica, from the store's change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -247,4 +314,14 @@ pub enum Change {
     Credentials(Option<String>),
     /// Anything may have changed (the feed was down): compare everything.
     Resync,
+}
+
+/// Header pairs as both stores keep them: a JSON array of `[name, value]`.
+pub fn headers_to_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+/// The pairs `headers_to_json` wrote; anything else reads as none.
+pub fn headers_from_json(json: &str) -> Vec<(String, String)> {
+    serde_json::from_str(json).unwrap_or_default()
 }

@@ -15,6 +15,7 @@ mod election;
 mod import;
 mod migrations;
 mod quotas;
+mod samples;
 mod session;
 mod sidecars;
 mod target;
@@ -33,7 +34,8 @@ use crate::store::api::{Candidate, Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
     Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
-    PolicyVersion, QuotaDemand, Retention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, TrafficRow,
+    PolicyVersion, QuotaDemand, Retention, Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, StoreCopy,
+    Stored, StoredDenial, StoredSample, TrafficRow,
 };
 use crate::store::postgres::target::CALL_TIMEOUT;
 
@@ -50,6 +52,8 @@ pub struct Postgres {
     epoch: u64,
     /// When this replica last pruned the deny log (ms).
     pruned_at: Arc<AtomicI64>,
+    /// When this replica last pruned the samples (ms).
+    samples_pruned_at: Arc<AtomicI64>,
 }
 
 impl Postgres {
@@ -68,7 +72,13 @@ impl Postgres {
             .recycle_timeout(Some(CALL_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Failed(format!("{}: {e}", target.name)))?;
-        let mut store = Postgres { pool, target: Arc::new(target), epoch: 0, pruned_at: Arc::new(AtomicI64::new(0)) };
+        let mut store = Postgres {
+            pool,
+            target: Arc::new(target),
+            epoch: 0,
+            pruned_at: Arc::new(AtomicI64::new(0)),
+            samples_pruned_at: Arc::new(AtomicI64::new(0)),
+        };
         let mut client = store.client().await?;
         migrations::run(&mut client).await.map_err(|e| store.target.error(e))?;
         store.epoch = credentials::epoch(&client).await?;
@@ -265,6 +275,21 @@ impl Store for Postgres {
 
     fn denials(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<StoredDenial>> {
         Box::pin(self.with(async move |c| denials::list(c, &filter).await))
+    }
+
+    fn insert_samples<'a>(
+        &'a self,
+        service: &'a str,
+        instance: &'a str,
+        records: Vec<Sample>,
+        retention: SampleRetention,
+    ) -> StoreFuture<'a, ()> {
+        let pruned_at = self.samples_pruned_at.clone();
+        Box::pin(self.with(async move |c| samples::insert(c, service, instance, &records, retention, &pruned_at).await))
+    }
+
+    fn samples(&self, filter: SampleFilter) -> StoreFuture<'_, Vec<StoredSample>> {
+        Box::pin(self.with(async move |c| samples::list(c, &filter).await))
     }
 
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {

@@ -7,6 +7,7 @@
 mod credentials;
 mod denials;
 mod import;
+mod samples;
 mod schema;
 mod sidecars;
 #[cfg(test)]
@@ -23,7 +24,7 @@ use crate::store::api::{Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
     CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial,
+    Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample,
 };
 
 /// A handle to the SQLite store; clones share one connection.
@@ -218,6 +219,21 @@ impl Store for Sqlite {
 
     fn denials(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<StoredDenial>> {
         Box::pin(self.with(move |c| denials::list(c, &filter)))
+    }
+
+    fn insert_samples<'a>(
+        &'a self,
+        service: &'a str,
+        instance: &'a str,
+        records: Vec<Sample>,
+        retention: SampleRetention,
+    ) -> StoreFuture<'a, ()> {
+        let (service, instance) = (service.to_owned(), instance.to_owned());
+        Box::pin(self.with(move |c| samples::insert(c, &service, &instance, &records, retention)))
+    }
+
+    fn samples(&self, filter: SampleFilter) -> StoreFuture<'_, Vec<StoredSample>> {
+        Box::pin(self.with(move |c| samples::list(c, &filter)))
     }
 
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {

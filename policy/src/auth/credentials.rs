@@ -210,16 +210,13 @@ fn insert_keys(table: &mut KeyTable, keys: &[pb::ApiKey]) -> Result<(), InvalidC
             .as_slice()
             .try_into()
             .map_err(|_| InvalidCredentials::BadHash { id: k.id.clone(), len: k.sha256.len() })?;
+        let id: Arc<str> = k.id.as_str().into();
         let identity = Identity {
             client: intern(&mut names, &k.client),
             plan: (!k.plan.is_empty()).then(|| intern(&mut names, &k.plan)),
+            key_id: Some(id.clone()),
         };
-        let record = KeyRecord {
-            id: k.id.as_str().into(),
-            identity,
-            expires_unix_ms: k.expires_unix_ms,
-            revoked_unix_ms: k.revoked_unix_ms,
-        };
+        let record = KeyRecord { id, identity, expires_unix_ms: k.expires_unix_ms, revoked_unix_ms: k.revoked_unix_ms };
         table.insert(KeyHash(hash), record);
     }
     Ok(())

@@ -100,7 +100,7 @@ impl HmacVerifier {
         if secrets.is_empty() {
             return Err(missing());
         }
-        let identity = Identity { client: provider.into(), plan: None };
+        let identity = Identity { client: provider.into(), plan: None, key_id: None };
         Ok(BodyCheck { secrets, signatures, prefix, identity })
     }
 }

@@ -11,4 +11,7 @@ pub const KEY_PREFIX: &str = "wdn_";
 pub struct Identity {
     pub client: Arc<str>,
     pub plan: Option<Arc<str>>,
+    /// The API key's id, when a key proved it (decision samples and deny records say
+    /// which key, never the key).
+    pub key_id: Option<Arc<str>>,
 }

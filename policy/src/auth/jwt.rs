@@ -243,7 +243,7 @@ impl JwtVerifier {
             None | Some(Value::Null) => None,
             Some(v) => Some(text(&self.plan_claim, v)?),
         };
-        Ok(Identity { client: client.into(), plan: plan.map(Into::into) })
+        Ok(Identity { client: client.into(), plan: plan.map(Into::into), key_id: None })
     }
 }
 

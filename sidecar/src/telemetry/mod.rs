@@ -5,6 +5,7 @@
 //!   by a thread of its own);
 //! - for a refusal, a deny record queued for the control plane (`denials`, sent on the
 //!   report stream by `report.rs`);
+//! - for a request drawn for a decision sample, that sample (`samples.rs`, sent likewise);
 //! - with an OTLP endpoint configured, a server span (`warden_telemetry::traces`).
 //!
 //! Nothing here blocks or slows a request: the log line and the deny record go into
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod outcome;
 mod request_counts;
 pub mod route_stats;
+pub mod samples;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +29,9 @@ use warden_proto::v1 as pb;
 
 pub use access_log::AccessLog;
 pub use metrics::{EndpointLabels, EndpointSample, Metrics};
-pub use outcome::{Closed, DecisionKind, Outcome, TunnelStats};
+pub use outcome::{Closed, DecisionKind, Outcome, SampledHead, TunnelStats};
 pub use route_stats::RouteStats;
+pub use samples::Samples;
 use warden_policy::refusal::Fault;
 pub use warden_telemetry::Traces;
 use warden_telemetry::traces;
@@ -42,6 +45,8 @@ pub struct Telemetry {
     pub traces: Option<Traces>,
     /// Per-route windows for the report stream.
     pub routes: RouteStats,
+    /// Decision samples for the report stream.
+    pub samples: Samples,
     access: Option<AccessLog>,
     denials: Mutex<VecDeque<pb::DenyRecord>>,
     denials_dropped: AtomicU64,
@@ -65,14 +70,23 @@ impl Telemetry {
         let metrics = Metrics::default();
         let access =
             access_log.then(|| AccessLog::start(metrics.dropped("access_log"), metrics.access_log_lines.clone()));
+        let samples = Samples::new(samples::DEFAULT_PER_ROUTE, 1, metrics.dropped("samples"));
         Telemetry {
             metrics,
             traces: None,
             routes: RouteStats::default(),
+            samples,
             access,
             denials: Mutex::new(VecDeque::new()),
             denials_dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Samples `per_route` requests per route per second whole (0: none), as many more
+    /// drawn from the rest, over `workers` workers.
+    pub fn with_sampling(mut self, per_route: u32, workers: usize) -> Self {
+        self.samples = Samples::new(per_route, workers, self.metrics.dropped("samples"));
+        self
     }
 
     /// Turns tracing on from the `OTEL_*` environment, if an endpoint is set there.
@@ -106,13 +120,16 @@ impl Telemetry {
             traces::finish(cx, attributes);
         }
         // Read the wall clock only for what needs it: most requests, with the access log
-        // off, neither log nor report.
+        // off, neither log nor report nor are sampled.
         let reported = out.fault.is_some_and(Fault::reviewed)
             && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
-        if !reported && self.access.is_none() {
+        if !reported && self.access.is_none() && out.sample.is_none() {
             return;
         }
         let now = SystemTime::now();
+        if let Some(pick) = out.sample {
+            self.samples.keep(out.route.as_ref(), pick, decision_sample(&out, status, unix_ms(now)));
+        }
         if reported {
             self.queue_denial(&out, status, now);
         }
@@ -159,7 +176,7 @@ impl Telemetry {
 
     fn queue_denial(&self, out: &Outcome, status: StatusCode, at: SystemTime) {
         let record = pb::DenyRecord {
-            unix_ms: at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            unix_ms: unix_ms(at),
             request_id: out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
             trace_id: out.trace_id.clone().unwrap_or_default(),
             route: out.route.as_deref().unwrap_or_default().to_owned(),
@@ -173,6 +190,10 @@ impl Telemetry {
             path: out.path.clone(),
             dry_run: out.decision == DecisionKind::WouldDeny,
             request_id_from_client: out.request_id_from_client,
+            policy_version: out.policy_version,
+            headers: out.head.as_ref().map(|h| h.headers.clone()).unwrap_or_default(),
+            auth_provider: out.auth_provider.as_deref().unwrap_or_default().to_owned(),
+            key_id: out.key_id.as_deref().unwrap_or_default().to_owned(),
         };
         let mut q = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
         if q.len() >= MAX_QUEUED_DENIALS {
@@ -189,6 +210,35 @@ impl Telemetry {
         let mut q = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
         let n = q.len().min(max);
         (q.drain(..n).collect(), self.denials_dropped.swap(0, Ordering::Relaxed))
+    }
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A drawn request's sample (its weight is set when its window closes).
+fn decision_sample(out: &Outcome, status: StatusCode, unix_ms: i64) -> pb::DecisionSample {
+    let head = out.head.as_deref().cloned().unwrap_or_default();
+    pb::DecisionSample {
+        unix_ms,
+        request_id: out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+        method: out.method.to_string(),
+        host: out.host.clone(),
+        path: out.path.clone(),
+        client_ip: out.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        client_id: out.client.as_deref().unwrap_or_default().to_owned(),
+        auth_provider: out.auth_provider.as_deref().unwrap_or_default().to_owned(),
+        key_id: out.key_id.as_deref().unwrap_or_default().to_owned(),
+        headers: head.headers,
+        credential_headers: head.credential_headers,
+        route: out.route.as_deref().unwrap_or_default().to_owned(),
+        decision: out.decision.as_str().to_owned(),
+        rule: out.rule.clone().unwrap_or_default(),
+        code: out.code.unwrap_or_default().to_owned(),
+        status: u32::from(status.as_u16()),
+        policy_version: out.policy_version,
+        weight: 0.0,
     }
 }
 

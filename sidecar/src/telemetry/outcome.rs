@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method};
 use warden_policy::refusal::Fault;
+use warden_proto::v1 as pb;
+
+use crate::telemetry::samples::Pick;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,6 +65,23 @@ pub struct Outcome {
     pub trace_id: Option<String>,
     /// Set on the record of a WebSocket tunnel's close (`tunnel.rs`).
     pub tunnel: Option<TunnelStats>,
+    /// The policy version that decided it (0: none was loaded).
+    pub policy_version: u64,
+    /// The auth provider the caller proved itself to, and the API key's id if a key did.
+    pub auth_provider: Option<Arc<str>>,
+    pub key_id: Option<Arc<str>>,
+    /// What its decision sample or deny record keeps of its headers, when it has one.
+    pub head: Option<Box<SampledHead>>,
+    /// Where its decision sample goes, when it was drawn.
+    pub sample: Option<Pick>,
+}
+
+/// What a decision sample or a deny record keeps of a request's headers
+/// (`warden_policy::sample`).
+#[derive(Debug, Clone, Default)]
+pub struct SampledHead {
+    pub headers: Vec<pb::Header>,
+    pub credential_headers: Vec<String>,
 }
 
 /// Why a tunnel ended, as the access log, span and metrics say it.

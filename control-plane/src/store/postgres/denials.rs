@@ -9,8 +9,10 @@ use tokio_postgres::Row;
 use tokio_postgres::error::Error;
 
 use crate::clock::now_unix_ms;
-use crate::store::model::{Denial, DenialFilter, DenialGroup, Retention, StoredDenial};
-use crate::store::postgres::bigint::small;
+use crate::store::model::{
+    Denial, DenialFilter, DenialGroup, Retention, StoredDenial, headers_from_json, headers_to_json,
+};
+use crate::store::postgres::bigint::{big, small};
 
 const WHERE: &str = "WHERE ($1 = '' OR service = $1) AND unix_ms >= $2 AND ($3 = '' OR route = $3)
                      AND ($4 = '' OR rule = $4) AND ($5 = '' OR client_id = $5)";
@@ -35,6 +37,10 @@ fn denial_row(r: &Row) -> StoredDenial {
             path: r.get(13),
             dry_run: r.get(14),
             request_id_from_client: r.get(15),
+            policy_version: small(r.get(16)),
+            headers: headers_from_json(r.get(17)),
+            auth_provider: r.get(18),
+            key_id: r.get(19),
         },
     }
 }
@@ -53,10 +59,12 @@ pub async fn insert(
     let tx = c.transaction().await?;
     tx.execute(
         "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
-                              client_ip, method, host, path, dry_run, request_id_from_client)
+                              client_ip, method, host, path, dry_run, request_id_from_client, policy_version,
+                              headers, auth_provider, key_id)
          SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[],
                                       $9::INTEGER[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[],
-                                      $15::BOOLEAN[], $16::BOOLEAN[])",
+                                      $15::BOOLEAN[], $16::BOOLEAN[], $17::BIGINT[], $18::TEXT[], $19::TEXT[],
+                                      $20::TEXT[])",
         &[
             &service,
             &instance,
@@ -74,6 +82,10 @@ pub async fn insert(
             &text(|d| &d.path),
             &flag(|d| d.dry_run),
             &flag(|d| d.request_id_from_client),
+            &denials.iter().map(|d| big(d.policy_version)).collect::<Vec<_>>(),
+            &denials.iter().map(|d| headers_to_json(&d.headers)).collect::<Vec<_>>(),
+            &text(|d| &d.auth_provider),
+            &text(|d| &d.key_id),
         ],
     )
     .await?;
@@ -93,7 +105,8 @@ pub async fn list(c: &Object, f: &DenialFilter) -> Result<Vec<StoredDenial>, Err
         .query(
             &format!(
                 "SELECT service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
-                        client_ip, method, host, path, dry_run, request_id_from_client
+                        client_ip, method, host, path, dry_run, request_id_from_client, policy_version, headers,
+                        auth_provider, key_id
                  FROM denials {WHERE} ORDER BY id DESC LIMIT $6"
             ),
             &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1))],

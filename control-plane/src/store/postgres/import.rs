@@ -4,7 +4,7 @@
 use deadpool_postgres::Object;
 use tokio_postgres::error::Error;
 
-use crate::store::model::StoreCopy;
+use crate::store::model::{StoreCopy, headers_to_json};
 use crate::store::postgres::bigint::big;
 use crate::store::postgres::sidecars::save_in;
 
@@ -66,8 +66,9 @@ pub async fn import(c: &mut Object, data: &StoreCopy) -> Result<(), Error> {
     let insert = tx
         .prepare(
             "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
-                                  client_id, client_ip, method, host, path, dry_run, request_id_from_client)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                                  client_id, client_ip, method, host, path, dry_run, request_id_from_client,
+                                  policy_version, headers, auth_provider, key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .await?;
     // Oldest first, so the copy's row order (the deny log's "newest first") is the same.
@@ -93,6 +94,10 @@ pub async fn import(c: &mut Object, data: &StoreCopy) -> Result<(), Error> {
                 &d.path,
                 &d.dry_run,
                 &d.request_id_from_client,
+                &big(d.policy_version),
+                &headers_to_json(&d.headers),
+                &d.auth_provider,
+                &d.key_id,
             ],
         )
         .await?;

@@ -138,6 +138,39 @@ CREATE TABLE counters (
              renewed_unix_ms BIGINT NOT NULL
          );",
     ),
+    (
+        6,
+        "decision samples; deny records carry their policy version and head fields",
+        "ALTER TABLE denials ADD COLUMN policy_version BIGINT NOT NULL DEFAULT 0,
+                             ADD COLUMN headers TEXT NOT NULL DEFAULT '[]',
+                             ADD COLUMN auth_provider TEXT NOT NULL DEFAULT '',
+                             ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+         CREATE UNLOGGED TABLE samples (
+             id                 BIGSERIAL        PRIMARY KEY,
+             service            TEXT             NOT NULL,
+             instance           TEXT             NOT NULL,
+             unix_ms            BIGINT           NOT NULL,
+             request_id         TEXT             NOT NULL,
+             method             TEXT             NOT NULL,
+             host               TEXT             NOT NULL,
+             path               TEXT             NOT NULL,
+             client_ip          TEXT             NOT NULL,
+             client_id          TEXT             NOT NULL,
+             auth_provider      TEXT             NOT NULL,
+             key_id             TEXT             NOT NULL,
+             headers            TEXT             NOT NULL,
+             credential_headers TEXT             NOT NULL,
+             route              TEXT             NOT NULL,
+             decision           TEXT             NOT NULL,
+             rule               TEXT             NOT NULL,
+             code               TEXT             NOT NULL,
+             status             INTEGER          NOT NULL,
+             policy_version     BIGINT           NOT NULL,
+             weight             DOUBLE PRECISION NOT NULL
+         );
+         CREATE INDEX samples_by_service ON samples (service, id);
+         CREATE INDEX samples_by_time ON samples (unix_ms);",
+    ),
 ];
 
 /// Any number, the same in every release: the lock replicas take to migrate.

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use rusqlite::{Connection, Row, Transaction, params};
 
 use crate::clock::now_unix_ms;
-use crate::store::model::{Denial, DenialFilter, DenialGroup, Retention, StoredDenial};
+use crate::store::model::{
+    Denial, DenialFilter, DenialGroup, Retention, StoredDenial, headers_from_json, headers_to_json,
+};
 use crate::store::sqlite::transaction::write;
 
 const WHERE: &str = "WHERE (?1 = '' OR service = ?1) AND unix_ms >= ?2 AND (?3 = '' OR route = ?3)
@@ -37,6 +39,10 @@ fn denial_row(r: &Row<'_>) -> Result<StoredDenial, rusqlite::Error> {
             path: r.get(13)?,
             dry_run: r.get(14)?,
             request_id_from_client: r.get(15)?,
+            policy_version: r.get(16)?,
+            headers: headers_from_json(&r.get::<_, String>(17)?),
+            auth_provider: r.get(18)?,
+            key_id: r.get(19)?,
         },
     })
 }
@@ -69,8 +75,9 @@ pub fn insert_in(
 ) -> Result<(), rusqlite::Error> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
-                              client_id, client_ip, method, host, path, dry_run, request_id_from_client)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                              client_id, client_ip, method, host, path, dry_run, request_id_from_client,
+                              policy_version, headers, auth_provider, key_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?;
     for d in denials {
         stmt.execute(params![
@@ -89,7 +96,11 @@ pub fn insert_in(
             d.host,
             d.path,
             d.dry_run,
-            d.request_id_from_client
+            d.request_id_from_client,
+            d.policy_version,
+            headers_to_json(&d.headers),
+            d.auth_provider,
+            d.key_id
         ])?;
     }
     Ok(())
@@ -99,7 +110,8 @@ pub fn insert_in(
 pub fn list(c: &Connection, f: &DenialFilter) -> Result<Vec<StoredDenial>, rusqlite::Error> {
     let mut stmt = c.prepare(&format!(
         "SELECT service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
-                client_ip, method, host, path, dry_run, request_id_from_client
+                client_ip, method, host, path, dry_run, request_id_from_client, policy_version, headers,
+                auth_provider, key_id
          FROM denials {WHERE} ORDER BY id DESC LIMIT ?6"
     ))?;
     stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1)], denial_row)?

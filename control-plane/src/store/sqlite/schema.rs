@@ -70,6 +70,31 @@ CREATE TABLE IF NOT EXISTS denials (
     request_id_from_client INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS denials_by_time ON denials (unix_ms);
+CREATE TABLE IF NOT EXISTS samples (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    service            TEXT    NOT NULL,
+    instance           TEXT    NOT NULL,
+    unix_ms            INTEGER NOT NULL,
+    request_id         TEXT    NOT NULL,
+    method             TEXT    NOT NULL,
+    host               TEXT    NOT NULL,
+    path               TEXT    NOT NULL,
+    client_ip          TEXT    NOT NULL,
+    client_id          TEXT    NOT NULL,
+    auth_provider      TEXT    NOT NULL,
+    key_id             TEXT    NOT NULL,
+    headers            TEXT    NOT NULL,
+    credential_headers TEXT    NOT NULL,
+    route              TEXT    NOT NULL,
+    decision           TEXT    NOT NULL,
+    rule               TEXT    NOT NULL,
+    code               TEXT    NOT NULL,
+    status             INTEGER NOT NULL,
+    policy_version     INTEGER NOT NULL,
+    weight             REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_by_service ON samples (service, id);
+CREATE INDEX IF NOT EXISTS samples_by_time ON samples (unix_ms);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL
@@ -83,6 +108,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("sidecars", "replica", "TEXT NOT NULL DEFAULT ''"),
     ("sidecars", "connected", "INTEGER NOT NULL DEFAULT 0"),
     ("sidecars", "acked_credentials", "INTEGER NOT NULL DEFAULT 0"),
+    ("denials", "policy_version", "INTEGER NOT NULL DEFAULT 0"),
+    ("denials", "headers", "TEXT NOT NULL DEFAULT '[]'"),
+    ("denials", "auth_provider", "TEXT NOT NULL DEFAULT ''"),
+    ("denials", "key_id", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
