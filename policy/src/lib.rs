@@ -16,6 +16,7 @@
 //!   `grpc`: how a gRPC caller is recognised and answered; `cors`: what browsers are told.
 //! - `fallback`: signed bundles of a snapshot and key hashes for a sidecar that starts
 //!   while no control-plane replica answers.
+//! - `preview`: decision samples replayed through the current and a proposed policy.
 //! - `sample`: what a decision sample keeps of a request's headers.
 //! - `text`: what counts as a control character, and how one is shown.
 
@@ -29,6 +30,7 @@ pub mod host;
 pub mod ipset;
 pub mod limits;
 pub mod normalize;
+pub mod preview;
 pub mod refusal;
 pub mod sample;
 pub mod snapshot;

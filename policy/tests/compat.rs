@@ -68,7 +68,14 @@ fn decide_status(
         h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
     }
     let uri: Uri = uri.parse().unwrap();
-    let env = Env { snapshot, creds, caps: HeadCaps::default(), limits: &Known::default(), now_ms: 1_800_000_000_000 };
+    let env = Env {
+        snapshot,
+        creds,
+        caps: HeadCaps::default(),
+        limits: &Known::default(),
+        now_ms: 1_800_000_000_000,
+        recorded: None,
+    };
     let req = Request { method: &method, uri: &uri, headers: &h, peer: [192, 0, 2, 1].into() };
     match decide(&env, &req, None).action {
         Action::Forward(f) => format!("forward {}", f.route.name),

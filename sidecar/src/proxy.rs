@@ -140,6 +140,7 @@ async fn decide_and_forward(
             caps: live.limits().head,
             limits: &counters,
             now_ms: now_unix_ms(),
+            recorded: None,
         };
         decide(&env, &head, None)
     };
@@ -182,6 +183,7 @@ async fn decide_and_forward(
         out.client = Some(id.client.clone());
         out.auth_provider = route.auth.as_ref().map(|a| a.name.clone());
         out.key_id.clone_from(&id.key_id);
+        out.plan.clone_from(&id.plan);
     }
     // The app is told the host that was routed on, spelled as routes spell it.
     let canonical_host = match &decision.host {
@@ -212,6 +214,7 @@ async fn decide_and_forward(
                 BodyDecision::Passed(id) => {
                     out.client = Some(id.client.clone());
                     out.auth_provider = route.auth.as_ref().map(|a| a.name.clone());
+                    out.plan.clone_from(&id.plan);
                     identity = Some(id);
                 }
                 BodyDecision::Refused(r) => return refuse(out, &r, Some(snapshot)),

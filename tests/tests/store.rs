@@ -239,6 +239,7 @@ fn sample(at: i64, route: &str) -> Sample {
         status: 200,
         policy_version: 3,
         weight: 12.5,
+        plan: "gold".into(),
         ..Default::default()
     }
 }

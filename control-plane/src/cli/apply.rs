@@ -1,11 +1,12 @@
 //! `wardenctl apply -f FILE [--dry-run] [-m MESSAGE]`: validate locally, send, print the
-//! diff of each service and the version it became.
+//! diff of each service and the version it became. `--preview` shows instead what the
+//! file would do to recent requests (`preview.rs`).
 
 use warden_policy::yaml::parse_file;
 use warden_proto::v1::ApplyRequest;
 
 use crate::cli::context::{Cli, Failure, Format, Outcome, author, read_file};
-use crate::cli::output;
+use crate::cli::{output, preview};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,8 +14,19 @@ pub struct Args {
     #[arg(short = 'f', long = "filename")]
     file: String,
     /// Validate and show the diff; store nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "preview")]
     dry_run: bool,
+    /// Replay recent sampled requests through the current and this policy and show what
+    /// changes; store nothing.
+    #[arg(long)]
+    preview: bool,
+    /// With --preview: exit 4 if more than this share of the sampled requests would be
+    /// newly refused (like 0.5%), or if there are no samples to judge.
+    #[arg(long, requires = "preview", value_parser = preview::parse_share)]
+    max_new_denials: Option<f64>,
+    /// With --preview: replay the samples of this long ago until now.
+    #[arg(long, requires = "preview", value_parser = humantime::parse_duration, default_value = "1h")]
+    since: std::time::Duration,
     /// Why: kept with the version.
     #[arg(short = 'm', long)]
     message: Option<String>,
@@ -27,6 +39,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let source = read_file(&a.file)?;
     // Refuse early, offline, with the same parser the server uses.
     parse_file(&a.file, &source).map_err(|e| Failure::Refused(e.to_string()))?;
+    if a.preview {
+        return preview::run(cli, &a.file, source, a.since, a.max_new_denials).await;
+    }
     let resp = cli
         .admin()
         .await?

@@ -1,7 +1,7 @@
 //! What every `wardenctl` command shares: the global options and the connection they
 //! describe (`Cli`), the output format, how a command fails and the exit code that picks
 //! (the SPEC: 0 success, 1 refused (validation, NACK, not found), 2 usage, 3 the control
-//! plane cannot be reached), reading a policy file and naming the author. A leaf: commands
+//! plane cannot be reached, 4 a preview's gate closed), reading a policy file and naming the author. A leaf: commands
 //! import it, it imports no command.
 
 use clap::ValueEnum;
@@ -62,6 +62,8 @@ pub enum Failure {
     Usage(String),
     /// The control plane cannot be reached, or cannot reach its store. Exit 3.
     Unreachable(String),
+    /// A preview's gate closed: too many newly refused requests, or none to judge. Exit 4.
+    Gated(String),
 }
 
 impl Failure {
@@ -70,12 +72,13 @@ impl Failure {
             Failure::Refused(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Unreachable(_) => 3,
+            Failure::Gated(_) => 4,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) => m,
+            Failure::Refused(m) | Failure::Usage(m) | Failure::Unreachable(m) | Failure::Gated(m) => m,
         }
     }
 }

@@ -238,7 +238,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
 
 /// What a decision reads here: the sidecar's default head caps, and `limits` only for the call.
 fn env<'s, 'v>(snapshot: &'s Snapshot, creds: &'s Credentials, limits: &'v dyn LimitView, now_ms: i64) -> Env<'s, 'v> {
-    Env { snapshot, creds, caps: HeadCaps::default(), limits, now_ms }
+    Env { snapshot, creds, caps: HeadCaps::default(), limits, now_ms, recorded: None }
 }
 
 /// The credentials the auth step can be evaluated against, or why it cannot be.

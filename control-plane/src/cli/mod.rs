@@ -16,6 +16,7 @@ mod history;
 mod inject;
 mod keys;
 mod output;
+mod preview;
 mod rollback;
 mod samples;
 mod secrets;

@@ -38,7 +38,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     "key_id": x.key_id, "headers": output::header_pairs(&x.headers),
                     "credential_headers": x.credential_headers, "route": x.route, "decision": x.decision,
                     "rule": x.rule, "code": x.code, "status": x.status, "policy_version": x.policy_version,
-                    "weight": x.weight})
+                    "weight": x.weight, "plan": x.plan})
             })
             .collect();
         output::structured(cli.output, &serde_json::json!({ "samples": rows }));

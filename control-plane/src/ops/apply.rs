@@ -138,7 +138,7 @@ impl ControlPlane {
 
     /// Global limits are shared by name across services, so every service that has one
     /// must define it the same way (the quota would otherwise mean two things).
-    fn check_global_limits(&self, parsed: &[ParsedPolicy]) -> Result<(), OpsError> {
+    pub(super) fn check_global_limits(&self, parsed: &[ParsedPolicy]) -> Result<(), OpsError> {
         let incoming: Vec<pb::Snapshot> = parsed.iter().map(|p| build(&p.policy, &p.source, 0)).collect();
         let published: Vec<_> = self
             .hub

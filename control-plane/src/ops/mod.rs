@@ -10,7 +10,8 @@
 //!   `quotas.rs`: global quota demand shared with other replicas; `leader.rs`: which
 //!   replica is the evaluator.
 //! - `apply.rs`, `rollback.rs`, `policies.rs`: policy versions (validate, the global-limit
-//!   check, missing-secret warnings, one store unit, publish).
+//!   check, missing-secret warnings, one store unit, publish); `preview.rs`: what a file
+//!   would do to recent sampled requests.
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
 //!   process-wide lock.
 //! - `sidecars.rs` (with `receipt.rs`): the sidecar streams; `status.rs`, `denials.rs`,
@@ -32,6 +33,7 @@ pub mod keys;
 mod leader;
 mod metrics;
 mod policies;
+mod preview;
 mod quotas;
 mod receipt;
 mod rollback;
@@ -50,6 +52,7 @@ pub use copy::{Copied, copy_store};
 pub use error::OpsError;
 pub use fallback::FallbackExport;
 pub use keys::KeyRequest;
+pub use preview::{PreviewRequest, ServicePreview, sample_to_proto};
 pub use receipt::check_names;
 pub use rollback::RollbackRequest;
 pub use sidecars::{Hello, Report, Reporter, Session, ToStore};

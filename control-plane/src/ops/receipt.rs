@@ -82,6 +82,7 @@ pub fn clean_samples(samples: &mut Vec<Sample>) -> usize {
             client_id,
             auth_provider,
             key_id,
+            plan,
             route,
             decision,
             rule,
@@ -91,7 +92,7 @@ pub fn clean_samples(samples: &mut Vec<Sample>) -> usize {
         for field in [request_id, method, host, path, client_ip, client_id, auth_provider, key_id, route, decision] {
             clean(field);
         }
-        for field in [rule, code] {
+        for field in [rule, code, plan] {
             clean(field);
         }
         clean_headers(&mut s.headers);

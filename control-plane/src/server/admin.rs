@@ -8,7 +8,10 @@ use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_server::AdminService;
 
-use crate::ops::{ApplyRequest, ControlPlane, RollbackRequest};
+use crate::ops::{ApplyRequest, ControlPlane, PreviewRequest, RollbackRequest};
+
+/// The samples a preview replays when the caller names no window: the last hour.
+const DEFAULT_PREVIEW_WINDOW_MS: i64 = 3_600_000;
 use crate::server::convert::{self, non_empty};
 use crate::server::status::status;
 use crate::store::SampleFilter;
@@ -133,6 +136,16 @@ impl AdminService for AdminApi {
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
         let rows = self.0.top(&req.into_inner().service).await;
         Ok(Response::new(pb::TopResponse { rows: rows.into_iter().map(convert::top_row).collect() }))
+    }
+
+    async fn preview(&self, req: Request<pb::PreviewRequest>) -> Result<Response<pb::PreviewResponse>, Status> {
+        let r = req.into_inner();
+        let window_ms = if r.window_ms > 0 { r.window_ms } else { DEFAULT_PREVIEW_WINDOW_MS };
+        let request = PreviewRequest { file_name: r.file_name, source: r.source, window_ms };
+        let services = self.0.preview(request).await.map_err(status)?;
+        Ok(Response::new(pb::PreviewResponse {
+            services: services.into_iter().map(convert::service_preview).collect(),
+        }))
     }
 
     async fn list_samples(

@@ -5,11 +5,13 @@
 use warden_proto::v1 as pb;
 
 use crate::ops::{
-    Applied, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RouteTraffic, SidecarStatus, TopRow,
+    Applied, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RouteTraffic, ServicePreview, SidecarStatus,
+    TopRow, sample_to_proto,
 };
 use crate::store::{
     Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, Sample, SecretRow, StoredDenial, StoredSample,
 };
+use warden_policy::preview::{Change, Moved};
 
 /// "" is "none".
 pub fn non_empty(s: String) -> Option<String> {
@@ -136,32 +138,50 @@ pub fn stored_denial(d: StoredDenial) -> pb::StoredDenial {
     }
 }
 
-pub fn stored_sample(s: StoredSample) -> pb::StoredSample {
-    let x = s.sample;
-    pb::StoredSample {
-        service: s.service,
-        instance: s.instance,
-        sample: Some(pb::DecisionSample {
-            unix_ms: x.unix_ms,
-            request_id: x.request_id,
-            method: x.method,
-            host: x.host,
-            path: x.path,
-            client_ip: x.client_ip,
-            client_id: x.client_id,
-            auth_provider: x.auth_provider,
-            key_id: x.key_id,
-            headers: x.headers.into_iter().map(|(name, value)| pb::Header { name, value }).collect(),
-            credential_headers: x.credential_headers,
-            route: x.route,
-            decision: x.decision,
-            rule: x.rule,
-            code: x.code,
-            status: x.status,
-            policy_version: x.policy_version,
-            weight: x.weight,
-        }),
+pub fn service_preview(p: ServicePreview) -> pb::ServicePreview {
+    let change = |c: Change| pb::PreviewChange {
+        route: c.route,
+        rule: c.rule,
+        code: c.code,
+        client: c.client,
+        requests: c.requests,
+        samples: c.samples as u64,
+        examples: c.examples,
+        estimated: c.estimated,
+    };
+    let moved = |m: Moved| pb::PreviewMove {
+        route: m.route,
+        from: m.from,
+        to: m.to,
+        requests: m.requests,
+        samples: m.samples as u64,
+        examples: m.examples,
+    };
+    let r = p.report;
+    pb::ServicePreview {
+        service: p.service,
+        current_version: p.current_version,
+        samples: r.samples as u64,
+        requests: r.requests,
+        newly_refused: r.newly_refused.into_iter().map(change).collect(),
+        newly_allowed: r.newly_allowed.into_iter().map(change).collect(),
+        refused_otherwise: r.refused_otherwise.into_iter().map(change).collect(),
+        route_changes: r.route_changes.into_iter().map(moved).collect(),
+        rewrite_changes: r.rewrite_changes.into_iter().map(moved).collect(),
+        not_evaluable: r
+            .not_evaluable
+            .into_iter()
+            .map(|n| pb::PreviewNotEvaluable {
+                reason: n.reason.to_owned(),
+                requests: n.requests,
+                samples: n.samples as u64,
+            })
+            .collect(),
     }
+}
+
+pub fn stored_sample(s: StoredSample) -> pb::StoredSample {
+    pb::StoredSample { service: s.service, instance: s.instance, sample: Some(sample_to_proto(s.sample)) }
 }
 
 pub fn denial_group(g: DenialGroup) -> pb::DenialGroup {
@@ -260,6 +280,7 @@ fn sample(s: pb::DecisionSample) -> Sample {
         status: s.status,
         policy_version: s.policy_version,
         weight: s.weight,
+        plan: s.plan,
     }
 }
 

@@ -273,6 +273,8 @@ pub struct Sample {
     pub client_id: String,
     pub auth_provider: String,
     pub key_id: String,
+    /// The plan of the identity it proved ("" = none).
+    pub plan: String,
     /// The headers the policy reads, never a credential: (name, value).
     pub headers: Vec<(String, String)>,
     /// Names of the credential headers it carried.

@@ -9,6 +9,7 @@ use http::uri::PathAndQuery;
 use crate::auth::credentials::Credentials;
 use crate::auth::hmac::BodyCheck;
 use crate::auth::identity::Identity;
+use crate::auth::recorded::RecordedAuth;
 use crate::client_ip::ClientIp;
 use crate::cors::Cors;
 use crate::decide::request::HeadCaps;
@@ -29,6 +30,9 @@ pub struct Env<'s, 'v> {
     pub limits: &'v dyn LimitView,
     /// Unix milliseconds: when keys expire and signatures go stale.
     pub now_ms: i64,
+    /// A replayed decision sample's auth (`apply --preview`): checks go by what it
+    /// recorded instead of credentials it no longer has. None: the request's own.
+    pub recorded: Option<&'v RecordedAuth>,
 }
 
 /// A decision: what to do, and what was learnt on the way (for logs, metrics, traces),

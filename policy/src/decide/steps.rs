@@ -141,7 +141,10 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
 
     let (mut identity, mut body_check) = (None, None);
     if let Some(provider) = &route.auth {
-        let checked = provider.check_head(env.creds, req.headers, env.now_ms);
+        let checked = match env.recorded {
+            Some(recorded) => recorded.check(provider, env.creds, req.headers, env.now_ms),
+            None => provider.check_head(env.creds, req.headers, env.now_ms),
+        };
         note(&mut trace, "auth", || describe_auth(provider, &checked));
         match checked {
             Ok(HeadCheck::Passed(id)) => identity = Some(id),

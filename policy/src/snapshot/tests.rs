@@ -58,7 +58,14 @@ fn run(
     }
     let uri: http::Uri = path.parse().unwrap();
     let creds = Credentials::default();
-    let env = Env { snapshot: s, creds: &creds, caps: HeadCaps::default(), limits: &Known::default(), now_ms: 0 };
+    let env = Env {
+        snapshot: s,
+        creds: &creds,
+        caps: HeadCaps::default(),
+        limits: &Known::default(),
+        now_ms: 0,
+        recorded: None,
+    };
     let req = Request { method: &method, uri: &uri, headers: &h, peer: ip.parse().unwrap() };
     f(&decide(&env, &req, None))
 }

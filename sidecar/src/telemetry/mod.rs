@@ -239,6 +239,7 @@ fn decision_sample(out: &Outcome, status: StatusCode, unix_ms: i64) -> pb::Decis
         status: u32::from(status.as_u16()),
         policy_version: out.policy_version,
         weight: 0.0,
+        plan: out.plan.as_deref().unwrap_or_default().to_owned(),
     }
 }
 

@@ -70,6 +70,7 @@ pub struct Outcome {
     /// The auth provider the caller proved itself to, and the API key's id if a key did.
     pub auth_provider: Option<Arc<str>>,
     pub key_id: Option<Arc<str>>,
+    pub plan: Option<Arc<str>>,
     /// What its decision sample or deny record keeps of its headers, when it has one.
     pub head: Option<Box<SampledHead>>,
     /// Where its decision sample goes, when it was drawn.

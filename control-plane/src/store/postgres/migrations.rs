@@ -171,6 +171,7 @@ CREATE TABLE counters (
          CREATE INDEX samples_by_service ON samples (service, id);
          CREATE INDEX samples_by_time ON samples (unix_ms);",
     ),
+    (7, "the plan of a sample's identity", "ALTER TABLE samples ADD COLUMN plan TEXT NOT NULL DEFAULT '';"),
 ];
 
 /// Any number, the same in every release: the lock replicas take to migrate.

@@ -38,6 +38,7 @@ fn sample_row(r: &Row) -> StoredSample {
             status: u32::try_from(r.get::<_, i32>(17)).unwrap_or(0),
             policy_version: small(r.get(18)),
             weight: r.get(19),
+            plan: r.get(20),
         },
     }
 }
@@ -56,11 +57,11 @@ pub async fn insert(
     tx.execute(
         "INSERT INTO samples (service, instance, unix_ms, request_id, method, host, path, client_ip, client_id,
                               auth_provider, key_id, headers, route, credential_headers, decision, rule, code, status,
-                              policy_version, weight)
+                              policy_version, weight, plan)
          SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[],
                                       $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[],
                                       $15::TEXT[], $16::TEXT[], $17::TEXT[], $18::INTEGER[], $19::BIGINT[],
-                                      $20::DOUBLE PRECISION[])",
+                                      $20::DOUBLE PRECISION[], $21::TEXT[])",
         &[
             &service,
             &instance,
@@ -85,6 +86,7 @@ pub async fn insert(
             &samples.iter().map(|s| i32::try_from(s.status).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
             &samples.iter().map(|s| big(s.policy_version)).collect::<Vec<_>>(),
             &samples.iter().map(|s| s.weight).collect::<Vec<_>>(),
+            &text(|s| &s.plan),
         ],
     )
     .await?;
@@ -110,7 +112,8 @@ pub async fn list(c: &Object, f: &SampleFilter) -> Result<Vec<StoredSample>, Err
     let rows = c
         .query(
             "SELECT service, instance, unix_ms, request_id, method, host, path, client_ip, client_id, auth_provider,
-                    key_id, headers, route, credential_headers, decision, rule, code, status, policy_version, weight
+                    key_id, headers, route, credential_headers, decision, rule, code, status, policy_version, weight,
+                    plan
              FROM samples WHERE ($1 = '' OR service = $1) AND unix_ms >= $2 ORDER BY id DESC LIMIT $3",
             &[&f.service, &f.since_unix_ms, &i64::from(f.limit.max(1))],
         )

@@ -38,6 +38,7 @@ fn sample_row(r: &Row<'_>) -> Result<StoredSample, rusqlite::Error> {
             status: r.get(17)?,
             policy_version: r.get(18)?,
             weight: r.get(19)?,
+            plan: r.get(20)?,
         },
     })
 }
@@ -55,8 +56,9 @@ pub fn insert(
         let mut stmt = tx.prepare_cached(
             "INSERT INTO samples (service, instance, unix_ms, request_id, method, host, path, client_ip, client_id,
                                   auth_provider, key_id, headers, route, credential_headers, decision, rule, code,
-                                  status, policy_version, weight)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                                  status, policy_version, weight, plan)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                     ?21)",
         )?;
         for s in samples {
             stmt.execute(params![
@@ -79,7 +81,8 @@ pub fn insert(
                 s.code,
                 s.status,
                 s.policy_version,
-                s.weight
+                s.weight,
+                s.plan
             ])?;
         }
     }
@@ -103,7 +106,8 @@ pub fn insert(
 pub fn list(c: &Connection, f: &SampleFilter) -> Result<Vec<StoredSample>, rusqlite::Error> {
     let mut stmt = c.prepare(
         "SELECT service, instance, unix_ms, request_id, method, host, path, client_ip, client_id, auth_provider,
-                key_id, headers, route, credential_headers, decision, rule, code, status, policy_version, weight
+                key_id, headers, route, credential_headers, decision, rule, code, status, policy_version, weight,
+                plan
          FROM samples WHERE (?1 = '' OR service = ?1) AND unix_ms >= ?2 ORDER BY id DESC LIMIT ?3",
     )?;
     stmt.query_map(params![f.service, f.since_unix_ms, f.limit.max(1)], sample_row)?.collect()

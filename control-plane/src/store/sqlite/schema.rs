@@ -112,6 +112,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("denials", "headers", "TEXT NOT NULL DEFAULT '[]'"),
     ("denials", "auth_provider", "TEXT NOT NULL DEFAULT ''"),
     ("denials", "key_id", "TEXT NOT NULL DEFAULT ''"),
+    ("samples", "plan", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
