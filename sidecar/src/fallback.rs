@@ -3,9 +3,12 @@
 //! once at start-up, after the last known good: its snapshot is served if it is newer than
 //! that, its API keys if they are newer than the credentials held, until a replica
 //! answers and replaces both. A bundle that does not verify stops the start: a wrong
-//! ConfigMap shows up as a pod that does not start, not as a policy nobody signed.
+//! ConfigMap shows up as a pod that does not start, not as a policy nobody signed. One
+//! older than `--fallback-max-age` is not served (logged): API keys revoked since it was
+//! exported would pass again.
 
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use warden_policy::fallback::{self, PublicKey};
@@ -23,6 +26,8 @@ pub struct Loaded {
     /// Whether its API keys are the ones checked against.
     pub keys: bool,
     pub signed_by: PublicKey,
+    /// Older than `--fallback-max-age`: nothing of it is served.
+    pub stale: bool,
 }
 
 /// `--fallback-key`: the keys a bundle may be signed with, one or several, comma-separated
@@ -44,12 +49,20 @@ impl std::str::FromStr for TrustedKeys {
 }
 
 /// Verifies the bundle in `file` with `trusted` and serves what in it is newer than what
-/// `live` holds.
-pub async fn load(file: &Path, trusted: &TrustedKeys, live: &Live) -> anyhow::Result<Loaded> {
+/// `live` holds, unless it was exported more than `max_age` ago (keys revoked since then
+/// would pass again).
+pub async fn load(file: &Path, trusted: &TrustedKeys, live: &Live, max_age: Duration) -> anyhow::Result<Loaded> {
     let bytes = tokio::fs::read(file).await?;
     let (contents, signed_by) = fallback::open(&bytes, &trusted.0)?;
     let snapshot = contents.snapshot.context("the bundle holds no snapshot")?;
     let version = snapshot.version;
+    let age_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .saturating_sub(contents.created_unix_ms);
+    if u128::try_from(age_ms).unwrap_or(0) > max_age.as_millis() {
+        return Ok(Loaded { version, serving: false, keys: false, signed_by, stale: true });
+    }
     let held = live.credentials();
     let keys = match contents.credentials {
         Some(mut creds) if held.revision == 0 || held.epoch != creds.epoch || creds.revision > held.revision => {
@@ -67,5 +80,5 @@ pub async fn load(file: &Path, trusted: &TrustedKeys, live: &Live) -> anyhow::Re
     if serving {
         live.install(snapshot, Origin::Fallback).await?;
     }
-    Ok(Loaded { version, serving, keys, signed_by })
+    Ok(Loaded { version, serving, keys, signed_by, stale: false })
 }

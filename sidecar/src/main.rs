@@ -55,8 +55,12 @@ struct Args {
     fallback_snapshot: Option<PathBuf>,
     /// The public key(s) a --fallback-snapshot must be signed with: 64 hex digits each,
     /// comma-separated (old and new during a key rotation).
-    #[arg(long, env = "WARDEN_FALLBACK_KEY", requires = "fallback_snapshot")]
+    #[arg(long, env = "WARDEN_FALLBACK_KEY")]
     fallback_key: Option<fallback::TrustedKeys>,
+    /// A --fallback-snapshot exported longer ago than this is not served: keys revoked
+    /// since then would pass again.
+    #[arg(long, env = "WARDEN_FALLBACK_MAX_AGE", default_value = "168h", value_parser = parse_duration)]
+    fallback_max_age: Duration,
     /// Bearer token for the control plane.
     #[arg(long, env = "WARDEN_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -181,16 +185,20 @@ async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
         tracing::info!(version = v, "serving the last known good snapshot from disk until the control plane answers");
     }
     if let (Some(file), Some(keys)) = (&args.fallback_snapshot, &args.fallback_key) {
-        let loaded = fallback::load(file, keys, &live)
+        let loaded = fallback::load(file, keys, &live, args.fallback_max_age)
             .await
             .with_context(|| format!("--fallback-snapshot {}", file.display()))?;
-        tracing::info!(
-            version = loaded.version,
-            serving = loaded.serving,
-            keys = loaded.keys,
-            signed_by = %loaded.signed_by,
-            "fallback bundle verified; what in it is newer than the last known good is served until the control plane answers"
-        );
+        if loaded.stale {
+            tracing::warn!(version = loaded.version, max_age = ?args.fallback_max_age, "the fallback bundle is older than --fallback-max-age: not served");
+        } else {
+            tracing::info!(
+                version = loaded.version,
+                serving = loaded.serving,
+                keys = loaded.keys,
+                signed_by = %loaded.signed_by,
+                "fallback bundle verified; what in it is newer than the last known good is served until the control plane answers"
+            );
+        }
     }
 
     if let Some(url) = args.control_plane.clone() {

@@ -158,11 +158,24 @@ async fn decide_and_forward(
         log_would_deny(out, r, &request_id);
     }
     out.policy_version = snapshot.version;
-    // A drawn request and every refusal keep the headers the policy reads (no credential).
-    out.sample = live.telemetry().samples.pick(out.route.as_ref());
-    if out.sample.is_some() || decision.refusal().is_some() || !decision.would_deny.is_empty() {
+    // A drawn request and every refusal keep the headers the policy reads (no credential)
+    // and who the caller proved to be. A sample is taken now, as decided: kept when its
+    // answer is known, a slow answer would miss its second.
+    let pick = live.telemetry().samples.pick(out.route.as_ref());
+    if pick.is_some() || decision.refusal().is_some() || !decision.would_deny.is_empty() {
+        if let Some(id) = &decision.identity {
+            out.client = Some(id.client.clone());
+            out.auth_provider = decision.route.and_then(|r| r.auth.as_ref()).map(|a| a.name.clone());
+            out.key_id.clone_from(&id.key_id);
+            out.plan.clone_from(&id.plan);
+        }
         let (headers, credential_headers) = policy.sampled.capture(&parts.headers);
-        out.head = Some(Box::new(SampledHead { headers, credential_headers }));
+        let head = SampledHead { headers, credential_headers };
+        if let Some(pick) = pick {
+            let preflight = matches!(decision.action, Action::Preflight(_));
+            live.telemetry().keep_sample(out, pick, decision.refusal(), preflight, &head);
+        }
+        out.head = Some(Box::new(head));
     }
     // The route's CORS and the request's origin, read only on a route that has CORS.
     *cors = decision.route.and_then(|r| r.cors.clone()).map(|c| (c, parts.headers.get(header::ORIGIN).cloned()));
@@ -179,11 +192,8 @@ async fn decide_and_forward(
         }
     };
     let (route, client) = (fwd.route, decision.client.unwrap_or(ClientIp { ip: conn.peer.ip(), peer_trusted: false }));
-    if let Some(id) = &fwd.identity {
+    if let Some(id) = &decision.identity {
         out.client = Some(id.client.clone());
-        out.auth_provider = route.auth.as_ref().map(|a| a.name.clone());
-        out.key_id.clone_from(&id.key_id);
-        out.plan.clone_from(&id.plan);
     }
     // The app is told the host that was routed on, spelled as routes spell it.
     let canonical_host = match &decision.host {
@@ -194,7 +204,7 @@ async fn decide_and_forward(
         Some(pq) => pq,
         None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
     };
-    let mut identity = fwd.identity;
+    let mut identity = decision.identity;
 
     // Reading a signed body counts against the route's timeout: the whole exchange gets it.
     // The body whole when it is (none, or a signed body read already): a retry can resend it.

@@ -151,6 +151,13 @@ async fn a_pod_started_while_every_replica_is_down_serves_the_signed_bundle() {
     let config = admin(&sidecar).await;
     assert_eq!((config["origin"].as_str(), config["version"].as_u64()), (Some("fallback"), Some(1)), "{config}");
 
+    // A bundle older than --fallback-max-age is not served: keys revoked since would pass.
+    let mut stale_args = fallback_args(&dir.path().join("stale-state"), &bundle, &public);
+    stale_args.extend(["--fallback-max-age".to_owned(), "1ms".to_owned()]);
+    let stale = Sidecar::start(&strs(&stale_args)).await;
+    assert_eq!(get(&stale, &key).await.unwrap().status, StatusCode::SERVICE_UNAVAILABLE, "nothing to serve");
+    drop(stale);
+
     // A pod whose last known good (v2) is newer than the bundle (v1) keeps serving it.
     let from_known = Sidecar::start(&strs(&fallback_args(&known, &bundle, &public))).await;
     let r = get(&from_known, &key).await.unwrap();

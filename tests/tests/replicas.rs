@@ -426,10 +426,21 @@ async fn copy_store_moves_everything_from_sqlite_to_postgres() {
         json(&old, &["denials", "-o", "json"]).await["denials"].as_array().is_some_and(|d| !d.is_empty())
     })
     .await;
+    // No report may land after the deny log is read: the sidecar goes first, and the log
+    // is read once two reads agree (a batch received just before may still be stored).
+    drop(sidecar);
+    let last = std::sync::Mutex::new(serde_json::Value::Null);
+    eventually("the deny log stops growing", Duration::from_secs(10), || async {
+        let now = json(&old, &["denials", "-o", "json"]).await;
+        let settled = *last.lock().unwrap() == now;
+        *last.lock().unwrap() = now;
+        settled
+    })
+    .await;
     let before = (
         json(&old, &["history", "orders", "-o", "json"]).await,
         json(&old, &["keys", "list", "-o", "json"]).await,
-        json(&old, &["denials", "-o", "json"]).await,
+        last.into_inner().unwrap(),
     );
     old.proc.kill9();
 

@@ -41,6 +41,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         client: a.client.clone().unwrap_or_default(),
         limit: a.limit,
         group: a.group,
+        request_id: String::new(),
     };
     let resp = cli.admin().await?.list_denials(req).await?.into_inner();
     if a.group {

@@ -6,6 +6,7 @@
 //! credential, the auth step evaluates it: an API key is looked up on the control plane
 //! by its hash (the key itself is never sent), a JWT is verified against the policy's
 //! JWKS. A webhook signature needs the body, which explain does not have.
+//! `--request-id` explains a refused request from the deny log instead (`explain_recorded.rs`).
 
 use std::net::IpAddr;
 
@@ -21,7 +22,7 @@ use warden_policy::yaml::{build, format_duration, parse_service};
 use warden_proto::v1::{self as pb, GetPolicyRequest, LookupKeyRequest};
 
 use crate::cli::context::{Cli, Failure, Format, Outcome, read_file};
-use crate::cli::output;
+use crate::cli::{explain_recorded, output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,10 +32,16 @@ pub struct Args {
     /// The service (required without -f, or when the file holds several).
     #[arg(long)]
     service: Option<String>,
+    /// A refused request's id (its `x-request-id`, in the deny log): replays it through the
+    /// version that refused it and the current one.
+    #[arg(long, conflicts_with_all = ["file", "method", "url", "headers", "client_ip", "sidecar"])]
+    request_id: Option<String>,
     /// GET, POST, ...
-    method: String,
+    #[arg(required_unless_present = "request_id")]
+    method: Option<String>,
     /// `http://host/path?query`, or `/path` with the host in `-H 'host: …'`.
-    url: String,
+    #[arg(required_unless_present = "request_id")]
+    url: Option<String>,
     /// Request headers, `-H 'name: value'`, repeatable.
     #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
@@ -48,6 +55,13 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
+    if let Some(id) = &a.request_id {
+        return explain_recorded::run(cli, id, a.service.as_deref()).await;
+    }
+    let (method, url) = match (&a.method, &a.url) {
+        (Some(m), Some(u)) => (m.as_str(), u.as_str()),
+        _ => return Err(Failure::Usage("explain METHOD URL, or explain --request-id ID".into())),
+    };
     let from_control_plane = a.file.is_none();
     let (origin, parsed) = match (&a.file, &a.service) {
         (Some(f), service) => {
@@ -71,9 +85,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let snapshot =
         Snapshot::try_from(&build(&parsed.policy, &parsed.source, 0)).map_err(|e| Failure::Refused(e.to_string()))?;
 
-    let method = Method::from_bytes(a.method.as_bytes())
-        .map_err(|_| Failure::Usage(format!("'{}' is not an HTTP method", a.method)))?;
-    let uri: Uri = a.url.parse().map_err(|e| Failure::Usage(format!("'{}' is not a URL: {e}", a.url)))?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| Failure::Usage(format!("'{method}' is not an HTTP method")))?;
+    let uri: Uri = url.parse().map_err(|e| Failure::Usage(format!("'{url}' is not a URL: {e}")))?;
     let mut headers = HeaderMap::new();
     for h in &a.headers {
         let (k, v) = h.split_once(':').ok_or_else(|| Failure::Usage(format!("-H '{h}': expected 'name: value'")))?;

@@ -25,6 +25,11 @@ enum FallbackCommand {
 pub async fn run(cli: &Cli, a: &Args, file: Option<String>) -> Outcome {
     let FallbackCommand::Export { service } = &a.command;
     let file = file.ok_or_else(|| Failure::Usage("fallback export needs -o FILE (or -o - for stdout)".into()))?;
+    if ["table", "json", "yaml"].contains(&file.as_str()) {
+        return Err(Failure::Usage(format!(
+            "-o names the file to write here, not a format: -o ./{file} to mean a file"
+        )));
+    }
     let export =
         cli.admin().await?.export_fallback(ExportFallbackRequest { service: service.clone() }).await?.into_inner();
     let summary = format!(

@@ -10,6 +10,7 @@ mod context;
 mod denials;
 mod diff;
 mod explain;
+mod explain_recorded;
 mod fallback;
 mod get;
 mod history;

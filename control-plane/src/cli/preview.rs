@@ -2,7 +2,9 @@
 //! would do to the requests sidecars sampled recently, service by service: newly refused
 //! and newly allowed requests by route, rule, reason and client (weighted, with their
 //! share of the traffic and example request ids), route and rewrite changes, and what
-//! could not be judged. Nothing is applied. The gate exits 4.
+//! could not be judged. Nothing is applied. The gate exits 4 when more of the judged
+//! requests would be newly refused than it allows, when more of the sampled ones cannot be
+//! judged, or when a service the file changes has no samples.
 
 use std::time::Duration;
 
@@ -35,13 +37,26 @@ pub async fn run(cli: &Cli, file: &str, source: String, since: Duration, gate: O
     }
     let Some(max) = gate else { return Ok(()) };
     for s in &services {
+        // A service the file adds has no traffic yet to break.
+        if s.current_version == 0 {
+            continue;
+        }
         if s.samples == 0 {
             return Err(Failure::Gated(format!("{}: no sampled requests to judge the change by", s.service)));
+        }
+        let unjudged = unjudged_share(s);
+        if unjudged > max {
+            return Err(Failure::Gated(format!(
+                "{}: {} of the sampled requests cannot be judged (see not evaluable), more than --max-new-denials {}",
+                s.service,
+                percent(unjudged),
+                percent(max)
+            )));
         }
         let share = refused_share(s);
         if share > max {
             return Err(Failure::Gated(format!(
-                "{}: {} of the sampled requests would be newly refused, more than --max-new-denials {}",
+                "{}: {} of the judged requests would be newly refused, more than --max-new-denials {}",
                 s.service,
                 percent(share),
                 percent(max)
@@ -51,9 +66,17 @@ pub async fn run(cli: &Cli, file: &str, source: String, since: Duration, gate: O
     Ok(())
 }
 
+/// Of the judged requests (sampled, less the not evaluable), the share newly refused.
 fn refused_share(s: &ServicePreview) -> f64 {
     let refused: f64 = s.newly_refused.iter().map(|c| c.requests).sum();
-    if s.requests > 0.0 { refused / s.requests } else { 0.0 }
+    let judged = s.requests - s.not_evaluable.iter().map(|n| n.requests).sum::<f64>();
+    if judged > 0.0 { (refused / judged).min(1.0) } else { 0.0 }
+}
+
+/// The share of the sampled requests that could not be judged.
+fn unjudged_share(s: &ServicePreview) -> f64 {
+    let unjudged: f64 = s.not_evaluable.iter().map(|n| n.requests).sum();
+    if s.requests > 0.0 { unjudged / s.requests } else { 0.0 }
 }
 
 fn percent(share: f64) -> String {
@@ -72,7 +95,7 @@ fn json(s: &ServicePreview) -> serde_json::Value {
     };
     serde_json::json!({
         "service": s.service, "current_version": s.current_version, "samples": s.samples, "requests": s.requests,
-        "newly_refused_share": refused_share(s),
+        "newly_refused_share": refused_share(s), "not_evaluable_share": unjudged_share(s),
         "newly_refused": s.newly_refused.iter().map(change).collect::<Vec<_>>(),
         "newly_allowed": s.newly_allowed.iter().map(change).collect::<Vec<_>>(),
         "refused_otherwise": s.refused_otherwise.iter().map(change).collect::<Vec<_>>(),

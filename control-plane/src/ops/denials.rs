@@ -9,8 +9,8 @@ use crate::store::{DenialFilter, DenialGroup, SampleFilter, StoredDenial, Stored
 /// Rows when the caller asks for none in particular, and the most ever returned.
 const DEFAULT_ROWS: u32 = 50;
 const MAX_ROWS: u32 = 10_000;
-/// Samples are read by the hundred thousand (a preview).
-const MAX_SAMPLE_ROWS: u32 = 1_000_000;
+/// Samples listed at most (a preview reads the store itself, more).
+const MAX_SAMPLE_ROWS: u32 = 10_000;
 
 fn bounded(mut filter: DenialFilter) -> DenialFilter {
     filter.limit = if filter.limit == 0 { DEFAULT_ROWS } else { filter.limit.min(MAX_ROWS) };

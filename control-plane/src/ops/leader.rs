@@ -62,6 +62,10 @@ impl ControlPlane {
             let replica = self.registry.replica().to_owned();
             return Some(Leader { replica, since_unix_ms: since, renewed_unix_ms: now_unix_ms() });
         }
+        // With the store down, asking it would only make `status` wait.
+        if !self.store_health().up {
+            return None;
+        }
         let recorded = self.stored("leader", self.store.leader()).await.ok().flatten()?;
         (now_unix_ms() - recorded.renewed_unix_ms < STALE_MS).then_some(recorded)
     }

@@ -74,7 +74,7 @@ impl ControlPlane {
                 .stored("samples", self.store.samples(filter))
                 .await?
                 .into_iter()
-                .map(|s| sample_to_proto(s.sample))
+                .map(|s| pb::DecisionSample { instance: s.instance, ..sample_to_proto(s.sample) })
                 .collect();
             let recorded = self.recorded_headers(&service, &samples).await?;
             let report =
@@ -136,5 +136,6 @@ pub fn sample_to_proto(x: Sample) -> pb::DecisionSample {
         policy_version: x.policy_version,
         weight: x.weight,
         plan: x.plan,
+        instance: String::new(),
     }
 }

@@ -107,6 +107,7 @@ pub fn denial_filter(r: &pb::ListDenialsRequest) -> DenialFilter {
         rule: r.rule.clone(),
         client: r.client.clone(),
         limit: r.limit,
+        request_id: r.request_id.clone(),
     }
 }
 

@@ -2,13 +2,15 @@
 //! transactional unit per method), `model.rs` (the domain types it speaks), `error.rs`
 //! (`StoreError`, with `Unavailable` for a store that cannot answer now), the two
 //! implementations, `sqlite.rs` (embedded, one replica) and `postgres.rs` (several
-//! replicas on one database), and `location.rs` (which one a database URL names).
+//! replicas on one database), `location.rs` (which one a database URL names) and
+//! `prune.rs` (when each service's samples are pruned).
 
 mod api;
 mod error;
 mod location;
 mod model;
 mod postgres;
+mod prune;
 mod sqlite;
 
 pub use crate::clock::now_unix_ms;

@@ -243,6 +243,8 @@ pub struct DenialFilter {
     pub rule: String,
     pub client: String,
     pub limit: u32,
+    /// One request's refusals ("" = any).
+    pub request_id: String,
 }
 
 /// How many decision samples are kept: the newest `max_rows` per service, none older

@@ -38,6 +38,7 @@ use crate::store::model::{
     Stored, StoredDenial, StoredSample, TrafficRow,
 };
 use crate::store::postgres::target::CALL_TIMEOUT;
+use crate::store::prune::PruneClock;
 
 /// Connections per replica.
 const POOL_SIZE: usize = 16;
@@ -52,8 +53,8 @@ pub struct Postgres {
     epoch: u64,
     /// When this replica last pruned the deny log (ms).
     pruned_at: Arc<AtomicI64>,
-    /// When this replica last pruned the samples (ms).
-    samples_pruned_at: Arc<AtomicI64>,
+    /// When this replica last pruned each service's samples.
+    samples_pruned: Arc<PruneClock>,
 }
 
 impl Postgres {
@@ -77,7 +78,7 @@ impl Postgres {
             target: Arc::new(target),
             epoch: 0,
             pruned_at: Arc::new(AtomicI64::new(0)),
-            samples_pruned_at: Arc::new(AtomicI64::new(0)),
+            samples_pruned: Arc::default(),
         };
         let mut client = store.client().await?;
         migrations::run(&mut client).await.map_err(|e| store.target.error(e))?;
@@ -284,8 +285,8 @@ impl Store for Postgres {
         records: Vec<Sample>,
         retention: SampleRetention,
     ) -> StoreFuture<'a, ()> {
-        let pruned_at = self.samples_pruned_at.clone();
-        Box::pin(self.with(async move |c| samples::insert(c, service, instance, &records, retention, &pruned_at).await))
+        let pruned = self.samples_pruned.clone();
+        Box::pin(self.with(async move |c| samples::insert(c, service, instance, &records, retention, &pruned).await))
     }
 
     fn samples(&self, filter: SampleFilter) -> StoreFuture<'_, Vec<StoredSample>> {

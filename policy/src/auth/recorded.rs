@@ -22,13 +22,15 @@ pub struct RecordedAuth {
     pub proved: Option<(Arc<str>, Identity)>,
     /// The credential headers it carried (their values were never kept).
     pub credential_headers: Vec<HeaderName>,
+    /// The provider that refused it when it arrived, if one did (a deny record's rule).
+    pub refused_by: Option<Arc<str>>,
     /// Set when a check could not be answered from the recording: why.
     unknown: Cell<Option<&'static str>>,
 }
 
 impl RecordedAuth {
     pub fn new(proved: Option<(Arc<str>, Identity)>, credential_headers: Vec<HeaderName>) -> Self {
-        RecordedAuth { proved, credential_headers, unknown: Cell::new(None) }
+        RecordedAuth { proved, credential_headers, refused_by: None, unknown: Cell::new(None) }
     }
 
     /// Why a check of this replay could not be answered, if one could not.
@@ -49,6 +51,11 @@ impl RecordedAuth {
             Some((name, identity)) if **name == *provider.name => return Ok(HeadCheck::Passed(identity.clone())),
             Some(_) => return Ok(self.cannot("the route asks another auth provider than the request proved itself to")),
             None => {}
+        }
+        if self.refused_by.as_deref() == Some(&*provider.name) {
+            return Ok(
+                self.cannot("this provider refused it when it arrived; the credential is not kept to check again")
+            );
         }
         if self.credential_headers.contains(&provider.header) {
             return Ok(self.cannot("the request carried a credential the recording cannot check"));

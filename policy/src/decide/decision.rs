@@ -47,6 +47,9 @@ pub struct Decision<'s, 'r> {
     /// The normalized path, once it was.
     pub path: Option<Cow<'r, str>>,
     pub client: Option<ClientIp>,
+    /// Who the caller proved to be, once the route's auth passed (a refusal after it, by a
+    /// limit or a size, still says who).
+    pub identity: Option<Identity>,
     /// What rules in dry run would have refused, in order (the first is the one reported).
     pub would_deny: Vec<Refusal>,
 }
@@ -74,8 +77,6 @@ pub struct Forward<'s> {
     /// The upstream request target when it is not the request's own: the rewritten (or
     /// decoded, or normalized) path with the original query.
     pub path_and_query: Option<PathAndQuery>,
-    /// Who the caller proved to be, when the route has auth.
-    pub identity: Option<Identity>,
     /// The body must be read and its signature checked before it is forwarded
     /// (`decide::body`).
     pub body_check: Option<BodyCheck<'s>>,
@@ -102,6 +103,7 @@ impl<'s> Decision<'s, '_> {
             host: None,
             path: None,
             client: None,
+            identity: None,
             would_deny: Vec::new(),
         }
     }

@@ -139,7 +139,7 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
         return deny(d, Refusal::ProtocolMismatch { upstream: route.upstream.name.to_string() });
     }
 
-    let (mut identity, mut body_check) = (None, None);
+    let mut body_check = None;
     if let Some(provider) = &route.auth {
         let checked = match env.recorded {
             Some(recorded) => recorded.check(provider, env.creds, req.headers, env.now_ms),
@@ -147,7 +147,7 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
         };
         note(&mut trace, "auth", || describe_auth(provider, &checked));
         match checked {
-            Ok(HeadCheck::Passed(id)) => identity = Some(id),
+            Ok(HeadCheck::Passed(id)) => d.identity = Some(id),
             Ok(HeadCheck::NeedsBody(check)) => body_check = Some(check),
             Err(failure) => {
                 if let Some(r) = enforce(snapshot, &mut d.would_deny, Some(Refusal::unauthenticated(provider, failure)))
@@ -163,7 +163,7 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
     // Limits count once the caller is known (a webhook's sender is known from its header).
     let mut ratelimit = None;
     if !route.limits.is_empty() {
-        let who = identity.as_ref().or_else(|| body_check.as_ref().map(BodyCheck::identity));
+        let who = d.identity.as_ref().or_else(|| body_check.as_ref().map(BodyCheck::identity));
         let lr = LimitRequest { route: &route.name, identity: who, client_ip: client.ip, headers: req.headers };
         match admit(&route.limits, &lr, env.limits, trace.as_deref_mut()) {
             Ok((tightest, would_deny)) => {
@@ -199,7 +199,7 @@ pub fn decide<'s, 'r>(env: &Env<'s, '_>, req: &Request<'r>, mut trace: Option<&m
     {
         t.push("dry run", format!("would DENY {} {} (rule {})", r.status().as_u16(), r.code(), r.rule()));
     }
-    d.action = Action::Forward(Forward { route, path_and_query, identity, body_check, ratelimit });
+    d.action = Action::Forward(Forward { route, path_and_query, body_check, ratelimit });
     d
 }
 

@@ -77,10 +77,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// The share of the sampled requests newly refused (0 with none sampled).
+    /// The share of the judged requests (sampled, less the not evaluable) newly refused;
+    /// 0 with none judged.
     pub fn newly_refused_share(&self) -> f64 {
         let refused: f64 = self.newly_refused.iter().map(|c| c.requests).sum();
-        if self.requests > 0.0 { refused / self.requests } else { 0.0 }
+        let judged = self.requests - self.not_evaluable.iter().map(|n| n.requests).sum::<f64>();
+        if judged > 0.0 { (refused / judged).min(1.0) } else { 0.0 }
     }
 }
 
@@ -188,8 +190,10 @@ fn estimate(samples: &[pb::DecisionSample], replays: &[Option<(Replayed, Replaye
             .iter()
             .zip(replays)
             .map(|(s, r)| match r {
-                Some(both) => Fed { unix_ms: s.unix_ms, weight: s.weight, limits: &pick(both).limits },
-                None => Fed { unix_ms: s.unix_ms, weight: 0.0, limits: &[] },
+                Some(both) => {
+                    Fed { instance: &s.instance, unix_ms: s.unix_ms, weight: s.weight, limits: &pick(both).limits }
+                }
+                None => Fed { instance: &s.instance, unix_ms: s.unix_ms, weight: 0.0, limits: &[] },
             })
             .collect();
         refused_shares(&fed).into_iter().map(|r| r.map(|(share, l)| (share, l.name.to_string()))).collect()

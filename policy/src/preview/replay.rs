@@ -77,6 +77,30 @@ pub struct Rebuilt {
     now_ms: i64,
 }
 
+impl Rebuilt {
+    /// The request as `decide` reads it.
+    pub fn request(&self) -> Request<'_> {
+        Request { method: &self.method, uri: &self.uri, headers: &self.headers, peer: self.peer }
+    }
+
+    /// What it proved, for `Env::recorded`.
+    pub fn auth(&self) -> &RecordedAuth {
+        &self.auth
+    }
+
+    /// When it arrived (Unix ms).
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Notes the auth provider that refused it when it arrived (a deny record's rule): that
+    /// provider's check is not made again, since the credential was not kept.
+    pub fn refused_by(mut self, provider: &str) -> Self {
+        self.auth.refused_by = Some(provider.into());
+        self
+    }
+}
+
 /// Rebuilds a sample's request; Err: why it cannot be replayed.
 pub fn rebuild(s: &pb::DecisionSample) -> Result<Rebuilt, &'static str> {
     let method = Method::from_bytes(s.method.as_bytes()).map_err(|_| "its method cannot be replayed")?;
@@ -111,8 +135,7 @@ pub fn replay(snapshot: &Snapshot, creds: &Credentials, r: &Rebuilt, unrecorded:
     let noting = Noting { snapshot, asked: RefCell::new(Vec::new()) };
     let env =
         Env { snapshot, creds, caps: HeadCaps::default(), limits: &noting, now_ms: r.now_ms, recorded: Some(&r.auth) };
-    let req = Request { method: &r.method, uri: &r.uri, headers: &r.headers, peer: r.peer };
-    let d = decide(&env, &req, None);
+    let d = decide(&env, &r.request(), None);
     let turns_on = turns_on_unrecorded(snapshot, r, d.route, unrecorded);
     let verdict = match (r.auth.unknown().or(turns_on), &d.action) {
         (Some(why), _) => Verdict::Unknowable(why),

@@ -71,7 +71,7 @@ fn a_route_that_starts_asking_for_a_key_refuses_who_sends_none_and_cannot_judge_
         ("orders", "keys", "credential_missing", "10.0.0.1")
     );
     assert_eq!((c.requests, c.samples, c.examples.clone(), c.estimated), (10.0, 1, vec!["r1".to_owned()], false));
-    assert!((r.newly_refused_share() - 10.0 / 18.0).abs() < 1e-9);
+    assert!((r.newly_refused_share() - 10.0 / 13.0).abs() < 1e-9, "of the 13 judged");
     // It sent a key nobody checked: whether it is good, the sample cannot say.
     assert_eq!(r.not_evaluable.len(), 1);
     assert_eq!((r.not_evaluable[0].requests, r.not_evaluable[0].samples), (5.0, 1));

@@ -220,7 +220,7 @@ auth:
             Action::Forward(f) => format!(
                 "forward:{}:{}:{}",
                 f.route.name,
-                f.identity.is_some(),
+                d.identity.is_some(),
                 d.would_deny.first().map_or("-", |r| r.code())
             ),
             Action::Deny(r) => format!("deny:{}", r.code()),

@@ -32,7 +32,7 @@ pub use metrics::{EndpointLabels, EndpointSample, Metrics};
 pub use outcome::{Closed, DecisionKind, Outcome, SampledHead, TunnelStats};
 pub use route_stats::RouteStats;
 pub use samples::Samples;
-use warden_policy::refusal::Fault;
+use warden_policy::refusal::{Fault, Refusal};
 pub use warden_telemetry::Traces;
 use warden_telemetry::traces;
 
@@ -120,16 +120,13 @@ impl Telemetry {
             traces::finish(cx, attributes);
         }
         // Read the wall clock only for what needs it: most requests, with the access log
-        // off, neither log nor report nor are sampled.
+        // off, neither log nor report.
         let reported = out.fault.is_some_and(Fault::reviewed)
             && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
-        if !reported && self.access.is_none() && out.sample.is_none() {
+        if !reported && self.access.is_none() {
             return;
         }
         let now = SystemTime::now();
-        if let Some(pick) = out.sample {
-            self.samples.keep(out.route.as_ref(), pick, decision_sample(&out, status, unix_ms(now)));
-        }
         if reported {
             self.queue_denial(&out, status, now);
         }
@@ -217,9 +214,37 @@ fn unix_ms(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A drawn request's sample (its weight is set when its window closes).
-fn decision_sample(out: &Outcome, status: StatusCode, unix_ms: i64) -> pb::DecisionSample {
-    let head = out.head.as_deref().cloned().unwrap_or_default();
+impl Telemetry {
+    /// Keeps a drawn request's sample as decided (its weight is set when its second
+    /// ends): `refusal` when it was refused, `preflight` when Warden answers it.
+    pub fn keep_sample(
+        &self,
+        out: &Outcome,
+        pick: samples::Pick,
+        refusal: Option<&Refusal>,
+        preflight: bool,
+        head: &SampledHead,
+    ) {
+        let (decision, rule, code, status) = match (refusal, preflight) {
+            (Some(r), _) => ("deny", r.rule(), r.code(), r.status().as_u16()),
+            (None, true) => ("preflight", String::new(), "", 0),
+            (None, false) => {
+                (out.decision.as_str(), out.rule.clone().unwrap_or_default(), out.code.unwrap_or_default(), 0)
+            }
+        };
+        let sample = pb::DecisionSample {
+            rule,
+            code: code.to_owned(),
+            status: u32::from(status),
+            decision: decision.to_owned(),
+            ..decision_sample(out, head.clone(), unix_ms(SystemTime::now()))
+        };
+        self.samples.keep(out.route.as_ref(), pick, sample);
+    }
+}
+
+/// A drawn request's head, for its sample.
+fn decision_sample(out: &Outcome, head: SampledHead, unix_ms: i64) -> pb::DecisionSample {
     pb::DecisionSample {
         unix_ms,
         request_id: out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
@@ -233,13 +258,10 @@ fn decision_sample(out: &Outcome, status: StatusCode, unix_ms: i64) -> pb::Decis
         headers: head.headers,
         credential_headers: head.credential_headers,
         route: out.route.as_deref().unwrap_or_default().to_owned(),
-        decision: out.decision.as_str().to_owned(),
-        rule: out.rule.clone().unwrap_or_default(),
-        code: out.code.unwrap_or_default().to_owned(),
-        status: u32::from(status.as_u16()),
         policy_version: out.policy_version,
         weight: 0.0,
         plan: out.plan.as_deref().unwrap_or_default().to_owned(),
+        ..Default::default()
     }
 }
 

@@ -9,8 +9,6 @@ use http::{HeaderValue, Method};
 use warden_policy::refusal::Fault;
 use warden_proto::v1 as pb;
 
-use crate::telemetry::samples::Pick;
-
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecisionKind {
@@ -67,14 +65,13 @@ pub struct Outcome {
     pub tunnel: Option<TunnelStats>,
     /// The policy version that decided it (0: none was loaded).
     pub policy_version: u64,
-    /// The auth provider the caller proved itself to, and the API key's id if a key did.
+    /// The auth provider the caller proved itself to, the API key's id if a key did, and
+    /// the plan: set for a sampled or refused request (what its record says).
     pub auth_provider: Option<Arc<str>>,
     pub key_id: Option<Arc<str>>,
     pub plan: Option<Arc<str>>,
-    /// What its decision sample or deny record keeps of its headers, when it has one.
+    /// What its deny record keeps of its headers, when it may have one.
     pub head: Option<Box<SampledHead>>,
-    /// Where its decision sample goes, when it was drawn.
-    pub sample: Option<Pick>,
 }
 
 /// What a decision sample or a deny record keeps of a request's headers

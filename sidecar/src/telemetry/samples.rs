@@ -7,9 +7,10 @@
 //! (`crate::shards`) with its share of the budget; a request not drawn costs a map lookup,
 //! two increments and, past the budget, a random number.
 //!
-//! Drawing (`pick`, when the request is decided and its headers are at hand) and keeping
-//! (`keep`, when its answer is known) are apart; a sample whose second has gone by when
-//! it is kept is dropped.
+//! A drawn request's sample is made and kept as soon as it is decided (`pick`, then
+//! `keep`), not when its answer comes: a slow answer would otherwise miss its second, and
+//! slow routes would be under-represented. So a sample says what was decided, not the
+//! upstream's status.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

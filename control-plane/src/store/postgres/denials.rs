@@ -15,7 +15,8 @@ use crate::store::model::{
 use crate::store::postgres::bigint::{big, small};
 
 const WHERE: &str = "WHERE ($1 = '' OR service = $1) AND unix_ms >= $2 AND ($3 = '' OR route = $3)
-                     AND ($4 = '' OR rule = $4) AND ($5 = '' OR client_id = $5)";
+                     AND ($4 = '' OR rule = $4) AND ($5 = '' OR client_id = $5)
+                     AND ($7 = '' OR request_id = $7)";
 const PRUNE_EVERY_MS: i64 = 5_000;
 
 fn denial_row(r: &Row) -> StoredDenial {
@@ -109,7 +110,7 @@ pub async fn list(c: &Object, f: &DenialFilter) -> Result<Vec<StoredDenial>, Err
                         auth_provider, key_id
                  FROM denials {WHERE} ORDER BY id DESC LIMIT $6"
             ),
-            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1))],
+            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1)), &f.request_id],
         )
         .await?;
     Ok(rows.iter().map(denial_row).collect())
@@ -124,7 +125,7 @@ pub async fn groups(c: &Object, f: &DenialFilter) -> Result<Vec<DenialGroup>, Er
                  FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
                  ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT $6"
             ),
-            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1))],
+            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1)), &f.request_id],
         )
         .await?;
     Ok(rows

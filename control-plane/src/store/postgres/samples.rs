@@ -1,9 +1,8 @@
 //! Decision samples in PostgreSQL, as in SQLite: a report's samples in one statement, an
 //! unlogged table (an hour of samples is worth less than the write-ahead log they would
 //! cost; a crash loses them, and sidecars send new ones every second), bounded per
-//! service and by age, pruned with inserts at most every few seconds per replica.
-
-use std::sync::atomic::{AtomicI64, Ordering};
+//! service and by age: a service's samples are pruned after its inserts, at most every
+//! few seconds per replica, in a transaction of their own.
 
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
@@ -12,8 +11,7 @@ use tokio_postgres::error::Error;
 use crate::clock::now_unix_ms;
 use crate::store::model::{Sample, SampleFilter, SampleRetention, StoredSample, headers_from_json, headers_to_json};
 use crate::store::postgres::bigint::{big, small};
-
-const PRUNE_EVERY_MS: i64 = 5_000;
+use crate::store::prune::PruneClock;
 
 fn sample_row(r: &Row) -> StoredSample {
     StoredSample {
@@ -50,7 +48,7 @@ pub async fn insert(
     instance: &str,
     samples: &[Sample],
     retention: SampleRetention,
-    pruned_at: &AtomicI64,
+    pruned: &PruneClock,
 ) -> Result<(), Error> {
     let text = |f: fn(&Sample) -> &str| samples.iter().map(f).collect::<Vec<_>>();
     let tx = c.transaction().await?;
@@ -90,21 +88,22 @@ pub async fn insert(
         ],
     )
     .await?;
+    tx.commit().await?;
+    // Apart from the insert: a slow prune never costs the batch.
     let now = now_unix_ms();
-    if now - pruned_at.load(Ordering::Relaxed) >= PRUNE_EVERY_MS {
-        pruned_at.store(now, Ordering::Relaxed);
+    if pruned.due(service, now) {
+        let tx = c.transaction().await?;
         tx.execute("DELETE FROM samples WHERE unix_ms < $1", &[&(now - retention.max_age_ms)]).await?;
-        // The newest `max_rows` of each service stay.
+        // The newest `max_rows` of this service stay.
         tx.execute(
-            "DELETE FROM samples WHERE id IN (
-                 SELECT id FROM (
-                     SELECT id, ROW_NUMBER() OVER (PARTITION BY service ORDER BY id DESC) AS n FROM samples
-                 ) ranked WHERE n > $1)",
-            &[&retention.max_rows],
+            "DELETE FROM samples WHERE service = $1 AND id <= (
+                 SELECT id FROM samples WHERE service = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)",
+            &[&service, &retention.max_rows],
         )
         .await?;
+        tx.commit().await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// Samples matching `f`, newest first.

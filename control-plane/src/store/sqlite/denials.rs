@@ -14,7 +14,8 @@ use crate::store::model::{
 use crate::store::sqlite::transaction::write;
 
 const WHERE: &str = "WHERE (?1 = '' OR service = ?1) AND unix_ms >= ?2 AND (?3 = '' OR route = ?3)
-                     AND (?4 = '' OR rule = ?4) AND (?5 = '' OR client_id = ?5)";
+                     AND (?4 = '' OR rule = ?4) AND (?5 = '' OR client_id = ?5)
+                     AND (?7 = '' OR request_id = ?7)";
 
 /// When the log was last pruned (ms), shared by every handle.
 static PRUNED_AT: AtomicI64 = AtomicI64::new(0);
@@ -114,8 +115,11 @@ pub fn list(c: &Connection, f: &DenialFilter) -> Result<Vec<StoredDenial>, rusql
                 auth_provider, key_id
          FROM denials {WHERE} ORDER BY id DESC LIMIT ?6"
     ))?;
-    stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1)], denial_row)?
-        .collect()
+    stmt.query_map(
+        params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1), f.request_id],
+        denial_row,
+    )?
+    .collect()
 }
 
 /// Refusals matching `f`, counted by service, route, rule, reason and client, most first.
@@ -125,7 +129,7 @@ pub fn groups(c: &Connection, f: &DenialFilter) -> Result<Vec<DenialGroup>, rusq
          FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
          ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT ?6"
     ))?;
-    stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1)], |r| {
+    stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1), f.request_id], |r| {
         Ok(DenialGroup {
             service: r.get(0)?,
             route: r.get(1)?,

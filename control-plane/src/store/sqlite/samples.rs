@@ -1,18 +1,18 @@
 //! Decision samples in SQLite: what sidecars sampled of their requests, for
-//! `apply --preview`. Bounded per service (the newest `max_rows`) and by age; pruning
-//! runs with inserts, at most every few seconds.
+//! `apply --preview`. Bounded per service (the newest `max_rows`) and by age; a service's
+//! samples are pruned after its inserts, at most every few seconds.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::LazyLock;
 
 use rusqlite::{Connection, Row, params};
 
 use crate::clock::now_unix_ms;
 use crate::store::model::{Sample, SampleFilter, SampleRetention, StoredSample, headers_from_json, headers_to_json};
+use crate::store::prune::PruneClock;
 use crate::store::sqlite::transaction::write;
 
-/// When samples were last pruned (ms), shared by every handle.
-static PRUNED_AT: AtomicI64 = AtomicI64::new(0);
-const PRUNE_EVERY_MS: i64 = 5_000;
+/// When each service's samples were last pruned, shared by every handle.
+static PRUNED: LazyLock<PruneClock> = LazyLock::new(PruneClock::default);
 
 fn sample_row(r: &Row<'_>) -> Result<StoredSample, rusqlite::Error> {
     let names: String = r.get(13)?;
@@ -86,20 +86,21 @@ pub fn insert(
             ])?;
         }
     }
+    tx.commit()?;
+    // Apart from the insert: a slow prune never costs the batch.
     let now = now_unix_ms();
-    if now - PRUNED_AT.load(Ordering::Relaxed) >= PRUNE_EVERY_MS {
-        PRUNED_AT.store(now, Ordering::Relaxed);
+    if PRUNED.due(service, now) {
+        let tx = write(conn)?;
         tx.execute("DELETE FROM samples WHERE unix_ms < ?1", [now - retention.max_age_ms])?;
-        // The newest `max_rows` of each service stay.
+        // The newest `max_rows` of this service stay.
         tx.execute(
-            "DELETE FROM samples WHERE id IN (
-                 SELECT id FROM (
-                     SELECT id, ROW_NUMBER() OVER (PARTITION BY service ORDER BY id DESC) AS n FROM samples
-                 ) WHERE n > ?1)",
-            [retention.max_rows],
+            "DELETE FROM samples WHERE service = ?1 AND id <= (
+                 SELECT id FROM samples WHERE service = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![service, retention.max_rows],
         )?;
+        tx.commit()?;
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Samples matching `f`, newest first.
