@@ -54,6 +54,16 @@ impl Rollouts {
         out
     }
 
+    /// A step that is over, as a child span of `parent` carrying its outcome (a preview's
+    /// result for one service).
+    pub fn finished(&self, parent: Option<&Context>, name: &'static str, attributes: Vec<KeyValue>) {
+        if let (Some(t), Some(p)) = (self.traces.as_ref(), parent) {
+            let mut span = t.tracer().start_with_context(name, p);
+            span.set_attributes(attributes);
+            span.end();
+        }
+    }
+
     /// A version was published to `sidecars` (connected now): its rollout span starts.
     pub fn published(self: &Arc<Self>, parent: Option<&Context>, service: &str, version: u64, sidecars: Vec<String>) {
         let (Some(t), Some(p)) = (self.traces.as_ref(), parent) else { return };

@@ -292,5 +292,19 @@ async fn an_apply_is_traced_from_the_control_plane_to_every_ack() {
     assert_eq!(warden_e2e::otlp::attribute(&rollout, "warden.version").as_deref(), Some("1"));
     let acks: Vec<_> = rollout.events.iter().filter(|e| e.name == "ack").collect();
     assert_eq!(acks.len(), 1, "one event per sidecar's ACK: {:?}", rollout.events);
+
+    // A preview is traced too: its outcome per service, in a trace of its own.
+    assert_eq!(cp.ctl(&["apply", "--preview", "-f", &file]).await.code, 0);
+    eventually("the preview's span arrives", Duration::from_secs(10), || async {
+        names().contains(&"preview service".to_owned())
+    })
+    .await;
+    let spans = collector.spans();
+    let find = |name: &str| spans.iter().find(|s| s.name == name).cloned().unwrap_or_default();
+    let (preview, service) = (find("preview"), find("preview service"));
+    assert_eq!(service.parent_span_id, preview.span_id);
+    assert_eq!(warden_e2e::otlp::attribute(&service, "warden.service").as_deref(), Some("orders"));
+    assert_eq!(warden_e2e::otlp::attribute(&service, "warden.current_version").as_deref(), Some("1"));
+    assert!(warden_e2e::otlp::attribute(&service, "warden.newly_refused_share").is_some());
     drop(sidecar);
 }

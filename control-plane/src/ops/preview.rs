@@ -6,11 +6,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use opentelemetry::KeyValue;
 use warden_policy::auth::Credentials;
 use warden_policy::preview::{Report, preview};
 use warden_policy::sample::SampledHeaders;
 use warden_policy::snapshot::Snapshot;
-use warden_policy::yaml::{build, parse_file};
+use warden_policy::yaml::{ParsedPolicy, build, parse_file};
 use warden_proto::v1 as pb;
 
 use crate::clock::now_unix_ms;
@@ -48,6 +49,21 @@ impl ControlPlane {
         let file = if r.file_name.is_empty() { "policy.yaml" } else { r.file_name.as_str() };
         let parsed = parse_file(file, &r.source).map_err(|e| OpsError::Invalid(e.to_string()))?;
         self.check_global_limits(&parsed)?;
+        let services: Vec<String> = parsed.iter().map(|p| p.policy.service.clone()).collect();
+        let cx = self.rollouts.start_apply("preview", vec![KeyValue::new("warden.services", services.join(","))]);
+        let out = self.preview_parsed(parsed, r.window_ms, cx.as_ref()).await;
+        if let Some(cx) = cx {
+            opentelemetry::trace::TraceContextExt::span(&cx).end();
+        }
+        out
+    }
+
+    async fn preview_parsed(
+        &self,
+        parsed: Vec<ParsedPolicy>,
+        window_ms: i64,
+        cx: Option<&opentelemetry::Context>,
+    ) -> Result<Vec<ServicePreview>, OpsError> {
         let mut out = Vec::with_capacity(parsed.len());
         for p in parsed {
             let service = p.policy.service.clone();
@@ -67,7 +83,7 @@ impl ControlPlane {
             };
             let filter = SampleFilter {
                 service: service.clone(),
-                since_unix_ms: now_unix_ms() - r.window_ms.max(0),
+                since_unix_ms: now_unix_ms() - window_ms.max(0),
                 limit: MAX_SAMPLES,
             };
             let samples: Vec<pb::DecisionSample> = self
@@ -81,6 +97,19 @@ impl ControlPlane {
                 tokio::task::spawn_blocking(move || preview(&current, &candidate, &creds, &samples, &recorded))
                     .await
                     .map_err(|e| OpsError::Internal(format!("the preview failed: {e}")))?;
+            let not_evaluable: f64 = report.not_evaluable.iter().map(|n| n.requests).sum();
+            self.rollouts.finished(
+                cx,
+                "preview service",
+                vec![
+                    KeyValue::new("warden.service", service.clone()),
+                    KeyValue::new("warden.current_version", i64::try_from(current_version).unwrap_or(i64::MAX)),
+                    KeyValue::new("warden.samples", i64::try_from(report.samples).unwrap_or(i64::MAX)),
+                    KeyValue::new("warden.requests", report.requests),
+                    KeyValue::new("warden.newly_refused_share", report.newly_refused_share()),
+                    KeyValue::new("warden.not_evaluable_requests", not_evaluable),
+                ],
+            );
             out.push(ServicePreview { service, current_version, report });
         }
         Ok(out)

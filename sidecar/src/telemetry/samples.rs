@@ -123,7 +123,16 @@ impl Samples {
     /// The samples of the windows closed so far (closing the current one if it is a
     /// second old), at most `max`, and how many were dropped since the last call.
     pub fn take(&self, max: usize) -> (Vec<pb::DecisionSample>, u64) {
-        let closed = self.close_window();
+        self.take_after(WINDOW, max)
+    }
+
+    /// `take`, closing the current window however young it is (a benchmark's second).
+    pub fn take_closing(&self, max: usize) -> (Vec<pb::DecisionSample>, u64) {
+        self.take_after(Duration::ZERO, max)
+    }
+
+    fn take_after(&self, age: Duration, max: usize) -> (Vec<pb::DecisionSample>, u64) {
+        let closed = self.close_window(age);
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         for sample in closed {
             if queue.len() >= MAX_QUEUED {
@@ -137,10 +146,10 @@ impl Samples {
         (queue.drain(..n).collect(), self.dropped.swap(0, Ordering::Relaxed))
     }
 
-    /// Every worker's samples, weighted, once a window has lasted `WINDOW`.
-    fn close_window(&self) -> Vec<pb::DecisionSample> {
+    /// Every worker's samples, weighted, once a window has lasted `age`.
+    fn close_window(&self, age: Duration) -> Vec<pb::DecisionSample> {
         let mut since = self.since.lock().unwrap_or_else(PoisonError::into_inner);
-        if since.elapsed() < WINDOW {
+        if since.elapsed() < age {
             return Vec::new();
         }
         *since = Instant::now();
