@@ -27,7 +27,7 @@ pub enum Command {
     Validate(validate::Args),
     /// Show a service's current (or given) policy, or list every service.
     Get(get::Args),
-    /// Show what applying a file would change.
+    /// Show what applying a file would change, or how another control plane differs.
     Diff(diff::Args),
     /// List a service's versions, newest first.
     History(history::Args),
