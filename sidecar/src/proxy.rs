@@ -158,13 +158,15 @@ async fn decide_and_forward(
         log_would_deny(out, r, &request_id);
     }
     out.policy_version = snapshot.version;
+    if let Some(id) = &decision.identity {
+        out.client = Some(id.client.clone());
+    }
     // A drawn request and every refusal keep the headers the policy reads (no credential)
     // and who the caller proved to be. A sample is taken now, as decided: kept when its
     // answer is known, a slow answer would miss its second.
     let pick = live.telemetry().samples.pick(out.route.as_ref());
     if pick.is_some() || decision.refusal().is_some() || !decision.would_deny.is_empty() {
         if let Some(id) = &decision.identity {
-            out.client = Some(id.client.clone());
             out.auth_provider = decision.route.and_then(|r| r.auth.as_ref()).map(|a| a.name.clone());
             out.key_id.clone_from(&id.key_id);
             out.plan.clone_from(&id.plan);
@@ -192,9 +194,6 @@ async fn decide_and_forward(
         }
     };
     let (route, client) = (fwd.route, decision.client.unwrap_or(ClientIp { ip: conn.peer.ip(), peer_trusted: false }));
-    if let Some(id) = &decision.identity {
-        out.client = Some(id.client.clone());
-    }
     // The app is told the host that was routed on, spelled as routes spell it.
     let canonical_host = match &decision.host {
         Some(h) if !h.unchanged() || parts.uri.authority().is_some() => HeaderValue::from_str(h.as_str()).ok(),

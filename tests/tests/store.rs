@@ -13,7 +13,7 @@ use warden_control_plane::clock::now_unix_ms;
 use warden_control_plane::store::{
     Change, Denial, DenialFilter, Location, NewKey, NewVersion, Retention, Sample, SampleFilter, SampleRetention, Store,
 };
-use warden_e2e::postgres;
+use warden_e2e::{eventually, postgres};
 
 /// A store, and how to open another handle on it (another replica).
 struct Backend {
@@ -316,11 +316,9 @@ async fn postgres_elects_one_leader_at_a_time() {
     assert_eq!(other.leader().await.unwrap().map(|l| l.replica), Some("cp-a".to_owned()));
     drop(a);
     // Dropping the candidate closes its session; PostgreSQL then frees the lock.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !c.lead().await.unwrap() {
-        assert!(tokio::time::Instant::now() < deadline, "the second candidate never led");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let c = tokio::sync::Mutex::new(c);
+    eventually("the second candidate leads", Duration::from_secs(5), || async { c.lock().await.lead().await.unwrap() })
+        .await;
     assert_eq!(b.store.leader().await.unwrap().map(|l| l.replica), Some("cp-c".to_owned()));
     assert!(Backend::sqlite().await.store.candidate("local").lead().await.unwrap());
 }

@@ -44,7 +44,7 @@ pub async fn run(cli: &Cli, file: &str, source: String, since: Duration, gate: O
         if s.samples == 0 {
             return Err(Failure::Gated(format!("{}: no sampled requests to judge the change by", s.service)));
         }
-        let unjudged = unjudged_share(s);
+        let unjudged = s.not_evaluable_share;
         if unjudged > max {
             return Err(Failure::Gated(format!(
                 "{}: {} of the sampled requests cannot be judged (see not evaluable), more than --max-new-denials {}",
@@ -53,7 +53,7 @@ pub async fn run(cli: &Cli, file: &str, source: String, since: Duration, gate: O
                 percent(max)
             )));
         }
-        let share = refused_share(s);
+        let share = s.newly_refused_share;
         if share > max {
             return Err(Failure::Gated(format!(
                 "{}: {} of the judged requests would be newly refused, more than --max-new-denials {}",
@@ -64,19 +64,6 @@ pub async fn run(cli: &Cli, file: &str, source: String, since: Duration, gate: O
         }
     }
     Ok(())
-}
-
-/// Of the judged requests (sampled, less the not evaluable), the share newly refused.
-fn refused_share(s: &ServicePreview) -> f64 {
-    let refused: f64 = s.newly_refused.iter().map(|c| c.requests).sum();
-    let judged = s.requests - s.not_evaluable.iter().map(|n| n.requests).sum::<f64>();
-    if judged > 0.0 { (refused / judged).min(1.0) } else { 0.0 }
-}
-
-/// The share of the sampled requests that could not be judged.
-fn unjudged_share(s: &ServicePreview) -> f64 {
-    let unjudged: f64 = s.not_evaluable.iter().map(|n| n.requests).sum();
-    if s.requests > 0.0 { unjudged / s.requests } else { 0.0 }
 }
 
 fn percent(share: f64) -> String {
@@ -95,7 +82,7 @@ fn json(s: &ServicePreview) -> serde_json::Value {
     };
     serde_json::json!({
         "service": s.service, "current_version": s.current_version, "samples": s.samples, "requests": s.requests,
-        "newly_refused_share": refused_share(s), "not_evaluable_share": unjudged_share(s),
+        "newly_refused_share": s.newly_refused_share, "not_evaluable_share": s.not_evaluable_share,
         "newly_refused": s.newly_refused.iter().map(change).collect::<Vec<_>>(),
         "newly_allowed": s.newly_allowed.iter().map(change).collect::<Vec<_>>(),
         "refused_otherwise": s.refused_otherwise.iter().map(change).collect::<Vec<_>>(),

@@ -97,7 +97,6 @@ impl ControlPlane {
                 tokio::task::spawn_blocking(move || preview(&current, &candidate, &creds, &samples, &recorded))
                     .await
                     .map_err(|e| OpsError::Internal(format!("the preview failed: {e}")))?;
-            let not_evaluable: f64 = report.not_evaluable.iter().map(|n| n.requests).sum();
             self.rollouts.finished(
                 cx,
                 "preview service",
@@ -107,7 +106,10 @@ impl ControlPlane {
                     KeyValue::new("warden.samples", i64::try_from(report.samples).unwrap_or(i64::MAX)),
                     KeyValue::new("warden.requests", report.requests),
                     KeyValue::new("warden.newly_refused_share", report.newly_refused_share()),
-                    KeyValue::new("warden.not_evaluable_requests", not_evaluable),
+                    KeyValue::new(
+                        "warden.not_evaluable_requests",
+                        report.not_evaluable.iter().map(|n| n.requests).sum::<f64>(),
+                    ),
                 ],
             );
             out.push(ServicePreview { service, current_version, report });

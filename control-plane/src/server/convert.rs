@@ -160,6 +160,8 @@ pub fn service_preview(p: ServicePreview) -> pb::ServicePreview {
     };
     let r = p.report;
     pb::ServicePreview {
+        newly_refused_share: r.newly_refused_share(),
+        not_evaluable_share: r.not_evaluable_share(),
         service: p.service,
         current_version: p.current_version,
         samples: r.samples as u64,

@@ -81,8 +81,17 @@ impl Report {
     /// 0 with none judged.
     pub fn newly_refused_share(&self) -> f64 {
         let refused: f64 = self.newly_refused.iter().map(|c| c.requests).sum();
-        let judged = self.requests - self.not_evaluable.iter().map(|n| n.requests).sum::<f64>();
+        let judged = self.requests - self.unjudged();
         if judged > 0.0 { (refused / judged).min(1.0) } else { 0.0 }
+    }
+
+    /// The share of the sampled requests that could not be judged (0 with none sampled).
+    pub fn not_evaluable_share(&self) -> f64 {
+        if self.requests > 0.0 { self.unjudged() / self.requests } else { 0.0 }
+    }
+
+    fn unjudged(&self) -> f64 {
+        self.not_evaluable.iter().map(|n| n.requests).sum()
     }
 }
 
