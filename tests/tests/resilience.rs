@@ -122,8 +122,12 @@ async fn sigterm_lets_in_flight_requests_finish() {
     })
     .await;
 
-    // New connections are no longer accepted.
-    assert!(tokio::net::TcpStream::connect(s.sidecar.proxy).await.is_err(), "the listener is closed");
+    // New connections are no longer accepted: readiness turns first, then each worker
+    // drops its listening socket.
+    eventually("the listener is closed", Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(s.sidecar.proxy).await.is_err()
+    })
+    .await;
     for task in in_flight {
         let r = task.await.unwrap().expect("every in-flight request completes");
         assert_eq!(r.status, StatusCode::OK);
