@@ -3,9 +3,11 @@
 //! version wakes each subscriber, which sends the same bytes (each message is encoded once,
 //! `warden_proto::Encoded`). For credentials
 //! the hub also keeps the last few changes, so a sidecar that is a little behind (or
-//! reconnects) gets only what it misses instead of every key again.
+//! reconnects) gets only what it misses instead of every key again. A service with a
+//! running rollout also has a candidate: decided in shadow by every sidecar, or served by
+//! the canary sidecars; each sidecar's stream works out which of the two it is sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -17,6 +19,26 @@ use crate::store::PolicyVersion;
 
 type Slot = watch::Sender<Option<Arc<Encoded<pb::Snapshot>>>>;
 type CredentialsSlot = watch::Sender<Option<Arc<CredentialsState>>>;
+type CandidateSlot = watch::Sender<Option<Arc<Candidate>>>;
+
+/// A running rollout's candidate, as sidecars are sent it.
+#[derive(Debug)]
+pub struct Candidate {
+    pub snapshot: Arc<Encoded<pb::Snapshot>>,
+    /// The sidecars that serve it as their policy (a canary); None: every sidecar decides
+    /// it in shadow beside the live one.
+    pub canary: Option<HashSet<String>>,
+}
+
+impl Candidate {
+    /// What `instance` is sent: (its policy, if the candidate; the candidate to shadow).
+    pub fn for_instance(&self, instance: &str) -> (bool, bool) {
+        match &self.canary {
+            Some(set) => (set.contains(instance), false),
+            None => (false, true),
+        }
+    }
+}
 
 /// How many recent credential changes are kept for sidecars that are behind.
 const KEPT_CHANGES: usize = 64;
@@ -87,6 +109,7 @@ impl CredentialsState {
 pub struct Hub {
     services: Mutex<HashMap<String, Slot>>,
     credentials: Mutex<HashMap<String, CredentialsSlot>>,
+    candidates: Mutex<HashMap<String, CandidateSlot>>,
 }
 
 impl Hub {
@@ -103,6 +126,36 @@ impl Hub {
             *current = Some(snapshot);
             true
         });
+    }
+
+    /// Makes `candidate` the service's rollout candidate (None: no rollout is running) and
+    /// wakes every subscriber, unless it is the one already published.
+    pub fn publish_candidate(&self, service: &str, candidate: Option<Candidate>) {
+        let candidate = candidate.map(Arc::new);
+        let mut all = self.candidates.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(service.to_owned()).or_insert_with(|| watch::channel(None).0).send_if_modified(|current| {
+            let same = match (current.as_ref(), candidate.as_ref()) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.snapshot.version == b.snapshot.version && a.canary == b.canary,
+                _ => false,
+            };
+            if !same {
+                *current = candidate;
+            }
+            !same
+        });
+    }
+
+    /// The service's rollout candidate, if one is running.
+    pub fn candidate(&self, service: &str) -> Option<Arc<Candidate>> {
+        let all = self.candidates.lock().unwrap_or_else(PoisonError::into_inner);
+        all.get(service).and_then(|s| s.borrow().clone())
+    }
+
+    /// A receiver that sees the service's rollout candidate and every change of it.
+    pub fn subscribe_candidate(&self, service: &str) -> watch::Receiver<Option<Arc<Candidate>>> {
+        let mut all = self.candidates.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(service.to_owned()).or_insert_with(|| watch::channel(None).0).subscribe()
     }
 
     /// A receiver that sees the service's current snapshot and every later one.

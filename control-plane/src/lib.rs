@@ -12,7 +12,7 @@
 //! - `hub`: each service's current compiled snapshot and credentials, shared by all its
 //!   subscribers; `registry`: which sidecars are connected and what they ACKed or NACKed;
 //!   `quota`: global quotas divided among sidecars by their reported demand; `traffic`:
-//!   each sidecar's latest per-route traffic; `rollout`: traces of apply → build → push →
+//!   each sidecar's latest per-route traffic; `change_trace`: traces of apply → build → push →
 //!   ACKs (OTLP, when configured). Views the operations feed.
 //! - `server/`: the gRPC server (sidecar streams, admin API), translation only.
 //! - `http`: `/healthz`, `/readyz`, `/metrics` on `--http`, translation only.
@@ -26,6 +26,7 @@
 //! crate; this crate stores, distributes and collects. The life of a policy is drawn in
 //! docs/architecture.md.
 
+pub mod change_trace;
 pub mod cli;
 pub mod clock;
 pub mod http;
@@ -33,7 +34,6 @@ pub mod hub;
 pub mod ops;
 pub mod quota;
 pub mod registry;
-pub mod rollout;
 pub mod server;
 pub mod signing;
 pub mod store;

@@ -31,6 +31,8 @@ pub enum Event {
     Ack(u64),
     Nack(u64, String),
     CredentialsAck(u64),
+    /// It runs this candidate in shadow (0: none), or refused it with this error.
+    ShadowAck(u64, String),
     Seen,
 }
 
@@ -108,8 +110,10 @@ impl Registry {
             stream: None,
         });
         e.stream = Some(stream);
-        // Every stream starts from what the sidecar says it holds.
+        // Every stream starts from what the sidecar says it holds (a shadow: nothing).
         e.record.acked_credentials = 0;
+        e.record.shadow_version = 0;
+        e.record.shadow_error.clear();
         e.record.peer = peer.to_owned();
         e.record.last_seen_unix_ms = now_unix_ms();
         e.record.replica.clone_from(&self.replica);
@@ -166,6 +170,10 @@ impl Registry {
         match event {
             Event::Seen => return,
             Event::CredentialsAck(revision) => e.record.acked_credentials = revision,
+            Event::ShadowAck(v, err) => {
+                e.record.shadow_version = v;
+                e.record.shadow_error = err;
+            }
             Event::Ack(v) => {
                 e.record.acked_version = v;
                 e.record.acked_unix_ms = now;

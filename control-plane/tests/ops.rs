@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use warden_control_plane::ops::{ApplyRequest, ControlPlane, OpsError};
 use warden_control_plane::store::{
     CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, Sqlite, Store, StoreCopy, StoreError, StoreFuture,
-    Stored, StoredDenial, StoredSample,
+    Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount, SidecarRecord, Sqlite, Store,
+    StoreCopy, StoreError, StoreFuture, Stored, StoredDenial, StoredSample,
 };
 
 /// Valid once; this release refuses a route whose upstream is not defined.
@@ -46,6 +46,8 @@ async fn a_stored_policy_that_no_longer_validates_is_reported_until_a_valid_vers
         message: String::new(),
         content_hash: warden_policy::yaml::content_hash(NO_LONGER_VALID),
         source_yaml: NO_LONGER_VALID.into(),
+        rollout: None,
+        force: false,
     };
     store.apply(vec![old], false).await.unwrap();
 
@@ -186,6 +188,25 @@ impl Store for Switched {
     }
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
         self.check(self.inner.denial_groups(filter))
+    }
+    fn add_shadow_counts<'a>(&'a self, service: &'a str, counts: Vec<ShadowCount>) -> StoreFuture<'a, ()> {
+        self.check(self.inner.add_shadow_counts(service, counts))
+    }
+    fn shadow_counts<'a>(&'a self, service: &'a str, version: u64) -> StoreFuture<'a, Vec<ShadowCount>> {
+        self.check(self.inner.shadow_counts(service, version))
+    }
+    fn rollouts<'a>(&'a self, service: Option<&'a str>) -> StoreFuture<'a, Vec<Rollout>> {
+        self.check(self.inner.rollouts(service))
+    }
+    fn end_rollout<'a>(
+        &'a self,
+        service: &'a str,
+        version: u64,
+        state: RolloutState,
+        by: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, Option<Rollout>> {
+        self.check(self.inner.end_rollout(service, version, state, by, reason))
     }
     fn insert_samples<'a>(
         &'a self,

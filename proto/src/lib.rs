@@ -65,7 +65,11 @@ mod tests {
     #[test]
     fn a_push_of_encoded_bytes_is_the_nested_message_on_the_wire() {
         let snapshot = v1::Snapshot { service: "orders".into(), version: 7, ..Default::default() };
-        let push = v1::SnapshotPush { snapshot: Some(Encoded::new(snapshot.clone()).bytes()), credentials: None };
+        let push = v1::SnapshotPush {
+            snapshot: Some(Encoded::new(snapshot.clone()).bytes()),
+            credentials: None,
+            shadow: None,
+        };
         /// The same field as a nested message, as protobuf defines it.
         #[derive(Clone, PartialEq, Message)]
         struct AsMessage {

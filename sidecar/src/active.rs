@@ -2,8 +2,9 @@
 //! upstreams bound to connection pools, its limits bound to their counters), the
 //! credentials and the TLS configuration. A request loads it once (one atomic load) and
 //! sees all of it from the same moment; only the installer (`installer.rs`) makes new
-//! ones. A shadow or canary policy will be a second `Policy` here, decided beside the
-//! first.
+//! ones. A rollout's candidate in shadow is a second `Policy` here, decided beside the
+//! first on every request and never enforced (a canary needs nothing here: its sidecars
+//! simply serve the candidate).
 
 use std::sync::Arc;
 
@@ -17,10 +18,12 @@ use crate::tls::CertFiles;
 use crate::upstream::BoundUpstream;
 
 /// Everything a request reads of the sidecar's configuration.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Active {
     /// None until a policy has been installed: the sidecar is not ready.
     pub policy: Option<Arc<Policy>>,
+    /// A rollout's candidate, decided in shadow (its limits count in buckets of their own).
+    pub shadow: Option<Arc<Policy>>,
     /// API keys and secrets; empty until the control plane (or disk) provides them.
     pub credentials: Arc<Credentials>,
     /// None: plain HTTP.

@@ -222,6 +222,8 @@ fn config(live: &Live) -> Response<Full<Bytes>> {
                 "origin": live.origin(),
                 "swaps": live.swaps(),
                 "ready": live.ready(),
+                // A rollout's candidate decided in shadow beside this version (0: none).
+                "shadow_version": active.shadow.as_ref().map_or(0, |p| p.snapshot.version),
                 "policy": s.source_yaml,
                 "credentials": credentials,
                 // Each endpoint's circuit breakers (limits, what is open and waiting, refusals)

@@ -1,6 +1,7 @@
 //! The control-plane client: one long-lived `Subscribe` stream. Says hello with the
 //! version it serves, installs every snapshot pushed to it and answers ACK (once its write
-//! as the last known good has finished; a failed write is logged) or NACK, sends
+//! as the last known good has finished; a failed write is logged) or NACK, installs (or
+//! drops) a rollout's candidate to decide in shadow and says so (`ShadowAck`), sends
 //! heartbeats, and reconnects with jittered exponential backoff when the stream breaks.
 //! While it is disconnected the sidecar keeps serving what it has. Given several replicas'
 //! URLs it starts at a random one (so a fleet spreads over them) and, when a replica does
@@ -22,7 +23,7 @@ use warden_proto::MAX_MESSAGE_BYTES;
 use warden_proto::v1 as pb;
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_client::SidecarServiceClient;
-use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, SidecarMessage};
+use warden_proto::v1::{Ack, CredentialsAck, Heartbeat, Hello, Nack, ShadowAck, SidecarMessage};
 
 use crate::installer::Origin;
 use crate::live::{InstallError, Live};
@@ -175,6 +176,12 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                     Some(bytes) => Some((pb::Snapshot::decode(bytes.clone())?, bytes)),
                     None => None,
                 };
+                // Empty: stop shadowing.
+                let shadow = match push.shadow {
+                    Some(bytes) if bytes.is_empty() => Some(None),
+                    Some(bytes) => Some(Some(pb::Snapshot::decode(bytes)?)),
+                    None => None,
+                };
                 if let Some(creds) = creds {
                     let revision = creds.revision;
                     match live.install_credentials(creds, Origin::ControlPlane).await {
@@ -188,19 +195,33 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                         Err(e) => tracing::error!(revision, error = %e, "credentials refused; the previous ones stay"),
                     }
                 }
-                let Some((snapshot, encoded)) = snapshot else { continue };
-                let version = snapshot.version;
-                match live.install_pushed(snapshot, encoded).await {
-                    Ok(installed) => {
-                        unwritten.push_back((installed.ticket, version));
-                        let written = writes.as_ref().map_or(u64::MAX, |w| *w.borrow());
-                        ack_written(&mut unwritten, written, &tx).await?;
+                if let Some((snapshot, encoded)) = snapshot {
+                    let version = snapshot.version;
+                    match live.install_pushed(snapshot, encoded).await {
+                        Ok(installed) => {
+                            unwritten.push_back((installed.ticket, version));
+                            let written = writes.as_ref().map_or(u64::MAX, |w| *w.borrow());
+                            ack_written(&mut unwritten, written, &tx).await?;
+                        }
+                        Err(e) => {
+                            tracing::error!(version, error = %e, "snapshot refused (NACK); the previous one keeps serving");
+                            let nack = Nack { version, error: e.to_string() };
+                            tx.send(SidecarMessage { kind: Some(Kind::Nack(nack)) }).await?;
+                        }
                     }
-                    Err(e) => {
-                        tracing::error!(version, error = %e, "snapshot refused (NACK); the previous one keeps serving");
-                        let nack = Nack { version, error: e.to_string() };
-                        tx.send(SidecarMessage { kind: Some(Kind::Nack(nack)) }).await?;
-                    }
+                }
+                // After the snapshot: a promote sends the new live version and the end of
+                // its shadow together.
+                if let Some(shadow) = shadow {
+                    let version = shadow.as_ref().map_or(0, |s| s.version);
+                    let ack = match live.install_shadow(shadow).await {
+                        Ok(()) => ShadowAck { version, error: String::new() },
+                        Err(e) => {
+                            tracing::error!(version, error = %e, "shadow candidate refused; the live version serves on");
+                            ShadowAck { version, error: e.to_string() }
+                        }
+                    };
+                    tx.send(SidecarMessage { kind: Some(Kind::ShadowAck(ack)) }).await?;
                 }
             }
             Some(written) = next_write(&mut writes), if !unwritten.is_empty() => {

@@ -60,6 +60,11 @@ pub enum Change {
         origin: Origin,
         done: oneshot::Sender<Result<(), InvalidCredentials>>,
     },
+    /// A candidate to decide in shadow, or None to stop.
+    Shadow {
+        proto: Option<Box<pb::Snapshot>>,
+        done: oneshot::Sender<Result<(), InvalidSnapshot>>,
+    },
     /// Reloaded certificates, used only if `files` are still the ones in use.
     Tls {
         files: Vec<CertFiles>,
@@ -73,6 +78,9 @@ pub struct Installer {
     pub(crate) pools: Arc<Pools>,
     /// Limit counters, shared by every snapshot with the same limit definition.
     pub(crate) limit_state: LimitState,
+    /// A shadow candidate's limit counters: its requests are counted apart from the live
+    /// version's, so shadowing never spends a real budget.
+    pub(crate) shadow_limit_state: LimitState,
     pub(crate) app: Authority,
     pub(crate) service: Option<String>,
     pub(crate) state: Option<StateFile>,
@@ -94,6 +102,7 @@ impl Installer {
             active: ArcSwap::default(),
             pools: Arc::default(),
             limit_state: LimitState::default(),
+            shadow_limit_state: LimitState::default(),
             app,
             service,
             writer: state.clone().map(SnapshotWriter::new),
@@ -121,6 +130,9 @@ impl Installer {
                 }
                 Change::Credentials { proto, origin, done } => {
                     let _ = done.send(self.credentials(&proto, origin).await);
+                }
+                Change::Shadow { proto, done } => {
+                    let _ = done.send(self.shadow(proto.as_deref()).await);
                 }
                 Change::Tls { files, loaded } => self.tls(&files, loaded),
             }
@@ -198,7 +210,12 @@ impl Installer {
             sampled: SampledHeaders::of(&snapshot),
             snapshot: snapshot.clone(),
         };
-        self.swap(|cur| Active { policy: Some(Arc::new(policy)), credentials: cur.credentials.clone(), tls });
+        self.swap(|cur| Active {
+            policy: Some(Arc::new(policy)),
+            shadow: cur.shadow.clone(),
+            credentials: cur.credentials.clone(),
+            tls,
+        });
         self.swaps.fetch_add(1, Ordering::Relaxed);
         self.set_origin(origin);
         tracing::info!(service = %snapshot.service, version = snapshot.version, ?origin, "snapshot active");
@@ -213,6 +230,38 @@ impl Installer {
         Ok(Installed { snapshot, ticket })
     }
 
+    /// Installs (or, with None, drops) the candidate decided in shadow. It never forwards,
+    /// so its upstreams are not bound; its JWKS files are read like the live version's. A
+    /// candidate that cannot be used drops the one shadowed before: that one's rollout is
+    /// over (a new one replaced it), so shadowing it on would report for nothing.
+    async fn shadow(&self, proto: Option<&pb::Snapshot>) -> Result<(), InvalidSnapshot> {
+        let compiled = match proto {
+            None => Ok(None),
+            Some(proto) => self.compile_shadow(proto).await.map(Some),
+        };
+        let shadow = compiled.as_ref().ok().cloned().flatten();
+        let version = shadow.as_ref().map_or(0, |s| s.snapshot.version);
+        self.swap(|cur| Active { shadow, ..cur.clone() });
+        tracing::info!(version, "shadow candidate {}", if version == 0 { "none" } else { "active" });
+        compiled.map(drop)
+    }
+
+    async fn compile_shadow(&self, proto: &pb::Snapshot) -> Result<Arc<Policy>, InvalidSnapshot> {
+        if let Some(want) = self.service.as_deref()
+            && want != proto.service
+        {
+            return Err(InvalidSnapshot::WrongService { got: proto.service.clone(), want: want.to_owned() });
+        }
+        let snapshot = Arc::new(Snapshot::try_from(proto)?);
+        load_jwks_files(&snapshot).await?;
+        Ok(Arc::new(Policy {
+            upstreams: Vec::new(),
+            limits: self.shadow_limit_state.bind(&snapshot),
+            sampled: SampledHeaders::of(&snapshot),
+            snapshot,
+        }))
+    }
+
     async fn credentials(&self, proto: &pb::Credentials, origin: Origin) -> Result<(), InvalidCredentials> {
         let service = self.service.as_deref();
         let compiled = match proto.base_revision {
@@ -220,7 +269,7 @@ impl Installer {
             _ => self.active.load().credentials.apply(proto, service)?,
         };
         let compiled = Arc::new(compiled);
-        self.swap(|cur| Active { policy: cur.policy.clone(), credentials: compiled.clone(), tls: cur.tls.clone() });
+        self.swap(|cur| Active { credentials: compiled.clone(), ..cur.clone() });
         tracing::info!(
             revision = proto.revision,
             changed = proto.keys.len(),
@@ -250,7 +299,7 @@ impl Installer {
             return;
         }
         let tls = Arc::new(TlsInUse { config: loaded.config, files: files.to_vec(), digest: loaded.digest });
-        self.swap(|cur| Active { policy: cur.policy.clone(), credentials: cur.credentials.clone(), tls: Some(tls) });
+        self.swap(|cur| Active { tls: Some(tls), ..cur.clone() });
     }
 
     fn set_origin(&self, origin: Origin) {

@@ -217,6 +217,12 @@ impl Live {
         self.change(|done| Change::Credentials { proto: Box::new(proto), origin, done }).await
     }
 
+    /// Makes `proto` the candidate decided in shadow beside the live version (None: stop).
+    /// On error the previous shadow (or none) stays.
+    pub async fn install_shadow(&self, proto: Option<pb::Snapshot>) -> Result<(), InstallError<InvalidSnapshot>> {
+        self.change(|done| Change::Shadow { proto: proto.map(Box::new), done }).await
+    }
+
     /// Swaps in reloaded certificates, if `files` are still the ones in use when the
     /// installer gets to it.
     pub async fn replace_tls(&self, files: Vec<CertFiles>, loaded: LoadedTls) {

@@ -21,16 +21,19 @@ use hyper::body::Incoming;
 use warden_policy::auth::Identity;
 use warden_policy::client_ip::ClientIp;
 use warden_policy::cors::Cors;
-use warden_policy::decide::{Action, BodyDecision, Env, Request as DecideRequest, body as policy_body, decide};
+use warden_policy::decide::{
+    Action, BodyDecision, Decision, Env, Request as DecideRequest, body as policy_body, decide,
+};
 use warden_policy::grpc::{self, Caller};
-use warden_policy::limits::{self, Counters};
+use warden_policy::limits::{self, Counters, Shadowed};
 use warden_policy::refusal::{DenyContext, RATELIMIT, RATELIMIT_POLICY, Refusal};
 use warden_policy::snapshot::{HeaderOps, Route, Snapshot};
 
+use crate::active::{Active, Policy};
 use crate::exchange::{Exchange, Failed, Replay, exchange};
 use crate::live::Live;
 use crate::signed_body;
-use crate::telemetry::{DecisionKind, Outcome, SampledHead};
+use crate::telemetry::{DecisionKind, Outcome, SampledHead, ShadowDecision};
 use crate::tunnel;
 use crate::upstream::{Affinity, Deadline, SendError, UpstreamBody};
 use hyper::upgrade::OnUpgrade;
@@ -144,6 +147,9 @@ async fn decide_and_forward(
         };
         decide(&env, &head, None)
     };
+    if let Some(shadow) = &active.shadow {
+        out.shadow = shadow_decision(live, &active, shadow, &head, &decision);
+    }
     out.route = decision.route.map(|r| r.name.clone());
     if let Some(h) = &decision.host {
         out.host = h.name().to_owned();
@@ -165,7 +171,7 @@ async fn decide_and_forward(
     // and who the caller proved to be. A sample is taken now, as decided: kept when its
     // answer is known, a slow answer would miss its second.
     let pick = live.telemetry().samples.pick(out.route.as_ref());
-    if pick.is_some() || decision.refusal().is_some() || !decision.would_deny.is_empty() {
+    if pick.is_some() || decision.refusal().is_some() || !decision.would_deny.is_empty() || out.shadow.is_some() {
         if let Some(id) = &decision.identity {
             out.auth_provider = decision.route.and_then(|r| r.auth.as_ref()).map(|a| a.name.clone());
             out.key_id.clone_from(&id.key_id);
@@ -371,6 +377,40 @@ async fn decide_and_forward(
     }
     headers.insert(X_REQUEST_ID, request_id);
     resp.map(Either::Left)
+}
+
+/// The candidate in shadow decides the same head with its own limit buckets; only a
+/// different outcome is kept (a refusal one side has and the other has not). The body
+/// phase (a signed webhook's signature) is the live version's alone.
+fn shadow_decision(
+    live: &Live,
+    active: &Active,
+    shadow: &Policy,
+    head: &DecideRequest<'_>,
+    decision: &Decision<'_, '_>,
+) -> Option<Box<ShadowDecision>> {
+    let now = std::time::Instant::now();
+    let counters = Counters { buckets: &shadow.limits, quotas: live.quotas(), now, now_ns: limits::now_ns() };
+    let counters = Shadowed(counters);
+    let env = Env {
+        snapshot: &shadow.snapshot,
+        creds: &active.credentials,
+        caps: live.limits().head,
+        limits: &counters,
+        now_ms: now_unix_ms(),
+        recorded: None,
+    };
+    let candidate = decide(&env, head, None);
+    let version = shadow.snapshot.version;
+    let (denied, r) = match (decision.refusal(), candidate.refusal()) {
+        (None, Some(r)) => (true, r),
+        (Some(r), None) => (false, r),
+        _ => return None,
+    };
+    let route = candidate.route.map(|r| r.name.clone());
+    let shadow = ShadowDecision { denied, route, rule: r.rule(), code: r.code(), status: r.status().as_u16(), version };
+    live.telemetry().metrics.shadow_decision(&shadow);
+    Some(Box::new(shadow))
 }
 
 fn log_would_deny(out: &mut Outcome, r: &Refusal, request_id: &HeaderValue) {

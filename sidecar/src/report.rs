@@ -58,14 +58,18 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                 let usage = live.quotas().take_usage();
                 let (denials, denials_dropped) = live.telemetry().take_denials(MAX_DENIALS);
                 let (samples, samples_dropped) = live.telemetry().samples.take(MAX_SAMPLES);
+                let (shadow_counts, shadow_dropped) = live.telemetry().shadow.take();
+                if shadow_dropped > 0 {
+                    tracing::warn!(shadow_dropped, "shadow differences in more groups than a report carries were not counted");
+                }
                 let now = Instant::now();
                 let routes = if now.duration_since(routes_sent) >= ROUTES_EVERY {
                     routes_sent = now;
-                    live.telemetry().routes.take()
+                    live.telemetry().routes.take(live.version())
                 } else {
                     Vec::new()
                 };
-                if usage.is_empty() && denials.is_empty() && routes.is_empty() && samples.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
+                if usage.is_empty() && denials.is_empty() && routes.is_empty() && samples.is_empty() && shadow_counts.is_empty() && now.duration_since(last_sent) < IDLE_EVERY {
                     last = now;
                     continue;
                 }
@@ -80,6 +84,7 @@ async fn session(cfg: &ControlConfig, live: &Live, failures: &mut u32) -> anyhow
                     routes,
                     samples,
                     samples_dropped,
+                    shadow_counts,
                 };
                 tx.send(batch).await?;
                 (last, last_sent) = (now, now);

@@ -387,8 +387,34 @@ def parse_swap(text):
     return {"bench": "swap", "date": date_of(lines[0]), "loads": loads}
 
 
+def parse_rollout(text):
+    """Safe policy changes: sampling_ns (added per request), shadow (live_ns, with_ns,
+    added_ns, ratio), preview (samples, routes, best_s, median_s), abort (runs, rate,
+    median_s, max_s, per_run_s)."""
+    lines = text.splitlines()
+    d = {"bench": "rollout", "date": date_of(lines[0])}
+    runs = []
+    for line in lines:
+        m = re.search(r": (\d+) ns per request added", line)
+        if m and line.startswith("sampling"):
+            d["sampling_ns"] = int(m.group(1))
+        m = re.search(r"live decision (\d+) ns; with a candidate in shadow (\d+) ns; the shadow adds (\d+) ns = ([0-9.]+)x", line)
+        if m:
+            d["shadow"] = {"live_ns": int(m.group(1)), "with_ns": int(m.group(2)), "added_ns": int(m.group(3)), "ratio": float(m.group(4))}
+        m = re.search(r"preview: (\d+) samples, (\d+) routes, .*best ([0-9.]+) s, median ([0-9.]+) s", line)
+        if m:
+            d["preview"] = {"samples": int(m.group(1)), "routes": int(m.group(2)), "best_s": float(m.group(3)), "median_s": float(m.group(4))}
+        m = re.match(r"run \d+: canary back on v\d+ ([0-9.]+) s after", line)
+        if m:
+            runs.append(float(m.group(1)))
+        m = re.search(r"median ([0-9.]+) s, max ([0-9.]+) s over (\d+) runs at (\d+) req/s", line)
+        if m and line.startswith("abort"):
+            d["abort"] = {"median_s": float(m.group(1)), "max_s": float(m.group(2)), "runs": int(m.group(3)), "rate": int(m.group(4)), "per_run_s": runs}
+    return d
+
+
 PARSERS = {"dataplane": parse_dataplane, "grpc": parse_grpc, "retries": parse_retries, "websocket": parse_websocket, "tls": parse_tls, "tracing": parse_tracing, "auth": parse_auth,
-           "limits": parse_limits, "quota": parse_quota, "cp-scale": parse_cp_scale, "swap": parse_swap}
+           "limits": parse_limits, "quota": parse_quota, "cp-scale": parse_cp_scale, "swap": parse_swap, "rollout": parse_rollout}
 
 
 def from_txt(bench, path, command):

@@ -33,9 +33,10 @@ declare -A ABOUT=(
   [quota]="a global quota across 10 sidecars (~2.5 min)"
   [cp-scale]="control plane with 1,000 and 10,000 sidecar streams (~2 min)"
   [swap]="policy swaps under load (~2.5 min)"
+  [rollout]="sampling, shadow and preview cost; how soon a bad canary aborts itself (~2 min)"
   [soak]="an hour of everything at once, attacks included (1 h; SOAK_DURATION=5m for a look)"
 )
-ORDER="dataplane grpc retries websocket tls tracing auth limits quota cp-scale swap soak"
+ORDER="dataplane grpc retries websocket tls tracing auth limits quota cp-scale swap rollout soak"
 
 tables=1 names=()
 for a in "$@"; do

@@ -545,6 +545,18 @@ def render_swap(res):
             + table(["load", "phase", "requests", "failed", "p50", "p99", "sidecar CPU µs/req"], rows) + tail)
 
 
+def render_rollout(res):
+    d = res("rollout")
+    sh, pv, ab = d["shadow"], d["preview"], d["abort"]
+    rows = [
+        ["decision sampling, added per request (default 10 per route per second, the sampler alone)", f"{d['sampling_ns']} ns", "≤ 300 ns"],
+        ["a candidate in shadow, added per request (full policy)", f"{sh['added_ns']} ns = {sh['ratio']:.2f}× the live decision ({sh['live_ns']} ns)", "≤ 1× the live decision"],
+        [f"preview of {pv['samples']:,} samples, current and proposed {pv['routes']:,}-route policy", f"{pv['best_s']:.2f} s best, {pv['median_s']:.2f} s median", "≤ 2 s"],
+        [f"bad canary: abort condition held → canary back on the live version ({ab['runs']} runs, {ab['rate']} req/s per sidecar)", f"{ab['median_s']:.1f} s median, {ab['max_s']:.1f} s max", "≤ 10 s"],
+    ]
+    return source(d, "") + "\n\n" + table(["what", "measured", "target"], rows)
+
+
 BLOCKS = {
     "dataplane-per-core": render_dataplane_per_core,
     "dataplane-h1-small": render_dataplane_h1_small,
@@ -565,6 +577,7 @@ BLOCKS = {
     "cp-scale": render_cp_scale,
     "cp-replicas": render_cp_replicas,
     "swap": render_swap,
+    "rollout": render_rollout,
 }
 
 MARKER = re.compile(r"(<!-- bench:([a-z0-9-]+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.S)

@@ -306,5 +306,24 @@ async fn an_apply_is_traced_from_the_control_plane_to_every_ack() {
     assert_eq!(warden_e2e::otlp::attribute(&service, "warden.service").as_deref(), Some("orders"));
     assert_eq!(warden_e2e::otlp::attribute(&service, "warden.current_version").as_deref(), Some("1"));
     assert!(warden_e2e::otlp::attribute(&service, "warden.newly_refused_share").is_some());
+
+    // A rollout: its start in the apply's trace, its end (here by hand) in one of its own.
+    let candidate = warden_e2e::write_policy(dir.path(), "candidate.yaml", &POLICY.replace("/login", "/signin"));
+    assert_eq!(cp.ctl(&["apply", "-f", &candidate, "--shadow"]).await.code, 0);
+    assert_eq!(cp.ctl(&["rollout", "abort", "orders", "-m", "traced abort"]).await.code, 0);
+    eventually("the rollout's spans arrive", Duration::from_secs(10), || async {
+        let names = names();
+        names.contains(&"rollout started".to_owned()) && names.contains(&"aborted".to_owned())
+    })
+    .await;
+    let spans = collector.spans();
+    let started = spans.iter().find(|s| s.name == "rollout started").cloned().unwrap_or_default();
+    let apply = spans.iter().find(|s| s.span_id == started.parent_span_id).cloned().unwrap_or_default();
+    assert_eq!((apply.name.as_str(), apply.trace_id == started.trace_id), ("apply", true), "a child of its apply");
+    assert_eq!(warden_e2e::otlp::attribute(&started, "warden.rollout.mode").as_deref(), Some("shadow"));
+    let aborted = spans.iter().find(|s| s.name == "aborted").cloned().unwrap_or_default();
+    assert_eq!(warden_e2e::otlp::attribute(&aborted, "warden.version").as_deref(), Some("2"));
+    let reason = warden_e2e::otlp::attribute(&aborted, "warden.rollout.reason").unwrap_or_default();
+    assert!(reason.ends_with("traced abort"), "{reason}");
     drop(sidecar);
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use warden_control_plane::clock::now_unix_ms;
 use warden_control_plane::store::{
-    Change, Denial, DenialFilter, Location, NewKey, NewVersion, Retention, Sample, SampleFilter, SampleRetention, Store,
+    Change, Denial, DenialFilter, Location, NewKey, NewRollout, NewVersion, Retention, RolloutMode, RolloutState,
+    Sample, SampleFilter, SampleRetention, ShadowRecords, Store,
 };
 use warden_e2e::{eventually, postgres};
 
@@ -67,6 +68,10 @@ on_both!(
     the_deny_log_is_filtered_grouped_and_kept_within_its_bounds,
     sidecar_records_are_upserted_in_batches,
     samples_come_back_whole_and_are_kept_per_service_within_their_bounds,
+    a_rollout_candidate_is_not_current_until_promoted_and_ends_once,
+    a_running_rollout_refuses_other_changes_unless_forced,
+    shadow_differences_are_counted_per_candidate,
+    shadow_records_are_kept_apart_from_the_review_queue,
 );
 
 fn doc(service: &str, yaml: &str) -> NewVersion {
@@ -76,6 +81,8 @@ fn doc(service: &str, yaml: &str) -> NewVersion {
         message: "m".into(),
         content_hash: warden_policy::yaml::content_hash(yaml),
         source_yaml: yaml.into(),
+        rollout: None,
+        force: false,
     }
 }
 
@@ -264,6 +271,128 @@ async fn samples_come_back_whole_and_are_kept_per_service_within_their_bounds(b:
     assert_eq!(b.store.samples(of("billing")).await.unwrap().len(), 2, "a quiet service keeps its own");
     let recent = SampleFilter { since_unix_ms: now + 4, limit: 100, ..Default::default() };
     assert_eq!(b.store.samples(recent).await.unwrap().len(), 2);
+}
+
+async fn a_rollout_candidate_is_not_current_until_promoted_and_ends_once(b: Backend) {
+    let store = &b.store;
+    store.apply(vec![doc("orders", "v: 1")], false).await.unwrap();
+    let plan = NewRollout {
+        mode: RolloutMode::Canary,
+        canary_percent: 25,
+        canary_instances: vec!["o-1".into()],
+        abort_if: vec!["refused>+2%".into()],
+    };
+    let candidate = NewVersion { rollout: Some(plan.clone()), ..doc("orders", "v: 2") };
+    let stored = store.apply(vec![candidate], false).await.unwrap().remove(0);
+    let r = stored.rollout.expect("a rollout started");
+    assert_eq!((stored.version.version, r.base_version, r.state), (2, 1, RolloutState::Canary));
+    assert_eq!(
+        (r.canary_instances.as_slice(), r.abort_if.as_slice()),
+        (&plan.canary_instances[..], &plan.abort_if[..])
+    );
+    // The live version stays current, everywhere a replica looks.
+    let other = b.another().await;
+    assert_eq!(other.current("orders").await.unwrap().unwrap().version, 1);
+    assert_eq!(other.list_current().await.unwrap()[0].version, 1);
+    assert_eq!(other.heads().await.unwrap().versions, [("orders".to_owned(), 1)]);
+    assert_eq!(other.rollouts(Some("orders")).await.unwrap(), std::slice::from_ref(&r));
+
+    // Ended once: whoever asks second finds it over.
+    let aborted = store.end_rollout("orders", 2, RolloutState::Aborted, "evaluator", "refused").await.unwrap();
+    let aborted = aborted.expect("it was running");
+    assert_eq!(
+        (aborted.state, aborted.ended_by.as_str(), aborted.reason.as_str()),
+        (RolloutState::Aborted, "evaluator", "refused")
+    );
+    assert!(aborted.ended_unix_ms >= r.started_unix_ms);
+    assert_eq!(other.end_rollout("orders", 2, RolloutState::Promoted, "bob", "").await.unwrap(), None);
+    assert_eq!(store.current("orders").await.unwrap().unwrap().version, 1, "an aborted candidate is never current");
+
+    // The next version is numbered after the aborted one; a promoted candidate is current.
+    let shadow =
+        NewRollout { mode: RolloutMode::Shadow, canary_percent: 0, canary_instances: vec![], abort_if: vec![] };
+    let next = store.apply(vec![NewVersion { rollout: Some(shadow), ..doc("orders", "v: 3") }], false).await.unwrap();
+    assert_eq!((next[0].version.version, next[0].previous.as_ref().unwrap().version), (3, 1));
+    assert_eq!(store.rollouts(None).await.unwrap().iter().map(|r| r.version).collect::<Vec<_>>(), [3, 2]);
+    store.end_rollout("orders", 3, RolloutState::Promoted, "bob", "looks fine").await.unwrap().unwrap();
+    assert_eq!(other.current("orders").await.unwrap().unwrap().version, 3);
+}
+
+async fn a_running_rollout_refuses_other_changes_unless_forced(b: Backend) {
+    use warden_control_plane::store::StoreError;
+    let store = &b.store;
+    store.apply(vec![doc("orders", "v: 1")], false).await.unwrap();
+    let shadow =
+        NewRollout { mode: RolloutMode::Shadow, canary_percent: 0, canary_instances: vec![], abort_if: vec![] };
+    store.apply(vec![NewVersion { rollout: Some(shadow.clone()), ..doc("orders", "v: 2") }], false).await.unwrap();
+    // Through another replica that has not heard of it: refused all the same.
+    let other = b.another().await;
+    let refused = other.apply(vec![doc("orders", "v: 3")], false).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::RolloutRunning { service, version: 2, mode } if service == "orders" && mode == "shadow"),
+        "{refused:?}"
+    );
+    let second = other.apply(vec![NewVersion { rollout: Some(shadow), ..doc("orders", "v: 4") }], false).await;
+    assert!(matches!(second, Err(StoreError::RolloutRunning { .. })), "one rollout at a time: {second:?}");
+    assert_eq!(store.current("orders").await.unwrap().unwrap().version, 1, "nothing was stored");
+    // Unchanged content stores nothing, so it is no change to refuse.
+    assert!(!other.apply(vec![doc("orders", "v: 1")], false).await.unwrap()[0].changed);
+    let forced = other.apply(vec![NewVersion { force: true, ..doc("orders", "v: 3") }], false).await.unwrap().remove(0);
+    let aborted = forced.aborted.expect("the running rollout was aborted");
+    assert_eq!((aborted.version, aborted.state, forced.version.version), (2, RolloutState::Aborted, 3));
+    assert_eq!(store.current("orders").await.unwrap().unwrap().version, 3);
+    assert!(store.rollouts(Some("orders")).await.unwrap().iter().all(|r| !r.state.running()));
+}
+
+async fn shadow_differences_are_counted_per_candidate(b: Backend) {
+    use warden_control_plane::store::ShadowCount;
+    let count = |version, rule: &str, n, examples: &[&str]| ShadowCount {
+        version,
+        denied: true,
+        route: "r".into(),
+        rule: rule.into(),
+        code: "forbidden".into(),
+        client_id: String::new(),
+        count: n,
+        examples: examples.iter().map(|e| e.to_string()).collect(),
+    };
+    b.store.add_shadow_counts("orders", vec![count(2, "a", 3, &["x1"]), count(2, "b", 1, &["y1"])]).await.unwrap();
+    b.another()
+        .await
+        .add_shadow_counts("orders", vec![count(2, "a", 4, &["x9"]), count(3, "a", 1, &[])])
+        .await
+        .unwrap();
+    let counts = b.store.shadow_counts("orders", 2).await.unwrap();
+    assert_eq!(counts, [count(2, "a", 7, &["x1"]), count(2, "b", 1, &["y1"])], "summed, the first examples kept");
+    assert_eq!(b.store.shadow_counts("orders", 3).await.unwrap().len(), 1);
+    assert!(b.store.shadow_counts("billing", 2).await.unwrap().is_empty());
+}
+
+async fn shadow_records_are_kept_apart_from_the_review_queue(b: Backend) {
+    let store = &b.store;
+    let now = now_unix_ms();
+    let real = denial(now, "keys", "a");
+    let shadow_deny = Denial { shadow: true, policy_version: 9, ..denial(now + 1, "keys", "b") };
+    let shadow_allow = Denial { shadow_allowed_by: 9, ..denial(now + 2, "ip-block", "c") };
+    let keep = Retention { max_age_ms: 60_000, max_rows: 100 };
+    store.insert_denials("orders", "o-1", vec![real, shadow_deny, shadow_allow], keep).await.unwrap();
+    let read = |shadow| async move {
+        let filter = DenialFilter { limit: 10, shadow, ..Default::default() };
+        let rows = store.denials(filter.clone()).await.unwrap();
+        let groups = store.denial_groups(filter).await.unwrap();
+        (rows.iter().map(|d| d.denial.client_id.clone()).collect::<Vec<_>>(), groups.len())
+    };
+    assert_eq!(
+        read(ShadowRecords::Real).await,
+        (vec!["c".to_owned(), "a".to_owned()], 2),
+        "the queue: enforced refusals"
+    );
+    assert_eq!(read(ShadowRecords::Denied(9)).await, (vec!["b".to_owned()], 1));
+    assert_eq!(read(ShadowRecords::Denied(8)).await, (vec![], 0), "another candidate's");
+    assert_eq!(read(ShadowRecords::AllowedBy(9)).await, (vec!["c".to_owned()], 1));
+    let back = store.denials(DenialFilter { limit: 10, shadow: ShadowRecords::Denied(9), ..Default::default() });
+    let d = back.await.unwrap().remove(0).denial;
+    assert!(d.shadow && d.shadow_allowed_by == 0 && d.policy_version == 9, "{d:?}");
 }
 
 async fn sidecar_records_are_upserted_in_batches(b: Backend) {

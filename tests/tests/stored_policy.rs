@@ -28,6 +28,8 @@ async fn a_stored_policy_that_no_longer_validates_is_reported_loudly_until_repla
             message: String::new(),
             content_hash: warden_policy::yaml::content_hash(NO_LONGER_VALID),
             source_yaml: NO_LONGER_VALID.into(),
+            rollout: None,
+            force: false,
         };
         store.apply(vec![old], false).await.expect("stored");
     }

@@ -1,12 +1,13 @@
 //! `wardenctl apply -f FILE [--dry-run] [-m MESSAGE]`: validate locally, send, print the
 //! diff of each service and the version it became. `--preview` shows instead what the
-//! file would do to recent requests (`preview.rs`).
+//! file would do to recent requests (`preview.rs`); `--shadow` and `--canary N%` start a
+//! rollout of the change instead of publishing it (`rollout.rs`).
 
 use warden_policy::yaml::parse_file;
-use warden_proto::v1::ApplyRequest;
+use warden_proto::v1::{ApplyRequest, RolloutPlan};
 
 use crate::cli::context::{Cli, Failure, Format, Outcome, author, read_file};
-use crate::cli::{output, preview};
+use crate::cli::{output, preview, rollout};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,6 +34,27 @@ pub struct Args {
     /// Recorded as the version's author (default: $USER@host).
     #[arg(long, env = "WARDEN_AUTHOR")]
     author: Option<String>,
+    /// Store it as a candidate that every sidecar decides beside the live version, never
+    /// enforced; `wardenctl rollout status` shows where they differ.
+    #[arg(long, conflicts_with_all = ["canary", "preview", "dry_run"])]
+    shadow: bool,
+    /// Store it as a candidate served by this share of the service's sidecars (like 25%);
+    /// the others stay on the live version as the baseline.
+    #[arg(long, value_parser = parse_percent, conflicts_with_all = ["preview", "dry_run"])]
+    canary: Option<u32>,
+    /// With --canary: abort by itself when this holds over the last 30 s ('refused>+2%',
+    /// '5xx>+1%', 'p99>+50ms', 'p99>1.5x'); several mean any.
+    #[arg(long = "abort-if", requires = "canary")]
+    abort_if: Vec<String>,
+    /// Abort a rollout running for a service in the file first.
+    #[arg(long)]
+    force: bool,
+}
+
+/// "25%" (or "25") → 25, within 1..=99.
+fn parse_percent(s: &str) -> Result<u32, String> {
+    let n: u32 = s.trim().trim_end_matches('%').parse().map_err(|_| format!("'{s}': expected a share like 25%"))?;
+    if (1..=99).contains(&n) { Ok(n) } else { Err(format!("'{s}': the share must be 1% to 99%")) }
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
@@ -42,6 +64,13 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     if a.preview {
         return preview::run(cli, &a.file, source, a.since, a.max_new_denials).await;
     }
+    let rollout = match (a.shadow, a.canary) {
+        (true, _) => Some(RolloutPlan { mode: "shadow".into(), ..Default::default() }),
+        (false, Some(percent)) => {
+            Some(RolloutPlan { mode: "canary".into(), canary_percent: percent, abort_if: a.abort_if.clone() })
+        }
+        (false, None) => None,
+    };
     let resp = cli
         .admin()
         .await?
@@ -51,6 +80,8 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             author: author(a.author.as_deref()),
             message: a.message.clone().unwrap_or_default(),
             dry_run: a.dry_run,
+            rollout,
+            force: a.force,
         })
         .await?
         .into_inner();
@@ -64,6 +95,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     "service": r.service, "version": r.version, "changed": r.changed,
                     "previous_version": r.previous_version, "dry_run": a.dry_run, "warnings": r.warnings,
                     "diff": output::diff(&r.previous_yaml, &r.source_yaml, "current", "new"),
+                    "rollout": r.rollout.as_ref().map(rollout::json),
                 })
             })
             .collect();
@@ -86,6 +118,8 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
         print!("{}", output::lines(&output::diff(&r.previous_yaml, &r.source_yaml, &old, &a.file)));
         if a.dry_run {
             println!("{}: would become v{} (dry run: nothing stored)", output::cell(&r.service), r.version);
+        } else if let Some(ro) = &r.rollout {
+            println!("{}", rollout::started(ro));
         } else {
             println!("{}: applied as v{}", output::cell(&r.service), r.version);
         }

@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::context::{Cli, Outcome};
 use crate::cli::{
-    apply, denials, diff, explain, fallback, get, history, inject, keys, rollback, samples, secrets, status, top,
-    validate,
+    apply, denials, diff, explain, fallback, get, history, inject, keys, rollback, rollout, samples, secrets, status,
+    top, validate,
 };
 
 /// The command line.
@@ -33,6 +33,8 @@ pub enum Command {
     History(history::Args),
     /// Make an earlier version current again (as a new version).
     Rollback(rollback::Args),
+    /// A candidate tried in shadow or on a canary: status, promote, abort.
+    Rollout(rollout::Args),
     /// Every sidecar: service, instance, ACKed version, last NACK, last seen.
     Status(status::Args),
     /// Show every step the sidecar takes for a described request.
@@ -70,6 +72,7 @@ impl Wardenctl {
             Command::Diff(a) => diff::run(cli, a).await,
             Command::History(a) => history::run(cli, a).await,
             Command::Rollback(a) => rollback::run(cli, a).await,
+            Command::Rollout(a) => rollout::run(cli, a).await,
             Command::Status(a) => status::run(cli, a).await,
             Command::Explain(a) => explain::run(cli, a).await,
             Command::Denials(a) => denials::run(cli, a).await,

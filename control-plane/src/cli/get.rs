@@ -1,6 +1,7 @@
-//! `wardenctl get [SERVICE] [--version N]`: a service's policy source, or every service.
+//! `wardenctl get [SERVICE] [--version N]`: a service's policy source, or every service;
+//! with a rollout running, its candidate too (the live version is what `get` prints).
 
-use warden_proto::v1::{GetPolicyRequest, ListServicesRequest};
+use warden_proto::v1::{GetPolicyRequest, ListServicesRequest, Rollout, StatusRequest};
 
 use crate::cli::context::{Cli, Format, Outcome};
 use crate::cli::output;
@@ -16,12 +17,22 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let mut admin = cli.admin().await?;
+    let status = StatusRequest { service: a.service.clone().unwrap_or_default() };
+    let running: Vec<Rollout> = admin
+        .status(status)
+        .await?
+        .into_inner()
+        .rollouts
+        .into_iter()
+        .filter(|r| matches!(r.state.as_str(), "shadow" | "canary"))
+        .collect();
+    let candidate = |service: &str| running.iter().find(|r| r.service == service);
     let Some(service) = &a.service else {
         let list = admin.list_services(ListServicesRequest {}).await?.into_inner().current;
         if cli.output != Format::Table {
             let rows: Vec<_> = list
                 .iter()
-                .map(|v| serde_json::json!({"service": v.service, "version": v.version, "author": v.author, "created": output::time(v.created_unix_ms), "message": v.message}))
+                .map(|v| serde_json::json!({"service": v.service, "version": v.version, "author": v.author, "created": output::time(v.created_unix_ms), "message": v.message, "candidate": candidate(&v.service).map(|r| serde_json::json!({"version": r.version, "state": r.state}))}))
                 .collect();
             output::structured(cli.output, &serde_json::json!({ "services": rows }));
             return Ok(());
@@ -32,13 +43,14 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 vec![
                     v.service.clone(),
                     format!("v{}", v.version),
+                    candidate(&v.service).map_or("-".to_owned(), |r| format!("v{} ({})", r.version, r.state)),
                     v.author.clone(),
                     output::time(v.created_unix_ms),
                     v.message.clone(),
                 ]
             })
             .collect();
-        output::table(&["SERVICE", "VERSION", "AUTHOR", "APPLIED", "MESSAGE"], &rows);
+        output::table(&["SERVICE", "LIVE", "CANDIDATE", "AUTHOR", "APPLIED", "MESSAGE"], &rows);
         return Ok(());
     };
     let v = admin
@@ -52,10 +64,22 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                 "service": v.service, "version": v.version, "author": v.author,
                 "created": output::time(v.created_unix_ms), "message": v.message,
                 "content_hash": v.content_hash, "policy": v.source_yaml,
+                "candidate": candidate(service).map(|r| serde_json::json!({"version": r.version, "state": r.state})),
             }),
         ),
         // The source as applied: exact with -o yaml, shown safely in a terminal otherwise.
         Format::Table | Format::Yaml => {
+            if let Some(r) = candidate(service).filter(|_| a.version.is_none()) {
+                eprintln!(
+                    "# live: v{}; candidate v{} is in {} (`wardenctl get {} --version {}`, `wardenctl rollout status {}`)",
+                    v.version,
+                    r.version,
+                    r.state,
+                    output::cell(service),
+                    r.version,
+                    output::cell(service)
+                );
+            }
             let source =
                 if cli.output == Format::Yaml { v.source_yaml.as_str().into() } else { output::lines(&v.source_yaml) };
             print!("{source}");

@@ -19,6 +19,7 @@ mod keys;
 mod output;
 mod preview;
 mod rollback;
+mod rollout;
 mod samples;
 mod secrets;
 mod status;

@@ -16,6 +16,9 @@ pub struct Args {
     message: Option<String>,
     #[arg(long, env = "WARDEN_AUTHOR")]
     author: Option<String>,
+    /// Abort the service's running rollout first.
+    #[arg(long)]
+    force: bool,
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Outcome {
@@ -27,6 +30,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             to_version: a.to.unwrap_or(0),
             author: author(a.author.as_deref()),
             message: a.message.clone().unwrap_or_default(),
+            force: a.force,
         })
         .await?
         .into_inner();

@@ -4,10 +4,10 @@
 //! validates with the control plane's release (not served until a valid version replaces
 //! it), whether the control plane's store answers, and which replica is the evaluator.
 
-use warden_proto::v1::{SidecarStatus, StatusRequest};
+use warden_proto::v1::{Rollout, SidecarStatus, StatusRequest};
 
 use crate::cli::context::{Cli, Format, Outcome};
-use crate::cli::output;
+use crate::cli::{output, rollout};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,7 +19,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let resp =
         cli.admin().await?.status(StatusRequest { service: a.service.clone().unwrap_or_default() }).await?.into_inner();
     let (sidecars, invalid, store) = (resp.sidecars, resp.invalid_policies, resp.store.unwrap_or_default());
-    let evaluator = resp.evaluator;
+    let (evaluator, rollouts) = (resp.evaluator, resp.rollouts);
     if cli.output != Format::Table {
         let rows: Vec<_> = sidecars
             .iter()
@@ -31,6 +31,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
                     "acked_credentials": s.acked_credentials, "current_credentials": s.current_credentials,
                     "nacked_version": s.nacked_version, "nack_error": s.nack_error, "nacked": output::time(s.nacked_unix_ms),
                     "last_seen": output::time(s.last_seen_unix_ms), "replica": s.replica,
+                    "shadow_version": s.shadow_version, "shadow_error": s.shadow_error,
                 })
             })
             .collect();
@@ -45,7 +46,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             evaluator.map(|e| serde_json::json!({ "replica": e.replica, "since": output::time(e.since_unix_ms) }));
         output::structured(
             cli.output,
-            &serde_json::json!({ "sidecars": rows, "invalid_policies": invalid, "store": store, "evaluator": evaluator }),
+            &serde_json::json!({
+                "sidecars": rows, "invalid_policies": invalid, "store": store, "evaluator": evaluator,
+                "rollouts": rollouts.iter().map(rollout::json).collect::<Vec<_>>(),
+            }),
         );
         return Ok(());
     }
@@ -65,7 +69,14 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     if sidecars.is_empty() {
         println!("no sidecars have connected");
     } else {
-        table(&sidecars);
+        table(&sidecars, &rollouts);
+    }
+    if !rollouts.is_empty() {
+        println!();
+        println!("ROLLOUTS (each service's latest)");
+        for line in rollout::lines(&rollouts) {
+            println!("{line}");
+        }
     }
     if !invalid.is_empty() {
         println!();
@@ -86,7 +97,13 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     Ok(())
 }
 
-fn table(sidecars: &[SidecarStatus]) {
+fn table(sidecars: &[SidecarStatus], rollouts: &[Rollout]) {
+    // A running canary's sidecars serve its candidate: not behind, a canary.
+    let canary_of = |s: &SidecarStatus| {
+        rollouts
+            .iter()
+            .find(|r| r.service == s.service && r.state == "canary" && r.canary_instances.contains(&s.instance))
+    };
     let rows: Vec<Vec<String>> = sidecars
         .iter()
         .map(|s| {
@@ -95,14 +112,23 @@ fn table(sidecars: &[SidecarStatus]) {
                 (true, replica) => format!("connected ({})", output::cell(replica)),
                 (false, _) => "gone".to_owned(),
             };
-            let sync = if s.acked_version == s.current_version { "in sync" } else { "behind" };
+            let sync = match canary_of(s) {
+                Some(r) if s.acked_version == r.version => "canary",
+                _ if s.acked_version == s.current_version => "in sync",
+                _ => "behind",
+            };
+            let shadow = match (s.shadow_version, s.shadow_error.as_str()) {
+                (0, "") => String::new(),
+                (_, "") => format!("; shadow v{}", s.shadow_version),
+                (_, e) => format!("; shadow refused: {e}"),
+            };
             let nack =
                 if s.nacked_version == 0 { "-".to_owned() } else { format!("v{}: {}", s.nacked_version, s.nack_error) };
             vec![
                 s.service.clone(),
                 s.instance.clone(),
                 state,
-                format!("v{} ({sync}, current v{})", s.acked_version, s.current_version),
+                format!("v{} ({sync}, current v{}){shadow}", s.acked_version, s.current_version),
                 format!(
                     "r{}{}",
                     s.acked_credentials,

@@ -12,7 +12,8 @@ use crate::hub::secret_names;
 use crate::ops::control_plane::ControlPlane;
 use crate::ops::error::OpsError;
 use crate::ops::metrics::ApplyResult;
-use crate::store::{NewVersion, Stored};
+use crate::ops::rollout::RolloutPlan;
+use crate::store::{NewVersion, Rollout, StoreError, Stored};
 
 /// A policy file to apply: one or more YAML documents, one per service.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,10 @@ pub struct ApplyRequest {
     pub message: String,
     /// Validate and compare; store and push nothing.
     pub dry_run: bool,
+    /// Start a rollout of each changed service instead of publishing it.
+    pub rollout: Option<RolloutPlan>,
+    /// Abort a running rollout of a service in the file first (else the apply is refused).
+    pub force: bool,
 }
 
 /// What applying one document did.
@@ -41,6 +46,18 @@ pub struct Applied {
     pub source_yaml: String,
     /// The validator's warnings and the secrets it names that are not set.
     pub warnings: Vec<String>,
+    /// The rollout this apply started (`version` is its candidate).
+    pub rollout: Option<Rollout>,
+}
+
+/// How a change is stored and served.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Change<'a> {
+    pub author: &'a str,
+    pub message: &'a str,
+    pub dry_run: bool,
+    pub rollout: Option<&'a RolloutPlan>,
+    pub force: bool,
 }
 
 impl ControlPlane {
@@ -50,37 +67,48 @@ impl ControlPlane {
         let out = async {
             let file = if r.file_name.is_empty() { "policy.yaml" } else { r.file_name.as_str() };
             let parsed = parse_file(file, &r.source).map_err(|e| OpsError::Invalid(e.to_string()))?;
-            self.store_and_publish(parsed, &r.author, &r.message, dry_run).await
+            let change =
+                Change { author: &r.author, message: &r.message, dry_run, rollout: r.rollout.as_ref(), force: r.force };
+            self.store_and_publish(parsed, change).await
         }
         .await;
         self.metrics.apply("apply", result_of(&out, dry_run));
         out
     }
 
-    /// Stores the parsed documents and, unless `dry_run`, pushes every changed one.
+    /// Stores the parsed documents and, unless a dry run, pushes every changed one (or,
+    /// for a rollout, serves it as the candidate).
     pub(super) async fn store_and_publish(
         &self,
         parsed: Vec<ParsedPolicy>,
-        author: &str,
-        message: &str,
-        dry_run: bool,
+        change: Change<'_>,
     ) -> Result<Vec<Applied>, OpsError> {
+        let Change { author, message, dry_run, rollout, force } = change;
         self.check_global_limits(&parsed)?;
         let author = if author.is_empty() { "unknown" } else { author };
-        let docs = parsed
-            .iter()
-            .map(|p| NewVersion {
+        let services: Vec<String> = parsed.iter().map(|p| p.policy.service.clone()).collect();
+        let mut docs = Vec::with_capacity(parsed.len());
+        for p in &parsed {
+            let hash = content_hash(&p.source);
+            // A document equal to the live version starts nothing (and is stored as nothing).
+            let unchanged = self.hub.snapshot(&p.policy.service).is_some_and(|s| s.content_hash == hash);
+            let rollout = match rollout {
+                Some(plan) if !unchanged => Some(self.new_rollout(&p.policy.service, plan).await?),
+                _ => None,
+            };
+            docs.push(NewVersion {
                 service: p.policy.service.clone(),
                 author: author.to_owned(),
                 message: message.to_owned(),
-                content_hash: content_hash(&p.source),
+                content_hash: hash,
                 source_yaml: p.source.clone(),
-            })
-            .collect();
-        let services: Vec<String> = parsed.iter().map(|p| p.policy.service.clone()).collect();
+                rollout,
+                force,
+            });
+        }
         let apply_cx = match dry_run {
             true => None,
-            false => self.rollouts.start_apply(
+            false => self.traces.start_apply(
                 "apply",
                 vec![
                     KeyValue::new("warden.author", author.to_owned()),
@@ -90,9 +118,15 @@ impl ControlPlane {
             ),
         };
         let stored: Vec<Stored> = self
-            .rollouts
+            .traces
             .child(apply_cx.as_ref(), "store", self.stored("apply", self.store.apply(docs, dry_run)))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::RolloutRunning { ref service, .. } => OpsError::Precondition(format!(
+                    "{e}: `wardenctl rollout promote {service}` or `wardenctl rollout abort {service}` first, or add --force to abort it"
+                )),
+                e => e.into(),
+            })?;
         let set: Vec<String> =
             self.stored("secrets", self.store.secrets()).await?.into_iter().map(|s| s.name).collect();
         let mut results = Vec::with_capacity(stored.len());
@@ -105,10 +139,24 @@ impl ControlPlane {
                     "secret '{missing}' is not set: its routes answer 503 until `wardenctl secrets set {missing}`"
                 ));
             }
-            if s.changed && !dry_run {
+            if let (Some(r), false) = (&s.rollout, dry_run) {
+                self.serve_rollout(&r.service).await?;
+                self.traces.finished(
+                    apply_cx.as_ref(),
+                    "rollout started",
+                    vec![
+                        KeyValue::new("warden.service", r.service.clone()),
+                        KeyValue::new("warden.version", i64::try_from(r.version).unwrap_or(i64::MAX)),
+                        KeyValue::new("warden.rollout.mode", r.mode.as_str()),
+                        KeyValue::new("warden.rollout.canary", r.canary_instances.join(",")),
+                        KeyValue::new("warden.rollout.abort_if", r.abort_if.join(",")),
+                    ],
+                );
+                tracing::info!(service = %r.service, version = r.version, mode = r.mode.as_str(), %author, "rollout started");
+            } else if s.changed && !dry_run {
                 // Credentials first, so the policy never arrives before the secrets it names.
                 let publish = self.publish_with_credentials(&s.version.service, Some(snapshot));
-                self.rollouts.child(apply_cx.as_ref(), "build and push", publish).await?;
+                self.traces.child(apply_cx.as_ref(), "build and push", publish).await?;
                 self.valid_again(&s.version.service);
                 let connected = self
                     .registry
@@ -117,8 +165,13 @@ impl ControlPlane {
                     .filter(|st| st.connected)
                     .map(|st| st.record.instance)
                     .collect();
-                self.rollouts.published(apply_cx.as_ref(), &s.version.service, s.version.version, connected);
+                self.traces.published(apply_cx.as_ref(), &s.version.service, s.version.version, connected);
                 tracing::info!(service = %s.version.service, version = s.version.version, %author, "applied");
+            }
+            // A rollout a forced change ended: its candidate is no longer served.
+            if let Some(a) = &s.aborted {
+                self.ended(a);
+                self.serve_rollout(&a.service).await?;
             }
             results.push(Applied {
                 service: s.version.service,
@@ -128,6 +181,7 @@ impl ControlPlane {
                 previous_yaml: s.previous.map(|v| v.source_yaml).unwrap_or_default(),
                 source_yaml: p.source.clone(),
                 warnings,
+                rollout: s.rollout,
             });
         }
         if let Some(cx) = apply_cx {
@@ -180,7 +234,9 @@ pub(super) fn result_of(out: &Result<Vec<Applied>, OpsError>, dry_run: bool) -> 
         Ok(_) if dry_run => ApplyResult::DryRun,
         Ok(results) if results.iter().any(|r| r.changed) => ApplyResult::Applied,
         Ok(_) => ApplyResult::Unchanged,
-        Err(OpsError::Store(_) | OpsError::Internal(_)) => ApplyResult::Failed,
+        Err(OpsError::Store(StoreError::Unavailable(_) | StoreError::Failed(_)) | OpsError::Internal(_)) => {
+            ApplyResult::Failed
+        }
         Err(_) => ApplyResult::Refused,
     }
 }

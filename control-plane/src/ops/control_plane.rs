@@ -12,11 +12,11 @@ use std::time::Duration;
 use ring::signature::Ed25519KeyPair;
 use warden_telemetry::Traces;
 
+use crate::change_trace::ChangeTraces;
 use crate::hub::Hub;
 use crate::ops::metrics::Metrics;
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
-use crate::rollout::Rollouts;
 use crate::store::{Retention, SampleRetention, Store, StoreError};
 use crate::traffic::Traffic;
 
@@ -67,8 +67,8 @@ pub struct ControlPlane {
     pub(super) quotas: QuotaBoard,
     /// Each sidecar's latest per-route traffic.
     pub(super) traffic: Traffic,
-    /// Policy rollouts being traced.
-    pub(super) rollouts: Arc<Rollouts>,
+    /// Policy changes being traced (apply → push → ACKs).
+    pub(super) traces: Arc<ChangeTraces>,
     pub(super) retention: Retention,
     pub(super) sample_retention: SampleRetention,
     pub(super) metrics: Arc<Metrics>,
@@ -113,7 +113,8 @@ impl ControlPlane {
     ) -> Result<T, StoreError> {
         let out = call.await;
         match &out {
-            Ok(_) => self.store_answered(),
+            // The store answered: it refused a change, as it should.
+            Ok(_) | Err(StoreError::RolloutRunning { .. }) => self.store_answered(),
             Err(e) => {
                 self.metrics.store_error(operation, e);
                 self.store_failed(e);

@@ -59,7 +59,8 @@ async fn read_all(store: &dyn Store) -> Result<StoreCopy, OpsError> {
     let secrets = store.credentials("", NO_KEYS, names).await?.secrets;
     let sidecars = store.sidecars().await?;
     let denials = store.denials(DenialFilter { limit: u32::MAX, ..Default::default() }).await?;
-    Ok(StoreCopy { versions, keys, secrets, sidecars, denials })
+    let rollouts = store.rollouts(None).await?;
+    Ok(StoreCopy { versions, keys, secrets, sidecars, denials, rollouts })
 }
 
 /// Counts and a digest of what a copy must preserve.

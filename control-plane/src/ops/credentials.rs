@@ -6,7 +6,7 @@
 
 use warden_proto::v1 as pb;
 
-use crate::hub::{CredentialsState, secret_names};
+use crate::hub::{Candidate, CredentialsState, secret_names};
 use crate::ops::control_plane::ControlPlane;
 use crate::store::{CredentialRows, StoreError};
 
@@ -32,13 +32,48 @@ impl ControlPlane {
         if snapshot.as_ref().is_some_and(|s| s.version <= self.hub.current_version(service)) {
             return Ok(());
         }
-        let names = match &snapshot {
+        let mut names = match &snapshot {
             Some(s) => secret_names(s),
             None => self.hub.secret_names(service),
         };
+        // A running rollout's candidate may name secrets the live version does not.
+        if let Some(c) = self.hub.candidate(service) {
+            names.extend(secret_names(&c.snapshot));
+            names.sort();
+            names.dedup();
+        }
         self.refresh_locked(service, names).await?;
         if let Some(s) = snapshot {
             self.hub.publish(s);
+        }
+        Ok(())
+    }
+
+    /// Refreshes the credentials for the secrets the live version and `candidate` name,
+    /// then makes `candidate` the service's rollout candidate (None: none): its sidecars
+    /// get the secrets before the candidate that needs them.
+    pub(super) async fn publish_candidate(
+        &self,
+        service: &str,
+        candidate: Option<Candidate>,
+    ) -> Result<(), StoreError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let mut names = self.hub.secret_names(service);
+        if let Some(c) = &candidate {
+            names.extend(secret_names(&c.snapshot));
+            names.sort();
+            names.dedup();
+        }
+        let held = self.hub.credentials(service).map(|c| c.secret_names.clone()).unwrap_or_default();
+        // Secrets come before the candidate that needs them and go after the one that did:
+        // a canary sidecar never serves a candidate without its secrets.
+        let shrinks = held.iter().any(|n| !names.contains(n));
+        if names != held && !shrinks {
+            self.refresh_locked(service, names.clone()).await?;
+        }
+        self.hub.publish_candidate(service, candidate);
+        if shrinks {
+            self.refresh_locked(service, names).await?;
         }
         Ok(())
     }

@@ -42,11 +42,7 @@ impl ControlPlane {
     /// Publishes what `change` says changed, read back from the store.
     async fn catch_up(&self, change: Change) -> Result<(), StoreError> {
         match change {
-            Change::Policy(service) => {
-                if let Some(v) = self.stored("current", self.store.current(&service)).await? {
-                    self.serve_stored(v).await?;
-                }
-            }
+            Change::Policy(service) => self.serve_rollout(&service).await?,
             Change::Credentials(Some(service)) => self.refresh_credentials(&service).await?,
             Change::Credentials(None) => {
                 for service in self.hub.services() {
@@ -67,6 +63,7 @@ impl ControlPlane {
                         self.refresh_credentials(&service).await?;
                     }
                 }
+                self.serve_rollouts().await?;
             }
         }
         Ok(())

@@ -33,6 +33,12 @@ struct ApplyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutLabels {
+    service: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreErrorLabels {
     operation: &'static str,
     kind: &'static str,
@@ -82,9 +88,15 @@ pub struct Metrics {
     store_up: Gauge,
     invalid_policies: Gauge,
     evaluator: Gauge,
+    rollouts_ended: Family<RolloutLabels, Counter>,
 }
 
 impl Metrics {
+    /// A rollout of `service` was promoted or aborted (by hand or by itself).
+    pub fn rollout_ended(&self, service: &str, state: &'static str) {
+        self.rollouts_ended.get_or_create(&RolloutLabels { service: service.to_owned(), state }).inc();
+    }
+
     /// A sidecar of `service` refused a snapshot.
     pub fn nack(&self, service: &str) {
         self.nacks.get_or_create(&ServiceLabels { service: service.to_owned() }).inc();
@@ -149,6 +161,11 @@ impl Metrics {
         );
         registry.register("service_version", "Each service's current published policy version", versions);
         registry.register("sidecar_nacks", "Snapshots sidecars refused, by service", self.nacks.clone());
+        registry.register(
+            "rollouts_ended",
+            "Rollouts ended, by service and how (promoted, aborted)",
+            self.rollouts_ended.clone(),
+        );
         registry.register(
             "applies",
             "Applies and rollbacks by operation and result (applied, unchanged, dry_run, refused, failed)",

@@ -11,7 +11,9 @@
 //!   replica is the evaluator.
 //! - `apply.rs`, `rollback.rs`, `policies.rs`: policy versions (validate, the global-limit
 //!   check, missing-secret warnings, one store unit, publish); `preview.rs`: what a file
-//!   would do to recent sampled requests.
+//!   would do to recent sampled requests; `rollout.rs`: a candidate tried in shadow or on
+//!   a canary before it is promoted, `canary.rs`: the canary's comparison and automatic
+//!   abort.
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
 //!   process-wide lock.
 //! - `sidecars.rs` (with `receipt.rs`): the sidecar streams; `status.rs`, `denials.rs`,
@@ -21,6 +23,7 @@
 //! - `error.rs`: `OpsError`.
 
 mod apply;
+mod canary;
 mod control_plane;
 mod copy;
 mod credentials;
@@ -37,16 +40,19 @@ mod preview;
 mod quotas;
 mod receipt;
 mod rollback;
+mod rollout;
 mod secrets;
 mod sidecars;
 mod startup;
 mod status;
 mod top;
 
+pub use crate::hub::Candidate;
 pub use crate::quota::{Reply as QuotaReply, Share as QuotaShare, Usage as QuotaUsage};
 pub use crate::registry::Event;
 pub use crate::traffic::{RouteTraffic, TopRow};
 pub use apply::{Applied, ApplyRequest};
+pub use canary::{AbortIf, CanaryReport, Side as CanarySide};
 pub use control_plane::{ControlPlane, InvalidPolicy, Options, StoreHealth};
 pub use copy::{Copied, copy_store};
 pub use error::OpsError;
@@ -55,5 +61,6 @@ pub use keys::KeyRequest;
 pub use preview::{PreviewRequest, ServicePreview, sample_to_proto};
 pub use receipt::check_names;
 pub use rollback::RollbackRequest;
+pub use rollout::{EndRollout, RolloutPlan, RolloutReport};
 pub use sidecars::{Hello, Report, Reporter, Session, ToStore};
 pub use status::{SidecarStatus, Status};

@@ -3,7 +3,7 @@
 
 use crate::ops::control_plane::ControlPlane;
 use crate::ops::error::OpsError;
-use crate::store::PolicyVersion;
+use crate::store::{PolicyVersion, RolloutState};
 
 impl ControlPlane {
     /// A service's current version (`version` None) or a given one, with its source.
@@ -23,12 +23,20 @@ impl ControlPlane {
         Ok(self.stored("list_current", self.store.list_current()).await?)
     }
 
-    /// A service's versions, newest first, without sources.
-    pub async fn history(&self, service: &str) -> Result<Vec<PolicyVersion>, OpsError> {
+    /// A service's versions, newest first, without sources, each with the state of its
+    /// rollout if it was a rollout's candidate.
+    pub async fn history(&self, service: &str) -> Result<Vec<(PolicyVersion, Option<RolloutState>)>, OpsError> {
         let versions = self.stored("history", self.store.history(service)).await?;
         if versions.is_empty() {
             return Err(OpsError::NotFound(format!("service '{service}' has no policy")));
         }
-        Ok(versions)
+        let rollouts = self.stored("rollouts", self.store.rollouts(Some(service))).await?;
+        Ok(versions
+            .into_iter()
+            .map(|v| {
+                let state = rollouts.iter().find(|r| r.version == v.version).map(|r| r.state);
+                (v, state)
+            })
+            .collect())
     }
 }

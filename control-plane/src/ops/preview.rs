@@ -50,7 +50,7 @@ impl ControlPlane {
         let parsed = parse_file(file, &r.source).map_err(|e| OpsError::Invalid(e.to_string()))?;
         self.check_global_limits(&parsed)?;
         let services: Vec<String> = parsed.iter().map(|p| p.policy.service.clone()).collect();
-        let cx = self.rollouts.start_apply("preview", vec![KeyValue::new("warden.services", services.join(","))]);
+        let cx = self.traces.start_apply("preview", vec![KeyValue::new("warden.services", services.join(","))]);
         let out = self.preview_parsed(parsed, r.window_ms, cx.as_ref()).await;
         if let Some(cx) = cx {
             opentelemetry::trace::TraceContextExt::span(&cx).end();
@@ -97,7 +97,7 @@ impl ControlPlane {
                 tokio::task::spawn_blocking(move || preview(&current, &candidate, &creds, &samples, &recorded))
                     .await
                     .map_err(|e| OpsError::Internal(format!("the preview failed: {e}")))?;
-            self.rollouts.finished(
+            self.traces.finished(
                 cx,
                 "preview service",
                 vec![

@@ -11,13 +11,15 @@ use warden_policy::yaml::is_service_name;
 use warden_proto::{MAX_DENIALS, MAX_SAMPLES};
 
 use crate::ops::error::OpsError;
-use crate::store::{Denial, Sample};
+use crate::store::{Denial, Sample, ShadowCount};
 use crate::traffic::RouteTraffic;
 
 /// The longest text field stored from a sidecar; longer ones are cut.
 pub const MAX_FIELD_BYTES: usize = 2 << 10;
 /// The most headers kept with one deny record or sample.
 const MAX_HEADERS: usize = 32;
+/// Shadow difference groups a batch carries at most (the sidecar's cap).
+const MAX_SHADOW_GROUPS: usize = 1_000;
 
 /// A Hello (or a report stream's first batch) must name a valid service and instance.
 pub fn check_names(service: &str, instance: &str) -> Result<(), OpsError> {
@@ -104,6 +106,20 @@ pub fn clean_samples(samples: &mut Vec<Sample>) -> usize {
         }
     }
     dropped
+}
+
+/// Makes a batch's shadow counts safe to store and show (what a sidecar sends at most:
+/// `MAX_SHADOW_GROUPS` groups, 3 examples each).
+pub fn clean_shadow_counts(counts: &mut Vec<ShadowCount>) {
+    counts.truncate(MAX_SHADOW_GROUPS);
+    for c in counts.iter_mut() {
+        let ShadowCount { route, rule, code, client_id, examples, .. } = c;
+        for field in [route, rule, code, client_id] {
+            clean(field);
+        }
+        examples.truncate(3);
+        examples.iter_mut().for_each(clean);
+    }
 }
 
 /// Headers kept with a record: at most `MAX_HEADERS`, each name and value made safe.

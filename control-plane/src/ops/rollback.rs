@@ -4,7 +4,7 @@
 
 use warden_policy::yaml::parse_service;
 
-use crate::ops::apply::{Applied, result_of};
+use crate::ops::apply::{Applied, Change, result_of};
 use crate::ops::control_plane::ControlPlane;
 use crate::ops::error::OpsError;
 
@@ -18,6 +18,8 @@ pub struct RollbackRequest {
     pub author: String,
     /// "rollback to vN" when empty.
     pub message: String,
+    /// Abort a running rollout of the service first (else the rollback is refused).
+    pub force: bool,
 }
 
 impl ControlPlane {
@@ -33,7 +35,20 @@ impl ControlPlane {
             .stored("current", self.store.current(&r.service))
             .await?
             .ok_or_else(|| OpsError::NotFound(format!("service '{}' has no policy", r.service)))?;
-        let to = if r.to_version == 0 { current.version.saturating_sub(1) } else { r.to_version };
+        let to = match r.to_version {
+            // The live version before the current one: no candidate that never went live.
+            0 => {
+                let not_live: Vec<u64> = self
+                    .stored("rollouts", self.store.rollouts(Some(&r.service)))
+                    .await?
+                    .into_iter()
+                    .filter(|x| x.state != crate::store::RolloutState::Promoted)
+                    .map(|x| x.version)
+                    .collect();
+                (1..current.version).rev().find(|v| !not_live.contains(v)).unwrap_or(0)
+            }
+            v => v,
+        };
         if to == 0 {
             return Err(OpsError::Precondition(format!(
                 "service '{}' has only version {}: there is nothing to roll back to",
@@ -50,6 +65,7 @@ impl ControlPlane {
         let parsed = parse_service(&format!("{}@v{to}", r.service), &target.source_yaml, Some(&r.service))
             .map_err(|e| OpsError::Precondition(format!("version {to} no longer validates:\n{e}")))?;
         let message = if r.message.is_empty() { format!("rollback to v{to}") } else { r.message };
-        self.store_and_publish(vec![parsed], &r.author, &message, false).await
+        let change = Change { author: &r.author, message: &message, force: r.force, ..Change::default() };
+        self.store_and_publish(vec![parsed], change).await
     }
 }

@@ -17,13 +17,13 @@ use tokio::sync::watch;
 use warden_proto::Encoded;
 use warden_proto::v1 as pb;
 
-use crate::hub::{CredentialsState, global_limits};
+use crate::hub::{Candidate, CredentialsState, global_limits};
 use crate::ops::control_plane::ControlPlane;
 use crate::ops::error::OpsError;
-use crate::ops::receipt::{check_names, clean_denials, clean_routes, clean_samples, nack_error};
+use crate::ops::receipt::{check_names, clean_denials, clean_routes, clean_samples, clean_shadow_counts, nack_error};
 use crate::quota::{Reply, Usage};
 use crate::registry::Event;
-use crate::store::{Denial, Sample};
+use crate::store::{Denial, Sample, ShadowCount};
 use crate::traffic::RouteTraffic;
 
 /// How long a report stream waits for its sidecar's Hello: a sidecar opens both streams at
@@ -61,6 +61,63 @@ pub struct Session {
     held: (u64, u64),
     /// Nothing has been sent yet: what it holds comes from its Hello.
     from_hello: bool,
+    /// What it was last sent to serve and to shadow.
+    sent: Sent,
+}
+
+/// What one sidecar was last sent: the policy version (0: none yet) and the candidate to
+/// shadow (0: none; `u64::MAX`: unknown, so the first message says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    policy: u64,
+    shadow: u64,
+}
+
+impl Default for Sent {
+    fn default() -> Self {
+        // A sidecar that reconnects may still shadow a rollout that ended meanwhile.
+        Sent { policy: 0, shadow: u64::MAX }
+    }
+}
+
+impl Sent {
+    /// What `instance` must be sent to serve the live snapshot (or the candidate, if it
+    /// is one of a canary's sidecars) and to shadow the candidate (or stop); nothing
+    /// already sent is sent again.
+    pub fn next(
+        &mut self,
+        instance: &str,
+        live: Option<&Arc<Encoded<pb::Snapshot>>>,
+        candidate: Option<&Arc<Candidate>>,
+    ) -> Option<PolicyPush> {
+        let (serve_candidate, shadow) = candidate.map_or((false, false), |c| c.for_instance(instance));
+        let policy = match (serve_candidate, candidate) {
+            (true, Some(c)) => Some(&c.snapshot),
+            _ => live,
+        };
+        let mut push = PolicyPush::default();
+        if let Some(p) = policy
+            && p.version != self.policy
+        {
+            self.policy = p.version;
+            push.snapshot = Some(p.bytes());
+        }
+        let shadow = candidate.filter(|_| shadow).map(|c| &c.snapshot);
+        let shadow_version = shadow.map_or(0, |s| s.version);
+        if shadow_version != self.shadow {
+            self.shadow = shadow_version;
+            push.shadow = Some(shadow.map(|s| s.bytes()).unwrap_or_default());
+        }
+        (push.snapshot.is_some() || push.shadow.is_some()).then_some(push)
+    }
+}
+
+/// A policy message for one sidecar: its snapshot, the candidate to shadow (empty bytes:
+/// stop), or both.
+#[derive(Debug, Default)]
+pub struct PolicyPush {
+    pub snapshot: Option<bytes::Bytes>,
+    pub shadow: Option<bytes::Bytes>,
 }
 
 impl ControlPlane {
@@ -83,6 +140,7 @@ impl ControlPlane {
             instance: hello.instance,
             stream,
             from_hello: true,
+            sent: Sent::default(),
         };
         if self.hub.credentials(&session.service).is_none() {
             self.refresh_credentials(&session.service).await?;
@@ -114,6 +172,22 @@ impl Session {
         let mut rx = self.cp.hub.subscribe(&self.service);
         rx.mark_changed();
         rx
+    }
+
+    /// The service's rollout candidate and every change of it.
+    pub fn candidates(&self) -> watch::Receiver<Option<Arc<Candidate>>> {
+        self.cp.hub.subscribe_candidate(&self.service)
+    }
+
+    /// What to send so the sidecar serves what it should: the live snapshot, or the
+    /// candidate if it is one of a canary's sidecars; and the candidate to decide in shadow
+    /// (or to stop shadowing). Nothing already sent is sent again.
+    pub fn policy_to_send(
+        &mut self,
+        live: Option<&Arc<Encoded<pb::Snapshot>>>,
+        candidate: Option<&Arc<Candidate>>,
+    ) -> Option<PolicyPush> {
+        self.sent.next(&self.instance, live, candidate)
     }
 
     /// The service's current credentials and every later change (the current ones marked
@@ -149,9 +223,14 @@ impl Session {
                 self.cp.metrics.nack(&self.service);
                 Event::Nack(version, error)
             }
+            Event::ShadowAck(version, error) if !error.is_empty() => {
+                let error = nack_error(&error);
+                tracing::warn!(service = %self.service, instance = %self.instance, version, %error, "sidecar refused to shadow a candidate");
+                Event::ShadowAck(version, error)
+            }
             other => other,
         };
-        self.cp.rollouts.observe(&self.service, &self.instance, &event);
+        self.cp.traces.observe(&self.service, &self.instance, &event);
         self.cp.registry.event(&self.service, &self.instance, self.stream, event);
     }
 }
@@ -178,6 +257,8 @@ pub struct Report {
     pub samples: Vec<Sample>,
     /// Samples the sidecar dropped since its last batch.
     pub samples_dropped: u64,
+    /// Where a candidate in shadow decided otherwise, since its last batch.
+    pub shadow_counts: Vec<ShadowCount>,
 }
 
 /// What a batch brought to be stored, once the quota reply is on its way.
@@ -185,6 +266,7 @@ pub struct Report {
 pub struct ToStore {
     denials: Vec<Denial>,
     samples: Vec<Sample>,
+    shadow_counts: Vec<ShadowCount>,
 }
 
 /// One sidecar's report stream.
@@ -218,14 +300,17 @@ impl Reporter {
         let mut routes = report.routes;
         if !routes.is_empty() {
             clean_routes(&mut routes);
-            self.cp.traffic.report(service, instance, routes);
+            let canary = self.cp.hub.candidate(service).is_some_and(|c| c.canary.is_some());
+            self.cp.traffic.report(service, instance, routes, canary);
         }
         let mut samples = report.samples;
         let dropped = report.samples_dropped.saturating_add(clean_samples(&mut samples) as u64);
         if dropped > 0 {
             tracing::debug!(%service, %instance, dropped, "a sidecar dropped decision samples (its queue was full)");
         }
-        Ok((reply, ToStore { denials, samples }))
+        let mut shadow_counts = report.shadow_counts;
+        clean_shadow_counts(&mut shadow_counts);
+        Ok((reply, ToStore { denials, samples, shadow_counts }))
     }
 
     /// Adds deny records to the deny log and samples to the samples (made safe by
@@ -236,6 +321,10 @@ impl Reporter {
             let insert =
                 self.cp.store.insert_denials(&self.service, &self.instance, records.denials, self.cp.retention);
             let _ = self.cp.stored("insert_denials", insert).await;
+        }
+        if !records.shadow_counts.is_empty() {
+            let insert = self.cp.store.add_shadow_counts(&self.service, records.shadow_counts);
+            let _ = self.cp.stored("add_shadow_counts", insert).await;
         }
         if !records.samples.is_empty() {
             let retention = self.cp.sample_retention;
@@ -253,5 +342,50 @@ impl Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.cp.quotas.close(self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn snapshot(version: u64) -> Arc<Encoded<pb::Snapshot>> {
+        Arc::new(Encoded::new(pb::Snapshot { service: "s".into(), version, ..Default::default() }))
+    }
+
+    fn sent_versions(push: Option<PolicyPush>) -> (Option<u64>, Option<u64>) {
+        use prost::Message;
+        let version = |b: bytes::Bytes| if b.is_empty() { 0 } else { pb::Snapshot::decode(b).unwrap().version };
+        push.map_or((None, None), |p| (p.snapshot.map(version), p.shadow.map(version)))
+    }
+
+    #[test]
+    fn each_sidecar_is_sent_what_it_should_serve_and_shadow_once() {
+        let (v1, v2, v3) = (snapshot(1), snapshot(2), snapshot(3));
+        let shadow = |s: &Arc<Encoded<pb::Snapshot>>| Arc::new(Candidate { snapshot: s.clone(), canary: None });
+        let canary = |s: &Arc<Encoded<pb::Snapshot>>| {
+            Arc::new(Candidate { snapshot: s.clone(), canary: Some(HashSet::from(["c-1".to_owned()])) })
+        };
+        let mut sent = Sent::default();
+        // A (re)connect says there is nothing to shadow, whatever the sidecar held.
+        assert_eq!(sent_versions(sent.next("c-1", Some(&v1), None)), (Some(1), Some(0)));
+        assert_eq!(sent_versions(sent.next("c-1", Some(&v1), None)), (None, None), "nothing twice");
+        // A shadow, then a forced switch to another candidate coalesced into one change.
+        assert_eq!(sent_versions(sent.next("c-1", Some(&v1), Some(&shadow(&v2)))), (None, Some(2)));
+        assert_eq!(sent_versions(sent.next("c-1", Some(&v1), Some(&shadow(&v3)))), (None, Some(3)));
+        // Promoted: the new live version, and the shadow stops.
+        assert_eq!(sent_versions(sent.next("c-1", Some(&v3), None)), (Some(3), Some(0)));
+        // A canary: its sidecars serve the candidate, the others the live version.
+        let mut baseline = Sent::default();
+        assert_eq!(sent_versions(baseline.next("c-2", Some(&v1), Some(&canary(&v2)))), (Some(1), Some(0)));
+        let mut on_canary = Sent::default();
+        assert_eq!(sent_versions(on_canary.next("c-1", Some(&v1), Some(&canary(&v2)))), (Some(2), Some(0)));
+        // Aborted: back to the live version; promoted instead, nothing new for the canary.
+        let mut aborted = on_canary;
+        assert_eq!(sent_versions(aborted.next("c-1", Some(&v1), None)), (Some(1), None));
+        assert_eq!(sent_versions(on_canary.next("c-1", Some(&v2), None)), (None, None));
+        assert_eq!(sent_versions(baseline.next("c-2", Some(&v2), None)), (Some(2), None));
     }
 }

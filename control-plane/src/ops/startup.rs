@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::change_trace::ChangeTraces;
 use crate::hub::{Hub, snapshot_of};
 use crate::ops::control_plane::{ControlPlane, InvalidPolicy, Options, StoreHealth};
 use crate::ops::metrics::Metrics;
 use crate::quota::QuotaBoard;
 use crate::registry::Registry;
-use crate::rollout::Rollouts;
 use crate::store::{PolicyVersion, Store, StoreError};
 use crate::traffic::Traffic;
 
@@ -43,7 +43,7 @@ impl ControlPlane {
             registry,
             quotas: QuotaBoard::default(),
             traffic: Traffic::default(),
-            rollouts: Rollouts::new(options.traces),
+            traces: ChangeTraces::new(options.traces),
             retention: options.retention,
             sample_retention: options.sample_retention,
             metrics,
@@ -56,8 +56,10 @@ impl ControlPlane {
         for v in cp.store.list_current().await? {
             cp.serve_stored(v).await?;
         }
+        cp.serve_rollouts().await?;
         cp.store_answered();
         cp.watch_store();
+        cp.judge_canaries();
         cp.beat_sidecars();
         cp.stand_for_evaluator();
         // A store several replicas share: follow what the others change, and share

@@ -10,7 +10,7 @@ use crate::clock::now_unix_ms;
 use crate::ops::control_plane::{ControlPlane, InvalidPolicy, StoreHealth};
 use crate::ops::metrics::FleetMember;
 use crate::registry::Status as Sidecar;
-use crate::store::{Leader, SidecarRecord};
+use crate::store::{Leader, Rollout, SidecarRecord};
 
 /// One sidecar, as `wardenctl status` shows it.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct Status {
     pub store: StoreHealth,
     /// The replica elected to evaluate, if one is.
     pub evaluator: Option<Leader>,
+    /// Each service's latest rollout: running, or how the last one ended.
+    pub rollouts: Vec<Rollout>,
 }
 
 /// A record another replica wrote is of a connected sidecar while it is this fresh: a
@@ -74,7 +76,15 @@ impl ControlPlane {
             let invalid = self.invalid.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             invalid.values().filter(|p| service.is_none_or(|s| p.service == s)).cloned().collect()
         };
-        Status { sidecars, invalid_policies, store: self.store_health(), evaluator: self.evaluator().await }
+        let mut rollouts: Vec<Rollout> = Vec::new();
+        // Newest first: the first of each service is its latest.
+        for r in self.stored("rollouts", self.store.rollouts(service)).await.unwrap_or_default() {
+            if !rollouts.iter().any(|x| x.service == r.service) {
+                rollouts.push(r);
+            }
+        }
+        rollouts.sort_by(|a, b| a.service.cmp(&b.service));
+        Status { sidecars, invalid_policies, store: self.store_health(), evaluator: self.evaluator().await, rollouts }
     }
 
     /// The metrics in Prometheus / OpenMetrics text.

@@ -72,6 +72,7 @@ fn top_row(r: TrafficRow) -> TopRow {
             requests: r.requests,
             denials: r.denials,
             latency_buckets: r.latency_buckets,
+            ..RouteTraffic::default()
         },
     }
 }

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_server::AdminService;
 
-use crate::ops::{ApplyRequest, ControlPlane, PreviewRequest, RollbackRequest};
+use crate::ops::{ApplyRequest, ControlPlane, EndRollout, PreviewRequest, RollbackRequest};
 
 /// The samples a preview replays when the caller names no window: the last hour.
 const DEFAULT_PREVIEW_WINDOW_MS: i64 = 3_600_000;
@@ -23,12 +23,15 @@ pub struct AdminApi(pub Arc<ControlPlane>);
 impl AdminService for AdminApi {
     async fn apply(&self, req: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
         let r = req.into_inner();
+        let rollout = r.rollout.map(convert::rollout_plan).transpose().map_err(Status::invalid_argument)?;
         let request = ApplyRequest {
             file_name: r.file_name,
             source: r.source,
             author: r.author,
             message: r.message,
             dry_run: r.dry_run,
+            rollout,
+            force: r.force,
         };
         let results = self.0.apply(request).await.map_err(status)?;
         Ok(Response::new(convert::apply_response(results)))
@@ -53,13 +56,26 @@ impl AdminService for AdminApi {
 
     async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryResponse>, Status> {
         let versions = self.0.history(&req.into_inner().service).await.map_err(status)?;
-        Ok(Response::new(pb::HistoryResponse { versions: versions.into_iter().map(convert::policy_version).collect() }))
+        Ok(Response::new(pb::HistoryResponse {
+            versions: versions
+                .into_iter()
+                .map(|(v, state)| pb::PolicyVersion {
+                    rollout_state: state.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    ..convert::policy_version(v)
+                })
+                .collect(),
+        }))
     }
 
     async fn rollback(&self, req: Request<pb::RollbackRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
         let r = req.into_inner();
-        let request =
-            RollbackRequest { service: r.service, to_version: r.to_version, author: r.author, message: r.message };
+        let request = RollbackRequest {
+            service: r.service,
+            to_version: r.to_version,
+            author: r.author,
+            message: r.message,
+            force: r.force,
+        };
         let results = self.0.rollback(request).await.map_err(status)?;
         Ok(Response::new(convert::apply_response(results)))
     }
@@ -72,7 +88,27 @@ impl AdminService for AdminApi {
             invalid_policies: s.invalid_policies.into_iter().map(convert::invalid_policy).collect(),
             store: Some(convert::store_health(s.store)),
             evaluator: s.evaluator.map(|l| pb::Evaluator { replica: l.replica, since_unix_ms: l.since_unix_ms }),
+            rollouts: s.rollouts.into_iter().map(convert::rollout).collect(),
         }))
+    }
+
+    async fn rollout_status(
+        &self,
+        req: Request<pb::RolloutStatusRequest>,
+    ) -> Result<Response<pb::RolloutStatusResponse>, Status> {
+        let report = self.0.rollout_status(&req.into_inner().service).await.map_err(status)?;
+        Ok(Response::new(convert::rollout_report(report)))
+    }
+
+    async fn end_rollout(&self, req: Request<pb::EndRolloutRequest>) -> Result<Response<pb::Rollout>, Status> {
+        let r = req.into_inner();
+        let how = match r.action.as_str() {
+            "promote" => EndRollout::Promote,
+            "abort" => EndRollout::Abort,
+            other => return Err(Status::invalid_argument(format!("unknown action '{other}': promote or abort"))),
+        };
+        let ended = self.0.end_rollout(&r.service, how, &r.author, &r.reason).await.map_err(status)?;
+        Ok(Response::new(convert::rollout(ended)))
     }
 
     async fn create_key(&self, req: Request<pb::CreateKeyRequest>) -> Result<Response<pb::CreateKeyResponse>, Status> {

@@ -5,11 +5,12 @@
 use warden_proto::v1 as pb;
 
 use crate::ops::{
-    Applied, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RouteTraffic, ServicePreview, SidecarStatus,
-    TopRow, sample_to_proto,
+    AbortIf, Applied, CanarySide, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RolloutPlan,
+    RolloutReport, RouteTraffic, ServicePreview, SidecarStatus, TopRow, sample_to_proto,
 };
 use crate::store::{
-    Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, Sample, SecretRow, StoredDenial, StoredSample,
+    Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, Rollout, RolloutMode, Sample, SecretRow, ShadowCount,
+    StoredDenial, StoredSample,
 };
 use warden_policy::preview::{Change, Moved};
 
@@ -27,6 +28,67 @@ pub fn policy_version(v: PolicyVersion) -> pb::PolicyVersion {
         message: v.message,
         content_hash: v.content_hash,
         source_yaml: v.source_yaml,
+        rollout_state: String::new(),
+    }
+}
+
+/// `--shadow` / `--canary N% --abort-if ...` as the operations take them.
+pub fn rollout_plan(p: pb::RolloutPlan) -> Result<RolloutPlan, String> {
+    let mode = RolloutMode::parse(&p.mode).ok_or_else(|| format!("unknown rollout mode '{}'", p.mode))?;
+    if mode == RolloutMode::Canary && !(1..=99).contains(&p.canary_percent) {
+        return Err(format!("--canary {}%: the share must be 1% to 99%", p.canary_percent));
+    }
+    if mode == RolloutMode::Shadow && !p.abort_if.is_empty() {
+        return Err("--abort-if judges a canary against its baseline: use it with --canary".into());
+    }
+    let abort_if = p.abort_if.iter().map(|c| AbortIf::parse(c)).collect::<Result<Vec<_>, _>>()?;
+    Ok(RolloutPlan { mode, canary_percent: p.canary_percent, abort_if })
+}
+
+pub fn rollout(r: Rollout) -> pb::Rollout {
+    pb::Rollout {
+        service: r.service,
+        version: r.version,
+        base_version: r.base_version,
+        mode: r.mode.as_str().into(),
+        state: r.state.as_str().into(),
+        canary_percent: r.canary_percent,
+        canary_instances: r.canary_instances,
+        abort_if: r.abort_if,
+        author: r.author,
+        started_unix_ms: r.started_unix_ms,
+        ended_unix_ms: r.ended_unix_ms,
+        ended_by: r.ended_by,
+        reason: r.reason,
+    }
+}
+
+pub fn rollout_report(r: RolloutReport) -> pb::RolloutStatusResponse {
+    let side = |s: CanarySide| pb::CanarySide {
+        p99_ms: s.p99_ms(),
+        instances: s.instances.into_iter().collect(),
+        requests: s.requests,
+        refused: s.refused,
+        refused_by_code: s.refused_by_code.into_iter().map(|(code, count)| pb::CodeCount { code, count }).collect(),
+        server_errors: s.server_errors,
+    };
+    pb::RolloutStatusResponse {
+        rollout: r.rollout.map(rollout),
+        differences: r
+            .differences
+            .into_iter()
+            .map(|d| pb::ShadowDifference {
+                kind: if d.denied { "shadow_deny" } else { "shadow_allow" }.into(),
+                route: d.route,
+                rule: d.rule,
+                code: d.code,
+                client_id: d.client_id,
+                count: d.count,
+                example_request_ids: d.examples,
+            })
+            .collect(),
+        canary: r.canary.as_ref().map(|c| side(c.canary.clone())),
+        baseline: r.canary.map(|c| side(c.baseline)),
     }
 }
 
@@ -42,6 +104,7 @@ pub fn apply_response(results: Vec<Applied>) -> pb::ApplyResponse {
                 previous_yaml: a.previous_yaml,
                 source_yaml: a.source_yaml,
                 warnings: a.warnings,
+                rollout: a.rollout.map(rollout),
             })
             .collect(),
     }
@@ -87,6 +150,8 @@ pub fn sidecar_status(s: SidecarStatus) -> pb::SidecarStatus {
         acked_credentials: s.acked_credentials,
         current_credentials: s.current_credentials,
         replica: r.replica,
+        shadow_version: r.shadow_version,
+        shadow_error: r.shadow_error,
     }
 }
 
@@ -108,6 +173,7 @@ pub fn denial_filter(r: &pb::ListDenialsRequest) -> DenialFilter {
         client: r.client.clone(),
         limit: r.limit,
         request_id: r.request_id.clone(),
+        shadow: Default::default(),
     }
 }
 
@@ -135,6 +201,8 @@ pub fn stored_denial(d: StoredDenial) -> pb::StoredDenial {
             headers: r.headers.into_iter().map(|(name, value)| pb::Header { name, value }).collect(),
             auth_provider: r.auth_provider,
             key_id: r.key_id,
+            shadow: r.shadow,
+            shadow_allowed_by: r.shadow_allowed_by,
         }),
     }
 }
@@ -211,6 +279,9 @@ pub fn top_row(r: TopRow) -> pb::TopRow {
             requests: t.requests,
             denials: t.denials,
             latency_buckets: t.latency_buckets,
+            server_errors: t.server_errors,
+            refusals: t.refusals.into_iter().map(|(code, count)| pb::RefusalCount { code, count }).collect(),
+            policy_version: t.policy_version,
         }),
         unix_ms: r.unix_ms,
     }
@@ -233,10 +304,27 @@ pub fn report(b: pb::ReportBatch) -> Report {
                 requests: r.requests,
                 denials: r.denials,
                 latency_buckets: r.latency_buckets,
+                server_errors: r.server_errors,
+                refusals: r.refusals.into_iter().map(|c| (c.code, c.count)).collect(),
+                policy_version: r.policy_version,
             })
             .collect(),
         samples: b.samples.into_iter().map(sample).collect(),
         samples_dropped: b.samples_dropped,
+        shadow_counts: b
+            .shadow_counts
+            .into_iter()
+            .map(|c| ShadowCount {
+                version: c.version,
+                denied: c.kind == "shadow_deny",
+                route: c.route,
+                rule: c.rule,
+                code: c.code,
+                client_id: c.client_id,
+                count: c.count,
+                examples: c.example_request_ids,
+            })
+            .collect(),
     }
 }
 
@@ -260,6 +348,8 @@ fn denial(d: pb::DenyRecord) -> Denial {
         headers: d.headers.into_iter().map(|h| (h.name, h.value)).collect(),
         auth_provider: d.auth_provider,
         key_id: d.key_id,
+        shadow: d.shadow,
+        shadow_allowed_by: d.shadow_allowed_by,
     }
 }
 

@@ -9,15 +9,17 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use warden_proto::Encoded;
+use warden_proto::v1 as pb;
 use warden_proto::v1::sidecar_message::Kind;
 use warden_proto::v1::sidecar_service_server::SidecarService;
 use warden_proto::v1::{ReportBatch, ReportReply, SidecarMessage, SnapshotPush};
 
-use crate::ops::{ControlPlane, Event, Hello, check_names};
+use crate::ops::{Candidate, ControlPlane, Event, Hello, Session, check_names};
 use crate::server::auth::Admitted;
 use crate::server::convert;
 use crate::server::status::status;
@@ -58,6 +60,7 @@ impl SidecarService for SidecarApi {
         };
         let mut session = self.0.hello(hello).await.map_err(status)?;
         let mut snapshots = session.snapshots();
+        let mut candidates = session.candidates();
         let mut credentials = session.credentials();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
@@ -72,7 +75,7 @@ impl SidecarService for SidecarApi {
                         let Some(current) = credentials.borrow_and_update().clone() else { continue };
                         let mut closed = false;
                         for c in session.credentials_to_send(&current) {
-                            let push = SnapshotPush { snapshot: None, credentials: Some(c.bytes()) };
+                            let push = SnapshotPush { snapshot: None, credentials: Some(c.bytes()), shadow: None };
                             if tx.send(Ok(push)).await.is_err() {
                                 closed = true;
                                 break;
@@ -86,10 +89,17 @@ impl SidecarService for SidecarApi {
                         if changed.is_err() {
                             break;
                         }
-                        let current = snapshots.borrow_and_update().clone();
-                        if let Some(s) = current
-                            && tx.send(Ok(SnapshotPush { snapshot: Some(s.bytes()), credentials: None })).await.is_err()
-                        {
+                        snapshots.mark_unchanged();
+                        if !send_policy(&mut session, &snapshots, &candidates, &tx).await {
+                            break;
+                        }
+                    }
+                    changed = candidates.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        candidates.mark_unchanged();
+                        if !send_policy(&mut session, &snapshots, &candidates, &tx).await {
                             break;
                         }
                     }
@@ -98,6 +108,7 @@ impl SidecarService for SidecarApi {
                             Ok(Some(SidecarMessage { kind: Some(Kind::Ack(a)) })) => Event::Ack(a.version),
                             Ok(Some(SidecarMessage { kind: Some(Kind::CredentialsAck(a)) })) => Event::CredentialsAck(a.revision),
                             Ok(Some(SidecarMessage { kind: Some(Kind::Nack(n)) })) => Event::Nack(n.version, n.error),
+                            Ok(Some(SidecarMessage { kind: Some(Kind::ShadowAck(a)) })) => Event::ShadowAck(a.version, a.error),
                             Ok(Some(_)) => Event::Seen,
                             Ok(None) | Err(_) => break,
                         };
@@ -143,5 +154,22 @@ impl SidecarService for SidecarApi {
             drop(reporter);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Sends the sidecar what it should now serve and shadow, if that changed; false when
+/// the stream is gone.
+async fn send_policy(
+    session: &mut Session,
+    snapshots: &watch::Receiver<Option<Arc<Encoded<pb::Snapshot>>>>,
+    candidates: &watch::Receiver<Option<Arc<Candidate>>>,
+    tx: &mpsc::Sender<Result<SnapshotPush, Status>>,
+) -> bool {
+    let (live, candidate) = (snapshots.borrow().clone(), candidates.borrow().clone());
+    match session.policy_to_send(live.as_ref(), candidate.as_ref()) {
+        Some(p) => {
+            tx.send(Ok(SnapshotPush { snapshot: p.snapshot, credentials: None, shadow: p.shadow })).await.is_ok()
+        }
+        None => true,
     }
 }

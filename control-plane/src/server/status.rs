@@ -15,6 +15,7 @@ pub fn status(e: OpsError) -> Status {
         OpsError::Precondition(m) => Status::failed_precondition(m),
         OpsError::Store(e @ StoreError::Unavailable(_)) => Status::unavailable(e.to_string()),
         OpsError::Store(e @ StoreError::Failed(_)) => Status::internal(e.to_string()),
+        OpsError::Store(e @ StoreError::RolloutRunning { .. }) => Status::failed_precondition(e.to_string()),
         OpsError::Internal(m) => Status::internal(m),
     }
 }

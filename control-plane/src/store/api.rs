@@ -14,9 +14,9 @@ use std::pin::Pin;
 
 use crate::store::error::StoreError;
 use crate::store::model::{
-    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
-    PolicyVersion, QuotaDemand, Retention, Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, StoreCopy,
-    Stored, StoredDenial, StoredSample, TrafficRow,
+    CanaryWindow, Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
+    PolicyVersion, QuotaDemand, Retention, Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow,
+    ShadowCount, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow,
 };
 
 /// What a store call returns: a `Send` future, so callers can run it on any worker.
@@ -136,6 +136,20 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async { Ok(QuotaDemand::default()) })
     }
 
+    // A canary's sums across replicas.
+
+    /// Replaces this replica's shared canary sums with `windows`. A store only one replica
+    /// uses keeps nothing (that replica has every sidecar's windows).
+    fn share_canary<'a>(&'a self, replica: &'a str, windows: Vec<CanaryWindow>) -> StoreFuture<'a, ()> {
+        let _ = (replica, windows);
+        Box::pin(async { Ok(()) })
+    }
+    /// Every replica's canary sums shared within `fresh_ms`.
+    fn canary_windows(&self, fresh_ms: i64) -> StoreFuture<'_, Vec<CanaryWindow>> {
+        let _ = fresh_ms;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     // Electing one replica: the evaluator (the canary's automatic abort).
 
     /// This replica's candidacy. A store only one replica uses elects that replica.
@@ -177,6 +191,28 @@ pub trait Store: Send + Sync + 'static {
     /// Refusals matching the filter, counted by service, route, rule, reason and client,
     /// most first.
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>>;
+
+    // Rollouts: a candidate version tried in shadow or on a canary, one per service at a
+    // time. A running or aborted rollout's version is not current. Starting one is part of
+    // `apply` (`NewVersion::rollout`).
+
+    /// Adds a report's shadow differences to the service's counts (by candidate version,
+    /// kind, route, rule, reason and client; the first examples stay).
+    fn add_shadow_counts<'a>(&'a self, service: &'a str, counts: Vec<ShadowCount>) -> StoreFuture<'a, ()>;
+    /// A candidate's shadow differences so far, most first.
+    fn shadow_counts<'a>(&'a self, service: &'a str, version: u64) -> StoreFuture<'a, Vec<ShadowCount>>;
+    /// Rollouts, newest first, of one service or of all.
+    fn rollouts<'a>(&'a self, service: Option<&'a str>) -> StoreFuture<'a, Vec<Rollout>>;
+    /// Ends a running rollout as promoted or aborted, saying by whom and why; None when it
+    /// is not running (it ended already, through another replica perhaps).
+    fn end_rollout<'a>(
+        &'a self,
+        service: &'a str,
+        version: u64,
+        state: RolloutState,
+        by: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, Option<Rollout>>;
 }
 
 /// One replica's standing in the election, asked again every tick (`ops/leader.rs`).

@@ -13,6 +13,9 @@ pub enum StoreError {
     /// The store answered and refused or failed the call.
     #[error("store: {0}")]
     Failed(String),
+    /// A change to a service with a rollout running (one at a time; nothing was stored).
+    #[error("service '{service}' has a {mode} rollout of v{version} running")]
+    RolloutRunning { service: String, version: u64, mode: String },
 }
 
 impl StoreError {
@@ -21,6 +24,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Failed(_) => "failed",
+            StoreError::RolloutRunning { .. } => "conflict",
         }
     }
 }

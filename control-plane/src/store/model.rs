@@ -52,6 +52,8 @@ pub struct StoreCopy {
     pub secrets: Vec<SecretRow>,
     pub sidecars: Vec<SidecarRecord>,
     pub denials: Vec<StoredDenial>,
+    /// Every rollout: which versions are candidates (running or aborted) and not current.
+    pub rollouts: Vec<Rollout>,
 }
 
 /// One route's latest traffic window on one sidecar, as a replica shares it for
@@ -69,6 +71,24 @@ pub struct TrafficRow {
     pub latency_buckets: Vec<u64>,
 }
 
+/// One side of a running canary, summed over one replica's sidecars for the judging
+/// window: what a replica shares so the evaluator can add up every replica's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CanaryWindow {
+    pub service: String,
+    /// The candidate.
+    pub version: u64,
+    pub replica: String,
+    /// The canary's side (true) or the baseline's.
+    pub canary: bool,
+    pub instances: Vec<String>,
+    pub requests: u64,
+    pub refused: u64,
+    pub refused_by_code: Vec<(String, u64)>,
+    pub server_errors: u64,
+    pub latency_buckets: Vec<u64>,
+}
+
 /// A document to store as the next version of its service.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -77,16 +97,164 @@ pub struct NewVersion {
     pub message: String,
     pub content_hash: String,
     pub source_yaml: String,
+    /// Store it as a rollout's candidate, leaving the current version current.
+    pub rollout: Option<NewRollout>,
+    /// Abort the service's running rollout first; without it a running rollout refuses
+    /// the change (`StoreError::RolloutRunning`).
+    pub force: bool,
 }
 
 /// What storing a document did.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub version: PolicyVersion,
-    /// The version it replaced, if any.
+    /// The version it replaced (or, for a rollout, the live one), if any.
     pub previous: Option<PolicyVersion>,
     /// False when the content equals the current version's: nothing was written.
     pub changed: bool,
+    /// The rollout it started.
+    pub rollout: Option<Rollout>,
+    /// The running rollout `force` aborted.
+    pub aborted: Option<Rollout>,
+}
+
+/// Why a rollout ended when a forced apply or rollback replaced it.
+pub const FORCED: &str = "aborted by a forced apply or rollback";
+
+/// How a candidate is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutMode {
+    /// Decided beside the live version in every sidecar, never enforced.
+    Shadow,
+    /// Served by a share of the service's sidecars.
+    Canary,
+}
+
+impl RolloutMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutMode::Shadow => "shadow",
+            RolloutMode::Canary => "canary",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RolloutMode> {
+        match s {
+            "shadow" => Some(RolloutMode::Shadow),
+            "canary" => Some(RolloutMode::Canary),
+            _ => None,
+        }
+    }
+}
+
+/// Where a rollout is: running (as its mode), or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutState {
+    Shadow,
+    Canary,
+    /// The candidate became the live version.
+    Promoted,
+    /// Every sidecar went back to the live version; the candidate is never current.
+    Aborted,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Shadow => "shadow",
+            RolloutState::Canary => "canary",
+            RolloutState::Promoted => "promoted",
+            RolloutState::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RolloutState> {
+        match s {
+            "shadow" => Some(RolloutState::Shadow),
+            "canary" => Some(RolloutState::Canary),
+            "promoted" => Some(RolloutState::Promoted),
+            "aborted" => Some(RolloutState::Aborted),
+            _ => None,
+        }
+    }
+
+    /// Shadow or canary: not over yet.
+    pub fn running(self) -> bool {
+        matches!(self, RolloutState::Shadow | RolloutState::Canary)
+    }
+}
+
+/// Requests a candidate in shadow decided otherwise than the live version, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShadowCount {
+    pub version: u64,
+    /// `shadow_deny` (the candidate would refuse) or `shadow_allow` (it would let through).
+    pub denied: bool,
+    pub route: String,
+    pub rule: String,
+    pub code: String,
+    pub client_id: String,
+    pub count: u64,
+    /// The first few requests' ids.
+    pub examples: Vec<String>,
+}
+
+/// A rollout to start with a candidate version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRollout {
+    pub mode: RolloutMode,
+    /// Canary: the share of the sidecars, and which ones.
+    pub canary_percent: u32,
+    pub canary_instances: Vec<String>,
+    /// Canary: the conditions that abort it (`refused>+2%`, ...).
+    pub abort_if: Vec<String>,
+}
+
+impl NewRollout {
+    /// The rollout this starts for `version` of `service`, now.
+    pub fn begin(&self, service: &str, version: u64, base_version: u64, author: &str) -> Rollout {
+        let state = match self.mode {
+            RolloutMode::Shadow => RolloutState::Shadow,
+            RolloutMode::Canary => RolloutState::Canary,
+        };
+        Rollout {
+            service: service.to_owned(),
+            version,
+            base_version,
+            mode: self.mode,
+            state,
+            canary_percent: self.canary_percent,
+            canary_instances: self.canary_instances.clone(),
+            abort_if: self.abort_if.clone(),
+            author: author.to_owned(),
+            started_unix_ms: crate::clock::now_unix_ms(),
+            ended_unix_ms: 0,
+            ended_by: String::new(),
+            reason: String::new(),
+        }
+    }
+}
+
+/// One rollout of one candidate version, stored beside the versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    pub service: String,
+    /// The candidate.
+    pub version: u64,
+    /// The live version when it started.
+    pub base_version: u64,
+    pub mode: RolloutMode,
+    pub state: RolloutState,
+    pub canary_percent: u32,
+    pub canary_instances: Vec<String>,
+    pub abort_if: Vec<String>,
+    pub author: String,
+    pub started_unix_ms: i64,
+    /// 0 while running.
+    pub ended_unix_ms: i64,
+    pub ended_by: String,
+    /// Why it ended.
+    pub reason: String,
 }
 
 /// The last thing a sidecar said, as kept across control-plane restarts.
@@ -107,6 +275,9 @@ pub struct SidecarRecord {
     pub replica: String,
     /// Whether that replica had its stream open when it wrote this.
     pub connected: bool,
+    /// The rollout candidate it runs in shadow (0: none), or the error it refused it with.
+    pub shadow_version: u64,
+    pub shadow_error: String,
 }
 
 /// A stored API key. The key itself is never stored.
@@ -184,6 +355,14 @@ impl Default for Retention {
     }
 }
 
+impl Retention {
+    /// Rows a rollout's shadow refusals may take, apart from the review queue's own: a
+    /// tenth as many, so a candidate that refuses much never pushes real refusals out.
+    pub fn shadow_rows(&self) -> i64 {
+        (self.max_rows / 10).max(1)
+    }
+}
+
 /// One refused request (or one that would have been, in dry run), as a sidecar reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Denial {
@@ -210,6 +389,11 @@ pub struct Denial {
     /// The auth provider the caller proved itself to, and with which API key (its id).
     pub auth_provider: String,
     pub key_id: String,
+    /// A rollout candidate's refusal, decided in shadow, not enforced (`policy_version` is
+    /// the candidate's).
+    pub shadow: bool,
+    /// An enforced refusal the candidate in shadow (this version) would have let through.
+    pub shadow_allowed_by: u64,
 }
 
 /// A denial with the sidecar that reported it.
@@ -245,6 +429,34 @@ pub struct DenialFilter {
     pub limit: u32,
     /// One request's refusals ("" = any).
     pub request_id: String,
+    /// Real refusals (the default), or a shadow rollout's differences.
+    pub shadow: ShadowRecords,
+}
+
+/// Which deny records a filter reads: the review queue holds enforced (and dry-run)
+/// refusals; a shadow rollout's records are read only for that rollout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShadowRecords {
+    /// Every record that is not a candidate's shadow refusal.
+    #[default]
+    Real,
+    /// The candidate (this version) would refuse them; the live version let them through.
+    Denied(u64),
+    /// The live version refused them; the candidate (this version) would let them through.
+    AllowedBy(u64),
+}
+
+impl ShadowRecords {
+    /// (shadow flag, version) for a query: (0, 0) = real records; (1, v) = `Denied(v)`;
+    /// (2, v) = `AllowedBy(v)`.
+    pub fn code(self) -> (i64, i64) {
+        let v = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        match self {
+            ShadowRecords::Real => (0, 0),
+            ShadowRecords::Denied(x) => (1, v(x)),
+            ShadowRecords::AllowedBy(x) => (2, v(x)),
+        }
+    }
 }
 
 /// How many decision samples are kept: the newest `max_rows` per service, none older
@@ -312,7 +524,7 @@ pub struct SampleFilter {
 /// A change made through another replica, from the store's change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A service has a new current version.
+    /// A service has a new current version, or its rollout started or ended.
     Policy(String),
     /// A service's keys changed (Some), or secrets, which any service may use (None).
     Credentials(Option<String>),

@@ -8,6 +8,7 @@
 //! connection of its own: `session.rs`); `election.rs` elects the evaluator.
 
 mod bigint;
+mod canary;
 mod change_feed;
 mod credentials;
 mod denials;
@@ -15,6 +16,7 @@ mod election;
 mod import;
 mod migrations;
 mod quotas;
+mod rollouts;
 mod samples;
 mod session;
 mod sidecars;
@@ -33,9 +35,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use crate::store::api::{Candidate, Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
-    Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
-    PolicyVersion, QuotaDemand, Retention, Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, StoreCopy,
-    Stored, StoredDenial, StoredSample, TrafficRow,
+    CanaryWindow, Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
+    PolicyVersion, QuotaDemand, Retention, Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow,
+    ShadowCount, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow,
 };
 use crate::store::postgres::target::CALL_TIMEOUT;
 use crate::store::prune::PruneClock;
@@ -165,7 +167,7 @@ impl Store for Postgres {
     }
 
     fn apply(&self, docs: Vec<NewVersion>, dry_run: bool) -> StoreFuture<'_, Vec<Stored>> {
-        Box::pin(self.with(async move |c| versions::apply(c, docs, dry_run).await))
+        Box::pin(async move { self.with(async move |c| versions::apply(c, docs, dry_run).await).await? })
     }
 
     fn current<'a>(&'a self, service: &'a str) -> StoreFuture<'a, Option<PolicyVersion>> {
@@ -295,5 +297,36 @@ impl Store for Postgres {
 
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
         Box::pin(self.with(async move |c| denials::groups(c, &filter).await))
+    }
+
+    fn add_shadow_counts<'a>(&'a self, service: &'a str, counts: Vec<ShadowCount>) -> StoreFuture<'a, ()> {
+        Box::pin(self.with(async move |c| rollouts::add_shadow_counts(c, service, &counts).await))
+    }
+
+    fn shadow_counts<'a>(&'a self, service: &'a str, version: u64) -> StoreFuture<'a, Vec<ShadowCount>> {
+        Box::pin(self.with(async move |c| rollouts::shadow_counts(c, service, version).await))
+    }
+
+    fn rollouts<'a>(&'a self, service: Option<&'a str>) -> StoreFuture<'a, Vec<Rollout>> {
+        Box::pin(self.with(async move |c| rollouts::list(c, service).await))
+    }
+
+    fn share_canary<'a>(&'a self, replica: &'a str, windows: Vec<CanaryWindow>) -> StoreFuture<'a, ()> {
+        Box::pin(self.with(async move |c| canary::share(c, replica, &windows).await))
+    }
+
+    fn canary_windows(&self, fresh_ms: i64) -> StoreFuture<'_, Vec<CanaryWindow>> {
+        Box::pin(self.with(async move |c| canary::fresh(c, fresh_ms).await))
+    }
+
+    fn end_rollout<'a>(
+        &'a self,
+        service: &'a str,
+        version: u64,
+        state: RolloutState,
+        by: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, Option<Rollout>> {
+        Box::pin(self.with(async move |c| rollouts::end(c, service, version, state, by, reason).await))
     }
 }

@@ -7,6 +7,7 @@
 mod credentials;
 mod denials;
 mod import;
+mod rollouts;
 mod samples;
 mod schema;
 mod sidecars;
@@ -24,7 +25,8 @@ use crate::store::api::{Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
     CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    Sample, SampleFilter, SampleRetention, SecretRow, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample,
+    Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount, SidecarRecord, StoreCopy,
+    Stored, StoredDenial, StoredSample,
 };
 
 /// A handle to the SQLite store; clones share one connection.
@@ -119,7 +121,7 @@ impl Store for Sqlite {
     }
 
     fn apply(&self, docs: Vec<NewVersion>, dry_run: bool) -> StoreFuture<'_, Vec<Stored>> {
-        Box::pin(self.with(move |c| versions::apply(c, docs, dry_run)))
+        Box::pin(async move { self.with(move |c| versions::apply(c, docs, dry_run)).await? })
     }
 
     fn current<'a>(&'a self, service: &'a str) -> StoreFuture<'a, Option<PolicyVersion>> {
@@ -238,5 +240,32 @@ impl Store for Sqlite {
 
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
         Box::pin(self.with(move |c| denials::groups(c, &filter)))
+    }
+
+    fn add_shadow_counts<'a>(&'a self, service: &'a str, counts: Vec<ShadowCount>) -> StoreFuture<'a, ()> {
+        let service = service.to_owned();
+        Box::pin(self.with(move |c| rollouts::add_shadow_counts(c, &service, &counts)))
+    }
+
+    fn shadow_counts<'a>(&'a self, service: &'a str, version: u64) -> StoreFuture<'a, Vec<ShadowCount>> {
+        let service = service.to_owned();
+        Box::pin(self.with(move |c| rollouts::shadow_counts(c, &service, version)))
+    }
+
+    fn rollouts<'a>(&'a self, service: Option<&'a str>) -> StoreFuture<'a, Vec<Rollout>> {
+        let service = service.map(str::to_owned);
+        Box::pin(self.with(move |c| rollouts::list(c, service.as_deref())))
+    }
+
+    fn end_rollout<'a>(
+        &'a self,
+        service: &'a str,
+        version: u64,
+        state: RolloutState,
+        by: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, Option<Rollout>> {
+        let (service, by, reason) = (service.to_owned(), by.to_owned(), reason.to_owned());
+        Box::pin(self.with(move |c| rollouts::end(c, &service, version, state, &by, &reason)))
     }
 }

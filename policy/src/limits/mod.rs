@@ -18,4 +18,4 @@ pub use gcra::{Buckets, RateDef, Verdict, now_ns};
 pub use global::Quotas;
 pub use limit::{Limit, LimitKey, LimitRequest};
 pub use state::LimitState;
-pub use view::{Counters, Known, LimitView};
+pub use view::{Counters, Known, LimitView, Shadowed};

@@ -1,5 +1,6 @@
 //! Where limits count: a `LimitView`. The sidecar's is `Counters`, its live GCRA buckets
-//! and global quota shares; `wardenctl explain` uses `Known`, which counts nothing and
+//! and global quota shares (`Shadowed` for a rollout's candidate in shadow: its own
+//! buckets, the same shares, no demand reported); `wardenctl explain` uses `Known`, which counts nothing and
 //! knows only the budgets a running sidecar reported (or none). `decide` reads limits
 //! only through this, so both run the same limit code.
 
@@ -49,6 +50,20 @@ impl LimitView for Counters<'_> {
 
     fn record(&self, limit: &Limit, key: &[u8], plan: Option<&str>, admitted: bool) {
         self.quotas.record(&limit.name, key, plan, admitted);
+    }
+}
+
+/// A shadow candidate's counters: its own buckets and the live shares of global quotas,
+/// but no demand reported (a request counts once in the fleet's quotas, as live decided).
+pub struct Shadowed<'a>(pub Counters<'a>);
+
+impl LimitView for Shadowed<'_> {
+    fn check(&self, limit: &Limit, key: &[u8], plan: Option<&str>, rate: &RateDef, take: bool) -> Option<Verdict> {
+        self.0.check(limit, key, plan, rate, take)
+    }
+
+    fn share(&self, limit: &Limit, key: &[u8]) -> f64 {
+        self.0.share(limit, key)
     }
 }
 

@@ -163,6 +163,22 @@ struct Line<'a> {
     /// A tunnel's close: `latency_ms` is how long it was open, `bytes` what the client got.
     #[serde(skip_serializing_if = "Option::is_none")]
     tunnel: Option<Tunnel>,
+    /// Where a rollout's candidate in shadow decided otherwise (`decision` is then
+    /// `shadow_deny` or `shadow_allow`; `status`, `rule` and `code` are what was enforced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<Shadow<'a>>,
+}
+
+#[derive(Serialize)]
+struct Shadow<'a> {
+    version: u64,
+    /// The route the candidate took.
+    route: Option<&'a str>,
+    rule: &'a str,
+    code: &'static str,
+    /// What the candidate would have answered (`shadow_deny`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
 }
 
 #[derive(Serialize)]
@@ -189,7 +205,7 @@ impl<'a> Line<'a> {
             route: o.route.as_deref(),
             status: r.status.as_u16(),
             grpc_status: o.grpc_status,
-            decision: o.decision.as_str(),
+            decision: o.shadow.as_deref().map_or(o.decision.as_str(), |s| s.as_str()),
             rule: o.rule.as_deref(),
             code: o.code,
             fault: o.fault.map(Fault::as_str),
@@ -201,6 +217,13 @@ impl<'a> Line<'a> {
                 closed: t.closed.as_str(),
                 bytes_to_app: t.bytes_to_app,
                 bytes_to_client: t.bytes_to_client,
+            }),
+            shadow: o.shadow.as_deref().map(|s| Shadow {
+                version: s.version,
+                route: s.route.as_deref(),
+                rule: &s.rule,
+                code: s.code,
+                status: s.denied.then_some(s.status),
             }),
         }
     }

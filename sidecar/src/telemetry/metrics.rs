@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 
 use warden_policy::refusal::Fault;
 
-use crate::telemetry::outcome::{DecisionKind, Outcome, TunnelStats};
+use crate::telemetry::outcome::{DecisionKind, Outcome, ShadowDecision, TunnelStats};
 use crate::telemetry::request_counts::{RequestCounts, RouteName};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,6 +25,15 @@ struct DenyLabels {
     /// `client`, `policy`, `upstream` or `local` (`Fault`).
     fault: &'static str,
     dry_run: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    /// `shadow_deny` or `shadow_allow`.
+    decision: &'static str,
+    rule: String,
+    code: &'static str,
+    version: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +80,7 @@ pub struct Metrics {
     /// Requests and their latency by route: per worker, summed when scraped.
     requests: Arc<RequestCounts>,
     denials: Family<DenyLabels, Counter>,
+    shadow: Family<ShadowLabels, Counter>,
     pub active_connections: Gauge,
     /// The runtime's worker threads (1: a current-thread runtime).
     pub worker_threads: Gauge,
@@ -115,6 +125,12 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("warden");
         let requests = Arc::new(RequestCounts::default());
         let denials = Family::<DenyLabels, Counter>::default();
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_decisions",
+            "Requests a rollout's candidate in shadow decides otherwise than the live version, by rule and reason (never enforced)",
+            shadow.clone(),
+        );
         let active_connections = Gauge::default();
         let worker_threads = Gauge::default();
         let snapshot_version = Gauge::default();
@@ -191,6 +207,7 @@ impl Default for Metrics {
             registry,
             requests,
             denials,
+            shadow,
             active_connections,
             worker_threads,
             snapshot_version,
@@ -228,6 +245,12 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// A request the candidate in shadow decided otherwise.
+    pub fn shadow_decision(&self, d: &ShadowDecision) {
+        let labels = ShadowLabels { decision: d.as_str(), rule: d.rule.clone(), code: d.code, version: d.version };
+        self.shadow.get_or_create(&labels).inc();
     }
 
     /// What one exchange with `upstream` did besides answering: tries made again, retries

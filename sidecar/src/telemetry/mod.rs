@@ -18,6 +18,7 @@ pub mod outcome;
 mod request_counts;
 pub mod route_stats;
 pub mod samples;
+pub mod shadow;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,9 +30,10 @@ use warden_proto::v1 as pb;
 
 pub use access_log::AccessLog;
 pub use metrics::{EndpointLabels, EndpointSample, Metrics};
-pub use outcome::{Closed, DecisionKind, Outcome, SampledHead, TunnelStats};
+pub use outcome::{Closed, DecisionKind, Outcome, SampledHead, ShadowDecision, TunnelStats};
 pub use route_stats::RouteStats;
 pub use samples::Samples;
+pub use shadow::ShadowTally;
 use warden_policy::refusal::{Fault, Refusal};
 pub use warden_telemetry::Traces;
 use warden_telemetry::traces;
@@ -47,6 +49,8 @@ pub struct Telemetry {
     pub routes: RouteStats,
     /// Decision samples for the report stream.
     pub samples: Samples,
+    /// Where a candidate in shadow decided otherwise, for the report stream.
+    pub shadow: ShadowTally,
     access: Option<AccessLog>,
     denials: Mutex<VecDeque<pb::DenyRecord>>,
     denials_dropped: AtomicU64,
@@ -76,6 +80,7 @@ impl Telemetry {
             traces: None,
             routes: RouteStats::default(),
             samples,
+            shadow: ShadowTally::default(),
             access,
             denials: Mutex::new(VecDeque::new()),
             denials_dropped: AtomicU64::new(0),
@@ -108,7 +113,11 @@ impl Telemetry {
     /// Records a finished request (its response head is ready).
     pub fn record(&self, out: Outcome, status: StatusCode, latency: Duration, bytes: Option<u64>) {
         self.metrics.request(&out, status, latency);
-        self.routes.record(out.route.as_ref(), out.decision == DecisionKind::Deny, latency);
+        let counted = route_stats::Counted {
+            refused: (out.decision == DecisionKind::Deny).then(|| out.code.unwrap_or("")),
+            server_error: status.is_server_error(),
+        };
+        self.routes.record(out.route.as_ref(), counted, latency);
         if let Some(cx) = &out.trace {
             // An unsampled span records nothing: skip building its attributes.
             let attributes = if traces::recording(cx) {
@@ -123,12 +132,21 @@ impl Telemetry {
         // off, neither log nor report.
         let reported = out.fault.is_some_and(Fault::reviewed)
             && matches!(out.decision, DecisionKind::Deny | DecisionKind::WouldDeny);
-        if !reported && self.access.is_none() {
+        // A candidate's refusal in shadow is a record of its own (capped), beside the
+        // request's own record if it has one; its count is exact either way.
+        let shadow_record = out.shadow.as_deref().is_some_and(|s| {
+            let id = out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default();
+            self.shadow.add(s, out.client.as_ref(), id) && s.denied
+        });
+        if !reported && !shadow_record && self.access.is_none() {
             return;
         }
         let now = SystemTime::now();
         if reported {
-            self.queue_denial(&out, status, now);
+            self.queue_denial(&out, status, now, false);
+        }
+        if shadow_record {
+            self.queue_denial(&out, status, now, true);
         }
         if let Some(log) = &self.access {
             log.write(&access_log::Record { out, status, latency, bytes, at: now });
@@ -171,8 +189,9 @@ impl Telemetry {
         }
     }
 
-    fn queue_denial(&self, out: &Outcome, status: StatusCode, at: SystemTime) {
-        let record = pb::DenyRecord {
+    /// Queues the request's deny record, or (`shadow`) its candidate's refusal in shadow.
+    fn queue_denial(&self, out: &Outcome, status: StatusCode, at: SystemTime, shadow: bool) {
+        let mut record = pb::DenyRecord {
             unix_ms: unix_ms(at),
             request_id: out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
             trace_id: out.trace_id.clone().unwrap_or_default(),
@@ -191,7 +210,23 @@ impl Telemetry {
             headers: out.head.as_ref().map(|h| h.headers.clone()).unwrap_or_default(),
             auth_provider: out.auth_provider.as_deref().unwrap_or_default().to_owned(),
             key_id: out.key_id.as_deref().unwrap_or_default().to_owned(),
+            shadow: false,
+            shadow_allowed_by: 0,
         };
+        match out.shadow.as_deref() {
+            Some(s) if shadow => {
+                record.shadow = true;
+                record.policy_version = s.version;
+                record.route = s.route.as_deref().unwrap_or_default().to_owned();
+                record.rule.clone_from(&s.rule);
+                s.code.clone_into(&mut record.code);
+                record.status = u32::from(s.status);
+                record.dry_run = false;
+            }
+            // An enforced refusal the candidate would have let through.
+            Some(s) if !s.denied => record.shadow_allowed_by = s.version,
+            _ => {}
+        }
         let mut q = self.denials.lock().unwrap_or_else(PoisonError::into_inner);
         if q.len() >= MAX_QUEUED_DENIALS {
             q.pop_front();

@@ -72,6 +72,31 @@ pub struct Outcome {
     pub plan: Option<Arc<str>>,
     /// What its deny record keeps of its headers, when it may have one.
     pub head: Option<Box<SampledHead>>,
+    /// Where a rollout's candidate in shadow decided otherwise.
+    pub shadow: Option<Box<ShadowDecision>>,
+}
+
+/// A shadow candidate's decision that differs from the live one (never enforced).
+#[derive(Debug, Clone)]
+pub struct ShadowDecision {
+    /// True: the live version let it through and the candidate would refuse it
+    /// (`shadow_deny`); false: the live version refused it and the candidate would let it
+    /// through (`shadow_allow`).
+    pub denied: bool,
+    /// The route the candidate took (None: no route matched).
+    pub route: Option<Arc<str>>,
+    /// The candidate's refusal (`shadow_deny`), or the live one's (`shadow_allow`).
+    pub rule: String,
+    pub code: &'static str,
+    /// What the candidate would have answered (`shadow_deny`).
+    pub status: u16,
+    pub version: u64,
+}
+
+impl ShadowDecision {
+    pub fn as_str(&self) -> &'static str {
+        if self.denied { "shadow_deny" } else { "shadow_allow" }
+    }
 }
 
 /// What a decision sample or a deny record keeps of a request's headers

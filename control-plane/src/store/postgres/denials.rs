@@ -16,7 +16,10 @@ use crate::store::postgres::bigint::{big, small};
 
 const WHERE: &str = "WHERE ($1 = '' OR service = $1) AND unix_ms >= $2 AND ($3 = '' OR route = $3)
                      AND ($4 = '' OR rule = $4) AND ($5 = '' OR client_id = $5)
-                     AND ($7 = '' OR request_id = $7)";
+                     AND ($7 = '' OR request_id = $7)
+                     AND CASE $8::BIGINT WHEN 0 THEN NOT shadow
+                                         WHEN 1 THEN shadow AND policy_version = $9
+                                         ELSE shadow_allowed_by = $9 END";
 const PRUNE_EVERY_MS: i64 = 5_000;
 
 fn denial_row(r: &Row) -> StoredDenial {
@@ -42,6 +45,8 @@ fn denial_row(r: &Row) -> StoredDenial {
             headers: headers_from_json(r.get(17)),
             auth_provider: r.get(18),
             key_id: r.get(19),
+            shadow: r.get(20),
+            shadow_allowed_by: small(r.get(21)),
         },
     }
 }
@@ -61,11 +66,11 @@ pub async fn insert(
     tx.execute(
         "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
                               client_ip, method, host, path, dry_run, request_id_from_client, policy_version,
-                              headers, auth_provider, key_id)
+                              headers, auth_provider, key_id, shadow, shadow_allowed_by)
          SELECT $1, $2, * FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[],
                                       $9::INTEGER[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[],
                                       $15::BOOLEAN[], $16::BOOLEAN[], $17::BIGINT[], $18::TEXT[], $19::TEXT[],
-                                      $20::TEXT[])",
+                                      $20::TEXT[], $21::BOOLEAN[], $22::BIGINT[])",
         &[
             &service,
             &instance,
@@ -87,6 +92,8 @@ pub async fn insert(
             &denials.iter().map(|d| headers_to_json(&d.headers)).collect::<Vec<_>>(),
             &text(|d| &d.auth_provider),
             &text(|d| &d.key_id),
+            &flag(|d| d.shadow),
+            &denials.iter().map(|d| big(d.shadow_allowed_by)).collect::<Vec<_>>(),
         ],
     )
     .await?;
@@ -94,8 +101,15 @@ pub async fn insert(
     if now - pruned_at.load(Ordering::Relaxed) >= PRUNE_EVERY_MS {
         pruned_at.store(now, Ordering::Relaxed);
         tx.execute("DELETE FROM denials WHERE unix_ms < $1", &[&(now - retention.max_age_ms)]).await?;
-        tx.execute("DELETE FROM denials WHERE id <= (SELECT MAX(id) FROM denials) - $1", &[&retention.max_rows])
+        // Past the row cap the oldest go, the review queue's and a shadow's each in its own.
+        for (shadow, cap) in [(false, retention.max_rows), (true, retention.shadow_rows())] {
+            tx.execute(
+                "DELETE FROM denials WHERE shadow = $1
+                 AND id <= (SELECT id FROM denials WHERE shadow = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                &[&shadow, &cap],
+            )
             .await?;
+        }
     }
     tx.commit().await
 }
@@ -107,10 +121,10 @@ pub async fn list(c: &Object, f: &DenialFilter) -> Result<Vec<StoredDenial>, Err
             &format!(
                 "SELECT service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
                         client_ip, method, host, path, dry_run, request_id_from_client, policy_version, headers,
-                        auth_provider, key_id
+                        auth_provider, key_id, shadow, shadow_allowed_by
                  FROM denials {WHERE} ORDER BY id DESC LIMIT $6"
             ),
-            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1)), &f.request_id],
+            &args(f, &i64::from(f.limit.max(1)), &f.shadow.code()),
         )
         .await?;
     Ok(rows.iter().map(denial_row).collect())
@@ -125,7 +139,7 @@ pub async fn groups(c: &Object, f: &DenialFilter) -> Result<Vec<DenialGroup>, Er
                  FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
                  ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT $6"
             ),
-            &[&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, &i64::from(f.limit.max(1)), &f.request_id],
+            &args(f, &i64::from(f.limit.max(1)), &f.shadow.code()),
         )
         .await?;
     Ok(rows
@@ -141,4 +155,13 @@ pub async fn groups(c: &Object, f: &DenialFilter) -> Result<Vec<DenialGroup>, Er
             dry_run: small(r.get(7)),
         })
         .collect())
+}
+
+/// The parameters of `WHERE`, in order.
+fn args<'a>(
+    f: &'a DenialFilter,
+    limit: &'a i64,
+    shadow: &'a (i64, i64),
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 9] {
+    [&f.service, &f.since_unix_ms, &f.route, &f.rule, &f.client, limit, &f.request_id, &shadow.0, &shadow.1]
 }

@@ -67,8 +67,9 @@ pub async fn import(c: &mut Object, data: &StoreCopy) -> Result<(), Error> {
         .prepare(
             "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
                                   client_id, client_ip, method, host, path, dry_run, request_id_from_client,
-                                  policy_version, headers, auth_provider, key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                                  policy_version, headers, auth_provider, key_id, shadow, shadow_allowed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                     $21, $22)",
         )
         .await?;
     // Oldest first, so the copy's row order (the deny log's "newest first") is the same.
@@ -98,9 +99,14 @@ pub async fn import(c: &mut Object, data: &StoreCopy) -> Result<(), Error> {
                 &headers_to_json(&d.headers),
                 &d.auth_provider,
                 &d.key_id,
+                &d.shadow,
+                &big(d.shadow_allowed_by),
             ],
         )
         .await?;
+    }
+    for r in &data.rollouts {
+        crate::store::postgres::rollouts::insert_in(&tx, r).await?;
     }
     tx.execute(
         "INSERT INTO counters (name, value) VALUES ('credentials', 1)

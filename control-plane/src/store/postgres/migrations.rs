@@ -172,6 +172,53 @@ CREATE TABLE counters (
          CREATE INDEX samples_by_time ON samples (unix_ms);",
     ),
     (7, "the plan of a sample's identity", "ALTER TABLE samples ADD COLUMN plan TEXT NOT NULL DEFAULT '';"),
+    (
+        8,
+        "rollouts (shadow, canary) beside the versions; shadow deny records; shadow state of sidecars",
+        "CREATE TABLE rollouts (
+             service          TEXT    NOT NULL,
+             version          BIGINT  NOT NULL,
+             base_version     BIGINT  NOT NULL,
+             mode             TEXT    NOT NULL,
+             state            TEXT    NOT NULL,
+             canary_percent   INTEGER NOT NULL,
+             canary_instances TEXT    NOT NULL,
+             abort_if         TEXT    NOT NULL,
+             author           TEXT    NOT NULL,
+             started_unix_ms  BIGINT  NOT NULL,
+             ended_unix_ms    BIGINT  NOT NULL,
+             ended_by         TEXT    NOT NULL,
+             reason           TEXT    NOT NULL,
+             PRIMARY KEY (service, version)
+         );
+         CREATE UNIQUE INDEX rollouts_running ON rollouts (service) WHERE state IN ('shadow', 'canary');
+         CREATE TABLE shadow_counts (
+             service   TEXT    NOT NULL,
+             version   BIGINT  NOT NULL,
+             denied    BOOLEAN NOT NULL,
+             route     TEXT    NOT NULL,
+             rule      TEXT    NOT NULL,
+             code      TEXT    NOT NULL,
+             client_id TEXT    NOT NULL,
+             count     BIGINT  NOT NULL,
+             examples  TEXT    NOT NULL,
+             PRIMARY KEY (service, version, denied, route, rule, code, client_id)
+         );
+         ALTER TABLE denials ADD COLUMN shadow BOOLEAN NOT NULL DEFAULT FALSE;
+         ALTER TABLE denials ADD COLUMN shadow_allowed_by BIGINT NOT NULL DEFAULT 0;
+         CREATE INDEX denials_by_shadow ON denials (shadow, id);
+         ALTER TABLE sidecars ADD COLUMN shadow_version BIGINT NOT NULL DEFAULT 0;
+         ALTER TABLE sidecars ADD COLUMN shadow_error TEXT NOT NULL DEFAULT '';
+         CREATE UNLOGGED TABLE canary_windows (
+             replica  TEXT    NOT NULL,
+             service  TEXT    NOT NULL,
+             version  BIGINT  NOT NULL,
+             canary   BOOLEAN NOT NULL,
+             unix_ms  BIGINT  NOT NULL,
+             sums     TEXT    NOT NULL,
+             PRIMARY KEY (replica, service, version, canary)
+         );",
+    ),
 ];
 
 /// Any number, the same in every release: the lock replicas take to migrate.

@@ -20,15 +20,16 @@ pub async fn save_in(c: &impl GenericClient, records: &[SidecarRecord]) -> Resul
     c.execute(
         "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error,
                                nacked_unix_ms, last_seen_unix_ms, replica, connected,
-                               acked_credentials)
+                               acked_credentials, shadow_version, shadow_error)
          SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[],
                               $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[], $11::BOOLEAN[],
-                              $12::BIGINT[])
+                              $12::BIGINT[], $13::BIGINT[], $14::TEXT[])
          ON CONFLICT (service, instance) DO UPDATE SET
            peer = excluded.peer, acked_version = excluded.acked_version, acked_unix_ms = excluded.acked_unix_ms,
            nacked_version = excluded.nacked_version, nack_error = excluded.nack_error,
            nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms,
-           replica = excluded.replica, connected = excluded.connected, acked_credentials = excluded.acked_credentials",
+           replica = excluded.replica, connected = excluded.connected, acked_credentials = excluded.acked_credentials,
+           shadow_version = excluded.shadow_version, shadow_error = excluded.shadow_error",
         &[
             &col(|s| s.service.clone()),
             &col(|s| s.instance.clone()),
@@ -42,6 +43,8 @@ pub async fn save_in(c: &impl GenericClient, records: &[SidecarRecord]) -> Resul
             &col(|s| s.replica.clone()),
             &records.iter().map(|s| s.connected).collect::<Vec<_>>(),
             &num(|s| big(s.acked_credentials)),
+            &num(|s| big(s.shadow_version)),
+            &col(|s| s.shadow_error.clone()),
         ],
     )
     .await?;
@@ -53,7 +56,7 @@ pub async fn list(c: &Object) -> Result<Vec<SidecarRecord>, Error> {
     let rows = c
         .query(
             "SELECT service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms,
-                    last_seen_unix_ms, replica, connected, acked_credentials
+                    last_seen_unix_ms, replica, connected, acked_credentials, shadow_version, shadow_error
              FROM sidecars ORDER BY service, instance",
             &[],
         )
@@ -73,6 +76,8 @@ pub async fn list(c: &Object) -> Result<Vec<SidecarRecord>, Error> {
             replica: r.get(9),
             connected: r.get(10),
             acked_credentials: small(r.get(11)),
+            shadow_version: small(r.get(12)),
+            shadow_error: r.get(13),
         })
         .collect())
 }

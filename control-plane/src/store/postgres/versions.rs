@@ -2,26 +2,35 @@
 //! apply takes each of its services' advisory locks (in name order, so two applies cannot
 //! deadlock) before reading the current versions, so concurrent applies to one service
 //! through two replicas are serialised: the second numbers its version after the first's.
+//! The current version is the highest that is not a running or aborted rollout's
+//! candidate (`rollouts.rs`).
 
 use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 use tokio_postgres::error::Error;
 
 use crate::clock::now_unix_ms;
-use crate::store::model::{NewVersion, PolicyVersion, Stored};
+use crate::store::error::StoreError;
+use crate::store::model::{FORCED, NewVersion, PolicyVersion, RolloutState, Stored};
 use crate::store::postgres::bigint::{big, small};
 use crate::store::postgres::change_feed::notify;
+use crate::store::postgres::rollouts::{self, NOT_CURRENT, lock_service};
 
 const VERSION_COLUMNS: &str = "service, version, author, created_unix_ms, message, content_hash";
 
-/// See `Store::apply`.
-pub async fn apply(c: &mut Object, docs: Vec<NewVersion>, dry_run: bool) -> Result<Vec<Stored>, Error> {
+/// See `Store::apply`. The inner error: a service has a rollout running and the document
+/// does not force it (nothing was stored).
+pub async fn apply(
+    c: &mut Object,
+    docs: Vec<NewVersion>,
+    dry_run: bool,
+) -> Result<Result<Vec<Stored>, StoreError>, Error> {
     let tx = c.transaction().await?;
     let mut services: Vec<&str> = docs.iter().map(|d| d.service.as_str()).collect();
     services.sort_unstable();
     services.dedup();
     for service in services {
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&service]).await?;
+        lock_service(&tx, service).await?;
     }
     let now = now_unix_ms();
     let mut out = Vec::with_capacity(docs.len());
@@ -30,12 +39,28 @@ pub async fn apply(c: &mut Object, docs: Vec<NewVersion>, dry_run: bool) -> Resu
         if let Some(prev) = &previous
             && prev.content_hash == doc.content_hash
         {
-            out.push(Stored { version: prev.clone(), previous: previous.clone(), changed: false });
+            let (version, previous) = (prev.clone(), previous.clone());
+            out.push(Stored { version, previous, changed: false, rollout: None, aborted: None });
             continue;
         }
+        // One rollout at a time, checked under the service's lock where the version is
+        // numbered: no replica slips a change past a rollout it has not heard of yet.
+        let aborted = match rollouts::running(&tx, &doc.service).await? {
+            Some(r) if doc.force => rollouts::end_in(&tx, &r, RolloutState::Aborted, &doc.author, FORCED).await?,
+            Some(r) => {
+                let mode = r.mode.as_str().to_owned();
+                return Ok(Err(StoreError::RolloutRunning { service: r.service, version: r.version, mode }));
+            }
+            None => None,
+        };
+        // After the highest stored, candidates included: an aborted candidate's number is
+        // never reused.
+        let highest = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM policy_versions WHERE service = $1", &[&doc.service])
+            .await?;
         let version = PolicyVersion {
             service: doc.service,
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version: small(highest.get(0)) + 1,
             author: doc.author,
             created_unix_ms: now,
             message: doc.message,
@@ -56,23 +81,30 @@ pub async fn apply(c: &mut Object, docs: Vec<NewVersion>, dry_run: bool) -> Resu
             ],
         )
         .await?;
+        let rollout = match &doc.rollout {
+            Some(plan) => {
+                let base = previous.as_ref().map_or(0, |p| p.version);
+                Some(rollouts::start(&tx, &version.service, version.version, base, &version.author, plan).await?)
+            }
+            None => None,
+        };
         notify(&tx, &format!("policy:{}", version.service)).await?;
-        out.push(Stored { version, previous, changed: true });
+        out.push(Stored { version, previous, changed: true, rollout, aborted });
     }
     if dry_run {
         tx.rollback().await?
     } else {
         tx.commit().await?
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
-/// The current (highest) version of a service, with its source.
+/// The current version of a service, with its source.
 pub async fn current(c: &impl GenericClient, service: &str) -> Result<Option<PolicyVersion>, Error> {
     let row = c
         .query_opt(
             &format!(
-                "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions WHERE service = $1
+                "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions p WHERE service = $1 AND {NOT_CURRENT}
                  ORDER BY version DESC LIMIT 1"
             ),
             &[&service],
@@ -108,8 +140,8 @@ pub async fn list_current(c: &Object) -> Result<Vec<PolicyVersion>, Error> {
     let rows = c
         .query(
             &format!(
-                "SELECT DISTINCT ON (service) {VERSION_COLUMNS}, source_yaml FROM policy_versions
-                 ORDER BY service, version DESC"
+                "SELECT DISTINCT ON (service) {VERSION_COLUMNS}, source_yaml FROM policy_versions p
+                 WHERE {NOT_CURRENT} ORDER BY service, version DESC"
             ),
             &[],
         )
@@ -119,8 +151,14 @@ pub async fn list_current(c: &Object) -> Result<Vec<PolicyVersion>, Error> {
 
 /// Every service's current version, by service name.
 pub async fn heads(c: &Object) -> Result<Vec<(String, u64)>, Error> {
-    let rows =
-        c.query("SELECT service, MAX(version) FROM policy_versions GROUP BY service ORDER BY service", &[]).await?;
+    let rows = c
+        .query(
+            &format!(
+                "SELECT service, MAX(version) FROM policy_versions p WHERE {NOT_CURRENT} GROUP BY service ORDER BY service"
+            ),
+            &[],
+        )
+        .await?;
     Ok(rows.iter().map(|r| (r.get(0), small(r.get(1)))).collect())
 }
 

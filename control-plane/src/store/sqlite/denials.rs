@@ -15,7 +15,10 @@ use crate::store::sqlite::transaction::write;
 
 const WHERE: &str = "WHERE (?1 = '' OR service = ?1) AND unix_ms >= ?2 AND (?3 = '' OR route = ?3)
                      AND (?4 = '' OR rule = ?4) AND (?5 = '' OR client_id = ?5)
-                     AND (?7 = '' OR request_id = ?7)";
+                     AND (?7 = '' OR request_id = ?7)
+                     AND CASE ?8 WHEN 0 THEN shadow = 0
+                                 WHEN 1 THEN shadow = 1 AND policy_version = ?9
+                                 ELSE shadow_allowed_by = ?9 END";
 
 /// When the log was last pruned (ms), shared by every handle.
 static PRUNED_AT: AtomicI64 = AtomicI64::new(0);
@@ -44,6 +47,8 @@ fn denial_row(r: &Row<'_>) -> Result<StoredDenial, rusqlite::Error> {
             headers: headers_from_json(&r.get::<_, String>(17)?),
             auth_provider: r.get(18)?,
             key_id: r.get(19)?,
+            shadow: r.get(20)?,
+            shadow_allowed_by: r.get(21)?,
         },
     })
 }
@@ -62,7 +67,14 @@ pub fn insert(
     if now - PRUNED_AT.load(Ordering::Relaxed) >= PRUNE_EVERY_MS {
         PRUNED_AT.store(now, Ordering::Relaxed);
         tx.execute("DELETE FROM denials WHERE unix_ms < ?1", [now - retention.max_age_ms])?;
-        tx.execute("DELETE FROM denials WHERE id <= (SELECT MAX(id) FROM denials) - ?1", [retention.max_rows])?;
+        // Past the row cap the oldest go, the review queue's and a shadow's each in its own.
+        for (shadow, cap) in [(false, retention.max_rows), (true, retention.shadow_rows())] {
+            tx.execute(
+                "DELETE FROM denials WHERE shadow = ?1
+                 AND id <= (SELECT id FROM denials WHERE shadow = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                params![shadow, cap],
+            )?;
+        }
     }
     tx.commit()
 }
@@ -77,8 +89,8 @@ pub fn insert_in(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO denials (service, instance, unix_ms, request_id, trace_id, route, rule, code, status,
                               client_id, client_ip, method, host, path, dry_run, request_id_from_client,
-                              policy_version, headers, auth_provider, key_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                              policy_version, headers, auth_provider, key_id, shadow, shadow_allowed_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
     )?;
     for d in denials {
         stmt.execute(params![
@@ -101,7 +113,9 @@ pub fn insert_in(
             d.policy_version,
             headers_to_json(&d.headers),
             d.auth_provider,
-            d.key_id
+            d.key_id,
+            d.shadow,
+            d.shadow_allowed_by
         ])?;
     }
     Ok(())
@@ -112,11 +126,12 @@ pub fn list(c: &Connection, f: &DenialFilter) -> Result<Vec<StoredDenial>, rusql
     let mut stmt = c.prepare(&format!(
         "SELECT service, instance, unix_ms, request_id, trace_id, route, rule, code, status, client_id,
                 client_ip, method, host, path, dry_run, request_id_from_client, policy_version, headers,
-                auth_provider, key_id
+                auth_provider, key_id, shadow, shadow_allowed_by
          FROM denials {WHERE} ORDER BY id DESC LIMIT ?6"
     ))?;
+    let (shadow, version) = f.shadow.code();
     stmt.query_map(
-        params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1), f.request_id],
+        params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1), f.request_id, shadow, version],
         denial_row,
     )?
     .collect()
@@ -129,7 +144,10 @@ pub fn groups(c: &Connection, f: &DenialFilter) -> Result<Vec<DenialGroup>, rusq
          FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
          ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT ?6"
     ))?;
-    stmt.query_map(params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1), f.request_id], |r| {
+    let (shadow, version) = f.shadow.code();
+    let args =
+        params![f.service, f.since_unix_ms, f.route, f.rule, f.client, f.limit.max(1), f.request_id, shadow, version];
+    stmt.query_map(args, |r| {
         Ok(DenialGroup {
             service: r.get(0)?,
             route: r.get(1)?,

@@ -65,6 +65,9 @@ pub fn import(conn: &mut Connection, data: &StoreCopy) -> Result<(), rusqlite::E
         for s in data.denials.iter().rev() {
             insert_in(&tx, &s.service, &s.instance, std::slice::from_ref(&s.denial))?;
         }
+        for r in &data.rollouts {
+            crate::store::sqlite::rollouts::insert_in(&tx, r)?;
+        }
     }
     tx.execute(
         "INSERT INTO counters (name, value) VALUES ('credentials', 1)

@@ -95,6 +95,36 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE INDEX IF NOT EXISTS samples_by_service ON samples (service, id);
 CREATE INDEX IF NOT EXISTS samples_by_time ON samples (unix_ms);
+CREATE TABLE IF NOT EXISTS rollouts (
+    service          TEXT    NOT NULL,
+    version          INTEGER NOT NULL,
+    base_version     INTEGER NOT NULL,
+    mode             TEXT    NOT NULL,
+    state            TEXT    NOT NULL,
+    canary_percent   INTEGER NOT NULL,
+    canary_instances TEXT    NOT NULL,
+    abort_if         TEXT    NOT NULL,
+    author           TEXT    NOT NULL,
+    started_unix_ms  INTEGER NOT NULL,
+    ended_unix_ms    INTEGER NOT NULL,
+    ended_by         TEXT    NOT NULL,
+    reason           TEXT    NOT NULL,
+    PRIMARY KEY (service, version)
+);
+CREATE TABLE IF NOT EXISTS shadow_counts (
+    service   TEXT    NOT NULL,
+    version   INTEGER NOT NULL,
+    denied    INTEGER NOT NULL,
+    route     TEXT    NOT NULL,
+    rule      TEXT    NOT NULL,
+    code      TEXT    NOT NULL,
+    client_id TEXT    NOT NULL,
+    count     INTEGER NOT NULL,
+    examples  TEXT    NOT NULL,
+    PRIMARY KEY (service, version, denied, route, rule, code, client_id)
+);
+-- One rollout running per service, whatever a replica believes.
+CREATE UNIQUE INDEX IF NOT EXISTS rollouts_running ON rollouts (service) WHERE state IN ('shadow', 'canary');
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL
@@ -113,6 +143,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("denials", "auth_provider", "TEXT NOT NULL DEFAULT ''"),
     ("denials", "key_id", "TEXT NOT NULL DEFAULT ''"),
     ("samples", "plan", "TEXT NOT NULL DEFAULT ''"),
+    ("denials", "shadow", "INTEGER NOT NULL DEFAULT 0"),
+    ("denials", "shadow_allowed_by", "INTEGER NOT NULL DEFAULT 0"),
+    ("sidecars", "shadow_version", "INTEGER NOT NULL DEFAULT 0"),
+    ("sidecars", "shadow_error", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
@@ -131,5 +165,7 @@ fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
 /// Creates what is missing.
 pub fn create(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
-    add_missing_columns(conn)
+    add_missing_columns(conn)?;
+    // On an added column: after it is there.
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS denials_by_shadow ON denials (shadow, id);")
 }

@@ -17,13 +17,14 @@ pub fn save(c: &mut Connection, records: &[SidecarRecord]) -> Result<(), rusqlit
 pub fn save_in(tx: &Transaction<'_>, records: &[SidecarRecord]) -> Result<(), rusqlite::Error> {
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms, replica, connected, acked_credentials)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            "INSERT INTO sidecars (service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms, replica, connected, acked_credentials, shadow_version, shadow_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (service, instance) DO UPDATE SET
                peer = excluded.peer, acked_version = excluded.acked_version, acked_unix_ms = excluded.acked_unix_ms,
                nacked_version = excluded.nacked_version, nack_error = excluded.nack_error,
                nacked_unix_ms = excluded.nacked_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms,
-               replica = excluded.replica, connected = excluded.connected, acked_credentials = excluded.acked_credentials",
+               replica = excluded.replica, connected = excluded.connected, acked_credentials = excluded.acked_credentials,
+               shadow_version = excluded.shadow_version, shadow_error = excluded.shadow_error",
         )?;
         for s in records {
             stmt.execute(params![
@@ -38,7 +39,9 @@ pub fn save_in(tx: &Transaction<'_>, records: &[SidecarRecord]) -> Result<(), ru
                 s.last_seen_unix_ms,
                 s.replica,
                 s.connected,
-                s.acked_credentials
+                s.acked_credentials,
+                s.shadow_version,
+                s.shadow_error
             ])?;
         }
     }
@@ -49,7 +52,7 @@ pub fn save_in(tx: &Transaction<'_>, records: &[SidecarRecord]) -> Result<(), ru
 pub fn list(c: &Connection) -> Result<Vec<SidecarRecord>, rusqlite::Error> {
     let mut stmt = c.prepare(
         "SELECT service, instance, peer, acked_version, acked_unix_ms, nacked_version, nack_error, nacked_unix_ms, last_seen_unix_ms,
-                replica, connected, acked_credentials
+                replica, connected, acked_credentials, shadow_version, shadow_error
          FROM sidecars ORDER BY service, instance",
     )?;
     stmt.query_map([], |r| {
@@ -66,6 +69,8 @@ pub fn list(c: &Connection) -> Result<Vec<SidecarRecord>, rusqlite::Error> {
             replica: r.get(9)?,
             connected: r.get(10)?,
             acked_credentials: r.get(11)?,
+            shadow_version: r.get(12)?,
+            shadow_error: r.get(13)?,
         })
     })?
     .collect()

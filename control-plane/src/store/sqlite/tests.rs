@@ -13,6 +13,8 @@ fn doc(service: &str, yaml: &str) -> NewVersion {
         message: "m".into(),
         content_hash: warden_policy::yaml::content_hash(yaml),
         source_yaml: yaml.into(),
+        rollout: None,
+        force: false,
     }
 }
 

@@ -4,13 +4,21 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::clock::now_unix_ms;
+use crate::store::error::StoreError;
+use crate::store::model::{FORCED, RolloutState};
 use crate::store::model::{NewVersion, PolicyVersion, Stored};
+use crate::store::sqlite::rollouts::{self, NOT_CURRENT};
 use crate::store::sqlite::transaction::write;
 
 const VERSION_COLUMNS: &str = "service, version, author, created_unix_ms, message, content_hash";
 
-/// See `Store::apply`.
-pub fn apply(conn: &mut Connection, docs: Vec<NewVersion>, dry_run: bool) -> Result<Vec<Stored>, rusqlite::Error> {
+/// See `Store::apply`. The inner error: a service has a rollout running and the document
+/// does not force it (nothing was stored).
+pub fn apply(
+    conn: &mut Connection,
+    docs: Vec<NewVersion>,
+    dry_run: bool,
+) -> Result<Result<Vec<Stored>, StoreError>, rusqlite::Error> {
     let tx = write(conn)?;
     let now = now_unix_ms();
     let mut out = Vec::with_capacity(docs.len());
@@ -19,12 +27,30 @@ pub fn apply(conn: &mut Connection, docs: Vec<NewVersion>, dry_run: bool) -> Res
         if let Some(prev) = &previous
             && prev.content_hash == doc.content_hash
         {
-            out.push(Stored { version: prev.clone(), previous: previous.clone(), changed: false });
+            let (version, previous) = (prev.clone(), previous.clone());
+            out.push(Stored { version, previous, changed: false, rollout: None, aborted: None });
             continue;
         }
+        // One rollout at a time, checked where the version is numbered: no replica slips
+        // a change past a rollout it has not heard of yet.
+        let aborted = match rollouts::running(&tx, &doc.service)? {
+            Some(r) if doc.force => rollouts::end_in(&tx, &r, RolloutState::Aborted, &doc.author, FORCED)?,
+            Some(r) => {
+                let mode = r.mode.as_str().to_owned();
+                return Ok(Err(StoreError::RolloutRunning { service: r.service, version: r.version, mode }));
+            }
+            None => None,
+        };
+        // After the highest stored, candidates included: an aborted candidate's number is
+        // never reused.
+        let highest: u64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM policy_versions WHERE service = ?1",
+            [&doc.service],
+            |r| r.get(0),
+        )?;
         let version = PolicyVersion {
             service: doc.service,
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version: highest + 1,
             author: doc.author,
             created_unix_ms: now,
             message: doc.message,
@@ -44,21 +70,33 @@ pub fn apply(conn: &mut Connection, docs: Vec<NewVersion>, dry_run: bool) -> Res
                 version.source_yaml
             ],
         )?;
-        out.push(Stored { version, previous, changed: true });
+        let rollout = match &doc.rollout {
+            Some(plan) => Some(rollouts::start(
+                &tx,
+                &version.service,
+                version.version,
+                previous.as_ref().map_or(0, |p| p.version),
+                &version.author,
+                plan,
+            )?),
+            None => None,
+        };
+        out.push(Stored { version, previous, changed: true, rollout, aborted });
     }
     if dry_run {
         tx.rollback()?
     } else {
         tx.commit()?
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
-/// The current (highest) version of a service, with its source.
+/// The current version of a service, with its source.
 pub fn current(c: &Connection, service: &str) -> Result<Option<PolicyVersion>, rusqlite::Error> {
     c.query_row(
         &format!(
-            "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions WHERE service = ?1 ORDER BY version DESC LIMIT 1"
+            "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions p WHERE service = ?1 AND {NOT_CURRENT}
+             ORDER BY version DESC LIMIT 1"
         ),
         [service],
         |r| version_row(r, true),
@@ -86,8 +124,8 @@ pub fn history(c: &Connection, service: &str) -> Result<Vec<PolicyVersion>, rusq
 /// The current version of every service, with sources, by service name.
 pub fn list_current(c: &Connection) -> Result<Vec<PolicyVersion>, rusqlite::Error> {
     let mut stmt = c.prepare(&format!(
-        "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions p
-         WHERE version = (SELECT MAX(version) FROM policy_versions q WHERE q.service = p.service)
+        "SELECT {VERSION_COLUMNS}, source_yaml FROM policy_versions o
+         WHERE o.version = (SELECT MAX(p.version) FROM policy_versions p WHERE p.service = o.service AND {NOT_CURRENT})
          ORDER BY service"
     ))?;
     stmt.query_map([], |r| version_row(r, true))?.collect()
@@ -95,7 +133,9 @@ pub fn list_current(c: &Connection) -> Result<Vec<PolicyVersion>, rusqlite::Erro
 
 /// Every service's current version, by service name.
 pub fn heads(c: &Connection) -> Result<Vec<(String, u64)>, rusqlite::Error> {
-    let mut stmt = c.prepare("SELECT service, MAX(version) FROM policy_versions GROUP BY service ORDER BY service")?;
+    let mut stmt = c.prepare(&format!(
+        "SELECT service, MAX(version) FROM policy_versions p WHERE {NOT_CURRENT} GROUP BY service ORDER BY service"
+    ))?;
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
 }
 

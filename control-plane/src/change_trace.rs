@@ -24,14 +24,14 @@ struct Open {
 
 /// Rollouts waiting for ACKs, by service and version.
 #[derive(Default)]
-pub struct Rollouts {
+pub struct ChangeTraces {
     traces: Option<Traces>,
     open: Mutex<HashMap<(String, u64), Open>>,
 }
 
-impl Rollouts {
-    pub fn new(traces: Option<Traces>) -> Arc<Rollouts> {
-        Arc::new(Rollouts { traces, open: Mutex::new(HashMap::new()) })
+impl ChangeTraces {
+    pub fn new(traces: Option<Traces>) -> Arc<ChangeTraces> {
+        Arc::new(ChangeTraces { traces, open: Mutex::new(HashMap::new()) })
     }
 
     /// Starts an `apply` span (or a `rollback` one); None without tracing.
