@@ -216,6 +216,13 @@ async fn a_canary_is_compared_with_its_baseline_promoted_when_good_and_aborted_b
     let st = json(&s, &["status"]).await;
     let canary_row = st["sidecars"].as_array().unwrap().iter().find(|r| r["instance"] == "orders-1").unwrap().clone();
     assert_eq!((canary_row["acked_version"].as_u64(), canary_row["current_version"].as_u64()), (Some(2), Some(1)));
+    // On its candidate, the canary is not version skew; the rollout shows as running.
+    let metrics = s.client.get(&s.cp.http_url("/metrics")).await.unwrap().text();
+    for line in
+        [r#"warden_sidecars_behind{service="orders"} 0"#, r#"warden_rollout_running{service="orders",mode="canary"} 1"#]
+    {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in:\n{metrics}");
+    }
 
     // Side by side: both sides' traffic, no refusals.
     eventually("rollout status has both sides' traffic", Duration::from_secs(15), || async {

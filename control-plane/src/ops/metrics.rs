@@ -39,6 +39,12 @@ struct RolloutLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutModeLabels {
+    service: String,
+    mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreErrorLabels {
     operation: &'static str,
     kind: &'static str,
@@ -77,6 +83,9 @@ pub struct FleetMember {
     pub service: String,
     pub connected: bool,
     pub acked_version: u64,
+    /// The version it should serve: its service's current one, or a running canary's
+    /// candidate for the canary's sidecars (which are not behind).
+    pub expected_version: u64,
 }
 
 /// The counters and the gauge that live between scrapes.
@@ -127,9 +136,14 @@ impl Metrics {
         self.invalid_policies.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
-    /// The text exposition, with the fleet gauges computed from `fleet` and each service's
-    /// current (published) version.
-    pub fn encode(&self, fleet: &[FleetMember], current: &BTreeMap<String, u64>) -> String {
+    /// The text exposition, with the fleet gauges computed from `fleet`, each service's
+    /// current (published) version and the rollouts running (service → mode).
+    pub fn encode(
+        &self,
+        fleet: &[FleetMember],
+        current: &BTreeMap<String, u64>,
+        rollouts: &BTreeMap<String, &'static str>,
+    ) -> String {
         let mut registry = Registry::with_prefix("warden");
         let sidecars = Family::<SidecarLabels, Gauge>::default();
         let behind = Family::<ServiceLabels, Gauge>::default();
@@ -144,11 +158,19 @@ impl Metrics {
             let state = if m.connected { "connected" } else { "disconnected" };
             let labels = SidecarLabels { service: m.service.clone(), state, version: m.acked_version };
             sidecars.get_or_create(&labels).inc();
-            let latest = current.get(&m.service).copied().unwrap_or(0);
-            if m.connected && m.acked_version != latest {
+            if m.connected && m.acked_version != m.expected_version {
                 behind.get_or_create(&ServiceLabels { service: m.service.clone() }).inc();
             }
         }
+        let running = Family::<RolloutModeLabels, Gauge>::default();
+        for (service, mode) in rollouts {
+            running.get_or_create(&RolloutModeLabels { service: service.clone(), mode }).set(1);
+        }
+        registry.register(
+            "rollout_running",
+            "1 while a service has a rollout running, by mode (shadow, canary)",
+            running,
+        );
         registry.register(
             "sidecars",
             "Sidecars known, by service, connection state and the policy version they last ACKed",
@@ -205,21 +227,32 @@ mod tests {
     #[test]
     fn fleet_gauges_count_states_versions_and_skew() {
         let m = Metrics::default();
-        let member =
-            |service: &str, connected, acked_version| FleetMember { service: service.into(), connected, acked_version };
-        let fleet =
-            [member("orders", true, 3), member("orders", true, 2), member("orders", false, 1), member("b", true, 1)];
+        let member = |service: &str, connected, acked_version, expected_version| FleetMember {
+            service: service.into(),
+            connected,
+            acked_version,
+            expected_version,
+        };
+        // The fourth: a canary's sidecar on its candidate, v2 of b: not behind.
+        let fleet = [
+            member("orders", true, 3, 3),
+            member("orders", true, 2, 3),
+            member("orders", false, 1, 3),
+            member("b", true, 2, 2),
+        ];
         let current = BTreeMap::from([("orders".to_owned(), 3), ("b".to_owned(), 1)]);
+        let rollouts = BTreeMap::from([("b".to_owned(), "canary")]);
         m.nack("orders");
         m.apply("apply", ApplyResult::Applied);
         m.store_error("apply", &StoreError::Unavailable("locked".into()));
         m.invalid_policies(2);
-        let text = m.encode(&fleet, &current);
+        let text = m.encode(&fleet, &current, &rollouts);
         for line in [
             r#"warden_sidecars{service="orders",state="connected",version="3"} 1"#,
             r#"warden_sidecars{service="orders",state="disconnected",version="1"} 1"#,
             r#"warden_sidecars_behind{service="orders"} 1"#,
             r#"warden_sidecars_behind{service="b"} 0"#,
+            r#"warden_rollout_running{service="b",mode="canary"} 1"#,
             r#"warden_service_version{service="orders"} 3"#,
             r#"warden_sidecar_nacks_total{service="orders"} 1"#,
             r#"warden_applies_total{operation="apply",result="applied"} 1"#,

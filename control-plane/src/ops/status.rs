@@ -93,14 +93,29 @@ impl ControlPlane {
             .registry
             .list(None)
             .into_iter()
-            .map(|s| FleetMember {
-                service: s.record.service,
-                connected: s.connected,
-                acked_version: s.record.acked_version,
+            .map(|s| {
+                let candidate = self.hub.candidate(&s.record.service);
+                let canary = candidate.as_ref().filter(|c| c.for_instance(&s.record.instance).0);
+                FleetMember {
+                    expected_version: canary
+                        .map_or_else(|| self.hub.current_version(&s.record.service), |c| c.snapshot.version),
+                    service: s.record.service,
+                    connected: s.connected,
+                    acked_version: s.record.acked_version,
+                }
             })
             .collect();
         let current: BTreeMap<String, u64> =
             self.hub.services().into_iter().map(|s| (s.clone(), self.hub.current_version(&s))).collect();
-        self.metrics.encode(&fleet, &current)
+        let rollouts: BTreeMap<String, &'static str> = self
+            .hub
+            .services()
+            .into_iter()
+            .filter_map(|s| {
+                let mode = if self.hub.candidate(&s)?.canary.is_some() { "canary" } else { "shadow" };
+                Some((s, mode))
+            })
+            .collect();
+        self.metrics.encode(&fleet, &current, &rollouts)
     }
 }
