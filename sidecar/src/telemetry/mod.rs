@@ -136,7 +136,7 @@ impl Telemetry {
         // request's own record if it has one; its count is exact either way.
         let shadow_record = out.shadow.as_deref().is_some_and(|s| {
             let id = out.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default();
-            self.shadow.add(s, out.client.as_ref(), id) && s.denied
+            self.shadow.add(s, out.client.as_ref(), id)
         });
         if !reported && !shadow_record && self.access.is_none() {
             return;

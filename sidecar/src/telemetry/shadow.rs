@@ -42,8 +42,8 @@ struct Tally {
 pub struct ShadowTally(Mutex<Tally>);
 
 impl ShadowTally {
-    /// Counts one difference (the live side's route and client); true when a deny record
-    /// of it may be sent (within `RECORDS_PER_SECOND`).
+    /// Counts one difference (the live side's client); true when it is a `shadow_deny`
+    /// whose deny record may be sent (within `RECORDS_PER_SECOND`).
     pub fn add(&self, d: &ShadowDecision, client: Option<&Arc<str>>, request_id: &str) -> bool {
         let key = Key {
             version: d.version,
@@ -66,6 +66,9 @@ impl ShadowTally {
             None => {
                 t.groups.insert(key, (1, vec![request_id.to_owned()]));
             }
+        }
+        if !d.denied {
+            return false;
         }
         let now = Instant::now();
         if t.second.is_none_or(|s| now.duration_since(s).as_secs() >= 1) {
@@ -116,15 +119,18 @@ mod tests {
     #[test]
     fn counts_are_exact_and_records_are_capped_per_second() {
         let tally = ShadowTally::default();
+        let allow = ShadowDecision { denied: false, ..deny("a") };
+        assert!(!tally.add(&allow, None, "id-allow"), "a shadow_allow makes no record, and takes none of the budget");
         let sent = (0..25).filter(|i| tally.add(&deny("a"), None, &format!("id-{i}"))).count();
         assert_eq!(sent, RECORDS_PER_SECOND as usize, "the rest of the second sends no record");
         tally.add(&deny("b"), Some(&"acme".into()), "id-b");
         let (mut counts, dropped) = tally.take();
-        counts.sort_by(|x, y| x.rule.cmp(&y.rule));
+        counts.sort_by(|x, y| (&x.rule, &x.kind).cmp(&(&y.rule, &y.kind)));
         assert_eq!(dropped, 0);
-        assert_eq!(counts.iter().map(|c| (c.rule.as_str(), c.count)).collect::<Vec<_>>(), [("a", 25), ("b", 1)]);
-        assert_eq!(counts[0].example_request_ids, ["id-0", "id-1", "id-2"]);
-        assert_eq!((counts[1].kind.as_str(), counts[1].client_id.as_str()), ("shadow_deny", "acme"));
+        let summary: Vec<_> = counts.iter().map(|c| (c.rule.as_str(), c.kind.as_str(), c.count)).collect();
+        assert_eq!(summary, [("a", "shadow_allow", 1), ("a", "shadow_deny", 25), ("b", "shadow_deny", 1)]);
+        assert_eq!(counts[1].example_request_ids, ["id-0", "id-1", "id-2"]);
+        assert_eq!(counts[2].client_id, "acme");
         assert!(tally.take().0.is_empty(), "taken once");
     }
 }
