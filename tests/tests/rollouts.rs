@@ -142,7 +142,9 @@ async fn a_shadow_candidate_is_decided_everywhere_enforced_nowhere_and_its_diffe
         (d["kind"].as_str(), d["route"].as_str(), d["rule"].as_str()),
         (Some("shadow_deny"), Some("globex"), Some("keys"))
     );
-    assert_eq!(d["example_request_ids"].as_array().unwrap().len(), 3, "{d}");
+    // The first report's examples stay (up to 3; the 10 may have come in two reports).
+    let examples = d["example_request_ids"].as_array().unwrap().len();
+    assert!((1..=3).contains(&examples), "{d}");
     assert_eq!(st["differences"].as_array().unwrap().len(), 1, "acme's requests are decided alike: {st}");
     // Not refusals anyone saw: the review queue does not list them.
     assert_eq!(json(&s, &["denials"]).await["denials"], serde_json::json!([]));
