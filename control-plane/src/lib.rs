@@ -15,9 +15,12 @@
 //!   each sidecar's latest per-route traffic; `change_trace`: traces of apply → build → push →
 //!   ACKs (OTLP, when configured). Views the operations feed.
 //! - `server/`: the gRPC server (sidecar streams, admin API), translation only.
-//! - `http`: `/healthz`, `/readyz`, `/metrics` on `--http`, translation only.
+//! - `http`: `/healthz`, `/readyz`, `/metrics` and the console on `--http`;
+//!   `console/`: the web console's pages, translation only.
 //! - `cli/`: `wardenctl`, one file per command (a gRPC client of `server/`).
 //! - `signing`: the fallback signing key file (`--fallback-signing-key`).
+//! - `explain`: the step-by-step answer `wardenctl explain` and the console's form print
+//!   (pure, over the policy crate's `decide`).
 //! - `clock`: "now" in Unix milliseconds, the unit of every stored time.
 //!
 //! Imports run one way: `server` and `http` → `ops` → the views and `store`; `cli` reaches
@@ -29,6 +32,8 @@
 pub mod change_trace;
 pub mod cli;
 pub mod clock;
+pub mod console;
+pub mod explain;
 pub mod http;
 pub mod hub;
 pub mod ops;

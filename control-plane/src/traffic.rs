@@ -14,6 +14,28 @@ const FRESH_MS: i64 = 30_000;
 /// Windows are kept this long for the canary's sliding window (30 s) and a margin.
 const KEPT_MS: i64 = 40_000;
 
+/// The upper bound of a latency bucket, in ms (bucket i: 100 µs × 2^i).
+fn bound_ms(i: usize) -> f64 {
+    0.1 * f64::from(1u32 << i.min(30))
+}
+
+/// The latency under which a share `q` of the requests fell (a bucket's upper bound).
+pub fn quantile(buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let want = (total as f64 * q).ceil() as u64;
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return Some(bound_ms(i));
+        }
+    }
+    None
+}
+
 /// One route's traffic over one reporting window of one sidecar.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteTraffic {
@@ -107,5 +129,20 @@ impl Traffic {
             (&a.service, &a.traffic.route, &a.instance).cmp(&(&b.service, &b.traffic.route, &b.instance))
         });
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_bucket_bounds() {
+        // 90 requests under 0.1 ms, 9 under 0.4 ms, 1 under 3.2 ms.
+        let b = [90, 0, 9, 0, 0, 1];
+        assert_eq!(quantile(&b, 0.5), Some(0.1));
+        assert_eq!(quantile(&b, 0.99), Some(0.4));
+        assert_eq!(quantile(&b, 1.0), Some(3.2));
+        assert_eq!(quantile(&[0, 0], 0.5), None);
     }
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use warden_control_plane::ops::{ApplyRequest, ControlPlane, OpsError};
 use warden_control_plane::store::{
-    CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount, SidecarRecord, Sqlite, Store,
-    StoreCopy, StoreError, StoreFuture, Stored, StoredDenial, StoredSample,
+    CredentialRows, Denial, DenialBucket, DenialFilter, DenialGroup, DenialMark, Heads, KeyRow, NewKey, NewVersion,
+    PolicyVersion, Retention, Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount,
+    SidecarRecord, Sqlite, Store, StoreCopy, StoreError, StoreFuture, Stored, StoredDenial, StoredSample,
 };
 
 /// Valid once; this release refuses a route whose upstream is not defined.
@@ -188,6 +188,18 @@ impl Store for Switched {
     }
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
         self.check(self.inner.denial_groups(filter))
+    }
+    fn denial_buckets(&self, filter: DenialFilter, bucket_ms: i64) -> StoreFuture<'_, Vec<DenialBucket>> {
+        self.check(self.inner.denial_buckets(filter, bucket_ms))
+    }
+    fn set_denial_mark(&self, mark: DenialMark) -> StoreFuture<'_, ()> {
+        self.check(self.inner.set_denial_mark(mark))
+    }
+    fn denial_marks(&self, group: Option<String>) -> StoreFuture<'_, Vec<DenialMark>> {
+        self.check(self.inner.denial_marks(group))
+    }
+    fn console_key(&self, fresh: Vec<u8>) -> StoreFuture<'_, Vec<u8>> {
+        self.check(self.inner.console_key(fresh))
     }
     fn add_shadow_counts<'a>(&'a self, service: &'a str, counts: Vec<ShadowCount>) -> StoreFuture<'a, ()> {
         self.check(self.inner.add_shadow_counts(service, counts))

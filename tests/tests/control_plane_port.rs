@@ -22,7 +22,8 @@ async fn probes_and_metrics_show_the_fleet_its_skew_nacks_and_applies() {
     assert_eq!(healthz.status, StatusCode::OK);
     assert!(healthz.text().starts_with("ok\nstore: up (SQLite at "), "{}", healthz.text());
     assert_eq!(get("/readyz").await.status, StatusCode::OK, "it serves streams");
-    assert_eq!(get("/nope").await.status, StatusCode::NOT_FOUND);
+    // Any other path is the console: signed out, it sends the browser to its sign-in page.
+    assert_eq!(get("/nope").await.status, StatusCode::SEE_OTHER);
     let post = s.client.send(Method::POST, &s.cp.http_url("/metrics"), &[], bytes::Bytes::new()).await.unwrap();
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
 

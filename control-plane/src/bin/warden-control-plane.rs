@@ -11,6 +11,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
+use warden_control_plane::console::Console;
+use warden_control_plane::console::session::Sessions;
+use warden_control_plane::http;
 use warden_control_plane::ops::{ControlPlane, Options};
 use warden_control_plane::server::{self, BearerToken, SidecarTokens};
 use warden_control_plane::signing;
@@ -26,9 +29,17 @@ struct Args {
     /// gRPC for sidecars and wardenctl.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// HTTP for probes and Prometheus: /healthz, /readyz (the store answers), /metrics.
+    /// HTTP for probes, Prometheus and the console: /healthz, /readyz, /metrics, and the
+    /// console at / (HTTPS with --tls-cert/--tls-key).
     #[arg(long, env = "WARDEN_HTTP", default_value = "127.0.0.1:7071")]
     http: SocketAddr,
+    /// The web console on --http: on, or off (the probes and /metrics stay).
+    #[arg(long, env = "WARDEN_CONSOLE", default_value = "on", value_parser = ["on", "off"])]
+    console: String,
+    /// File holding a token that signs in to the console read-only (the admin token signs
+    /// in with every right).
+    #[arg(long, env = "WARDEN_CONSOLE_READ_TOKEN_FILE")]
+    console_read_token_file: Option<PathBuf>,
     /// The store: sqlite:///path/to/warden.db (embedded, one replica) or
     /// postgres://user@host/db (several replicas; ?sslmode=require for TLS).
     #[arg(long, env = "WARDEN_DATABASE_URL", conflicts_with = "data_dir", hide_env_values = true)]
@@ -52,7 +63,7 @@ struct Args {
     /// admits a sidecar to service `orders` only (a Kubernetes Secret mounted as a volume).
     #[arg(long, env = "WARDEN_SIDECAR_TOKENS_DIR")]
     sidecar_tokens_dir: Option<PathBuf>,
-    /// Serve gRPC over TLS with this certificate chain (PEM) ...
+    /// Serve gRPC and --http over TLS with this certificate chain (PEM) ...
     #[arg(long, env = "WARDEN_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// ... and this private key (PEM).
@@ -179,6 +190,14 @@ async fn main() -> anyhow::Result<()> {
             "no --admin-token-file: ACCEPTING EVERY CALLER. Set --admin-token-file before exposing this port beyond localhost."
         );
     }
+    let console = match args.console.as_str() {
+        "off" => None,
+        _ => {
+            let read = token("--console-read-token-file", args.console_read_token_file.as_ref())?;
+            let sessions = Sessions::new(admin_token.clone(), read, args.tls_cert.is_some());
+            Some(Arc::new(Console { sessions }))
+        }
+    };
     let admin_token = BearerToken::new(admin_token);
     let per_service = match &args.sidecar_tokens_dir {
         Some(dir) => tokens_dir(dir)?,
@@ -191,13 +210,16 @@ async fn main() -> anyhow::Result<()> {
             "no --sidecar-token-file or --sidecar-tokens-dir: ACCEPTING EVERY SIDECAR. Set one before exposing this port beyond localhost."
         );
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
+    let (tls, http_tls) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let cert = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
             let key = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
-            Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))
+            let http_tls = https_config(&cert, &key).context("--tls-cert/--tls-key for --http")?;
+            let grpc =
+                tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key));
+            (Some(grpc), Some(http_tls))
         }
-        _ => None,
+        _ => (None, None),
     };
     let retention = Retention {
         max_age_ms: i64::try_from(args.deny_retention.as_millis()).unwrap_or(i64::MAX),
@@ -230,12 +252,26 @@ async fn main() -> anyhow::Result<()> {
     warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {
         r = server::serve(listener, cp.clone(), admin_token, sidecar_tokens, tls) => r?,
-        () = warden_control_plane::http::serve(http, cp) => {}
+        () = warden_control_plane::http::serve(http, cp, http::Options { console, tls: http_tls }) => {}
         _ = tokio::signal::ctrl_c() => {}
         () = terminate() => {}
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The --http port's TLS: the gRPC port's certificate and key, HTTP/1.1.
+fn https_config(cert: &[u8], key: &[u8]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The store the flags name.

@@ -12,17 +12,16 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use warden_policy::auth::{AuthKind, Credentials, hash_key};
-use warden_policy::decide::{Action, Env, Forward, HeadCaps, Request, Trace, decide};
-use warden_policy::grpc::Caller;
+use warden_policy::decide::{Request, decide};
+use warden_policy::limits::Verdict;
 use warden_policy::limits::view::{Asked, Known};
-use warden_policy::limits::{LimitView, Verdict};
-use warden_policy::refusal::Refusal;
 use warden_policy::snapshot::Snapshot;
 use warden_policy::yaml::{build, format_duration, parse_service};
 use warden_proto::v1::{self as pb, GetPolicyRequest, LookupKeyRequest};
 
 use crate::cli::context::{Cli, Failure, Format, Outcome, read_file};
 use crate::cli::{explain_recorded, output};
+use crate::explain;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -99,12 +98,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     }
     let peer = a.client_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let req = Request { method: &method, uri: &uri, headers: &headers, peer };
-    let caller = Caller::of(&headers);
     let now_ms = crate::store::now_unix_ms();
 
-    // The route decides which credentials the auth step needs: a first look finds it.
-    let no_creds = Credentials::default();
-    let route = decide(&env(&snapshot, &no_creds, &Known::default(), now_ms), &req, None).route;
+    let route = explain::route(&snapshot, &req, &Known::default(), now_ms);
     let (creds, not_evaluated) = match route.and_then(|r| r.auth.as_deref()) {
         Some(p) => credentials_for(cli, p, &snapshot.service, &headers, from_control_plane).await?,
         None => (Credentials::default(), None),
@@ -114,7 +110,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     let mut unread = None;
     if let Some(admin) = &a.sidecar {
         let probe = Known::default();
-        decide(&env(&snapshot, &creds, &probe, now_ms), &req, None);
+        decide(&explain::env(&snapshot, &creds, &probe, now_ms), &req, None);
         for asked in probe.unanswered() {
             match peek(admin, &asked).await {
                 Ok(Some(v)) => {
@@ -125,121 +121,44 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
             }
         }
     }
-    let mut trace = Trace::default();
-    let decision = decide(&env(&snapshot, &creds, &known, now_ms), &req, Some(&mut trace));
-
-    let mut steps: Vec<(String, String)> = vec![("policy".into(), format!("{} ({origin})", snapshot.service))];
-    let unsure = match (&decision.action, &not_evaluated) {
-        (Action::Deny(Refusal::Unauthenticated { failure, .. }), Some(why)) if failure.needs_credentials() => {
-            Some(why.clone())
-        }
-        (Action::Forward(Forward { body_check: Some(_), .. }), Some(why)) => Some(why.clone()),
-        _ => None,
-    };
     let budget_hint = match (&a.sidecar, &unread) {
         (_, Some(e)) => format!("budget not evaluated ({e})"),
         (Some(admin), None) => format!("budget not evaluated ({admin} has no counter for this key yet)"),
         (None, None) => "budget not evaluated (--sidecar ADMIN_ADDR reads a running sidecar's)".into(),
     };
-    for step in trace.steps {
-        let detail = match (step.label.as_str(), &unsure) {
-            ("auth", Some(why)) => {
-                format!("{}: not evaluated: {why}", step.detail.split(':').next().unwrap_or_default())
-            }
-            ("limit", _) => match &a.sidecar {
-                Some(admin) => step
-                    .detail
-                    .replace(" left, ", &format!(" left at {admin}, "))
-                    .replace("SPENT:", &format!("SPENT at {admin}:"))
-                    .replace("budget not evaluated", &budget_hint),
-                None => step.detail.replace("budget not evaluated", &budget_hint),
-            },
-            _ => step.detail,
-        };
-        steps.push((step.label, detail));
-    }
-    if let Action::Forward(f) = &decision.action {
-        describe_ops(&mut steps, "request headers", &f.route.request_headers);
-        describe_ops(&mut steps, "response headers", &f.route.response_headers);
-        let up = &f.route.upstream;
-        let target = if up.endpoints.is_empty() {
-            "the sidecar's --upstream".to_owned()
-        } else {
-            up.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        };
-        steps.push((
-            "upstream".into(),
-            format!("{} ({target}), {}, timeout {}", up.name, up.protocol.as_str(), format_duration(f.route.timeout)),
-        ));
-        if let Some(r) = &f.route.retries {
-            let per_try = r.per_try_timeout.map(|d| format!(", {} a try", format_duration(d))).unwrap_or_default();
-            steps.push(("retries".into(), format!("up to {} attempts{per_try}", r.attempts)));
-        }
-        if let (Some(_), Some(max)) = (caller, f.route.max_grpc_timeout) {
-            steps.push(("deadline".into(), format!("the caller's grpc-timeout, at most {}", format_duration(max))));
-        }
-        // What a running sidecar knows of the upstream's endpoints now.
-        if let Some(admin) = &a.sidecar {
-            let detail = match fetch_json(&format!("http://{admin}/config")).await {
-                Ok(config) => describe_endpoints(&config, &up.name),
-                Err(e) => format!("not read ({admin}: {e})"),
-            };
-            steps.push(("endpoints".into(), detail));
-        }
-    }
-    let refused = match (&decision.action, decision.route, &unsure) {
-        (Action::Forward(f), _, _) => {
-            let condition =
-                unsure.as_ref().map(|why| format!(" if the signature is valid ({why})")).unwrap_or_default();
-            steps.push(("decision".into(), format!("FORWARD via route '{}'{condition}", f.route.name)));
-            None
-        }
-        // Not knowing is not a refusal: say what happens if the credential is good.
-        (Action::Deny(_), Some(route), Some(why)) => {
-            steps.push((
-                "decision".into(),
-                format!("FORWARD via route '{}' if the credential is valid ({why})", route.name),
-            ));
-            None
-        }
-        (Action::Preflight(p), route, _) => {
-            let route = route.map_or("?", |r| &*r.name);
-            let verdict = match &p.origin {
-                Some(_) => format!("ANSWER 204 to the CORS preflight for route '{route}' (never forwarded)"),
-                None => format!("ANSWER 204 without CORS headers for route '{route}' (dry run; never forwarded)"),
-            };
-            steps.push(("decision".into(), verdict));
-            None
-        }
-        (Action::Deny(r), _, _) => {
-            // A gRPC caller is told the gRPC status; the code and rule are the same.
-            let status = match caller {
-                Some(_) => format!("gRPC {} {}", r.row().grpc.code(), r.row().grpc.name()),
-                None => r.status().as_u16().to_string(),
-            };
-            steps.push((
-                "decision".into(),
-                format!("DENY {status} {} (rule {}): {}", r.code(), r.rule(), r.message(Some(&snapshot.service))),
-            ));
-            Some(r)
-        }
+    let limit_step = |detail: String| match &a.sidecar {
+        Some(admin) => detail
+            .replace(" left, ", &format!(" left at {admin}, "))
+            .replace("SPENT:", &format!("SPENT at {admin}:"))
+            .replace("budget not evaluated", &budget_hint),
+        None => detail.replace("budget not evaluated", &budget_hint),
     };
+    let x = explain::explain(&snapshot, &creds, &known, &req, now_ms, not_evaluated.as_deref(), &limit_step);
+
+    let mut steps: Vec<(String, String)> = vec![("policy".into(), format!("{} ({origin})", snapshot.service))];
+    steps.extend(x.steps);
+    // What a running sidecar knows of the upstream's endpoints now.
+    if let (Some(admin), Some(upstream)) = (&a.sidecar, &x.upstream) {
+        let detail = match fetch_json(&format!("http://{admin}/config")).await {
+            Ok(config) => describe_endpoints(&config, upstream),
+            Err(e) => format!("not read ({admin}: {e})"),
+        };
+        steps.push(("endpoints".into(), detail));
+    }
+    steps.push(("decision".into(), x.verdict));
 
     if cli.output != Format::Table {
         let rows: Vec<_> = steps.iter().map(|(k, v)| serde_json::json!({"step": k, "detail": v})).collect();
+        let refused = x.refused.as_ref();
         output::structured(
             cli.output,
             &serde_json::json!({
                 "service": &*snapshot.service,
-                "decision": match (&decision.action, refused) {
-                    (_, Some(_)) => "deny",
-                    (Action::Preflight(_), None) => "preflight",
-                    _ => "forward",
-                },
-                "status": refused.map(|r| r.status().as_u16()),
-                "grpc_status": refused.filter(|_| caller.is_some()).map(|r| r.row().grpc.code()),
-                "code": refused.map(Refusal::code),
-                "fault": refused.map(|r| r.fault().as_str()),
+                "decision": x.decision,
+                "status": refused.map(|r| r.status),
+                "grpc_status": refused.and_then(|r| r.grpc_status),
+                "code": refused.map(|r| r.code),
+                "fault": refused.map(|r| r.fault),
                 "steps": rows,
             }),
         );
@@ -250,11 +169,6 @@ pub async fn run(cli: &Cli, a: &Args) -> Outcome {
     Ok(())
 }
 
-/// What a decision reads here: the sidecar's default head caps, and `limits` only for the call.
-fn env<'s, 'v>(snapshot: &'s Snapshot, creds: &'s Credentials, limits: &'v dyn LimitView, now_ms: i64) -> Env<'s, 'v> {
-    Env { snapshot, creds, caps: HeadCaps::default(), limits, now_ms, recorded: None }
-}
-
 /// The credentials the auth step can be evaluated against, or why it cannot be.
 async fn credentials_for(
     cli: &Cli,
@@ -263,15 +177,10 @@ async fn credentials_for(
     headers: &HeaderMap,
     from_control_plane: bool,
 ) -> Result<(Credentials, Option<String>), Failure> {
+    if let Some(why) = explain::not_checkable(provider) {
+        return Ok((Credentials::default(), Some(why)));
+    }
     match &provider.kind {
-        AuthKind::Jwt(v) => {
-            let why = v.jwks_file().map(|f| format!("the keys are in jwks_file {f} on the sidecar's host"));
-            Ok((Credentials::default(), why))
-        }
-        AuthKind::Hmac(v) => Ok((
-            Credentials::default(),
-            Some(format!("the signature covers the body, which explain does not have (secret '{}')", v.secret)),
-        )),
         AuthKind::ApiKey if !from_control_plane => {
             Ok((Credentials::default(), Some("keys are kept by the control plane: use --service instead of -f".into())))
         }
@@ -304,6 +213,8 @@ async fn credentials_for(
             let creds = Credentials::compile(&proto, None).map_err(|e| Failure::Refused(e.to_string()))?;
             Ok((creds, None))
         }
+        // A JWT verified against keys the policy carries: nothing to fetch.
+        AuthKind::Jwt(_) | AuthKind::Hmac(_) => Ok((Credentials::default(), None)),
     }
 }
 
@@ -375,13 +286,4 @@ fn describe_endpoints(config: &serde_json::Value, upstream: &str) -> String {
         return "none: its names resolve to no address (503 no_endpoints)".into();
     }
     endpoints.join("; ")
-}
-
-fn describe_ops(steps: &mut Vec<(String, String)>, label: &str, ops: &warden_policy::snapshot::HeaderOps) {
-    let mut parts: Vec<String> =
-        ops.set.iter().map(|(k, v)| format!("set {k}: {}", v.to_str().unwrap_or("?"))).collect();
-    parts.extend(ops.remove.iter().map(|k| format!("remove {k}")));
-    if !parts.is_empty() {
-        steps.push((label.into(), parts.join("; ")));
-    }
 }

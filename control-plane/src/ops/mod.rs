@@ -17,18 +17,21 @@
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
 //!   process-wide lock.
 //! - `sidecars.rs` (with `receipt.rs`): the sidecar streams; `status.rs`, `denials.rs`,
-//!   `top.rs`: what is going on; `metrics.rs`: the metrics they keep.
+//!   `top.rs`: what is going on; `explain.rs`: a described request, step by step; `metrics.rs`: the metrics they keep.
 //! - `copy.rs`: moving a store to another database, verified; `fallback.rs`: signed
 //!   bundles for sidecars that start while no replica answers.
+//! - `console_key.rs`: the console's session signing key, kept in the store.
 //! - `error.rs`: `OpsError`.
 
 mod apply;
 mod canary;
+mod console_key;
 mod control_plane;
 mod copy;
 mod credentials;
 mod denials;
 mod error;
+mod explain;
 mod fallback;
 mod follow;
 mod health;
@@ -55,7 +58,9 @@ pub use apply::{Applied, ApplyRequest};
 pub use canary::{AbortIf, CanaryReport, Side as CanarySide};
 pub use control_plane::{ControlPlane, InvalidPolicy, Options, StoreHealth};
 pub use copy::{Copied, copy_store};
+pub use denials::{MarkRequest, Reviewed};
 pub use error::OpsError;
+pub use explain::{ExplainAnswer, ExplainRequest};
 pub use fallback::FallbackExport;
 pub use keys::KeyRequest;
 pub use preview::{PreviewRequest, ServicePreview, sample_to_proto};

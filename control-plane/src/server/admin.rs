@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_server::AdminService;
 
-use crate::ops::{ApplyRequest, ControlPlane, EndRollout, PreviewRequest, RollbackRequest};
+use crate::ops::{ApplyRequest, ControlPlane, EndRollout, MarkRequest, PreviewRequest, RollbackRequest};
 
 /// The samples a preview replays when the caller names no window: the last hour.
 const DEFAULT_PREVIEW_WINDOW_MS: i64 = 3_600_000;
@@ -167,6 +167,13 @@ impl AdminService for AdminApi {
             }
         };
         Ok(Response::new(resp))
+    }
+
+    async fn mark_denials(&self, req: Request<pb::MarkDenialsRequest>) -> Result<Response<pb::DenialMark>, Status> {
+        let r = req.into_inner();
+        let request = MarkRequest { group: r.group_id, mark: r.mark, note: r.note, owner: r.owner, author: r.author };
+        let mark = self.0.mark_denials(request).await.map_err(status)?;
+        Ok(Response::new(convert::denial_mark(mark)))
     }
 
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {

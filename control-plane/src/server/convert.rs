@@ -5,11 +5,11 @@
 use warden_proto::v1 as pb;
 
 use crate::ops::{
-    AbortIf, Applied, CanarySide, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, RolloutPlan,
+    AbortIf, Applied, CanarySide, InvalidPolicy, KeyRequest, QuotaReply, QuotaUsage, Report, Reviewed, RolloutPlan,
     RolloutReport, RouteTraffic, ServicePreview, SidecarStatus, TopRow, sample_to_proto,
 };
 use crate::store::{
-    Denial, DenialFilter, DenialGroup, KeyRow, PolicyVersion, Rollout, RolloutMode, Sample, SecretRow, ShadowCount,
+    Denial, DenialFilter, DenialMark, KeyRow, PolicyVersion, Rollout, RolloutMode, Sample, SecretRow, ShadowCount,
     StoredDenial, StoredSample,
 };
 use warden_policy::preview::{Change, Moved};
@@ -255,7 +255,8 @@ pub fn stored_sample(s: StoredSample) -> pb::StoredSample {
     pb::StoredSample { service: s.service, instance: s.instance, sample: Some(sample_to_proto(s.sample)) }
 }
 
-pub fn denial_group(g: DenialGroup) -> pb::DenialGroup {
+pub fn denial_group(r: Reviewed) -> pb::DenialGroup {
+    let g = r.group;
     pb::DenialGroup {
         service: g.service,
         route: g.route,
@@ -265,6 +266,21 @@ pub fn denial_group(g: DenialGroup) -> pb::DenialGroup {
         count: g.count,
         last_unix_ms: g.last_unix_ms,
         dry_run: g.dry_run,
+        group_id: r.id,
+        first_unix_ms: g.first_unix_ms,
+        example_request_id: g.example_request_id,
+        mark: r.mark.map(denial_mark),
+    }
+}
+
+pub fn denial_mark(m: DenialMark) -> pb::DenialMark {
+    pb::DenialMark {
+        group_id: m.group,
+        mark: m.mark.as_str().to_owned(),
+        note: m.note,
+        owner: m.owner,
+        author: m.author,
+        unix_ms: m.unix_ms,
     }
 }
 

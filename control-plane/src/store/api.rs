@@ -14,9 +14,9 @@ use std::pin::Pin;
 
 use crate::store::error::StoreError;
 use crate::store::model::{
-    CanaryWindow, Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
-    PolicyVersion, QuotaDemand, Retention, Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow,
-    ShadowCount, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow,
+    CanaryWindow, Change, CredentialRows, Denial, DenialBucket, DenialFilter, DenialGroup, DenialMark, Heads, KeyRow,
+    Leader, NewKey, NewVersion, PolicyVersion, QuotaDemand, Retention, Rollout, RolloutState, Sample, SampleFilter,
+    SampleRetention, SecretRow, ShadowCount, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow,
 };
 
 /// What a store call returns: a `Send` future, so callers can run it on any worker.
@@ -191,6 +191,19 @@ pub trait Store: Send + Sync + 'static {
     /// Refusals matching the filter, counted by service, route, rule, reason and client,
     /// most first.
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>>;
+    /// Refusals matching the filter, counted by group and `bucket_ms`-long time bucket (at
+    /// most `filter.limit` rows).
+    fn denial_buckets(&self, filter: DenialFilter, bucket_ms: i64) -> StoreFuture<'_, Vec<DenialBucket>>;
+    /// Sets a refusal group's mark, replacing any earlier one.
+    fn set_denial_mark(&self, mark: DenialMark) -> StoreFuture<'_, ()>;
+    /// Every refusal group's mark, newest first; or one group's.
+    fn denial_marks(&self, group: Option<String>) -> StoreFuture<'_, Vec<DenialMark>>;
+
+    // The console.
+
+    /// The key console sessions are signed with: the stored one, or `fresh` stored as it
+    /// when there is none yet, so every replica signs and checks with the same key.
+    fn console_key(&self, fresh: Vec<u8>) -> StoreFuture<'_, Vec<u8>>;
 
     // Rollouts: a candidate version tried in shadow or on a canary, one per service at a
     // time. A running or aborted rollout's version is not current. Starting one is part of

@@ -413,9 +413,87 @@ pub struct DenialGroup {
     pub code: String,
     pub client_id: String,
     pub count: u64,
+    pub first_unix_ms: i64,
     pub last_unix_ms: i64,
     /// Of them, decided in dry run.
     pub dry_run: u64,
+    /// The newest one's request id (what `explain --request-id` replays).
+    pub example_request_id: String,
+}
+
+impl DenialGroup {
+    /// The group's stable id, what a mark is kept under.
+    pub fn id(&self) -> String {
+        group_id(&self.service, &self.route, &self.rule, &self.code, &self.client_id)
+    }
+}
+
+/// A refusal group's id: the first 12 hex digits of the SHA-256 of its service, route,
+/// rule, reason and client. Short enough to type (`wardenctl denials mark ID`), the same
+/// on every replica and across restarts, and it needs no table of its own.
+pub fn group_id(service: &str, route: &str, rule: &str, code: &str, client_id: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [service, route, rule, code, client_id] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..6])
+}
+
+/// How many refusals of one group fell in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialBucket {
+    /// The group's id (`group_id`).
+    pub group: String,
+    /// The bucket's start (ms).
+    pub start_unix_ms: i64,
+    pub count: u64,
+}
+
+/// What a reviewer decided about a refusal group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The policy did what it is meant to do.
+    Expected,
+    /// Warden refused requests it should have let through.
+    FalsePositive,
+}
+
+impl Mark {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mark::Expected => "expected",
+            Mark::FalsePositive => "false-positive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mark> {
+        match s {
+            "expected" => Some(Mark::Expected),
+            "false-positive" => Some(Mark::FalsePositive),
+            _ => None,
+        }
+    }
+}
+
+/// A refusal group's mark, with who set it and why; the latest one counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialMark {
+    /// The group's id (`group_id`).
+    pub group: String,
+    pub service: String,
+    pub route: String,
+    pub rule: String,
+    pub code: String,
+    pub client_id: String,
+    pub mark: Mark,
+    pub note: String,
+    /// Who looks after it (free text: there are no user accounts).
+    pub owner: String,
+    /// Who set the mark.
+    pub author: String,
+    pub unix_ms: i64,
 }
 
 /// Which denials to read; empty strings and 0 match everything.

@@ -10,6 +10,7 @@
 mod bigint;
 mod canary;
 mod change_feed;
+mod console;
 mod credentials;
 mod denials;
 mod election;
@@ -35,9 +36,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, Recycli
 use crate::store::api::{Candidate, Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
-    CanaryWindow, Change, CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, Leader, NewKey, NewVersion,
-    PolicyVersion, QuotaDemand, Retention, Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow,
-    ShadowCount, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow,
+    CanaryWindow, Change, CredentialRows, Denial, DenialBucket, DenialFilter, DenialGroup, DenialMark, Heads, KeyRow,
+    Leader, NewKey, NewVersion, PolicyVersion, QuotaDemand, Retention, Rollout, RolloutState, Sample, SampleFilter,
+    SampleRetention, SecretRow, ShadowCount, SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow,
 };
 use crate::store::postgres::target::CALL_TIMEOUT;
 use crate::store::prune::PruneClock;
@@ -297,6 +298,22 @@ impl Store for Postgres {
 
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
         Box::pin(self.with(async move |c| denials::groups(c, &filter).await))
+    }
+
+    fn denial_buckets(&self, filter: DenialFilter, bucket_ms: i64) -> StoreFuture<'_, Vec<DenialBucket>> {
+        Box::pin(self.with(async move |c| denials::buckets(c, &filter, bucket_ms).await))
+    }
+
+    fn set_denial_mark(&self, mark: DenialMark) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(async move |c| console::set_mark(c, &mark).await))
+    }
+
+    fn denial_marks(&self, group: Option<String>) -> StoreFuture<'_, Vec<DenialMark>> {
+        Box::pin(self.with(async move |c| console::marks(c, group.as_deref()).await))
+    }
+
+    fn console_key(&self, fresh: Vec<u8>) -> StoreFuture<'_, Vec<u8>> {
+        Box::pin(self.with(async move |c| console::key(c, &fresh).await))
     }
 
     fn add_shadow_counts<'a>(&'a self, service: &'a str, counts: Vec<ShadowCount>) -> StoreFuture<'a, ()> {

@@ -4,6 +4,7 @@
 //! each is one transaction, and a committed one survives `kill -9`. The SQL lives in one file per kind of data; this file
 //! opens the store, classifies SQLite's errors, and maps each `Store` method onto the SQL.
 
+mod console;
 mod credentials;
 mod denials;
 mod import;
@@ -24,9 +25,9 @@ use rusqlite::{Connection, ErrorCode};
 use crate::store::api::{Store, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::model::{
-    CredentialRows, Denial, DenialFilter, DenialGroup, Heads, KeyRow, NewKey, NewVersion, PolicyVersion, Retention,
-    Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount, SidecarRecord, StoreCopy,
-    Stored, StoredDenial, StoredSample,
+    CredentialRows, Denial, DenialBucket, DenialFilter, DenialGroup, DenialMark, Heads, KeyRow, NewKey, NewVersion,
+    PolicyVersion, Retention, Rollout, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount,
+    SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample,
 };
 
 /// A handle to the SQLite store; clones share one connection.
@@ -240,6 +241,22 @@ impl Store for Sqlite {
 
     fn denial_groups(&self, filter: DenialFilter) -> StoreFuture<'_, Vec<DenialGroup>> {
         Box::pin(self.with(move |c| denials::groups(c, &filter)))
+    }
+
+    fn denial_buckets(&self, filter: DenialFilter, bucket_ms: i64) -> StoreFuture<'_, Vec<DenialBucket>> {
+        Box::pin(self.with(move |c| denials::buckets(c, &filter, bucket_ms)))
+    }
+
+    fn set_denial_mark(&self, mark: DenialMark) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(move |c| console::set_mark(c, &mark)))
+    }
+
+    fn denial_marks(&self, group: Option<String>) -> StoreFuture<'_, Vec<DenialMark>> {
+        Box::pin(self.with(move |c| console::marks(c, group.as_deref())))
+    }
+
+    fn console_key(&self, fresh: Vec<u8>) -> StoreFuture<'_, Vec<u8>> {
+        Box::pin(self.with(move |c| console::key(c, &fresh)))
     }
 
     fn add_shadow_counts<'a>(&'a self, service: &'a str, counts: Vec<ShadowCount>) -> StoreFuture<'a, ()> {

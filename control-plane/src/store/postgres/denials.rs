@@ -10,7 +10,8 @@ use tokio_postgres::error::Error;
 
 use crate::clock::now_unix_ms;
 use crate::store::model::{
-    Denial, DenialFilter, DenialGroup, Retention, StoredDenial, headers_from_json, headers_to_json,
+    Denial, DenialBucket, DenialFilter, DenialGroup, Retention, StoredDenial, group_id, headers_from_json,
+    headers_to_json,
 };
 use crate::store::postgres::bigint::{big, small};
 
@@ -135,7 +136,8 @@ pub async fn groups(c: &Object, f: &DenialFilter) -> Result<Vec<DenialGroup>, Er
     let rows = c
         .query(
             &format!(
-                "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), COUNT(*) FILTER (WHERE dry_run)
+                "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), COUNT(*) FILTER (WHERE dry_run),
+                        MIN(unix_ms), (ARRAY_AGG(request_id ORDER BY unix_ms DESC))[1]
                  FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
                  ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT $6"
             ),
@@ -151,8 +153,36 @@ pub async fn groups(c: &Object, f: &DenialFilter) -> Result<Vec<DenialGroup>, Er
             code: r.get(3),
             client_id: r.get(4),
             count: small(r.get(5)),
+            first_unix_ms: r.get(8),
             last_unix_ms: r.get(6),
             dry_run: small(r.get(7)),
+            example_request_id: r.get(9),
+        })
+        .collect())
+}
+
+/// Refusals matching `f`, counted by group and `bucket_ms`-long time bucket.
+pub async fn buckets(c: &Object, f: &DenialFilter, bucket_ms: i64) -> Result<Vec<DenialBucket>, Error> {
+    let shadow = f.shadow.code();
+    let limit = i64::from(f.limit.max(1));
+    let bucket = bucket_ms.max(1);
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args(f, &limit, &shadow).to_vec();
+    params.push(&bucket);
+    let rows = c
+        .query(
+            &format!(
+                "SELECT service, route, rule, code, client_id, (unix_ms / $10) * $10, COUNT(*)
+                 FROM denials {WHERE} GROUP BY 1, 2, 3, 4, 5, 6 LIMIT $6"
+            ),
+            &params,
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DenialBucket {
+            group: group_id(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)),
+            start_unix_ms: r.get(5),
+            count: small(r.get(6)),
         })
         .collect())
 }

@@ -219,6 +219,28 @@ CREATE TABLE counters (
              PRIMARY KEY (replica, service, version, canary)
          );",
     ),
+    (
+        9,
+        "the console: its session signing key, refusal group marks",
+        "CREATE TABLE console_keys (
+             id              INTEGER PRIMARY KEY CHECK (id = 1),
+             key             BYTEA   NOT NULL,
+             created_unix_ms BIGINT  NOT NULL
+         );
+         CREATE TABLE denial_marks (
+             group_id  TEXT    PRIMARY KEY,
+             service   TEXT    NOT NULL,
+             route     TEXT    NOT NULL,
+             rule      TEXT    NOT NULL,
+             code      TEXT    NOT NULL,
+             client_id TEXT    NOT NULL,
+             mark      TEXT    NOT NULL CHECK (mark IN ('expected', 'false-positive')),
+             note      TEXT    NOT NULL,
+             owner     TEXT    NOT NULL,
+             author    TEXT    NOT NULL,
+             unix_ms   BIGINT  NOT NULL
+         );",
+    ),
 ];
 
 /// Any number, the same in every release: the lock replicas take to migrate.

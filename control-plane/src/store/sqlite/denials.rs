@@ -9,7 +9,8 @@ use rusqlite::{Connection, Row, Transaction, params};
 
 use crate::clock::now_unix_ms;
 use crate::store::model::{
-    Denial, DenialFilter, DenialGroup, Retention, StoredDenial, headers_from_json, headers_to_json,
+    Denial, DenialBucket, DenialFilter, DenialGroup, Retention, StoredDenial, group_id, headers_from_json,
+    headers_to_json,
 };
 use crate::store::sqlite::transaction::write;
 
@@ -140,7 +141,8 @@ pub fn list(c: &Connection, f: &DenialFilter) -> Result<Vec<StoredDenial>, rusql
 /// Refusals matching `f`, counted by service, route, rule, reason and client, most first.
 pub fn groups(c: &Connection, f: &DenialFilter) -> Result<Vec<DenialGroup>, rusqlite::Error> {
     let mut stmt = c.prepare(&format!(
-        "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), SUM(dry_run)
+        // A bare column beside MAX() is SQLite's value from the row holding the maximum.
+        "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), SUM(dry_run), MIN(unix_ms), request_id
          FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
          ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT ?6"
     ))?;
@@ -155,8 +157,45 @@ pub fn groups(c: &Connection, f: &DenialFilter) -> Result<Vec<DenialGroup>, rusq
             code: r.get(3)?,
             client_id: r.get(4)?,
             count: r.get(5)?,
+            first_unix_ms: r.get(8)?,
             last_unix_ms: r.get(6)?,
             dry_run: r.get(7)?,
+            example_request_id: r.get(9)?,
+        })
+    })?
+    .collect()
+}
+
+/// Refusals matching `f`, counted by group and `bucket_ms`-long time bucket.
+pub fn buckets(c: &Connection, f: &DenialFilter, bucket_ms: i64) -> Result<Vec<DenialBucket>, rusqlite::Error> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT service, route, rule, code, client_id, (unix_ms / ?10) * ?10, COUNT(*)
+         FROM denials {WHERE} GROUP BY 1, 2, 3, 4, 5, 6 LIMIT ?6"
+    ))?;
+    let (shadow, version) = f.shadow.code();
+    let args = params![
+        f.service,
+        f.since_unix_ms,
+        f.route,
+        f.rule,
+        f.client,
+        f.limit.max(1),
+        f.request_id,
+        shadow,
+        version,
+        bucket_ms.max(1)
+    ];
+    stmt.query_map(args, |r| {
+        Ok(DenialBucket {
+            group: group_id(
+                &r.get::<_, String>(0)?,
+                &r.get::<_, String>(1)?,
+                &r.get::<_, String>(2)?,
+                &r.get::<_, String>(3)?,
+                &r.get::<_, String>(4)?,
+            ),
+            start_unix_ms: r.get(5)?,
+            count: r.get(6)?,
         })
     })?
     .collect()

@@ -125,6 +125,24 @@ CREATE TABLE IF NOT EXISTS shadow_counts (
 );
 -- One rollout running per service, whatever a replica believes.
 CREATE UNIQUE INDEX IF NOT EXISTS rollouts_running ON rollouts (service) WHERE state IN ('shadow', 'canary');
+CREATE TABLE IF NOT EXISTS console_keys (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    key             BLOB    NOT NULL,
+    created_unix_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS denial_marks (
+    group_id  TEXT    PRIMARY KEY,
+    service   TEXT    NOT NULL,
+    route     TEXT    NOT NULL,
+    rule      TEXT    NOT NULL,
+    code      TEXT    NOT NULL,
+    client_id TEXT    NOT NULL,
+    mark      TEXT    NOT NULL CHECK (mark IN ('expected', 'false-positive')),
+    note      TEXT    NOT NULL,
+    owner     TEXT    NOT NULL,
+    author    TEXT    NOT NULL,
+    unix_ms   INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT    PRIMARY KEY,
     value INTEGER NOT NULL
