@@ -144,14 +144,23 @@ async fn read(req: Request<Incoming>) -> Result<Req, Response<Full<Bytes>>> {
         parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; ");
     let form = match parts.method {
         Method::POST => {
-            let bytes = Limited::new(body, MAX_FORM_BYTES).collect().await.map_err(|_| {
-                text(StatusCode::PAYLOAD_TOO_LARGE, format!("a console form is at most {MAX_FORM_BYTES} bytes\n"))
-            })?;
+            let bytes =
+                Limited::new(body, MAX_FORM_BYTES).collect().await.map_err(|e| match e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                {
+                    Some(_) => text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a console form is at most {MAX_FORM_BYTES} bytes\n"),
+                    ),
+                    None => text(StatusCode::BAD_REQUEST, "the request body could not be read\n".into()),
+                })?;
             pairs(&bytes.to_bytes())
         }
         _ => Vec::new(),
     };
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     Ok(Req {
+        host,
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(|q| pairs(q.as_bytes())).unwrap_or_default(),
         form,

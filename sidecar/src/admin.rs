@@ -179,6 +179,7 @@ fn metrics(live: &Live) -> Response<Full<Bytes>> {
     let m = &live.telemetry().metrics;
     m.snapshot_version.set(i64::try_from(live.version()).unwrap_or(i64::MAX));
     m.snapshot_swaps.set(i64::try_from(live.swaps()).unwrap_or(i64::MAX));
+    m.sync_quota_decisions(live.quotas().decisions());
     if let Some(policy) = &live.active().policy {
         let now = crate::upstream::health::now_ms();
         m.endpoints(policy.upstreams().iter().flat_map(|u| {

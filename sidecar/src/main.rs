@@ -158,7 +158,7 @@ async fn run(args: Args, threads: usize) -> anyhow::Result<()> {
         max_in_flight: args.max_in_flight,
     };
     let service_name = format!("warden-sidecar-{}", args.service.as_deref().unwrap_or("standalone"));
-    let telemetry = Telemetry::new(args.access_log == "on")
+    let telemetry = Telemetry::new(args.access_log == "on", args.service.as_deref())
         // Samples are for the control plane: a standalone sidecar draws none.
         .with_sampling(if args.control_plane.is_some() { args.samples_per_route } else { 0 }, threads)
         .with_traces_from_env(&service_name)

@@ -318,7 +318,7 @@ async fn the_raw_http2_frames_make_a_valid_request() {
 /// `warden_active_connections` from the admin port.
 async fn active_connections(s: &Stack) -> Option<u64> {
     let metrics = s.get_admin("/metrics").await;
-    metrics.lines().find_map(|l| l.strip_prefix("warden_active_connections ")?.trim().parse().ok())
+    metrics.lines().find_map(|l| l.strip_prefix(r#"warden_active_connections{service="orders"} "#)?.trim().parse().ok())
 }
 
 /// Clients that ask for a large response and stop reading: each write that makes no

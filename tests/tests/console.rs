@@ -172,6 +172,10 @@ upstreams:
     let verdict = seen["explain_verdict"].as_str().unwrap();
     assert!(verdict.starts_with("DENY 401"), "no credential was given: {verdict}");
     assert_eq!(seen["explain_steps"][0], "policy");
+    assert_eq!(seen["suggestion"], "The change: double limit 'per-client': 1/min to 2/min", "{seen:#}");
+    let added = seen["suggestion_added"].as_array().unwrap();
+    assert!(added.iter().any(|l| l.as_str().unwrap().contains("rate: 2/min")), "{seen:#}");
+    assert!(seen["suggestion_impact"].as_str().unwrap().contains("newly allowed"), "{seen:#}");
     assert!(seen["rollback_preview_lines"].as_u64().unwrap() >= 2, "{seen:#}");
     assert_eq!(seen["live_after_rollback"], "v4 live");
     assert_eq!(seen["hostile_ran_in_queue"], false, "the planted markup ran");
@@ -212,7 +216,7 @@ upstreams:
     assert_eq!(post("/denials/mark", None, mark(&csrf)).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(post("/services/orders/rollback", None, "to=2".into()).await.status, StatusCode::UNAUTHORIZED);
     let (read_cookie, read_csrf) = sign_in(&client, &cp, "read-secret").await;
-    assert_eq!(post("/denials/mark", Some(&read_cookie), mark(&read_csrf)).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(post("/denials/mark", Some(&read_cookie), mark(&read_csrf)).await.status, StatusCode::FORBIDDEN);
     let groups: Value = serde_json::from_str(&ctl(&["denials", "--group", "-o", "json"]).await.stdout).unwrap();
     let still = groups["groups"].as_array().unwrap().iter().find(|g| g["group"] == group.as_str()).unwrap().clone();
     assert_eq!(still["mark"]["mark"], "expected", "the CLI's mark stands: {still:#}");
@@ -247,4 +251,77 @@ async fn the_console_can_be_turned_off_and_probes_stay() {
     assert_eq!(client.get(&cp.http_url("/")).await.unwrap().status, StatusCode::NOT_FOUND);
     assert_eq!(client.get(&cp.http_url("/healthz")).await.unwrap().status, StatusCode::OK);
     assert_eq!(client.get(&cp.http_url("/metrics")).await.unwrap().status, StatusCode::OK);
+}
+
+/// One request over TLS to `addr`, trusting `cert` for `localhost`.
+async fn https(
+    addr: std::net::SocketAddr,
+    cert: &warden_e2e::tls::Cert,
+    req: http::Request<http_body_util::Full<Bytes>>,
+) -> http::Response<Bytes> {
+    use http_body_util::BodyExt;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = send.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_the_console_and_the_probes_are_https_and_the_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = warden_e2e::tls::cert(&["localhost"]);
+    let (cert, key) = warden_e2e::tls::install(dir.path(), "cp", &c);
+    let admin = write_policy(dir.path(), "admin.token", "admin-secret\n");
+    let cp = ControlPlane::start_with(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        &["--tls-cert", &cert, "--tls-key", &key, "--admin-token-file", &admin],
+    )
+    .await;
+    let request = |method: Method, path: &str, body: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+            .unwrap()
+    };
+    let healthz = https(cp.http, &c, request(Method::GET, "/healthz", "")).await;
+    assert_eq!(healthz.status(), StatusCode::OK);
+    let signed_in = https(cp.http, &c, request(Method::POST, "/login", "name=Ada&token=admin-secret")).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    // Plain HTTP to the TLS port gets nothing.
+    assert!(Client::default().get(&cp.http_url("/healthz")).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_admin_token_the_console_answers_only_at_an_address_or_localhost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("data"), "127.0.0.1:0").await;
+    let client = Client::default();
+    let at = async |host: &str| {
+        client.send(Method::GET, &cp.http_url("/"), &[("host", host)], Bytes::new()).await.unwrap().status
+    };
+    assert_eq!(at(&cp.http.to_string()).await, StatusCode::OK);
+    assert_eq!(at("localhost:7071").await, StatusCode::OK);
+    // A name that resolves here (DNS rebinding) is not this console's.
+    assert_eq!(at("rebind.attacker.example:7071").await, StatusCode::FORBIDDEN);
+    // The probes answer whatever the name.
+    let probe = client.send(Method::GET, &cp.http_url("/healthz"), &[("host", "x.example")], Bytes::new()).await;
+    assert_eq!(probe.unwrap().status, StatusCode::OK);
 }

@@ -54,18 +54,21 @@ async fn every_request_is_logged_counted_and_every_refusal_reaches_the_review_qu
     // ...in the metrics...
     let metrics = s.get_admin("/metrics").await;
     assert!(
-        metrics.contains(r#"warden_requests_total{route="orders",status="200",decision="forward"} 1"#),
+        metrics.contains(r#"warden_requests_total{service="orders",route="orders",status="200",decision="forward"} 1"#),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            r#"warden_denials_total{rule="login-per-ip",code="rate_limited",fault="policy",dry_run="false"} 1"#
+            r#"warden_denials_total{service="orders",rule="login-per-ip",code="rate_limited",fault="policy",dry_run="false"} 1"#
         ),
         "{metrics}"
     );
     assert!(metrics.contains("warden_request_duration_seconds_bucket{"), "{metrics}");
-    assert!(metrics.contains("warden_snapshot_version 1") && metrics.contains("warden_control_plane_connected 1"));
-    assert!(metrics.contains("warden_active_connections "), "{metrics}");
+    assert!(
+        metrics.contains(r#"warden_snapshot_version{service="orders"} 1"#)
+            && metrics.contains(r#"warden_control_plane_connected{service="orders"} 1"#)
+    );
+    assert!(metrics.contains(r#"warden_active_connections{service="orders"} "#), "{metrics}");
 
     // ...and in the control plane's review queue.
     let find = || async {
@@ -110,7 +113,7 @@ async fn the_access_log_can_be_switched_off() {
     let on = Stack::start(POLICY).await;
     on.get_with("/orders/1", &[("x-request-id", "loud-1")]).await;
     eventually("the line is written", Duration::from_secs(5), || async {
-        counter(&on.get_admin("/metrics").await, "warden_access_log_lines_total") == Some(1)
+        counter(&on.get_admin("/metrics").await, r#"warden_access_log_lines_total{service="orders"}"#) == Some(1)
     })
     .await;
     // The line is on stdout (the harness reads the pipe on a thread of its own: waited for).
@@ -124,7 +127,7 @@ async fn the_access_log_can_be_switched_off() {
     let metrics = s.get_admin("/metrics").await;
     assert!(metrics.contains(r#"route="orders",status="200""#), "the request is counted: {metrics}");
     // With the log off there is no writer at all: nothing is, or will be, written.
-    assert_eq!(counter(&metrics, "warden_access_log_lines_total"), Some(0), "{metrics}");
+    assert_eq!(counter(&metrics, r#"warden_access_log_lines_total{service="orders"}"#), Some(0), "{metrics}");
     assert!(!s.sidecar.proc.output().contains("quiet-1"), "no access log line");
 }
 
@@ -181,7 +184,11 @@ async fn spans_reach_a_real_otlp_receiver_and_continue_the_callers_trace() {
     let metrics = s.get_admin("/metrics").await;
     let value =
         |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or_default();
-    assert!(value("warden_spans_ended_total ") >= 3 && value("warden_spans_exported_total ") >= 2, "{metrics}");
+    assert!(
+        value(r#"warden_spans_ended_total{service="orders"} "#) >= 3
+            && value(r#"warden_spans_exported_total{service="orders"} "#) >= 2,
+        "{metrics}"
+    );
     let deny = by_id("traced-deny");
     assert_eq!(attr(&deny, "warden.code").as_deref(), Some("rate_limited"));
     assert_eq!(attr(&deny, "warden.rule").as_deref(), Some("login-per-ip"));
@@ -207,10 +214,9 @@ async fn a_dead_collector_costs_requests_nothing() {
         assert_eq!(r.status, StatusCode::OK, "request {i}");
     }
     eventually("failed exports are counted", Duration::from_secs(15), || async {
-        s.get_admin("/metrics")
-            .await
-            .lines()
-            .any(|l| l.starts_with(r#"warden_telemetry_dropped_total{kind="spans"}"#) && !l.ends_with(" 0"))
+        s.get_admin("/metrics").await.lines().any(|l| {
+            l.starts_with(r#"warden_telemetry_dropped_total{service="orders",kind="spans"}"#) && !l.ends_with(" 0")
+        })
     })
     .await;
 }

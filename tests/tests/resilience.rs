@@ -15,7 +15,7 @@ async fn the_sidecar_keeps_serving_when_the_control_plane_dies() {
     let mut s = Stack::start(BASIC).await;
     s.cp.proc.kill9();
     eventually("the sidecar sees the control plane gone", Duration::from_secs(10), || async {
-        s.get_admin("/metrics").await.contains("warden_control_plane_connected 0")
+        s.get_admin("/metrics").await.contains(r#"warden_control_plane_connected{service="orders"} 0"#)
     })
     .await;
     for i in 0..50 {

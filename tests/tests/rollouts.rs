@@ -128,7 +128,7 @@ async fn a_shadow_candidate_is_decided_everywhere_enforced_nowhere_and_its_diffe
     );
     let metrics = s.get_admin("/metrics").await;
     assert!(
-        metrics.contains(r#"warden_shadow_decisions_total{decision="shadow_deny",rule="keys",code="credential_missing",version="2"} 10"#),
+        metrics.contains(r#"warden_shadow_decisions_total{service="orders",decision="shadow_deny",rule="keys",code="credential_missing",version="2"} 10"#),
         "{metrics}"
     );
     eventually("rollout status counts the 10 differences", Duration::from_secs(10), || async {

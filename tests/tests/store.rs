@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use warden_control_plane::clock::now_unix_ms;
 use warden_control_plane::store::{
-    Change, Denial, DenialFilter, Location, NewKey, NewRollout, NewVersion, Retention, RolloutMode, RolloutState,
-    Sample, SampleFilter, SampleRetention, ShadowRecords, Store,
+    Change, Denial, DenialFilter, DenialMark, Location, Mark, NewKey, NewRollout, NewVersion, Retention, RolloutMode,
+    RolloutState, Sample, SampleFilter, SampleRetention, ShadowRecords, Store, group_id,
 };
 use warden_e2e::{eventually, postgres};
 
@@ -72,6 +72,8 @@ on_both!(
     a_running_rollout_refuses_other_changes_unless_forced,
     shadow_differences_are_counted_per_candidate,
     shadow_records_are_kept_apart_from_the_review_queue,
+    refusal_groups_carry_their_span_and_counts_over_time_and_keep_their_marks,
+    every_replica_signs_console_sessions_with_one_key,
 );
 
 fn doc(service: &str, yaml: &str) -> NewVersion {
@@ -226,6 +228,56 @@ async fn the_deny_log_is_filtered_grouped_and_kept_within_its_bounds(b: Backend)
     assert_eq!(groups.len(), 1);
     assert_eq!((groups[0].client_id.as_str(), groups[0].count, groups[0].dry_run), ("a", 4, 0));
     assert_eq!(groups[0].last_unix_ms, now + 4);
+}
+
+async fn refusal_groups_carry_their_span_and_counts_over_time_and_keep_their_marks(b: Backend) {
+    let store = &b.store;
+    const HOUR: i64 = 3_600_000;
+    // Whole hours, so the buckets are known: two refusals an hour ago, one now.
+    let now = now_unix_ms() / HOUR * HOUR + 10;
+    let keep = Retention { max_age_ms: 10 * HOUR, max_rows: 100 };
+    let records = vec![denial(now - HOUR, "l", "a"), denial(now - HOUR + 5, "l", "a"), denial(now, "l", "a")];
+    store.insert_denials("orders", "i1", records, keep).await.unwrap();
+    let filter = DenialFilter { limit: 10, ..Default::default() };
+    let groups = store.denial_groups(filter.clone()).await.unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let g = &groups[0];
+    assert_eq!((g.first_unix_ms, g.last_unix_ms, g.count), (now - HOUR, now, 3));
+    assert_eq!(g.example_request_id, format!("r{now}"), "the newest refusal's id");
+    assert_eq!(g.id(), group_id("orders", "", "l", "rate_limited", "a"));
+    assert_eq!(g.id().len(), 12);
+    let mut buckets = store.denial_buckets(filter.clone(), HOUR).await.unwrap();
+    buckets.sort_by_key(|x| x.start_unix_ms);
+    let counts: Vec<(String, i64, u64)> = buckets.into_iter().map(|x| (x.group, x.start_unix_ms, x.count)).collect();
+    assert_eq!(counts, [(g.id(), now - 10 - HOUR, 2), (g.id(), now - 10, 1)]);
+
+    // A mark set through one replica is read through another; a new one replaces it.
+    let mark = |m: Mark, note: &str| DenialMark {
+        group: g.id(),
+        service: "orders".into(),
+        route: String::new(),
+        rule: "l".into(),
+        code: "rate_limited".into(),
+        client_id: "a".into(),
+        mark: m,
+        note: note.into(),
+        owner: "team-api".into(),
+        author: "ada".into(),
+        unix_ms: now,
+    };
+    store.set_denial_mark(mark(Mark::FalsePositive, "partner")).await.unwrap();
+    let other = b.another().await;
+    assert_eq!(other.denial_marks(None).await.unwrap(), [mark(Mark::FalsePositive, "partner")]);
+    other.set_denial_mark(mark(Mark::Expected, "on purpose")).await.unwrap();
+    assert_eq!(store.denial_marks(Some(g.id())).await.unwrap(), [mark(Mark::Expected, "on purpose")]);
+    assert!(store.denial_marks(Some("000000000000".into())).await.unwrap().is_empty());
+}
+
+async fn every_replica_signs_console_sessions_with_one_key(b: Backend) {
+    let first = b.store.console_key(vec![1; 32]).await.unwrap();
+    assert_eq!(first, vec![1; 32], "the first key offered is kept");
+    let other = b.another().await;
+    assert_eq!(other.console_key(vec![2; 32]).await.unwrap(), first, "a later replica reads the same key");
 }
 
 fn sample(at: i64, route: &str) -> Sample {

@@ -123,6 +123,14 @@ class Walk:
         s["explain_verdict"] = self.text("#verdict")
         s["explain_steps"] = [e.text for e in self.d.find_elements(By.CSS_SELECTOR, "#steps tbody th")]
         self.shot("explain")
+        # What would have let it through: the limit doubled, and its preview.
+        self.go("/denials")
+        self.d.find_element(By.CSS_SELECTOR, f"#g-{group} a.suggest").click()
+        self.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#impact, p.error"))
+        s["suggestion"] = self.text("h2")
+        s["suggestion_added"] = [e.text for e in self.d.find_elements(By.CSS_SELECTOR, "pre.diff .add")]
+        s["suggestion_impact"] = self.text("#impact") if self.count("#impact") else self.text("p.error")
+        self.shot("suggestion")
         # Roll back, confirmed on a page that shows what changes.
         self.go("/services/orders")
         link = next(a for a in self.d.find_elements(By.CSS_SELECTOR, "a.rollback") if a.get_attribute("href").endswith("to=1"))

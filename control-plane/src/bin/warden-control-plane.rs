@@ -248,6 +248,16 @@ async fn main() -> anyhow::Result<()> {
         Options { replica: replica.clone(), retention, sample_retention, traces, fallback_key },
     )
     .await?;
+    if let Some(console) = &console {
+        // Held in memory once read: sessions outlive a later store outage.
+        let (console, cp) = (console.clone(), cp.clone());
+        tokio::spawn(async move {
+            while let Err(e) = console.sessions.preload(&cp).await {
+                tracing::warn!(error = %e, "console session key not read yet; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        });
+    }
     tracing::info!(grpc = %grpc_addr, http = %http_addr, store = %location.describe(), %replica, "warden-control-plane listening");
     warden_telemetry::announce_start("warden-control-plane", &[("grpc", grpc_addr), ("http", http_addr)]);
     tokio::select! {

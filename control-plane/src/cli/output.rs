@@ -8,12 +8,12 @@
 //! out escaped and visible. `-o json` / `-o yaml` print the values exactly.
 
 use std::borrow::Cow;
-use std::time::{Duration, UNIX_EPOCH};
 
 use similar::TextDiff;
 use warden_policy::text;
 
 use crate::cli::context::Format;
+pub use crate::clock::{ago, time};
 
 /// One line's worth of someone else's text, control characters escaped (`\x1b`, `\n`).
 pub fn cell(s: &str) -> Cow<'_, str> {
@@ -64,33 +64,6 @@ pub fn structured(format: Format, v: &serde_json::Value) {
         Format::Yaml => print!("{}", yaml_serde::to_string(v).unwrap_or_default()),
         Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
     }
-}
-
-/// RFC 3339 UTC, to the second; "-" for 0.
-pub fn time(unix_ms: i64) -> String {
-    if unix_ms <= 0 {
-        return "-".into();
-    }
-    let t = UNIX_EPOCH + Duration::from_millis(unix_ms.unsigned_abs());
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// "12s ago", "3m ago"; "never" for 0.
-pub fn ago(unix_ms: i64) -> String {
-    if unix_ms <= 0 {
-        return "never".into();
-    }
-    let secs = (warden_now_ms() - unix_ms).max(0) / 1000;
-    match secs {
-        0..=59 => format!("{secs}s ago"),
-        60..=3599 => format!("{}m ago", secs / 60),
-        3600..=86_399 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86_400),
-    }
-}
-
-fn warden_now_ms() -> i64 {
-    crate::store::now_unix_ms()
 }
 
 /// A unified diff of two policy texts; empty when they are equal.

@@ -24,11 +24,12 @@ pub mod session;
 use http::{Method, StatusCode, header};
 use maud::html;
 
-use crate::console::page::{Nav, Req, Resp, error, html as page_html, layout, redirect, respond};
+use crate::console::page::{Nav, Req, Resp, error, html as page_html, layout, redirect, respond, with_cookie};
 use crate::console::session::{MAX_NAME, Session, Sessions};
 use crate::ops::{ControlPlane, OpsError};
 
 const CSS: &str = include_str!("assets/console.css");
+const READ_ONLY: &str = "This session is read-only: sign in with the admin token to change anything.";
 const JS: &str = include_str!("assets/console.js");
 
 /// The console of one control plane.
@@ -40,6 +41,19 @@ impl Console {
     /// Answers one console request (anything but the probes and `/metrics`).
     pub async fn handle(&self, cp: &ControlPlane, method: &Method, req: &Req) -> Resp {
         let open = self.sessions.open();
+        if method != Method::GET && method != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, None, open, "The console answers GET and POST only.");
+        }
+        // Open (no admin token), anyone who reaches the port may change policy; a page on
+        // another site must not reach it through a name that resolves here (DNS rebinding).
+        if open && !local_host(&req.host) {
+            return error(
+                StatusCode::FORBIDDEN,
+                None,
+                open,
+                "Without --admin-token-file the console answers only at an IP address or localhost.",
+            );
+        }
         match (method, req.path.as_str()) {
             (&Method::GET, "/assets/console.css") => return asset("text/css; charset=utf-8", CSS),
             (&Method::GET, "/assets/console.js") => return asset("text/javascript; charset=utf-8", JS),
@@ -62,6 +76,11 @@ impl Console {
                 open,
                 "This form is stale or was not sent by the console (its CSRF token does not match): reload the page and try again.",
             );
+        }
+        // Explaining and signing out change nothing; every other POST does.
+        let changes = method == Method::POST && !matches!(req.path.as_str(), "/explain" | "/logout");
+        if changes && !session.can_change() {
+            return error(StatusCode::FORBIDDEN, Some(&session), open, READ_ONLY);
         }
         let out = self.route(cp, &session, method, req).await;
         match out {
@@ -90,13 +109,7 @@ impl Console {
         };
         Ok(match (method, segments.as_slice()) {
             (&Method::GET, [""]) => show("Fleet", Nav::Fleet, fleet::page(cp).await?),
-            (&Method::POST, ["logout"]) => {
-                let mut resp = redirect("/");
-                if let Ok(v) = self.sessions.end().parse() {
-                    resp.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                resp
-            }
+            (&Method::POST, ["logout"]) => with_cookie(redirect("/"), &self.sessions.end()),
             (&Method::GET, ["services", name]) => show(name, Nav::Fleet, service::page(cp, s, name).await?),
             (&Method::GET, ["services", name, "traffic.json"]) => page::json(&service::traffic(cp, name).await),
             (&Method::GET, ["services", name, "diff"]) => show(name, Nav::Fleet, service::diff(cp, name, req).await?),
@@ -110,12 +123,11 @@ impl Console {
                 redirect(&format!("/services/{}", page::enc(name)))
             }
             (&Method::GET, ["denials"]) => {
-                let (body, cookie) = review::page(cp, s, req).await?;
-                let mut resp = show("Review queue", Nav::Review, body);
-                if let Ok(v) = cookie.parse() {
-                    resp.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                resp
+                let (body, cookie) = review::page(cp, s, req, self.sessions.secure).await?;
+                with_cookie(show("Review queue", Nav::Review, body), &cookie)
+            }
+            (&Method::GET, ["denials", "suggest"]) => {
+                show("Suggestion", Nav::Review, review::suggestion(cp, req).await?)
             }
             (&Method::POST, ["denials", "mark"]) => {
                 change()?;
@@ -137,11 +149,13 @@ impl Console {
     async fn sign_in(&self, cp: &ControlPlane, req: &Req) -> Resp {
         let open = self.sessions.open();
         let name = req.form("name").trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(warden_policy::text::is_control) {
             return sign_in_page(
                 StatusCode::BAD_REQUEST,
                 open,
-                Some("Say who you are (1 to 64 characters): changes are recorded under this name."),
+                Some(
+                    "Say who you are (1 to 64 characters, no control characters): changes are recorded under this name.",
+                ),
             );
         }
         let Some(role) = self.sessions.role_of(req.form("token").trim()) else {
@@ -154,15 +168,28 @@ impl Console {
         match self.sessions.start(cp, role, name).await {
             Ok(cookie) => {
                 tracing::info!(name, role = ?role, "console sign-in");
-                let mut resp = redirect("/");
-                if let Ok(v) = cookie.parse() {
-                    resp.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                resp
+                with_cookie(redirect("/"), &cookie)
             }
-            Err(e) => sign_in_page(StatusCode::SERVICE_UNAVAILABLE, open, Some(&format!("Cannot sign in now: {e}"))),
+            Err(e) => {
+                tracing::warn!(error = %e, "console sign-in failed: the session key could not be read");
+                sign_in_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    open,
+                    Some("Cannot sign in now: the store does not answer. Try again shortly."),
+                )
+            }
         }
     }
+}
+
+/// Whether a `Host` header names this machine by address or as localhost.
+fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => return rest.split(']').next().is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 fn sign_in_page(status: StatusCode, open: bool, problem: Option<&str>) -> Resp {

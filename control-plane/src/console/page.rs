@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use maud::{DOCTYPE, Markup, html};
 
-use crate::clock::now_unix_ms;
+pub use crate::clock::{ago, time};
 use crate::console::session::Session;
 
 pub type Resp = Response<Full<Bytes>>;
@@ -27,6 +27,8 @@ pub struct Req {
     pub form: Vec<(String, String)>,
     /// The `Cookie` header.
     pub cookies: String,
+    /// The `Host` header ("" if absent).
+    pub host: String,
 }
 
 impl Req {
@@ -109,6 +111,14 @@ pub fn redirect(to: &str) -> Resp {
     resp
 }
 
+/// `resp` with a `Set-Cookie` header.
+pub fn with_cookie(mut resp: Resp, cookie: &str) -> Resp {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 /// A page saying what went wrong.
 pub fn error(status: StatusCode, session: Option<&Session>, open: bool, message: &str) -> Resp {
     let body = html! {
@@ -130,26 +140,6 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> R
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// "3s ago", "5m ago", "2h ago", "4d ago"; "never" for 0.
-pub fn ago(unix_ms: i64) -> String {
-    if unix_ms <= 0 {
-        return "never".into();
-    }
-    let s = ((now_unix_ms() - unix_ms) / 1000).max(0);
-    match s {
-        0..60 => format!("{s}s ago"),
-        60..3600 => format!("{}m ago", s / 60),
-        3600..86400 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86400),
-    }
-}
-
-/// An absolute time, UTC, to the second.
-pub fn time(unix_ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// A hidden CSRF field for a form that changes something.

@@ -115,6 +115,12 @@ impl Sessions {
         self.key.get_or_try_init(|| async { Ok(hmac::Key::new(hmac::HMAC_SHA256, &cp.console_key().await?)) }).await
     }
 
+    /// Reads (or makes) the signing key now, so sessions keep working through a later
+    /// store outage.
+    pub async fn preload(&self, cp: &ControlPlane) -> Result<(), OpsError> {
+        self.key(cp).await.map(drop)
+    }
+
     /// The role a presented token signs in as, if any. Every token is compared, so the
     /// time taken says nothing about which one matched.
     pub fn role_of(&self, presented: &str) -> Option<Role> {

@@ -3,6 +3,8 @@
 //! mark (expected, or a false positive) and counts over time; and the decision samples
 //! beside them, the traffic `apply --preview` replays.
 
+use std::collections::HashMap;
+
 use crate::ops::control_plane::ControlPlane;
 use crate::ops::error::OpsError;
 use crate::store::{
@@ -12,6 +14,9 @@ use crate::store::{
 /// Rows when the caller asks for none in particular, and the most ever returned.
 const DEFAULT_ROWS: u32 = 50;
 const MAX_ROWS: u32 = 10_000;
+/// The longest note and owner a mark keeps.
+const MAX_NOTE: usize = 500;
+const MAX_OWNER: usize = 100;
 /// Time-bucket rows read at most (a day of hours for 400 groups).
 const MAX_BUCKET_ROWS: u32 = 10_000;
 /// Samples listed at most (a preview reads the store itself, more).
@@ -52,12 +57,17 @@ impl ControlPlane {
     /// Refusals matching `filter`, counted, most first, each with its mark.
     pub async fn denial_groups(&self, filter: DenialFilter) -> Result<Vec<Reviewed>, OpsError> {
         let groups = self.stored("denial_groups", self.store.denial_groups(bounded(filter))).await?;
-        let marks = self.stored("denial_marks", self.store.denial_marks(None)).await?;
+        let mut marks: HashMap<String, DenialMark> = self
+            .stored("denial_marks", self.store.denial_marks(None))
+            .await?
+            .into_iter()
+            .map(|m| (m.group.clone(), m))
+            .collect();
         Ok(groups
             .into_iter()
             .map(|group| {
                 let id = group.id();
-                let mark = marks.iter().find(|m| m.group == id).cloned();
+                let mark = marks.remove(&id);
                 Reviewed { id, group, mark }
             })
             .collect())
@@ -74,14 +84,12 @@ impl ControlPlane {
     pub async fn mark_denials(&self, m: MarkRequest) -> Result<DenialMark, OpsError> {
         let mark = Mark::parse(&m.mark)
             .ok_or_else(|| OpsError::Invalid(format!("'{}' is not a mark: expected or false-positive", m.mark)))?;
-        let filter = DenialFilter { limit: MAX_ROWS, ..DenialFilter::default() };
-        let groups = self.stored("denial_groups", self.store.denial_groups(filter)).await?;
-        let group = groups.into_iter().find(|g| g.id() == m.group).ok_or_else(|| {
-            OpsError::NotFound(format!(
-                "no refusal group '{}' in the deny log (the ids are in `wardenctl denials --group`)",
-                m.group
-            ))
-        })?;
+        for (field, value, max) in [("note", &m.note, MAX_NOTE), ("owner", &m.owner, MAX_OWNER)] {
+            if value.chars().count() > max || value.chars().any(warden_policy::text::is_control) {
+                return Err(OpsError::Invalid(format!("the {field} must be at most {max} characters, none a control")));
+            }
+        }
+        let group = self.find_group(&m.group).await?;
         let author = if m.author.trim().is_empty() { "unknown".to_owned() } else { m.author };
         let mark = DenialMark {
             group: m.group,

@@ -17,7 +17,8 @@
 //! - `keys.rs`, `secrets.rs`, `credentials.rs`: credentials, and publishing them under one
 //!   process-wide lock.
 //! - `sidecars.rs` (with `receipt.rs`): the sidecar streams; `status.rs`, `denials.rs`,
-//!   `top.rs`: what is going on; `explain.rs`: a described request, step by step; `metrics.rs`: the metrics they keep.
+//!   `top.rs`: what is going on; `suggest.rs`: the change that would let a false
+//!   positive through; `explain.rs`: a described request, step by step; `metrics.rs`: the metrics they keep.
 //! - `copy.rs`: moving a store to another database, verified; `fallback.rs`: signed
 //!   bundles for sidecars that start while no replica answers.
 //! - `console_key.rs`: the console's session signing key, kept in the store.
@@ -48,6 +49,7 @@ mod secrets;
 mod sidecars;
 mod startup;
 mod status;
+mod suggest;
 mod top;
 
 pub use crate::hub::Candidate;
@@ -69,3 +71,4 @@ pub use rollback::RollbackRequest;
 pub use rollout::{EndRollout, RolloutPlan, RolloutReport};
 pub use sidecars::{Hello, Report, Reporter, Session, ToStore};
 pub use status::{SidecarStatus, Status};
+pub use suggest::Suggestion;

@@ -173,7 +173,7 @@ pub fn denial_filter(r: &pb::ListDenialsRequest) -> DenialFilter {
         client: r.client.clone(),
         limit: r.limit,
         request_id: r.request_id.clone(),
-        shadow: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -18,10 +18,10 @@ pub use api::{Candidate, Store, StoreFuture};
 pub use error::StoreError;
 pub use location::Location;
 pub use model::{
-    CanaryWindow, Change, CredentialRows, Denial, DenialBucket, DenialFilter, DenialGroup, DenialMark, Heads, KeyRow,
-    Leader, Mark, NewKey, NewRollout, NewVersion, PolicyVersion, QuotaDemand, Retention, Rollout, RolloutMode,
-    RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount, ShadowRecords, SidecarRecord,
-    StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow, group_id,
+    CanaryWindow, Change, CredentialRows, Denial, DenialBucket, DenialFilter, DenialGroup, DenialMark, GroupOrder,
+    Heads, KeyRow, Leader, Mark, NewKey, NewRollout, NewVersion, PolicyVersion, QuotaDemand, Retention, Rollout,
+    RolloutMode, RolloutState, Sample, SampleFilter, SampleRetention, SecretRow, ShadowCount, ShadowRecords,
+    SidecarRecord, StoreCopy, Stored, StoredDenial, StoredSample, TrafficRow, group_id,
 };
 pub use postgres::{Postgres, Target};
 pub use sqlite::Sqlite;

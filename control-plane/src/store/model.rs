@@ -509,6 +509,28 @@ pub struct DenialFilter {
     pub request_id: String,
     /// Real refusals (the default), or a shadow rollout's differences.
     pub shadow: ShadowRecords,
+    /// Which groups `denial_groups` returns first (and keeps, within `limit`).
+    pub group_order: GroupOrder,
+}
+
+/// How refusal groups are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GroupOrder {
+    /// Most refusals first (`wardenctl denials --group`).
+    #[default]
+    MostFirst,
+    /// The most recently refused first (the console's queue).
+    NewestFirst,
+}
+
+impl GroupOrder {
+    /// The `ORDER BY` of a grouped query (the same SQL on both stores).
+    pub fn sql(self) -> &'static str {
+        match self {
+            GroupOrder::MostFirst => "COUNT(*) DESC, MAX(unix_ms) DESC",
+            GroupOrder::NewestFirst => "MAX(unix_ms) DESC, COUNT(*) DESC",
+        }
+    }
 }
 
 /// Which deny records a filter reads: the review queue holds enforced (and dry-run)

@@ -77,6 +77,10 @@ pub struct Quotas {
     pending: AtomicU64,
     max_keys: usize,
     dropped: AtomicU64,
+    /// Live decisions under a global quota, and of them those on the 1/N fallback share
+    /// (no share from the control plane), for the sidecar's metrics.
+    decided: AtomicU64,
+    on_fallback: AtomicU64,
 }
 
 impl std::fmt::Debug for Quotas {
@@ -100,12 +104,29 @@ impl Quotas {
             pending: AtomicU64::new(0),
             max_keys,
             dropped: AtomicU64::new(0),
+            decided: AtomicU64::new(0),
+            on_fallback: AtomicU64::new(0),
         }
     }
 
     /// The share of the quota this sidecar may use for `key` now.
     pub fn fraction(&self, limit: &str, key: &[u8], now: Instant) -> f64 {
         self.share(limit, key, now).0
+    }
+
+    /// `fraction` for a live decision, counted (see `decisions`).
+    pub fn decided_fraction(&self, limit: &str, key: &[u8], now: Instant) -> f64 {
+        let (fraction, assigned) = self.share(limit, key, now);
+        self.decided.fetch_add(1, Ordering::Relaxed);
+        if !assigned {
+            self.on_fallback.fetch_add(1, Ordering::Relaxed);
+        }
+        fraction
+    }
+
+    /// Live decisions under a global quota so far, and of them those on the fallback share.
+    pub fn decisions(&self) -> (u64, u64) {
+        (self.decided.load(Ordering::Relaxed), self.on_fallback.load(Ordering::Relaxed))
     }
 
     /// The share, and whether the control plane assigned it (else it is the fallback).

@@ -45,7 +45,7 @@ impl LimitView for Counters<'_> {
     }
 
     fn share(&self, limit: &Limit, key: &[u8]) -> f64 {
-        self.quotas.fraction(&limit.name, key, self.now)
+        self.quotas.decided_fraction(&limit.name, key, self.now)
     }
 
     fn record(&self, limit: &Limit, key: &[u8], plan: Option<&str>, admitted: bool) {
@@ -63,7 +63,8 @@ impl LimitView for Shadowed<'_> {
     }
 
     fn share(&self, limit: &Limit, key: &[u8]) -> f64 {
-        self.0.share(limit, key)
+        // Not counted: the live decision of the same request was.
+        self.0.quotas.fraction(&limit.name, key, self.0.now)
     }
 }
 

@@ -3,6 +3,7 @@
 //! `request_counts.rs`); refusals by rule and reason; active connections and WebSocket tunnels; the snapshot in
 //! use and swaps; the control-plane connection; telemetry dropped.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ pub struct Metrics {
     pub snapshot_version: Gauge,
     pub snapshot_swaps: Gauge,
     pub control_plane_connected: Gauge,
+    /// Global quota decisions, and of them on the fallback share: set from the quotas'
+    /// own counts when scraped (`sync_quota_decisions`).
+    quota_decisions: Counter,
+    quota_fallback_decisions: Counter,
     dropped: Family<KindLabels, Counter>,
     /// Sampled spans ended, and handed to the exporter: the difference, less the batch
     /// queue (2,048), is what the SDK's full queue dropped.
@@ -122,7 +127,16 @@ impl Drop for Open {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("warden");
+        Metrics::for_service(None)
+    }
+}
+
+impl Metrics {
+    /// Every series carries `service` (the sidecar's `--service`, when it has one), so a
+    /// fleet's dashboards and alerts group by it without relabelling.
+    pub fn for_service(service: Option<&str>) -> Self {
+        let labels = service.map(|s| (Cow::Borrowed("service"), Cow::Owned(s.to_owned())));
+        let mut registry = Registry::with_prefix_and_labels("warden", labels.into_iter());
         let requests = Arc::new(RequestCounts::default());
         let denials = Family::<DenyLabels, Counter>::default();
         let shadow = Family::<ShadowLabels, Counter>::default();
@@ -148,6 +162,14 @@ impl Default for Metrics {
         let tunnels_open = Gauge::default();
         let tunnels_closed = Family::<TunnelLabels, Counter>::default();
         let tunnel_bytes = Family::<TunnelBytesLabels, Counter>::default();
+        let quota_decisions = Counter::default();
+        let quota_fallback_decisions = Counter::default();
+        registry.register("quota_decisions", "Requests decided under a global quota", quota_decisions.clone());
+        registry.register(
+            "quota_fallback_decisions",
+            "Of them, decided on the 1/N fallback share (no share from the control plane)",
+            quota_fallback_decisions.clone(),
+        );
         registry.register("tunnels_open", "WebSocket tunnels open now", tunnels_open.clone());
         registry.register("tunnels_closed", "WebSocket tunnels closed, by route and why", tunnels_closed.clone());
         registry.register(
@@ -208,6 +230,8 @@ impl Default for Metrics {
             requests,
             denials,
             shadow,
+            quota_decisions,
+            quota_fallback_decisions,
             active_connections,
             worker_threads,
             snapshot_version,
@@ -298,6 +322,13 @@ impl Metrics {
     }
 
     /// The text exposition.
+    /// Brings the quota decision counters up to the quotas' own counts (`(all, fallback)`).
+    pub fn sync_quota_decisions(&self, (all, fallback): (u64, u64)) {
+        for (counter, total) in [(&self.quota_decisions, all), (&self.quota_fallback_decisions, fallback)] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

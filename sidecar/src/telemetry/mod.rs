@@ -64,14 +64,15 @@ impl std::fmt::Debug for Telemetry {
 
 impl Default for Telemetry {
     fn default() -> Self {
-        Telemetry::new(false)
+        Telemetry::new(false, None)
     }
 }
 
 impl Telemetry {
-    /// With `access_log`, one JSON line per request goes to stdout.
-    pub fn new(access_log: bool) -> Telemetry {
-        let metrics = Metrics::default();
+    /// With `access_log`, one JSON line per request goes to stdout. Metrics carry
+    /// `service` when there is one.
+    pub fn new(access_log: bool, service: Option<&str>) -> Telemetry {
+        let metrics = Metrics::for_service(service);
         let access =
             access_log.then(|| AccessLog::start(metrics.dropped("access_log"), metrics.access_log_lines.clone()));
         let samples = Samples::new(samples::DEFAULT_PER_ROUTE, 1, metrics.dropped("samples"));

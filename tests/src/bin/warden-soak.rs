@@ -167,9 +167,13 @@ async fn connections(http: &Client, admin: std::net::SocketAddr) -> (Option<u64>
         let url = format!("http://{admin}{path}");
         async move { tokio::time::timeout(Duration::from_secs(1), http.get(&url)).await.ok()?.ok() }
     };
-    let downstream = get("/metrics")
-        .await
-        .and_then(|r| r.text().lines().find_map(|l| l.strip_prefix("warden_active_connections ")?.trim().parse().ok()));
+    let downstream = get("/metrics").await.and_then(|r| {
+        // `warden_active_connections{service="…"} N`
+        r.text().lines().find_map(|l| {
+            let rest = l.strip_prefix("warden_active_connections")?;
+            rest.starts_with(['{', ' ']).then(|| rest.rsplit(' ').next()?.trim().parse().ok())?
+        })
+    });
     let upstream = get("/config").await.and_then(|r| {
         let c: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
         let endpoints =

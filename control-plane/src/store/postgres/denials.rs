@@ -133,13 +133,14 @@ pub async fn list(c: &Object, f: &DenialFilter) -> Result<Vec<StoredDenial>, Err
 
 /// Refusals matching `f`, counted by service, route, rule, reason and client, most first.
 pub async fn groups(c: &Object, f: &DenialFilter) -> Result<Vec<DenialGroup>, Error> {
+    let order = f.group_order.sql();
     let rows = c
         .query(
             &format!(
                 "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), COUNT(*) FILTER (WHERE dry_run),
                         MIN(unix_ms), (ARRAY_AGG(request_id ORDER BY unix_ms DESC))[1]
                  FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
-                 ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT $6"
+                 ORDER BY {order} LIMIT $6"
             ),
             &args(f, &i64::from(f.limit.max(1)), &f.shadow.code()),
         )

@@ -140,11 +140,14 @@ pub fn list(c: &Connection, f: &DenialFilter) -> Result<Vec<StoredDenial>, rusql
 
 /// Refusals matching `f`, counted by service, route, rule, reason and client, most first.
 pub fn groups(c: &Connection, f: &DenialFilter) -> Result<Vec<DenialGroup>, rusqlite::Error> {
+    let order = f.group_order.sql();
     let mut stmt = c.prepare(&format!(
-        // A bare column beside MAX() is SQLite's value from the row holding the maximum.
-        "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), SUM(dry_run), MIN(unix_ms), request_id
+        // The newest refusal's request id: the largest of time (zero-padded, so text order
+        // is time order) followed by the id, with the time cut off again.
+        "SELECT service, route, rule, code, client_id, COUNT(*), MAX(unix_ms), SUM(dry_run), MIN(unix_ms),
+                substr(MAX(printf('%020d', unix_ms) || request_id), 21)
          FROM denials {WHERE} GROUP BY service, route, rule, code, client_id
-         ORDER BY COUNT(*) DESC, MAX(unix_ms) DESC LIMIT ?6"
+         ORDER BY {order} LIMIT ?6"
     ))?;
     let (shadow, version) = f.shadow.code();
     let args =
