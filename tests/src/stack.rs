@@ -22,6 +22,16 @@ routes:
     match: { path_prefix: /stream }
 ";
 
+/// Routes to append to a policy's `routes` (it must end with them): valid for the control
+/// plane, but the upstream's CA file is not on the sidecar's host, so a sidecar NACKs it
+/// with an error naming `billing-ca.pem`.
+pub const MISSING_CA: &str = "  - name: billing
+    match: { path_prefix: /billing }
+    upstream: billing
+upstreams:
+  billing: { endpoints: [\"127.0.0.1:8080\"], tls: { ca_file: /nonexistent/billing-ca.pem } }
+";
+
 /// `orders` behind API keys with a global quota of 10/s (burst 5) per client.
 pub const GLOBAL: &str = "service: orders
 routes:

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use warden_e2e::stack::orders_sidecar;
+use warden_e2e::stack::{MISSING_CA, orders_sidecar};
 use warden_e2e::{App, Client, ControlPlane, Proc, eventually, sign, write_policy};
 
 /// A client name that is markup: it would retitle the page or run a script if rendered.
@@ -127,13 +127,7 @@ async fn a_browser_walks_the_console_and_nothing_it_is_shown_can_act_on_it() {
     })
     .await;
     // v3 is valid for the control plane, but its upstream's CA file is not on the sidecar's host.
-    let billing = "  - name: billing
-    match: { path_prefix: /billing }
-    upstream: billing
-upstreams:
-  billing: { endpoints: [\"127.0.0.1:8080\"], tls: { ca_file: /nonexistent/billing-ca.pem } }
-";
-    apply("v3.yaml", &policy(&keys, "5s", billing), &[]).await;
+    apply("v3.yaml", &policy(&keys, "5s", MISSING_CA), &[]).await;
     eventually("the sidecar NACKs v3", Duration::from_secs(10), || async {
         ctl(&["status"]).await.stdout.contains("billing-ca.pem")
     })

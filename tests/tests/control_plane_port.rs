@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use warden_e2e::stack::BASIC;
+use warden_e2e::stack::{BASIC, MISSING_CA};
 use warden_e2e::{Stack, eventually};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -43,14 +43,7 @@ async fn probes_and_metrics_show_the_fleet_its_skew_nacks_and_applies() {
     }
 
     // v2 is valid for the control plane, but its upstream's CA file is not on the sidecar's host.
-    let bad = format!(
-        "{BASIC}  - name: billing
-    match: {{ path_prefix: /billing }}
-    upstream: billing
-upstreams:
-  billing: {{ endpoints: [\"127.0.0.1:8080\"], tls: {{ ca_file: /nonexistent/billing-ca.pem }} }}
-"
-    );
+    let bad = format!("{BASIC}{MISSING_CA}");
     let v2 = s.apply(&bad).await;
     s.wait_for_nack(v2, "billing-ca.pem").await;
     let refused = s.cp.ctl(&["rollback", "orders", "--to", "9"]).await;

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use std::time::Duration;
 
-use warden_e2e::stack::BASIC;
+use warden_e2e::stack::{BASIC, MISSING_CA};
 use warden_e2e::{Stack, eventually, write_policy};
 
 const MONITORING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/monitoring");
@@ -92,14 +92,7 @@ async fn the_dashboard_and_the_alerts_name_only_metrics_the_binaries_export() {
     })
     .await;
     assert_eq!(s.cp.ctl(&["rollout", "abort", "orders"]).await.code, 0);
-    let bad = format!(
-        "{BASIC}  - name: billing
-    match: {{ path_prefix: /billing }}
-    upstream: billing
-upstreams:
-  billing: {{ endpoints: [\"127.0.0.1:8080\"], tls: {{ ca_file: /nonexistent/billing-ca.pem }} }}
-"
-    );
+    let bad = format!("{BASIC}{MISSING_CA}");
     let v = s.apply(&bad).await;
     s.wait_for_nack(v, "billing-ca.pem").await;
     let sidecar = s.get_admin("/metrics").await;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
-use warden_e2e::stack::BASIC;
+use warden_e2e::stack::{BASIC, MISSING_CA};
 use warden_e2e::{ControlPlane, Stack, eventually};
 
 fn tagged(n: u64) -> String {
@@ -61,14 +61,7 @@ async fn fifty_applies_while_a_client_keeps_sending_lose_no_request() {
 async fn a_snapshot_the_sidecar_cannot_use_is_nacked_and_the_old_one_keeps_serving() {
     let s = Stack::start(BASIC).await;
     // Valid for the control plane, but the CA file it names is not on the sidecar's host.
-    let bad = format!(
-        "{BASIC}  - name: billing
-    match: {{ path_prefix: /billing }}
-    upstream: billing
-upstreams:
-  billing: {{ endpoints: [\"127.0.0.1:8080\"], tls: {{ ca_file: /nonexistent/billing-ca.pem }} }}
-"
-    );
+    let bad = format!("{BASIC}{MISSING_CA}");
     let v2 = s.apply(&bad).await;
     assert_eq!(v2, 2);
 

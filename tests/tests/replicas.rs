@@ -398,7 +398,7 @@ async fn a_global_quota_holds_across_sidecars_on_different_replicas() {
 }
 
 /// `copy-store` moves a SQLite store to PostgreSQL: every version, key, secret, sidecar
-/// record and denial, verified; a replica on the copy serves the same fleet, and the keys
+/// record, denial and mark, verified; a replica on the copy serves the same fleet, and the keys
 /// still work. A second copy into the now non-empty database is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn copy_store_moves_everything_from_sqlite_to_postgres() {
@@ -437,10 +437,16 @@ async fn copy_store_moves_everything_from_sqlite_to_postgres() {
         settled
     })
     .await;
+    // A reviewer's mark comes along with the deny log.
+    let groups = json(&old, &["denials", "--group", "-o", "json"]).await;
+    let group = groups["groups"][0]["group"].as_str().unwrap().to_owned();
+    let marked = old.ctl(&["denials", "mark", &group, "--as", "expected", "--note", "no key, no entry"]).await;
+    assert_eq!(marked.code, 0, "{marked:?}");
     let before = (
         json(&old, &["history", "orders", "-o", "json"]).await,
         json(&old, &["keys", "list", "-o", "json"]).await,
         last.into_inner().unwrap(),
+        json(&old, &["denials", "--group", "-o", "json"]).await,
     );
     old.proc.kill9();
 
@@ -468,11 +474,15 @@ async fn copy_store_moves_everything_from_sqlite_to_postgres() {
         "{report}"
     );
     assert!(report["sidecars"].as_u64() >= Some(1) && report["denials"].as_u64() >= Some(1), "{report}");
+    assert_eq!(report["marks"], 1, "{report}");
 
     let new = ControlPlane::on_database(&db.url).await;
     assert_eq!(json(&new, &["history", "orders", "-o", "json"]).await, before.0, "the same history");
     assert_eq!(json(&new, &["keys", "list", "-o", "json"]).await, before.1, "the same keys");
     assert_eq!(json(&new, &["denials", "-o", "json"]).await, before.2, "the same deny log");
+    let groups = json(&new, &["denials", "--group", "-o", "json"]).await;
+    assert_eq!(groups, before.3, "the same groups, with their mark");
+    assert_eq!(groups["groups"][0]["mark"]["note"], "no key, no entry");
     let status = new.ctl(&["status"]).await;
     assert!(status.stdout.contains("orders-1"), "the sidecar records came along: {status:?}");
     // The sidecar moves over: its key still opens the door, the revoked one does not.

@@ -89,7 +89,7 @@ struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Copies every version, key, secret, sidecar record and denial from one store into
+    /// Copies every version, key, secret, sidecar record, denial and mark from one store into
     /// another, empty one (SQLite to PostgreSQL, or back), then reads both back and
     /// compares them; reports success only if they match. Stop the control plane first.
     CopyStore {
@@ -140,7 +140,7 @@ async fn copy_store(from: &str, to: &str, ca_file: Option<&PathBuf>) -> anyhow::
         "{}",
         serde_json::json!({
             "from": from.describe(), "to": to.describe(), "services": copied.services, "versions": copied.versions,
-            "keys": copied.keys, "secrets": copied.secrets, "sidecars": copied.sidecars, "denials": copied.denials,
+            "keys": copied.keys, "secrets": copied.secrets, "sidecars": copied.sidecars, "denials": copied.denials, "marks": copied.marks,
             "sha256": copied.digest, "verified": true,
         })
     );

@@ -3,7 +3,8 @@
 //! everything through the `Store` interface, writes it into the empty destination in one
 //! transaction, then reads the destination back and compares it with the source: every
 //! version with its content hash and source, every key's hash and state, every secret
-//! value, every sidecar record, the deny log. Only a copy that compares equal succeeds.
+//! value, every sidecar record, the deny log and its marks. Only a copy that compares
+//! equal succeeds.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub struct Copied {
     pub secrets: usize,
     pub sidecars: usize,
     pub denials: usize,
+    pub marks: usize,
     /// SHA-256 over everything compared, hex.
     pub digest: String,
 }
@@ -60,7 +62,13 @@ async fn read_all(store: &dyn Store) -> Result<StoreCopy, OpsError> {
     let sidecars = store.sidecars().await?;
     let denials = store.denials(DenialFilter { limit: u32::MAX, ..Default::default() }).await?;
     let rollouts = store.rollouts(None).await?;
-    Ok(StoreCopy { versions, keys, secrets, sidecars, denials, rollouts })
+    let marks = store.denial_marks(None).await?;
+    // The stored key (a store that has none makes one: a copy keeps sessions valid).
+    let mut fresh = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
+        .map_err(|_| OpsError::Internal("no randomness from the OS".into()))?;
+    let console_key = store.console_key(fresh).await?;
+    Ok(StoreCopy { versions, keys, secrets, sidecars, denials, rollouts, marks, console_key })
 }
 
 /// Counts and a digest of what a copy must preserve.
@@ -125,6 +133,15 @@ fn summary(data: &StoreCopy) -> Copied {
         }
         field(&d.denial.unix_ms.to_le_bytes());
     }
+    for m in &data.marks {
+        for b in
+            [m.group.as_bytes(), m.mark.as_str().as_bytes(), m.note.as_bytes(), m.owner.as_bytes(), m.author.as_bytes()]
+        {
+            field(b);
+        }
+        field(&m.unix_ms.to_le_bytes());
+    }
+    field(&data.console_key);
     let mut services: Vec<&str> = data.versions.iter().map(|v| v.service.as_str()).collect();
     services.dedup();
     Copied {
@@ -134,6 +151,7 @@ fn summary(data: &StoreCopy) -> Copied {
         secrets: data.secrets.len(),
         sidecars: data.sidecars.len(),
         denials: data.denials.len(),
+        marks: data.marks.len(),
         digest: hex::encode(h.finalize()),
     }
 }

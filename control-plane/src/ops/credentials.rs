@@ -8,7 +8,7 @@ use warden_proto::v1 as pb;
 
 use crate::hub::{Candidate, CredentialsState, secret_names};
 use crate::ops::control_plane::ControlPlane;
-use crate::store::{CredentialRows, StoreError};
+use crate::store::{CredentialRows, KeyRow, StoreError};
 
 impl ControlPlane {
     /// Publishes what changed in a service's credentials since the revision its sidecars
@@ -111,22 +111,23 @@ fn message(epoch: u64, service: &str, base: u64, read: CredentialRows) -> pb::Cr
         service: service.to_owned(),
         revision: read.revision,
         base_revision: base,
-        keys: read
-            .keys
-            .into_iter()
-            .map(|k| pb::ApiKey {
-                id: k.id,
-                sha256: k.sha256,
-                client: k.client,
-                plan: k.plan,
-                expires_unix_ms: k.expires_unix_ms,
-                revoked_unix_ms: k.revoked_unix_ms,
-            })
-            .collect(),
+        keys: read.keys.into_iter().map(api_key).collect(),
         secrets: read
             .secrets
             .into_iter()
             .map(|s| pb::Secret { name: s.name, id: s.id, value: s.value, expires_unix_ms: s.expires_unix_ms })
             .collect(),
+    }
+}
+
+/// A stored key as sidecars (and explain) check it: its hash and who it names.
+pub(super) fn api_key(k: KeyRow) -> pb::ApiKey {
+    pb::ApiKey {
+        id: k.id,
+        sha256: k.sha256,
+        client: k.client,
+        plan: k.plan,
+        expires_unix_ms: k.expires_unix_ms,
+        revoked_unix_ms: k.revoked_unix_ms,
     }
 }

@@ -17,6 +17,7 @@ use warden_proto::v1 as pb;
 use crate::clock::now_unix_ms;
 use crate::explain::{self, Explained, Step};
 use crate::ops::control_plane::ControlPlane;
+use crate::ops::credentials::api_key;
 use crate::ops::error::OpsError;
 
 /// A request to explain.
@@ -103,17 +104,8 @@ impl ControlPlane {
         // A missing or malformed key needs no lookup: the auth step refuses it as live.
         let Some(key) = key else { return Ok(Credentials::default()) };
         let hash = hash_key(key);
-        let keys = match self.stored("lookup_key", self.store.lookup_key(service, hash.0.to_vec())).await? {
-            Some(k) => vec![pb::ApiKey {
-                id: k.id,
-                sha256: k.sha256,
-                client: k.client,
-                plan: k.plan,
-                expires_unix_ms: k.expires_unix_ms,
-                revoked_unix_ms: k.revoked_unix_ms,
-            }],
-            None => Vec::new(),
-        };
+        let found = self.stored("lookup_key", self.store.lookup_key(service, hash.0.to_vec())).await?;
+        let keys = found.into_iter().map(api_key).collect();
         let proto = pb::Credentials { service: service.to_owned(), keys, ..Default::default() };
         Credentials::compile(&proto, None).map_err(|e| OpsError::Internal(e.to_string()))
     }

@@ -54,6 +54,10 @@ pub struct StoreCopy {
     pub denials: Vec<StoredDenial>,
     /// Every rollout: which versions are candidates (running or aborted) and not current.
     pub rollouts: Vec<Rollout>,
+    /// The reviewers' marks on refusal groups.
+    pub marks: Vec<DenialMark>,
+    /// The console's session signing key (sessions stay valid across the move).
+    pub console_key: Vec<u8>,
 }
 
 /// One route's latest traffic window on one sidecar, as a replica shares it for

@@ -2,7 +2,7 @@
 //! made by whichever replica asks first; every replica then reads the same) and the
 //! reviewers' marks on refusal groups.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 use tokio_postgres::error::Error;
 
@@ -19,7 +19,7 @@ pub async fn key(c: &Object, fresh: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// Sets a group's mark, replacing any earlier one.
-pub async fn set_mark(c: &Object, m: &DenialMark) -> Result<(), Error> {
+pub async fn set_mark(c: &impl GenericClient, m: &DenialMark) -> Result<(), Error> {
     c.execute(
         "INSERT INTO denial_marks (group_id, service, route, rule, code, client_id, mark, note, owner, author, unix_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -38,6 +38,17 @@ pub async fn set_mark(c: &Object, m: &DenialMark) -> Result<(), Error> {
             &m.author,
             &m.unix_ms,
         ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces the key (`copy-store`: the source's comes along).
+pub async fn replace_key(c: &impl GenericClient, key: &[u8]) -> Result<(), Error> {
+    c.execute(
+        "INSERT INTO console_keys (id, key, created_unix_ms) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET key = excluded.key",
+        &[&key, &crate::clock::now_unix_ms()],
     )
     .await?;
     Ok(())

@@ -108,6 +108,12 @@ pub async fn import(c: &mut Object, data: &StoreCopy) -> Result<(), Error> {
     for r in &data.rollouts {
         crate::store::postgres::rollouts::insert_in(&tx, r).await?;
     }
+    for m in &data.marks {
+        crate::store::postgres::console::set_mark(&tx, m).await?;
+    }
+    if !data.console_key.is_empty() {
+        crate::store::postgres::console::replace_key(&tx, &data.console_key).await?;
+    }
     tx.execute(
         "INSERT INTO counters (name, value) VALUES ('credentials', 1)
          ON CONFLICT (name) DO UPDATE SET value = GREATEST(counters.value, 1)",

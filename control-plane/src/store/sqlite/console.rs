@@ -19,7 +19,7 @@ pub fn key(conn: &mut Connection, fresh: &[u8]) -> Result<Vec<u8>, rusqlite::Err
 }
 
 /// Sets a group's mark, replacing any earlier one.
-pub fn set_mark(conn: &mut Connection, m: &DenialMark) -> Result<(), rusqlite::Error> {
+pub fn set_mark(conn: &Connection, m: &DenialMark) -> Result<(), rusqlite::Error> {
     conn.execute(
         "INSERT INTO denial_marks (group_id, service, route, rule, code, client_id, mark, note, owner, author, unix_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -38,6 +38,16 @@ pub fn set_mark(conn: &mut Connection, m: &DenialMark) -> Result<(), rusqlite::E
             m.author,
             m.unix_ms
         ],
+    )?;
+    Ok(())
+}
+
+/// Replaces the key (`copy-store`: the source's comes along).
+pub fn replace_key(conn: &Connection, key: &[u8]) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT INTO console_keys (id, key, created_unix_ms) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET key = excluded.key",
+        params![key, crate::clock::now_unix_ms()],
     )?;
     Ok(())
 }

@@ -68,6 +68,12 @@ pub fn import(conn: &mut Connection, data: &StoreCopy) -> Result<(), rusqlite::E
         for r in &data.rollouts {
             crate::store::sqlite::rollouts::insert_in(&tx, r)?;
         }
+        for m in &data.marks {
+            crate::store::sqlite::console::set_mark(&tx, m)?;
+        }
+        if !data.console_key.is_empty() {
+            crate::store::sqlite::console::replace_key(&tx, &data.console_key)?;
+        }
     }
     tx.execute(
         "INSERT INTO counters (name, value) VALUES ('credentials', 1)
