@@ -10,7 +10,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use warden_e2e::{Sidecar, Stack, eventually, write_policy};
 
 const LIVE: &str = "service: orders
@@ -240,6 +241,11 @@ async fn a_canary_is_compared_with_its_baseline_promoted_when_good_and_aborted_b
         (serde_json::json!(["orders-1"]), serde_json::json!(["orders-2"]))
     );
     assert_eq!((st["canary"]["refused"].as_u64(), st["baseline"]["refused"].as_u64()), (Some(0), Some(0)));
+    // The console's rollouts page has both sides, and the buttons.
+    let page = console_page(&s, "/rollouts").await;
+    for part in ["<th>Canary (v2)</th><th>Baseline (v1)</th>", "Canary sidecars (50%): orders-1", "Promote v2"] {
+        assert!(page.contains(part), "no {part} in the console's rollouts page:\n{page}");
+    }
     json(&s, &["rollout", "promote", "orders"]).await;
     wait_for(&s, &baseline, 2, 0).await;
 
@@ -271,4 +277,15 @@ async fn a_canary_is_compared_with_its_baseline_promoted_when_good_and_aborted_b
     eprintln!("aborted {:.1} s after the bad canary's traffic started", sent.elapsed().as_secs_f64());
     let status = s.cp.ctl(&["status"]).await.stdout;
     assert!(status.contains("aborted automatically"), "`status` says why: {status}");
+    let page = console_page(&s, "/rollouts").await;
+    assert!(page.contains("<td>evaluator</td><td class=\"reason\">aborted automatically: refused&gt;+2%"), "{page}");
+}
+
+/// A console page, signed in (this control plane has no admin token: an empty one).
+async fn console_page(s: &Stack, path: &str) -> String {
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let login = s.client.send(Method::POST, &s.cp.http_url("/login"), &form, Bytes::from("name=e2e&token=")).await;
+    let login = login.unwrap();
+    let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    s.client.send(Method::GET, &s.cp.http_url(path), &[("cookie", &cookie)], Bytes::new()).await.unwrap().text()
 }
