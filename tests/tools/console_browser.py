@@ -85,6 +85,10 @@ class Walk:
         self.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#traffic .route"))
         s["chart_routes"] = [e.get_attribute("data-route") for e in self.d.find_elements(By.CSS_SELECTOR, "#traffic .route")]
         s["routes_table"] = [e.text for e in self.d.find_elements(By.CSS_SELECTOR, "#routes tbody tr td:first-child")]
+        if self.plan.get("screenshots"):
+            # A few points on the charts for the picture.
+            polls = lambda d: int(d.find_element(By.ID, "traffic").get_attribute("data-polls") or 0)
+            self.wait.until(lambda d: polls(d) >= 5)
         self.shot("service")
         # A diff between two versions, chosen in the form.
         Select(self.d.find_element(By.NAME, "from")).select_by_visible_text("v1")

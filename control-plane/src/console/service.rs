@@ -55,7 +55,8 @@ pub async fn page(cp: &ControlPlane, session: &Session, service: &str) -> Result
                                 a href={ "/services/" (enc(service)) "/diff?from=" (v.version - 1) "&to=" (v.version) } { "diff" }
                             }
                             @if session.can_change() && v.version != current.version && state.is_none_or(|s| s.as_str() == "promoted") {
-                                " · " a.rollback href={ "/services/" (enc(service)) "/rollback?to=" (v.version) } { "roll back to this" }
+                                @if v.version > 1 { " · " }
+                                a.rollback href={ "/services/" (enc(service)) "/rollback?to=" (v.version) } { "roll back to this" }
                             }
                         }
                     }

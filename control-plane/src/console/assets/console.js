@@ -95,6 +95,7 @@
         }
         render();
         box.dataset.updated = String(data.unix_ms);
+        box.dataset.polls = String(Number(box.dataset.polls || 0) + 1);
       }
     } catch (e) {
       // The control plane restarted or the network blinked: the next poll tries again.
