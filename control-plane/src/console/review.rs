@@ -112,7 +112,7 @@ fn row(session: &Session, r: &Reviewed, counts: &[u64], new: bool) -> Markup {
                     @if m.mark == Mark::FalsePositive && !g.example_request_id.is_empty() {
                         br; a.explain href={ "/explain?request_id=" (enc(&g.example_request_id)) "&service=" (enc(&g.service)) } { "explain one of its requests" }
                     }
-                    @if m.mark == Mark::FalsePositive && suggestable(&g.rule, &g.code) {
+                    @if m.mark == Mark::FalsePositive && crate::ops::loosenable(&g.rule, &g.code) {
                         br; a.suggest href={ "/denials/suggest?group=" (r.id) } { "what would let it through" }
                     }
                 }
@@ -133,15 +133,6 @@ fn row(session: &Session, r: &Reviewed, counts: &[u64], new: bool) -> Markup {
             }
         }
     }
-}
-
-/// Whether the rule that refused is one a policy change can loosen for the group: a limit,
-/// or an access list.
-fn suggestable(rule: &str, code: &str) -> bool {
-    code == "rate_limited"
-        || rule.ends_with(".access.deny")
-        || rule.ends_with(".access.allow")
-        || rule.starts_with("access.")
 }
 
 /// The change that would have let a false positive through, and its preview.

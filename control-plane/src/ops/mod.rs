@@ -71,4 +71,4 @@ pub use rollback::RollbackRequest;
 pub use rollout::{EndRollout, RolloutPlan, RolloutReport};
 pub use sidecars::{Hello, Report, Reporter, Session, ToStore};
 pub use status::{SidecarStatus, Status};
-pub use suggest::Suggestion;
+pub use suggest::{Suggestion, loosenable};

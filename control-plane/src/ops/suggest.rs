@@ -64,6 +64,12 @@ impl ControlPlane {
     }
 }
 
+/// Whether a refusal's rule is one `suggest` can loosen: a limit (its refusals are
+/// `rate_limited`) or an access list (`access.*`, `routes.NAME.access.*`).
+pub fn loosenable(rule: &str, code: &str) -> bool {
+    code == "rate_limited" || rule.starts_with("access.") || rule.contains(".access.")
+}
+
 /// Changes `policy` so `rule` lets the group through; what changed, or None when the rule
 /// is neither a limit nor an access list (or the change cannot be made).
 fn change(policy: &mut Policy, rule: &str, client_ip: Option<IpAddr>) -> Option<String> {
