@@ -113,7 +113,12 @@ routes:
 
     let (_b_again, _) = demo_app("b", &b_addr).await;
     let served_before = served_by("b");
-    eventually("b is back in rotation once its ejection ends", Duration::from_secs(15), || async {
+    // Each ejection of a still-dead b lasted twice the one before: on a slow machine the
+    // one running now may be long, so the wait starts from what is left of it.
+    let config: serde_json::Value = Client::default().get(&sidecar.admin_url("/config")).await.unwrap().json();
+    let left = config["upstreams"][1]["endpoints"][1]["health"]["ejected_for_ms"].as_u64().unwrap();
+    let deadline = Duration::from_millis(left) + Duration::from_secs(15);
+    eventually("b is back in rotation once its ejection ends", deadline, || async {
         served_by("b") >= served_before + 20
     })
     .await;
